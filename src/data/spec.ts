@@ -1,0 +1,98 @@
+import { z } from 'zod';
+
+/**
+ * A dataset spec: the same object appears in a recipe's `calibration.data` and `eval.data`
+ * sections and is built from CLI flags. Relative paths resolve against the recipe's folder
+ * (or the working directory on the command line).
+ */
+
+/** 1-based inclusive document ranges: "11-46", "1-10", "1,3,5-7". */
+const Selection = z.string().regex(/^\s*\d+(\s*-\s*\d+)?(\s*,\s*\d+(\s*-\s*\d+)?)*\s*$/, 'expected ranges like "1-10" or "1,3,5-7"');
+
+export const TextSpec = z
+  .object({
+    kind: z.literal('text'),
+    path: z.string(),
+    /** documents are split on this string; empty documents are dropped */
+    separator: z.string().default('<|endoftext|>'),
+    /** llama2.c tokenizer.bin or a Hugging Face tokenizer.json */
+    tokenizer: z.string(),
+    select: Selection.optional(),
+    bos: z.boolean().default(true),
+    /** each document is evaluated on its own and truncated to this many tokens (BOS included) */
+    max_length: z.number().int().min(2).default(512),
+    /** documents longer than max_length are cut into windows starting every `stride` tokens instead of truncated */
+    stride: z.number().int().positive().optional(),
+    /** calibration protocol: encode the documents, concatenate them and cut into segments of this many tokens */
+    segment: z.number().int().min(2).optional(),
+  })
+  .strict();
+
+export const TokensSpec = z
+  .object({
+    kind: z.literal('tokens'),
+    path: z.string(),
+    dtype: z.enum(['uint16', 'uint32']).default('uint16'),
+    /** window length in tokens */
+    seq_len: z.number().int().min(2),
+    /** step between windows; defaults to seq_len (non-overlapping) */
+    stride: z.number().int().positive().optional(),
+    /** first token offset */
+    offset: z.number().int().min(0).default(0),
+    /** number of windows; all that fit by default */
+    count: z.number().int().positive().optional(),
+  })
+  .strict();
+
+const Normalize = {
+  /** pixel * scale, then (x - mean[c]) / std[c] */
+  scale: z.number().default(1),
+  mean: z.array(z.number()).optional(),
+  std: z.array(z.number()).optional(),
+  limit: z.number().int().positive().optional(),
+};
+
+export const IdxSpec = z
+  .object({
+    kind: z.literal('idx'),
+    /** images file (idx3-ubyte, gzipped or not) */
+    images: z.string(),
+    /** labels file (idx1-ubyte, gzipped or not) */
+    labels: z.string().optional(),
+    ...Normalize,
+  })
+  .strict();
+
+export const ImagesSpec = z
+  .object({
+    kind: z.literal('images'),
+    /** raw uint8 pixels, N images back to back */
+    path: z.string(),
+    /** [H, W, C] for nhwc files, [C, H, W] for nchw files */
+    shape: z.array(z.number().int().positive()).length(3),
+    layout: z.enum(['nhwc', 'nchw']).default('nhwc'),
+    /** one uint8 label per image */
+    labels: z.string().optional(),
+    ...Normalize,
+  })
+  .strict();
+
+export const NpySpec = z
+  .object({
+    kind: z.literal('npy'),
+    /** array whose first axis indexes samples */
+    path: z.string(),
+    /** integer .npy of one label per sample */
+    labels: z.string().optional(),
+    layout: z.enum(['nhwc', 'nchw']).optional(),
+    ...Normalize,
+  })
+  .strict();
+
+export const DatasetSpec = z.discriminatedUnion('kind', [TextSpec, TokensSpec, IdxSpec, ImagesSpec, NpySpec]);
+export type DatasetSpec = z.infer<typeof DatasetSpec>;
+export type TextSpec = z.infer<typeof TextSpec>;
+export type TokensSpec = z.infer<typeof TokensSpec>;
+export type IdxSpec = z.infer<typeof IdxSpec>;
+export type ImagesSpec = z.infer<typeof ImagesSpec>;
+export type NpySpec = z.infer<typeof NpySpec>;

@@ -1,0 +1,31 @@
+/** What a loaded dataset hands to evaluation and calibration. */
+
+export interface DatasetSource {
+  /** files read, with their sha256, so a report pins exactly what was measured */
+  files: { path: string; sha256: string }[];
+  /** one line a person can read: "text valid-head.txt docs 11-46, tok512.bin, bos, max_length 512" */
+  description: string;
+}
+
+/** Token sequences for causal LMs; each already carries its BOS when the spec asks for one. */
+export interface TokenDataset extends DatasetSource {
+  kind: 'tokens';
+  sequences: Int32Array[];
+  /** vocabulary size of the tokenizer, when known; checked against the model's logits */
+  vocabSize?: number;
+}
+
+/** Fixed-shape float samples (images, arrays) with optional integer labels. */
+export interface TensorDataset extends DatasetSource {
+  kind: 'tensors';
+  /** per-sample shape, without the batch axis */
+  sampleShape: number[];
+  /** layout of sampleShape when it is an image; evaluation transposes to the model's layout */
+  layout?: 'nhwc' | 'nchw';
+  /** all samples back to back, normalised, float32 */
+  data: Float32Array;
+  count: number;
+  labels?: Int32Array;
+}
+
+export type Dataset = TokenDataset | TensorDataset;
