@@ -1,0 +1,192 @@
+import { closeSync, fsyncSync, openSync, readFileSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
+import { UserError } from '../errors.js';
+import { writeFileAtomic, tempPathFor } from '../util/atomic-write.js';
+import { byteLength, elementCount } from './dtype.js';
+import { Model } from './model.js';
+import {
+  int64ToNumber,
+  ModelProtoType,
+  normaliseLongs,
+  type AttributeProto,
+  type ModelProto,
+  type NodeProto,
+  type TensorProto,
+} from './onnx-schema.js';
+
+/** protobuf messages cannot pass 2 GiB; past this, tensors must go to an external data file. */
+const PROTO_LIMIT = 2 ** 31 - 1;
+const HEADROOM = 64 * 2 ** 20;
+const EXTERNAL_ALIGN = 64;
+
+/** Read a whole file, turning every filesystem failure into a one-line user error naming the file. */
+export function readInputFile(path: string, what = 'file'): Buffer {
+  let st;
+  try {
+    st = statSync(path);
+  } catch {
+    throw new UserError(`${path}: no such ${what}`);
+  }
+  if (st.isDirectory()) throw new UserError(`${path}: is a directory, expected a ${what}`);
+  try {
+    return readFileSync(path);
+  } catch (e) {
+    throw new UserError(`${path}: cannot read (${(e as NodeJS.ErrnoException).code ?? 'error'})`);
+  }
+}
+
+export function decodeModelProto(bytes: Uint8Array, path: string): ModelProto {
+  if (bytes.byteLength === 0) throw new UserError(`${path}: empty file, not an ONNX model`);
+  let proto: ModelProto;
+  try {
+    proto = normaliseLongs(ModelProtoType.decode(bytes)) as ModelProto;
+  } catch (e) {
+    throw new UserError(`${path}: not an ONNX model or truncated (${(e as Error).message})`);
+  }
+  if (!proto.graph || int64ToNumber(proto.ir_version) <= 0 || !(proto.opset_import?.length ?? 0)) {
+    throw new UserError(`${path}: not an ONNX model (no graph, IR version or opset import)`);
+  }
+  return proto;
+}
+
+export function readOnnx(path: string): Model {
+  const bytes = readInputFile(path, 'ONNX model');
+  return new Model(decodeModelProto(bytes, path), path, 'onnx');
+}
+
+export interface WriteOnnxOptions {
+  /** true: every tensor of at least `externalThreshold` bytes goes to `<file>.data`; default: only when the model passes 2 GB */
+  externalData?: boolean;
+  externalThreshold?: number;
+}
+
+export interface WrittenFiles {
+  files: string[];
+  bytes: number;
+}
+
+/**
+ * Write `model` to `path` atomically. Tensors the model still holds unchanged are written from the
+ * same TensorProto, so their bytes (and storage form) are identical to the input's.
+ */
+export function writeOnnx(model: Model, path: string, opts: WriteOnnxOptions = {}): WrittenFiles {
+  const threshold = opts.externalThreshold ?? 1024;
+  const external = opts.externalData ?? estimateBytes(model) > PROTO_LIMIT - HEADROOM;
+  const graph = model.graph;
+
+  if (!external) {
+    const bytes = encodeInline(model);
+    writeFileAtomic(path, bytes);
+    return { files: [path], bytes: bytes.byteLength };
+  }
+
+  const dataName = `${basename(path)}.data`;
+  const dataPath = join(dirname(path), dataName);
+  const sink = new ExternalSink(dataPath, dataName);
+  try {
+    const initializer = (graph.initializer ?? []).map((t) => {
+      const host = model.tensor(t);
+      return host.data.byteLength >= threshold ? sink.add(t, host.data) : t.data_location === 1 ? inlineTensor(model, t) : t;
+    });
+    // large Constant nodes become initializers so their bytes can leave the protobuf too (ORT #17944)
+    const node: NodeProto[] = [];
+    for (const n of graph.node ?? []) {
+      const value = constantTensor(n);
+      if (value && byteLength(value.data_type ?? 0, elementCount((value.dims ?? []).map(int64ToNumber))) >= threshold) {
+        const t = { ...value, name: n.output![0] };
+        initializer.push(sink.add(t, model.tensor(t).data));
+      } else {
+        node.push(n);
+      }
+    }
+    const proto: ModelProto = { ...model.proto, graph: { ...graph, initializer, node } };
+    const bytes = ModelProtoType.encode(proto as never).finish();
+    sink.commit();
+    writeFileAtomic(path, bytes);
+    return { files: [path, dataPath], bytes: bytes.byteLength + sink.size };
+  } catch (e) {
+    sink.abort();
+    throw e;
+  }
+}
+
+/** The model as one protobuf with every tensor inline (for ONNX Runtime sessions and small files). */
+export function encodeInline(model: Model, extraOutputs: string[] = []): Uint8Array {
+  const graph = model.graph;
+  const initializer = (graph.initializer ?? []).map((t) => (t.data_location === 1 ? inlineTensor(model, t) : t));
+  const have = new Set((graph.output ?? []).map((o) => o.name));
+  const output = [...(graph.output ?? []), ...extraOutputs.filter((n) => !have.has(n)).map((name) => ({ name }))];
+  return ModelProtoType.encode({ ...model.proto, graph: { ...graph, initializer, output } } as never).finish();
+}
+
+function inlineTensor(model: Model, t: TensorProto): TensorProto {
+  const { external_data: _e, data_location: _l, ...rest } = t;
+  return { ...rest, raw_data: model.tensor(t).data };
+}
+
+function constantTensor(n: NodeProto): TensorProto | undefined {
+  if (n.op_type !== 'Constant' || (n.domain ?? '') !== '') return undefined;
+  const a: AttributeProto | undefined = n.attribute?.find((x) => x.name === 'value');
+  return a?.t;
+}
+
+function estimateBytes(model: Model): number {
+  let total = 0;
+  for (const t of model.graph.initializer ?? []) total += byteLength(t.data_type ?? 0, elementCount((t.dims ?? []).map(int64ToNumber)));
+  for (const n of model.graph.node ?? []) {
+    const v = constantTensor(n);
+    if (v) total += byteLength(v.data_type ?? 0, elementCount((v.dims ?? []).map(int64ToNumber)));
+  }
+  return total;
+}
+
+/** Appends tensor bytes to a temp data file; renamed into place before the .onnx that refers to it. */
+class ExternalSink {
+  private readonly tmp: string;
+  private fd: number | undefined;
+  size = 0;
+
+  constructor(
+    private readonly target: string,
+    private readonly location: string,
+  ) {
+    this.tmp = tempPathFor(target);
+    this.fd = openSync(this.tmp, 'w');
+  }
+
+  add(t: TensorProto, data: Uint8Array): TensorProto {
+    const pad = (EXTERNAL_ALIGN - (this.size % EXTERNAL_ALIGN)) % EXTERNAL_ALIGN;
+    if (pad) this.write(new Uint8Array(pad));
+    const offset = this.size;
+    this.write(data);
+    const { raw_data: _r, float_data: _f, int32_data: _i, int64_data: _l, double_data: _d, uint64_data: _u, ...rest } = t;
+    return {
+      ...rest,
+      data_location: 1,
+      external_data: [
+        { key: 'location', value: this.location },
+        { key: 'offset', value: String(offset) },
+        { key: 'length', value: String(data.byteLength) },
+      ],
+    };
+  }
+
+  commit(): void {
+    fsyncSync(this.fd!);
+    closeSync(this.fd!);
+    this.fd = undefined;
+    renameSync(this.tmp, this.target);
+  }
+
+  abort(): void {
+    if (this.fd !== undefined) closeSync(this.fd);
+    this.fd = undefined;
+    rmSync(this.tmp, { force: true });
+  }
+
+  private write(buf: Uint8Array): void {
+    let off = 0;
+    while (off < buf.byteLength) off += writeSync(this.fd!, buf, off, buf.byteLength - off);
+    this.size += buf.byteLength;
+  }
+}

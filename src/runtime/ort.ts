@@ -1,0 +1,56 @@
+import { createRequire } from 'node:module';
+import * as ort from 'onnxruntime-node';
+import { UserError } from '../errors.js';
+import type { Model } from '../model/model.js';
+import { encodeInline } from '../model/onnx-io.js';
+
+export { ort };
+
+export interface SessionOptions {
+  /** intra-op threads; 0 lets ONNX Runtime choose */
+  threads?: number;
+  optimization?: 'disabled' | 'basic' | 'extended' | 'all';
+  /** expose these intermediate values as extra outputs (only for sessions built from a Model) */
+  extraOutputs?: string[];
+}
+
+export function ortVersion(): string {
+  const require = createRequire(import.meta.url);
+  try {
+    return (require('onnxruntime-node/package.json') as { version: string }).version;
+  } catch {
+    return 'unknown';
+  }
+}
+
+function toOrtOptions(opts: SessionOptions): ort.InferenceSession.SessionOptions {
+  return {
+    intraOpNumThreads: opts.threads ?? 0,
+    interOpNumThreads: 1,
+    graphOptimizationLevel: opts.optimization ?? 'all',
+    executionMode: 'sequential',
+  };
+}
+
+/** A session over a model file on disk (external data resolves against the file's folder). */
+export async function sessionFromFile(path: string, opts: SessionOptions = {}): Promise<ort.InferenceSession> {
+  try {
+    return await ort.InferenceSession.create(path, toOrtOptions(opts));
+  } catch (e) {
+    throw new UserError(`${path}: ONNX Runtime cannot load the model (${firstLine(e)})`);
+  }
+}
+
+/** A session over an in-memory Model (external tensors are inlined; keep this for models under 2 GB). */
+export async function sessionFromModel(model: Model, opts: SessionOptions = {}): Promise<ort.InferenceSession> {
+  const bytes = encodeInline(model, opts.extraOutputs);
+  try {
+    return await ort.InferenceSession.create(bytes, toOrtOptions(opts));
+  } catch (e) {
+    throw new Error(`ONNX Runtime cannot load the model built from ${model.path}: ${firstLine(e)}`);
+  }
+}
+
+function firstLine(e: unknown): string {
+  return String((e as Error)?.message ?? e).split('\n')[0];
+}

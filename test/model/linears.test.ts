@@ -1,0 +1,70 @@
+import { describe, expect, it } from 'vitest';
+import { readOnnx } from '../../src/model/onnx-io.js';
+import { linears } from '../../src/model/linears.js';
+import { readWeight, writeWeight } from '../../src/model/linear-weights.js';
+import { toFloat32 } from '../../src/model/pack.js';
+import { ort, sessionFromModel } from '../../src/runtime/ort.js';
+import { SHARED_MODELS } from '../helpers.js';
+
+describe('linear-layer query', () => {
+  it('stories260K: the 35 block projections plus the tied lm_head, not the attention MatMuls', () => {
+    const layers = linears(readOnnx(SHARED_MODELS.stories));
+    expect(layers).toHaveLength(36);
+    const names = layers.map((l) => l.name);
+    for (let b = 0; b < 5; b++) {
+      for (const p of ['self_attn.q_proj', 'self_attn.k_proj', 'self_attn.v_proj', 'self_attn.o_proj', 'mlp.gate_proj', 'mlp.up_proj', 'mlp.down_proj']) {
+        expect(names).toContain(`layers.${b}.${p}`);
+      }
+    }
+    expect(names).toContain('lm_head');
+    expect(names.some((n) => /self_attn$/.test(n) || /MatMul/.test(n))).toBe(false);
+    const q = layers.find((l) => l.name === 'layers.0.self_attn.q_proj')!;
+    expect([q.kind, q.outFeatures, q.inFeatures, q.input]).toEqual(['matmul', 64, 64, '/layers.0/input_layernorm/Mul_1_output_0']);
+    const k = layers.find((l) => l.name === 'layers.0.self_attn.k_proj')!;
+    expect([k.outFeatures, k.inFeatures]).toEqual([32, 64]); // 4 KV heads × 8
+    const down = layers.find((l) => l.name === 'layers.2.mlp.down_proj')!;
+    expect([down.outFeatures, down.inFeatures]).toEqual([64, 172]);
+    const head = layers.find((l) => l.name === 'lm_head')!;
+    expect([head.outFeatures, head.inFeatures]).toEqual([512, 64]);
+  });
+
+  it('mnist-8: two Convs and the MatMul whose weight comes through a Reshape', () => {
+    const model = readOnnx(SHARED_MODELS.mnist);
+    const layers = linears(model);
+    expect(layers.map((l) => [l.name, l.kind, l.outFeatures, l.inFeatures])).toEqual([
+      ['Convolution28', 'conv', 8, 25],
+      ['Convolution110', 'conv', 16, 200],
+      ['Times212', 'matmul', 10, 256],
+    ]);
+    const times = layers[2];
+    expect(times.weightChain.map((n) => n.op_type)).toEqual(['Reshape']);
+    // [out, in] is the transpose of the reshaped [256, 10] initializer
+    const raw = toFloat32(1, model.tensor('Parameter193').data);
+    const W = readWeight(model, times);
+    for (const [o, i] of [[0, 0], [3, 17], [9, 255]]) expect(W[o * 256 + i]).toBe(raw[i * 10 + o]);
+  });
+
+  it('squeezenet-cifar10: the 11 Convs with their biases', () => {
+    const layers = linears(readOnnx(SHARED_MODELS.squeezenet));
+    expect(layers).toHaveLength(11);
+    expect(layers.every((l) => l.kind === 'conv' && l.bias)).toBe(true);
+    const e3 = layers.find((l) => l.name === 'squeezenet/fire2/expand3x3/BiasAdd')!;
+    expect([e3.outFeatures, e3.inFeatures, e3.group]).toEqual([e3.weightShape[0], e3.weightShape[1] * 9, 1]);
+  });
+
+  it('writing back what was read leaves ONNX Runtime outputs unchanged, for every layer form', async () => {
+    for (const path of [SHARED_MODELS.stories, SHARED_MODELS.mnist]) {
+      const model = readOnnx(path);
+      const input = model.graph.input![0];
+      const feeds: Record<string, ort.Tensor> =
+        input.type!.tensor_type!.elem_type === 7
+          ? { [input.name!]: new ort.Tensor('int64', BigInt64Array.from([1n, 400n, 57n, 99n]), [1, 4]) }
+          : { [input.name!]: new ort.Tensor('float32', Float32Array.from({ length: 784 }, (_, i) => (i * 37) % 255), [1, 1, 28, 28]) };
+      const before = await (await sessionFromModel(model)).run(feeds);
+      for (const layer of linears(model)) writeWeight(model, layer, readWeight(model, layer));
+      const after = await (await sessionFromModel(model)).run(feeds);
+      const key = Object.keys(before)[0];
+      expect(Array.from(after[key].data as Float32Array)).toEqual(Array.from(before[key].data as Float32Array));
+    }
+  });
+});
