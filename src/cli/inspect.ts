@@ -1,0 +1,46 @@
+import { inspectOnnx, inspectSafetensors, type OnnxInspection, type SafetensorsInspection } from '../model/inspect.js';
+import { formatOf, loadModel } from '../model/load.js';
+import { bytes, count, pct, table } from './table.js';
+
+export function runInspect(path: string): OnnxInspection | SafetensorsInspection {
+  if (formatOf(path) === 'safetensors') return inspectSafetensors(path);
+  const model = loadModel(path);
+  try {
+    return inspectOnnx(model);
+  } finally {
+    model.close();
+  }
+}
+
+export function formatInspection(r: OnnxInspection | SafetensorsInspection): string {
+  if (r.format === 'safetensors') {
+    const out = [
+      `${r.path}  (safetensors)`,
+      `file ${bytes(r.file_bytes)}, ${count(r.params)} params, ${Object.entries(r.bytes_by_dtype).map(([k, v]) => `${k} ${bytes(v)}`).join(', ')}`,
+    ];
+    if (r.config) {
+      const c = r.config;
+      const keys = ['model_type', 'architectures', 'hidden_size', 'intermediate_size', 'num_hidden_layers', 'num_attention_heads', 'num_key_value_heads', 'vocab_size', 'tie_word_embeddings', 'n_embd', 'n_layer', 'n_head'];
+      out.push(`config: ${keys.filter((k) => c[k] !== undefined).map((k) => `${k}=${JSON.stringify(c[k])}`).join(' ')}`);
+    }
+    out.push('', table(['tensor', 'dtype', 'shape'], r.tensors.map((t) => [t.name, t.dtype, `[${t.shape.join(', ')}]`])));
+    return out.join('\n');
+  }
+  const s = r.size;
+  const lines = [
+    `${r.path}  (ONNX IR ${r.ir_version}, ${r.opsets.map((o) => `${o.domain} ${o.version}`).join(', ')}${r.producer ? `, from ${r.producer}` : ''})`,
+    `file ${bytes(s.file_bytes)}, ${count(s.params)} params, ${s.bits_per_weight.toFixed(2)} bits/weight, ${pct(1 - s.nonzeros / Math.max(s.params, 1))} zeros`,
+    `bytes by dtype: ${Object.entries(s.bytes_by_dtype).map(([k, v]) => `${k} ${bytes(v)}`).join(', ')}`,
+    `inputs:  ${r.inputs.map((v) => `${v.name} ${v.dtype}[${v.shape.join(', ')}]`).join('; ')}`,
+    `outputs: ${r.outputs.map((v) => `${v.name} ${v.dtype}[${v.shape.join(', ')}]`).join('; ')}`,
+    `ops: ${Object.entries(r.ops).map(([k, v]) => `${k} ${v}`).join(', ')}`,
+    '',
+    `${r.linears.length} linear layers`,
+    table(
+      ['layer', 'kind', 'out x in', 'dtype', 'sparsity'],
+      r.linears.map((l) => [l.name, l.kind, `${l.shape[0]} x ${l.shape[1]}`, l.dtype, pct(l.sparsity)]),
+      ['l', 'l', 'r', 'l', 'r'],
+    ),
+  ];
+  return lines.join('\n');
+}

@@ -1,0 +1,109 @@
+import { statSync } from 'node:fs';
+import { dtypeName } from './dtype.js';
+import { linears } from './linears.js';
+import { readWeight } from './linear-weights.js';
+import type { Model } from './model.js';
+import { int64ToNumber, type ValueInfoProto } from './onnx-schema.js';
+import { openSafetensors, readConfigJson } from './safetensors.js';
+import { modelSize, type SizeStats } from './size.js';
+
+export interface ValueSummary {
+  name: string;
+  dtype: string;
+  shape: (number | string)[];
+}
+
+export interface LinearSummary {
+  name: string;
+  kind: string;
+  /** [out, in] (conv: [out, in/g·kh·kw]) */
+  shape: [number, number];
+  dtype: string;
+  sparsity: number;
+}
+
+export interface OnnxInspection {
+  format: 'onnx';
+  path: string;
+  ir_version: number;
+  producer: string;
+  opsets: { domain: string; version: number }[];
+  size: SizeStats;
+  ops: Record<string, number>;
+  inputs: ValueSummary[];
+  outputs: ValueSummary[];
+  linears: LinearSummary[];
+}
+
+export interface SafetensorsInspection {
+  format: 'safetensors';
+  path: string;
+  file_bytes: number;
+  params: number;
+  bytes_by_dtype: Record<string, number>;
+  tensors: { name: string; dtype: string; shape: number[] }[];
+  config?: Record<string, unknown>;
+}
+
+export function inspectOnnx(model: Model): OnnxInspection {
+  const ops: Record<string, number> = {};
+  for (const n of model.graph.node ?? []) {
+    const key = n.domain ? `${n.domain}.${n.op_type}` : (n.op_type ?? '');
+    ops[key] = (ops[key] ?? 0) + 1;
+  }
+  const inits = new Set((model.graph.initializer ?? []).map((t) => t.name));
+  return {
+    format: 'onnx',
+    path: model.path,
+    ir_version: int64ToNumber(model.proto.ir_version),
+    producer: [model.proto.producer_name, model.proto.producer_version].filter(Boolean).join(' '),
+    opsets: (model.proto.opset_import ?? []).map((o) => ({ domain: o.domain || 'ai.onnx', version: int64ToNumber(o.version) })),
+    size: modelSize(model),
+    ops: Object.fromEntries(Object.entries(ops).sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]))),
+    inputs: (model.graph.input ?? []).filter((v) => !inits.has(v.name)).map(summarizeValue),
+    outputs: (model.graph.output ?? []).map(summarizeValue),
+    linears: linears(model).map((l) => {
+      const W = readWeight(model, l);
+      let zeros = 0;
+      for (let i = 0; i < W.length; i++) if (W[i] === 0) zeros++;
+      return {
+        name: l.name,
+        kind: l.kind,
+        shape: [l.outFeatures, l.inFeatures] as [number, number],
+        dtype: dtypeName(model.initializer(l.weight)?.data_type ?? 0),
+        sparsity: W.length ? zeros / W.length : 0,
+      };
+    }),
+  };
+}
+
+export function inspectSafetensors(path: string): SafetensorsInspection {
+  const file = openSafetensors(path);
+  try {
+    const tensors = [...file.tensors.values()].map((t) => ({ name: t.name, dtype: dtypeName(t.dataType), shape: [...t.shape] }));
+    const bytes_by_dtype: Record<string, number> = {};
+    let params = 0;
+    for (const t of file.tensors.values()) {
+      bytes_by_dtype[dtypeName(t.dataType)] = (bytes_by_dtype[dtypeName(t.dataType)] ?? 0) + (t.end - t.begin);
+      params += t.shape.reduce((a, b) => a * b, 1);
+    }
+    let config: Record<string, unknown> | undefined;
+    try {
+      config = readConfigJson(path);
+    } catch {
+      config = undefined;
+    }
+    return { format: 'safetensors', path, file_bytes: statSync(path).size, params, bytes_by_dtype, tensors, config };
+  } finally {
+    file.close();
+  }
+}
+
+function summarizeValue(v: ValueInfoProto): ValueSummary {
+  const tt = v.type?.tensor_type;
+  return {
+    name: v.name ?? '',
+    dtype: tt ? dtypeName(tt.elem_type ?? 0) : 'non-tensor',
+    shape: (tt?.shape?.dim ?? []).map((d) => (d.dim_value !== undefined ? int64ToNumber(d.dim_value) : (d.dim_param ?? '?'))),
+  };
+}

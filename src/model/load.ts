@@ -1,0 +1,29 @@
+import { statSync } from 'node:fs';
+import { extname } from 'node:path';
+import { UserError } from '../errors.js';
+import type { Model } from './model.js';
+import { readOnnx } from './onnx-io.js';
+
+export type CheckpointFormat = 'onnx' | 'safetensors';
+
+/** The checkpoint format a path names, by extension. */
+export function formatOf(path: string): CheckpointFormat {
+  const ext = extname(path).toLowerCase();
+  if (ext === '.onnx') return 'onnx';
+  if (ext === '.safetensors') return 'safetensors';
+  throw new UserError(`${path}: unknown checkpoint format '${ext || '(no extension)'}', expected .onnx or .safetensors`);
+}
+
+/** Load a checkpoint as a Model (ONNX graph). safetensors checkpoints are built into a graph from config.json. */
+export function loadModel(path: string): Model {
+  let st;
+  try {
+    st = statSync(path);
+  } catch {
+    throw new UserError(`${path}: no such model file`);
+  }
+  if (st.isDirectory()) throw new UserError(`${path}: is a directory, expected a .onnx or .safetensors file`);
+  const format = formatOf(path);
+  if (format === 'onnx') return readOnnx(path);
+  throw new UserError(`${path}: running safetensors checkpoints needs a graph builder for its architecture; convert it to ONNX first (pare inspect reads it)`);
+}

@@ -1,0 +1,96 @@
+import { statSync } from 'node:fs';
+import { join } from 'node:path';
+import { dtypeBits, dtypeName, elementCount, DataType } from './dtype.js';
+import { attrInt, GraphIndex } from './graph.js';
+import type { Model } from './model.js';
+import { int64ToNumber, type TensorProto } from './onnx-schema.js';
+import { toFloat32 } from './pack.js';
+
+export interface SizeStats {
+  /** the .onnx or .safetensors file plus every external data file it names */
+  file_bytes: number;
+  /** weight elements: float and quantized initializers, each stored tensor once (see `countsAsWeight`) */
+  params: number;
+  bytes_by_dtype: Record<string, number>;
+  params_by_dtype: Record<string, number>;
+  nonzeros: number;
+  /** what the weights would take as a bitmask plus their nonzero values (ONNX Runtime stores them dense) */
+  sparse_bytes: number;
+  /** all initializer bytes (weights, scales, zero points) · 8 / params */
+  bits_per_weight: number;
+}
+
+const QUANT_PARAM_INPUTS: Record<string, number[]> = {
+  DequantizeLinear: [1, 2],
+  QuantizeLinear: [1, 2],
+  MatMulNBits: [2, 3, 4],
+  MatMulInteger: [2, 3],
+  DynamicQuantizeMatMul: [2, 3],
+};
+
+const WEIGHT_TYPES = new Set<number>([
+  DataType.FLOAT, DataType.FLOAT16, DataType.BFLOAT16, DataType.DOUBLE,
+  DataType.INT8, DataType.UINT8, DataType.INT4, DataType.UINT4,
+]);
+
+/** Sizes of a model as stored. Parameter rule: every float or quantized initializer counts, except
+ * quantization scales/zero points and integer index/shape tensors; MatMulNBits' packed B counts as K·N. */
+export function modelSize(model: Model, files: string[] = [model.path]): SizeStats {
+  const index = new GraphIndex(model.graph);
+  const quantParams = new Set<string>();
+  const logicalCount = new Map<string, number>();
+  for (const n of model.graph.node ?? []) {
+    for (const i of QUANT_PARAM_INPUTS[n.op_type ?? ''] ?? []) if (n.input?.[i]) quantParams.add(n.input[i]);
+    if (n.op_type === 'MatMulNBits' && n.input?.[1]) logicalCount.set(n.input[1], attrInt(n, 'K', 0) * attrInt(n, 'N', 0));
+    if (n.op_type === 'Gather' && n.input?.[1]) quantParams.add(n.input[1]);
+  }
+  const stats: SizeStats = { file_bytes: fileBytes(model, files), params: 0, bytes_by_dtype: {}, params_by_dtype: {}, nonzeros: 0, sparse_bytes: 0, bits_per_weight: 0 };
+  let allBytes = 0;
+  for (const t of model.graph.initializer ?? []) {
+    const dt = t.data_type ?? 0;
+    const count = elementCount((t.dims ?? []).map(int64ToNumber));
+    const bytes = Math.ceil((count * dtypeBits(dt)) / 8);
+    const name = dtypeName(dt);
+    stats.bytes_by_dtype[name] = (stats.bytes_by_dtype[name] ?? 0) + bytes;
+    allBytes += bytes;
+    if (!countsAsWeight(t, quantParams) || index.consumerCount(t.name ?? '') === 0) continue;
+    const logical = logicalCount.get(t.name ?? '') ?? count;
+    stats.params += logical;
+    stats.params_by_dtype[name] = (stats.params_by_dtype[name] ?? 0) + logical;
+    const nz = logicalCount.has(t.name ?? '') ? logical : countNonzeros(model, t, count);
+    stats.nonzeros += nz;
+    stats.sparse_bytes += Math.ceil(logical / 8) + Math.ceil((nz * dtypeBits(dt)) / 8);
+  }
+  stats.bits_per_weight = stats.params ? (allBytes * 8) / stats.params : 0;
+  return stats;
+}
+
+function countsAsWeight(t: TensorProto, quantParams: Set<string>): boolean {
+  return WEIGHT_TYPES.has(t.data_type ?? 0) && !quantParams.has(t.name ?? '') && (t.dims?.length ?? 0) >= 1;
+}
+
+function countNonzeros(model: Model, t: TensorProto, count: number): number {
+  const values = toFloat32(t.data_type ?? 0, model.tensor(t).data, count);
+  let nz = 0;
+  for (let i = 0; i < values.length; i++) if (values[i] !== 0) nz++;
+  return nz;
+}
+
+/** The model file plus the distinct external data files its tensors name. */
+export function fileBytes(model: Model, files: string[] = [model.path]): number {
+  const all = new Set(files);
+  for (const t of model.graph.initializer ?? []) {
+    if (t.data_location !== 1) continue;
+    const loc = t.external_data?.find((e) => e.key === 'location')?.value;
+    if (loc) all.add(join(model.dir, loc));
+  }
+  let total = 0;
+  for (const f of all) {
+    try {
+      total += statSync(f).size;
+    } catch {
+      // a model built in memory has no file yet
+    }
+  }
+  return total;
+}
