@@ -1,0 +1,130 @@
+import { availableParallelism } from 'node:os';
+import type { Dataset } from '../data/types.js';
+import { UserError } from '../errors.js';
+import { readOnnx } from '../model/onnx-io.js';
+import type { Model } from '../model/model.js';
+import { int64ToNumber } from '../model/onnx-schema.js';
+import { modelSize, type SizeStats } from '../model/size.js';
+import { ort, sessionFromFile } from '../runtime/ort.js';
+import { sha256File } from '../util/hash.js';
+import { evaluateClassifier, type ClassificationQuality } from './classify.js';
+import type { Fidelity } from './fidelity.js';
+import { measureLatency, type Latency } from './latency.js';
+import { evaluateCausalLM, type LMQuality } from './lm.js';
+
+export interface Measure {
+  path: string;
+  sha256: string;
+  size: SizeStats;
+  quality?: LMQuality | ClassificationQuality;
+  latency?: Latency;
+}
+
+export interface LatencyOptions {
+  runs: number;
+  warmup: number;
+  /** tokens per sequence for causal LMs */
+  seqLen: number;
+  batch: number;
+}
+
+export interface EvalOptions {
+  threads?: number;
+  /** false skips latency */
+  latency?: Partial<LatencyOptions> | false;
+  dataPath?: string;
+}
+
+export interface Evaluation {
+  model: Measure;
+  reference?: Measure;
+  fidelity?: Fidelity;
+}
+
+interface ModelIo {
+  task: 'causal-lm' | 'classification';
+  inputName: string;
+  inputDims: number[];
+  outputName: string;
+}
+
+/** Run `modelPath` (and `referencePath`, when given) in ONNX Runtime on `data`, measuring quality, size and latency. */
+export async function evaluate(modelPath: string, data: Dataset, opts: EvalOptions = {}, referencePath?: string): Promise<Evaluation> {
+  const threads = opts.threads ?? availableParallelism();
+  const model = readOnnx(modelPath);
+  const io = modelIo(model);
+  checkTask(io, data, modelPath, opts.dataPath);
+  const session = await sessionFromFile(modelPath, { threads });
+  const refSession = referencePath ? await sessionFromFile(referencePath, { threads }) : undefined;
+  if (referencePath) checkSameIo(io, modelIo(readOnnx(referencePath)), modelPath, referencePath);
+
+  const run = async (s: ort.InferenceSession, reference?: ort.InferenceSession) =>
+    data.kind === 'tokens'
+      ? evaluateCausalLM(s, data, { inputName: io.inputName, outputName: io.outputName, reference, dataPath: opts.dataPath })
+      : evaluateClassifier(s, data, { ...io, dataPath: opts.dataPath }, reference);
+
+  const main = await run(session, refSession);
+  const measure = async (path: string, m: Model, s: ort.InferenceSession, quality: Measure['quality']): Promise<Measure> => ({
+    path,
+    sha256: sha256File(path),
+    size: modelSize(m),
+    quality,
+    latency: opts.latency === false ? undefined : await latencyOf(s, io, data, threads, opts.latency ?? {}),
+  });
+  const result: Evaluation = { model: await measure(modelPath, model, session, main.quality), fidelity: main.fidelity };
+  if (referencePath && refSession) {
+    const refQuality = (await run(refSession)).quality;
+    result.reference = await measure(referencePath, readOnnx(referencePath), refSession, refQuality);
+  }
+  return result;
+}
+
+export function modelIo(model: Model): ModelIo {
+  const inits = new Set((model.graph.initializer ?? []).map((t) => t.name));
+  const inputs = (model.graph.input ?? []).filter((v) => !inits.has(v.name));
+  if (inputs.length !== 1) {
+    throw new UserError(`${model.path}: evaluation needs a model with one input, found ${inputs.length} (${inputs.map((v) => v.name).join(', ')})`);
+  }
+  const input = inputs[0];
+  const output = model.graph.output?.[0];
+  const tt = input.type?.tensor_type;
+  if (!tt || !output) throw new UserError(`${model.path}: input '${input.name}' is not a tensor or the model has no output`);
+  const inputDims = (tt.shape?.dim ?? []).map((d) => (d.dim_value !== undefined ? int64ToNumber(d.dim_value) : -1));
+  const task = tt.elem_type === 7 || tt.elem_type === 6 ? 'causal-lm' : 'classification';
+  return { task, inputName: input.name ?? '', inputDims, outputName: output.name ?? '' };
+}
+
+function checkTask(io: ModelIo, data: Dataset, modelPath: string, dataPath?: string): void {
+  if (io.task === 'causal-lm' && data.kind !== 'tokens') {
+    throw new UserError(`${dataPath ?? 'dataset'}: model ${modelPath} takes token ids ('${io.inputName}') but the dataset holds ${data.kind}`);
+  }
+  if (io.task === 'classification' && data.kind !== 'tensors') {
+    throw new UserError(`${dataPath ?? 'dataset'}: model ${modelPath} takes float input '${io.inputName}' but the dataset holds token ids`);
+  }
+}
+
+function checkSameIo(a: ModelIo, b: ModelIo, pathA: string, pathB: string): void {
+  if (a.inputName !== b.inputName || a.outputName !== b.outputName || a.task !== b.task) {
+    throw new UserError(`${pathB}: reference has input/output '${b.inputName}'/'${b.outputName}', ${pathA} has '${a.inputName}'/'${a.outputName}'`);
+  }
+}
+
+async function latencyOf(s: ort.InferenceSession, io: ModelIo, data: Dataset, threads: number, o: Partial<LatencyOptions>): Promise<Latency> {
+  const runs = o.runs ?? 20;
+  const warmup = o.warmup ?? 3;
+  if (data.kind === 'tokens') {
+    const seqLen = o.seqLen ?? 128;
+    const batch = o.batch ?? 1;
+    const ids = new BigInt64Array(batch * seqLen);
+    const source = data.sequences.flatMap((s) => Array.from(s));
+    for (let i = 0; i < ids.length; i++) ids[i] = BigInt(source[i % Math.max(source.length, 1)] ?? 0);
+    const feeds = { [io.inputName]: new ort.Tensor('int64', ids, [batch, seqLen]) };
+    return measureLatency(s, feeds, { runs, warmup, threads, batch, seqLen });
+  }
+  const batch = io.inputDims[0] > 0 ? io.inputDims[0] : (o.batch ?? 1);
+  const dims = [batch, ...io.inputDims.slice(1).map((d, i) => (d > 0 ? d : data.sampleShape[i] ?? 1))];
+  const size = dims.reduce((a, b) => a * b, 1);
+  const input = new Float32Array(size);
+  input.set(data.data.subarray(0, Math.min(size, data.data.length)));
+  return measureLatency(s, { [io.inputName]: new ort.Tensor('float32', input, dims) }, { runs, warmup, threads, batch });
+}

@@ -1,0 +1,88 @@
+import type { TokenDataset } from '../data/types.js';
+import { UserError } from '../errors.js';
+import { ort } from '../runtime/ort.js';
+import { FidelityAccumulator, type Fidelity } from './fidelity.js';
+
+export interface LMQuality {
+  task: 'causal-lm';
+  /** mean negative log-likelihood, nats per predicted token */
+  nll: number;
+  perplexity: number;
+  /** 95 % interval of the perplexity from the per-token NLL's standard error */
+  ppl_ci95: [number, number];
+  tokens: number;
+  sequences: number;
+}
+
+export interface LMEvalResult {
+  quality: LMQuality;
+  fidelity?: Fidelity;
+}
+
+/**
+ * Mean NLL and perplexity: each sequence runs on its own (it already carries its BOS), and every
+ * position but the last predicts the next token. Sums are float64. With `reference`, the same
+ * logits feed KL(reference ‖ model), top-1 agreement and cosine.
+ */
+export async function evaluateCausalLM(
+  session: ort.InferenceSession,
+  data: TokenDataset,
+  opts: { inputName: string; outputName: string; reference?: ort.InferenceSession; dataPath?: string },
+): Promise<LMEvalResult> {
+  let sum = 0;
+  let sumSq = 0;
+  let tokens = 0;
+  const fidelity = opts.reference ? new FidelityAccumulator() : undefined;
+  for (const seq of data.sequences) {
+    if (seq.length < 2) continue;
+    const logits = await runLogits(session, seq, opts);
+    const vocab = logits.length / seq.length;
+    checkVocab(vocab, data, opts.dataPath);
+    const ref = opts.reference ? await runLogits(opts.reference, seq, opts) : undefined;
+    for (let t = 0; t + 1 < seq.length; t++) {
+      const row = logits.subarray(t * vocab, (t + 1) * vocab);
+      const nll = logSumExp(row) - row[seq[t + 1]];
+      sum += nll;
+      sumSq += nll * nll;
+      tokens++;
+      if (fidelity && ref) fidelity.add(ref.subarray(t * vocab, (t + 1) * vocab), row);
+    }
+  }
+  if (tokens === 0) throw new UserError(`${opts.dataPath ?? 'dataset'}: no sequence has two or more tokens to evaluate`);
+  const mean = sum / tokens;
+  const variance = Math.max(sumSq / tokens - mean * mean, 0);
+  const se = Math.sqrt(variance / tokens);
+  return {
+    quality: {
+      task: 'causal-lm',
+      nll: mean,
+      perplexity: Math.exp(mean),
+      ppl_ci95: [Math.exp(mean - 1.96 * se), Math.exp(mean + 1.96 * se)],
+      tokens,
+      sequences: data.sequences.filter((s) => s.length >= 2).length,
+    },
+    fidelity: fidelity?.result(),
+  };
+}
+
+async function runLogits(session: ort.InferenceSession, seq: Int32Array, opts: { inputName: string; outputName: string }): Promise<Float32Array> {
+  const ids = new BigInt64Array(seq.length);
+  for (let i = 0; i < seq.length; i++) ids[i] = BigInt(seq[i]);
+  const out = await session.run({ [opts.inputName]: new ort.Tensor('int64', ids, [1, seq.length]) }, [opts.outputName]);
+  return out[opts.outputName].data as Float32Array;
+}
+
+function checkVocab(vocab: number, data: TokenDataset, dataPath: string | undefined): void {
+  if (data.vocabSize !== undefined && data.vocabSize !== vocab) {
+    const tok = data.files.find((f) => /tok|vocab|json|model$/.test(f.path))?.path ?? dataPath ?? 'tokenizer';
+    throw new UserError(`${tok}: tokenizer has ${data.vocabSize} tokens but the model's logits have ${vocab} (field tokenizer)`);
+  }
+}
+
+export function logSumExp(row: Float32Array): number {
+  let max = -Infinity;
+  for (let i = 0; i < row.length; i++) if (row[i] > max) max = row[i];
+  let s = 0;
+  for (let i = 0; i < row.length; i++) s += Math.exp(row[i] - max);
+  return max + Math.log(s);
+}

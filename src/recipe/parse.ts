@@ -1,0 +1,175 @@
+import { createHash } from 'node:crypto';
+import { readFileSync, statSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { type Document, isAlias, isMap, isScalar, isSeq, LineCounter, type Node, parseDocument } from 'yaml';
+import { UserError } from '../errors.js';
+import type { PassSpec } from './pass-spec.js';
+import { type Recipe, RecipeSchema } from './schema.js';
+import { didYouMean, formatPath, isPlainObject, type Problem, problemsFromZod } from './issues.js';
+
+/**
+ * Recipe text -> typed Recipe. Every problem is reported at once, one line each, as
+ * `recipe.yaml:12:9 passes[1].params.bits: expected 2|3|4|8, got 5`, located through the YAML
+ * document's nodes: a bad value at the value, an unknown key at the key, a missing key at its
+ * parent's key.
+ */
+
+export interface RecipeIssue {
+  /** `passes[1].params.bits`; empty for the whole document and for YAML syntax errors */
+  path: string;
+  /** 1-based */
+  line: number;
+  col: number;
+  message: string;
+}
+
+export class RecipeError extends UserError {
+  constructor(
+    readonly file: string,
+    readonly errors: RecipeIssue[],
+  ) {
+    const n = errors.length;
+    const lines = errors.map((e) => `${file}:${e.line}:${e.col} ${e.path ? `${e.path}: ` : ''}${e.message}`);
+    super([`${file}: ${n} error${n === 1 ? '' : 's'}`, ...lines].join('\n'));
+    this.name = 'RecipeError';
+  }
+}
+
+/** Cross-section rules and per-pass params: pass ids exist, params fit the pass, calibration is present. */
+function passProblems(data: unknown, passes: readonly PassSpec[]): { problems: Problem[]; params: Map<number, Record<string, unknown>> } {
+  const problems: Problem[] = [];
+  const params = new Map<number, Record<string, unknown>>();
+  if (!isPlainObject(data) || !Array.isArray(data.passes)) return { problems, params };
+  const byId = new Map<string, PassSpec>();
+  for (const p of passes) if (!byId.has(p.id)) byId.set(p.id, p);
+  const needCalibration: { index: number; id: string }[] = [];
+  data.passes.forEach((entry: unknown, i: number) => {
+    if (!isPlainObject(entry) || typeof entry.pass !== 'string') return; // the schema reports these
+    const spec = byId.get(entry.pass);
+    if (!spec) {
+      const ids = [...byId.keys()];
+      problems.push({
+        path: ['passes', i, 'pass'],
+        at: 'value',
+        message: `unknown pass ${JSON.stringify(entry.pass)}${didYouMean(entry.pass, ids)}; known passes: ${ids.join(', ') || '(none registered)'}`,
+      });
+      return;
+    }
+    if (spec.needsCalibration) needCalibration.push({ index: i, id: spec.id });
+    const raw = entry.params ?? {};
+    if (!isPlainObject(raw)) return; // the schema reports a non-mapping params
+    const schema = spec.params.strict();
+    const r = schema.safeParse(raw);
+    if (r.success) params.set(i, r.data as Record<string, unknown>);
+    else problems.push(...problemsFromZod(r.error.issues, schema, raw, ['passes', i, 'params']));
+  });
+  if (needCalibration.length > 0 && data.calibration === undefined) {
+    const first = needCalibration[0]!;
+    const ids = [...new Set(needCalibration.map((n) => n.id))];
+    problems.push({
+      path: ['passes', first.index, 'pass'],
+      at: 'value',
+      message: `${ids.join(', ')} need${ids.length === 1 ? 's' : ''} calibration data, but the recipe has no calibration section; add calibration: { data: {...}, samples: 128 }`,
+    });
+  }
+  return { problems, params };
+}
+
+/** Line and column of a problem: the node at its path, or the nearest ancestor that exists. */
+function locate(doc: Document, lc: LineCounter, p: Problem): { line: number; col: number } {
+  let node: unknown = doc.contents;
+  let key: Node | undefined;
+  let found = 0;
+  for (const seg of p.path) {
+    if (isAlias(node)) node = node.resolve(doc);
+    if (isMap(node)) {
+      const pair = node.items.find((it) => String(isScalar(it.key) ? it.key.value : it.key) === String(seg));
+      if (!pair) break;
+      key = pair.key as Node;
+      node = pair.value;
+    } else if (isSeq(node) && typeof seg === 'number' && seg < node.items.length) {
+      key = undefined;
+      node = node.items[seg];
+    } else break;
+    found++;
+  }
+  const range = (n: unknown) => (n && typeof n === 'object' && 'range' in n ? (n as Node).range : undefined);
+  const value = range(node);
+  const emptyValue = !value || value[0] === value[1];
+  let offset: number;
+  if (found < p.path.length) offset = range(key)?.[0] ?? value?.[0] ?? 0; // missing: point at the parent
+  else if (p.at === 'key' || emptyValue) offset = range(key)?.[0] ?? value?.[0] ?? 0;
+  else offset = value[0];
+  return lc.linePos(offset);
+}
+
+/**
+ * Parse and validate a recipe. `file` is only used in messages. Throws RecipeError (a UserError)
+ * listing every problem; returns the recipe with each pass's params parsed by its own schema.
+ */
+export function parseRecipe(text: string, file: string, passes: readonly PassSpec[]): Recipe {
+  const lc = new LineCounter();
+  const doc = parseDocument(text, { lineCounter: lc, prettyErrors: false });
+  if (doc.errors.length > 0) {
+    throw new RecipeError(
+      file,
+      doc.errors.map((e) => ({ path: '', ...lc.linePos(e.pos[0]), message: `YAML syntax error: ${e.message.split('\n')[0]}` })),
+    );
+  }
+  const data: unknown = doc.toJS({ maxAliasCount: 1000 });
+
+  const problems: Problem[] = [];
+  const r = RecipeSchema.safeParse(data);
+  if (!r.success) problems.push(...problemsFromZod(r.error.issues, RecipeSchema, data, []));
+  const checked = passProblems(data, passes);
+  problems.push(...checked.problems);
+
+  if (problems.length > 0 || !r.success) {
+    const seen = new Set<string>();
+    const errors: RecipeIssue[] = [];
+    for (const p of problems) {
+      const e = { path: formatPath(p.path), ...locate(doc, lc, p), message: p.message };
+      const id = `${e.line}:${e.col} ${e.path}: ${e.message}`;
+      if (seen.has(id)) continue;
+      seen.add(id);
+      errors.push(e);
+    }
+    errors.sort((a, b) => a.line - b.line || a.col - b.col);
+    throw new RecipeError(file, errors);
+  }
+  const recipe = r.data;
+  recipe.passes.forEach((p, i) => (p.params = checked.params.get(i)!));
+  return recipe;
+}
+
+export interface LoadedRecipe {
+  recipe: Recipe;
+  /** the file as read, for the report and the work dir */
+  text: string;
+  /** hex sha256 of the file's bytes */
+  sha256: string;
+  path: string;
+  /** relative dataset paths resolve against this folder */
+  dir: string;
+}
+
+export function loadRecipe(path: string, passes: readonly PassSpec[]): LoadedRecipe {
+  let bytes: Buffer;
+  try {
+    if (statSync(path).isDirectory()) throw new UserError(`recipe ${path} is a directory; pass the recipe's .yaml file`);
+    bytes = readFileSync(path);
+  } catch (e) {
+    if (e instanceof UserError) throw e;
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') throw new UserError(`recipe ${path} not found; check the path (examples are in recipes/)`);
+    throw new UserError(`recipe ${path} could not be read (${code ?? (e as Error).message}); check its permissions`);
+  }
+  const text = bytes.toString('utf8');
+  return {
+    recipe: parseRecipe(text, path, passes),
+    text,
+    sha256: createHash('sha256').update(bytes).digest('hex'),
+    path,
+    dir: dirname(resolve(path)),
+  };
+}

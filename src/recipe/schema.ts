@@ -1,0 +1,87 @@
+import { z } from 'zod';
+import { DatasetSpec } from '../data/spec.js';
+import { patternError } from './targets.js';
+
+/**
+ * The recipe file's shape. Every mapping is strict (unknown keys are errors). A pass's `params`
+ * are only checked to be a mapping here; parse.ts validates them against the pass's own schema.
+ */
+
+/** A layer pattern: a glob, or `re:` + a JavaScript regex (see targets.ts). */
+const Pattern = z
+  .string()
+  .min(1)
+  .superRefine((p, ctx) => {
+    const err = patternError(p);
+    if (err) ctx.addIssue({ code: 'custom', message: err });
+  });
+
+export const PassEntry = z.strictObject({
+  /** a registered pass id, e.g. `prune.magnitude` */
+  pass: z.string(),
+  targets: z.array(Pattern).min(1).default(['*']),
+  ignore: z.array(Pattern).default([]),
+  params: z.record(z.string(), z.unknown()).default({}),
+});
+
+export const Calibration = z.strictObject({
+  data: DatasetSpec,
+  /** number of sequences/samples run through the model */
+  samples: z.number().int().positive().default(128),
+  /** tokens per calibration sequence; the dataset's own length when absent */
+  seq_len: z.number().int().min(2).optional(),
+  /** sequential: block i is calibrated on the outputs of the already-compressed blocks before it */
+  mode: z.enum(['sequential', 'oneshot']).default('sequential'),
+});
+
+/**
+ * A quality budget: "2%" is relative to the reference model's value (fraction 0.02); a plain
+ * number is absolute, in the metric's own units (perplexity, accuracy points, bytes).
+ */
+export type Budget = { kind: 'relative'; fraction: number } | { kind: 'absolute'; value: number };
+
+const BudgetSpec = z
+  .union([z.number().min(0), z.string().regex(/^\s*\d+(\.\d+)?\s*%\s*$/)])
+  .transform((v): Budget => (typeof v === 'number' ? { kind: 'absolute', value: v } : { kind: 'relative', fraction: parseFloat(v) / 100 }))
+  .meta({ typeLabel: 'percentage like "2%" or number >= 0' });
+
+export const Latency = z.strictObject({
+  runs: z.number().int().positive().default(20),
+  warmup: z.number().int().min(0).default(3),
+  threads: z.number().int().positive().default(1),
+});
+
+export const Eval = z.strictObject({
+  data: DatasetSpec,
+  /** evaluate the original model too, for the before/after columns and budgets */
+  reference: z.boolean().default(true),
+  latency: Latency.optional(),
+  budgets: z
+    .strictObject({
+      max_ppl_increase: BudgetSpec.optional(),
+      max_accuracy_drop: BudgetSpec.optional(),
+      max_size_increase: BudgetSpec.optional(),
+    })
+    .optional(),
+});
+
+export const Output = z.strictObject({
+  /** force ONNX external data even under 2 GB */
+  external_data: z.boolean().default(false),
+});
+
+export const RecipeSchema = z.strictObject({
+  version: z.literal(1),
+  /** required when any pass needs calibration */
+  calibration: Calibration.optional(),
+  passes: z.array(PassEntry).min(1),
+  eval: Eval.optional(),
+  output: Output.prefault({}),
+});
+
+export type PassEntry = z.output<typeof PassEntry>;
+export type Calibration = z.output<typeof Calibration>;
+export type Latency = z.output<typeof Latency>;
+export type Eval = z.output<typeof Eval>;
+/** A validated recipe; each pass's params are already parsed by that pass's schema (defaults filled). */
+export type Recipe = z.output<typeof RecipeSchema>;
