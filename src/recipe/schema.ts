@@ -40,7 +40,7 @@ export const Calibration = z.strictObject({
  */
 export type Budget = { kind: 'relative'; fraction: number } | { kind: 'absolute'; value: number };
 
-const BudgetSpec = z
+export const BudgetSpec = z
   .union([z.number().min(0), z.string().regex(/^\s*\d+(\.\d+)?\s*%\s*$/)])
   .transform((v): Budget => (typeof v === 'number' ? { kind: 'absolute', value: v } : { kind: 'relative', fraction: parseFloat(v) / 100 }))
   .meta({ typeLabel: 'percentage like "2%" or number >= 0' });

@@ -1,0 +1,111 @@
+import { describeFailure, formatChange } from './budget.js';
+import { bytes, collapsible, count, formatDelta, formatValue, mdTable, percent } from './format.js';
+import { fidelityRows, measureRows } from './rows.js';
+import type { LayerStat, PassReport, Report } from './schema.js';
+
+/** Layer tables longer than this fold into <details>. */
+const FOLD_ROWS = 12;
+
+/** The report as Markdown: what ran, reference vs model, fidelity, budgets, passes, layers, warnings. */
+export function renderReportMarkdown(report: Report): string {
+  const parts = [header(report), summary(report)];
+  const fid = fidelity(report);
+  if (fid) parts.push(fid);
+  if (report.budgets?.length) parts.push(budgets(report));
+  if (report.passes.length) parts.push(passes(report.passes));
+  for (const [i, p] of report.passes.entries()) if (p.layers.length) parts.push(layers(i, p));
+  const warnings = [...report.warnings, ...report.passes.flatMap((p) => (p.warnings ?? []).map((w) => `${p.id}: ${w}`))];
+  if (warnings.length) parts.push(['### Warnings', '', ...warnings.map((w) => `- ${w}`)].join('\n'));
+  return `${parts.join('\n\n')}\n`;
+}
+
+function header(r: Report): string {
+  const lines = [`## pare ${r.kind} report`, ''];
+  const item = (k: string, v: string) => lines.push(`- **${k}:** ${v}`);
+  item('input', `\`${r.input.path}\` (${r.input.format}, sha256 ${r.input.sha256.slice(0, 12)})`);
+  if (r.output) item('output', `\`${r.output.path}\` (${r.output.format}, sha256 ${r.output.sha256.slice(0, 12)})`);
+  if (r.recipe) item('recipe', `\`${r.recipe.path}\` (sha256 ${r.recipe.sha256.slice(0, 12)})`);
+  if (r.seed !== undefined) item('seed', String(r.seed));
+  if (r.data) item('data', `${r.data.description} (${r.data.files.map((f) => `${f.path} ${f.sha256.slice(0, 12)}`).join(', ')})`);
+  const t = r.timings;
+  const split = [t.passes_ms !== undefined ? `passes ${seconds(t.passes_ms)}` : '', t.eval_ms !== undefined ? `eval ${seconds(t.eval_ms)}` : ''].filter(Boolean);
+  item('time', `${seconds(t.total_ms)}${split.length ? ` (${split.join(', ')})` : ''}`);
+  item('tool', `pare ${r.tool.version}, onnxruntime ${r.tool.onnxruntime}, node ${r.tool.node}, ${r.created}`);
+  return lines.join('\n');
+}
+
+function summary(r: Report): string {
+  const { reference, model } = r.measurements;
+  const rows = measureRows(reference, model);
+  const ci = model.quality?.task === 'causal-lm' ? model.quality : undefined;
+  const refCi = reference?.quality?.task === 'causal-lm' ? reference.quality : undefined;
+  const cell = (row: (typeof rows)[number], v: number | undefined, q: typeof ci) =>
+    row.key === 'perplexity' && q && v !== undefined ? `${formatValue(v, 'ppl')} [${q.ppl_ci95[0].toFixed(3)}, ${q.ppl_ci95[1].toFixed(3)}]` : formatValue(v, row.unit);
+  const body = rows.map((row) => {
+    const base = [row.label];
+    if (reference) base.push(cell(row, row.a, refCi));
+    base.push(cell(row, row.b, ci));
+    if (reference) base.push(formatDelta(row.a, row.b, row.unit));
+    return base;
+  });
+  const extra = qualityNote(r);
+  const headers = reference ? ['metric', 'reference', 'model', 'change'] : ['metric', 'model'];
+  return [`### Summary`, '', mdTable(headers, body, ['l', 'r', 'r', 'r']), ...(extra ? ['', extra] : [])].join('\n');
+}
+
+function qualityNote(r: Report): string | undefined {
+  const q = r.measurements.model.quality;
+  if (!q) return undefined;
+  if (q.task === 'causal-lm') return `Perplexity over ${count(q.tokens)} predicted tokens in ${count(q.sequences)} sequences, with its 95% interval.`;
+  return `Accuracy over ${count(q.samples)} labelled samples.`;
+}
+
+function fidelity(r: Report): string | undefined {
+  if (!r.fidelity) return undefined;
+  const rows = fidelityRows(undefined, r.fidelity).map((row) => [row.label, formatValue(row.b, row.unit)]);
+  return [`### Fidelity to the reference`, '', mdTable(['metric', 'model'], rows, ['l', 'r']), '', `Over ${count(r.fidelity.positions)} output positions.`].join('\n');
+}
+
+function budgets(r: Report): string {
+  const checks = r.budgets ?? [];
+  const rows = checks.map((c) => [c.ok ? '✅' : '❌', c.name, c.limit, formatChange(c)]);
+  const failed = checks.filter((c) => !c.ok);
+  return [
+    '### Budgets',
+    '',
+    mdTable(['', 'budget', 'limit', 'change'], rows, ['l', 'l', 'r', 'r']),
+    ...(failed.length ? ['', ...failed.map((c) => `- ❌ ${describeFailure(c)}`)] : []),
+  ].join('\n');
+}
+
+function passes(list: PassReport[]): string {
+  const rows = list.map((p, i) => {
+    const before = p.layers.reduce((s, l) => s + l.bytes_before, 0);
+    const after = p.layers.reduce((s, l) => s + l.bytes_after, 0);
+    return [String(i), p.id, p.targets.join(', '), p.layers.length, seconds(p.ms), bytes(before), bytes(after), (p.warnings ?? []).length];
+  });
+  return ['### Passes', '', mdTable(['#', 'pass', 'targets', 'layers', 'time', 'bytes before', 'bytes after', 'warnings'], rows, ['r', 'l', 'l', 'r', 'r', 'r', 'r', 'r'])].join('\n');
+}
+
+function layers(index: number, p: PassReport): string {
+  const extraKeys = [...new Set(p.layers.flatMap((l) => Object.keys(l.extra ?? {})))].sort();
+  const has = (k: keyof LayerStat) => p.layers.some((l) => l[k] !== undefined);
+  const cols: [string, (l: LayerStat) => string, 'l' | 'r'][] = [['layer', (l) => l.name, 'l']];
+  if (has('kind')) cols.push(['kind', (l) => l.kind ?? '', 'l']);
+  if (has('shape')) cols.push(['shape', (l) => l.shape?.join('×') ?? '', 'l']);
+  cols.push(['time', (l) => `${l.ms.toFixed(1)} ms`, 'r'], ['bytes before', (l) => bytes(l.bytes_before), 'r'], ['bytes after', (l) => bytes(l.bytes_after), 'r']);
+  if (has('objective')) cols.push(['objective', (l) => (l.objective === undefined ? '' : l.objective.toPrecision(4)), 'r']);
+  if (has('sparsity')) cols.push(['sparsity', (l) => (l.sparsity === undefined ? '' : percent(l.sparsity, 1)), 'r']);
+  for (const k of extraKeys) cols.push([k, (l) => extraCell(l.extra?.[k]), 'r']);
+  const table = mdTable(cols.map((c) => c[0]), p.layers.map((l) => cols.map((c) => c[1](l))), cols.map((c) => c[2]));
+  return collapsible(`passes[${index}] ${p.id}: ${p.layers.length} layers`, table, p.layers.length > FOLD_ROWS);
+}
+
+function extraCell(v: number | string | undefined): string {
+  if (v === undefined) return '';
+  return typeof v === 'number' ? String(+v.toPrecision(5)) : v;
+}
+
+function seconds(ms: number): string {
+  return ms < 1000 ? `${ms.toFixed(0)} ms` : `${(ms / 1000).toFixed(1)} s`;
+}

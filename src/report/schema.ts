@@ -1,0 +1,200 @@
+import { z } from 'zod';
+import type { Measure } from '../eval/evaluate.js';
+import type { Fidelity } from '../eval/fidelity.js';
+import { ortVersion } from '../runtime/ort.js';
+import { VERSION } from '../version.js';
+
+/**
+ * The report: one versioned JSON document per `pare eval` or `pare compress` run. Writers build it
+ * with `newReport`; readers validate it with `ReportSchema`, which is strict about `schema` and
+ * `version` and keeps fields it does not know, so a report from a newer pare of the same version
+ * still reads. docs/report.md describes every field.
+ */
+
+export const REPORT_SCHEMA = 'pare.report';
+export const REPORT_VERSION = 1;
+
+/** What one pass did to one layer. */
+export interface LayerStat {
+  name: string;
+  kind?: string;
+  /** weight as [out, in] before the pass */
+  shape?: number[];
+  ms: number;
+  bytes_before: number;
+  bytes_after: number;
+  /** the pass's own objective for this layer, e.g. the layer reconstruction error */
+  objective?: number;
+  /** fraction of zeros in the weight after the pass */
+  sparsity?: number;
+  extra?: Record<string, number | string>;
+}
+
+export interface PassReport {
+  /** registered pass id, e.g. `prune.magnitude` */
+  id: string;
+  targets: string[];
+  ignore?: string[];
+  /** params as the pass ran them (defaults filled) */
+  params: Record<string, unknown>;
+  ms: number;
+  layers: LayerStat[];
+  warnings?: string[];
+}
+
+export type BudgetName = 'max_ppl_increase' | 'max_accuracy_drop' | 'max_size_increase';
+
+/** One budget checked: `base` and `candidate` are in `metric`'s units; `change` and `allowed` in the limit's (a fraction for "2%", else metric units). */
+export interface BudgetCheck {
+  name: BudgetName;
+  /** as written: "2%" or "0.5" */
+  limit: string;
+  metric: 'perplexity' | 'top1_percent' | 'file_bytes';
+  base: number;
+  candidate: number;
+  /** the increase (or, for accuracy, the drop) from base to candidate */
+  change: number;
+  allowed: number;
+  ok: boolean;
+}
+
+export interface FileRef {
+  path: string;
+  sha256: string;
+}
+
+export interface Report {
+  schema: typeof REPORT_SCHEMA;
+  version: typeof REPORT_VERSION;
+  kind: 'eval' | 'compress';
+  tool: { name: 'pare'; version: string; onnxruntime: string; node: string };
+  /** ISO 8601 */
+  created: string;
+  input: FileRef & { format: string };
+  output?: FileRef & { format: string; files?: string[] };
+  recipe?: FileRef;
+  seed?: number;
+  /** the evaluation data, pinned by hash: two reports compare only when these match */
+  data?: { description: string; files: FileRef[] };
+  passes: PassReport[];
+  measurements: { reference?: Measure; model: Measure };
+  fidelity?: Fidelity;
+  budgets?: BudgetCheck[];
+  warnings: string[];
+  timings: { total_ms: number; passes_ms?: number; eval_ms?: number };
+}
+
+/** A report with `schema`, `version`, `tool` and `created` filled in for this process. */
+export function newReport(fields: Omit<Report, 'schema' | 'version' | 'tool' | 'created'> & { created?: string }): Report {
+  const { created, ...rest } = fields;
+  return {
+    schema: REPORT_SCHEMA,
+    version: REPORT_VERSION,
+    tool: { name: 'pare', version: VERSION, onnxruntime: ortVersion(), node: process.version },
+    created: created ?? new Date().toISOString(),
+    ...rest,
+  };
+}
+
+// ---- reading: every object is loose (extra fields are kept), every field this version defines is typed
+
+const num = z.number();
+const FileRefSchema = z.looseObject({ path: z.string(), sha256: z.string() });
+
+const SizeSchema = z.looseObject({
+  file_bytes: num,
+  params: num,
+  bytes_by_dtype: z.record(z.string(), num),
+  params_by_dtype: z.record(z.string(), num),
+  nonzeros: num,
+  sparse_bytes: num,
+  bits_per_weight: num,
+});
+
+const QualitySchema = z.discriminatedUnion('task', [
+  z.looseObject({ task: z.literal('causal-lm'), nll: num, perplexity: num, ppl_ci95: z.tuple([num, num]), tokens: num, sequences: num }),
+  z.looseObject({ task: z.literal('classification'), top1: num, top5: num, samples: num }),
+]);
+
+const LatencySchema = z.looseObject({
+  median_ms: num,
+  p90_ms: num,
+  runs: num,
+  warmup: num,
+  threads: num,
+  batch: num,
+  seq_len: num.optional(),
+});
+
+const MeasureSchema = z.looseObject({
+  path: z.string(),
+  sha256: z.string(),
+  size: SizeSchema,
+  quality: QualitySchema.optional(),
+  latency: LatencySchema.optional(),
+});
+
+const FidelitySchema = z.looseObject({
+  kl_mean: num,
+  kl_p50: num,
+  kl_p90: num,
+  kl_p99: num,
+  top1_agreement: num,
+  cosine: num,
+  positions: num,
+});
+
+const LayerStatSchema = z.looseObject({
+  name: z.string(),
+  kind: z.string().optional(),
+  shape: z.array(num).optional(),
+  ms: num,
+  bytes_before: num,
+  bytes_after: num,
+  objective: num.optional(),
+  sparsity: num.optional(),
+  extra: z.record(z.string(), z.union([num, z.string()])).optional(),
+});
+
+const PassReportSchema = z.looseObject({
+  id: z.string(),
+  targets: z.array(z.string()),
+  ignore: z.array(z.string()).optional(),
+  params: z.record(z.string(), z.unknown()),
+  ms: num,
+  layers: z.array(LayerStatSchema),
+  warnings: z.array(z.string()).optional(),
+});
+
+const BudgetCheckSchema = z.looseObject({
+  name: z.enum(['max_ppl_increase', 'max_accuracy_drop', 'max_size_increase']),
+  limit: z.string(),
+  metric: z.enum(['perplexity', 'top1_percent', 'file_bytes']),
+  base: num,
+  candidate: num,
+  change: num,
+  allowed: num,
+  ok: z.boolean(),
+});
+
+export const ReportSchema = z.looseObject({
+  schema: z.literal(REPORT_SCHEMA),
+  version: z.literal(REPORT_VERSION),
+  kind: z.enum(['eval', 'compress']),
+  tool: z.looseObject({ name: z.literal('pare'), version: z.string(), onnxruntime: z.string(), node: z.string() }),
+  created: z.string(),
+  input: FileRefSchema.extend({ format: z.string() }),
+  output: FileRefSchema.extend({ format: z.string(), files: z.array(z.string()).optional() }).optional(),
+  recipe: FileRefSchema.optional(),
+  seed: num.optional(),
+  data: z.looseObject({ description: z.string(), files: z.array(FileRefSchema) }).optional(),
+  passes: z.array(PassReportSchema),
+  measurements: z.looseObject({ reference: MeasureSchema.optional(), model: MeasureSchema }),
+  fidelity: FidelitySchema.optional(),
+  budgets: z.array(BudgetCheckSchema).optional(),
+  warnings: z.array(z.string()),
+  timings: z.looseObject({ total_ms: num, passes_ms: num.optional(), eval_ms: num.optional() }),
+});
+
+/** Compile-time check that what the schema accepts is a Report. */
+export const asReport = (parsed: z.output<typeof ReportSchema>): Report => parsed;
