@@ -2,7 +2,7 @@ import { createRequire } from 'node:module';
 import * as ort from 'onnxruntime-node';
 import { UserError } from '../errors.js';
 import type { Model } from '../model/model.js';
-import { encodeInline } from '../model/onnx-io.js';
+import { encodeInline, encodeInlineWithOutputs } from '../model/onnx-io.js';
 
 export { ort };
 
@@ -12,6 +12,11 @@ export interface SessionOptions {
   optimization?: 'disabled' | 'basic' | 'extended' | 'all';
   /** expose these intermediate values as extra outputs (only for sessions built from a Model) */
   extraOutputs?: string[];
+  /**
+   * accuracy_level ORT gives the MatMulNBits it fuses from DequantizeLinear → MatMul (its default 4
+   * computes with int8 activations); 0 keeps float32 arithmetic, so outputs equal the dequantized model's
+   */
+  qdqMatMulNBitsAccuracyLevel?: 0 | 1 | 2 | 3 | 4;
 }
 
 export function ortVersion(): string {
@@ -29,6 +34,7 @@ function toOrtOptions(opts: SessionOptions): ort.InferenceSession.SessionOptions
     interOpNumThreads: 1,
     graphOptimizationLevel: opts.optimization ?? 'all',
     executionMode: 'sequential',
+    ...(opts.qdqMatMulNBitsAccuracyLevel !== undefined ? { extra: { session: { qdq_matmulnbits_accuracy_level: String(opts.qdqMatMulNBitsAccuracyLevel) } } } : {}),
   };
 }
 
@@ -53,4 +59,14 @@ export async function sessionFromModel(model: Model, opts: SessionOptions = {}):
 
 function firstLine(e: unknown): string {
   return String((e as Error)?.message ?? e).split('\n')[0];
+}
+
+/** A session over `model` whose only outputs are `outputs`, so ONNX Runtime runs just what they need. */
+export async function captureSession(model: Model, outputs: string[], opts: SessionOptions = {}): Promise<ort.InferenceSession> {
+  const bytes = encodeInlineWithOutputs(model, outputs);
+  try {
+    return await ort.InferenceSession.create(bytes, toOrtOptions(opts));
+  } catch (e) {
+    throw new Error(`ONNX Runtime cannot build a capture session for ${outputs.join(', ')} of ${model.path}: ${firstLine(e)}`);
+  }
 }

@@ -1,0 +1,116 @@
+import { UserError } from '../errors.js';
+import { DataType } from '../model/dtype.js';
+import { attr, attrInt, makeNode } from '../model/graph.js';
+import { removeUnused, uniqueInitializerName } from '../model/linear-weights.js';
+import type { LinearLayer } from '../model/linears.js';
+import type { Model } from '../model/model.js';
+import { transpose2d } from '../model/ndarray.js';
+import { packUint4 } from '../model/pack.js';
+import type { QuantizedMatrix } from './grid.js';
+
+/**
+ * Graph rewrites that store a quantized weight in a form ONNX Runtime executes natively, so the
+ * file really shrinks. Both compute exactly scale · (q − zero) in float32, the values
+ * `dequantizeMatrix` returns.
+ */
+
+const MS_DOMAIN = 'com.microsoft';
+
+function ensureOpset(model: Model, domain: string, version: number): void {
+  const imports = (model.proto.opset_import ??= []);
+  if (!imports.some((o) => (o.domain ?? '') === domain)) imports.push({ domain, version });
+}
+
+function insertBefore(model: Model, anchor: LinearLayer['node'], node: LinearLayer['node']): void {
+  const nodes = model.graph.node!;
+  nodes.splice(nodes.indexOf(anchor), 0, node);
+}
+
+/** q as signed values q − zero (symmetric grids) in the consumed layout of the layer. */
+function consumedCodes(layer: LinearLayer, m: QuantizedMatrix, signed: boolean): { data: Int8Array | Uint8Array; axis: number } {
+  const codes = signed ? Int8Array.from(m.q, (q) => q - 2 ** (m.bits - 1)) : m.q;
+  const outIn = layer.kind === 'matmul' || (layer.kind === 'gemm' && attrInt(layer.node, 'transB', 0) !== 1);
+  if (!outIn) return { data: codes, axis: 0 };
+  const f = transpose2d(Float32Array.from(codes), m.rows, m.cols);
+  return { data: signed ? Int8Array.from(f) : Uint8Array.from(f), axis: 1 };
+}
+
+/**
+ * DequantizeLinear(q, scale, zero, axis) -> layer      per-channel or per-tensor, 8-bit
+ * int8 codes with no zero point for symmetric grids, uint8 codes and zero points otherwise.
+ */
+export function emitDequantizeLinear(model: Model, layer: LinearLayer, m: QuantizedMatrix): void {
+  if (m.bits !== 8) throw new UserError(`format qdq: '${layer.name}' is ${m.bits}-bit; DequantizeLinear here takes 8-bit weights, use format: matmulnbits for 4-bit`);
+  if (m.groupSize !== m.cols) throw new UserError(`format qdq: per-group scales need blocked DequantizeLinear (opset 21); use group_size 0 (per-channel) or format: matmulnbits`);
+  if (model.opset() < 13) throw new UserError(`format qdq: ${model.path} imports ONNX opset ${model.opset()}; per-channel DequantizeLinear needs opset 13 or newer`);
+  const perTensor = m.scales.every((s) => s === m.scales[0]) && m.zeros.every((z) => z === m.zeros[0]);
+  const { data, axis } = consumedCodes(layer, m, m.symmetric);
+  const base = layer.name;
+  const qName = uniqueInitializerName(model, `${base}.weight_quantized`);
+  model.setInitializer({ name: qName, dataType: m.symmetric ? DataType.INT8 : DataType.UINT8, dims: layer.weightShape, data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength) });
+  const sName = uniqueInitializerName(model, `${base}.weight_scale`);
+  const scales = perTensor ? Float32Array.of(m.scales[0]!) : m.scales;
+  model.setInitializer({ name: sName, dataType: DataType.FLOAT, dims: perTensor ? [] : [m.rows], data: new Uint8Array(scales.buffer.slice(scales.byteOffset, scales.byteOffset + scales.byteLength)) });
+  const inputs = [qName, sName];
+  if (!m.symmetric) {
+    const zName = uniqueInitializerName(model, `${base}.weight_zero_point`);
+    const zeros = perTensor ? Uint8Array.of(m.zeros[0]!) : m.zeros;
+    model.setInitializer({ name: zName, dataType: DataType.UINT8, dims: perTensor ? [] : [m.rows], data: zeros.slice() });
+    inputs.push(zName);
+  }
+  const out = `${base}.weight_dequantized`;
+  const dq = makeNode('DequantizeLinear', inputs, [out], `${layer.node.name ?? base}/DequantizeLinear`, perTensor ? [] : [attr.int('axis', axis)]);
+  insertBefore(model, layer.node, dq);
+  layer.node.input![1] = out;
+  removeUnused(model);
+}
+
+/**
+ * MatMul(x, W) -> com.microsoft.MatMulNBits(x, B, scales, zero_points)
+ * B is uint8 [N, K/block, block·bits/8] with codes packed low nibble first along K; zero points are
+ * packed the same way per row (omitted for symmetric grids, whose zero point 8 is the default).
+ */
+export function emitMatMulNBits(model: Model, layer: LinearLayer, m: QuantizedMatrix, accuracyLevel = 0): void {
+  if (layer.kind !== 'matmul') throw new UserError(`format matmulnbits: '${layer.name}' is a ${layer.kind}; MatMulNBits replaces MatMul only (use format: qdq)`);
+  if (m.bits > 4) throw new UserError(`format matmulnbits: '${layer.name}' has ${m.bits}-bit weights; this writer packs 2-, 3- and 4-bit codes (use format: qdq for 8-bit)`);
+  const block = m.groupSize;
+  if (block < 16 || block > 256 || (block & (block - 1)) !== 0) {
+    throw new UserError(`format matmulnbits: group_size ${block} for '${layer.name}'; MatMulNBits needs a power of two from 16 to 256`);
+  }
+  const N = m.rows;
+  const K = m.cols;
+  const kBlocks = K / block;
+  // codes of fewer bits sit in a 4-bit container re-centred on the container's zero point 8
+  const shift = m.symmetric ? 8 - 2 ** (m.bits - 1) : 0;
+  const codes = shift ? Uint8Array.from(m.q, (q) => q + shift) : m.q;
+  const base = layer.name;
+  const bName = uniqueInitializerName(model, `${base}.weight_q4`);
+  model.setInitializer({ name: bName, dataType: DataType.UINT8, dims: [N, kBlocks, block / 2], data: packUint4(codes) });
+  const sName = uniqueInitializerName(model, `${base}.weight_scales`);
+  model.setInitializer({ name: sName, dataType: DataType.FLOAT, dims: [N * kBlocks], data: new Uint8Array(m.scales.buffer.slice(m.scales.byteOffset, m.scales.byteOffset + m.scales.byteLength)) });
+  const inputs = [layer.input, bName, sName];
+  if (!m.symmetric) {
+    const perRow = Math.ceil(kBlocks / 2);
+    const zp = new Uint8Array(N * perRow);
+    for (let n = 0; n < N; n++) {
+      const row = packUint4(m.zeros.subarray(n * kBlocks, (n + 1) * kBlocks));
+      zp.set(row.subarray(0, perRow), n * perRow);
+    }
+    const zName = uniqueInitializerName(model, `${base}.weight_zero_points`);
+    model.setInitializer({ name: zName, dataType: DataType.UINT8, dims: [N * perRow], data: zp });
+    inputs.push(zName);
+  }
+  ensureOpset(model, MS_DOMAIN, 1);
+  const node = makeNode(
+    'MatMulNBits',
+    inputs,
+    [layer.output],
+    `${layer.node.name ?? base}/MatMulNBits`,
+    [attr.int('K', K), attr.int('N', N), attr.int('bits', 4), attr.int('block_size', block), attr.int('accuracy_level', accuracyLevel)],
+    MS_DOMAIN,
+  );
+  const nodes = model.graph.node!;
+  nodes[nodes.indexOf(layer.node)] = node;
+  removeUnused(model);
+}
+

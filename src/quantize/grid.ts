@@ -1,0 +1,131 @@
+/**
+ * Uniform affine quantization of a weight matrix W [rows = out, cols = in] (float32), in groups of
+ * `groupSize` consecutive inputs of a row: w ≈ scale · (q − zero), q ∈ [0, 2^bits − 1].
+ * Symmetric grids fix zero = 2^(bits−1) and scale = max|w| / (2^(bits−1) − 1), so q − zero is a
+ * signed value in ±(2^(bits−1) − 1) (int8 [−127, 127], int4 [−7, 7]); asymmetric grids map
+ * [min, max] (always including 0) onto [0, 2^bits − 1]. Optional MSE clipping shrinks the range
+ * while that lowers the group's ‖w − ŵ‖^2.4 (GPTQ reference `find_params(mse=True)`).
+ */
+
+export interface GridSpec {
+  bits: number;
+  /** inputs per group; 0 = one group per output row (per-channel); -1 = one group for the tensor */
+  groupSize: number;
+  symmetric: boolean;
+  /** search shrink factors 1, 0.99, … down to 1 − maxShrink for the lowest error */
+  mseClip?: boolean;
+}
+
+export interface QuantizedMatrix {
+  rows: number;
+  cols: number;
+  bits: number;
+  /** effective group length along the input dimension (cols for per-channel) */
+  groupSize: number;
+  symmetric: boolean;
+  /** unsigned codes, rows × cols */
+  q: Uint8Array;
+  /** rows × groups (per-tensor: 1 value repeated per row) */
+  scales: Float32Array;
+  /** rows × groups, integer zero points in code space */
+  zeros: Uint8Array;
+}
+
+export function groupLength(spec: GridSpec, rows: number, cols: number): number {
+  if (spec.groupSize === 0) return cols;
+  if (spec.groupSize < 0) return cols; // per-tensor shares one scale, stored once per row
+  return spec.groupSize;
+}
+
+/** Scale and zero point of one group given its min and max. */
+export function groupParams(min: number, max: number, bits: number, symmetric: boolean): { scale: number; zero: number } {
+  const levels = 2 ** bits - 1;
+  if (symmetric) {
+    const half = 2 ** (bits - 1);
+    const amax = Math.max(Math.abs(min), Math.abs(max));
+    return { scale: amax > 0 ? amax / (half - 1) : 1, zero: half };
+  }
+  const lo = Math.min(min, 0);
+  const hi = Math.max(max, 0);
+  if (hi === lo) return { scale: 1, zero: 0 };
+  const scale = (hi - lo) / levels;
+  return { scale, zero: Math.min(levels, Math.max(0, Math.round(-lo / scale))) };
+}
+
+export function quantizeValue(w: number, scale: number, zero: number, bits: number): number {
+  const q = Math.round(w / scale) + zero;
+  return q < 0 ? 0 : q > 2 ** bits - 1 ? 2 ** bits - 1 : q;
+}
+
+const GRID_STEPS = 100;
+const MAX_SHRINK = 0.8;
+const MSE_NORM = 2.4;
+
+function rangeOf(W: Float32Array, start: number, len: number): { min: number; max: number } {
+  let min = Infinity;
+  let max = -Infinity;
+  for (let i = start; i < start + len; i++) {
+    const v = W[i]!;
+    if (v < min) min = v;
+    if (v > max) max = v;
+  }
+  return { min, max };
+}
+
+function clippedParams(W: Float32Array, start: number, len: number, min: number, max: number, spec: GridSpec): { scale: number; zero: number } {
+  let best = groupParams(min, max, spec.bits, spec.symmetric);
+  if (!spec.mseClip) return best;
+  let bestErr = Infinity;
+  for (let i = 0; i < GRID_STEPS * MAX_SHRINK; i++) {
+    const p = 1 - i / GRID_STEPS;
+    const cand = groupParams(p * min, p * max, spec.bits, spec.symmetric);
+    let err = 0;
+    for (let k = start; k < start + len; k++) {
+      const w = W[k]!;
+      err += Math.abs(cand.scale * (quantizeValue(w, cand.scale, cand.zero, spec.bits) - cand.zero) - w) ** MSE_NORM;
+    }
+    if (err < bestErr) [best, bestErr] = [cand, err];
+  }
+  return best;
+}
+
+/** Quantize W [rows, cols] onto the grid. `cols` must be a multiple of a positive groupSize. */
+export function quantizeMatrix(W: Float32Array, rows: number, cols: number, spec: GridSpec): QuantizedMatrix {
+  const g = groupLength(spec, rows, cols);
+  if (cols % g !== 0) throw new Error(`quantizeMatrix: ${cols} inputs are not a multiple of group size ${g}`);
+  const groups = cols / g;
+  const q = new Uint8Array(rows * cols);
+  const scales = new Float32Array(rows * groups);
+  const zeros = new Uint8Array(rows * groups);
+  const tensor = spec.groupSize < 0 ? rangeOf(W, 0, W.length) : undefined;
+  const tensorParams = tensor ? clippedParams(W, 0, W.length, tensor.min, tensor.max, spec) : undefined;
+  for (let r = 0; r < rows; r++) {
+    for (let k = 0; k < groups; k++) {
+      const start = r * cols + k * g;
+      let p = tensorParams;
+      if (!p) {
+        const { min, max } = rangeOf(W, start, g);
+        p = clippedParams(W, start, g, min, max, spec);
+      }
+      scales[r * groups + k] = p.scale;
+      zeros[r * groups + k] = p.zero;
+      for (let i = start; i < start + g; i++) q[i] = quantizeValue(W[i]!, Math.fround(p.scale), p.zero, spec.bits);
+    }
+  }
+  return { rows, cols, bits: spec.bits, groupSize: g, symmetric: spec.symmetric, q, scales, zeros };
+}
+
+/** ŵ = scale · (q − zero), float32, exactly as DequantizeLinear/MatMulNBits compute it. */
+export function dequantizeMatrix(m: QuantizedMatrix): Float32Array {
+  const out = new Float32Array(m.rows * m.cols);
+  const groups = m.cols / m.groupSize;
+  for (let r = 0; r < m.rows; r++) {
+    for (let k = 0; k < groups; k++) {
+      const s = m.scales[r * groups + k]!;
+      const z = m.zeros[r * groups + k]!;
+      const start = r * m.cols + k * m.groupSize;
+      for (let i = start; i < start + m.groupSize; i++) out[i] = Math.fround((m.q[i]! - z) * s);
+    }
+  }
+  return out;
+}
