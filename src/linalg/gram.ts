@@ -1,0 +1,103 @@
+import { type FloatArray, type KernelGraph, type KernelNode, runKernel } from './backend.js';
+import { SMALL_FLOPS } from './gemm.js';
+
+/**
+ * Gram accumulation H += XᵀX for X [rows, dim] row-major: the (unscaled) SparseGPT/GPTQ Hessian, whose
+ * callers scale by 2/n (Frantar & Alistarh 2023; Frantar et al. 2022). Working precision float64: float32
+ * activations are cast to double inside the ONNX graph (Cast → Gemm transA=1 on MLAS DGEMM), so every
+ * product and sum is a double operation; chunks are added into a float64 H. result() symmetrizes H.
+ */
+
+/** rows per Gemm call are capped so one chunk holds at most this many elements (64 MiB once cast to double) */
+const CHUNK_ELEMENTS = 1 << 23;
+
+function gramGraph(cast: boolean): () => KernelGraph {
+  return () => ({
+    inputs: [{ name: 'X', dtype: cast ? 'float32' : 'float64', dims: ['rows', 'dim'] }],
+    outputs: [{ name: 'Y', dtype: 'float64', dims: ['dim', 'dim2'] }],
+    nodes: (cast
+      ? [
+          { op: 'Cast', inputs: ['X'], outputs: ['Xd'], attrs: { to: 11 } },
+          { op: 'Gemm', inputs: ['Xd', 'Xd'], outputs: ['Y'], attrs: { transA: 1 } },
+        ]
+      : [{ op: 'Gemm', inputs: ['X', 'X'], outputs: ['Y'], attrs: { transA: 1 } }]) as KernelNode[],
+  });
+}
+
+/** XᵀX of one chunk (dim×dim float64). */
+export async function gram(X: FloatArray, rows: number, dim: number): Promise<Float64Array> {
+  if (X.length !== rows * dim) throw new Error(`gram: X has ${X.length} elements, expected rows·dim = ${rows}·${dim}`);
+  if (rows * dim * dim < SMALL_FLOPS) {
+    const H = new Float64Array(dim * dim);
+    addGramJs(H, X, rows, dim);
+    return H;
+  }
+  const cast = X instanceof Float32Array;
+  return (await runKernel(cast ? 'gram_f32_f64' : 'gram_f64', gramGraph(cast), { X: { data: X, dims: [rows, dim] } })) as Float64Array;
+}
+
+function addGramJs(H: Float64Array, X: FloatArray, rows: number, dim: number): void {
+  for (let r = 0; r < rows; r++) {
+    const off = r * dim;
+    for (let i = 0; i < dim; i++) {
+      const xi = X[off + i]!;
+      if (xi === 0) continue;
+      const h = i * dim;
+      for (let j = 0; j < dim; j++) H[h + j] += xi * X[off + j]!;
+    }
+  }
+}
+
+export class GramAccumulator {
+  readonly dim: number;
+  private readonly H: Float64Array;
+  private readonly chunkRows: number;
+  private rows = 0;
+
+  /** `chunkRows` bounds the rows per Gemm call (default: 8 Mi elements per chunk) */
+  constructor(dim: number, opts: { chunkRows?: number } = {}) {
+    if (!Number.isInteger(dim) || dim <= 0) throw new Error(`GramAccumulator: dim must be a positive integer, got ${dim}`);
+    this.dim = dim;
+    this.H = new Float64Array(dim * dim);
+    this.chunkRows = opts.chunkRows ?? Math.max(1, Math.floor(CHUNK_ELEMENTS / dim));
+  }
+
+  /** rows added so far (tokens or positions); the Hessian of ‖WX − ŴX‖² is 2/count · result() */
+  get count(): number {
+    return this.rows;
+  }
+
+  /** H += XᵀX for X [rows, dim] row-major. */
+  async add(X: FloatArray, rows: number): Promise<void> {
+    const d = this.dim;
+    if (X.length !== rows * d) throw new Error(`GramAccumulator.add: X has ${X.length} elements, expected rows·dim = ${rows}·${d}`);
+    const step = this.chunkRows;
+    for (let r0 = 0; r0 < rows; r0 += step) {
+      const r1 = Math.min(rows, r0 + step);
+      const chunk = X.subarray(r0 * d, r1 * d);
+      if ((r1 - r0) * d * d < SMALL_FLOPS) addGramJs(this.H, chunk, r1 - r0, d);
+      else {
+        const G = await gram(chunk, r1 - r0, d);
+        for (let i = 0; i < G.length; i++) this.H[i] += G[i]!;
+      }
+    }
+    this.rows += rows;
+  }
+
+  /**
+   * Σ xxᵀ so far, dim×dim row-major float64, made exactly symmetric. This is the accumulator's own
+   * buffer (no copy: Hessians reach 3072² doubles); later add() calls keep writing into it.
+   */
+  async result(): Promise<Float64Array> {
+    const d = this.dim;
+    const H = this.H;
+    for (let i = 0; i < d; i++) {
+      for (let j = i + 1; j < d; j++) {
+        const v = 0.5 * (H[i * d + j]! + H[j * d + i]!);
+        H[i * d + j] = v;
+        H[j * d + i] = v;
+      }
+    }
+    return H;
+  }
+}

@@ -1,0 +1,81 @@
+import { afterAll, describe, expect, it } from 'vitest';
+import { releaseKernels } from '../../src/linalg/backend.js';
+import { AbsMaxAccumulator, SumSquaresAccumulator } from '../../src/linalg/channel-stats.js';
+import { GramAccumulator } from '../../src/linalg/gram.js';
+import { allClose } from '../helpers.js';
+import { channelStatsRef, gramRef } from '../reference/matmul.js';
+import { gaussianMatrix } from '../reference/random.js';
+
+afterAll(releaseKernels);
+
+describe('GramAccumulator', () => {
+  it('accumulates XᵀX in float64 across batches and chunks, equal to the float64 loop reference', async () => {
+    const dim = 96;
+    const batches = [130, 7, 300, 1];
+    const rows = batches.reduce((a, b) => a + b, 0);
+    const X = Float32Array.from(gaussianMatrix(rows * dim, 11));
+    const ref = gramRef(X, rows, dim);
+    const acc = new GramAccumulator(dim, { chunkRows: 64 });
+    let r0 = 0;
+    for (const b of batches) {
+      await acc.add(X.subarray(r0 * dim, (r0 + b) * dim), b);
+      r0 += b;
+    }
+    expect(acc.count).toBe(rows);
+    const H = await acc.result();
+    // float32 inputs are exact in double; only summation order differs from the reference
+    const c = allClose(H, ref, 1e-12, 1e-10); // measured relFro 7.6e-16
+    expect(c.ok, c.worst).toBe(true);
+    expect(c.relFro).toBeLessThan(1e-14);
+    for (let i = 0; i < dim; i++) for (let j = 0; j < i; j++) expect(H[i * dim + j]).toBe(H[j * dim + i]);
+  });
+
+  it('accepts float64 activations and tiny batches (JS path)', async () => {
+    const dim = 5;
+    const X = gaussianMatrix(3 * dim, 12);
+    const acc = new GramAccumulator(dim);
+    await acc.add(X, 3);
+    const c = allClose(await acc.result(), gramRef(X, 3, dim), 1e-14, 1e-14);
+    expect(c.ok, c.worst).toBe(true);
+  });
+
+  it('rejects a batch whose length is not rows·dim', async () => {
+    await expect(new GramAccumulator(4).add(new Float32Array(10), 3)).rejects.toThrow(/expected rows·dim = 3·4/);
+  });
+});
+
+describe('channel statistics', () => {
+  it('Σx² and max|x| per channel equal the plain-loop reference over batches', () => {
+    const dim = 33;
+    const X = Float32Array.from(gaussianMatrix(50 * dim, 21));
+    const ref = channelStatsRef(X, 50, dim);
+    const ss = new SumSquaresAccumulator(dim);
+    const am = new AbsMaxAccumulator(dim);
+    for (const [a, b] of [[0, 20], [20, 50]] as const) {
+      ss.add(X.subarray(a * dim, b * dim), b - a);
+      am.add(X.subarray(a * dim, b * dim), b - a);
+    }
+    expect(ss.count).toBe(50);
+    const c = allClose(ss.result(), ref.sumSq, 1e-13, 0);
+    expect(c.ok, c.worst).toBe(true);
+    expect(Array.from(am.result())).toEqual(Array.from(ref.absMax)); // exact: max of float32 values
+    const norms = ss.norms();
+    expect(norms[3]).toBeCloseTo(Math.sqrt(ref.sumSq[3]!), 12);
+  });
+
+  it('channels-first input [n, C, spatial] counts every position', () => {
+    const [n, C, sp] = [2, 3, 4];
+    const X = Float32Array.from({ length: n * C * sp }, (_, i) => i - 10);
+    // channels-last copy [n·spatial, C]
+    const T = new Float32Array(X.length);
+    for (let b = 0; b < n; b++) for (let c = 0; c < C; c++) for (let p = 0; p < sp; p++) T[(b * sp + p) * C + c] = X[(b * C + c) * sp + p]!;
+    const ref = channelStatsRef(T, n * sp, C);
+    const ss = new SumSquaresAccumulator(C);
+    const am = new AbsMaxAccumulator(C);
+    ss.addChannelsFirst(X, n, sp);
+    am.addChannelsFirst(X, n, sp);
+    expect(ss.count).toBe(n * sp);
+    expect(Array.from(ss.result())).toEqual(Array.from(ref.sumSq));
+    expect(Array.from(am.result())).toEqual(Array.from(ref.absMax));
+  });
+});
