@@ -11,8 +11,15 @@ export interface DatasetSource {
 export interface TokenDataset extends DatasetSource {
   kind: 'tokens';
   sequences: Int32Array[];
+  /**
+   * per sequence, the first position whose next-token prediction is scored (strided windows keep
+   * earlier positions as context only); every position when absent
+   */
+  scoreFrom?: number[];
   /** vocabulary size of the tokenizer, when known; checked against the model's logits */
   vocabSize?: number;
+  /** largest id in the data (token-id files have no tokenizer); must be below the model's vocabulary */
+  maxTokenId?: number;
 }
 
 /** Fixed-shape float samples (images, arrays) with optional integer labels. */

@@ -85,7 +85,7 @@ function labelsPath(data: TensorDataset): string | undefined {
 }
 
 /** Map dataset samples onto the model's input layout, transposing NHWC <-> NCHW where that is what differs. */
-function layoutAdapter(data: TensorDataset, io: ClassifierInput): { dims: number[]; sampleSize: number; copy: (i: number, dst: Float32Array) => void } {
+export function layoutAdapter(data: TensorDataset, io: ClassifierInput): { dims: number[]; sampleSize: number; copy: (i: number, dst: Float32Array) => void } {
   const want = io.inputDims.slice(1);
   const have = data.sampleShape;
   const size = have.reduce((a, b) => a * b, 1);

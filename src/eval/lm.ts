@@ -33,13 +33,13 @@ export async function evaluateCausalLM(
   let sumSq = 0;
   let tokens = 0;
   const fidelity = opts.reference ? new FidelityAccumulator() : undefined;
-  for (const seq of data.sequences) {
+  for (const [i, seq] of data.sequences.entries()) {
     if (seq.length < 2) continue;
     const logits = await runLogits(session, seq, opts);
     const vocab = logits.length / seq.length;
     checkVocab(vocab, data, opts.dataPath);
     const ref = opts.reference ? await runLogits(opts.reference, seq, opts) : undefined;
-    for (let t = 0; t + 1 < seq.length; t++) {
+    for (let t = data.scoreFrom?.[i] ?? 0; t + 1 < seq.length; t++) {
       const row = logits.subarray(t * vocab, (t + 1) * vocab);
       const nll = logSumExp(row) - row[seq[t + 1]];
       sum += nll;
@@ -73,6 +73,9 @@ async function runLogits(session: ort.InferenceSession, seq: Int32Array, opts: {
 }
 
 function checkVocab(vocab: number, data: TokenDataset, dataPath: string | undefined): void {
+  if (data.maxTokenId !== undefined && data.maxTokenId >= vocab) {
+    throw new UserError(`${data.files[0]?.path ?? dataPath ?? 'dataset'}: token id ${data.maxTokenId} is outside the model's ${vocab}-token vocabulary`);
+  }
   if (data.vocabSize !== undefined && data.vocabSize !== vocab) {
     const tok = data.files.find((f) => /tok|vocab|json|model$/.test(f.path))?.path ?? dataPath ?? 'tokenizer';
     throw new UserError(`${tok}: tokenizer has ${data.vocabSize} tokens but the model's logits have ${vocab} (field tokenizer)`);

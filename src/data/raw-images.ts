@@ -1,0 +1,30 @@
+import { UserError } from '../errors.js';
+import { readInputFile } from '../model/onnx-io.js';
+import { checkLabels, fileRef, normalise } from './images.js';
+import type { ImagesSpec } from './spec.js';
+import type { TensorDataset } from './types.js';
+
+/** Raw uint8 images back to back, each of `shape` in `layout` order, with optional uint8 labels. */
+export function loadRawImages(spec: ImagesSpec, path: string, labelsPath?: string): TensorDataset {
+  const bytes = readInputFile(path, 'images');
+  const per = spec.shape.reduce((a, b) => a * b, 1);
+  if (bytes.byteLength % per !== 0) throw new UserError(`${path}: ${bytes.byteLength} bytes is not a whole number of [${spec.shape.join('×')}] images (field shape)`);
+  const total = bytes.byteLength / per;
+  const count = Math.min(total, spec.limit ?? total);
+  let labels: Int32Array | undefined;
+  if (labelsPath) {
+    const l = readInputFile(labelsPath, 'labels');
+    checkLabels(Int32Array.from(l), total, labelsPath, path);
+    labels = Int32Array.from(l.subarray(0, count));
+  }
+  return {
+    kind: 'tensors',
+    sampleShape: spec.shape,
+    layout: spec.layout,
+    data: normalise(bytes, count, spec.shape, spec.layout, spec, path),
+    count,
+    labels,
+    files: [fileRef(path), ...(labelsPath ? [fileRef(labelsPath)] : [])],
+    description: `images ${path.split('/').pop()}, ${count} × [${spec.shape.join('×')}] ${spec.layout}${labels ? ' with labels' : ''}, scale ${+spec.scale.toPrecision(6)}`,
+  };
+}
