@@ -1,12 +1,19 @@
 import { Command, CommanderError } from 'commander';
 import { isExpectedError } from '../errors.js';
+import { removeTempFiles } from '../util/atomic-write.js';
 import { VERSION } from '../version.js';
+import { registerCompressCommand } from './compress.js';
+import { registerEvalCommand } from './eval.js';
 import { formatInspection, runInspect } from './inspect.js';
+import { registerRecipeCommands } from './recipe.js';
+import { registerReportCommands } from './report.js';
 
 /** Output sinks, so tests can run the CLI in-process. */
 export interface Io {
   out(text: string): void;
   err(text: string): void;
+  /** draw spinners on stderr; undefined: when stderr is a TTY and NO_COLOR is unset */
+  fancy?: boolean;
 }
 
 const processIo: Io = {
@@ -33,6 +40,10 @@ function buildProgram(io: Io, setCode: (code: number) => void): Command {
       setCode(0);
     });
 
+  registerEvalCommand(program, io, setCode);
+  registerCompressCommand(program, io, setCode);
+  registerRecipeCommands(program, io, setCode);
+  registerReportCommands(program, io, setCode);
   return program;
 }
 
@@ -55,5 +66,13 @@ export async function run(argv: string[], io: Io = processIo): Promise<number> {
 }
 
 export async function main(): Promise<void> {
+  // an interrupted run removes the temp files it was writing; outputs only ever appear by rename
+  for (const [signal, code] of [['SIGINT', 130], ['SIGTERM', 143]] as const) {
+    process.once(signal, () => {
+      removeTempFiles();
+      process.stderr.write(`\npare: interrupted (${signal}); no output was written\n`);
+      process.exit(code);
+    });
+  }
   process.exitCode = await run(process.argv.slice(2));
 }

@@ -39,9 +39,18 @@ export function readWeight(model: Model, layer: LinearLayer): Float32Array {
 export function writeWeight(model: Model, layer: LinearLayer, W: Float32Array, dataType: number = DataType.FLOAT): void {
   const consumed = fromOutIn(layer, W);
   const index = new GraphIndex(model.graph);
-  const sole = layer.weightChain.length === 0 && index.consumerCount(layer.weight) === 1 && !isGraphInput(model, layer.weight);
+  const transposesOnly = layer.weightChain.every((n) => n.op_type === 'Transpose' && index.consumerCount(n.output![0]!) === 1);
+  const sole = transposesOnly && index.consumerCount(layer.weight) === 1 && !isGraphInput(model, layer.weight);
   if (sole) {
-    model.setInitializer({ name: layer.weight, dataType, dims: layer.weightShape, data: fromFloat32(dataType, consumed) });
+    // undo the chain's transposes so the initializer keeps its stored name and layout
+    let data = consumed;
+    let shape = layer.weightShape;
+    for (const n of [...layer.weightChain].reverse()) {
+      const perm = attrInts(n, 'perm') ?? shape.map((_, i) => shape.length - 1 - i);
+      const inverse = perm.map((_, i) => perm.indexOf(i));
+      ({ data, shape } = permute(data, shape, inverse));
+    }
+    model.setInitializer({ name: layer.weight, dataType, dims: shape, data: fromFloat32(dataType, data) });
     return;
   }
   const name = uniqueInitializerName(model, `${layer.name}.weight`);

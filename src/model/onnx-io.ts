@@ -1,7 +1,7 @@
 import { closeSync, fsyncSync, openSync, readFileSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { UserError } from '../errors.js';
-import { writeFileAtomic, tempPathFor } from '../util/atomic-write.js';
+import { tempPathFor, trackTemp, untrackTemp, writeFileAtomic } from '../util/atomic-write.js';
 import { byteLength, elementCount } from './dtype.js';
 import { Model } from './model.js';
 import {
@@ -12,6 +12,7 @@ import {
   type ModelProto,
   type NodeProto,
   type TensorProto,
+  type ValueInfoProto,
 } from './onnx-schema.js';
 
 /** protobuf messages cannot pass 2 GiB; past this, tensors must go to an external data file. */
@@ -112,10 +113,18 @@ export function writeOnnx(model: Model, path: string, opts: WriteOnnxOptions = {
 
 /** The model as one protobuf with every tensor inline (for ONNX Runtime sessions and small files). */
 export function encodeInline(model: Model, extraOutputs: string[] = []): Uint8Array {
+  const have = new Set((model.graph.output ?? []).map((o) => o.name));
+  return encodeInlineWithOutputs(model, [...(model.graph.output ?? []), ...extraOutputs.filter((n) => !have.has(n)).map((name) => ({ name }))]);
+}
+
+/**
+ * The model inline with `outputs` as its only graph outputs: ONNX Runtime then runs just the nodes
+ * those values need (a prefix of the network when capturing a block's inputs).
+ */
+export function encodeInlineWithOutputs(model: Model, outputs: (string | ValueInfoProto)[]): Uint8Array {
   const graph = model.graph;
   const initializer = (graph.initializer ?? []).map((t) => (t.data_location === 1 ? inlineTensor(model, t) : t));
-  const have = new Set((graph.output ?? []).map((o) => o.name));
-  const output = [...(graph.output ?? []), ...extraOutputs.filter((n) => !have.has(n)).map((name) => ({ name }))];
+  const output = outputs.map((o) => (typeof o === 'string' ? { name: o } : o));
   return ModelProtoType.encode({ ...model.proto, graph: { ...graph, initializer, output } } as never).finish();
 }
 
@@ -151,6 +160,7 @@ class ExternalSink {
     private readonly location: string,
   ) {
     this.tmp = tempPathFor(target);
+    trackTemp(this.tmp);
     this.fd = openSync(this.tmp, 'w');
   }
 
@@ -176,12 +186,14 @@ class ExternalSink {
     closeSync(this.fd!);
     this.fd = undefined;
     renameSync(this.tmp, this.target);
+    untrackTemp(this.tmp);
   }
 
   abort(): void {
     if (this.fd !== undefined) closeSync(this.fd);
     this.fd = undefined;
     rmSync(this.tmp, { force: true });
+    untrackTemp(this.tmp);
   }
 
   private write(buf: Uint8Array): void {

@@ -9,11 +9,29 @@ export function tempPathFor(target: string): string {
   return join(dirname(target), `.${basename(target)}.${process.pid}.${Date.now().toString(36)}.tmp`);
 }
 
+/** Temp files being written right now, so an interrupted run can remove them before it exits. */
+const inFlight = new Set<string>();
+
+export function trackTemp(path: string): void {
+  inFlight.add(path);
+}
+
+export function untrackTemp(path: string): void {
+  inFlight.delete(path);
+}
+
+/** Remove every temp file still being written (called from the SIGINT/SIGTERM handler). */
+export function removeTempFiles(): void {
+  for (const p of inFlight) rmSync(p, { force: true });
+  inFlight.clear();
+}
+
 /** Write `chunks` to `target` atomically. */
 export function writeFileAtomic(target: string, chunks: Uint8Array | string | (Uint8Array | string)[]): void {
   const tmp = tempPathFor(target);
   const list = Array.isArray(chunks) ? chunks : [chunks];
   let fd: number | undefined;
+  trackTemp(tmp);
   try {
     fd = openSync(tmp, 'w');
     for (const c of list) {
@@ -29,5 +47,7 @@ export function writeFileAtomic(target: string, chunks: Uint8Array | string | (U
     if (fd !== undefined) closeSync(fd);
     rmSync(tmp, { force: true });
     throw e;
+  } finally {
+    untrackTemp(tmp);
   }
 }

@@ -1,0 +1,94 @@
+import type { Command } from 'commander';
+import { datasetSpecFromCli } from '../data/cli-spec.js';
+import { loadDataset } from '../data/load.js';
+import { UserError } from '../errors.js';
+import { evalReport } from '../eval/eval-report.js';
+import { writeReport } from '../report/io.js';
+import { renderReportMarkdown } from '../report/markdown.js';
+import type { Io } from './main.js';
+
+interface EvalFlags {
+  data: string;
+  reference?: string;
+  output?: string;
+  json?: boolean;
+  tokenizer?: string;
+  seqLen?: string;
+  count?: string;
+  maxLength?: string;
+  select?: string;
+  labels?: string;
+  shape?: string;
+  layout?: 'nhwc' | 'nchw';
+  scale?: string;
+  limit?: string;
+  latency: boolean;
+  runs?: string;
+  threads?: string;
+}
+
+function num(flag: string, v: string | undefined, integer = true): number | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!Number.isFinite(n) || (integer && !Number.isInteger(n)) || n < 0) throw new UserError(`${flag} expects a ${integer ? 'non-negative integer' : 'number'}, got ${v}`);
+  return n;
+}
+
+/** "1/255" or "0.0039" */
+function scale(v: string | undefined): number | undefined {
+  if (v === undefined) return undefined;
+  const m = /^\s*([\d.]+)\s*\/\s*([\d.]+)\s*$/.exec(v);
+  return m ? Number(m[1]) / Number(m[2]) : num('--scale', v, false);
+}
+
+export function registerEvalCommand(program: Command, io: Io, setCode: (c: number) => void): void {
+  program
+    .command('eval')
+    .description('measure a model in ONNX Runtime: perplexity or top-1/top-5, fidelity to a reference, size, latency')
+    .argument('<model>', '.onnx, or .safetensors with config.json beside it')
+    .requiredOption('--data <dataset>', 'a dataset spec (.yaml/.json), or a data file: .txt (with --tokenizer), token ids .bin (with --seq-len), MNIST idx3 (.gz), .npy, raw uint8 images (with --shape)')
+    .option('--reference <model>', 'also evaluate this model and measure fidelity (KL, top-1 agreement, cosine) against it')
+    .option('-o, --output <report.json>', 'write the JSON report here')
+    .option('--json', 'print exactly one JSON document (the report) on stdout')
+    .option('--tokenizer <file>', 'text data: llama2.c tokenizer.bin or Hugging Face tokenizer.json')
+    .option('--max-length <n>', 'text data: tokens per document, BOS included (default 512)')
+    .option('--select <ranges>', 'text data: documents to use, 1-based, e.g. "1-10"')
+    .option('--seq-len <n>', 'token-id data: window length')
+    .option('--count <n>', 'token-id data: number of windows')
+    .option('--labels <file>', 'image/array data: labels file')
+    .option('--shape <HxWxC>', 'raw image data: per-image shape in file order, e.g. 32x32x3')
+    .option('--layout <layout>', 'raw image data: nhwc or nchw')
+    .option('--scale <x>', 'image data: multiply pixels by this first, e.g. 1/255')
+    .option('--limit <n>', 'image/array data: first n samples only')
+    .option('--no-latency', 'skip the latency measurement')
+    .option('--runs <n>', 'latency: timed runs after warm-up (default 20)')
+    .option('--threads <n>', 'ONNX Runtime threads (default: all cores)')
+    .action(async (modelPath: string, f: EvalFlags) => {
+      const { spec, baseDir } = datasetSpecFromCli(
+        f.data,
+        {
+          tokenizer: f.tokenizer,
+          seqLen: num('--seq-len', f.seqLen),
+          count: num('--count', f.count),
+          maxLength: num('--max-length', f.maxLength),
+          select: f.select,
+          labels: f.labels,
+          shape: f.shape?.split(/[x,×]/).map((d) => num('--shape', d)!),
+          layout: f.layout,
+          scale: scale(f.scale),
+          limit: num('--limit', f.limit),
+        },
+        process.cwd(),
+      );
+      const data = await loadDataset(spec, baseDir);
+      const report = await evalReport(
+        modelPath,
+        data,
+        { threads: num('--threads', f.threads), latency: f.latency ? { runs: num('--runs', f.runs) } : false, dataPath: f.data },
+        f.reference,
+      );
+      if (f.output) writeReport(f.output, report);
+      io.out(f.json ? JSON.stringify(report, null, 2) : renderReportMarkdown(report));
+      setCode(0);
+    });
+}

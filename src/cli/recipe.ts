@@ -1,0 +1,49 @@
+import type { Command } from 'commander';
+import { loadModel } from '../model/load.js';
+import { describePasses, type PassDescription } from '../recipe/describe.js';
+import { loadRecipe } from '../recipe/parse.js';
+import { PASSES } from '../recipe/registry.js';
+import { planRecipe } from '../pipeline/plan.js';
+import type { Io } from './main.js';
+import { table } from './table.js';
+
+export function formatPasses(passes: PassDescription[]): string {
+  return passes
+    .map((p) => {
+      const head = `${p.id}${p.needsCalibration ? '  (needs calibration)' : ''}\n  ${p.summary}`;
+      const rows = p.params.map((q) => [q.name, q.type, q.required ? 'required' : q.default !== undefined ? JSON.stringify(q.default) : '-', q.description ?? '']);
+      return rows.length ? `${head}\n${table(['param', 'type', 'default', 'meaning'], rows).replace(/^/gm, '  ')}` : head;
+    })
+    .join('\n\n');
+}
+
+export function registerRecipeCommands(program: Command, io: Io, setCode: (c: number) => void): void {
+  const recipe = program.command('recipe').description('check recipes and list the passes they can use');
+  recipe
+    .command('validate')
+    .description('check a recipe: YAML, every pass id and params, and (with --model) that each pass selects layers')
+    .argument('<recipe>', 'recipe .yaml file')
+    .option('--model <model>', 'also check each pass\'s targets against this model')
+    .action((path: string, opts: { model?: string }) => {
+      const loaded = loadRecipe(path, PASSES);
+      const lines = [`${path}: ok, ${loaded.recipe.passes.length} pass${loaded.recipe.passes.length === 1 ? '' : 'es'}`];
+      if (opts.model) {
+        const model = loadModel(opts.model);
+        for (const p of planRecipe(model, loaded.recipe, path)) lines.push(`  passes[${p.index}] ${p.pass}: ${p.layers.length} layers`);
+        model.close();
+      } else {
+        loaded.recipe.passes.forEach((p, i) => lines.push(`  passes[${i}] ${p.pass} targets ${JSON.stringify(p.targets)}`));
+      }
+      io.out(lines.join('\n'));
+      setCode(0);
+    });
+  recipe
+    .command('passes')
+    .description('every pass id, what it does, and its params with defaults')
+    .option('--json', 'print one JSON document')
+    .action((opts: { json?: boolean }) => {
+      const passes = describePasses(PASSES);
+      io.out(opts.json ? JSON.stringify(passes, null, 2) : formatPasses(passes));
+      setCode(0);
+    });
+}

@@ -1,0 +1,173 @@
+import { availableParallelism } from 'node:os';
+import { existsSync, realpathSync } from 'node:fs';
+import { extname, resolve } from 'node:path';
+import { Calibrator } from '../calibrate/calibrator.js';
+import { calibrationFeeds } from '../calibrate/feeds.js';
+import { loadDataset } from '../data/load.js';
+import { UserError } from '../errors.js';
+import { evaluate, type Evaluation, type Measure } from '../eval/evaluate.js';
+import { modelSize } from '../model/size.js';
+import { formatOf, loadModel } from '../model/load.js';
+import type { Model } from '../model/model.js';
+import { writeOnnx } from '../model/onnx-io.js';
+import { writeModelAsSafetensors } from '../model/to-safetensors.js';
+import { type LoadedRecipe, loadRecipe } from '../recipe/parse.js';
+import { PASSES } from '../recipe/registry.js';
+import { sha256Bytes, sha256File } from '../util/hash.js';
+import { VERSION } from '../version.js';
+import type { PassReport } from '../report/schema.js';
+import { seededRandom } from './pass.js';
+import { planRecipe, selectTargets, type PlannedPass } from './plan.js';
+import type { Progress } from './progress.js';
+import { WorkDir } from './workdir.js';
+
+export interface CompressOptions {
+  model: string;
+  recipe: string;
+  output: string;
+  dryRun?: boolean;
+  resume?: boolean;
+  seed?: number;
+  threads?: number;
+  progress: Progress;
+}
+
+/** One pass as it ran, for the report and the work dir's state. */
+export type PassRecord = PassReport;
+
+export interface CompressRun {
+  input: { path: string; sha256: string; format: string };
+  output?: { path: string; sha256: string; format: string; files: string[] };
+  recipe: LoadedRecipe;
+  seed: number;
+  plan: PlannedPass[];
+  passes: PassRecord[];
+  evaluation?: Evaluation;
+  /** sizes of input and output, measured from the files (quality only when the recipe has eval) */
+  sizes?: { reference: Measure; model: Measure };
+  dataDescription?: { description: string; files: { path: string; sha256: string }[] };
+  resumedAfter?: number;
+  warnings: string[];
+  timings: { total_ms: number; passes_ms: number; eval_ms?: number };
+}
+
+/** Refuse outputs that would overwrite the input or that the input's format cannot become. */
+function checkOutput(input: string, output: string): 'onnx' | 'safetensors' {
+  const same = resolve(input) === resolve(output) || (existsSync(output) && existsSync(input) && realpathSync(input) === realpathSync(output));
+  if (same) throw new UserError(`${output}: -o names the input model; pare never overwrites its input, choose another output path`);
+  const ext = extname(output).toLowerCase();
+  if (ext === '.onnx') return 'onnx';
+  if (ext === '.safetensors') {
+    if (formatOf(input) !== 'safetensors') throw new UserError(`${output}: safetensors output needs a safetensors input; write .onnx for an ONNX model`);
+    return 'safetensors';
+  }
+  throw new UserError(`${output}: unknown output format '${ext || '(none)'}'; use .onnx (or .safetensors for a safetensors input)`);
+}
+
+export async function compress(opts: CompressOptions): Promise<CompressRun> {
+  const t0 = performance.now();
+  const progress = opts.progress;
+  const outFormat = checkOutput(opts.model, opts.output);
+  const recipe = loadRecipe(opts.recipe, PASSES);
+  const seed = opts.seed ?? 0;
+  const threads = opts.threads ?? availableParallelism();
+  progress.stage(`loading ${opts.model}`);
+  let model = loadModel(opts.model);
+  const input = { path: opts.model, sha256: sha256File(opts.model), format: formatOf(opts.model) };
+  const plan = planRecipe(model, recipe.recipe, recipe.path);
+  const run: CompressRun = { input, recipe, seed, plan, passes: [], warnings: [], timings: { total_ms: 0, passes_ms: 0 } };
+  if (opts.dryRun) {
+    run.timings.total_ms = performance.now() - t0;
+    return run;
+  }
+
+  const work = new WorkDir<PassRecord>(opts.output, sha256Bytes(Buffer.from([input.sha256, recipe.sha256, seed, VERSION].join('\n'))));
+  let start = 0;
+  const saved = opts.resume ? work.load() : undefined;
+  if (opts.resume && !saved) progress.warn(`--resume: no completed pass to resume from in ${work.dir}; starting from the first pass`);
+  if (saved) {
+    model.close();
+    model = work.loadCheckpoint(saved);
+    start = saved.completed;
+    run.passes = saved.passes;
+    run.resumedAfter = saved.completed;
+    progress.stage(`resuming after pass ${saved.completed}/${recipe.recipe.passes.length}`);
+  } else if (!opts.resume) {
+    work.reset();
+  }
+  let referencePath = opts.model;
+  if (input.format !== 'onnx' && recipe.recipe.eval?.reference) {
+    referencePath = work.file('reference.onnx');
+    if (!existsSync(referencePath)) writeOnnx(saved ? loadModel(opts.model) : model, referencePath);
+  }
+
+  const calibrator = await makeCalibrator(model, recipe, start, threads, progress);
+  const tPasses = performance.now();
+  const total = recipe.recipe.passes.length;
+  for (let i = start; i < total; i++) {
+    const entry = recipe.recipe.passes[i]!;
+    const { pass, layers } = selectTargets(model, recipe.recipe, i, recipe.path);
+    progress.pass(i, total, pass.id, layers.length);
+    const tp = performance.now();
+    const result = await pass.apply(model, entry.params, {
+      layers,
+      seed,
+      random: seededRandom(seed * 1000003 + i),
+      calibration: pass.needsCalibration ? calibrator : undefined,
+      progress,
+      where: `passes[${i}]`,
+    });
+    const ms = performance.now() - tp;
+    for (const w of result.warnings) progress.warn(`${pass.id}: ${w}`);
+    run.passes.push({ id: pass.id, targets: entry.targets, ignore: entry.ignore, params: entry.params, ms, layers: result.layers, warnings: result.warnings });
+    progress.passDone(i, total, pass.id, ms);
+    if (i < total - 1) {
+      work.save(model, i + 1, run.passes);
+      // lets the interruption tests kill the run at a known point
+      if (process.env.PARE_HOLD_AFTER_PASS === String(i + 1)) await new Promise(() => setInterval(() => {}, 1000));
+    }
+  }
+  run.timings.passes_ms = performance.now() - tPasses;
+
+  progress.stage(`writing ${opts.output}`);
+  const written = outFormat === 'onnx' ? writeOnnx(model, opts.output, { externalData: recipe.recipe.output.external_data || undefined }).files : writeModelAsSafetensors(model, opts.output);
+  run.output = { path: opts.output, sha256: sha256File(opts.output), format: outFormat, files: written };
+  model.close();
+  run.sizes = { reference: sizeMeasure(opts.model), model: sizeMeasure(opts.output, written) };
+
+  const evalSpec = recipe.recipe.eval;
+  if (evalSpec) {
+    const te = performance.now();
+    progress.stage('evaluating original and compressed models');
+    const data = await loadDataset(evalSpec.data, recipe.dir);
+    run.dataDescription = { description: data.description, files: data.files };
+    const evalModel = outFormat === 'onnx' ? opts.output : work.file('compressed.onnx');
+    if (outFormat !== 'onnx') writeOnnx(loadModel(opts.output), evalModel);
+    const latency = evalSpec.latency ? { runs: evalSpec.latency.runs, warmup: evalSpec.latency.warmup } : false;
+    run.evaluation = await evaluate(evalModel, data, { threads: evalSpec.latency?.threads ?? threads, latency, dataPath: recipe.path }, evalSpec.reference ? referencePath : undefined);
+    run.timings.eval_ms = performance.now() - te;
+  }
+  work.remove();
+  progress.stop();
+  run.warnings.push(...run.passes.flatMap((p) => (p.warnings ?? []).map((w) => `${p.id}: ${w}`)));
+  run.timings.total_ms = performance.now() - t0;
+  return run;
+}
+
+async function makeCalibrator(model: Model, recipe: LoadedRecipe, start: number, threads: number, progress: Progress): Promise<Calibrator | undefined> {
+  const needs = recipe.recipe.passes.slice(start).some((p) => PASSES.find((x) => x.id === p.pass)?.needsCalibration);
+  const cal = recipe.recipe.calibration;
+  if (!needs || !cal) return undefined;
+  progress.stage('loading calibration data');
+  const data = await loadDataset(cal.data, recipe.dir);
+  return new Calibrator(calibrationFeeds(model, data, cal.samples, cal.seq_len, recipe.path), cal.mode, threads);
+}
+
+function sizeMeasure(path: string, files?: string[]): Measure {
+  const m = loadModel(path);
+  try {
+    return { path, sha256: sha256File(path), size: modelSize(m, files) };
+  } finally {
+    m.close();
+  }
+}

@@ -1,0 +1,58 @@
+import type { z } from 'zod';
+import type { Model } from '../model/model.js';
+import type { LinearLayer } from '../model/linears.js';
+import type { PassSpec } from '../recipe/pass-spec.js';
+import type { Calibrator } from '../calibrate/calibrator.js';
+import type { LayerStat } from '../report/schema.js';
+
+export type { LayerStat };
+
+export interface PassResult {
+  layers: LayerStat[];
+  warnings: string[];
+}
+
+/** Per-layer progress reporting, so the pipeline can draw "layer j/M" with an ETA. */
+export interface LayerProgress {
+  layer(index: number, total: number, name: string): void;
+}
+
+export interface PassContext {
+  /** the layers the recipe's targets/ignore selected for this pass, in graph order */
+  layers: LinearLayer[];
+  seed: number;
+  /** uniform [0, 1), seeded from `seed` and the pass's position so reruns repeat exactly */
+  random: () => number;
+  /** present when the pass needs calibration */
+  calibration?: Calibrator;
+  progress: LayerProgress;
+  /** `passes[i]`, for messages */
+  where: string;
+}
+
+/** A pass is data plus a function: it matches its targets first, then changes the model once. */
+export interface Pass<P extends z.ZodObject<any> = z.ZodObject<any>> extends PassSpec {
+  params: P;
+  /** which layers the pass can change; the recipe's targets select among these */
+  eligible?: (layer: LinearLayer) => boolean;
+  apply(model: Model, params: z.output<P>, ctx: PassContext): Promise<PassResult>;
+  /** bytes of a layer's weight after the pass, for `--dry-run`; the dense size when absent */
+  estimateBytes?: (layer: LinearLayer, params: z.output<P>, bytesBefore: number) => number;
+}
+
+/** Declares a pass with its params type inferred from the schema. */
+export function definePass<P extends z.ZodObject<any>>(pass: Pass<P>): Pass<P> {
+  return pass;
+}
+
+/** mulberry32: a small seeded PRNG; enough for sampling, not for cryptography. */
+export function seededRandom(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}

@@ -1,0 +1,55 @@
+import { readWeight, writeWeight } from '../model/linear-weights.js';
+import { definePass, type LayerStat } from '../pipeline/pass.js';
+import { checkNmShape, PruneParams } from './magnitude.js';
+import { applyMask, nmMask, parsePattern, rowwiseSmallestMask, sparseBytes, zeroFraction } from './masks.js';
+
+/**
+ * Wanda (Sun et al. 2023, "A Simple and Effective Pruning Approach for Large Language Models"):
+ * score S_ij = |W_ij| · ‖X_j‖₂ with X the layer's calibration inputs, compared within each output
+ * row (per-output comparison group), no weight update. N:M keeps the n best scores of every m.
+ */
+
+/** In place: prune W [rows, cols] by Wanda scores given Σ x_j² per input channel. Returns the mask. */
+export function wandaPrune(W: Float32Array, rows: number, cols: number, sqnorm: Float64Array, opts: { sparsity: number; pattern: string }): Uint8Array {
+  const scores = new Float32Array(W.length);
+  for (let r = 0; r < rows; r++) {
+    for (let j = 0; j < cols; j++) scores[r * cols + j] = Math.abs(W[r * cols + j]!) * Math.sqrt(sqnorm[j]!);
+  }
+  const nm = parsePattern(opts.pattern);
+  const mask = nm ? nmMask(scores, rows, cols, nm.n, nm.m) : rowwiseSmallestMask(scores, rows, cols, Math.round(opts.sparsity * cols));
+  applyMask(W, mask);
+  return mask;
+}
+
+export const wanda = definePass({
+  id: 'prune.wanda',
+  summary: 'Wanda: prune by |weight| × input-activation norm, compared within each output row; unstructured or N:M',
+  params: PruneParams,
+  needsCalibration: true,
+  eligible: (layer) => layer.kind !== 'conv',
+  async apply(model, params, ctx) {
+    for (const layer of ctx.layers) checkNmShape(this.id, layer, params.pattern);
+    const layers: LayerStat[] = [];
+    let done = 0;
+    for await (const { group, stats } of ctx.calibration!.blocks(model, ctx.layers, { sqnorm: true })) {
+      for (const layer of group.layers) {
+        ctx.progress.layer(done++, ctx.layers.length, layer.name);
+        const t0 = performance.now();
+        const W = readWeight(model, layer);
+        wandaPrune(W, layer.outFeatures, layer.inFeatures, stats.get(layer.input)!.sqnorm!, params);
+        writeWeight(model, layer, W);
+        layers.push({
+          name: layer.name,
+          kind: layer.kind,
+          shape: [layer.outFeatures, layer.inFeatures],
+          ms: performance.now() - t0,
+          bytes_before: W.length * 4,
+          bytes_after: W.length * 4,
+          sparsity: zeroFraction(W),
+          extra: { sparse_bytes: sparseBytes(W) },
+        });
+      }
+    }
+    return { layers, warnings: [] };
+  },
+});

@@ -1,0 +1,132 @@
+import { z } from 'zod';
+import { UserError } from '../errors.js';
+import { readWeight } from '../model/linear-weights.js';
+import { obsBlockLoop } from '../obs/block-loop.js';
+import { permuteColumns, prepareHessian } from '../obs/hessian.js';
+import { reconstructionError } from '../obs/output-error.js';
+import { definePass, type LayerStat } from '../pipeline/pass.js';
+import { dequantizeMatrix, groupParams, quantizeValue, type QuantizedMatrix } from './grid.js';
+import { gridSpec, quantizedBytes, WeightQuantParams } from './params.js';
+import { checkQuantizable, emitQuantized } from './rtn.js';
+
+/**
+ * GPTQ (Frantar et al. 2022, "GPTQ: Accurate Post-Training Quantization for Generative
+ * Pre-trained Transformers"): quantize W column by column, each column's rounding error
+ * compensated on the not-yet-quantized columns through the inverse Hessian of the layer's
+ * calibration inputs (the shared OBS block loop). Grid parameters per output row (per channel) or
+ * per group of inputs are fixed from W before the loop (the reference's static_groups), so
+ * act_order needs no g_idx and the result stores like RTN.
+ */
+
+const GptqParams = WeightQuantParams.extend({
+  dampening: z.number().min(0).max(1).default(0.01).describe('λ: H += λ·mean(diag H)·I'),
+  block_size: z.number().int().min(1).default(128).describe('columns per lazy-update block'),
+  act_order: z.boolean().default(false).describe('quantize inputs in order of decreasing Hessian diagonal'),
+});
+type GptqParams = z.output<typeof GptqParams>;
+
+/** Grid parameters per (row, group) from W before any update. */
+function staticParams(W: Float32Array, rows: number, cols: number, g: number, bits: number, symmetric: boolean, perTensor: boolean): { scales: Float32Array; zeros: Uint8Array } {
+  const groups = cols / g;
+  const scales = new Float32Array(rows * groups);
+  const zeros = new Uint8Array(rows * groups);
+  let tmin = Infinity;
+  let tmax = -Infinity;
+  if (perTensor) for (const v of W) [tmin, tmax] = [Math.min(tmin, v), Math.max(tmax, v)];
+  for (let r = 0; r < rows; r++) {
+    for (let k = 0; k < groups; k++) {
+      let min = tmin;
+      let max = tmax;
+      if (!perTensor) {
+        min = Infinity;
+        max = -Infinity;
+        for (let j = k * g; j < (k + 1) * g; j++) {
+          const v = W[r * cols + j]!;
+          if (v < min) min = v;
+          if (v > max) max = v;
+        }
+      }
+      const p = groupParams(min, max, bits, symmetric);
+      scales[r * groups + k] = p.scale;
+      zeros[r * groups + k] = p.zero;
+    }
+  }
+  return { scales, zeros };
+}
+
+/** GPTQ on one layer: returns the quantized matrix (natural column order) and the OBS loss. */
+export async function gptqQuantize(
+  W: Float32Array,
+  rows: number,
+  cols: number,
+  Hinv: Float64Array,
+  perm: Int32Array | undefined,
+  opts: { bits: number; groupSize: number; symmetric: boolean; blockSize: number },
+): Promise<{ m: QuantizedMatrix; loss: number }> {
+  const g = opts.groupSize > 0 ? opts.groupSize : cols;
+  const { scales, zeros } = staticParams(W, rows, cols, g, opts.bits, opts.symmetric, opts.groupSize < 0);
+  const groups = cols / g;
+  const Wp = perm ? permuteColumns(W, rows, cols, perm) : W;
+  const codesP = new Uint8Array(rows * cols);
+  const { loss } = await obsBlockLoop(Wp, rows, cols, Hinv, opts.blockSize, {
+    column(i, w, q) {
+      const natural = perm ? perm[i]! : i;
+      const k = Math.floor(natural / g);
+      for (let r = 0; r < rows; r++) {
+        const s = scales[r * groups + k]!;
+        const z = zeros[r * groups + k]!;
+        const code = quantizeValue(w[r]!, s, z, opts.bits);
+        codesP[r * cols + i] = code;
+        q[r] = Math.fround((code - z) * s);
+      }
+    },
+  });
+  const q = perm ? new Uint8Array(permuteColumns(Float32Array.from(codesP), rows, cols, perm, true)) : codesP;
+  return { m: { rows, cols, bits: opts.bits, groupSize: g, symmetric: opts.symmetric, q, scales, zeros }, loss };
+}
+
+export const gptq = definePass({
+  id: 'quantize.gptq',
+  summary: 'GPTQ: weight quantization with Hessian-based error compensation from calibration data (sequential, block by block)',
+  params: GptqParams,
+  needsCalibration: true,
+  eligible: (layer) => layer.kind !== 'conv',
+  async apply(model, params: GptqParams, ctx) {
+    for (const layer of ctx.layers) checkQuantizable(this.id, layer, params);
+    const spec = gridSpec(params);
+    const layers: LayerStat[] = [];
+    let done = 0;
+    for await (const { group, stats } of ctx.calibration!.blocks(model, ctx.layers, { hessian: true })) {
+      for (const layer of group.layers) {
+        ctx.progress.layer(done++, ctx.layers.length, layer.name);
+        const t0 = performance.now();
+        const rows = layer.outFeatures;
+        const cols = layer.inFeatures;
+        const W = readWeight(model, layer);
+        const original = W.slice();
+        const s = stats.get(layer.input)!;
+        if (s.dim !== cols) throw new UserError(`${this.id}: '${layer.name}' has ${cols} inputs but its activations have ${s.dim} channels`);
+        const prepared = await prepareHessian(s, W, rows, { dampening: params.dampening, actOrder: params.act_order, pass: this.id, layer: layer.name });
+        const { m, loss } = await gptqQuantize(W, rows, cols, prepared.Hinv, prepared.perm, {
+          bits: params.bits,
+          groupSize: spec.groupSize,
+          symmetric: params.symmetric,
+          blockSize: params.block_size,
+        });
+        emitQuantized(model, layer, m, params);
+        layers.push({
+          name: layer.name,
+          kind: layer.kind,
+          shape: [rows, cols],
+          ms: performance.now() - t0,
+          bytes_before: rows * cols * 4,
+          bytes_after: quantizedBytes(rows, cols, params),
+          objective: await reconstructionError(original, dequantizeMatrix(m), rows, s),
+          extra: { obs_loss: loss, dead_inputs: prepared.dead },
+        });
+      }
+    }
+    return { layers, warnings: [] };
+  },
+  estimateBytes: (layer, params) => quantizedBytes(layer.outFeatures, layer.inFeatures, params),
+});

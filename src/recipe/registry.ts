@@ -1,0 +1,25 @@
+import type { Pass } from '../pipeline/pass.js';
+import { magnitude } from '../prune/magnitude.js';
+import { sparsegpt } from '../prune/sparsegpt.js';
+import { wanda } from '../prune/wanda.js';
+import { gptq } from '../quantize/gptq.js';
+import { cast } from '../quantize/cast.js';
+import { rtn } from '../quantize/rtn.js';
+
+/** Every pass pare knows, in the order `pare recipe passes` lists them. */
+export const PASSES: readonly Pass[] = [magnitude, sparsegpt, wanda, rtn, gptq, cast];
+
+function checkUnique(passes: readonly Pass[]): void {
+  const seen = new Set<string>();
+  for (const p of passes) {
+    if (seen.has(p.id)) throw new Error(`pass id ${p.id} is registered twice`);
+    seen.add(p.id);
+  }
+}
+checkUnique(PASSES);
+
+export function passById(id: string): Pass {
+  const pass = PASSES.find((p) => p.id === id);
+  if (!pass) throw new Error(`no pass ${id} (the recipe parser should have rejected it)`);
+  return pass;
+}

@@ -1,0 +1,64 @@
+import { describe, expect, it } from 'vitest';
+import { magnitudePrune } from '../../src/prune/magnitude.js';
+import { nmMask, rowwiseSmallestMask, smallestMask } from '../../src/prune/masks.js';
+import { seededRandom } from '../../src/pipeline/pass.js';
+
+function randomMatrix(n: number, seed: number): Float32Array {
+  const r = seededRandom(seed);
+  return Float32Array.from({ length: n }, () => r() * 2 - 1);
+}
+
+describe('mask selection', () => {
+  it('smallestMask marks exactly count entries, ties broken by position', () => {
+    const scores = Float32Array.from([3, 1, 1, 1, 2, 0]);
+    expect(Array.from(smallestMask(scores, 3))).toEqual([0, 1, 1, 0, 0, 1]);
+    expect(Array.from(smallestMask(scores, 0))).toEqual([0, 0, 0, 0, 0, 0]);
+    expect(Array.from(smallestMask(scores, 6))).toEqual([1, 1, 1, 1, 1, 1]);
+  });
+
+  it('smallestMask agrees with a brute-force sort of (score, index)', () => {
+    const scores = Float32Array.from(randomMatrix(1000, 7), (v) => Math.round(Math.abs(v) * 50) / 50); // many ties
+    const count = 437;
+    const order = Array.from(scores.keys()).sort((a, b) => scores[a]! - scores[b]! || a - b);
+    const expected = new Uint8Array(scores.length);
+    for (const i of order.slice(0, count)) expected[i] = 1;
+    expect(smallestMask(scores, count)).toEqual(expected);
+  });
+
+  it('rowwiseSmallestMask prunes the same count in every row', () => {
+    const scores = randomMatrix(8 * 10, 3).map(Math.abs);
+    const mask = rowwiseSmallestMask(scores, 8, 10, 4);
+    for (let r = 0; r < 8; r++) expect(mask.subarray(r * 10, r * 10 + 10).reduce((a, b) => a + b, 0)).toBe(4);
+  });
+
+  it('2:4 keeps the two largest of every four consecutive inputs', () => {
+    const scores = Float32Array.from([4, 1, 3, 2, 0, 9, 9, 1]);
+    expect(Array.from(nmMask(scores, 1, 8, 2, 4))).toEqual([0, 1, 0, 1, 1, 0, 0, 1]);
+  });
+});
+
+describe('magnitudePrune', () => {
+  it('zeroes exactly half the weights and only the smallest ones', () => {
+    const W = randomMatrix(64 * 172, 11);
+    const original = W.slice();
+    magnitudePrune(W, 64, 172, { sparsity: 0.5, pattern: 'unstructured' });
+    const zeros = W.filter((v) => v === 0).length;
+    expect(zeros).toBe(Math.round(0.5 * W.length));
+    let maxPruned = 0;
+    let minKept = Infinity;
+    for (let i = 0; i < W.length; i++) {
+      if (W[i] === 0) maxPruned = Math.max(maxPruned, Math.abs(original[i]!));
+      else {
+        minKept = Math.min(minKept, Math.abs(W[i]!));
+        expect(W[i]).toBe(original[i]);
+      }
+    }
+    expect(maxPruned).toBeLessThanOrEqual(minKept);
+  });
+
+  it('4:8 leaves four nonzeros in every group of eight', () => {
+    const W = randomMatrix(16 * 64, 5);
+    magnitudePrune(W, 16, 64, { sparsity: 0, pattern: '4:8' });
+    for (let g = 0; g < W.length; g += 8) expect(W.subarray(g, g + 8).filter((v) => v !== 0).length).toBe(4);
+  });
+});
