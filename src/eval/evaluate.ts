@@ -46,6 +46,8 @@ interface ModelIo {
   inputName: string;
   inputDims: number[];
   outputName: string;
+  /** static last dim of the output (the vocabulary for causal LMs), when the model declares it */
+  outputWidth?: number;
 }
 
 /** Run `modelPath` (and `referencePath`, when given) in ONNX Runtime on `data`, measuring quality, size and latency. */
@@ -60,7 +62,7 @@ export async function evaluate(modelPath: string, data: Dataset, opts: EvalOptio
 
   const run = async (s: ort.InferenceSession, reference?: ort.InferenceSession) =>
     data.kind === 'tokens'
-      ? evaluateCausalLM(s, data, { inputName: io.inputName, outputName: io.outputName, reference, dataPath: opts.dataPath })
+      ? evaluateCausalLM(s, data, { inputName: io.inputName, outputName: io.outputName, vocab: io.outputWidth, reference, dataPath: opts.dataPath })
       : evaluateClassifier(s, data, { ...io, dataPath: opts.dataPath }, reference);
 
   const main = await run(session, refSession);
@@ -91,7 +93,8 @@ export function modelIo(model: Model): ModelIo {
   if (!tt || !output) throw new UserError(`${model.path}: input '${input.name}' is not a tensor or the model has no output`);
   const inputDims = (tt.shape?.dim ?? []).map((d) => (d.dim_value !== undefined ? int64ToNumber(d.dim_value) : -1));
   const task = tt.elem_type === 7 || tt.elem_type === 6 ? 'causal-lm' : 'classification';
-  return { task, inputName: input.name ?? '', inputDims, outputName: output.name ?? '' };
+  const last = output.type?.tensor_type?.shape?.dim?.at(-1)?.dim_value;
+  return { task, inputName: input.name ?? '', inputDims, outputName: output.name ?? '', outputWidth: last !== undefined ? int64ToNumber(last) : undefined };
 }
 
 function checkTask(io: ModelIo, data: Dataset, modelPath: string, dataPath?: string): void {

@@ -27,8 +27,9 @@ export interface LMEvalResult {
 export async function evaluateCausalLM(
   session: ort.InferenceSession,
   data: TokenDataset,
-  opts: { inputName: string; outputName: string; reference?: ort.InferenceSession; dataPath?: string },
+  opts: { inputName: string; outputName: string; vocab?: number; reference?: ort.InferenceSession; dataPath?: string },
 ): Promise<LMEvalResult> {
+  if (opts.vocab) checkVocab(opts.vocab, data, opts.dataPath);
   let sum = 0;
   let sumSq = 0;
   let tokens = 0;

@@ -1,0 +1,36 @@
+import { readdirSync, readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { ort } from '../../src/runtime/ort.js';
+import { tempDir } from '../helpers.js';
+import { runCli } from '../cli/run-cli.js';
+
+const ROOT = resolve(__dirname, '../..');
+const MODEL = join(ROOT, 'fixtures/stories260K/model.onnx');
+const tmp = tempDir('pare-recipes-');
+afterAll(() => tmp.cleanup());
+
+/** Every example recipe users copy runs end to end on the embedded model and meets its own budgets. */
+describe('recipes/', () => {
+  const recipes = readdirSync(join(ROOT, 'recipes')).filter((f) => f.endsWith('.yaml'));
+  it('has one recipe per pass family', () => {
+    const text = recipes.map((f) => readFileSync(join(ROOT, 'recipes', f), 'utf8')).join('\n');
+    for (const id of ['prune.magnitude', 'prune.sparsegpt', 'prune.wanda', 'quantize.rtn', 'quantize.gptq', 'quantize.cast']) expect(text).toContain(`pass: ${id}`);
+  });
+
+  for (const file of recipes) {
+    it(`${file} compresses stories260K into a model ONNX Runtime runs`, async () => {
+      const out = join(tmp.dir, file.replace('.yaml', '.onnx'));
+      const report = join(tmp.dir, file.replace('.yaml', '.json'));
+      const r = await runCli(['compress', MODEL, '-r', join(ROOT, 'recipes', file), '-o', out, '--report', report]);
+      expect(r.err).not.toContain('internal error');
+      expect(r.code, r.err).toBe(0);
+      const session = await ort.InferenceSession.create(out);
+      const logits = (await session.run({ input_ids: new ort.Tensor('int64', BigInt64Array.from([1n, 403n, 407n]), [1, 3]) })).logits!;
+      expect(Array.from(logits.data as Float32Array).every(Number.isFinite)).toBe(true);
+      const json = JSON.parse(readFileSync(report, 'utf8'));
+      expect(json.measurements.model.quality.perplexity).toBeGreaterThan(1);
+      expect((json.budgets ?? []).every((b: { ok: boolean }) => b.ok)).toBe(true);
+    });
+  }
+});
