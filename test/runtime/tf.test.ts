@@ -8,7 +8,7 @@ describe('loadTf', () => {
     if (backend !== 'tensorflow') expect(fallback).toMatch(/tfjs-node unavailable/);
     // d/dx Σ x² = 2x
     const x = tf.tensor1d([1, -2, 3]);
-    const g = tf.grad((v: typeof x) => v.square().sum())(x);
+    const g = tf.grad((v) => v.square().sum())(x);
     expect(Array.from(await g.data())).toEqual([2, -4, 6]);
   });
 });
