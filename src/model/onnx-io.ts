@@ -1,4 +1,4 @@
-import { closeSync, fsyncSync, openSync, readFileSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
+import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { UserError } from '../errors.js';
 import { tempPathFor, trackTemp, untrackTemp, writeFileAtomic } from '../util/atomic-write.js';
@@ -161,6 +161,7 @@ class ExternalSink {
   ) {
     this.tmp = tempPathFor(target);
     trackTemp(this.tmp);
+    mkdirSync(dirname(target), { recursive: true });
     this.fd = openSync(this.tmp, 'w');
   }
 

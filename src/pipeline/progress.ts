@@ -26,6 +26,7 @@ export function createProgress(write: (line: string) => void, fancy: boolean): P
   let spinner: Ora | undefined = fancy ? ora({ stream: process.stderr }) : undefined;
   let passLabel = '';
   let passStart = 0;
+  let lastPlain = 0;
   const say = (text: string) => {
     if (spinner) {
       spinner.text = text;
@@ -40,6 +41,9 @@ export function createProgress(write: (line: string) => void, fancy: boolean): P
     },
     layer(index, total, name) {
       const elapsed = performance.now() - passStart;
+      // plain logs: at most one layer line a second, plus the last layer
+      if (!spinner && index !== total - 1 && performance.now() - lastPlain < 1000) return;
+      lastPlain = performance.now();
       const eta = index > 0 ? (elapsed / index) * (total - index) : undefined;
       say(`${passLabel} · layer ${index + 1}/${total} ${name} · ${seconds(elapsed)}${eta !== undefined ? ` · ETA ${seconds(eta)}` : ''}`);
     },

@@ -1,4 +1,4 @@
-import { closeSync, fsyncSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 
 /**
@@ -33,6 +33,7 @@ export function writeFileAtomic(target: string, chunks: Uint8Array | string | (U
   let fd: number | undefined;
   trackTemp(tmp);
   try {
+    mkdirSync(dirname(target), { recursive: true });
     fd = openSync(tmp, 'w');
     for (const c of list) {
       const buf = typeof c === 'string' ? Buffer.from(c, 'utf8') : c;

@@ -73,8 +73,8 @@ describe('pare compress', () => {
     expect(json.measurements.model.size.nonzeros).toBeLessThan(json.measurements.reference.size.nonzeros);
   });
 
-  it('same input, recipe and seed give byte-identical output', async () => {
-    const a = join(tmp.dir, 'a.onnx');
+  it('same input, recipe and seed give byte-identical output (folders are created)', async () => {
+    const a = join(tmp.dir, 'new/folder/a.onnx');
     const b = join(tmp.dir, 'b.onnx');
     expect((await runCli(['compress', MODEL, '-r', twoPasses, '-o', a])).code).toBe(0);
     expect((await runCli(['compress', MODEL, '-r', twoPasses, '-o', b])).code).toBe(0);
