@@ -1,0 +1,88 @@
+/**
+ * Quality of every pass on stories260K under the protocol of the pruning and quantization issues:
+ * calibration = stories 1–10 of valid-head.txt (BOS-encoded, concatenated, 128-token segments);
+ * eval = stories 11–46 (BOS, ≤ 512 tokens); targets = the 35 block linears. Each row is one
+ * `pare compress` run of a generated recipe; perplexities come from its report.
+ * Run: npx tsc -p tsconfig.json && node dist/bench/quality.js
+ */
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { run } from '../src/cli/main.js';
+
+const ROOT = resolve(import.meta.dirname, '../..');
+const MODEL = join(ROOT, 'fixtures/stories260K/model.onnx');
+const TEXT = join(ROOT, 'fixtures/tinystories/valid-head.txt');
+const TOK = join(ROOT, 'fixtures/stories260K/tok512.bin');
+
+export interface QualityRow {
+  label: string;
+  pass: string;
+  params: Record<string, unknown>;
+  targets?: string[];
+  ignore?: string[];
+}
+
+export const QUALITY_ROWS: QualityRow[] = [
+  { label: 'magnitude 50 %', pass: 'prune.magnitude', params: { sparsity: 0.5 } },
+  { label: 'Wanda 50 %', pass: 'prune.wanda', params: { sparsity: 0.5 } },
+  { label: 'SparseGPT 50 %', pass: 'prune.sparsegpt', params: { sparsity: 0.5 } },
+  { label: 'magnitude 2:4', pass: 'prune.magnitude', params: { pattern: '2:4' } },
+  { label: 'Wanda 2:4', pass: 'prune.wanda', params: { pattern: '2:4' } },
+  { label: 'SparseGPT 2:4', pass: 'prune.sparsegpt', params: { pattern: '2:4' } },
+  { label: 'RTN int8 per-channel (DequantizeLinear)', pass: 'quantize.rtn', params: { bits: 8, granularity: 'channel' } },
+  { label: 'RTN 4-bit group 32 (MatMulNBits)', pass: 'quantize.rtn', params: { bits: 4, granularity: 'group', group_size: 32, symmetric: false }, ignore: ['layers.*.mlp.down_proj'] },
+  { label: 'GPTQ 4-bit group 32 (MatMulNBits)', pass: 'quantize.gptq', params: { bits: 4, granularity: 'group', group_size: 32, symmetric: false }, ignore: ['layers.*.mlp.down_proj'] },
+  { label: 'RTN 3-bit group 32 (MatMulNBits)', pass: 'quantize.rtn', params: { bits: 3, granularity: 'group', group_size: 32, symmetric: false }, ignore: ['layers.*.mlp.down_proj'] },
+  { label: 'GPTQ 3-bit group 32 (MatMulNBits)', pass: 'quantize.gptq', params: { bits: 3, granularity: 'group', group_size: 32, symmetric: false }, ignore: ['layers.*.mlp.down_proj'] },
+  { label: 'float16 weights', pass: 'quantize.cast', params: { dtype: 'float16' } },
+];
+
+function recipeYaml(row: QualityRow): string {
+  return JSON.stringify({
+    version: 1,
+    calibration: { data: { kind: 'text', path: TEXT, tokenizer: TOK, select: '1-10', segment: 128 }, samples: 128 },
+    passes: [{ pass: row.pass, targets: row.targets ?? ['layers.*'], ignore: row.ignore ?? [], params: row.params }],
+    eval: { data: { kind: 'text', path: TEXT, tokenizer: TOK, select: '11-46' } },
+  });
+}
+
+export async function benchQuality(): Promise<string> {
+  const dir = mkdtempSync(join(tmpdir(), 'pare-bench-quality-'));
+  const lines = [
+    '| method | targets | perplexity | Δ vs dense | file bytes | time (s) |',
+    '| --- | --- | ---: | ---: | ---: | ---: |',
+  ];
+  let dense: number | undefined;
+  try {
+    for (const [i, row] of QUALITY_ROWS.entries()) {
+      const recipe = join(dir, `r${i}.yaml`);
+      writeFileSync(recipe, recipeYaml(row));
+      const report = join(dir, `r${i}.json`);
+      const t0 = performance.now();
+      const code = await run(['compress', MODEL, '-r', recipe, '-o', join(dir, `m${i}.onnx`), '--report', report], { out: () => {}, err: () => {}, fancy: false });
+      const seconds = (performance.now() - t0) / 1000;
+      if (code !== 0) {
+        lines.push(`| ${row.label} | – | failed (exit ${code}) | | | |`);
+        continue;
+      }
+      const r = JSON.parse(readFileSync(report, 'utf8'));
+      const ref = r.measurements.reference.quality.perplexity as number;
+      const ppl = r.measurements.model.quality.perplexity as number;
+      if (dense === undefined) {
+        dense = ref;
+        lines.splice(2, 0, `| dense fp32 | – | ${ref.toFixed(3)} | – | ${r.measurements.reference.size.file_bytes} | – |`);
+      }
+      const layers = r.passes[0].layers.length;
+      lines.push(`| ${row.label} | ${layers} linears | ${ppl.toFixed(3)} | ${(((ppl - dense) / dense) * 100).toFixed(1)} % | ${r.measurements.model.size.file_bytes} | ${seconds.toFixed(1)} |`);
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+  return lines.join('\n');
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  console.log(await benchQuality());
+}

@@ -1,0 +1,28 @@
+/**
+ * `npm run bench`: every benchmark, written to bench/RESULTS.md with the command and machine that
+ * produced it. Not part of CI (minutes, and the numbers depend on the machine).
+ */
+import { writeFileSync } from 'node:fs';
+import { availableParallelism, cpus, totalmem } from 'node:os';
+import { join, resolve } from 'node:path';
+import { releaseKernels } from '../src/linalg/backend.js';
+import { ortVersion } from '../src/runtime/ort.js';
+import { benchLinalg } from './linalg.js';
+import { benchQuality } from './quality.js';
+
+const ROOT = resolve(import.meta.dirname, '../..');
+
+const sections: [string, string, () => Promise<string>][] = [
+  ['Quality on stories260K', 'node dist/bench/quality.js', benchQuality],
+  ['Linear algebra kernels', 'node dist/bench/linalg.js', benchLinalg],
+];
+
+const machine = `${cpus()[0]?.model ?? 'cpu'} × ${availableParallelism()} threads, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}, onnxruntime-node ${ortVersion()}`;
+const out = [`# Benchmark results`, '', `Produced by \`npm run bench\` on ${new Date().toISOString().slice(0, 10)}: ${machine}.`, ''];
+for (const [title, command, bench] of sections) {
+  process.stderr.write(`bench: ${title}\n`);
+  out.push(`## ${title}`, '', `\`${command}\``, '', await bench(), '');
+}
+await releaseKernels();
+writeFileSync(join(ROOT, 'bench/RESULTS.md'), out.join('\n'));
+process.stderr.write('bench: wrote bench/RESULTS.md\n');
