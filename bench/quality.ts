@@ -36,6 +36,7 @@ export const QUALITY_ROWS: QualityRow[] = [
   { label: 'GPTQ 4-bit group 32 (MatMulNBits)', pass: 'quantize.gptq', params: { bits: 4, granularity: 'group', group_size: 32, symmetric: false }, ignore: ['layers.*.mlp.down_proj'] },
   { label: 'RTN 3-bit group 32 (MatMulNBits)', pass: 'quantize.rtn', params: { bits: 3, granularity: 'group', group_size: 32, symmetric: false }, ignore: ['layers.*.mlp.down_proj'] },
   { label: 'GPTQ 3-bit group 32 (MatMulNBits)', pass: 'quantize.gptq', params: { bits: 3, granularity: 'group', group_size: 32, symmetric: false }, ignore: ['layers.*.mlp.down_proj'] },
+  { label: 'W8A8 per-token activations (MatMulInteger)', pass: 'quantize.w8a8', params: {} },
   { label: 'float16 weights', pass: 'quantize.cast', params: { dtype: 'float16' } },
 ];
 

@@ -10,30 +10,8 @@ import { emitQuantized, rtn } from '../../src/quantize/rtn.js';
 import { cast } from '../../src/quantize/cast.js';
 import { fromFloat32, toFloat32 } from '../../src/model/pack.js';
 import { ort, sessionFromModel } from '../../src/runtime/ort.js';
-import { Model } from '../../src/model/model.js';
-import { makeNode } from '../../src/model/graph.js';
+import { singleMatMul } from './models.js';
 import { allClose, SHARED_MODELS } from '../helpers.js';
-
-/** x [batch, k] · W [k, n] with seeded weights. */
-function singleMatMul(k: number, n: number): Model {
-  const r = seededRandom(k * n);
-  const W = Float32Array.from({ length: k * n }, () => r() - 0.5);
-  const tensorType = (dims: (number | string)[]) => ({ tensor_type: { elem_type: 1, shape: { dim: dims.map((d) => (typeof d === 'number' ? { dim_value: d } : { dim_param: d })) } } });
-  return new Model(
-    {
-      ir_version: 8,
-      opset_import: [{ domain: '', version: 17 }],
-      graph: {
-        name: 'single-matmul',
-        node: [makeNode('MatMul', ['x', 'W'], ['y'], '/proj/MatMul')],
-        initializer: [{ name: 'W', data_type: 1, dims: [k, n], raw_data: new Uint8Array(W.buffer) }],
-        input: [{ name: 'x', type: tensorType(['batch', k]) }],
-        output: [{ name: 'y', type: tensorType(['batch', n]) }],
-      },
-    },
-    'single-matmul.onnx',
-  );
-}
 
 const noProgress = { layer: () => {} };
 
