@@ -1,7 +1,7 @@
 /**
  * Quality of every pass on stories260K under the protocol of the pruning and quantization issues:
  * calibration = stories 1–10 of valid-head.txt (BOS-encoded, concatenated, 128-token segments);
- * eval = stories 11–46 (BOS, ≤ 512 tokens); targets = the 35 block linears. Each row is one
+ * eval = stories 11–46 (BOS, ≤ 512 tokens); targets = the 35 block linears (W8A8 rows: every linear, lm_head included). Each row is one
  * `pare compress` run of a generated recipe; perplexities come from its report.
  * Run: npx tsc -p tsconfig.json && node dist/bench/quality.js
  */
@@ -22,6 +22,8 @@ export interface QualityRow {
   params: Record<string, unknown>;
   targets?: string[];
   ignore?: string[];
+  /** a pass run first (e.g. SmoothQuant before W8A8) */
+  before?: { pass: string; params: Record<string, unknown> };
 }
 
 export const QUALITY_ROWS: QualityRow[] = [
@@ -36,7 +38,8 @@ export const QUALITY_ROWS: QualityRow[] = [
   { label: 'GPTQ 4-bit group 32 (MatMulNBits)', pass: 'quantize.gptq', params: { bits: 4, granularity: 'group', group_size: 32, symmetric: false }, ignore: ['layers.*.mlp.down_proj'] },
   { label: 'RTN 3-bit group 32 (MatMulNBits)', pass: 'quantize.rtn', params: { bits: 3, granularity: 'group', group_size: 32, symmetric: false }, ignore: ['layers.*.mlp.down_proj'] },
   { label: 'GPTQ 3-bit group 32 (MatMulNBits)', pass: 'quantize.gptq', params: { bits: 3, granularity: 'group', group_size: 32, symmetric: false }, ignore: ['layers.*.mlp.down_proj'] },
-  { label: 'W8A8 per-token activations (MatMulInteger)', pass: 'quantize.w8a8', params: {} },
+  { label: 'W8A8 per-token activations (MatMulInteger)', pass: 'quantize.w8a8', params: {}, targets: ['*'] },
+  { label: 'SmoothQuant α 0.5 + W8A8', pass: 'quantize.w8a8', params: {}, targets: ['*'], before: { pass: 'quantize.smoothquant', params: { alpha: 0.5 } } },
   { label: 'float16 weights', pass: 'quantize.cast', params: { dtype: 'float16' } },
 ];
 
@@ -44,7 +47,10 @@ function recipeYaml(row: QualityRow): string {
   return JSON.stringify({
     version: 1,
     calibration: { data: { kind: 'text', path: TEXT, tokenizer: TOK, select: '1-10', segment: 128 }, samples: 128 },
-    passes: [{ pass: row.pass, targets: row.targets ?? ['layers.*'], ignore: row.ignore ?? [], params: row.params }],
+    passes: [
+      ...(row.before ? [{ pass: row.before.pass, targets: row.targets ?? ['layers.*'], params: row.before.params }] : []),
+      { pass: row.pass, targets: row.targets ?? ['layers.*'], ignore: row.ignore ?? [], params: row.params },
+    ],
     eval: { data: { kind: 'text', path: TEXT, tokenizer: TOK, select: '11-46' } },
   });
 }
@@ -75,7 +81,7 @@ export async function benchQuality(): Promise<string> {
         dense = ref;
         lines.splice(2, 0, `| dense fp32 | – | ${ref.toFixed(3)} | – | ${r.measurements.reference.size.file_bytes} | – |`);
       }
-      const layers = r.passes[0].layers.length;
+      const layers = r.passes.at(-1).layers.length;
       lines.push(`| ${row.label} | ${layers} linears | ${ppl.toFixed(3)} | ${(((ppl - dense) / dense) * 100).toFixed(1)} % | ${r.measurements.model.size.file_bytes} | ${seconds.toFixed(1)} |`);
     }
   } finally {

@@ -5,10 +5,11 @@ import { wanda } from '../prune/wanda.js';
 import { gptq } from '../quantize/gptq.js';
 import { cast } from '../quantize/cast.js';
 import { rtn } from '../quantize/rtn.js';
+import { smoothquant } from '../quantize/smoothquant.js';
 import { w8a8 } from '../quantize/w8a8.js';
 
 /** Every pass pare knows, in the order `pare recipe passes` lists them. */
-export const PASSES: readonly Pass[] = [magnitude, sparsegpt, wanda, rtn, gptq, w8a8, cast];
+export const PASSES: readonly Pass[] = [magnitude, sparsegpt, wanda, rtn, gptq, smoothquant, w8a8, cast];
 
 function checkUnique(passes: readonly Pass[]): void {
   const seen = new Set<string>();

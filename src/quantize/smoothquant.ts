@@ -1,0 +1,121 @@
+import { z } from 'zod';
+import { DataType } from '../model/dtype.js';
+import { GraphIndex } from '../model/graph.js';
+import { readWeight, writeWeight } from '../model/linear-weights.js';
+import { linears, type LinearLayer } from '../model/linears.js';
+import type { Model } from '../model/model.js';
+import { toFloat32 } from '../model/pack.js';
+import { definePass, type LayerStat } from '../pipeline/pass.js';
+
+/**
+ * SmoothQuant (Xiao et al. 2023): migrate activation outliers into the weights with a per-input-
+ * channel scale s_j = max|X_j|^α / max|W_:,j|^(1−α). The identity
+ *   X·Wᵀ = (X·diag(1/s)) · (W·diag(s))ᵀ
+ * is made exact by folding 1/s into what produces X: a norm's weight (the Mul by a constant vector
+ * that ends an exported RMSNorm, or LayerNormalization's scale and bias) or the output rows of the
+ * linear that feeds X through an elementwise Mul (SwiGLU's up_proj before down_proj). Layers reading
+ * the same X share s. A layer whose input has no such producer is left as is, with a warning.
+ */
+
+const SmoothParams = z.object({
+  alpha: z.number().min(0).max(1).default(0.5).describe('migration strength: 0 leaves activations, 1 moves all of their range into the weights'),
+});
+
+type Fold = { kind: 'vector'; name: string } | { kind: 'layernorm'; scale: string; bias?: string } | { kind: 'linear'; layer: LinearLayer };
+
+/** Where 1/s can be folded so the producer of `x` emits x·diag(1/s); undefined when nowhere exact. */
+function foldTarget(model: Model, index: GraphIndex, x: string, all: LinearLayer[]): Fold | undefined {
+  const p = index.producer.get(x);
+  if (!p) return undefined;
+  const soleUse = (name: string) => index.consumerCount(name) === 1;
+  if (p.op_type === 'LayerNormalization' && p.input?.[1] && model.hasInitializer(p.input[1]) && soleUse(p.input[1])) {
+    return { kind: 'layernorm', scale: p.input[1], bias: p.input[2] && model.hasInitializer(p.input[2]) ? p.input[2] : undefined };
+  }
+  if (p.op_type !== 'Mul') return undefined;
+  for (const input of p.input ?? []) {
+    if (model.hasInitializer(input) && soleUse(input)) {
+      const t = model.graph.initializer!.find((i) => i.name === input)!;
+      if ((t.dims?.length ?? 0) === 1) return { kind: 'vector', name: input };
+    }
+  }
+  for (const input of p.input ?? []) {
+    const feeding = all.find((l) => l.output === input && l.kind === 'matmul' && !l.bias);
+    if (feeding && soleUse(input)) return { kind: 'linear', layer: feeding };
+  }
+  return undefined;
+}
+
+function scaleVector(model: Model, name: string, inv: Float64Array): void {
+  const t = model.tensor(name);
+  const v = toFloat32(t.dataType, t.data, t.dims.reduce((a, b) => a * b, 1));
+  for (let j = 0; j < v.length; j++) v[j] = v[j]! * inv[j]!;
+  model.setInitializer({ name, dataType: DataType.FLOAT, dims: t.dims, data: new Uint8Array(v.buffer) });
+}
+
+export const smoothquant = definePass({
+  id: 'quantize.smoothquant',
+  summary: 'SmoothQuant: move activation outliers into weights with per-channel scales folded into the preceding norm or linear (exact in float)',
+  params: SmoothParams,
+  needsCalibration: true,
+  eligible: (layer) => layer.kind === 'matmul' || layer.kind === 'gemm',
+  async apply(model, params, ctx) {
+    const stats = await ctx.calibration!.collect(model, ctx.layers, { absmax: true });
+    const index = new GraphIndex(model.graph);
+    const all = linears(model);
+    const byInput = new Map<string, LinearLayer[]>();
+    for (const l of ctx.layers) byInput.set(l.input, [...(byInput.get(l.input) ?? []), l]);
+    const layers: LayerStat[] = [];
+    const warnings: string[] = [];
+    let done = 0;
+    for (const [x, group] of byInput) {
+      const fold = foldTarget(model, index, x, all);
+      if (!fold) {
+        warnings.push(`no norm or linear to fold 1/s into before ${group.map((l) => `'${l.name}'`).join(', ')}; left unsmoothed`);
+        done += group.length;
+        continue;
+      }
+      const t0 = performance.now();
+      const K = group[0]!.inFeatures;
+      const xmax = stats.get(x)!.absmax!;
+      const weights = group.map((l) => readWeight(model, l));
+      const wmax = new Float64Array(K);
+      group.forEach((l, g) => {
+        const W = weights[g]!;
+        for (let r = 0; r < l.outFeatures; r++) for (let j = 0; j < K; j++) wmax[j] = Math.max(wmax[j]!, Math.abs(W[r * K + j]!));
+      });
+      // s_j = max|X_j|^α / max|W_j|^(1−α), kept finite for dead channels
+      const s = new Float64Array(K);
+      const inv = new Float64Array(K);
+      for (let j = 0; j < K; j++) {
+        const v = Math.max(xmax[j]!, 1e-5) ** params.alpha / Math.max(wmax[j]!, 1e-5) ** (1 - params.alpha);
+        s[j] = Math.max(v, 1e-5);
+        inv[j] = 1 / s[j]!;
+      }
+      group.forEach((l, g) => {
+        ctx.progress.layer(done++, ctx.layers.length, l.name);
+        const W = weights[g]!;
+        for (let r = 0; r < l.outFeatures; r++) for (let j = 0; j < K; j++) W[r * K + j] = W[r * K + j]! * s[j]!;
+        writeWeight(model, l, W);
+      });
+      if (fold.kind === 'vector') scaleVector(model, fold.name, inv);
+      else if (fold.kind === 'layernorm') {
+        scaleVector(model, fold.scale, inv);
+        if (fold.bias) scaleVector(model, fold.bias, inv);
+      } else {
+        // the feeding linear's output rows carry x's channels
+        const Wp = readWeight(model, fold.layer);
+        const cols = fold.layer.inFeatures;
+        for (let r = 0; r < fold.layer.outFeatures; r++) for (let c = 0; c < cols; c++) Wp[r * cols + c] = Wp[r * cols + c]! * inv[r]!;
+        writeWeight(model, fold.layer, Wp);
+      }
+      const ms = performance.now() - t0;
+      let maxS = 0;
+      for (const v of s) maxS = Math.max(maxS, v);
+      for (const l of group) {
+        const bytes = l.outFeatures * l.inFeatures * 4;
+        layers.push({ name: l.name, kind: l.kind, shape: [l.outFeatures, l.inFeatures], ms: ms / group.length, bytes_before: bytes, bytes_after: bytes, extra: { folded_into: fold.kind === 'linear' ? fold.layer.name : fold.kind === 'vector' ? fold.name : fold.scale, max_scale: maxS } });
+      }
+    }
+    return { layers, warnings };
+  },
+});
