@@ -36,11 +36,12 @@ function consumedCodes(layer: LinearLayer, m: QuantizedMatrix, signed: boolean):
 }
 
 /**
- * DequantizeLinear(q, scale, zero, axis) -> layer      per-channel or per-tensor, 8-bit
- * int8 codes with no zero point for symmetric grids, uint8 codes and zero points otherwise.
+ * DequantizeLinear(q, scale, zero, axis) -> layer      per-channel or per-tensor
+ * int8 codes with no zero point for symmetric grids, uint8 codes and zero points otherwise. Grids
+ * of fewer than 8 bits are stored in this 8-bit container (exact values, no size gain beyond int8):
+ * MatMulNBits is the packed 4-bit form.
  */
 export function emitDequantizeLinear(model: Model, layer: LinearLayer, m: QuantizedMatrix): void {
-  if (m.bits !== 8) throw new UserError(`format qdq: '${layer.name}' is ${m.bits}-bit; DequantizeLinear here takes 8-bit weights, use format: matmulnbits for 4-bit`);
   if (m.groupSize !== m.cols) throw new UserError(`format qdq: per-group scales need blocked DequantizeLinear (opset 21); use group_size 0 (per-channel) or format: matmulnbits`);
   if (model.opset() < 13) throw new UserError(`format qdq: ${model.path} imports ONNX opset ${model.opset()}; per-channel DequantizeLinear needs opset 13 or newer`);
   const perTensor = m.scales.every((s) => s === m.scales[0]) && m.zeros.every((z) => z === m.zeros[0]);

@@ -10,7 +10,7 @@ export const WeightQuantParams = z.object({
   format: z
     .enum(['auto', 'qdq', 'matmulnbits'])
     .default('auto')
-    .describe('qdq: DequantizeLinear feeding the layer (8-bit); matmulnbits: com.microsoft MatMulNBits (≤ 4-bit); auto: qdq for 8-bit, matmulnbits otherwise'),
+    .describe('qdq: DequantizeLinear feeding the layer (codes in an 8-bit container); matmulnbits: com.microsoft MatMulNBits, packed ≤ 4-bit with per-group scales; auto: matmulnbits for ≤ 4-bit groups, qdq otherwise'),
 });
 export type WeightQuantParams = z.output<typeof WeightQuantParams>;
 
@@ -20,12 +20,13 @@ export function gridSpec(p: WeightQuantParams, mseClip = false): GridSpec {
 }
 
 export function formatOf(p: WeightQuantParams): 'qdq' | 'matmulnbits' {
-  return p.format === 'auto' ? (p.bits === 8 ? 'qdq' : 'matmulnbits') : p.format;
+  if (p.format !== 'auto') return p.format;
+  return p.bits <= 4 && p.granularity === 'group' ? 'matmulnbits' : 'qdq';
 }
 
 /** Stored bytes of a quantized layer: codes plus float32 scales (plus zero points when asymmetric). */
 export function quantizedBytes(rows: number, cols: number, p: WeightQuantParams): number {
-  const container = p.bits === 8 ? 8 : 4;
+  const container = formatOf(p) === 'matmulnbits' ? 4 : 8;
   const groups = p.granularity === 'tensor' ? 1 / rows : p.granularity === 'channel' ? 1 : Math.ceil(cols / p.group_size);
   const scaleBytes = Math.ceil(rows * groups) * 4;
   const zeroBytes = p.symmetric ? 0 : Math.ceil((rows * groups * container) / 8);
