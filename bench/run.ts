@@ -7,6 +7,7 @@ import { availableParallelism, cpus, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
 import { releaseKernels } from '../src/linalg/backend.js';
 import { ortVersion } from '../src/runtime/ort.js';
+import { benchLatency } from './latency.js';
 import { benchLinalg } from './linalg.js';
 import { benchQuality } from './quality.js';
 
@@ -14,6 +15,7 @@ const ROOT = resolve(import.meta.dirname, '../..');
 
 const sections: [string, string, () => Promise<string>][] = [
   ['Quality on stories260K', 'node dist/bench/quality.js', benchQuality],
+  ['ONNX Runtime latency by weight format', 'node dist/bench/latency.js', benchLatency],
   ['Linear algebra kernels', 'node dist/bench/linalg.js', benchLinalg],
 ];
 

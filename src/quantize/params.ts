@@ -11,6 +11,10 @@ export const WeightQuantParams = z.object({
     .enum(['auto', 'qdq', 'matmulnbits'])
     .default('auto')
     .describe('qdq: DequantizeLinear feeding the layer (codes in an 8-bit container); matmulnbits: com.microsoft MatMulNBits, packed ≤ 4-bit with per-group scales; auto: matmulnbits for ≤ 4-bit groups, qdq otherwise'),
+  accuracy_level: z
+    .union([z.literal(0), z.literal(1), z.literal(2), z.literal(3), z.literal(4)])
+    .default(0)
+    .describe('MatMulNBits compute type: 0 float32 (outputs equal the dequantized model), 4 int8 activations (faster on CPU)'),
 });
 export type WeightQuantParams = z.output<typeof WeightQuantParams>;
 

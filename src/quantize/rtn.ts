@@ -20,7 +20,7 @@ const RtnParams = WeightQuantParams.extend({
 /** Store a quantized matrix in the requested ONNX form. */
 export function emitQuantized(model: Model, layer: LinearLayer, m: QuantizedMatrix, p: WeightQuantParams): void {
   if (formatOf(p) === 'qdq') emitDequantizeLinear(model, layer, m);
-  else emitMatMulNBits(model, layer, m);
+  else emitMatMulNBits(model, layer, m, p.accuracy_level);
 }
 
 export function checkQuantizable(pass: string, layer: LinearLayer, p: WeightQuantParams): void {

@@ -25,15 +25,15 @@ async function logits(model: ReturnType<typeof readOnnx>): Promise<Float32Array>
 }
 
 const cases: [string, WeightQuantParams][] = [
-  ['int8 per-channel symmetric as DequantizeLinear', { bits: 8, granularity: 'channel', group_size: 128, symmetric: true, format: 'qdq' }],
-  ['uint8 per-channel asymmetric as DequantizeLinear', { bits: 8, granularity: 'channel', group_size: 128, symmetric: false, format: 'qdq' }],
-  ['int8 per-tensor as DequantizeLinear', { bits: 8, granularity: 'tensor', group_size: 128, symmetric: true, format: 'qdq' }],
-  ['4-bit group 32 symmetric as MatMulNBits', { bits: 4, granularity: 'group', group_size: 32, symmetric: true, format: 'matmulnbits' }],
-  ['4-bit group 16 asymmetric as MatMulNBits', { bits: 4, granularity: 'group', group_size: 16, symmetric: false, format: 'matmulnbits' }],
-  ['3-bit group 32 asymmetric in a 4-bit container', { bits: 3, granularity: 'group', group_size: 32, symmetric: false, format: 'matmulnbits' }],
-  ['2-bit group 16 symmetric in a 4-bit container', { bits: 2, granularity: 'group', group_size: 16, symmetric: true, format: 'matmulnbits' }],
-  ['4-bit per-channel asymmetric in an 8-bit DequantizeLinear container', { bits: 4, granularity: 'channel', group_size: 128, symmetric: false, format: 'qdq' }],
-  ['3-bit per-channel symmetric in an 8-bit DequantizeLinear container', { bits: 3, granularity: 'channel', group_size: 128, symmetric: true, format: 'qdq' }],
+  ['int8 per-channel symmetric as DequantizeLinear', { bits: 8, granularity: 'channel', group_size: 128, symmetric: true, format: 'qdq', accuracy_level: 0 }],
+  ['uint8 per-channel asymmetric as DequantizeLinear', { bits: 8, granularity: 'channel', group_size: 128, symmetric: false, format: 'qdq', accuracy_level: 0 }],
+  ['int8 per-tensor as DequantizeLinear', { bits: 8, granularity: 'tensor', group_size: 128, symmetric: true, format: 'qdq', accuracy_level: 0 }],
+  ['4-bit group 32 symmetric as MatMulNBits', { bits: 4, granularity: 'group', group_size: 32, symmetric: true, format: 'matmulnbits', accuracy_level: 0 }],
+  ['4-bit group 16 asymmetric as MatMulNBits', { bits: 4, granularity: 'group', group_size: 16, symmetric: false, format: 'matmulnbits', accuracy_level: 0 }],
+  ['3-bit group 32 asymmetric in a 4-bit container', { bits: 3, granularity: 'group', group_size: 32, symmetric: false, format: 'matmulnbits', accuracy_level: 0 }],
+  ['2-bit group 16 symmetric in a 4-bit container', { bits: 2, granularity: 'group', group_size: 16, symmetric: true, format: 'matmulnbits', accuracy_level: 0 }],
+  ['4-bit per-channel asymmetric in an 8-bit DequantizeLinear container', { bits: 4, granularity: 'channel', group_size: 128, symmetric: false, format: 'qdq', accuracy_level: 0 }],
+  ['3-bit per-channel symmetric in an 8-bit DequantizeLinear container', { bits: 3, granularity: 'channel', group_size: 128, symmetric: true, format: 'qdq', accuracy_level: 0 }],
 ];
 
 describe('quantized weights ONNX Runtime runs', () => {
@@ -61,8 +61,8 @@ describe('quantized weights ONNX Runtime runs', () => {
 
   it('int8 per-channel shrinks a 1536×576 weight ≥ 3.9×, 4-bit group 32 ≥ 6× (scales included)', async () => {
     for (const [params, factor] of [
-      [{ bits: 8, granularity: 'channel', group_size: 128, symmetric: true, format: 'qdq' }, 3.9],
-      [{ bits: 4, granularity: 'group', group_size: 32, symmetric: true, format: 'matmulnbits' }, 6],
+      [{ bits: 8, granularity: 'channel', group_size: 128, symmetric: true, format: 'qdq', accuracy_level: 0 }, 3.9],
+      [{ bits: 4, granularity: 'group', group_size: 32, symmetric: true, format: 'matmulnbits', accuracy_level: 0 }, 6],
     ] as [WeightQuantParams, number][]) {
       const model = singleMatMul(576, 1536);
       const [layer] = linears(model);
