@@ -2,6 +2,7 @@ import { statSync } from 'node:fs';
 import { extname } from 'node:path';
 import { UserError } from '../errors.js';
 import type { Model } from './model.js';
+import { buildFromSafetensors } from './builders/index.js';
 import { readOnnx } from './onnx-io.js';
 
 export type CheckpointFormat = 'onnx' | 'safetensors';
@@ -25,5 +26,5 @@ export function loadModel(path: string): Model {
   if (st.isDirectory()) throw new UserError(`${path}: is a directory, expected a .onnx or .safetensors file`);
   const format = formatOf(path);
   if (format === 'onnx') return readOnnx(path);
-  throw new UserError(`${path}: running safetensors checkpoints needs a graph builder for its architecture; convert it to ONNX first (pare inspect reads it)`);
+  return buildFromSafetensors(path);
 }

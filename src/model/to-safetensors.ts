@@ -2,6 +2,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { writeFileAtomic } from '../util/atomic-write.js';
 import { dirname, join, resolve } from 'node:path';
 import { UserError } from '../errors.js';
+import { linears } from './linears.js';
 import type { Model } from './model.js';
 import { openSafetensors, writeSafetensors, type SafetensorsTensor } from './safetensors.js';
 
@@ -17,6 +18,12 @@ export function writeModelAsSafetensors(model: Model, path: string): string[] {
   const source = openSafetensors(model.path);
   const tensors: SafetensorsTensor[] = [];
   try {
+    // a linear whose weight is no longer a checkpoint tensor (e.g. a pruned tied lm_head, now untied) cannot go back
+    for (const l of linears(model)) {
+      if (!source.tensors.has(l.weight)) {
+        throw new UserError(`${path}: layer '${l.name}' now has its own weight '${l.weight}', which the checkpoint layout has no place for (a tied lm_head changed apart from the embedding?); write the output as .onnx`);
+      }
+    }
     for (const entry of source.tensors.values()) {
       if (!model.hasInitializer(entry.name)) {
         throw new UserError(`${path}: tensor '${entry.name}' was rewritten into a form safetensors cannot hold (quantized or factored); write the output as .onnx`);

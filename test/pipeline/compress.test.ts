@@ -162,3 +162,41 @@ describe('interrupted runs', () => {
     expect(readdirSync(tmp.dir).filter((f) => f.endsWith('.tmp'))).toEqual([]);
   });
 });
+
+describe('safetensors in and out', () => {
+  const ST = join(ROOT, 'fixtures/stories260K/model.safetensors');
+  it('compress a safetensors checkpoint back to safetensors + config.json; it reloads with the pruned weights', async () => {
+    const out = join(tmp.dir, 'hf-out/model.safetensors');
+    const r = await runCli(['compress', ST, '-r', twoPasses, '-o', out]);
+    expect(r.code, r.err).toBe(0);
+    expect(existsSync(join(tmp.dir, 'hf-out/config.json'))).toBe(true);
+    const { openSafetensors } = await import('../../src/model/safetensors.js');
+    const st = openSafetensors(out);
+    const q = new Float32Array(st.read('model.layers.1.self_attn.q_proj.weight').buffer);
+    expect(zeroFraction(q)).toBeCloseTo(0.3, 2);
+    st.close();
+    // the same recipe on the ONNX export gives the same function
+    const onnxOut = join(tmp.dir, 'hf-out.onnx');
+    expect((await runCli(['compress', MODEL, '-r', twoPasses, '-o', onnxOut])).code).toBe(0);
+    const a = await ort.InferenceSession.create(onnxOut);
+    const { loadModel } = await import('../../src/model/load.js');
+    const { sessionFromModel } = await import('../../src/runtime/ort.js');
+    const b = await sessionFromModel(loadModel(out));
+    const feeds = { input_ids: new ort.Tensor('int64', BigInt64Array.from([1n, 400n, 33n, 7n]), [1, 4]) };
+    const la = (await a.run(feeds)).logits!.data as Float32Array;
+    const lb = (await b.run(feeds)).logits!.data as Float32Array;
+    let num = 0;
+    let den = 0;
+    for (let i = 0; i < la.length; i++) [num, den] = [num + (la[i]! - lb[i]!) ** 2, den + la[i]! ** 2];
+    expect(Math.sqrt(num / den)).toBeLessThan(1e-5);
+  });
+
+  it('a quantized result cannot be written as safetensors: one-line error, no output', async () => {
+    const q = recipe('rtn.yaml', 'version: 1\npasses:\n  - pass: quantize.rtn\n    targets: ["layers.*"]\n');
+    const out = join(tmp.dir, 'q/model.safetensors');
+    const r = await runCli(['compress', ST, '-r', q, '-o', out]);
+    expect(r.code).toBe(2);
+    expect(r.err).toContain('write the output as .onnx');
+    expect(existsSync(out)).toBe(false);
+  });
+});
