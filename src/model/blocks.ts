@@ -1,0 +1,50 @@
+import { GraphIndex } from './graph.js';
+import { removeUnused } from './linear-weights.js';
+import type { Model } from './model.js';
+import type { NodeProto } from './onnx-schema.js';
+
+/**
+ * The decoder blocks of a transformer graph, found by node names (`/layers.3/...`, as PyTorch's
+ * exporter and pare's builders name them), with the residual-stream tensor entering and leaving each.
+ */
+export interface DecoderBlock {
+  index: number;
+  nodes: NodeProto[];
+  /** the hidden state the block reads (the previous block's output, or the embedding) */
+  input: string;
+  /** the hidden state it hands on */
+  output: string;
+}
+
+const BLOCK_NODE = /^\/(?:model\/)?(?:layers|h|blocks)\.(\d+)\//;
+
+export function decoderBlocks(model: Model): DecoderBlock[] {
+  const groups = new Map<number, NodeProto[]>();
+  for (const n of model.graph.node ?? []) {
+    const m = BLOCK_NODE.exec(n.name ?? '');
+    if (!m) continue;
+    const i = Number(m[1]);
+    groups.set(i, [...(groups.get(i) ?? []), n]);
+  }
+  const index = new GraphIndex(model.graph);
+  const blocks: DecoderBlock[] = [];
+  for (const [i, nodes] of [...groups].sort((a, b) => a[0] - b[0])) {
+    const inside = new Set(nodes);
+    const produced = new Set(nodes.flatMap((n) => n.output ?? []));
+    const leaving = [...produced].filter((t) => (index.consumers.get(t) ?? []).some((c) => !inside.has(c)));
+    const first = nodes.find((n) => n.op_type !== 'Constant' && (n.input ?? []).some((x) => x && !produced.has(x) && !model.hasInitializer(x)));
+    const input = first?.input?.find((x) => x && !produced.has(x) && !model.hasInitializer(x));
+    if (leaving.length !== 1 || !input) continue; // not a residual block this code understands
+    blocks.push({ index: i, nodes, input, output: leaving[0]! });
+  }
+  return blocks;
+}
+
+/** Drop a block: whatever read its output reads its input instead (the residual stream skips it). */
+export function removeBlock(model: Model, block: DecoderBlock): void {
+  const inside = new Set(block.nodes);
+  model.graph.node = (model.graph.node ?? []).filter((n) => !inside.has(n));
+  for (const n of model.graph.node) n.input = (n.input ?? []).map((x) => (x === block.output ? block.input : x));
+  for (const o of model.graph.output ?? []) if (o.name === block.output) o.name = block.input;
+  removeUnused(model);
+}
