@@ -33,6 +33,8 @@ export const QUALITY_ROWS: QualityRow[] = [
   { label: 'magnitude 2:4', pass: 'prune.magnitude', params: { pattern: '2:4' } },
   { label: 'Wanda 2:4', pass: 'prune.wanda', params: { pattern: '2:4' } },
   { label: 'SparseGPT 2:4', pass: 'prune.sparsegpt', params: { pattern: '2:4' } },
+  { label: 'FFN channels 30 % (activation importance)', pass: 'prune.channels', params: { sparsity: 0.3, importance: 'activation' }, targets: ['layers.*.mlp.*'] },
+  { label: 'FFN channels 30 % (weight importance)', pass: 'prune.channels', params: { sparsity: 0.3, importance: 'weight' }, targets: ['layers.*.mlp.*'] },
   { label: 'remove 1 block (angular distance)', pass: 'prune.layers', params: { count: 1 } },
   { label: 'RTN int8 per-channel (DequantizeLinear)', pass: 'quantize.rtn', params: { bits: 8, granularity: 'channel' } },
   { label: 'RTN 4-bit per-channel', pass: 'quantize.rtn', params: { bits: 4, granularity: 'channel', symmetric: false } },
@@ -87,7 +89,7 @@ export async function benchQuality(): Promise<string> {
         lines.splice(2, 0, `| dense fp32 | – | ${ref.toFixed(3)} | – | ${r.measurements.reference.size.file_bytes} | – |`);
       }
       const layers = r.passes.at(-1).layers.length;
-      const what = row.pass === 'prune.layers' ? `${r.passes.at(-1).layers.map((l: { name: string }) => l.name).join(', ')} removed` : `${layers} linears`;
+      const what = row.pass === 'prune.channels' ? `${layers} MLPs` : row.pass === 'prune.layers' ? `${r.passes.at(-1).layers.map((l: { name: string }) => l.name).join(', ')} removed` : `${layers} linears`;
       lines.push(`| ${row.label} | ${what} | ${ppl.toFixed(3)} | ${(((ppl - dense) / dense) * 100).toFixed(1)} % | ${r.measurements.model.size.file_bytes} | ${seconds.toFixed(1)} |`);
     }
   } finally {

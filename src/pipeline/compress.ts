@@ -113,7 +113,7 @@ export async function compress(opts: CompressOptions): Promise<CompressRun> {
       layers,
       seed,
       random: seededRandom(seed * 1000003 + i),
-      calibration: pass.needsCalibration ? calibrator : undefined,
+      calibration: calibrator,
       progress,
       where: `passes[${i}]`,
     });
@@ -155,9 +155,9 @@ export async function compress(opts: CompressOptions): Promise<CompressRun> {
 }
 
 async function makeCalibrator(model: Model, recipe: LoadedRecipe, start: number, threads: number, progress: Progress): Promise<Calibrator | undefined> {
-  const needs = recipe.recipe.passes.slice(start).some((p) => PASSES.find((x) => x.id === p.pass)?.needsCalibration);
+  // passes that can use calibration optionally (prune.channels) get it whenever the recipe has it
   const cal = recipe.recipe.calibration;
-  if (!needs || !cal) return undefined;
+  if (!cal || start >= recipe.recipe.passes.length) return undefined;
   progress.stage('loading calibration data');
   const data = await loadDataset(cal.data, recipe.dir);
   return new Calibrator(calibrationFeeds(model, data, cal.samples, cal.seq_len, recipe.path), cal.mode, threads);

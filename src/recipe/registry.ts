@@ -1,5 +1,6 @@
 import type { Pass } from '../pipeline/pass.js';
 import { magnitude } from '../prune/magnitude.js';
+import { channels } from '../prune/channels.js';
 import { layers } from '../prune/layers.js';
 import { sparsegpt } from '../prune/sparsegpt.js';
 import { wanda } from '../prune/wanda.js';
@@ -10,7 +11,7 @@ import { smoothquant } from '../quantize/smoothquant.js';
 import { w8a8 } from '../quantize/w8a8.js';
 
 /** Every pass pare knows, in the order `pare recipe passes` lists them. */
-export const PASSES: readonly Pass[] = [magnitude, sparsegpt, wanda, layers, rtn, gptq, smoothquant, w8a8, cast];
+export const PASSES: readonly Pass[] = [magnitude, sparsegpt, wanda, channels, layers, rtn, gptq, smoothquant, w8a8, cast];
 
 function checkUnique(passes: readonly Pass[]): void {
   const seen = new Set<string>();

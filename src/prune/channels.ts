@@ -1,0 +1,138 @@
+import { z } from 'zod';
+import { UserError } from '../errors.js';
+import { readWeight, writeWeight } from '../model/linear-weights.js';
+import { linears, type LinearLayer } from '../model/linears.js';
+import type { Model } from '../model/model.js';
+import { toFloat32 } from '../model/pack.js';
+import { DataType } from '../model/dtype.js';
+import { definePass, type LayerStat } from '../pipeline/pass.js';
+
+/**
+ * Structured FFN pruning: remove intermediate channels of each MLP, the matching rows of the
+ * up/gate projections and columns of the down projection together, so the written model is
+ * physically smaller and runs as fast as its new width. Channel importance: `weight` —
+ * ‖W_down[:, c]‖₂ · (‖W_up[c, :]‖₂ + ‖W_gate[c, :]‖₂); `activation` — ‖X_c‖₂ · ‖W_down[:, c]‖₂ with X the
+ * down projection's calibration inputs (the Wanda score summed over the channel's outputs).
+ * Conv output channels are not handled here yet.
+ */
+
+const ChannelParams = z.object({
+  sparsity: z.number().gt(0).lt(1).default(0.3).describe('fraction of intermediate channels removed in every targeted MLP'),
+  importance: z.enum(['weight', 'activation']).default('activation').describe('weight norms only, or calibration activation norms × weight norms (needs calibration)'),
+  multiple_of: z.number().int().min(1).default(1).describe('keep a channel count that is a multiple of this (8 suits SIMD kernels)'),
+});
+
+interface Mlp {
+  key: string;
+  ins: LinearLayer[];
+  down: LinearLayer;
+}
+
+const IN_NAMES = /\.(gate_proj|up_proj|w1|w3|c_fc|fc1)$/;
+const OUT_NAMES = /\.(down_proj|w2|c_proj|fc2)$/;
+
+/** MLPs whose projections the targets select: the input projections and the down projection of each. */
+function mlps(model: Model, targets: LinearLayer[]): Mlp[] {
+  const all = linears(model);
+  const out: Mlp[] = [];
+  for (const down of all.filter((l) => OUT_NAMES.test(l.name) && /mlp|feed_forward|ffn/.test(l.name))) {
+    const key = down.name.replace(OUT_NAMES, '');
+    const ins = all.filter((l) => l.name.startsWith(`${key}.`) && IN_NAMES.test(l.name));
+    if (ins.length === 0 || !targets.some((t) => t === down || ins.some((i) => i.name === t.name) || t.name === down.name)) continue;
+    if (ins.some((l) => l.outFeatures !== down.inFeatures)) continue;
+    out.push({ key, ins, down });
+  }
+  return out;
+}
+
+function rowNorms(W: Float32Array, rows: number, cols: number): Float64Array {
+  const n = new Float64Array(rows);
+  for (let r = 0; r < rows; r++) {
+    let s = 0;
+    for (let c = 0; c < cols; c++) s += W[r * cols + c]! ** 2;
+    n[r] = Math.sqrt(s);
+  }
+  return n;
+}
+
+function colNorms(W: Float32Array, rows: number, cols: number): Float64Array {
+  const n = new Float64Array(cols);
+  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) n[c] += W[r * cols + c]! ** 2;
+  return n.map(Math.sqrt);
+}
+
+/** Keep rows `keep` of W [rows, cols]. */
+function takeRows(W: Float32Array, cols: number, keep: number[]): Float32Array {
+  const out = new Float32Array(keep.length * cols);
+  keep.forEach((r, i) => out.set(W.subarray(r * cols, (r + 1) * cols), i * cols));
+  return out;
+}
+
+function takeCols(W: Float32Array, rows: number, cols: number, keep: number[]): Float32Array {
+  const out = new Float32Array(rows * keep.length);
+  for (let r = 0; r < rows; r++) keep.forEach((c, i) => (out[r * keep.length + i] = W[r * cols + c]!));
+  return out;
+}
+
+/** Store W [out, in] under a layer whose shape changed. */
+function resize(model: Model, layer: LinearLayer, W: Float32Array, out: number, inn: number): void {
+  const matmulLike = layer.kind === 'matmul';
+  layer.outFeatures = out;
+  layer.inFeatures = inn;
+  layer.weightShape = matmulLike ? [inn, out] : [out, inn];
+  writeWeight(model, layer, W);
+}
+
+function sliceBias(model: Model, layer: LinearLayer, keep: number[]): void {
+  if (!layer.bias) return;
+  const t = model.tensor(layer.bias);
+  const b = toFloat32(t.dataType, t.data, t.dims.reduce((a, x) => a * x, 1));
+  const kept = Float32Array.from(keep, (i) => b[i]!);
+  model.setInitializer({ name: layer.bias, dataType: DataType.FLOAT, dims: [keep.length], data: new Uint8Array(kept.buffer) });
+}
+
+export const channels = definePass({
+  id: 'prune.channels',
+  summary: 'structured FFN pruning: remove intermediate channels (up/gate rows and down columns together) for a physically smaller model',
+  params: ChannelParams,
+  needsCalibration: false,
+  async apply(model, params, ctx) {
+    const found = mlps(model, ctx.layers);
+    if (found.length === 0) throw new UserError(`prune.channels: ${ctx.where}.targets select no MLP (gate/up and down projections named like 'layers.0.mlp.down_proj')`);
+    if (params.importance === 'activation' && !ctx.calibration) {
+      throw new UserError(`prune.channels: importance 'activation' needs calibration data; add a calibration section or set ${ctx.where}.params.importance: weight`);
+    }
+    const stats = params.importance === 'activation' ? await ctx.calibration!.collect(model, found.map((m) => m.down), { sqnorm: true }) : undefined;
+    const result: LayerStat[] = [];
+    for (const [j, mlp] of found.entries()) {
+      ctx.progress.layer(j, found.length, mlp.key);
+      const t0 = performance.now();
+      const width = mlp.down.inFeatures;
+      const keepCount = Math.max(params.multiple_of, Math.round((width * (1 - params.sparsity)) / params.multiple_of) * params.multiple_of);
+      const Wd = readWeight(model, mlp.down);
+      const downCols = colNorms(Wd, mlp.down.outFeatures, width);
+      const ins = mlp.ins.map((l) => ({ layer: l, W: readWeight(model, l) }));
+      const score = new Float64Array(width);
+      if (stats) {
+        const sq = stats.get(mlp.down.input)!.sqnorm!;
+        for (let c = 0; c < width; c++) score[c] = Math.sqrt(sq[c]!) * downCols[c]!;
+      } else {
+        const inRows = ins.map(({ layer, W }) => rowNorms(W, layer.outFeatures, layer.inFeatures));
+        for (let c = 0; c < width; c++) score[c] = downCols[c]! * inRows.reduce((a, n) => a + n[c]!, 0);
+      }
+      const keep = Array.from({ length: width }, (_, c) => c)
+        .sort((a, b) => score[b]! - score[a]! || a - b)
+        .slice(0, keepCount)
+        .sort((a, b) => a - b);
+      const before = (Wd.length + ins.reduce((a, x) => a + x.W.length, 0)) * 4;
+      for (const { layer, W } of ins) {
+        resize(model, layer, takeRows(W, layer.inFeatures, keep), keepCount, layer.inFeatures);
+        sliceBias(model, layer, keep);
+      }
+      resize(model, mlp.down, takeCols(Wd, mlp.down.outFeatures, width, keep), mlp.down.outFeatures, keepCount);
+      const after = keepCount * (mlp.down.outFeatures + ins.reduce((a, x) => a + x.layer.inFeatures, 0)) * 4;
+      result.push({ name: mlp.key, kind: 'mlp', shape: [width, keepCount], ms: performance.now() - t0, bytes_before: before, bytes_after: after, extra: { channels_before: width, channels_after: keepCount } });
+    }
+    return { layers: result, warnings: [] };
+  },
+});
