@@ -98,6 +98,38 @@ export async function benchQuality(): Promise<string> {
   return lines.join('\n');
 }
 
+/** Structured conv pruning on squeezenet-cifar10, evaluated on the CIFAR-10 test set. */
+export async function benchConvQuality(): Promise<string> {
+  const shared = resolve(ROOT, '../shared');
+  const dir = mkdtempSync(join(tmpdir(), 'pare-bench-conv-'));
+  const lines = ['| model | method | top-1 | file bytes | params |', '| --- | --- | ---: | ---: | ---: |'];
+  try {
+    for (const sparsity of [0.3, 0.5]) {
+      const recipe = join(dir, `conv${sparsity}.yaml`);
+      writeFileSync(recipe, JSON.stringify({
+        version: 1,
+        passes: [{ pass: 'prune.channels', targets: ['*'], params: { sparsity, importance: 'weight' } }],
+        eval: { data: { kind: 'images', path: join(shared, 'data/cifar10/test_x_u8_nhwc_10000x32x32x3.bin'), labels: join(shared, 'data/cifar10/test_y_u8_10000.bin'), shape: [32, 32, 3], layout: 'nhwc', scale: 1 / 255 } },
+      }));
+      const report = join(dir, `conv${sparsity}.json`);
+      const code = await run(['compress', join(shared, 'models/squeezenet-cifar10/model.onnx'), '-r', recipe, '-o', join(dir, `conv${sparsity}.onnx`), '--report', report], { out: () => {}, err: () => {}, fancy: false });
+      if (code !== 0) {
+        lines.push(`| squeezenet-cifar10 | conv channels ${sparsity * 100} % | failed (exit ${code}) | | |`);
+        continue;
+      }
+      const r = JSON.parse(readFileSync(report, 'utf8'));
+      const m = r.measurements;
+      if (sparsity === 0.3) lines.push(`| squeezenet-cifar10 | dense | ${(m.reference.quality.top1 * 100).toFixed(2)} % | ${m.reference.size.file_bytes} | ${m.reference.size.params} |`);
+      lines.push(`| squeezenet-cifar10 | conv channels ${sparsity * 100} % (filter L2 norm, no recovery) | ${(m.model.quality.top1 * 100).toFixed(2)} % | ${m.model.size.file_bytes} | ${m.model.size.params} |`);
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+  return lines.join('\n');
+}
+
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
   console.log(await benchQuality());
+  console.log();
+  console.log(await benchConvQuality());
 }

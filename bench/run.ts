@@ -9,12 +9,13 @@ import { releaseKernels } from '../src/linalg/backend.js';
 import { ortVersion } from '../src/runtime/ort.js';
 import { benchLatency } from './latency.js';
 import { benchLinalg } from './linalg.js';
-import { benchQuality } from './quality.js';
+import { benchConvQuality, benchQuality } from './quality.js';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 
 const sections: [string, string, () => Promise<string>][] = [
   ['Quality on stories260K', 'node dist/bench/quality.js', benchQuality],
+  ['Structured conv pruning on squeezenet-cifar10', 'node dist/bench/quality.js', benchConvQuality],
   ['ONNX Runtime latency by weight format', 'node dist/bench/latency.js', benchLatency],
   ['Linear algebra kernels', 'node dist/bench/linalg.js', benchLinalg],
 ];

@@ -6,6 +6,7 @@ import type { Model } from '../model/model.js';
 import { toFloat32 } from '../model/pack.js';
 import { DataType } from '../model/dtype.js';
 import { definePass, type LayerStat } from '../pipeline/pass.js';
+import { convRemovalPlan, removeConvChannels } from './conv-channels.js';
 
 /**
  * Structured FFN pruning: remove intermediate channels of each MLP, the matching rows of the
@@ -13,7 +14,8 @@ import { definePass, type LayerStat } from '../pipeline/pass.js';
  * physically smaller and runs as fast as its new width. Channel importance: `weight` —
  * ‖W_down[:, c]‖₂ · (‖W_up[c, :]‖₂ + ‖W_gate[c, :]‖₂); `activation` — ‖X_c‖₂ · ‖W_down[:, c]‖₂ with X the
  * down projection's calibration inputs (the Wanda score summed over the channel's outputs).
- * Conv output channels are not handled here yet.
+ * Conv layers among the targets lose their lowest-norm output filters, with the matching input
+ * channels of every consumer (see conv-channels.ts).
  */
 
 const ChannelParams = z.object({
@@ -93,12 +95,15 @@ function sliceBias(model: Model, layer: LinearLayer, keep: number[]): void {
 
 export const channels = definePass({
   id: 'prune.channels',
-  summary: 'structured FFN pruning: remove intermediate channels (up/gate rows and down columns together) for a physically smaller model',
+  summary: 'structured pruning: FFN intermediate channels (up/gate rows with down columns) and conv output channels (with consumers\' inputs), physically smaller',
   params: ChannelParams,
   needsCalibration: false,
   async apply(model, params, ctx) {
     const found = mlps(model, ctx.layers);
-    if (found.length === 0) throw new UserError(`prune.channels: ${ctx.where}.targets select no MLP (gate/up and down projections named like 'layers.0.mlp.down_proj')`);
+    const convNames = ctx.layers.filter((l) => l.kind === 'conv').map((l) => l.name);
+    if (found.length === 0 && convNames.length === 0) {
+      throw new UserError(`prune.channels: ${ctx.where}.targets select no MLP (projections named like 'layers.0.mlp.down_proj') and no Conv`);
+    }
     if (params.importance === 'activation' && !ctx.calibration) {
       throw new UserError(`prune.channels: importance 'activation' needs calibration data; add a calibration section or set ${ctx.where}.params.importance: weight`);
     }
@@ -133,6 +138,29 @@ export const channels = definePass({
       const after = keepCount * (mlp.down.outFeatures + ins.reduce((a, x) => a + x.layer.inFeatures, 0)) * 4;
       result.push({ name: mlp.key, kind: 'mlp', shape: [width, keepCount], ms: performance.now() - t0, bytes_before: before, bytes_after: after, extra: { channels_before: width, channels_after: keepCount } });
     }
-    return { layers: result, warnings: [] };
+    const warnings: string[] = [];
+    for (const [j, name] of convNames.entries()) {
+      ctx.progress.layer(found.length + j, found.length + convNames.length, name);
+      const t0 = performance.now();
+      const conv = linears(model).find((l) => l.name === name)!;
+      const p = convRemovalPlan(model, conv);
+      if (!p) {
+        warnings.push(`'${name}' kept whole: its output channels reach an op that cannot drop them (the classifier, a reshape or a graph output)`);
+        continue;
+      }
+      const width = conv.outFeatures;
+      const keepCount = Math.max(params.multiple_of, Math.round((width * (1 - params.sparsity)) / params.multiple_of) * params.multiple_of);
+      // filter importance: L2 norm of each output filter
+      const norms = rowNorms(readWeight(model, conv), width, conv.inFeatures);
+      const keep = Array.from({ length: width }, (_, c) => c)
+        .sort((a, b) => norms[b]! - norms[a]! || a - b)
+        .slice(0, keepCount)
+        .sort((a, b) => a - b);
+      const before = width * conv.inFeatures * 4 + p.convs.reduce((a, c) => a + c.layer.outFeatures * c.layer.inFeatures * 4, 0);
+      removeConvChannels(model, conv, keep, p);
+      const after = keepCount * conv.inFeatures * 4 + p.convs.reduce((a, c) => a + c.layer.outFeatures * c.layer.inFeatures * 4, 0);
+      result.push({ name, kind: 'conv', shape: [width, keepCount], ms: performance.now() - t0, bytes_before: before, bytes_after: after, extra: { channels_before: width, channels_after: keepCount, consumers: p.convs.length } });
+    }
+    return { layers: result, warnings };
   },
 });

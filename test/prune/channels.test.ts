@@ -4,6 +4,7 @@ import { readWeight, writeWeight } from '../../src/model/linear-weights.js';
 import { linears } from '../../src/model/linears.js';
 import { readOnnx } from '../../src/model/onnx-io.js';
 import { modelSize } from '../../src/model/size.js';
+import { toFloat32 } from '../../src/model/pack.js';
 import { seededRandom } from '../../src/pipeline/pass.js';
 import { channels } from '../../src/prune/channels.js';
 import { ort, sessionFromModel } from '../../src/runtime/ort.js';
@@ -46,5 +47,49 @@ describe('prune.channels (FFN)', () => {
     }
     const cmp = allClose(await logits(pruned), await logits(reference), 1e-4, 1e-4);
     expect(cmp.relFro, cmp.worst).toBeLessThanOrEqual(1e-5); // measured ~1e-7
+  });
+});
+
+describe('prune.channels (conv)', () => {
+  it('30 % of squeezenet-cifar10 conv filters: a smaller model that runs, equal to zeroing those filters; the classifier conv is kept', async () => {
+    const { SHARED_MODELS } = await import('../helpers.js');
+    const pruned = readOnnx(SHARED_MODELS.squeezenet);
+    const reference = readOnnx(SHARED_MODELS.squeezenet);
+    const before = modelSize(pruned).params;
+    const convs = linears(pruned);
+    const originalWeights = new Map(linears(reference).map((l) => [l.name, readWeight(reference, l)]));
+    const result = await channels.apply(pruned, { sparsity: 0.3, importance: 'weight', multiple_of: 1 }, { layers: convs, seed: 0, random: Math.random, progress: { layer() {} }, where: 'passes[0]' });
+    expect(result.warnings.length).toBeGreaterThanOrEqual(1); // the last conv produces the 10 classes
+    expect(result.layers.length).toBeGreaterThanOrEqual(8);
+    expect(modelSize(pruned).params).toBeLessThan(before * 0.8);
+
+    // reference: zero the dropped filters (and their biases) of the original; Relu(0) = 0 feeds zeros downstream
+    for (const stat of result.layers) {
+      const l = linears(reference).find((x) => x.name === stat.name)!;
+      const W = originalWeights.get(stat.name)!;
+      const p = linears(pruned).find((x) => x.name === stat.name)!;
+      const Wp = readWeight(pruned, p);
+      // kept filters appear in order in the pruned weight; match each by its first input column
+      const per = l.inFeatures;
+      const dropped: number[] = [];
+      let k = 0;
+      for (let o = 0; o < l.outFeatures; o++) {
+        if (k < p.outFeatures && W[o * per] === Wp[k * p.inFeatures]) k++;
+        else dropped.push(o);
+      }
+      for (const o of dropped) W.fill(0, o * per, (o + 1) * per);
+      writeWeight(reference, l, W);
+      if (l.bias) {
+        const b = reference.tensor(l.bias);
+        const bias = toFloat32(b.dataType, b.data, l.outFeatures);
+        for (const o of dropped) bias[o] = 0;
+        reference.setInitializer({ ...b, data: new Uint8Array(bias.buffer) });
+      }
+    }
+    const r = seededRandom(2);
+    const x = Float32Array.from({ length: 32 * 32 * 3 }, () => r());
+    const run = async (m: ReturnType<typeof readOnnx>) => (await (await sessionFromModel(m, { threads: 1 })).run({ input_1: new ort.Tensor('float32', x, [1, 32, 32, 3]) })).loss!.data as Float32Array;
+    const cmp = allClose(await run(pruned), await run(reference), 1e-4, 1e-6);
+    expect(cmp.relFro, cmp.worst).toBeLessThanOrEqual(1e-5);
   });
 });
