@@ -1,0 +1,63 @@
+import { join, resolve } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { kronecker } from '../../src/decompose/kronecker.js';
+import { kroneckerDense, nearestKronecker } from '../../src/decompose/kronecker-math.js';
+import { readWeight, writeWeight } from '../../src/model/linear-weights.js';
+import { linears } from '../../src/model/linears.js';
+import { readOnnx } from '../../src/model/onnx-io.js';
+import { seededRandom } from '../../src/pipeline/pass.js';
+import { ort, sessionFromModel } from '../../src/runtime/ort.js';
+import { allClose } from '../helpers.js';
+
+const ROOT = resolve(__dirname, '../..');
+const MODEL = join(ROOT, 'fixtures/stories260K/model.onnx');
+
+function random(n: number, seed: number): Float64Array {
+  const r = seededRandom(seed);
+  return Float64Array.from({ length: n }, () => r() - 0.5);
+}
+
+/** A ⊗ B by its definition, (A⊗B)[i·m2 + k, j·n2 + l] = A[i, j]·B[k, l]. */
+function kron(A: Float64Array, B: Float64Array, m1: number, n1: number, m2: number, n2: number): Float64Array {
+  const W = new Float64Array(m1 * m2 * n1 * n2);
+  for (let i = 0; i < m1; i++) for (let j = 0; j < n1; j++) for (let k = 0; k < m2; k++) for (let l = 0; l < n2; l++) W[(i * m2 + k) * n1 * n2 + j * n2 + l] = A[i * n1 + j]! * B[k * n2 + l]!;
+  return W;
+}
+
+describe('nearest Kronecker factors', () => {
+  const shape = { m1: 4, n1: 8, m2: 16, n2: 6 };
+  it('recover an exact A ⊗ B to float64 precision', async () => {
+    const W = kron(random(32, 1), random(96, 2), 4, 8, 16, 6);
+    const f = await nearestKronecker(W, shape, 1);
+    const c = allClose(kroneckerDense(f), W, 1e-10, 1e-12);
+    expect(c.ok, c.worst).toBe(true);
+    expect(f.sigma[1]! / f.sigma[0]!).toBeLessThan(1e-12);
+  });
+  it('recover an exact sum of two products with two terms', async () => {
+    const W1 = kron(random(32, 3), random(96, 4), 4, 8, 16, 6);
+    const W2 = kron(random(32, 5), random(96, 6), 4, 8, 16, 6);
+    const W = W1.map((v, i) => v + W2[i]!);
+    const c = allClose(kroneckerDense(await nearestKronecker(W, shape, 2)), W, 1e-10, 1e-12);
+    expect(c.ok, c.worst).toBe(true);
+  });
+});
+
+describe('decompose.kronecker', () => {
+  it('ORT runs the Reshape–MatMul–MatMul–Reshape form as the dense Σ A⊗B', async () => {
+    const model = readOnnx(MODEL);
+    const reference = readOnnx(MODEL);
+    const pick = (m: ReturnType<typeof readOnnx>) => linears(m).filter((l) => /layers\.[01]\.(self_attn\.q_proj|mlp\.(up|down)_proj)$/.test(l.name));
+    const result = await kronecker.apply(model, { terms: 2 }, { layers: pick(model), seed: 0, random: Math.random, progress: { layer() {} }, where: 'passes[0]' });
+    expect(result.layers).toHaveLength(6);
+    for (const l of pick(reference)) {
+      const shape = { m1: l.outFeatures === 172 ? 4 : 8, n1: l.inFeatures === 172 ? 4 : 8, m2: l.outFeatures === 172 ? 43 : 8, n2: l.inFeatures === 172 ? 43 : 8 };
+      writeWeight(reference, l, Float32Array.from(kroneckerDense(await nearestKronecker(readWeight(reference, l), shape, 2))));
+    }
+    const r = seededRandom(21);
+    const ids = BigInt64Array.from({ length: 2 * 19 }, () => BigInt(Math.floor(r() * 512)));
+    const run = async (m: ReturnType<typeof readOnnx>) => (await (await sessionFromModel(m, { threads: 1 })).run({ input_ids: new ort.Tensor('int64', ids, [2, 19]) })).logits!.data as Float32Array;
+    const c = allClose(await run(model), await run(reference), 1e-4, 1e-4);
+    expect(c.relFro, c.worst).toBeLessThanOrEqual(1e-5);
+    expect(result.layers[0]!.bytes_after).toBeLessThan(result.layers[0]!.bytes_before);
+  });
+});
