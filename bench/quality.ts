@@ -40,7 +40,7 @@ export const QUALITY_ROWS: QualityRow[] = [
   { label: 'activation-aware SVD, 75 % of params', pass: 'decompose.svd', params: { ratio: 0.75, activation_aware: true } },
   { label: 'SVD, 50 % of params', pass: 'decompose.svd', params: { ratio: 0.5 } },
   { label: 'activation-aware SVD, 50 % of params', pass: 'decompose.svd', params: { ratio: 0.5, activation_aware: true } },
-  { label: 'Kronecker, 4 terms (MLP projections)', pass: 'decompose.kronecker', params: { terms: 4 }, targets: ['layers.*.mlp.*'] },
+  { label: 'Kronecker, 16 terms (MLP projections)', pass: 'decompose.kronecker', params: { terms: 16 }, targets: ['layers.*.mlp.*'] },
   { label: 'RTN int8 per-channel (DequantizeLinear)', pass: 'quantize.rtn', params: { bits: 8, granularity: 'channel' } },
   { label: 'RTN 4-bit per-channel', pass: 'quantize.rtn', params: { bits: 4, granularity: 'channel', symmetric: false } },
   { label: 'GPTQ 4-bit per-channel', pass: 'quantize.gptq', params: { bits: 4, granularity: 'channel', symmetric: false } },
