@@ -2,7 +2,8 @@ import { z } from 'zod';
 import { UserError } from '../errors.js';
 import { readWeight, writeWeight } from '../model/linear-weights.js';
 import type { LinearLayer } from '../model/linears.js';
-import { definePass, type LayerStat } from '../pipeline/pass.js';
+import { eachLayer } from '../pipeline/layer-loop.js';
+import { definePass } from '../pipeline/pass.js';
 import { absValues, applyMask, kthSmallest, nmMask, parsePattern, smallestMask, sparseBytes, zeroFraction } from './masks.js';
 
 /**
@@ -60,10 +61,7 @@ export const magnitude = definePass({
       for (const a of all) joined.set(a, (off += a.length) - a.length);
       globalThreshold = kthSmallest(joined, Math.round(params.sparsity * total));
     }
-    const layers: LayerStat[] = [];
-    for (const [j, layer] of ctx.layers.entries()) {
-      ctx.progress.layer(j, ctx.layers.length, layer.name);
-      const t0 = performance.now();
+    const layers = await eachLayer(ctx, (layer) => {
       const W = readWeight(model, layer);
       if (globalThreshold !== undefined) {
         for (let i = 0; i < W.length; i++) if (Math.abs(W[i]!) <= globalThreshold) W[i] = 0;
@@ -71,18 +69,8 @@ export const magnitude = definePass({
         magnitudePrune(W, layer.outFeatures, layer.inFeatures, params);
       }
       writeWeight(model, layer, W);
-      const dense = W.length * 4;
-      layers.push({
-        name: layer.name,
-        kind: layer.kind,
-        shape: [layer.outFeatures, layer.inFeatures],
-        ms: performance.now() - t0,
-        bytes_before: dense,
-        bytes_after: dense,
-        sparsity: zeroFraction(W),
-        extra: { sparse_bytes: sparseBytes(W) },
-      });
-    }
+      return { bytes_before: W.length * 4, bytes_after: W.length * 4, sparsity: zeroFraction(W), extra: { sparse_bytes: sparseBytes(W) } };
+    });
     return { layers, warnings: [] };
   },
   estimateBytes: (layer) => layer.outFeatures * layer.inFeatures * 4,

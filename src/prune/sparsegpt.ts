@@ -3,7 +3,8 @@ import { readWeight, writeWeight } from '../model/linear-weights.js';
 import { obsBlockLoop } from '../obs/block-loop.js';
 import { prepareHessian } from '../obs/hessian.js';
 import { reconstructionError } from '../obs/output-error.js';
-import { definePass, type LayerStat } from '../pipeline/pass.js';
+import { eachCalibratedLayer } from '../pipeline/layer-loop.js';
+import { definePass } from '../pipeline/pass.js';
 import { checkNmShape, PruneParams } from './magnitude.js';
 import { parsePattern, smallestMask, sparseBytes, zeroFraction } from './masks.js';
 
@@ -70,33 +71,21 @@ export const sparsegpt = definePass({
     for (const layer of ctx.layers) checkNmShape(this.id, layer, params.pattern);
     const nm = parsePattern(params.pattern);
     const blockSize = nm ? Math.ceil(params.block_size / nm.m) * nm.m : params.block_size;
-    const layers: LayerStat[] = [];
-    let done = 0;
-    for await (const { group, stats } of ctx.calibration!.blocks(model, ctx.layers, { hessian: true })) {
-      for (const layer of group.layers) {
-        ctx.progress.layer(done++, ctx.layers.length, layer.name);
-        const t0 = performance.now();
-        const rows = layer.outFeatures;
-        const cols = layer.inFeatures;
-        const W = readWeight(model, layer);
-        const original = W.slice();
-        const s = stats.get(layer.input)!;
-        const prepared = await prepareHessian(s, W, rows, { dampening: params.dampening, pass: this.id, layer: layer.name });
-        const { loss } = await sparsegptPrune(W, rows, cols, prepared.Hinv, { sparsity: params.sparsity, pattern: params.pattern, blockSize });
-        writeWeight(model, layer, W);
-        layers.push({
-          name: layer.name,
-          kind: layer.kind,
-          shape: [rows, cols],
-          ms: performance.now() - t0,
-          bytes_before: W.length * 4,
-          bytes_after: W.length * 4,
-          objective: await reconstructionError(original, W, rows, s),
-          sparsity: zeroFraction(W),
-          extra: { obs_loss: loss, sparse_bytes: sparseBytes(W), dead_inputs: prepared.dead },
-        });
-      }
-    }
+    const layers = await eachCalibratedLayer(model, ctx, { hessian: true }, async (layer, s) => {
+      const rows = layer.outFeatures;
+      const W = readWeight(model, layer);
+      const original = W.slice();
+      const prepared = await prepareHessian(s, W, rows, { dampening: params.dampening, pass: this.id, layer: layer.name });
+      const { loss } = await sparsegptPrune(W, rows, layer.inFeatures, prepared.Hinv, { sparsity: params.sparsity, pattern: params.pattern, blockSize });
+      writeWeight(model, layer, W);
+      return {
+        bytes_before: W.length * 4,
+        bytes_after: W.length * 4,
+        objective: await reconstructionError(original, W, rows, s),
+        sparsity: zeroFraction(W),
+        extra: { obs_loss: loss, sparse_bytes: sparseBytes(W), dead_inputs: prepared.dead },
+      };
+    });
     return { layers, warnings: [] };
   },
 });

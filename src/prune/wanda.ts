@@ -1,5 +1,6 @@
 import { readWeight, writeWeight } from '../model/linear-weights.js';
-import { definePass, type LayerStat } from '../pipeline/pass.js';
+import { eachCalibratedLayer } from '../pipeline/layer-loop.js';
+import { definePass } from '../pipeline/pass.js';
 import { checkNmShape, PruneParams } from './magnitude.js';
 import { applyMask, nmMask, parsePattern, rowwiseSmallestMask, sparseBytes, zeroFraction } from './masks.js';
 
@@ -29,27 +30,12 @@ export const wanda = definePass({
   eligible: (layer) => layer.kind !== 'conv',
   async apply(model, params, ctx) {
     for (const layer of ctx.layers) checkNmShape(this.id, layer, params.pattern);
-    const layers: LayerStat[] = [];
-    let done = 0;
-    for await (const { group, stats } of ctx.calibration!.blocks(model, ctx.layers, { sqnorm: true })) {
-      for (const layer of group.layers) {
-        ctx.progress.layer(done++, ctx.layers.length, layer.name);
-        const t0 = performance.now();
-        const W = readWeight(model, layer);
-        wandaPrune(W, layer.outFeatures, layer.inFeatures, stats.get(layer.input)!.sqnorm!, params);
-        writeWeight(model, layer, W);
-        layers.push({
-          name: layer.name,
-          kind: layer.kind,
-          shape: [layer.outFeatures, layer.inFeatures],
-          ms: performance.now() - t0,
-          bytes_before: W.length * 4,
-          bytes_after: W.length * 4,
-          sparsity: zeroFraction(W),
-          extra: { sparse_bytes: sparseBytes(W) },
-        });
-      }
-    }
+    const layers = await eachCalibratedLayer(model, ctx, { sqnorm: true }, async (layer, stats) => {
+      const W = readWeight(model, layer);
+      wandaPrune(W, layer.outFeatures, layer.inFeatures, stats.sqnorm!, params);
+      writeWeight(model, layer, W);
+      return { bytes_before: W.length * 4, bytes_after: W.length * 4, sparsity: zeroFraction(W), extra: { sparse_bytes: sparseBytes(W) } };
+    });
     return { layers, warnings: [] };
   },
 });

@@ -6,7 +6,8 @@ import type { LinearLayer } from '../model/linears.js';
 import type { Model } from '../model/model.js';
 import { transpose2d } from '../model/ndarray.js';
 import { fromFloat32, toFloat32 } from '../model/pack.js';
-import { definePass, type LayerStat } from '../pipeline/pass.js';
+import { eachLayer } from '../pipeline/layer-loop.js';
+import { definePass } from '../pipeline/pass.js';
 import { squaredError } from './rtn.js';
 
 /**
@@ -44,22 +45,11 @@ export const cast = definePass({
   needsCalibration: false,
   async apply(model, params, ctx) {
     const dataType = params.dtype === 'float16' ? DataType.FLOAT16 : DataType.BFLOAT16;
-    const layers: LayerStat[] = [];
-    for (const [j, layer] of ctx.layers.entries()) {
-      ctx.progress.layer(j, ctx.layers.length, layer.name);
-      const t0 = performance.now();
+    const layers = await eachLayer(ctx, (layer) => {
       const W = readWeight(model, layer);
       const rounded = emitCast(model, layer, W, dataType);
-      layers.push({
-        name: layer.name,
-        kind: layer.kind,
-        shape: [layer.outFeatures, layer.inFeatures],
-        ms: performance.now() - t0,
-        bytes_before: W.length * 4,
-        bytes_after: W.length * 2,
-        objective: squaredError(W, rounded),
-      });
-    }
+      return { bytes_before: W.length * 4, bytes_after: W.length * 2, objective: squaredError(W, rounded) };
+    });
     return { layers, warnings: [] };
   },
   estimateBytes: (layer) => layer.outFeatures * layer.inFeatures * 2,

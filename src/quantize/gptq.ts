@@ -4,7 +4,8 @@ import { readWeight } from '../model/linear-weights.js';
 import { obsBlockLoop } from '../obs/block-loop.js';
 import { permuteColumns, prepareHessian } from '../obs/hessian.js';
 import { reconstructionError } from '../obs/output-error.js';
-import { definePass, type LayerStat } from '../pipeline/pass.js';
+import { eachCalibratedLayer } from '../pipeline/layer-loop.js';
+import { definePass } from '../pipeline/pass.js';
 import { dequantizeMatrix, groupParams, quantizeValue, type QuantizedMatrix } from './grid.js';
 import { gridSpec, quantizedBytes, WeightQuantParams } from './params.js';
 import { checkQuantizable, emitQuantized } from './rtn.js';
@@ -94,38 +95,27 @@ export const gptq = definePass({
   async apply(model, params: GptqParams, ctx) {
     for (const layer of ctx.layers) checkQuantizable(this.id, layer, params);
     const spec = gridSpec(params);
-    const layers: LayerStat[] = [];
-    let done = 0;
-    for await (const { group, stats } of ctx.calibration!.blocks(model, ctx.layers, { hessian: true })) {
-      for (const layer of group.layers) {
-        ctx.progress.layer(done++, ctx.layers.length, layer.name);
-        const t0 = performance.now();
-        const rows = layer.outFeatures;
-        const cols = layer.inFeatures;
-        const W = readWeight(model, layer);
-        const original = W.slice();
-        const s = stats.get(layer.input)!;
-        if (s.dim !== cols) throw new UserError(`${this.id}: '${layer.name}' has ${cols} inputs but its activations have ${s.dim} channels`);
-        const prepared = await prepareHessian(s, W, rows, { dampening: params.dampening, actOrder: params.act_order, pass: this.id, layer: layer.name });
-        const { m, loss } = await gptqQuantize(W, rows, cols, prepared.Hinv, prepared.perm, {
-          bits: params.bits,
-          groupSize: spec.groupSize,
-          symmetric: params.symmetric,
-          blockSize: params.block_size,
-        });
-        emitQuantized(model, layer, m, params);
-        layers.push({
-          name: layer.name,
-          kind: layer.kind,
-          shape: [rows, cols],
-          ms: performance.now() - t0,
-          bytes_before: rows * cols * 4,
-          bytes_after: quantizedBytes(rows, cols, params),
-          objective: await reconstructionError(original, dequantizeMatrix(m), rows, s),
-          extra: { obs_loss: loss, dead_inputs: prepared.dead },
-        });
-      }
-    }
+    const layers = await eachCalibratedLayer(model, ctx, { hessian: true }, async (layer, s) => {
+      const rows = layer.outFeatures;
+      const cols = layer.inFeatures;
+      const W = readWeight(model, layer);
+      const original = W.slice();
+      if (s.dim !== cols) throw new UserError(`${this.id}: '${layer.name}' has ${cols} inputs but its activations have ${s.dim} channels`);
+      const prepared = await prepareHessian(s, W, rows, { dampening: params.dampening, actOrder: params.act_order, pass: this.id, layer: layer.name });
+      const { m, loss } = await gptqQuantize(W, rows, cols, prepared.Hinv, prepared.perm, {
+        bits: params.bits,
+        groupSize: spec.groupSize,
+        symmetric: params.symmetric,
+        blockSize: params.block_size,
+      });
+      emitQuantized(model, layer, m, params);
+      return {
+        bytes_before: rows * cols * 4,
+        bytes_after: quantizedBytes(rows, cols, params),
+        objective: await reconstructionError(original, dequantizeMatrix(m), rows, s),
+        extra: { obs_loss: loss, dead_inputs: prepared.dead },
+      };
+    });
     return { layers, warnings: [] };
   },
   estimateBytes: (layer, params) => quantizedBytes(layer.outFeatures, layer.inFeatures, params),

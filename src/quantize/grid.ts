@@ -31,7 +31,7 @@ export interface QuantizedMatrix {
   zeros: Uint8Array;
 }
 
-export function groupLength(spec: GridSpec, rows: number, cols: number): number {
+export function groupLength(spec: GridSpec, cols: number): number {
   if (spec.groupSize === 0) return cols;
   if (spec.groupSize < 0) return cols; // per-tensor shares one scale, stored once per row
   return spec.groupSize;
@@ -91,7 +91,7 @@ function clippedParams(W: Float32Array, start: number, len: number, min: number,
 
 /** Quantize W [rows, cols] onto the grid. `cols` must be a multiple of a positive groupSize. */
 export function quantizeMatrix(W: Float32Array, rows: number, cols: number, spec: GridSpec): QuantizedMatrix {
-  const g = groupLength(spec, rows, cols);
+  const g = groupLength(spec, cols);
   if (cols % g !== 0) throw new Error(`quantizeMatrix: ${cols} inputs are not a multiple of group size ${g}`);
   const groups = cols / g;
   const q = new Uint8Array(rows * cols);

@@ -3,7 +3,8 @@ import { UserError } from '../errors.js';
 import { readWeight } from '../model/linear-weights.js';
 import type { LinearLayer } from '../model/linears.js';
 import type { Model } from '../model/model.js';
-import { definePass, type LayerStat } from '../pipeline/pass.js';
+import { eachLayer } from '../pipeline/layer-loop.js';
+import { definePass } from '../pipeline/pass.js';
 import { emitDequantizeLinear, emitMatMulNBits } from './emit.js';
 import { dequantizeMatrix, quantizeMatrix, type QuantizedMatrix } from './grid.js';
 import { formatOf, gridSpec, quantizedBytes, WeightQuantParams } from './params.js';
@@ -48,25 +49,18 @@ export const rtn = definePass({
   needsCalibration: false,
   async apply(model, params, ctx) {
     for (const layer of ctx.layers) checkQuantizable(this.id, layer, params);
-    const layers: LayerStat[] = [];
-    for (const [j, layer] of ctx.layers.entries()) {
-      ctx.progress.layer(j, ctx.layers.length, layer.name);
-      const t0 = performance.now();
+    const layers = await eachLayer(ctx, (layer) => {
       const W = readWeight(model, layer);
       const m = quantizeMatrix(W, layer.outFeatures, layer.inFeatures, gridSpec(params, params.mse_clip));
       const err = squaredError(W, dequantizeMatrix(m));
       emitQuantized(model, layer, m, params);
-      layers.push({
-        name: layer.name,
-        kind: layer.kind,
-        shape: [layer.outFeatures, layer.inFeatures],
-        ms: performance.now() - t0,
+      return {
         bytes_before: W.length * 4,
         bytes_after: quantizedBytes(layer.outFeatures, layer.inFeatures, params),
         objective: err,
         extra: { weight_rel_error: Math.sqrt(err / Math.max(squaredError(W, new Float32Array(W.length)), 1e-30)) },
-      });
-    }
+      };
+    });
     return { layers, warnings: [] };
   },
   estimateBytes: (layer, params) => quantizedBytes(layer.outFeatures, layer.inFeatures, params),

@@ -6,7 +6,8 @@ import { readWeight, removeUnused, uniqueInitializerName } from '../model/linear
 import type { LinearLayer } from '../model/linears.js';
 import type { Model } from '../model/model.js';
 import { transpose2d } from '../model/ndarray.js';
-import { definePass, type LayerStat } from '../pipeline/pass.js';
+import { eachLayer } from '../pipeline/layer-loop.js';
+import { definePass } from '../pipeline/pass.js';
 import { dequantizeMatrix, quantizeMatrix } from './grid.js';
 import { squaredError } from './rtn.js';
 
@@ -81,24 +82,12 @@ export const w8a8 = definePass({
   needsCalibration: false,
   eligible: (layer) => layer.kind === 'matmul',
   async apply(model, params, ctx) {
-    const layers: LayerStat[] = [];
-    for (const [j, layer] of ctx.layers.entries()) {
-      ctx.progress.layer(j, ctx.layers.length, layer.name);
-      const t0 = performance.now();
+    const layers = await eachLayer(ctx, (layer) => {
       const W = readWeight(model, layer);
       const m = quantizeMatrix(W, layer.outFeatures, layer.inFeatures, { bits: 8, groupSize: 0, symmetric: true });
-      const codes = Int8Array.from(m.q, (q) => q - 128);
-      emitW8a8(model, layer, codes, m.scales, params.epsilon);
-      layers.push({
-        name: layer.name,
-        kind: layer.kind,
-        shape: [layer.outFeatures, layer.inFeatures],
-        ms: performance.now() - t0,
-        bytes_before: W.length * 4,
-        bytes_after: W.length + layer.outFeatures * 4,
-        objective: squaredError(W, dequantizeMatrix(m)),
-      });
-    }
+      emitW8a8(model, layer, Int8Array.from(m.q, (q) => q - 128), m.scales, params.epsilon);
+      return { bytes_before: W.length * 4, bytes_after: W.length + layer.outFeatures * 4, objective: squaredError(W, dequantizeMatrix(m)) };
+    });
     return { layers, warnings: [] };
   },
   estimateBytes: (layer) => layer.outFeatures * layer.inFeatures + layer.outFeatures * 4,

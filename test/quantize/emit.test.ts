@@ -6,7 +6,7 @@ import { modelSize } from '../../src/model/size.js';
 import { seededRandom } from '../../src/pipeline/pass.js';
 import { dequantizeMatrix, quantizeMatrix } from '../../src/quantize/grid.js';
 import { gridSpec, type WeightQuantParams } from '../../src/quantize/params.js';
-import { emitQuantized, rtn } from '../../src/quantize/rtn.js';
+import { rtn } from '../../src/quantize/rtn.js';
 import { cast } from '../../src/quantize/cast.js';
 import { fromFloat32, toFloat32 } from '../../src/model/pack.js';
 import { ort, sessionFromModel } from '../../src/runtime/ort.js';
