@@ -35,12 +35,9 @@ export function datasetSpecFromCli(arg: string, flags: DataFlags, cwd: string): 
       if (e instanceof UserError) throw e;
       throw new UserError(`${arg}: not a readable dataset spec (${(e as Error).message.split('\n')[0]})`);
     }
-    const r = DatasetSpec.safeParse(raw);
-    if (!r.success) {
-      const issue = r.error.issues[0]!;
-      throw new UserError(`${arg}: ${issue.path.join('.') || '(top level)'}: ${issue.message}`);
-    }
-    return { spec: r.data, baseDir: dirname(path) };
+    const given = Object.entries(flags).filter(([, v]) => v !== undefined).map(([k]) => `--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`);
+    if (given.length > 0) throw new UserError(`${arg}: ${given.join(', ')} cannot be combined with a dataset spec file; set the field in the file instead`);
+    return { spec: validate(raw, arg), baseDir: dirname(path) };
   }
   const norm = { scale: flags.scale ?? 1, limit: flags.limit };
   const need = (what: string, flag: string) => new UserError(`${arg}: ${what} data needs ${flag}`);
@@ -49,23 +46,35 @@ export function datasetSpecFromCli(arg: string, flags: DataFlags, cwd: string): 
     if (!flags.tokenizer) throw need('text', '--tokenizer <tokenizer.bin|tokenizer.json>');
     raw = { kind: 'text', path, tokenizer: resolve(cwd, flags.tokenizer), max_length: flags.maxLength, select: flags.select };
   } else if (/idx3-ubyte(\.gz)?$/.test(path)) {
-    const guess = join(dirname(path), basename(path).replace('images-idx3', 'labels-idx1'));
-    const labels = flags.labels ? resolve(cwd, flags.labels) : existsSync(guess) ? guess : undefined;
+    const labels = flags.labels ? resolve(cwd, flags.labels) : labelsBeside(path);
     raw = { kind: 'idx', images: path, labels, ...norm };
   } else if (ext === '.npy') {
     raw = { kind: 'npy', path, labels: flags.labels && resolve(cwd, flags.labels), layout: flags.layout, ...norm };
+  } else if (flags.shape && flags.seqLen) {
+    throw new UserError(`${arg}: give --shape (raw images) or --seq-len (token ids), not both`);
   } else if (flags.shape) {
     raw = { kind: 'images', path, shape: flags.shape, layout: flags.layout, labels: flags.labels && resolve(cwd, flags.labels), ...norm };
   } else if (flags.seqLen) {
-    raw = { kind: 'tokens', path, seq_len: flags.seqLen, count: flags.count, dtype: /u32/.test(path) ? 'uint32' : 'uint16' };
+    raw = { kind: 'tokens', path, seq_len: flags.seqLen, count: flags.count, dtype: /u32/i.test(basename(path)) ? 'uint32' : 'uint16' };
   } else {
-    throw new UserError(`${arg}: cannot tell what this data is; give a dataset spec .yaml, or --seq-len for token ids, or --shape HxWxC for raw images`);
+    const hint = /\.(u16|u32)(\.bin)?$/.test(path) ? 'token ids need --seq-len <n>' : 'give --seq-len <n> for token ids, --shape HxWxC for raw uint8 images, or a dataset spec .yaml';
+    throw new UserError(`${arg}: cannot tell what this data is; ${hint}`);
   }
   const clean = Object.fromEntries(Object.entries(raw).filter(([, v]) => v !== undefined));
-  const r = DatasetSpec.safeParse(clean);
-  if (!r.success) {
-    const issue = r.error.issues[0]!;
-    throw new UserError(`${arg}: ${issue.path.join('.')}: ${issue.message}`);
-  }
-  return { spec: r.data, baseDir: cwd };
+  return { spec: validate(clean, arg), baseDir: cwd };
+}
+
+/** Every schema issue at once, by field path, on one line: `eval.yaml: seq_len: expected number…; kind: …`. */
+function validate(raw: unknown, where: string): DatasetSpec {
+  const r = DatasetSpec.safeParse(raw);
+  if (r.success) return r.data;
+  const issues = r.error.issues.map((i) => `${i.path.join('.') || '(top level)'}: ${i.message}`);
+  throw new UserError(`${where}: ${issues.join('; ')}`);
+}
+
+/** The idx1 labels file beside an idx3 images file: images→labels, idx3→idx1, gzipped or not. */
+function labelsBeside(imagesPath: string): string | undefined {
+  const name = basename(imagesPath).replace('images', 'labels').replace('idx3', 'idx1');
+  const bare = name.replace(/\.gz$/, '');
+  return [name, bare, `${bare}.gz`].map((n) => join(dirname(imagesPath), n)).find((p) => p !== imagesPath && existsSync(p));
 }

@@ -1,14 +1,23 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { Tokenizer as HfLibTokenizer } from '@huggingface/tokenizers';
 import { UserError } from '../errors.js';
 import { readInputFile } from '../model/onnx-io.js';
 import type { Tokenizer } from './tokenizer.js';
 
-/** A Hugging Face `tokenizer.json` (with `tokenizer_config.json` beside it when present), run by @huggingface/tokenizers. */
+/** BOS spellings tried, in order, when tokenizer_config.json does not name one. */
+const BOS_GUESSES = ['<s>', '<|begin_of_text|>', '<bos>', '<|startoftext|>'];
+
+/**
+ * A Hugging Face `tokenizer.json`, run by @huggingface/tokenizers (the JS port of the Rust
+ * library). `tokenizer_config.json` beside it, when present, names the BOS token; otherwise the
+ * first of BOS_GUESSES among the added tokens is used. Encoding never adds the tokenizer's own
+ * special tokens: BOS is added here, only when asked for.
+ */
 export class HfTokenizer implements Tokenizer {
+  /** largest id (vocabulary and added tokens) + 1: the width a model's logits must have */
   readonly vocabSize: number;
-  private readonly bosId?: number;
+  readonly bosId?: number;
 
   private constructor(
     private readonly lib: HfLibTokenizer,
@@ -19,29 +28,24 @@ export class HfTokenizer implements Tokenizer {
     let max = -1;
     for (const id of vocab.values()) if (id > max) max = id;
     this.vocabSize = max + 1;
-    this.bosId = bosToken !== undefined ? vocab.get(bosToken) : undefined;
+    const bos = bosToken ?? BOS_GUESSES.find((t) => vocab.has(t));
+    this.bosId = bos !== undefined ? vocab.get(bos) : undefined;
   }
 
   static read(path: string): HfTokenizer {
-    const parse = (p: string) => {
-      try {
-        return JSON.parse(readInputFile(p, 'tokenizer').toString('utf8'));
-      } catch (e) {
-        if (e instanceof UserError) throw e;
-        throw new UserError(`${p}: not valid JSON (${(e as Error).message.split('\n')[0]})`);
-      }
-    };
-    const json = parse(path);
-    if (!json || typeof json !== 'object' || !json.model) throw new UserError(`${path}: not a Hugging Face tokenizer.json (no "model" field)`);
+    const json = readJson(path, 'tokenizer');
+    if (!isObject(json) || !isObject(json.model)) throw new UserError(`${path}: not a Hugging Face tokenizer.json (no "model" object)`);
     const configPath = join(dirname(path), 'tokenizer_config.json');
-    const config = existsSync(configPath) ? JSON.parse(readFileSync(configPath, 'utf8')) : {};
+    const config = existsSync(configPath) ? readJson(configPath, 'tokenizer config') : {};
+    if (!isObject(config)) throw new UserError(`${configPath}: expected a JSON object`);
     let lib: HfLibTokenizer;
     try {
       lib = new HfLibTokenizer(json, config);
     } catch (e) {
-      throw new UserError(`${path}: the tokenizer library cannot load it (${(e as Error).message.split('\n')[0]})`);
+      throw new UserError(`${path}: the tokenizer library cannot load it (${firstLine(e)})`);
     }
-    const bos = typeof config.bos_token === 'string' ? config.bos_token : config.bos_token?.content;
+    const b = config.bos_token;
+    const bos = typeof b === 'string' ? b : isObject(b) && typeof b.content === 'string' ? b.content : undefined;
     return new HfTokenizer(lib, path, bos);
   }
 
@@ -50,11 +54,33 @@ export class HfTokenizer implements Tokenizer {
   }
 
   encode(text: string, opts: { bos: boolean }): number[] {
-    const ids = this.lib.encode(text, { add_special_tokens: false }).ids;
+    let ids: number[];
+    try {
+      ids = this.lib.encode(text, { add_special_tokens: false }).ids;
+    } catch (e) {
+      throw new UserError(`${this.path}: encoding failed (${firstLine(e)})`);
+    }
     return opts.bos && this.bosId !== undefined ? [this.bosId, ...ids] : ids;
   }
 
   decode(ids: number[]): string {
-    return this.lib.decode(ids);
+    return this.lib.decode(ids, { skip_special_tokens: true });
   }
+}
+
+function readJson(path: string, what: string): unknown {
+  const text = readInputFile(path, what).toString('utf8').replace(/^\uFEFF/, '');
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    throw new UserError(`${path}: not valid JSON (${firstLine(e)})`);
+  }
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function firstLine(e: unknown): string {
+  return (e instanceof Error ? e.message : String(e)).split('\n')[0]!;
 }

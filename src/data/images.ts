@@ -25,30 +25,57 @@ export interface Normalisation {
 }
 
 /**
- * uint8 pixels → float32: pixel · scale, then (x − mean[c]) / std[c] along the channel axis of
- * the layout (`channels` values; one mean/std value applies to every channel).
+ * Samples → float32: x · scale, then (x − mean[c]) / std[c] along the channel axis of the layout
+ * (last axis for nhwc, first for nchw; without a layout one mean/std value applies to every
+ * element). A single mean or std value applies to every channel.
  */
-export function normalise(pixels: ArrayLike<number>, count: number, shape: number[], layout: 'nhwc' | 'nchw' | undefined, n: Normalisation, where: string): Float32Array {
+export function normalise(values: ArrayLike<number>, count: number, shape: number[], layout: 'nhwc' | 'nchw' | undefined, n: Normalisation, where: string): Float32Array {
   const per = shape.reduce((a, b) => a * b, 1);
-  const out = new Float32Array(count * per);
   const channels = layout === 'nhwc' ? shape[2]! : layout === 'nchw' ? shape[0]! : 1;
-  for (const [field, v] of [['mean', n.mean], ['std', n.std]] as const) {
-    if (v && v.length !== 1 && v.length !== channels) throw new UserError(`${where}: ${field} has ${v.length} values for ${channels} channels (field ${field})`);
-  }
-  const channelOf = (i: number): number => (layout === 'nhwc' ? i % channels : layout === 'nchw' ? Math.floor(i / (per / channels)) : 0);
+  const perChannel = (field: 'mean' | 'std', fill: number): Float64Array => {
+    const v = n[field];
+    if (v && v.length !== 1 && v.length !== channels) {
+      throw new UserError(`${where}: ${field} has ${v.length} values for ${channels} channel${channels === 1 ? '' : 's'}${layout ? ` (${layout})` : ' (no layout: give one value)'} (field ${field})`);
+    }
+    return Float64Array.from({ length: channels }, (_, c) => (v ? v[v.length === 1 ? 0 : c]! : fill));
+  };
+  const mean = perChannel('mean', 0);
+  const std = perChannel('std', 1);
+  const zero = std.findIndex((d) => d === 0);
+  if (zero >= 0) throw new UserError(`${where}: std[${zero}] is 0 (field std)`);
+  const out = new Float32Array(count * per);
+  const scale = n.scale;
+  // nhwc: the channel cycles fastest; nchw (and no layout): one channel per contiguous plane
+  const run = layout === 'nhwc' ? channels : 1;
+  const plane = layout === 'nhwc' ? 1 : per / channels;
   for (let s = 0; s < count; s++) {
-    for (let i = 0; i < per; i++) {
-      const c = channelOf(i);
-      const m = n.mean ? n.mean[n.mean.length === 1 ? 0 : c]! : 0;
-      const d = n.std ? n.std[n.std.length === 1 ? 0 : c]! : 1;
-      out[s * per + i] = (pixels[s * per + i]! * n.scale - m) / d;
+    const base = s * per;
+    for (let c = 0; c < channels; c++) {
+      const m = mean[c]!;
+      const d = std[c]!;
+      const from = base + c * plane;
+      const to = layout === 'nhwc' ? base + per : from + plane;
+      for (let i = from; i < to; i += run) out[i] = (values[i]! * scale - m) / d;
     }
   }
   return out;
 }
 
-export function checkLabels(labels: Int32Array, count: number, labelsPath: string, imagesPath: string): void {
-  if (labels.length !== count) throw new UserError(`${labelsPath}: ${labels.length} labels for ${count} images in ${imagesPath} (field labels)`);
+/** One label per sample, none negative; out-of-range classes are checked against the model at evaluation. */
+export function checkLabels(labels: ArrayLike<number>, count: number, labelsPath: string, samplesPath: string, noun = 'images'): void {
+  if (labels.length !== count) throw new UserError(`${labelsPath}: labels: ${labels.length} labels for ${count} ${noun} in ${samplesPath}`);
+  for (let i = 0; i < labels.length; i++) {
+    if (labels[i]! < 0 || !Number.isInteger(labels[i])) throw new UserError(`${labelsPath}: labels: label ${labels[i]} of sample ${i} is not a class index`);
+  }
+}
+
+/** ", scale 0.00392157, mean [..], std [..]" for the settings that differ from the identity. */
+export function normText(n: Normalisation): string {
+  const fmt = (v: number) => String(+v.toPrecision(6));
+  let t = n.scale !== 1 ? `, scale ${fmt(n.scale)}` : '';
+  if (n.mean) t += `, mean [${n.mean.map(fmt).join(', ')}]`;
+  if (n.std) t += `, std [${n.std.map(fmt).join(', ')}]`;
+  return t;
 }
 
 export function fileRef(path: string): { path: string; sha256: string } {

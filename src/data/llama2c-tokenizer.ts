@@ -1,97 +1,129 @@
+import { basename } from 'node:path';
 import { UserError } from '../errors.js';
 import { readInputFile } from '../model/onnx-io.js';
 import type { Tokenizer } from './tokenizer.js';
 
 /**
  * llama2.c `tokenizer.bin` (int32 max_token_length, then per token: float32 score, int32 length,
- * bytes) with llama2.c's `encode`: optional BOS (id 1), a dummy-prefix " " piece, each UTF-8
- * codepoint looked up whole or else byte-fallback ids (byte + 3), then the adjacent pair whose
- * concatenation is a vocabulary piece with the best score is merged, repeatedly (first on ties).
+ * bytes; the file carries no count, so the vocabulary is every record up to EOF unless a size is
+ * given) with llama2.c's `encode()` from run.c: optional BOS (id 1), a dummy-prefix " " piece when
+ * the text is non-empty, each UTF-8 codepoint looked up whole or else byte-fallback ids (byte + 3),
+ * then the adjacent pair whose concatenation is a vocabulary piece with the best score is merged,
+ * repeatedly (the first pair on ties), until no pair merges.
+ *
+ * Pieces are compared as raw bytes, as run.c's strcmp does: internally each piece is a "binary"
+ * string with one char per byte (latin1), so concatenation and lookup match C exactly even for
+ * pieces that are not valid UTF-8 on their own.
  */
 export class Llama2cTokenizer implements Tokenizer {
   readonly vocabSize: number;
+  readonly bosId = 1;
+  /** pieces as text (UTF-8 decoded), for display and for building other tokenizer formats */
+  readonly pieces: string[];
+  private readonly raw: string[];
   private readonly ids = new Map<string, number>();
 
   constructor(
-    readonly pieces: string[],
+    rawPieces: Uint8Array[],
     readonly scores: Float32Array,
     readonly path: string,
+    readonly maxTokenLength: number,
   ) {
-    this.vocabSize = pieces.length;
-    // first occurrence wins, as llama2.c's sorted lookup finds an equal piece
-    pieces.forEach((p, i) => {
+    this.vocabSize = rawPieces.length;
+    this.raw = rawPieces.map((b) => Buffer.from(b).toString('latin1'));
+    this.pieces = rawPieces.map((b) => Buffer.from(b).toString('utf8'));
+    // first occurrence wins (run.c's bsearch over sorted pieces finds one of equal ones)
+    this.raw.forEach((p, i) => {
       if (!this.ids.has(p)) this.ids.set(p, i);
     });
   }
 
-  static read(path: string): Llama2cTokenizer {
+  /** Reads `vocabSize` records when given (trailing bytes are ignored, as run.c does), else every record to EOF. */
+  static read(path: string, vocabSize?: number): Llama2cTokenizer {
     const buf = readInputFile(path, 'tokenizer');
     const fail = (why: string) => new UserError(`${path}: not a llama2.c tokenizer.bin (${why})`);
     if (buf.byteLength < 4) throw fail('file shorter than its 4-byte header');
     const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
     const maxLen = view.getInt32(0, true);
-    if (maxLen <= 0 || maxLen > 1024) throw fail(`max_token_length ${maxLen}`);
-    const pieces: string[] = [];
+    if (maxLen <= 0 || maxLen > 4096) throw fail(`max_token_length ${maxLen}`);
+    const pieces: Uint8Array[] = [];
     const scores: number[] = [];
-    const decoder = new TextDecoder('utf-8');
     let off = 4;
-    while (off < buf.byteLength) {
-      if (off + 8 > buf.byteLength) throw fail(`truncated record at byte ${off}`);
+    while (vocabSize === undefined ? off < buf.byteLength : pieces.length < vocabSize) {
+      if (off + 8 > buf.byteLength) {
+        throw fail(vocabSize === undefined ? `truncated record at byte ${off}` : `${pieces.length} tokens, expected ${vocabSize}`);
+      }
       const score = view.getFloat32(off, true);
       const len = view.getInt32(off + 4, true);
+      if (!Number.isFinite(score)) throw fail(`token ${pieces.length} has score ${score} at byte ${off}`);
       off += 8;
       if (len < 0 || len > maxLen || off + len > buf.byteLength) throw fail(`token ${pieces.length} has length ${len} at byte ${off - 4}`);
-      pieces.push(decoder.decode(buf.subarray(off, off + len)));
+      pieces.push(buf.subarray(off, off + len));
       scores.push(score);
       off += len;
     }
     if (pieces.length < 259) throw fail(`${pieces.length} tokens, fewer than the 3 specials and 256 byte pieces`);
-    return new Llama2cTokenizer(pieces, Float32Array.from(scores), path);
+    return new Llama2cTokenizer(pieces, Float32Array.from(scores), path, maxLen);
   }
 
   get describe(): string {
-    return `llama2.c ${this.path.split('/').pop()} (${this.vocabSize} tokens)`;
+    return `llama2.c ${basename(this.path)} (${this.vocabSize} tokens)`;
   }
 
   encode(text: string, opts: { bos: boolean }): number[] {
-    const tokens: number[] = [];
-    if (opts.bos) tokens.push(1);
-    const out: number[] = [];
-    if (text.length > 0) {
+    const out: number[] = opts.bos ? [this.bosId] : [];
+    const bytes = Buffer.from(text, 'utf8');
+    // dummy prefix: the " " piece when the text is non-empty
+    if (bytes.length > 0) {
       const prefix = this.ids.get(' ');
       if (prefix !== undefined) out.push(prefix);
     }
-    for (const ch of text) {
-      const id = this.ids.get(ch);
+    // codepoints: a lead byte and its continuation bytes (at most 4), looked up whole, else byte fallback
+    for (let i = 0; i < bytes.length; ) {
+      let j = i + 1;
+      while (j < bytes.length && (bytes[j]! & 0xc0) === 0x80 && j - i < 4) j++;
+      const id = this.ids.get(bytes.toString('latin1', i, j));
       if (id !== undefined) out.push(id);
-      else for (const byte of Buffer.from(ch, 'utf8')) out.push(byte + 3);
+      else for (let k = i; k < j; k++) out.push(bytes[k]! + 3);
+      i = j;
     }
-    // merge the best-scoring adjacent pair until none merges
+    // merge the best-scoring adjacent pair until none merges (BOS included, as in run.c); merged[i]
+    // caches the piece that pair (i, i+1) forms (-1: none), so only a merge's neighbours are looked up again
+    const merged = out.map((_, i) => (i + 1 < out.length ? this.pairId(out[i]!, out[i + 1]!) : -1));
     for (;;) {
       let best = -1e10;
-      let bestId = -1;
       let bestIdx = -1;
-      for (let i = 0; i < out.length - 1; i++) {
-        const id = this.ids.get(this.pieces[out[i]!]! + this.pieces[out[i + 1]!]!);
-        if (id !== undefined && this.scores[id]! > best) {
+      for (let i = 0; i < merged.length; i++) {
+        const id = merged[i]!;
+        if (id !== -1 && this.scores[id]! > best) {
           best = this.scores[id]!;
-          bestId = id;
           bestIdx = i;
         }
       }
       if (bestIdx === -1) break;
-      out.splice(bestIdx, 2, bestId);
+      out.splice(bestIdx, 2, merged[bestIdx]!);
+      merged.splice(bestIdx, 1);
+      merged[bestIdx] = bestIdx + 1 < out.length ? this.pairId(out[bestIdx]!, out[bestIdx + 1]!) : -1;
+      if (bestIdx > 0) merged[bestIdx - 1] = this.pairId(out[bestIdx - 1]!, out[bestIdx]!);
     }
-    return tokens.concat(out);
+    return out;
   }
 
+  /** The piece whose bytes are piece a's followed by piece b's, or -1. */
+  private pairId(a: number, b: number): number {
+    return this.ids.get(this.raw[a]! + this.raw[b]!) ?? -1;
+  }
+
+  /** Concatenated piece bytes as UTF-8; `<0xXX>` pieces are that byte (as run.c's decode), BOS/EOS/UNK are dropped. */
   decode(ids: number[]): string {
-    const bytes: number[] = [];
+    const parts: Buffer[] = [];
     for (const id of ids) {
+      if (id < 0 || id >= this.vocabSize) throw new UserError(`${this.path}: token id ${id} is outside the ${this.vocabSize}-token vocabulary`);
       if (id < 3) continue;
-      if (id < 259) bytes.push(id - 3);
-      else bytes.push(...Buffer.from(this.pieces[id]!, 'utf8'));
+      const piece = this.raw[id]!;
+      const byte = /^<0x([0-9A-Fa-f]{2})>$/.exec(piece);
+      parts.push(byte ? Buffer.of(parseInt(byte[1]!, 16)) : Buffer.from(piece, 'latin1'));
     }
-    return Buffer.from(bytes).toString('utf8');
+    return Buffer.concat(parts).toString('utf8');
   }
 }

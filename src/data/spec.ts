@@ -21,7 +21,7 @@ export const TextSpec = z
     bos: z.boolean().default(true),
     /** each document is evaluated on its own and truncated to this many tokens (BOS included) */
     max_length: z.number().int().min(2).default(512),
-    /** documents longer than max_length are cut into windows starting every `stride` tokens instead of truncated */
+    /** documents longer than max_length are cut into windows starting every `stride` (< max_length) tokens instead of truncated; each token is scored once */
     stride: z.number().int().positive().optional(),
     /** calibration protocol: encode the documents, concatenate them and cut into segments of this many tokens */
     segment: z.number().int().min(2).optional(),

@@ -1,14 +1,19 @@
+import { basename } from 'node:path';
 import { UserError } from '../errors.js';
 import { readInputFile } from '../model/onnx-io.js';
 import { sha256File } from '../util/hash.js';
 import type { TokensSpec } from './spec.js';
 import type { TokenDataset } from './types.js';
 
-/** Little-endian uint16/uint32 token ids cut into windows of `seq_len`, every `stride` tokens from `offset`. */
+/**
+ * Little-endian uint16/uint32 token ids (nanoGPT's train.bin/val.bin layout) cut into windows of
+ * `seq_len`, one every `stride` tokens (default seq_len: non-overlapping) from token `offset`, at
+ * most `count`. Each window is evaluated on its own: seq_len − 1 predicted tokens.
+ */
 export function loadTokenFile(spec: TokensSpec, path: string): TokenDataset {
   const buf = readInputFile(path, 'token file');
   const width = spec.dtype === 'uint16' ? 2 : 4;
-  if (buf.byteLength % width !== 0) throw new UserError(`${path}: ${buf.byteLength} bytes is not a whole number of ${spec.dtype} ids (field dtype)`);
+  if (buf.byteLength % width !== 0) throw new UserError(`${path}: dtype: ${buf.byteLength} bytes is not a whole number of ${spec.dtype} ids`);
   const total = buf.byteLength / width;
   const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
   const stride = spec.stride ?? spec.seq_len;
@@ -19,9 +24,9 @@ export function loadTokenFile(spec: TokensSpec, path: string): TokenDataset {
     for (let i = 0; i < spec.seq_len; i++) seq[i] = width === 2 ? view.getUint16((start + i) * 2, true) : view.getUint32((start + i) * 4, true);
     sequences.push(seq);
   }
-  if (sequences.length === 0) throw new UserError(`${path}: ${total} tokens from offset ${spec.offset} do not fill one window of ${spec.seq_len} (field seq_len)`);
+  if (sequences.length === 0) throw new UserError(`${path}: seq_len: ${total} tokens from offset ${spec.offset} do not fill one window of ${spec.seq_len}`);
   if (spec.count !== undefined && sequences.length < spec.count) {
-    throw new UserError(`${path}: only ${sequences.length} windows of ${spec.seq_len} fit, count asks for ${spec.count} (field count)`);
+    throw new UserError(`${path}: count: only ${sequences.length} windows of ${spec.seq_len}${stride !== spec.seq_len ? ` every ${stride}` : ''} fit, count asks for ${spec.count}`);
   }
   let max = 0;
   for (const s of sequences) for (const v of s) if (v > max) max = v;
@@ -30,6 +35,6 @@ export function loadTokenFile(spec: TokensSpec, path: string): TokenDataset {
     sequences,
     files: [{ path, sha256: sha256File(path) }],
     maxTokenId: max,
-    description: `tokens ${path.split('/').pop()} ${spec.dtype}, ${sequences.length} windows of ${spec.seq_len}${stride !== spec.seq_len ? ` stride ${stride}` : ''}${spec.offset ? ` from ${spec.offset}` : ''}`,
+    description: `tokens ${basename(path)} ${spec.dtype}, ${sequences.length} windows of ${spec.seq_len}${stride !== spec.seq_len ? ` stride ${stride}` : ''}${spec.offset ? ` from ${spec.offset}` : ''}`,
   };
 }

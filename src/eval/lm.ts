@@ -77,9 +77,10 @@ function checkVocab(vocab: number, data: TokenDataset, dataPath: string | undefi
   if (data.maxTokenId !== undefined && data.maxTokenId >= vocab) {
     throw new UserError(`${data.files[0]?.path ?? dataPath ?? 'dataset'}: token id ${data.maxTokenId} is outside the model's ${vocab}-token vocabulary`);
   }
-  if (data.vocabSize !== undefined && data.vocabSize !== vocab) {
+  // a padded embedding (50,304 logits for GPT-2's 50,257 tokens) is fine; a larger tokenizer is not
+  if (data.vocabSize !== undefined && data.vocabSize > vocab) {
     const tok = data.files.find((f) => /tok|vocab|json|model$/.test(f.path))?.path ?? dataPath ?? 'tokenizer';
-    throw new UserError(`${tok}: tokenizer has ${data.vocabSize} tokens but the model's logits have ${vocab} (field tokenizer)`);
+    throw new UserError(`${tok}: tokenizer has ${data.vocabSize} tokens but the model's logits have only ${vocab} (field tokenizer)`);
   }
 }
 

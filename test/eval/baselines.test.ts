@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { datasetSpecFromCli } from '../../src/data/cli-spec.js';
 import { loadDataset } from '../../src/data/load.js';
 import { evaluate } from '../../src/eval/evaluate.js';
 import type { LMQuality } from '../../src/eval/lm.js';
@@ -15,12 +16,14 @@ describe('shared baselines', () => {
     expect(data.kind === 'tokens' && data.sequences.length).toBe(46);
     const q = (await evaluate(SHARED_MODELS.stories, data, { latency: false })).model.quality as LMQuality;
     expect(q.tokens).toBe(14721);
+    expect(q.sequences).toBe(46);
     expect(q.nll.toFixed(4)).toBe('1.2229');
     expect(q.perplexity.toFixed(3)).toBe('3.397');
   });
 
   it('shakespeare-char: NLL 1.4570, perplexity 4.2929 over 64 windows of 256 (16,320 tokens)', async () => {
-    const data = await loadDataset({ kind: 'tokens', path: sharedPath('models/shakespeare-char/val.u16.bin'), dtype: 'uint16', seq_len: 256, count: 64, offset: 0 }, SHARED);
+    const data = await loadDataset({ kind: 'tokens', path: 'models/shakespeare-char/val.u16.bin', dtype: 'uint16', seq_len: 256, count: 64, offset: 0 }, SHARED);
+    expect(data.kind === 'tokens' && data.sequences.length).toBe(64);
     const q = (await evaluate(SHARED_MODELS.shakespeare, data, { latency: false })).model.quality as LMQuality;
     expect(q.tokens).toBe(16320);
     expect(q.nll.toFixed(4)).toBe('1.4570');
@@ -28,10 +31,10 @@ describe('shared baselines', () => {
   });
 
   it('mnist-8: 98.91 % top-1 on the 10,000 MNIST test digits', async () => {
-    const data = await loadDataset(
-      { kind: 'idx', images: 'data/mnist/t10k-images-idx3-ubyte.gz', labels: 'data/mnist/t10k-labels-idx1-ubyte.gz', scale: 1 },
-      SHARED,
-    );
+    // as `pare eval --data t10k-images-idx3-ubyte.gz` builds it: the idx1 labels beside the images are found
+    const { spec, baseDir } = datasetSpecFromCli('data/mnist/t10k-images-idx3-ubyte.gz', {}, SHARED);
+    expect(spec).toMatchObject({ kind: 'idx', labels: sharedPath('data/mnist/t10k-labels-idx1-ubyte.gz'), scale: 1 });
+    const data = await loadDataset(spec, baseDir);
     const q = (await evaluate(SHARED_MODELS.mnist, data, { latency: false })).model.quality as ClassificationQuality;
     expect(q.samples).toBe(10000);
     expect((q.top1 * 100).toFixed(2)).toBe('98.91');
