@@ -130,7 +130,7 @@ export async function compress(opts: CompressOptions): Promise<CompressRun> {
   run.timings.passes_ms = performance.now() - tPasses;
 
   progress.stage(`writing ${opts.output}`);
-  const written = outFormat === 'onnx' ? writeOnnx(model, opts.output, { externalData: recipe.recipe.output.external_data || undefined }).files : writeModelAsSafetensors(model, opts.output);
+  const written = outFormat === 'onnx' ? writeOnnx(model, opts.output, { externalData: recipe.recipe.output.external_data || undefined }).files : writeModelAsSafetensors(model, opts.output, opts.model);
   run.output = { path: opts.output, sha256: sha256File(opts.output), format: outFormat, files: written };
   model.close();
   run.sizes = { reference: sizeMeasure(opts.model), model: sizeMeasure(opts.output, written) };

@@ -1,18 +1,65 @@
+import { basename } from 'node:path';
+import { UserError } from '../../errors.js';
 import { DataType } from '../dtype.js';
 import { attr, makeNode } from '../graph.js';
-import type { AttributeProto, NodeProto, TensorProto } from '../onnx-schema.js';
+import { Model } from '../model.js';
+import type { AttributeProto, NodeProto, TensorProto, TypeProto } from '../onnx-schema.js';
+import type { SafetensorsFile } from '../safetensors.js';
 
-/** Small helper for writing ONNX graphs by hand: unique value names, constants, node list. */
+/**
+ * Writes an ONNX graph by hand over a safetensors checkpoint: unique value names, constants, and
+ * checkpoint tensors as initializers that keep their names and point into the safetensors file as
+ * ONNX external data (offset and length), so nothing is read until a pass or a session asks for it.
+ */
 export class GraphBuilder {
   readonly nodes: NodeProto[] = [];
   readonly initializers: TensorProto[] = [];
   private readonly constants = new Map<string, string>();
+  private readonly weights = new Map<string, string>();
+
+  constructor(
+    private readonly st: SafetensorsFile,
+    /** the family, for error messages: 'a Llama model with 5 layers' */
+    private readonly what: string,
+  ) {}
+
+  has(name: string): boolean {
+    return this.st.tensors.has(name);
+  }
+
+  /** A checkpoint tensor as a float32 value (a Cast follows 16-bit and other stored types). */
+  weight(name: string): string {
+    const cached = this.weights.get(name);
+    if (cached) return cached;
+    const e = this.st.tensors.get(name);
+    if (!e) throw new UserError(`${this.st.path}: tensor '${name}' is missing for ${this.what}; is config.json from the same checkpoint?`);
+    this.initializers.push({
+      name,
+      data_type: e.dataType,
+      dims: e.shape,
+      data_location: 1,
+      external_data: [
+        { key: 'location', value: basename(this.st.path) },
+        { key: 'offset', value: String(this.st.dataStart + e.begin) },
+        { key: 'length', value: String(e.end - e.begin) },
+      ],
+    });
+    const value = e.dataType === DataType.FLOAT ? name : this.op('Cast', [name], `/${name}/Cast`, [attr.int('to', DataType.FLOAT)]);
+    this.weights.set(name, value);
+    return value;
+  }
+
+  /** Checks a tensor's shape against what config.json implies. */
+  expectShape(name: string, shape: number[]): void {
+    const e = this.st.tensors.get(name);
+    if (e && (e.shape.length !== shape.length || e.shape.some((d, i) => d !== shape[i]))) {
+      throw new UserError(`${this.st.path}: tensor '${name}' has shape [${e.shape.join(', ')}], config.json implies [${shape.join(', ')}] for ${this.what}`);
+    }
+  }
 
   /** Adds a node named `name` (a PyTorch-export-style path) and returns its first output. */
-  op(opType: string, inputs: string[], name: string, attributes: AttributeProto[] = [], outputs = 1): string {
-    const outs = Array.from({ length: outputs }, (_, i) => `${name}_output_${i}`);
-    this.nodes.push(makeNode(opType, inputs, outs, name, attributes));
-    return outs[0]!;
+  op(opType: string, inputs: string[], name: string, attributes: AttributeProto[] = []): string {
+    return this.opMulti(opType, inputs, name, 1, attributes)[0]!;
   }
 
   opMulti(opType: string, inputs: string[], name: string, outputs: number, attributes: AttributeProto[] = []): string[] {
@@ -46,6 +93,66 @@ export class GraphBuilder {
   scalar(value: number): string {
     return this.floats([value], []);
   }
+
+  /**
+   * The finished model: input_ids int64 [batch, sequence] → logits float32 [batch, sequence, vocab],
+   * opset 17, read from (and written back to) the safetensors file.
+   */
+  finish(graphName: string, logits: string, vocab: number): Model {
+    this.nodes.push(makeNode('Identity', [logits], ['logits'], '/logits/Identity'));
+    return new Model(
+      {
+        ir_version: 8,
+        producer_name: 'pare',
+        opset_import: [{ domain: '', version: 17 }],
+        graph: {
+          name: graphName,
+          node: this.nodes,
+          initializer: this.initializers,
+          input: [{ name: 'input_ids', type: tensorType(DataType.INT64, ['batch', 'sequence']) }],
+          output: [{ name: 'logits', type: tensorType(DataType.FLOAT, ['batch', 'sequence', vocab]) }],
+        },
+      },
+      this.st.path,
+      'safetensors',
+    );
+  }
+}
+
+function tensorType(elem: number, dims: (number | string)[]): TypeProto {
+  return { tensor_type: { elem_type: elem, shape: { dim: dims.map((d) => (typeof d === 'number' ? { dim_value: d } : { dim_param: d })) } } };
+}
+
+/** The causal mask [S, S] (0 on and below the diagonal, float32 lowest above) for positions `pos` [S]. */
+export function causalMask(g: GraphBuilder, pos: string): string {
+  const rows = g.op('Unsqueeze', [pos, g.int64s([1])], '/mask/Unsqueeze_rows');
+  const cols = g.op('Unsqueeze', [pos, g.int64s([0])], '/mask/Unsqueeze_cols');
+  const future = g.op('Less', [rows, cols], '/mask/Less');
+  return g.op('Where', [future, g.scalar(-3.4028234663852886e38), g.scalar(0)], '/mask/Where');
+}
+
+/** Positions 0..S-1 (int64 [S]) for input_ids [B, S]. */
+export function positions(g: GraphBuilder): string {
+  const seq = g.op('Gather', [g.op('Shape', ['input_ids'], '/Shape'), g.int64s([1], true)], '/Gather_seq', [attr.int('axis', 0)]);
+  return g.op('Range', [g.int64s([0], true), seq, g.int64s([1], true)], '/Range');
+}
+
+/** Config numbers with a UserError naming config.json when one is missing or not a positive integer. */
+export function configReader(config: Record<string, unknown>, configPath: string) {
+  return {
+    int(key: string, fallback?: number): number {
+      const v = config[key] ?? fallback;
+      if (typeof v !== 'number' || !Number.isInteger(v) || v <= 0) {
+        throw new UserError(`${configPath}: ${key} must be a positive integer, found ${JSON.stringify(config[key])}`);
+      }
+      return v;
+    },
+    num(key: string, fallback: number): number {
+      const v = config[key] ?? fallback;
+      if (typeof v !== 'number' || !Number.isFinite(v)) throw new UserError(`${configPath}: ${key} must be a number, found ${JSON.stringify(config[key])}`);
+      return v;
+    },
+  };
 }
 
 export { attr };
