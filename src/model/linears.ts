@@ -28,7 +28,7 @@ export interface LinearLayer {
   group?: number;
 }
 
-const CHAIN_OPS = new Set(['Transpose', 'Reshape', 'DequantizeLinear']);
+const CHAIN_OPS = new Set(['Transpose', 'Reshape', 'DequantizeLinear', 'Cast']);
 
 export function linears(model: Model): LinearLayer[] {
   const index = new GraphIndex(model.graph);

@@ -85,6 +85,10 @@ describe('quantize.cast', () => {
       expect(modelSize(model).bytes_by_dtype[dtype]).toBe(layers.reduce((a, l) => a + l.outFeatures * l.inFeatures * 2, 0)); // every linear weight stored 16-bit
       const c = allClose(await logits(model), await logits(reference), 1e-5, 1e-5);
       expect(c.relFro, c.worst).toBeLessThanOrEqual(1e-6);
+      // 16-bit weights behind a Cast are still linear layers a later pass can read
+      const after = linears(model);
+      expect(after).toHaveLength(36);
+      expect(readWeight(model, after[3]!)).toEqual(readWeight(reference, linears(reference)[3]!));
     });
   }
 });
