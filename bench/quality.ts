@@ -41,6 +41,8 @@ export const QUALITY_ROWS: QualityRow[] = [
   { label: 'SVD, 50 % of params', pass: 'decompose.svd', params: { ratio: 0.5 } },
   { label: 'activation-aware SVD, 50 % of params', pass: 'decompose.svd', params: { ratio: 0.5, activation_aware: true } },
   { label: 'Kronecker, 16 terms (MLP projections)', pass: 'decompose.kronecker', params: { terms: 16 }, targets: ['layers.*.mlp.*'] },
+  { label: 'Kronecker, 2 terms (MLP projections)', pass: 'decompose.kronecker', params: { terms: 2 }, targets: ['layers.*.mlp.*'] },
+  { label: 'Kronecker, 2 terms + 3 rounds of row/column permutation', pass: 'decompose.kronecker', params: { terms: 2, permutation_rounds: 3 }, targets: ['layers.*.mlp.*'] },
   { label: 'RTN int8 per-channel (DequantizeLinear)', pass: 'quantize.rtn', params: { bits: 8, granularity: 'channel' } },
   { label: 'RTN 4-bit per-channel', pass: 'quantize.rtn', params: { bits: 4, granularity: 'channel', symmetric: false } },
   { label: 'GPTQ 4-bit per-channel', pass: 'quantize.gptq', params: { bits: 4, granularity: 'channel', symmetric: false } },

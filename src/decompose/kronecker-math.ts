@@ -82,3 +82,92 @@ export function squarestShape(m: number, n: number): KroneckerShape {
   const [n1, n2] = factorPairs(n).at(-1)!;
   return { m1, n1, m2, n2 };
 }
+
+function squaredDistance(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let s = 0;
+  for (let i = 0; i < a.length; i++) s += (a[i]! - b[i]!) ** 2;
+  return s;
+}
+
+/**
+ * Greedy assignment maximising Σ S[source, target]: the best remaining pair first. Returns, for
+ * each target, its source.
+ */
+function greedyAssignment(S: Float64Array, size: number): Int32Array {
+  const order = Array.from({ length: size * size }, (_, i) => i).sort((a, b) => S[b]! - S[a]! || a - b);
+  const sourceOf = new Int32Array(size).fill(-1);
+  const used = new Uint8Array(size);
+  let left = size;
+  for (const idx of order) {
+    const source = Math.floor(idx / size);
+    const target = idx % size;
+    if (used[source] || sourceOf[target] !== -1) continue;
+    sourceOf[target] = source;
+    used[source] = 1;
+    if (--left === 0) break;
+  }
+  return sourceOf;
+}
+
+export interface PermutedKronecker {
+  factors: KroneckerFactors;
+  /** W[rowPerm[b], colPerm[c]] is what the factors approximate at [b, c] */
+  rowPerm: Int32Array;
+  colPerm: Int32Array;
+  /** ‖W − Ŵ‖²_F with the permutations, and with none */
+  error: number;
+  errorWithoutPermutation: number;
+}
+
+/**
+ * Row and column permutations P, Q that lower ‖P W Q − Σ A⊗B‖ (TQCompressedGPT-2's idea): alternately
+ * re-assign W's rows (then columns) to the rows of the current Kronecker approximation they match
+ * best (greedy assignment on the inner products), refit the factors, and keep a step only when the
+ * error falls. Never worse than no permutation.
+ */
+export async function permutedKronecker(W: ArrayLike<number>, s: KroneckerShape, terms: number, rounds: number): Promise<PermutedKronecker> {
+  const m = s.m1 * s.m2;
+  const n = s.n1 * s.n2;
+  let Wp = Float64Array.from(W);
+  let rowPerm = Int32Array.from({ length: m }, (_, i) => i);
+  let colPerm = Int32Array.from({ length: n }, (_, i) => i);
+  let factors = await nearestKronecker(Wp, s, terms);
+  let error = squaredDistance(Wp, kroneckerDense(factors));
+  const errorWithoutPermutation = error;
+  for (let round = 0; round < rounds; round++) {
+    let improved = false;
+    for (const axis of ['rows', 'cols'] as const) {
+      const K = kroneckerDense(factors);
+      const size = axis === 'rows' ? m : n;
+      // S[source, target] = <W's source line, K's target line>
+      const S = new Float64Array(size * size);
+      for (let a = 0; a < size; a++) {
+        for (let b = 0; b < size; b++) {
+          let dot = 0;
+          if (axis === 'rows') for (let c = 0; c < n; c++) dot += Wp[a * n + c]! * K[b * n + c]!;
+          else for (let r = 0; r < m; r++) dot += Wp[r * n + a]! * K[r * n + b]!;
+          S[a * size + b] = dot;
+        }
+      }
+      const sourceOf = greedyAssignment(S, size);
+      const candidate = new Float64Array(Wp.length);
+      for (let t = 0; t < size; t++) {
+        const src = sourceOf[t]!;
+        if (axis === 'rows') candidate.set(Wp.subarray(src * n, (src + 1) * n), t * n);
+        else for (let r = 0; r < m; r++) candidate[r * n + t] = Wp[r * n + src]!;
+      }
+      const f = await nearestKronecker(candidate, s, terms);
+      const e = squaredDistance(candidate, kroneckerDense(f));
+      if (e < error * (1 - 1e-9)) {
+        Wp = candidate;
+        factors = f;
+        error = e;
+        improved = true;
+        if (axis === 'rows') rowPerm = Int32Array.from(sourceOf, (src) => rowPerm[src]!);
+        else colPerm = Int32Array.from(sourceOf, (src) => colPerm[src]!);
+      }
+    }
+    if (!improved) break;
+  }
+  return { factors, rowPerm, colPerm, error, errorWithoutPermutation };
+}

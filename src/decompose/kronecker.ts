@@ -7,7 +7,7 @@ import type { LinearLayer } from '../model/linears.js';
 import type { Model } from '../model/model.js';
 import { reconstructionError } from '../obs/output-error.js';
 import { definePass, type LayerStat } from '../pipeline/pass.js';
-import { kroneckerDense, nearestKronecker, squarestShape, type KroneckerFactors, type KroneckerShape } from './kronecker-math.js';
+import { kroneckerDense, permutedKronecker, squarestShape, type KroneckerFactors, type KroneckerShape } from './kronecker-math.js';
 
 /**
  * Kronecker factorization (as in KnGPT-2 / TQCompressedGPT-2): W ≈ Σ_r A_r ⊗ B_r with the optimal
@@ -20,9 +20,14 @@ const KroneckerParams = z.object({
   terms: z.number().int().min(1).default(1).describe('R, the number of Kronecker products summed'),
   m1: z.number().int().min(1).optional().describe('rows of A (must divide the output width); near √out by default'),
   n1: z.number().int().min(1).optional().describe('columns of A (must divide the input width); near √in by default'),
+  permutation_rounds: z.number().int().min(0).default(0).describe('rounds of row/column permutation search before factoring (TQCompressedGPT-2); 0 = none'),
 });
 
-export function emitKronecker(model: Model, layer: LinearLayer, f: KroneckerFactors): void {
+/**
+ * With permutations, the factors approximate W[rowPerm, colPerm]: the input is gathered by colPerm
+ * first and the output scattered back by rowPerm⁻¹, both as Gather on the feature axis.
+ */
+export function emitKronecker(model: Model, layer: LinearLayer, f: KroneckerFactors, perms?: { rowPerm: Int32Array; colPerm: Int32Array }): void {
   const { m1, n1, m2, n2 } = f.shape;
   const base = layer.node.name ?? layer.name;
   const v = (s: string) => `${base}/kron_${s}`;
@@ -36,12 +41,20 @@ export function emitKronecker(model: Model, layer: LinearLayer, f: KroneckerFact
     model.setInitializer({ name: n, dataType: DataType.FLOAT, dims, data: new Uint8Array(Float32Array.from(values).buffer) });
     return n;
   };
-  const nodes = [
+  const identity = (p: Int32Array) => p.every((x, i) => x === i);
+  let input = layer.input;
+  const nodes = [];
+  if (perms && !identity(perms.colPerm)) {
+    nodes.push(makeNode('Gather', [layer.input, i64('col_perm', Array.from(perms.colPerm))], [v('x_permuted')], v('Gather_in'), [attr.int('axis', -1)]));
+    input = v('x_permuted');
+  }
+  const rowInverse = perms && !identity(perms.rowPerm) ? Array.from(perms.rowPerm).reduce((inv, p, i) => ((inv[p] = i), inv), new Array<number>(perms.rowPerm.length)) : undefined;
+  nodes.push(
     makeNode('Shape', [layer.input], [v('shape')], v('Shape')),
     makeNode('Slice', [v('shape'), i64('start', [0]), i64('end', [-1])], [v('lead')], v('Slice')),
     makeNode('Concat', [v('lead'), i64('width', [m1 * m2])], [v('out_shape')], v('Concat'), [attr.int('axis', 0)]),
-    makeNode('Reshape', [layer.input, i64('x_shape', [-1, n1, n2])], [v('x3')], v('Reshape_in')),
-  ];
+    makeNode('Reshape', [input, i64('x_shape', [-1, n1, n2])], [v('x3')], v('Reshape_in')),
+  );
   const terms: string[] = [];
   f.A.forEach((A, r) => {
     const B = f.B[r]!;
@@ -55,7 +68,12 @@ export function emitKronecker(model: Model, layer: LinearLayer, f: KroneckerFact
   });
   const summed = terms.length === 1 ? terms[0]! : v('sum');
   if (terms.length > 1) nodes.push(makeNode('Sum', terms, [summed], v('Sum')));
-  nodes.push(makeNode('Reshape', [summed, v('out_shape')], [layer.output], v('Reshape_out')));
+  if (rowInverse) {
+    nodes.push(makeNode('Reshape', [summed, v('out_shape')], [v('y_permuted')], v('Reshape_out')));
+    nodes.push(makeNode('Gather', [v('y_permuted'), i64('row_perm_inverse', rowInverse)], [layer.output], v('Gather_out'), [attr.int('axis', -1)]));
+  } else {
+    nodes.push(makeNode('Reshape', [summed, v('out_shape')], [layer.output], v('Reshape_out')));
+  }
   const all = model.graph.node!;
   all.splice(all.indexOf(layer.node), 1, ...nodes);
   removeUnused(model);
@@ -93,12 +111,16 @@ export const kronecker = definePass({
         continue;
       }
       const W = readWeight(model, layer);
-      const f = await nearestKronecker(W, shape, params.terms);
-      const approx = Float32Array.from(kroneckerDense(f));
+      const found = await permutedKronecker(W, shape, params.terms, params.permutation_rounds);
+      const f = found.factors;
+      // Ŵ in W's own row/column order
+      const permutedApprox = kroneckerDense(f);
+      const approx = new Float32Array(m * n);
+      for (let b = 0; b < m; b++) for (let c = 0; c < n; c++) approx[found.rowPerm[b]! * n + found.colPerm[c]!] = permutedApprox[b * n + c]!;
       let num = 0;
       let den = 0;
       for (let i = 0; i < W.length; i++) [num, den] = [num + (W[i]! - approx[i]!) ** 2, den + W[i]! ** 2];
-      emitKronecker(model, layer, f);
+      emitKronecker(model, layer, f, found);
       const s = stats?.get(layer.input);
       layers.push({
         name: layer.name,
@@ -108,7 +130,12 @@ export const kronecker = definePass({
         bytes_before: m * n * 4,
         bytes_after: kept * 4,
         objective: s ? await reconstructionError(W, approx, m, s) : Math.sqrt(num / den),
-        extra: { terms: f.A.length, factors: `${shape.m1}×${shape.n1} ⊗ ${shape.m2}×${shape.n2}`, weight_rel_error: Math.sqrt(num / den) },
+        extra: {
+          terms: f.A.length,
+          factors: `${shape.m1}×${shape.n1} ⊗ ${shape.m2}×${shape.n2}`,
+          weight_rel_error: Math.sqrt(num / den),
+          weight_rel_error_without_permutation: Math.sqrt(found.errorWithoutPermutation / den),
+        },
       });
     }
     return { layers, warnings };
