@@ -43,6 +43,7 @@ export const QUALITY_ROWS: QualityRow[] = [
   { label: 'Kronecker, 16 terms (MLP projections)', pass: 'decompose.kronecker', params: { terms: 16 }, targets: ['layers.*.mlp.*'] },
   { label: 'Kronecker, 2 terms (MLP projections)', pass: 'decompose.kronecker', params: { terms: 2 }, targets: ['layers.*.mlp.*'] },
   { label: 'Kronecker, 2 terms + 3 rounds of row/column permutation', pass: 'decompose.kronecker', params: { terms: 2, permutation_rounds: 3 }, targets: ['layers.*.mlp.*'] },
+  { label: 'share 2 block pairs (MobileLLM-LS)', pass: 'share.layers', params: { pairs: 2 } },
   { label: 'RTN int8 per-channel (DequantizeLinear)', pass: 'quantize.rtn', params: { bits: 8, granularity: 'channel' } },
   { label: 'RTN 4-bit per-channel', pass: 'quantize.rtn', params: { bits: 4, granularity: 'channel', symmetric: false } },
   { label: 'GPTQ 4-bit per-channel', pass: 'quantize.gptq', params: { bits: 4, granularity: 'channel', symmetric: false } },
@@ -96,7 +97,7 @@ export async function benchQuality(): Promise<string> {
         lines.splice(2, 0, `| dense fp32 | – | ${ref.toFixed(3)} | – | ${r.measurements.reference.size.file_bytes} | – |`);
       }
       const layers = r.passes.at(-1).layers.length;
-      const what = row.pass === 'prune.channels' ? `${layers} MLPs` : row.pass === 'prune.layers' ? `${r.passes.at(-1).layers.map((l: { name: string }) => l.name).join(', ')} removed` : `${layers} linears`;
+      const what = row.pass === 'share.layers' ? r.passes.at(-1).layers.map((l: { name: string; extra: { shares_weights_of: string } }) => `${l.name} reuses ${l.extra.shares_weights_of}`).join(', ') : row.pass === 'prune.channels' ? `${layers} MLPs` : row.pass === 'prune.layers' ? `${r.passes.at(-1).layers.map((l: { name: string }) => l.name).join(', ')} removed` : `${layers} linears`;
       lines.push(`| ${row.label} | ${what} | ${ppl.toFixed(3)} | ${(((ppl - dense) / dense) * 100).toFixed(1)} % | ${r.measurements.model.size.file_bytes} | ${seconds.toFixed(1)} |`);
     }
   } finally {

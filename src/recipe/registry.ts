@@ -2,6 +2,7 @@ import type { Pass } from '../pipeline/pass.js';
 import { kronecker } from '../decompose/kronecker.js';
 import { svdPass } from '../decompose/svd.js';
 import { shareEmbeddings } from '../share/embeddings.js';
+import { shareLayers } from '../share/layers.js';
 import { magnitude } from '../prune/magnitude.js';
 import { channels } from '../prune/channels.js';
 import { layers } from '../prune/layers.js';
@@ -14,7 +15,7 @@ import { smoothquant } from '../quantize/smoothquant.js';
 import { w8a8 } from '../quantize/w8a8.js';
 
 /** Every pass pare knows, in the order `pare recipe passes` lists them. */
-export const PASSES: readonly Pass[] = [magnitude, sparsegpt, wanda, channels, layers, rtn, gptq, smoothquant, w8a8, cast, svdPass, kronecker, shareEmbeddings];
+export const PASSES: readonly Pass[] = [magnitude, sparsegpt, wanda, channels, layers, rtn, gptq, smoothquant, w8a8, cast, svdPass, kronecker, shareEmbeddings, shareLayers];
 
 function checkUnique(passes: readonly Pass[]): void {
   const seen = new Set<string>();
