@@ -10,7 +10,9 @@ import { readWeight, removeUnused, uniqueInitializerName } from '../model/linear
 import type { LinearLayer } from '../model/linears.js';
 import type { Model } from '../model/model.js';
 import { reconstructionError } from '../obs/output-error.js';
-import { definePass, type LayerStat } from '../pipeline/pass.js';
+import type { InputStats } from '../calibrate/stats.js';
+import { eachCalibratedLayer, eachLayer, type LayerOutcome } from '../pipeline/layer-loop.js';
+import { definePass } from '../pipeline/pass.js';
 
 /**
  * Low-rank factorization: W (out × in) ≈ A·B with A = U_k Σ_k (out × k) and B = V_kᵀ (k × in), the
@@ -72,22 +74,18 @@ export const svdPass = definePass({
   needsCalibration: false,
   eligible: (layer) => layer.kind === 'matmul',
   async apply(model, params, ctx) {
-    const layers: LayerStat[] = [];
-    const warnings: string[] = [];
     if ([params.rank, params.ratio, params.energy].filter((v) => v !== undefined).length !== 1) {
       throw new UserError(`decompose.svd: ${ctx.where}.params needs exactly one of rank, ratio or energy`);
     }
     if (params.activation_aware && !ctx.calibration) throw new UserError(`decompose.svd: activation_aware needs calibration data; add a calibration section to the recipe`);
-    const stats = ctx.calibration ? await ctx.calibration.collect(model, ctx.layers, { hessian: true }) : undefined;
-    for (const [j, layer] of ctx.layers.entries()) {
-      ctx.progress.layer(j, ctx.layers.length, layer.name);
-      const t0 = performance.now();
+    // with calibration, layer by layer in sequence (TQCompressed's iterative mode): each block is
+    // factored on the activations of the already-factored blocks before it (recipe mode: sequential)
+    const one = async (layer: LinearLayer, s: InputStats | undefined): Promise<LayerOutcome | undefined> => {
       const m = layer.outFeatures;
       const n = layer.inFeatures;
       const W = readWeight(model, layer);
       let target: Float64Array = Float64Array.from(W);
       let Linv: Float64Array | undefined;
-      const s = stats?.get(layer.input);
       if (params.activation_aware) {
         // whitening: W·L with XᵀX + λI = L·Lᵀ
         const H = Float64Array.from(s!.xtx!);
@@ -102,7 +100,7 @@ export const svdPass = definePass({
       const k = chooseRank(d.S, m, n, params);
       if (k * (m + n) >= m * n) {
         warnings.push(`'${layer.name}' kept dense: rank ${k} of ${m}×${n} would not save parameters (needs k < ${Math.floor((m * n) / (m + n))})`);
-        continue;
+        return undefined;
       }
       const A = new Float32Array(m * k);
       for (let r = 0; r < m; r++) for (let c = 0; c < k; c++) A[r * k + c] = d.U[r * d.rank + c]! * d.S[c]!;
@@ -114,17 +112,15 @@ export const svdPass = definePass({
       let den = 0;
       for (let i = 0; i < W.length; i++) [num, den] = [num + (W[i]! - approx[i]!) ** 2, den + W[i]! ** 2];
       emitLowRank(model, layer, A, B, k);
-      layers.push({
-        name: layer.name,
-        kind: layer.kind,
-        shape: [m, n],
-        ms: performance.now() - t0,
+      return {
         bytes_before: m * n * 4,
         bytes_after: k * (m + n) * 4,
         objective: s ? await reconstructionError(W, approx, m, s) : Math.sqrt(num / den),
         extra: { rank: k, weight_rel_error: Math.sqrt(num / den) },
-      });
-    }
+      };
+    };
+    const warnings: string[] = [];
+    const layers = ctx.calibration ? await eachCalibratedLayer(model, ctx, { hessian: true }, one) : await eachLayer(ctx, (l) => one(l, undefined));
     return { layers, warnings };
   },
   estimateBytes: (layer, params) => {

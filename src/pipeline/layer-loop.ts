@@ -10,13 +10,14 @@ function stat(layer: LinearLayer, t0: number, outcome: LayerOutcome): LayerStat 
   return { name: layer.name, kind: layer.kind, shape: [layer.outFeatures, layer.inFeatures], ms: performance.now() - t0, ...outcome };
 }
 
-/** Runs `fn` on each selected layer in order, with progress and timing. */
-export async function eachLayer(ctx: PassContext, fn: (layer: LinearLayer) => Promise<LayerOutcome> | LayerOutcome): Promise<LayerStat[]> {
+/** Runs `fn` on each selected layer in order, with progress and timing; `undefined` leaves a layer out of the stats. */
+export async function eachLayer(ctx: PassContext, fn: (layer: LinearLayer) => Promise<LayerOutcome | undefined> | LayerOutcome | undefined): Promise<LayerStat[]> {
   const out: LayerStat[] = [];
   for (const [j, layer] of ctx.layers.entries()) {
     ctx.progress.layer(j, ctx.layers.length, layer.name);
     const t0 = performance.now();
-    out.push(stat(layer, t0, await fn(layer)));
+    const outcome = await fn(layer);
+    if (outcome) out.push(stat(layer, t0, outcome));
   }
   return out;
 }
@@ -29,7 +30,7 @@ export async function eachCalibratedLayer(
   model: Model,
   ctx: PassContext,
   needs: StatsNeeds,
-  fn: (layer: LinearLayer, stats: InputStats) => Promise<LayerOutcome>,
+  fn: (layer: LinearLayer, stats: InputStats) => Promise<LayerOutcome | undefined>,
 ): Promise<LayerStat[]> {
   const out: LayerStat[] = [];
   let done = 0;
@@ -37,7 +38,8 @@ export async function eachCalibratedLayer(
     for (const layer of group.layers) {
       ctx.progress.layer(done++, ctx.layers.length, layer.name);
       const t0 = performance.now();
-      out.push(stat(layer, t0, await fn(layer, stats.get(layer.input)!)));
+      const outcome = await fn(layer, stats.get(layer.input)!);
+      if (outcome) out.push(stat(layer, t0, outcome));
     }
   }
   return out;
