@@ -5,7 +5,7 @@ import { attr, makeNode } from '../model/graph.js';
 import { readWeight, removeUnused, uniqueInitializerName } from '../model/linear-weights.js';
 import type { LinearLayer } from '../model/linears.js';
 import type { Model } from '../model/model.js';
-import { reconstructionError } from '../obs/output-error.js';
+import { reconstructionError, relativeError } from '../obs/output-error.js';
 import { definePass, type LayerStat } from '../pipeline/pass.js';
 import { kroneckerDense, permutedKronecker, squarestShape, type KroneckerFactors, type KroneckerShape } from './kronecker-math.js';
 
@@ -36,6 +36,12 @@ export function emitKronecker(model: Model, layer: LinearLayer, f: KroneckerFact
     model.setInitializer({ name: n, dataType: DataType.INT64, dims: [values.length], data: new Uint8Array(BigInt64Array.from(values.map(BigInt)).buffer) });
     return n;
   };
+  // permutation indices as int32: Gather takes them, and they weigh half of int64
+  const i32 = (name: string, values: number[]) => {
+    const n = uniqueInitializerName(model, v(name));
+    model.setInitializer({ name: n, dataType: DataType.INT32, dims: [values.length], data: new Uint8Array(Int32Array.from(values).buffer) });
+    return n;
+  };
   const f32 = (name: string, dims: number[], values: Float64Array) => {
     const n = uniqueInitializerName(model, `${layer.name}.${name}`);
     model.setInitializer({ name: n, dataType: DataType.FLOAT, dims, data: new Uint8Array(Float32Array.from(values).buffer) });
@@ -45,7 +51,7 @@ export function emitKronecker(model: Model, layer: LinearLayer, f: KroneckerFact
   let input = layer.input;
   const nodes = [];
   if (perms && !identity(perms.colPerm)) {
-    nodes.push(makeNode('Gather', [layer.input, i64('col_perm', Array.from(perms.colPerm))], [v('x_permuted')], v('Gather_in'), [attr.int('axis', -1)]));
+    nodes.push(makeNode('Gather', [layer.input, i32('col_perm', Array.from(perms.colPerm))], [v('x_permuted')], v('Gather_in'), [attr.int('axis', -1)]));
     input = v('x_permuted');
   }
   const rowInverse = perms && !identity(perms.rowPerm) ? Array.from(perms.rowPerm).reduce((inv, p, i) => ((inv[p] = i), inv), new Array<number>(perms.rowPerm.length)) : undefined;
@@ -70,7 +76,7 @@ export function emitKronecker(model: Model, layer: LinearLayer, f: KroneckerFact
   if (terms.length > 1) nodes.push(makeNode('Sum', terms, [summed], v('Sum')));
   if (rowInverse) {
     nodes.push(makeNode('Reshape', [summed, v('out_shape')], [v('y_permuted')], v('Reshape_out')));
-    nodes.push(makeNode('Gather', [v('y_permuted'), i64('row_perm_inverse', rowInverse)], [layer.output], v('Gather_out'), [attr.int('axis', -1)]));
+    nodes.push(makeNode('Gather', [v('y_permuted'), i32('row_perm_inverse', rowInverse)], [layer.output], v('Gather_out'), [attr.int('axis', -1)]));
   } else {
     nodes.push(makeNode('Reshape', [summed, v('out_shape')], [layer.output], v('Reshape_out')));
   }
@@ -117,9 +123,7 @@ export const kronecker = definePass({
       const permutedApprox = kroneckerDense(f);
       const approx = new Float32Array(m * n);
       for (let b = 0; b < m; b++) for (let c = 0; c < n; c++) approx[found.rowPerm[b]! * n + found.colPerm[c]!] = permutedApprox[b * n + c]!;
-      let num = 0;
-      let den = 0;
-      for (let i = 0; i < W.length; i++) [num, den] = [num + (W[i]! - approx[i]!) ** 2, den + W[i]! ** 2];
+      const weightError = relativeError(W, approx);
       emitKronecker(model, layer, f, found);
       const s = stats?.get(layer.input);
       layers.push({
@@ -129,12 +133,12 @@ export const kronecker = definePass({
         ms: performance.now() - t0,
         bytes_before: m * n * 4,
         bytes_after: kept * 4,
-        objective: s ? await reconstructionError(W, approx, m, s) : Math.sqrt(num / den),
+        objective: s ? await reconstructionError(W, approx, m, s) : weightError,
         extra: {
           terms: f.A.length,
           factors: `${shape.m1}×${shape.n1} ⊗ ${shape.m2}×${shape.n2}`,
-          weight_rel_error: Math.sqrt(num / den),
-          weight_rel_error_without_permutation: Math.sqrt(found.errorWithoutPermutation / den),
+          weight_rel_error: weightError,
+          weight_rel_error_without_permutation: Math.sqrt(found.errorWithoutPermutation / Math.max(W.reduce((a, w) => a + w * w, 0), 1e-300)),
         },
       });
     }

@@ -9,7 +9,7 @@ import { makeNode } from '../model/graph.js';
 import { readWeight, removeUnused, uniqueInitializerName } from '../model/linear-weights.js';
 import type { LinearLayer } from '../model/linears.js';
 import type { Model } from '../model/model.js';
-import { reconstructionError } from '../obs/output-error.js';
+import { reconstructionError, relativeError } from '../obs/output-error.js';
 import type { InputStats } from '../calibrate/stats.js';
 import { eachCalibratedLayer, eachLayer, type LayerOutcome } from '../pipeline/layer-loop.js';
 import { definePass } from '../pipeline/pass.js';
@@ -108,15 +108,13 @@ export const svdPass = definePass({
       if (Linv) B64 = await matmul(Float64Array.from(B64), Linv, k, n, n);
       const B = Float32Array.from(B64);
       const approx = await matmul(A, B, m, k, n);
-      let num = 0;
-      let den = 0;
-      for (let i = 0; i < W.length; i++) [num, den] = [num + (W[i]! - approx[i]!) ** 2, den + W[i]! ** 2];
+      const weightError = relativeError(W, approx);
       emitLowRank(model, layer, A, B, k);
       return {
         bytes_before: m * n * 4,
         bytes_after: k * (m + n) * 4,
-        objective: s ? await reconstructionError(W, approx, m, s) : Math.sqrt(num / den),
-        extra: { rank: k, weight_rel_error: Math.sqrt(num / den) },
+        objective: s ? await reconstructionError(W, approx, m, s) : weightError,
+        extra: { rank: k, weight_rel_error: weightError },
       };
     };
     const warnings: string[] = [];

@@ -14,3 +14,14 @@ export async function reconstructionError(W: Float32Array, Wq: Float32Array, row
   for (let i = 0; i < dW.length; i++) total += P[i]! * dW[i]!;
   return total / Math.max(stats.rows, 1);
 }
+
+/** ‖W − Ŵ‖_F / ‖W‖_F in float64 (0 for an all-zero W equal to Ŵ). */
+export function relativeError(W: ArrayLike<number>, approx: ArrayLike<number>): number {
+  let num = 0;
+  let den = 0;
+  for (let i = 0; i < W.length; i++) {
+    num += (W[i]! - approx[i]!) ** 2;
+    den += W[i]! ** 2;
+  }
+  return Math.sqrt(num / Math.max(den, 1e-300));
+}

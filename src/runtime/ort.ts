@@ -34,6 +34,8 @@ function toOrtOptions(opts: SessionOptions): ort.InferenceSession.SessionOptions
     interOpNumThreads: 1,
     graphOptimizationLevel: opts.optimization ?? 'all',
     executionMode: 'sequential',
+    // capture sessions leave initializers unused on purpose; ORT's warnings about them are noise
+    logSeverityLevel: 3,
     ...(opts.qdqMatMulNBitsAccuracyLevel !== undefined ? { extra: { session: { qdq_matmulnbits_accuracy_level: String(opts.qdqMatMulNBitsAccuracyLevel) } } } : {}),
   };
 }

@@ -5,6 +5,7 @@ import { readWeight, removeUnused } from '../model/linear-weights.js';
 import type { LinearLayer } from '../model/linears.js';
 import type { Model } from '../model/model.js';
 import { toFloat32 } from '../model/pack.js';
+import { relativeError } from '../obs/output-error.js';
 import { definePass } from '../pipeline/pass.js';
 
 /**
@@ -45,10 +46,7 @@ export const shareEmbeddings = definePass({
       ctx.progress.layer(j, heads.length, head.name);
       const t0 = performance.now();
       const W = readWeight(model, head);
-      let num = 0;
-      let den = 0;
-      for (let i = 0; i < W.length; i++) [num, den] = [num + (W[i]! - E[i]!) ** 2, den + W[i]! ** 2];
-      const change = Math.sqrt(num / Math.max(den, 1e-30));
+      const change = relativeError(W, E);
       if (change > params.max_relative_change) {
         throw new UserError(`share.embeddings: '${head.name}' differs from the embedding by ${change.toFixed(3)} (relative), above ${ctx.where}.params.max_relative_change ${params.max_relative_change}`);
       }
