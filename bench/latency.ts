@@ -64,6 +64,7 @@ const FORMATS: Format[] = [
   { label: 'float32' },
   { label: 'float16 weights (Cast)', pass: cast as Pass, params: { dtype: 'float16' } },
   { label: 'int8 per-channel (DequantizeLinear)', pass: rtn as Pass, params: { bits: 8, granularity: 'channel', group_size: 128, symmetric: true, format: 'qdq', accuracy_level: 0, mse_clip: false } },
+  { label: '8-bit g32 MatMulNBits, accuracy 4', pass: rtn as Pass, params: { bits: 8, granularity: 'group', group_size: 32, symmetric: true, format: 'matmulnbits', accuracy_level: 4, mse_clip: false } },
   { label: '4-bit g32 MatMulNBits, accuracy 0', pass: rtn as Pass, params: { bits: 4, granularity: 'group', group_size: 32, symmetric: true, format: 'matmulnbits', accuracy_level: 0, mse_clip: false } },
   { label: '4-bit g32 MatMulNBits, accuracy 4', pass: rtn as Pass, params: { bits: 4, granularity: 'group', group_size: 32, symmetric: true, format: 'matmulnbits', accuracy_level: 4, mse_clip: false } },
   { label: 'W8A8 per-token (MatMulInteger)', pass: w8a8 as Pass, params: { epsilon: 1e-8 } },

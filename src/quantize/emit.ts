@@ -68,12 +68,13 @@ export function emitDequantizeLinear(model: Model, layer: LinearLayer, m: Quanti
 
 /**
  * MatMul(x, W) -> com.microsoft.MatMulNBits(x, B, scales, zero_points)
- * B is uint8 [N, K/block, block·bits/8] with codes packed low nibble first along K; zero points are
- * packed the same way per row (omitted for symmetric grids, whose zero point 8 is the default).
+ * B is uint8 [N, K/block, block·bits/8], 8-bit codes as bytes or 4-bit codes packed low nibble first
+ * along K; zero points are stored the same way per row (omitted for symmetric grids, whose zero
+ * point 2^(bits−1) is the default).
  */
 export function emitMatMulNBits(model: Model, layer: LinearLayer, m: QuantizedMatrix, accuracyLevel = 0): void {
   if (layer.kind !== 'matmul') throw new UserError(`format matmulnbits: '${layer.name}' is a ${layer.kind}; MatMulNBits replaces MatMul only (use format: qdq)`);
-  if (m.bits > 4) throw new UserError(`format matmulnbits: '${layer.name}' has ${m.bits}-bit weights; this writer packs 2-, 3- and 4-bit codes (use format: qdq for 8-bit)`);
+  if (m.bits > 4 && m.bits !== 8) throw new UserError(`format matmulnbits: '${layer.name}' has ${m.bits}-bit weights; MatMulNBits takes 8-bit codes or up to 4 bits in a 4-bit container`);
   const block = m.groupSize;
   if (block < 16 || block > 256 || (block & (block - 1)) !== 0) {
     throw new UserError(`format matmulnbits: group_size ${block} for '${layer.name}'; MatMulNBits needs a power of two from 16 to 256`);
@@ -81,22 +82,21 @@ export function emitMatMulNBits(model: Model, layer: LinearLayer, m: QuantizedMa
   const N = m.rows;
   const K = m.cols;
   const kBlocks = K / block;
-  // codes of fewer bits sit in a 4-bit container re-centred on the container's zero point 8
-  const shift = m.symmetric ? 8 - 2 ** (m.bits - 1) : 0;
+  // 8-bit codes are stored as they are; fewer bits sit in a 4-bit container re-centred on its zero point 8
+  const container = m.bits === 8 ? 8 : 4;
+  const shift = m.symmetric ? 2 ** (container - 1) - 2 ** (m.bits - 1) : 0;
   const codes = shift ? Uint8Array.from(m.q, (q) => q + shift) : m.q;
+  const pack = (values: Uint8Array) => (container === 8 ? values.slice() : packUint4(values));
   const base = layer.name;
-  const bName = uniqueInitializerName(model, `${base}.weight_q4`);
-  model.setInitializer({ name: bName, dataType: DataType.UINT8, dims: [N, kBlocks, block / 2], data: packUint4(codes) });
+  const bName = uniqueInitializerName(model, `${base}.weight_q${container}`);
+  model.setInitializer({ name: bName, dataType: DataType.UINT8, dims: [N, kBlocks, (block * container) / 8], data: pack(codes) });
   const sName = uniqueInitializerName(model, `${base}.weight_scales`);
   model.setInitializer({ name: sName, dataType: DataType.FLOAT, dims: [N * kBlocks], data: new Uint8Array(m.scales.buffer.slice(m.scales.byteOffset, m.scales.byteOffset + m.scales.byteLength)) });
   const inputs = [layer.input, bName, sName];
   if (!m.symmetric) {
-    const perRow = Math.ceil(kBlocks / 2);
+    const perRow = Math.ceil((kBlocks * container) / 8);
     const zp = new Uint8Array(N * perRow);
-    for (let n = 0; n < N; n++) {
-      const row = packUint4(m.zeros.subarray(n * kBlocks, (n + 1) * kBlocks));
-      zp.set(row.subarray(0, perRow), n * perRow);
-    }
+    for (let n = 0; n < N; n++) zp.set(pack(m.zeros.subarray(n * kBlocks, (n + 1) * kBlocks)).subarray(0, perRow), n * perRow);
     const zName = uniqueInitializerName(model, `${base}.weight_zero_points`);
     model.setInitializer({ name: zName, dataType: DataType.UINT8, dims: [N * perRow], data: zp });
     inputs.push(zName);
@@ -107,7 +107,7 @@ export function emitMatMulNBits(model: Model, layer: LinearLayer, m: QuantizedMa
     inputs,
     [layer.output],
     `${layer.node.name ?? base}/MatMulNBits`,
-    [attr.int('K', K), attr.int('N', N), attr.int('bits', 4), attr.int('block_size', block), attr.int('accuracy_level', accuracyLevel)],
+    [attr.int('K', K), attr.int('N', N), attr.int('bits', container), attr.int('block_size', block), attr.int('accuracy_level', accuracyLevel)],
     MS_DOMAIN,
   );
   const nodes = model.graph.node!;

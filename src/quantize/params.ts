@@ -10,7 +10,7 @@ export const WeightQuantParams = z.object({
   format: z
     .enum(['auto', 'qdq', 'matmulnbits'])
     .default('auto')
-    .describe('qdq: DequantizeLinear feeding the layer (codes in an 8-bit container); matmulnbits: com.microsoft MatMulNBits, packed ≤ 4-bit with per-group scales; auto: matmulnbits for ≤ 4-bit groups, qdq otherwise'),
+    .describe('qdq: DequantizeLinear feeding the layer (codes in an 8-bit container); matmulnbits: com.microsoft MatMulNBits with per-group scales, 8-bit or packed ≤ 4-bit; auto: matmulnbits for ≤ 4-bit groups, qdq otherwise'),
   accuracy_level: z
     .union([z.literal(0), z.literal(1), z.literal(2), z.literal(3), z.literal(4)])
     .default(0)
@@ -30,7 +30,7 @@ export function formatOf(p: WeightQuantParams): 'qdq' | 'matmulnbits' {
 
 /** Stored bytes of a quantized layer: codes plus float32 scales (plus zero points when asymmetric). */
 export function quantizedBytes(rows: number, cols: number, p: WeightQuantParams): number {
-  const container = formatOf(p) === 'matmulnbits' ? 4 : 8;
+  const container = formatOf(p) === 'matmulnbits' && p.bits < 8 ? 4 : 8;
   const groups = p.granularity === 'tensor' ? 1 / rows : p.granularity === 'channel' ? 1 : Math.ceil(cols / p.group_size);
   const scaleBytes = Math.ceil(rows * groups) * 4;
   const zeroBytes = p.symmetric ? 0 : Math.ceil((rows * groups * container) / 8);

@@ -28,6 +28,8 @@ const cases: [string, WeightQuantParams][] = [
   ['int8 per-channel symmetric as DequantizeLinear', { bits: 8, granularity: 'channel', group_size: 128, symmetric: true, format: 'qdq', accuracy_level: 0 }],
   ['uint8 per-channel asymmetric as DequantizeLinear', { bits: 8, granularity: 'channel', group_size: 128, symmetric: false, format: 'qdq', accuracy_level: 0 }],
   ['int8 per-tensor as DequantizeLinear', { bits: 8, granularity: 'tensor', group_size: 128, symmetric: true, format: 'qdq', accuracy_level: 0 }],
+  ['8-bit group 32 asymmetric as MatMulNBits', { bits: 8, granularity: 'group', group_size: 32, symmetric: false, format: 'matmulnbits', accuracy_level: 0 }],
+  ['8-bit group 64 symmetric as MatMulNBits', { bits: 8, granularity: 'group', group_size: 64, symmetric: true, format: 'matmulnbits', accuracy_level: 0 }],
   ['4-bit group 32 symmetric as MatMulNBits', { bits: 4, granularity: 'group', group_size: 32, symmetric: true, format: 'matmulnbits', accuracy_level: 0 }],
   ['4-bit group 16 asymmetric as MatMulNBits', { bits: 4, granularity: 'group', group_size: 16, symmetric: false, format: 'matmulnbits', accuracy_level: 0 }],
   ['3-bit group 32 asymmetric in a 4-bit container', { bits: 3, granularity: 'group', group_size: 32, symmetric: false, format: 'matmulnbits', accuracy_level: 0 }],
