@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { UserError } from '../errors.js';
 import { DataType } from '../model/dtype.js';
 import { attr, makeNode } from '../model/graph.js';
-import { readWeight, removeUnused, uniqueInitializerName } from '../model/linear-weights.js';
+import { addConstant, readWeight, removeUnused } from '../model/linear-weights.js';
 import type { LinearLayer } from '../model/linears.js';
 import type { Model } from '../model/model.js';
 import { reconstructionError, relativeError } from '../obs/output-error.js';
@@ -31,22 +31,10 @@ export function emitKronecker(model: Model, layer: LinearLayer, f: KroneckerFact
   const { m1, n1, m2, n2 } = f.shape;
   const base = layer.node.name ?? layer.name;
   const v = (s: string) => `${base}/kron_${s}`;
-  const i64 = (name: string, values: number[]) => {
-    const n = uniqueInitializerName(model, v(name));
-    model.setInitializer({ name: n, dataType: DataType.INT64, dims: [values.length], data: new Uint8Array(BigInt64Array.from(values.map(BigInt)).buffer) });
-    return n;
-  };
+  const i64 = (name: string, values: number[]) => addConstant(model, v(name), DataType.INT64, [values.length], values);
   // permutation indices as int32: Gather takes them, and they weigh half of int64
-  const i32 = (name: string, values: number[]) => {
-    const n = uniqueInitializerName(model, v(name));
-    model.setInitializer({ name: n, dataType: DataType.INT32, dims: [values.length], data: new Uint8Array(Int32Array.from(values).buffer) });
-    return n;
-  };
-  const f32 = (name: string, dims: number[], values: Float64Array) => {
-    const n = uniqueInitializerName(model, `${layer.name}.${name}`);
-    model.setInitializer({ name: n, dataType: DataType.FLOAT, dims, data: new Uint8Array(Float32Array.from(values).buffer) });
-    return n;
-  };
+  const i32 = (name: string, values: number[]) => addConstant(model, v(name), DataType.INT32, [values.length], values);
+  const f32 = (name: string, dims: number[], values: Float64Array) => addConstant(model, `${layer.name}.${name}`, DataType.FLOAT, dims, values);
   const identity = (p: Int32Array) => p.every((x, i) => x === i);
   let input = layer.input;
   const nodes = [];

@@ -1,7 +1,8 @@
+import { byteLength, elementCount } from './dtype.js';
 import { GraphIndex } from './graph.js';
 import { removeUnused } from './linear-weights.js';
 import type { Model } from './model.js';
-import type { NodeProto } from './onnx-schema.js';
+import { int64ToNumber, type NodeProto } from './onnx-schema.js';
 
 /**
  * The decoder blocks of a transformer graph, found by node names (`/layers.3/...`, as PyTorch's
@@ -38,6 +39,22 @@ export function decoderBlocks(model: Model): DecoderBlock[] {
     blocks.push({ index: i, nodes, input, output: leaving[0]! });
   }
   return blocks;
+}
+
+/** The blocks holding any of `layerNames` (`layers.3.mlp.up_proj` is in block 3), in order. */
+export function blocksOfLayers(model: Model, layerNames: readonly string[]): DecoderBlock[] {
+  const wanted = new Set(layerNames.map((n) => /(?:^|\.)(?:layers|h|blocks)\.(\d+)\./.exec(n)?.[1]).filter((x) => x !== undefined).map(Number));
+  return decoderBlocks(model).filter((b) => wanted.has(b.index));
+}
+
+/** Stored bytes of the initializers in `names`. */
+export function initializerBytes(model: Model, names: Iterable<string>): number {
+  const set = new Set(names);
+  let bytes = 0;
+  for (const t of model.graph.initializer ?? []) {
+    if (set.has(t.name ?? '')) bytes += byteLength(t.data_type ?? 1, elementCount((t.dims ?? []).map(int64ToNumber)));
+  }
+  return bytes;
 }
 
 /** Drop a block: whatever read its output reads its input instead (the residual stream skips it). */

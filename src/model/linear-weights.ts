@@ -85,6 +85,24 @@ function isGraphInput(model: Model, name: string): boolean {
   return (model.graph.input ?? []).some((v) => v.name === name);
 }
 
+/**
+ * A new initializer under a unique name derived from `name`, for constants a rewrite adds:
+ * float32, int8, int32 or int64 values. Returns the name it got.
+ */
+export function addConstant(model: Model, name: string, dataType: number, dims: number[], values: ArrayLike<number>): string {
+  const unique = uniqueInitializerName(model, name);
+  const typed =
+    dataType === DataType.INT64
+      ? BigInt64Array.from(Array.from(values), (v) => BigInt(v))
+      : dataType === DataType.INT32
+        ? Int32Array.from(values)
+        : dataType === DataType.INT8
+          ? Int8Array.from(values)
+          : Float32Array.from(values);
+  model.setInitializer({ name: unique, dataType, dims, data: new Uint8Array(typed.buffer) });
+  return unique;
+}
+
 export function uniqueInitializerName(model: Model, wanted: string): string {
   if (!model.hasInitializer(wanted)) return wanted;
   for (let i = 2; ; i++) if (!model.hasInitializer(`${wanted}_${i}`)) return `${wanted}_${i}`;

@@ -43,7 +43,7 @@ export interface CompressRun {
   plan: PlannedPass[];
   passes: PassRecord[];
   evaluation?: Evaluation;
-  /** sizes of input and output, measured from the files (quality only when the recipe has eval) */
+  /** sizes of input and output, measured from the files when the recipe has no eval */
   sizes?: { reference: Measure; model: Measure };
   dataDescription?: { description: string; files: { path: string; sha256: string }[] };
   resumedAfter?: number;
@@ -133,7 +133,6 @@ export async function compress(opts: CompressOptions): Promise<CompressRun> {
   const written = outFormat === 'onnx' ? writeOnnx(model, opts.output, { externalData: recipe.recipe.output.external_data || undefined }).files : writeModelAsSafetensors(model, opts.output, opts.model);
   run.output = { path: opts.output, sha256: sha256File(opts.output), format: outFormat, files: written };
   model.close();
-  run.sizes = { reference: sizeMeasure(opts.model), model: sizeMeasure(opts.output, written) };
 
   const evalSpec = recipe.recipe.eval;
   if (evalSpec) {
@@ -146,6 +145,9 @@ export async function compress(opts: CompressOptions): Promise<CompressRun> {
     const latency = evalSpec.latency ? { runs: evalSpec.latency.runs, warmup: evalSpec.latency.warmup } : false;
     run.evaluation = await evaluate(evalModel, data, { threads: evalSpec.latency?.threads ?? threads, latency, dataPath: recipe.path }, evalSpec.reference ? referencePath : undefined);
     run.timings.eval_ms = performance.now() - te;
+  } else {
+    // without eval the report still gives both sizes (evaluate measures them when there is one)
+    run.sizes = { reference: sizeMeasure(opts.model), model: sizeMeasure(opts.output, written) };
   }
   work.remove();
   progress.stop();

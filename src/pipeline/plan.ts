@@ -1,3 +1,4 @@
+import { byteLength, DataType } from '../model/dtype.js';
 import { linears, type LinearLayer } from '../model/linears.js';
 import type { Model } from '../model/model.js';
 import type { Recipe } from '../recipe/schema.js';
@@ -35,8 +36,7 @@ export function selectTargets(model: Model, recipe: Recipe, index: number, recip
 
 function weightBytes(model: Model, layer: LinearLayer): number {
   const t = model.graph.initializer?.find((i) => i.name === layer.weight);
-  const bits = t?.data_type === 10 || t?.data_type === 16 ? 16 : t?.data_type === 3 || t?.data_type === 2 ? 8 : 32;
-  return (layer.outFeatures * layer.inFeatures * bits) / 8;
+  return byteLength(t?.data_type ?? DataType.FLOAT, layer.outFeatures * layer.inFeatures);
 }
 
 /** The plan `--dry-run` prints: every pass's layers on the input model, with expected sizes. */

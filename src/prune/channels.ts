@@ -3,10 +3,8 @@ import { UserError } from '../errors.js';
 import { readWeight, writeWeight } from '../model/linear-weights.js';
 import { linears, type LinearLayer } from '../model/linears.js';
 import type { Model } from '../model/model.js';
-import { toFloat32 } from '../model/pack.js';
-import { DataType } from '../model/dtype.js';
 import { definePass, type LayerStat } from '../pipeline/pass.js';
-import { convRemovalPlan, removeConvChannels } from './conv-channels.js';
+import { convRemovalPlan, removeConvChannels, sliceVector } from './conv-channels.js';
 
 /**
  * Structured FFN pruning: remove intermediate channels of each MLP, the matching rows of the
@@ -85,14 +83,6 @@ function resize(model: Model, layer: LinearLayer, W: Float32Array, out: number, 
   writeWeight(model, layer, W);
 }
 
-function sliceBias(model: Model, layer: LinearLayer, keep: number[]): void {
-  if (!layer.bias) return;
-  const t = model.tensor(layer.bias);
-  const b = toFloat32(t.dataType, t.data, t.dims.reduce((a, x) => a * x, 1));
-  const kept = Float32Array.from(keep, (i) => b[i]!);
-  model.setInitializer({ name: layer.bias, dataType: DataType.FLOAT, dims: [keep.length], data: new Uint8Array(kept.buffer) });
-}
-
 export const channels = definePass({
   id: 'prune.channels',
   summary: 'structured pruning: FFN intermediate channels (up/gate rows with down columns) and conv output channels (with consumers\' inputs), physically smaller',
@@ -132,7 +122,7 @@ export const channels = definePass({
       const before = (Wd.length + ins.reduce((a, x) => a + x.W.length, 0)) * 4;
       for (const { layer, W } of ins) {
         resize(model, layer, takeRows(W, layer.inFeatures, keep), keepCount, layer.inFeatures);
-        sliceBias(model, layer, keep);
+        if (layer.bias) sliceVector(model, layer.bias, keep);
       }
       resize(model, mlp.down, takeCols(Wd, mlp.down.outFeatures, width, keep), mlp.down.outFeatures, keepCount);
       const after = keepCount * (mlp.down.outFeatures + ins.reduce((a, x) => a + x.layer.inFeatures, 0)) * 4;

@@ -79,7 +79,8 @@ export function convRemovalPlan(model: Model, conv: LinearLayer): Plan | undefin
   return plan(model, index, linears(model), conv.output, 0, channels, out) && out.convs.length > 0 ? out : undefined;
 }
 
-function sliceVector(model: Model, name: string, keep: number[]): void {
+/** Keep elements `keep` of the 1-D initializer `name` (a bias, a norm's scale). */
+export function sliceVector(model: Model, name: string, keep: number[]): void {
   const t = model.tensor(name);
   const v = toFloat32(t.dataType, t.data, t.dims.reduce((a, b) => a * b, 1));
   const kept = Float32Array.from(keep, (i) => v[i]!);

@@ -1,9 +1,6 @@
 import { z } from 'zod';
 import { UserError } from '../errors.js';
-import { decoderBlocks, removeBlock, type DecoderBlock } from '../model/blocks.js';
-import { elementCount, dtypeBits } from '../model/dtype.js';
-import type { Model } from '../model/model.js';
-import { int64ToNumber } from '../model/onnx-schema.js';
+import { blocksOfLayers, initializerBytes, removeBlock, type DecoderBlock } from '../model/blocks.js';
 import { captureSession } from '../runtime/ort.js';
 import { definePass, type LayerStat } from '../pipeline/pass.js';
 
@@ -41,23 +38,13 @@ export function angularDistance(a: Float32Array, b: Float32Array, hidden: number
   return { sum, count };
 }
 
-function blockBytes(model: Model, block: DecoderBlock): number {
-  const names = new Set(block.nodes.flatMap((n) => n.input ?? []));
-  let bytes = 0;
-  for (const t of model.graph.initializer ?? []) {
-    if (names.has(t.name ?? '')) bytes += Math.ceil((elementCount((t.dims ?? []).map(int64ToNumber)) * dtypeBits(t.data_type ?? 1)) / 8);
-  }
-  return bytes;
-}
-
 export const layers = definePass({
   id: 'prune.layers',
   summary: 'remove whole decoder blocks chosen by the angular distance between their input and output on calibration data',
   params: LayersParams,
   needsCalibration: true,
   async apply(model, params, ctx) {
-    const selected = new Set(ctx.layers.map((l) => /(?:^|\.)(?:layers|h|blocks)\.(\d+)\./.exec(l.name)?.[1]).filter((x) => x !== undefined).map(Number));
-    const blocks = decoderBlocks(model).filter((b) => selected.has(b.index));
+    const blocks = blocksOfLayers(model, ctx.layers.map((l) => l.name));
     if (blocks.length === 0) throw new UserError(`prune.layers: ${ctx.where}.targets select no decoder block (block nodes are named /layers.N/...)`);
     if (params.count >= blocks.length) throw new UserError(`prune.layers: count ${params.count} would remove all ${blocks.length} targeted blocks; lower ${ctx.where}.params.count`);
     const t0 = performance.now();
@@ -106,7 +93,7 @@ export const layers = definePass({
     const stats: LayerStat[] = [];
     for (const [j, block] of chosen.entries()) {
       ctx.progress.layer(j, chosen.length, `layers.${block.index}`);
-      const bytes = blockBytes(model, block);
+      const bytes = initializerBytes(model, block.nodes.flatMap((n) => n.input ?? []));
       const d = distance.get(`layers.${block.index}`);
       stats.push({ name: `layers.${block.index}`, kind: 'block', ms: (performance.now() - t0) / chosen.length, bytes_before: bytes, bytes_after: 0, ...(d !== undefined ? { objective: d } : {}), extra: { removed: 1 } });
     }

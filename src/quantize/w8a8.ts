@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { UserError } from '../errors.js';
 import { DataType } from '../model/dtype.js';
 import { attr, makeNode } from '../model/graph.js';
-import { readWeight, removeUnused, uniqueInitializerName } from '../model/linear-weights.js';
+import { addConstant, readWeight, removeUnused } from '../model/linear-weights.js';
 import type { LinearLayer } from '../model/linears.js';
 import type { Model } from '../model/model.js';
 import { transpose2d } from '../model/ndarray.js';
@@ -26,18 +26,6 @@ const W8a8Params = z.object({
   epsilon: z.number().positive().default(1e-8).describe('floor of a token\'s max |x| so all-zero rows do not divide by zero'),
 });
 
-function constant(model: Model, name: string, dataType: number, dims: number[], values: ArrayLike<number> | bigint[]): string {
-  const unique = uniqueInitializerName(model, name);
-  const data =
-    dataType === DataType.INT64
-      ? new Uint8Array(BigInt64Array.from(values as bigint[]).buffer)
-      : dataType === DataType.INT8
-        ? new Uint8Array(Int8Array.from(values as ArrayLike<number>).buffer)
-        : new Uint8Array(Float32Array.from(values as ArrayLike<number>).buffer);
-  model.setInitializer({ name: unique, dataType, dims, data });
-  return unique;
-}
-
 /** Rewrites one MatMul layer; `Wq` holds int8 codes [out, in] and `scales` one float per output. */
 export function emitW8a8(model: Model, layer: LinearLayer, Wq: Int8Array, scales: Float32Array, epsilon: number): void {
   if (layer.kind !== 'matmul') throw new UserError(`quantize.w8a8: '${layer.name}' is a ${layer.kind}; per-token W8A8 rewrites MatMul layers only`);
@@ -45,16 +33,16 @@ export function emitW8a8(model: Model, layer: LinearLayer, Wq: Int8Array, scales
   const p = `${layer.name}/w8a8`;
   const K = layer.inFeatures;
   const N = layer.outFeatures;
-  const wName = constant(model, `${layer.name}.weight_int8`, DataType.INT8, [K, N], transpose2d(Float32Array.from(Wq), N, K));
-  const swName = constant(model, `${layer.name}.weight_scale`, DataType.FLOAT, [N], scales);
-  const epsName = constant(model, `${p}/epsilon`, DataType.FLOAT, [], [epsilon]);
-  const qmaxName = constant(model, `${p}/qmax`, DataType.FLOAT, [], [127]);
-  const qminName = constant(model, `${p}/qmin`, DataType.FLOAT, [], [-127]);
+  const wName = addConstant(model, `${layer.name}.weight_int8`, DataType.INT8, [K, N], transpose2d(Float32Array.from(Wq), N, K));
+  const swName = addConstant(model, `${layer.name}.weight_scale`, DataType.FLOAT, [N], scales);
+  const epsName = addConstant(model, `${p}/epsilon`, DataType.FLOAT, [], [epsilon]);
+  const qmaxName = addConstant(model, `${p}/qmax`, DataType.FLOAT, [], [127]);
+  const qminName = addConstant(model, `${p}/qmin`, DataType.FLOAT, [], [-127]);
   const x = layer.input;
   const v = (s: string) => `${p}/${s}`;
   const reduce =
     model.opset() >= 18
-      ? makeNode('ReduceMax', [v('abs'), constant(model, `${p}/axes`, DataType.INT64, [1], [-1n])], [v('amax')], v('ReduceMax'), [attr.int('keepdims', 1)])
+      ? makeNode('ReduceMax', [v('abs'), addConstant(model, `${p}/axes`, DataType.INT64, [1], [-1])], [v('amax')], v('ReduceMax'), [attr.int('keepdims', 1)])
       : makeNode('ReduceMax', [v('abs')], [v('amax')], v('ReduceMax'), [attr.ints('axes', [-1]), attr.int('keepdims', 1)]);
   const nodes = [
     makeNode('Abs', [x], [v('abs')], v('Abs')),

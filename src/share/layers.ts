@@ -1,9 +1,8 @@
 import { z } from 'zod';
 import { UserError } from '../errors.js';
-import { decoderBlocks, type DecoderBlock } from '../model/blocks.js';
+import { blocksOfLayers, initializerBytes, type DecoderBlock } from '../model/blocks.js';
 import { removeUnused } from '../model/linear-weights.js';
 import type { Model } from '../model/model.js';
-import { elementCount, dtypeBits } from '../model/dtype.js';
 import { int64ToNumber } from '../model/onnx-schema.js';
 import { captureSession } from '../runtime/ort.js';
 import { definePass, type LayerStat } from '../pipeline/pass.js';
@@ -56,8 +55,7 @@ export const shareLayers = definePass({
   params: ShareLayersParams,
   needsCalibration: true,
   async apply(model, params, ctx) {
-    const selected = new Set(ctx.layers.map((l) => /(?:^|\.)(?:layers|h|blocks)\.(\d+)\./.exec(l.name)?.[1]).filter((x) => x !== undefined).map(Number));
-    const blocks = decoderBlocks(model).filter((b) => selected.has(b.index));
+    const blocks = blocksOfLayers(model, ctx.layers.map((l) => l.name));
     const candidates = blocks.slice(0, -1).map((b, i) => [b, blocks[i + 1]!] as const).filter(([a, b]) => b.index === a.index + 1 && sharingEdits(model, a, b));
     if (candidates.length < params.pairs) throw new UserError(`share.layers: ${ctx.where}.targets give ${candidates.length} adjacent block pairs of equal structure, fewer than params.pairs ${params.pairs}`);
     const output = model.graph.output![0]!.name!;
@@ -94,10 +92,7 @@ export const shareLayers = definePass({
     const stats: LayerStat[] = [];
     for (const { pair, change } of chosen) {
       const edits = sharingEdits(model, pair[0], pair[1])!;
-      const bytes = edits.reduce((a, [node, i]) => {
-        const t = model.graph.initializer!.find((x) => x.name === node.input![i])!;
-        return a + Math.ceil((elementCount((t.dims ?? []).map(int64ToNumber)) * dtypeBits(t.data_type ?? 1)) / 8);
-      }, 0);
+      const bytes = initializerBytes(model, edits.map(([node, i]) => node.input![i]!));
       apply(edits);
       stats.push({ name: `layers.${pair[1].index}`, kind: 'block', ms: (performance.now() - t0) / chosen.length, bytes_before: bytes, bytes_after: 0, objective: change, extra: { shares_weights_of: `layers.${pair[0].index}` } });
     }
