@@ -89,6 +89,16 @@ describe('pare compress', () => {
     expect(r.err).toContain('never overwrites its input');
   });
 
+  it('an output format the input cannot become is refused before any work, with one line', async () => {
+    for (const [out, why] of [['x.pt', "unknown output format '.pt'"], ['x.safetensors', 'safetensors output needs a safetensors input']]) {
+      const r = await runCli(['compress', MODEL, '-r', twoPasses, '-o', join(tmp.dir, out)]);
+      expect(r.code).toBe(2);
+      expect(r.err.trim().split('\n')).toHaveLength(1);
+      expect(r.err).toContain(why);
+      expect(existsSync(join(tmp.dir, out))).toBe(false);
+    }
+  });
+
   it('--dry-run prints the plan and writes nothing', async () => {
     const out = join(tmp.dir, 'dry.onnx');
     const r = await runCli(['compress', MODEL, '-r', twoPasses, '-o', out, '--dry-run', '--json']);
