@@ -95,11 +95,18 @@ export async function compress(opts: CompressOptions): Promise<CompressRun> {
   } else if (!opts.resume) {
     work.reset();
   }
-  let referencePath = opts.model;
-  if (input.format !== 'onnx' && recipe.recipe.eval?.reference) {
-    referencePath = work.file('reference.onnx');
-    if (!existsSync(referencePath)) writeOnnx(saved ? loadModel(opts.model) : model, referencePath);
-  }
+  // the input as ONNX: the reference of eval and the teacher of distillation
+  const originalOnnx = (): string => {
+    if (input.format === 'onnx') return opts.model;
+    const path = work.file('reference.onnx');
+    if (!existsSync(path)) {
+      const original = loadModel(opts.model);
+      writeOnnx(original, path);
+      original.close();
+    }
+    return path;
+  };
+  const referencePath = recipe.recipe.eval?.reference ? originalOnnx() : opts.model;
 
   const calibrator = await makeCalibrator(model, recipe, start, threads, progress);
   const tPasses = performance.now();
@@ -116,10 +123,14 @@ export async function compress(opts: CompressOptions): Promise<CompressRun> {
       calibration: calibrator,
       progress,
       where: `passes[${i}]`,
+      recipeDir: recipe.dir,
+      original: originalOnnx,
+      workFile: (name) => work.file(`pass-${i}-${name}`),
+      resume: Boolean(opts.resume),
     });
     const ms = performance.now() - tp;
     for (const w of result.warnings) progress.warn(`${pass.id}: ${w}`);
-    run.passes.push({ id: pass.id, targets: entry.targets, ignore: entry.ignore, params: entry.params, ms, layers: result.layers, warnings: result.warnings });
+    run.passes.push({ id: pass.id, targets: entry.targets, ignore: entry.ignore, params: entry.params, ms, layers: result.layers, warnings: result.warnings, ...(result.summary ? { summary: result.summary } : {}) });
     progress.passDone(i, total, pass.id, ms);
     if (i < total - 1) {
       work.save(model, i + 1, run.passes);

@@ -10,11 +10,15 @@ export type { LayerStat };
 export interface PassResult {
   layers: LayerStat[];
   warnings: string[];
+  /** pass-level numbers (a training run's steps, tokens, losses, wall time) for the report */
+  summary?: Record<string, number | string>;
 }
 
 /** Per-layer progress reporting, so the pipeline can draw "layer j/M" with an ETA. */
 export interface LayerProgress {
   layer(index: number, total: number, name: string): void;
+  /** a training step with its running loss; passes without steps never call it */
+  step?(index: number, total: number, text: string): void;
 }
 
 export interface PassContext {
@@ -28,6 +32,14 @@ export interface PassContext {
   progress: LayerProgress;
   /** `passes[i]`, for messages */
   where: string;
+  /** the recipe's folder: relative paths in pass params resolve against it */
+  recipeDir?: string;
+  /** the model as it was before the first pass, as an ONNX file (distillation's teacher) */
+  original?: () => string;
+  /** a file in the run's work dir, kept across --resume and removed on success (a long pass's own checkpoints) */
+  workFile?: (name: string) => string;
+  /** the run continues an interrupted one (--resume) */
+  resume?: boolean;
 }
 
 /** A pass is data plus a function: it matches its targets first, then changes the model once. */

@@ -47,6 +47,14 @@ export function createProgress(write: (line: string) => void, fancy: boolean): P
       const eta = index > 0 ? (elapsed / index) * (total - index) : undefined;
       say(`${passLabel} · layer ${index + 1}/${total} ${name} · ${seconds(elapsed)}${eta !== undefined ? ` · ETA ${seconds(eta)}` : ''}`);
     },
+    step(index, total, text) {
+      // plain logs: one line every 5 seconds, plus the last step
+      if (!spinner && index !== total - 1 && performance.now() - lastPlain < 5000) return;
+      lastPlain = performance.now();
+      const elapsed = performance.now() - passStart;
+      const eta = index > 0 ? (elapsed / index) * (total - index) : undefined;
+      say(`${passLabel} · step ${index + 1}/${total} · ${text} · ${seconds(elapsed)}${eta !== undefined ? ` · ETA ${seconds(eta)}` : ''}`);
+    },
     passDone(index, total, id, ms) {
       const text = `pass ${index + 1}/${total} ${id} done in ${seconds(ms)}`;
       if (spinner) spinner.succeed(text);

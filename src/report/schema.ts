@@ -40,6 +40,8 @@ export interface PassReport {
   ms: number;
   layers: LayerStat[];
   warnings?: string[];
+  /** pass-level numbers, e.g. a distillation run's steps, tokens seen, losses and wall time */
+  summary?: Record<string, number | string>;
 }
 
 export type BudgetName = 'max_ppl_increase' | 'max_accuracy_drop' | 'max_size_increase';
