@@ -1,0 +1,151 @@
+import { z } from 'zod';
+import { UserError } from '../errors.js';
+import { GraphIndex } from '../model/graph.js';
+import { readWeight, removeUnused, writeWeight } from '../model/linear-weights.js';
+import { linears, type LinearLayer } from '../model/linears.js';
+import type { Model } from '../model/model.js';
+import { definePass, type LayerStat } from '../pipeline/pass.js';
+import { attentions, newRoleValue, type Attention } from './attention-graph.js';
+import { sliceVector } from './conv-channels.js';
+import { applyConstantEdits } from './shape-elements.js';
+
+/**
+ * Structured attention-head pruning: remove whole heads, the q rows of each, the matching input
+ * columns of o_proj and, with grouped-query attention, a KV group's k/v rows together with all r
+ * query heads that read it (the unit removed is a KV group; without GQA r = 1 and a group is one
+ * head). Every Reshape constant that counts heads is rewritten (attention-graph.ts finds them), so
+ * the smaller model runs in ONNX Runtime for any batch and sequence length.
+ * Group importance: `weight` — ‖W_o[:, g]‖_F · (‖W_q[g, :]‖_F + ‖W_k[g, :]‖_F + ‖W_v[g, :]‖_F);
+ * `activation` — Σ_c ‖X_c‖₂ · ‖W_o[:, c]‖₂ over the group's o_proj input channels c, X the o_proj
+ * calibration inputs (the Wanda score summed over the group, as prune.channels does for channels).
+ */
+
+const HeadParams = z.object({
+  sparsity: z.number().gt(0).lt(1).default(0.25).describe('fraction of KV groups (or heads, without GQA) removed in every targeted attention block, rounded; at least one is kept'),
+  importance: z.enum(['weight', 'activation']).default('activation').describe('weight norms only, or calibration activation norms of o_proj inputs × o_proj column norms (needs calibration)'),
+});
+
+/** Frobenius norm of rows [r0, r1) of W [rows, cols]. */
+function rowBlockNorm(W: Float32Array, cols: number, r0: number, r1: number): number {
+  let s = 0;
+  for (let i = r0 * cols; i < r1 * cols; i++) s += W[i]! * W[i]!;
+  return Math.sqrt(s);
+}
+
+/** Squared norm of every column of W [rows, cols]. */
+function colSquares(W: Float32Array, rows: number, cols: number): Float64Array {
+  const n = new Float64Array(cols);
+  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) n[c] += W[r * cols + c]! ** 2;
+  return n;
+}
+
+/**
+ * One score per KV group. Wq [G·r·d, in], Wk/Wv [G·d, in], Wo [out, G·r·d]; `sqnorm` is Σx² per
+ * o_proj input channel (activation importance) or undefined (weight importance).
+ */
+export function headGroupScores(Wq: Float32Array, Wk: Float32Array, Wv: Float32Array, Wo: Float32Array, a: { groups: number; heads: number; headDim: number; hidden: number; out: number }, sqnorm?: Float64Array): Float64Array {
+  const { groups, headDim: d, hidden } = a;
+  const qPer = (a.heads / groups) * d; // o_proj columns (and q rows) of one group
+  const oCols = colSquares(Wo, a.out, groups * qPer);
+  const score = new Float64Array(groups);
+  for (let g = 0; g < groups; g++) {
+    if (sqnorm) {
+      for (let c = g * qPer; c < (g + 1) * qPer; c++) score[g] += Math.sqrt(sqnorm[c]!) * Math.sqrt(oCols[c]!);
+    } else {
+      let o = 0;
+      for (let c = g * qPer; c < (g + 1) * qPer; c++) o += oCols[c]!;
+      const inputs = rowBlockNorm(Wq, hidden, g * qPer, (g + 1) * qPer) + rowBlockNorm(Wk, hidden, g * d, (g + 1) * d) + rowBlockNorm(Wv, hidden, g * d, (g + 1) * d);
+      score[g] = Math.sqrt(o) * inputs;
+    }
+  }
+  return score;
+}
+
+/** Rows (or columns) kept when keeping `groups`, each `per` wide. */
+function spans(groups: number[], per: number): number[] {
+  return groups.flatMap((g) => Array.from({ length: per }, (_, i) => g * per + i));
+}
+
+function takeRows(W: Float32Array, cols: number, keep: number[]): Float32Array {
+  const out = new Float32Array(keep.length * cols);
+  keep.forEach((r, i) => out.set(W.subarray(r * cols, (r + 1) * cols), i * cols));
+  return out;
+}
+
+function takeCols(W: Float32Array, rows: number, cols: number, keep: number[]): Float32Array {
+  const out = new Float32Array(rows * keep.length);
+  for (let r = 0; r < rows; r++) keep.forEach((c, i) => (out[r * keep.length + i] = W[r * cols + c]!));
+  return out;
+}
+
+/** Store W [out, in] under a layer whose shape changed. */
+function resize(model: Model, layer: LinearLayer, W: Float32Array, out: number, inn: number): void {
+  layer.outFeatures = out;
+  layer.inFeatures = inn;
+  layer.weightShape = layer.kind === 'matmul' ? [inn, out] : [out, inn];
+  writeWeight(model, layer, W);
+}
+
+/** Keep the KV groups `keep` (ascending) of one attention block: weights, biases, then shape constants. */
+function keepGroups(model: Model, a: Attention, keep: number[], W: { q: Float32Array; k: Float32Array; v: Float32Array; o: Float32Array }, index: GraphIndex): void {
+  const r = a.heads / a.groups;
+  const qRows = spans(keep, r * a.headDim);
+  const kvRows = spans(keep, a.headDim);
+  applyConstantEdits(model, index, a.constants.map((c) => ({ source: c.source, value: newRoleValue(c.role, a, keep.length) })));
+  for (const [layer, Wl, rows] of [[a.q, W.q, qRows], [a.k, W.k, kvRows], [a.v, W.v, kvRows]] as const) {
+    resize(model, layer, takeRows(Wl, layer.inFeatures, rows), rows.length, layer.inFeatures);
+    if (layer.bias) sliceVector(model, layer.bias, rows);
+  }
+  resize(model, a.o, takeCols(W.o, a.o.outFeatures, a.o.inFeatures, qRows), a.o.outFeatures, qRows.length);
+}
+
+export const heads = definePass({
+  id: 'prune.heads',
+  summary: 'structured pruning: whole attention heads (a KV group with all its query heads under GQA): q/k/v rows, o_proj columns and head-count shape constants, physically smaller',
+  params: HeadParams,
+  needsCalibration: false,
+  async apply(model, params, ctx) {
+    // match every targeted attention block before changing anything
+    const found = attentions(model, linears(model), ctx.layers);
+    if (found.length === 0) {
+      throw new UserError(`prune.heads: ${ctx.where}.targets select no attention block (projections named like 'layers.0.self_attn.q_proj')`);
+    }
+    if (params.importance === 'activation' && !ctx.calibration) {
+      throw new UserError(`prune.heads: importance 'activation' needs calibration data; add a calibration section or set ${ctx.where}.params.importance: weight`);
+    }
+    const stats = params.importance === 'activation' ? await ctx.calibration!.collect(model, found.map((a) => a.o), { sqnorm: true }) : undefined;
+    const index = new GraphIndex(model.graph);
+    const result: LayerStat[] = [];
+    const warnings: string[] = [];
+    for (const [j, a] of found.entries()) {
+      ctx.progress.layer(j, found.length, a.name);
+      const t0 = performance.now();
+      const keepCount = Math.max(1, a.groups - Math.round(a.groups * params.sparsity));
+      const r = a.heads / a.groups;
+      if (keepCount === a.groups) {
+        warnings.push(`'${a.name}' kept whole: removing ${params.sparsity} of ${a.groups} ${r > 1 ? 'KV groups' : 'heads'} rounds to none`);
+        continue;
+      }
+      const W = { q: readWeight(model, a.q), k: readWeight(model, a.k), v: readWeight(model, a.v), o: readWeight(model, a.o) };
+      const score = headGroupScores(W.q, W.k, W.v, W.o, { groups: a.groups, heads: a.heads, headDim: a.headDim, hidden: a.q.inFeatures, out: a.o.outFeatures }, stats?.get(a.o.input)?.sqnorm);
+      const keep = Array.from({ length: a.groups }, (_, g) => g)
+        .sort((x, y) => score[y]! - score[x]! || x - y)
+        .slice(0, keepCount)
+        .sort((x, y) => x - y);
+      const before = (W.q.length + W.k.length + W.v.length + W.o.length) * 4;
+      keepGroups(model, a, keep, W, index);
+      const after = (keepCount / a.groups) * before;
+      result.push({
+        name: a.name,
+        kind: 'attention',
+        shape: [a.groups, keepCount],
+        ms: performance.now() - t0,
+        bytes_before: before,
+        bytes_after: after,
+        extra: { heads_before: a.heads, heads_after: keepCount * r, kv_groups_before: a.groups, kv_groups_after: keepCount, removed_groups: Array.from({ length: a.groups }, (_, g) => g).filter((g) => !keep.includes(g)).join(',') },
+      });
+    }
+    removeUnused(model);
+    return { layers: result, warnings };
+  },
+});
