@@ -1,4 +1,6 @@
+import { matmul } from '../linalg/gemm.js';
 import { svd } from '../linalg/svd.js';
+import { greedyAssignment, structureCandidates } from './kronecker-structure.js';
 
 /**
  * Nearest Kronecker sums (Van Loan & Pitsianis 1993): for W (m×n) with m = m1·m2, n = n1·n2,
@@ -89,24 +91,13 @@ function squaredDistance(a: ArrayLike<number>, b: ArrayLike<number>): number {
   return s;
 }
 
-/**
- * Greedy assignment maximising Σ S[source, target]: the best remaining pair first. Returns, for
- * each target, its source.
- */
-function greedyAssignment(S: Float64Array, size: number): Int32Array {
-  const order = Array.from({ length: size * size }, (_, i) => i).sort((a, b) => S[b]! - S[a]! || a - b);
-  const sourceOf = new Int32Array(size).fill(-1);
-  const used = new Uint8Array(size);
-  let left = size;
-  for (const idx of order) {
-    const source = Math.floor(idx / size);
-    const target = idx % size;
-    if (used[source] || sourceOf[target] !== -1) continue;
-    sourceOf[target] = source;
-    used[source] = 1;
-    if (--left === 0) break;
-  }
-  return sourceOf;
+/** W[rowPerm[t], colPerm[u]] at [t, u] */
+export function permute(W: ArrayLike<number>, n: number, rowPerm: Int32Array, colPerm: Int32Array): Float64Array {
+  const out = new Float64Array(rowPerm.length * colPerm.length);
+  rowPerm.forEach((src, t) => {
+    for (let u = 0; u < colPerm.length; u++) out[t * n + u] = W[src * n + colPerm[u]!]!;
+  });
+  return out;
 }
 
 export interface PermutedKronecker {
@@ -119,43 +110,46 @@ export interface PermutedKronecker {
   errorWithoutPermutation: number;
 }
 
+export interface PermutationSearch {
+  /** rounds of greedy row/column re-assignment */
+  rounds: number;
+  /** start from the structure-detection orders (kronecker-structure.ts) when they factor better */
+  structure: boolean;
+}
+
 /**
- * Row and column permutations P, Q that lower ‖P W Q − Σ A⊗B‖ (TQCompressedGPT-2's idea): alternately
- * re-assign W's rows (then columns) to the rows of the current Kronecker approximation they match
- * best (greedy assignment on the inner products), refit the factors, and keep a step only when the
- * error falls. Never worse than no permutation.
+ * Row and column permutations P, Q that lower ‖P W Q − Σ A⊗B‖ (TQCompressedGPT-2's idea). Start:
+ * the better of no permutation and the structure-detection orders (exact on a permuted single
+ * product). Then alternately re-assign W's rows (then columns) to the rows of the current Kronecker
+ * approximation they match best (greedy assignment on the inner products), refit the factors, and
+ * keep a step only when the error falls. Never worse than no permutation.
  */
-export async function permutedKronecker(W: ArrayLike<number>, s: KroneckerShape, terms: number, rounds: number): Promise<PermutedKronecker> {
+export async function permutedKronecker(W: ArrayLike<number>, s: KroneckerShape, terms: number, search: PermutationSearch): Promise<PermutedKronecker> {
   const m = s.m1 * s.m2;
   const n = s.n1 * s.n2;
-  let Wp = Float64Array.from(W);
-  let rowPerm = Int32Array.from({ length: m }, (_, i) => i);
-  let colPerm = Int32Array.from({ length: n }, (_, i) => i);
+  let Wp: Float64Array = Float64Array.from(W);
+  let rowPerm: Int32Array = Int32Array.from({ length: m }, (_, i) => i);
+  let colPerm: Int32Array = Int32Array.from({ length: n }, (_, i) => i);
   let factors = await nearestKronecker(Wp, s, terms);
   let error = squaredDistance(Wp, kroneckerDense(factors));
   const errorWithoutPermutation = error;
-  for (let round = 0; round < rounds; round++) {
+  if (search.structure) {
+    for (const c of await structureCandidates(Wp, s.m1, s.m2, s.n1, s.n2)) {
+      const candidate = permute(W, n, c.rowPerm, c.colPerm);
+      const f = await nearestKronecker(candidate, s, terms);
+      const e = squaredDistance(candidate, kroneckerDense(f));
+      if (e < error * (1 - 1e-9)) ({ Wp, factors, error, rowPerm, colPerm } = { Wp: candidate, factors: f, error: e, ...c });
+    }
+  }
+  for (let round = 0; round < search.rounds; round++) {
     let improved = false;
     for (const axis of ['rows', 'cols'] as const) {
       const K = kroneckerDense(factors);
       const size = axis === 'rows' ? m : n;
       // S[source, target] = <W's source line, K's target line>
-      const S = new Float64Array(size * size);
-      for (let a = 0; a < size; a++) {
-        for (let b = 0; b < size; b++) {
-          let dot = 0;
-          if (axis === 'rows') for (let c = 0; c < n; c++) dot += Wp[a * n + c]! * K[b * n + c]!;
-          else for (let r = 0; r < m; r++) dot += Wp[r * n + a]! * K[r * n + b]!;
-          S[a * size + b] = dot;
-        }
-      }
+      const S = axis === 'rows' ? await matmul(Wp, K, m, n, m, { transB: true }) : await matmul(Wp, K, n, m, n, { transA: true });
       const sourceOf = greedyAssignment(S, size);
-      const candidate = new Float64Array(Wp.length);
-      for (let t = 0; t < size; t++) {
-        const src = sourceOf[t]!;
-        if (axis === 'rows') candidate.set(Wp.subarray(src * n, (src + 1) * n), t * n);
-        else for (let r = 0; r < m; r++) candidate[r * n + t] = Wp[r * n + src]!;
-      }
+      const candidate = axis === 'rows' ? permute(Wp, n, sourceOf, Int32Array.from({ length: n }, (_, i) => i)) : permute(Wp, n, Int32Array.from({ length: m }, (_, i) => i), sourceOf);
       const f = await nearestKronecker(candidate, s, terms);
       const e = squaredDistance(candidate, kroneckerDense(f));
       if (e < error * (1 - 1e-9)) {

@@ -105,7 +105,7 @@ export const kronecker = definePass({
         continue;
       }
       const W = readWeight(model, layer);
-      const found = await permutedKronecker(W, shape, params.terms, params.permutation_rounds);
+      const found = await permutedKronecker(W, shape, params.terms, { rounds: params.permutation_rounds, structure: params.permutation_rounds > 0 });
       const f = found.factors;
       // Ŵ in W's own row/column order
       const permutedApprox = kroneckerDense(f);

@@ -79,7 +79,7 @@ describe('decompose.kronecker', () => {
     expect(model.graph.node!.some((n) => n.op_type === 'Gather' && n.name?.endsWith('kron_Gather_in'))).toBe(true);
     for (const l of pick(reference)) {
       const W = readWeight(reference, l);
-      const found = await permutedKronecker(W, { m1: 4, n1: 8, m2: 43, n2: 8 }, 2, 3);
+      const found = await permutedKronecker(W, { m1: 4, n1: 8, m2: 43, n2: 8 }, 2, { rounds: 3, structure: true });
       const dense = kroneckerDense(found.factors);
       const approx = new Float32Array(W.length);
       for (let b = 0; b < 172; b++) for (let c = 0; c < 64; c++) approx[found.rowPerm[b]! * 64 + found.colPerm[c]!] = dense[b * 64 + c]!;
