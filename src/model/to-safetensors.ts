@@ -3,19 +3,19 @@ import { dirname, join, resolve } from 'node:path';
 import { UserError } from '../errors.js';
 import { writeFileAtomic } from '../util/atomic-write.js';
 import { buildFromSafetensors } from './builders/index.js';
+import { exportLlama } from './llama-export.js';
 import { linears } from './linears.js';
 import type { Model } from './model.js';
-import { openSafetensors, writeSafetensors, type SafetensorsTensor } from './safetensors.js';
+import { openSafetensors, readConfigJson, writeSafetensors, type SafetensorsFile, type SafetensorsTensor } from './safetensors.js';
 
 /**
- * Writes a model built from safetensors back as safetensors: every tensor of the source file, by
- * name and in its order, from the model's current initializers (so pruned or rounded weights go back
- * in place, in the dtype they are stored in); tensors the graph never read (e.g. GPT-2's attn.bias
- * buffers) are copied from the source. What a checkpoint plus config.json cannot express is a user
- * error that says to write .onnx: an op the builder never emits (MatMulNBits, DequantizeLinear, a
- * Cast), a tensor a pass added (scales, factors, an untied lm_head), one it removed, or one whose
- * shape changed. The source's config.json is copied beside the output when the output goes to
- * another folder. Returns the files written.
+ * Writes a model built from safetensors back as safetensors + config.json beside it. Llama models
+ * are exported from the graph (src/model/llama-export.ts): structurally pruned sizes go into
+ * config.json, surviving blocks are renumbered, 16-bit weights keep their dtype and quantized
+ * layers are stored in the layout of docs/safetensors-layout.md. Other families (GPT-2) must keep
+ * the checkpoint's layout: every source tensor, by name, shape and order, from the current
+ * initializers. What config.json cannot express is a user error that says to write .onnx.
+ * Tensors the graph never read are copied from the source. Returns the files written.
  */
 export function writeModelAsSafetensors(model: Model, path: string, sourcePath: string = model.path): string[] {
   if (model.format !== 'safetensors' && sourcePath === model.path) throw new UserError(`${path}: safetensors output needs a safetensors input; write .onnx`);
@@ -26,42 +26,101 @@ export function writeModelAsSafetensors(model: Model, path: string, sourcePath: 
   const builtTensors = new Set((built.graph.initializer ?? []).map((t) => t.name ?? ''));
   const builtOps = new Set((built.graph.node ?? []).map((n) => `${n.domain ?? ''}:${n.op_type}`));
   built.close();
+  const sourceConfig = readConfigJson(sourcePath);
+  const llama = sourceConfig.model_type === 'llama' || sourceConfig.model_type === 'mobilellm';
+  if (llama) for (const op of [':DequantizeLinear', 'com.microsoft:MatMulNBits', ':Cast']) builtOps.add(op);
+  for (const n of model.graph.node ?? []) {
+    if (!builtOps.has(`${n.domain ?? ''}:${n.op_type}`)) throw cannot(`node '${n.name}' is a ${n.domain ? `${n.domain}.` : ''}${n.op_type} (quantized or rewritten layer)`);
+  }
 
   const source = openSafetensors(sourcePath);
-  const tensors: SafetensorsTensor[] = [];
+  let written: { tensors: SafetensorsTensor[]; config: Record<string, unknown> };
   try {
-    for (const n of model.graph.node ?? []) {
-      if (!builtOps.has(`${n.domain ?? ''}:${n.op_type}`)) throw cannot(`node '${n.name}' is a ${n.domain ? `${n.domain}.` : ''}${n.op_type} (quantized or rewritten layer)`);
-    }
-    for (const l of linears(model)) {
-      if (!source.tensors.has(l.weight)) throw cannot(`layer '${l.name}' now has its own weight '${l.weight}' (a tied lm_head changed apart from the embedding?)`);
-    }
-    for (const t of model.graph.initializer ?? []) {
-      const name = t.name ?? '';
-      if (!source.tensors.has(name) && !builtTensors.has(name)) throw cannot(`tensor '${name}' was added by a pass (quantization scales, factors)`);
-    }
-    for (const entry of source.tensors.values()) {
-      if (!model.hasInitializer(entry.name)) {
-        if (builtTensors.has(entry.name)) throw cannot(`tensor '${entry.name}' was removed by a pass`);
-        tensors.push({ name: entry.name, dataType: entry.dataType, shape: entry.shape, data: source.read(entry.name) });
-        continue;
-      }
-      const t = model.tensor(entry.name);
-      if (t.dims.length !== entry.shape.length || t.dims.some((d, i) => d !== entry.shape[i])) {
-        throw cannot(`tensor '${entry.name}' changed shape from [${entry.shape.join(', ')}] to [${t.dims.join(', ')}] (structured pruning)`);
-      }
-      tensors.push({ name: entry.name, dataType: t.dataType, shape: t.dims, data: t.data });
-    }
+    written = llama ? llamaTensors(model, source, sourceConfig, builtTensors, cannot) : sameLayoutTensors(model, source, builtTensors, cannot);
   } finally {
     source.close();
   }
-  writeSafetensors(path, tensors, Object.keys(source.metadata).length ? source.metadata : undefined);
+  const configSource = join(dirname(sourcePath), 'config.json');
+  const configTarget = join(dirname(path), 'config.json');
+  const changed = JSON.stringify(written.config) !== JSON.stringify(sourceConfig);
+  if (changed && resolve(configSource) === resolve(configTarget)) {
+    throw new UserError(`${path}: the compressed model needs its own config.json, which would overwrite the input's ${configSource}; write the output to another folder`);
+  }
+  writeSafetensors(path, written.tensors, Object.keys(source.metadata).length ? source.metadata : undefined);
   const files = [path];
-  const config = join(dirname(sourcePath), 'config.json');
-  const target = join(dirname(path), 'config.json');
-  if (existsSync(config) && resolve(config) !== resolve(target)) {
-    writeFileAtomic(target, readFileSync(config));
-    files.push(target);
+  if (changed) {
+    writeFileAtomic(configTarget, `${JSON.stringify(written.config, null, 2)}\n`);
+    files.push(configTarget);
+  } else if (existsSync(configSource) && resolve(configSource) !== resolve(configTarget)) {
+    writeFileAtomic(configTarget, readFileSync(configSource));
+    files.push(configTarget);
   }
   return files;
+}
+
+const BUILDER_CONSTANT = /^const_(i64|f32)_\d+$/;
+const BLOCK_TENSOR = /^model\.layers\.(\d+)\./;
+
+/** A Llama graph's tensors in the source's order (renumbered blocks in place, new tensors last). */
+function llamaTensors(
+  model: Model,
+  source: SafetensorsFile,
+  config: Record<string, unknown>,
+  builtTensors: ReadonlySet<string>,
+  cannot: (what: string) => Error,
+): { tensors: SafetensorsTensor[]; config: Record<string, unknown> } {
+  const exp = exportLlama(model, { config, tensors: source.tensors }, cannot);
+  for (const t of model.graph.initializer ?? []) {
+    const name = t.name ?? '';
+    if (!exp.used.has(name) && !BUILDER_CONSTANT.test(name)) throw cannot(`tensor '${name}' was added by a pass (quantization scales, factors)`);
+  }
+  const tensors = [...exp.tensors];
+  const exported = new Set(tensors.map((t) => t.name));
+  // tensors the builder never reads (buffers) travel with their block, or stay as they are; a
+  // quantized module's weight_shape is written again by the export
+  for (const entry of source.tensors.values()) {
+    if (builtTensors.has(entry.name)) continue;
+    const block = BLOCK_TENSOR.exec(entry.name);
+    const to = block ? exp.blocks.get(Number(block[1])) : undefined;
+    if (block && to === undefined) continue;
+    const name = block ? entry.name.replace(BLOCK_TENSOR, `model.layers.${to}.`) : entry.name;
+    if (exported.has(name)) continue;
+    tensors.push({ name, dataType: entry.dataType, shape: entry.shape, data: source.read(entry.name), origin: entry.name });
+  }
+  // a module ranks where its first tensor was (a quantized source has weight_packed, not weight)
+  const moduleOf = (name: string) => name.replace(/\.weight(_[a-z_]+)?$/, '');
+  const order = new Map<string, number>();
+  [...source.tensors.keys()].forEach((n, i) => order.has(moduleOf(n)) || order.set(moduleOf(n), i));
+  const rank = (t: (typeof tensors)[number]) => order.get(moduleOf(t.origin)) ?? order.size;
+  return { tensors: tensors.map((t, i) => ({ t, i })).sort((a, b) => rank(a.t) - rank(b.t) || a.i - b.i).map(({ t }) => ({ name: t.name, dataType: t.dataType, shape: t.shape, data: t.data })), config: exp.config };
+}
+
+/** Every source tensor by name and in its order, from the model's initializers (shapes unchanged). */
+function sameLayoutTensors(
+  model: Model,
+  source: SafetensorsFile,
+  builtTensors: ReadonlySet<string>,
+  cannot: (what: string) => Error,
+): { tensors: SafetensorsTensor[]; config: Record<string, unknown> } {
+  for (const l of linears(model)) {
+    if (!source.tensors.has(l.weight)) throw cannot(`layer '${l.name}' now has its own weight '${l.weight}' (a tied lm_head changed apart from the embedding?)`);
+  }
+  for (const t of model.graph.initializer ?? []) {
+    const name = t.name ?? '';
+    if (!source.tensors.has(name) && !builtTensors.has(name)) throw cannot(`tensor '${name}' was added by a pass (quantization scales, factors)`);
+  }
+  const tensors: SafetensorsTensor[] = [];
+  for (const entry of source.tensors.values()) {
+    if (!model.hasInitializer(entry.name)) {
+      if (builtTensors.has(entry.name)) throw cannot(`tensor '${entry.name}' was removed by a pass`);
+      tensors.push({ name: entry.name, dataType: entry.dataType, shape: entry.shape, data: source.read(entry.name) });
+      continue;
+    }
+    const t = model.tensor(entry.name);
+    if (t.dims.length !== entry.shape.length || t.dims.some((d, i) => d !== entry.shape[i])) {
+      throw cannot(`tensor '${entry.name}' changed shape from [${entry.shape.join(', ')}] to [${t.dims.join(', ')}] (structured pruning)`);
+    }
+    tensors.push({ name: entry.name, dataType: t.dataType, shape: t.dims, data: t.data });
+  }
+  return { tensors, config: readConfigJson(source.path) };
 }

@@ -1,6 +1,6 @@
 import { basename } from 'node:path';
 import { UserError } from '../../errors.js';
-import { DataType } from '../dtype.js';
+import { byteLength, DataType, elementCount } from '../dtype.js';
 import { attr, makeNode } from '../graph.js';
 import { Model } from '../model.js';
 import type { AttributeProto, NodeProto, TensorProto, TypeProto } from '../onnx-schema.js';
@@ -16,6 +16,8 @@ export class GraphBuilder {
   readonly initializers: TensorProto[] = [];
   private readonly constants = new Map<string, string>();
   private readonly weights = new Map<string, string>();
+  private readonly stores = new Set<string>();
+  private readonly domains = new Set<string>();
 
   constructor(
     private readonly st: SafetensorsFile,
@@ -31,22 +33,56 @@ export class GraphBuilder {
   weight(name: string): string {
     const cached = this.weights.get(name);
     if (cached) return cached;
-    const e = this.st.tensors.get(name);
-    if (!e) throw new UserError(`${this.st.path}: tensor '${name}' is missing for ${this.what}; is config.json from the same checkpoint?`);
-    this.initializers.push({
-      name,
-      data_type: e.dataType,
-      dims: e.shape,
-      data_location: 1,
-      external_data: [
-        { key: 'location', value: basename(this.st.path) },
-        { key: 'offset', value: String(this.st.dataStart + e.begin) },
-        { key: 'length', value: String(e.end - e.begin) },
-      ],
-    });
+    const e = this.stored(name);
     const value = e.dataType === DataType.FLOAT ? name : this.op('Cast', [name], `/${name}/Cast`, [attr.int('to', DataType.FLOAT)]);
     this.weights.set(name, value);
     return value;
+  }
+
+  /**
+   * A checkpoint tensor as an initializer of its stored bytes, optionally seen with another type and
+   * shape of the same byte length (int32-packed 4-bit codes as MatMulNBits' uint8 blocks).
+   */
+  stored(name: string, view?: { dataType: number; dims: number[] }): { name: string; dataType: number; dims: number[] } {
+    const e = this.st.tensors.get(name);
+    if (!e) throw new UserError(`${this.st.path}: tensor '${name}' is missing for ${this.what}; is config.json from the same checkpoint?`);
+    const dataType = view?.dataType ?? e.dataType;
+    const dims = view?.dims ?? e.shape;
+    if (view && byteLength(dataType, elementCount(dims)) !== e.end - e.begin) {
+      throw new UserError(`${this.st.path}: tensor '${name}' holds ${e.end - e.begin} bytes, ${this.what} needs ${byteLength(dataType, elementCount(dims))}`);
+    }
+    if (!this.stores.has(name)) {
+      this.stores.add(name);
+      this.initializers.push({
+        name,
+        data_type: dataType,
+        dims,
+        data_location: 1,
+        external_data: [
+          { key: 'location', value: basename(this.st.path) },
+          { key: 'offset', value: String(this.st.dataStart + e.begin) },
+          { key: 'length', value: String(e.end - e.begin) },
+        ],
+      });
+    }
+    return { name, dataType, dims };
+  }
+
+  /** Raw bytes of a checkpoint tensor, read now. */
+  read(name: string): Uint8Array {
+    if (!this.st.tensors.has(name)) throw new UserError(`${this.st.path}: tensor '${name}' is missing for ${this.what}; is config.json from the same checkpoint?`);
+    return this.st.read(name);
+  }
+
+  /** A tensor computed at build time (converted codes, packed zero points), stored inline. */
+  inline(name: string, dataType: number, dims: number[], data: Uint8Array): string {
+    this.initializers.push({ name, data_type: dataType, dims, raw_data: data });
+    return name;
+  }
+
+  /** Imports an opset domain beside the default one (com.microsoft for MatMulNBits). */
+  useDomain(domain: string): void {
+    this.domains.add(domain);
   }
 
   /** Checks a tensor's shape against what config.json implies. */
@@ -58,13 +94,13 @@ export class GraphBuilder {
   }
 
   /** Adds a node named `name` (a PyTorch-export-style path) and returns its first output. */
-  op(opType: string, inputs: string[], name: string, attributes: AttributeProto[] = []): string {
-    return this.opMulti(opType, inputs, name, 1, attributes)[0]!;
+  op(opType: string, inputs: string[], name: string, attributes: AttributeProto[] = [], domain?: string): string {
+    return this.opMulti(opType, inputs, name, 1, attributes, domain)[0]!;
   }
 
-  opMulti(opType: string, inputs: string[], name: string, outputs: number, attributes: AttributeProto[] = []): string[] {
+  opMulti(opType: string, inputs: string[], name: string, outputs: number, attributes: AttributeProto[] = [], domain?: string): string[] {
     const outs = Array.from({ length: outputs }, (_, i) => `${name}_output_${i}`);
-    this.nodes.push(makeNode(opType, inputs, outs, name, attributes));
+    this.nodes.push(makeNode(opType, inputs, outs, name, attributes, domain));
     return outs;
   }
 
@@ -104,7 +140,7 @@ export class GraphBuilder {
       {
         ir_version: 8,
         producer_name: 'pare',
-        opset_import: [{ domain: '', version: 17 }],
+        opset_import: [{ domain: '', version: 17 }, ...[...this.domains].map((domain) => ({ domain, version: 1 }))],
         graph: {
           name: graphName,
           node: this.nodes,

@@ -2,7 +2,9 @@ import { UserError } from '../../errors.js';
 import { DataType } from '../dtype.js';
 import type { Model } from '../model.js';
 import type { SafetensorsFile } from '../safetensors.js';
+import { readQuantizationConfig } from '../quantized-safetensors.js';
 import { attr, causalMask, configReader, GraphBuilder, positions } from './graph-builder.js';
+import { quantizedLinear } from './quantized-linear.js';
 
 /**
  * Hugging Face `LlamaForCausalLM` (also MobileLLM: deep-thin, SwiGLU, grouped-query attention,
@@ -47,10 +49,15 @@ export function buildLlama(st: SafetensorsFile, config: Record<string, unknown>,
       [`${m}.post_attention_layernorm.weight`, [H]],
     );
   }
-  for (const [name, shape] of shapes) g.expectShape(name, shape);
+  const quantized = readQuantizationConfig(config, configPath);
+  for (const [name, shape] of shapes) if (!quantized.has(name.replace(/\.weight$/, ''))) g.expectShape(name, shape);
+  const shapeOf = new Map(shapes);
 
-  // y = x · Wᵀ with W stored [out, in]
+  // y = x · Wᵀ with W stored [out, in], float or quantized (docs/safetensors-layout.md)
   const linear = (x: string, weight: string, path: string) => {
+    const m = weight.replace(/\.weight$/, '');
+    const scheme = quantized.get(m);
+    if (scheme) return quantizedLinear(g, x, m, scheme, shapeOf.get(weight) as [number, number], path);
     const wt = g.op('Transpose', [g.weight(weight)], `${path}/Transpose`, [attr.ints('perm', [1, 0])]);
     return g.op('MatMul', [x, wt], `${path}/MatMul`);
   };
@@ -111,8 +118,9 @@ export function buildLlama(st: SafetensorsFile, config: Record<string, unknown>,
     h = g.op('Add', [h, down], `${p}/Add_1`);
   }
   const final = rmsNorm(h, 'model.norm.weight', '/norm');
-  const tied = config.tie_word_embeddings ?? !g.has('lm_head.weight');
-  if (!tied && !g.has('lm_head.weight')) throw new UserError(`${st.path}: tensor 'lm_head.weight' is missing and ${configPath} sets tie_word_embeddings false`);
+  const hasHead = g.has('lm_head.weight') || quantized.has('lm_head');
+  const tied = config.tie_word_embeddings ?? !hasHead;
+  if (!tied && !hasHead) throw new UserError(`${st.path}: tensor 'lm_head.weight' is missing and ${configPath} sets tie_word_embeddings false`);
   const logits = linear(final, tied ? 'model.embed_tokens.weight' : 'lm_head.weight', '/lm_head');
   return g.finish('llama', logits, vocab);
 }

@@ -1,0 +1,193 @@
+import { DataType } from './dtype.js';
+import { GraphIndex } from './graph.js';
+import { readWeight } from './linear-weights.js';
+import { linears, type LinearLayer } from './linears.js';
+import type { Model } from './model.js';
+import type { NodeProto } from './onnx-schema.js';
+import { fromFloat32 } from './pack.js';
+import { quantizationConfig, quantizedFromGraph, quantizedTensors, type QuantScheme } from './quantized-safetensors.js';
+import type { SafetensorsEntry, SafetensorsTensor } from './safetensors.js';
+
+/**
+ * A Llama graph (as buildLlama names it, after any passes) → Hugging Face tensors and config.json.
+ * Sizes come from the tensors themselves: the surviving blocks (by node name `/layers.N/`) are
+ * renumbered 0..n−1, intermediate_size is the MLP width, heads are q_proj rows / head_dim.
+ * Structure one config.json cannot describe (widths that differ between blocks, blocks that share
+ * weights) throws `cannot(...)`.
+ */
+
+const PROJ = /^\/(?:layers\.(\d+)\/(self_attn|mlp)\/([a-z]+_proj)|(lm_head))\/MatMul(?:\/MatMulNBits)?$/;
+const NORM = /^\/(?:layers\.(\d+)\/(input_layernorm|post_attention_layernorm)|(norm))\/Mul_1$/;
+
+interface Projection {
+  node: NodeProto;
+  layer?: LinearLayer;
+  /** HF module name in the source numbering */
+  module: string;
+  block?: number;
+}
+
+export interface LlamaExport {
+  /** with the source tensor each one stands for (in the source's numbering), for the output order */
+  tensors: (SafetensorsTensor & { origin: string })[];
+  config: Record<string, unknown>;
+  /** source tensor names the export accounts for (written, renamed or dropped with their block) */
+  used: Set<string>;
+  /** source block index → its index in the output */
+  blocks: ReadonlyMap<number, number>;
+}
+
+export function exportLlama(
+  model: Model,
+  source: { config: Record<string, unknown>; tensors: ReadonlyMap<string, SafetensorsEntry> },
+  cannot: (what: string) => Error,
+): LlamaExport {
+  const index = new GraphIndex(model.graph);
+  const byNode = new Map(linears(model).map((l) => [l.node, l]));
+  const used = new Set<string>();
+  const tensors: LlamaExport['tensors'] = [];
+  const schemes = new Map<string, QuantScheme>();
+
+  // the initializer behind a node input, through a Cast the builder adds for 16-bit tensors
+  const initializerOf = (value: string, expected: string): string => {
+    const p = index.producer.get(value);
+    const name = p?.op_type === 'Cast' ? p.input![0]! : value;
+    if (!model.hasInitializer(name)) throw cannot(`tensor '${expected}' was removed by a pass`);
+    return name;
+  };
+  const plain = (init: string, newName: string, origin: string) => {
+    const t = model.tensor(init);
+    used.add(init);
+    tensors.push({ name: newName, dataType: t.dataType, shape: t.dims, data: t.data, origin });
+    return t.dims;
+  };
+
+  // projections and norms, grouped by the block their node names give
+  const projections: Projection[] = [];
+  const norms: { node: NodeProto; module: string; block?: number }[] = [];
+  for (const node of model.graph.node ?? []) {
+    const name = node.name ?? '';
+    const p = PROJ.exec(name);
+    if (p && (node.op_type === 'MatMul' || node.op_type === 'MatMulNBits')) {
+      const block = p[1] === undefined ? undefined : Number(p[1]);
+      projections.push({ node, layer: byNode.get(node), block, module: block === undefined ? 'lm_head' : `model.layers.${block}.${p[2]}.${p[3]}` });
+      continue;
+    }
+    const n = NORM.exec(name);
+    if (n) norms.push({ node, block: n[1] === undefined ? undefined : Number(n[1]), module: n[1] === undefined ? 'model.norm' : `model.layers.${n[1]}.${n[2]}` });
+    else if (node.op_type === 'MatMulNBits' || (node.op_type === 'MatMul' && !/^\/layers\.\d+\/self_attn\/MatMul(_1)?$/.test(name))) {
+      throw cannot(`node '${name}' is a ${node.domain ? `${node.domain}.` : ''}${node.op_type} that is no Llama projection (factored or rewritten layer)`);
+    }
+  }
+  const blocks = [...new Set(projections.flatMap((p) => (p.block === undefined ? [] : [p.block])))].sort((a, b) => a - b);
+  const renumber = new Map(blocks.map((b, i) => [b, i]));
+  const rename = (module: string, block: number | undefined) => (block === undefined ? module : module.replace(`model.layers.${block}.`, `model.layers.${renumber.get(block)}.`));
+  // a block whose weights another block reads (share.layers) has no module of its own in HF Llama
+  const owner = new Map<string, number | undefined>();
+  const claim = (init: string, block: number | undefined) => {
+    if (owner.has(init) && owner.get(init) !== block) {
+      throw cannot(`blocks ${owner.get(init)} and ${block} read the same tensor '${init}' (share.layers); Hugging Face Llama has no shared blocks`);
+    }
+    owner.set(init, block);
+  };
+
+  const embedNode = (model.graph.node ?? []).find((n) => n.name === '/embed_tokens/Gather');
+  if (!embedNode) throw cannot('the embedding lookup /embed_tokens/Gather is gone');
+  const embed = initializerOf(embedNode.input![0]!, 'model.embed_tokens.weight');
+  const [vocab, hidden] = plain(embed, 'model.embed_tokens.weight', 'model.embed_tokens.weight') as [number, number];
+
+  for (const n of norms) {
+    const init = initializerOf(n.node.input![1]!, `${n.module}.weight`);
+    claim(init, n.block);
+    plain(init, `${rename(n.module, n.block)}.weight`, `${n.module}.weight`);
+  }
+
+  const shapes = new Map<string, [number, number]>();
+  let tied = false;
+  for (const p of projections) {
+    const q = quantizedFromGraph(model, p.node, p.layer, cannot);
+    const module = rename(p.module, p.block);
+    if (q) {
+      for (const x of (p.node.op_type === 'MatMulNBits' ? p.node.input!.slice(1) : [p.layer!.weight, ...p.layer!.weightChain.flatMap((c) => c.input!.slice(1))]).filter(Boolean)) {
+        claim(x, p.block);
+        used.add(x);
+      }
+      tensors.push(...quantizedTensors(module, q).map((t) => ({ ...t, origin: `${p.module}.weight` })));
+      schemes.set(module, q.scheme);
+      shapes.set(p.module, [q.rows, q.cols]);
+      continue;
+    }
+    if (!p.layer) throw cannot(`layer '${p.module}' has no constant weight`);
+    if (p.module === 'lm_head' && p.layer.weight === embed) {
+      tied = true;
+      continue;
+    }
+    claim(p.layer.weight, p.block);
+    used.add(p.layer.weight);
+    const stored = model.tensor(p.layer.weight).dataType;
+    const W = readWeight(model, p.layer);
+    const dataType = stored === DataType.FLOAT16 || stored === DataType.BFLOAT16 ? stored : DataType.FLOAT;
+    tensors.push({ name: `${module}.weight`, dataType, shape: [p.layer.outFeatures, p.layer.inFeatures], data: fromFloat32(dataType, W), origin: `${p.module}.weight` });
+    shapes.set(p.module, [p.layer.outFeatures, p.layer.inFeatures]);
+  }
+
+  const config = { ...source.config };
+  const c = source.config;
+  // what the builder assumes for keys config.json leaves out; unchanged values stay left out
+  const implied: Record<string, unknown> = { num_key_value_heads: c.num_attention_heads, tie_word_embeddings: !source.tensors.has('lm_head.weight') };
+  for (const [k, v] of Object.entries({ ...llamaSizes(blocks, shapes, hidden, source, cannot), vocab_size: vocab, tie_word_embeddings: tied })) {
+    if (config[k] !== v && !(config[k] === undefined && implied[k] === v)) config[k] = v;
+  }
+  if (schemes.size) config.quantization_config = quantizationConfig(schemes);
+  else delete config.quantization_config;
+  return { tensors, config, used, blocks: renumber };
+}
+
+/** num_hidden_layers, intermediate_size and heads from the projection shapes, uniform across blocks. */
+function llamaSizes(
+  blocks: number[],
+  shapes: ReadonlyMap<string, [number, number]>,
+  hidden: number,
+  source: { config: Record<string, unknown>; tensors: ReadonlyMap<string, SafetensorsEntry> },
+  cannot: (what: string) => Error,
+): Record<string, number> {
+  const c = source.config;
+  const sourceHeads = c.num_attention_heads as number;
+  const headDim = typeof c.head_dim === 'number' ? c.head_dim : (c.hidden_size as number) / sourceHeads;
+  const widths = new Map<number, { ffn: number; heads: number; kv: number }>();
+  for (const b of blocks) {
+    const m = (x: string) => {
+      const s = shapes.get(`model.layers.${b}.${x}`);
+      if (!s) throw cannot(`tensor 'model.layers.${b}.${x}.weight' was removed by a pass`);
+      return s;
+    };
+    // within a block the projections must agree; name the one that changed from the source
+    const changed = (x: string, now: [number, number]) => {
+      const was = source.tensors.get(`model.layers.${b}.${x}.weight`)?.shape ?? [];
+      return cannot(`tensor 'model.layers.${b}.${x}.weight' changed shape from [${was.join(', ')}] to [${now.join(', ')}] (structured pruning) without the rest of its block`);
+    };
+    const [gate, up, down] = [m('mlp.gate_proj'), m('mlp.up_proj'), m('mlp.down_proj')];
+    const [q, k, v, o] = [m('self_attn.q_proj'), m('self_attn.k_proj'), m('self_attn.v_proj'), m('self_attn.o_proj')];
+    for (const [x, s] of [['mlp.gate_proj', gate], ['mlp.up_proj', up], ['mlp.down_proj', down], ['self_attn.q_proj', q], ['self_attn.k_proj', k], ['self_attn.v_proj', v], ['self_attn.o_proj', o]] as const) {
+      const was = source.tensors.get(`model.layers.${b}.${x}.weight`)?.shape;
+      const consistent = gate[0] === up[0] && up[0] === down[1] && k[0] === v[0] && q[0] === o[1] && [gate[1], up[1], down[0], q[1], k[1], v[1], o[0]].every((d) => d === hidden);
+      if (!consistent && was && (was[0] !== s[0] || was[1] !== s[1])) throw changed(x, s);
+    }
+    if (gate[0] !== up[0] || up[0] !== down[1] || k[0] !== v[0] || q[0] !== o[1]) throw cannot(`block ${b}'s projections do not fit together (q ${q}, k ${k}, v ${v}, o ${o}, gate ${gate}, up ${up}, down ${down})`);
+    if (q[0] % headDim !== 0 || k[0] % headDim !== 0) throw cannot(`block ${b}: q_proj rows ${q[0]} / k_proj rows ${k[0]} are not whole heads of head_dim ${headDim}`);
+    widths.set(b, { ffn: gate[0], heads: q[0] / headDim, kv: k[0] / headDim });
+  }
+  const first = widths.get(blocks[0]!);
+  if (!first) throw cannot('no decoder block is left');
+  for (const [b, w] of widths) {
+    if (w.ffn !== first.ffn) throw cannot(`MLP widths differ between blocks (layers.${blocks[0]}: ${first.ffn}, layers.${b}: ${w.ffn}); Hugging Face Llama has one intermediate_size`);
+    if (w.heads !== first.heads || w.kv !== first.kv) {
+      throw cannot(`attention heads differ between blocks (layers.${blocks[0]}: ${first.heads}/${first.kv}, layers.${b}: ${w.heads}/${w.kv} query/KV heads); Hugging Face Llama has one num_attention_heads`);
+    }
+  }
+  if (first.heads % first.kv !== 0) throw cannot(`${first.heads} query heads are not a multiple of ${first.kv} KV heads`);
+  const sizes: Record<string, number> = { num_hidden_layers: blocks.length, intermediate_size: first.ffn, num_attention_heads: first.heads, num_key_value_heads: first.kv };
+  // HF Llama reads head_dim from config.json when set; write it once heads no longer divide hidden_size
+  if (typeof c.head_dim === 'number' || first.heads * headDim !== hidden) sizes.head_dim = headDim;
+  return sizes;
+}
