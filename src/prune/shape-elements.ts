@@ -106,6 +106,19 @@ export interface ConstantEdit {
 }
 
 /**
+ * A graph built from safetensors names its shape constants `const_i64_N` (the builder's convention,
+ * which tells the safetensors writer they are no checkpoint tensors); elsewhere the name derives
+ * from the node that reads it.
+ */
+function constantName(model: Model, node: NodeProto, dataType: number): string {
+  if (model.format !== 'safetensors') return `${node.name ?? node.output![0]}/heads_shape`;
+  const prefix = dataType === DataType.INT32 ? 'const_i32_' : 'const_i64_';
+  let n = (model.graph.initializer ?? []).length;
+  while (model.hasInitializer(`${prefix}${n}`)) n++;
+  return `${prefix}${n}`;
+}
+
+/**
  * Apply edits: each (node, input) gets a fresh initializer with the changed values, so a constant
  * shared with other nodes or layers keeps its old value there. Old constants left unread are
  * dropped later by removeUnused.
@@ -123,7 +136,7 @@ export function applyConstantEdits(model: Model, index: GraphIndex, edits: Const
       const values = [...old.values];
       for (const e of list) values[e.source.index] = e.value;
       const dataType = old.dataType === DataType.INT32 ? DataType.INT32 : DataType.INT64;
-      node.input![i] = addConstant(model, `${node.name ?? node.output![0]}/heads_shape`, dataType, old.dims, values);
+      node.input![i] = addConstant(model, constantName(model, node, dataType), dataType, old.dims, values);
     }
   }
 }

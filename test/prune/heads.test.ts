@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { Calibrator } from '../../src/calibrate/calibrator.js';
@@ -11,7 +12,8 @@ import { modelSize } from '../../src/model/size.js';
 import { seededRandom } from '../../src/pipeline/pass.js';
 import { heads } from '../../src/prune/heads.js';
 import { captureSession, ort, sessionFromModel } from '../../src/runtime/ort.js';
-import { allClose, SHARED_MODELS, sharedPath } from '../helpers.js';
+import { writeModelAsSafetensors } from '../../src/model/to-safetensors.js';
+import { allClose, SHARED_MODELS, sharedPath, tempDir } from '../helpers.js';
 
 const ROOT = resolve(__dirname, '../..');
 const STORIES_EXPORT = join(ROOT, 'fixtures/stories260K/model.onnx');
@@ -163,6 +165,22 @@ describe('prune.heads', () => {
     await expect(run).rejects.toThrow(UserError);
     await expect(run).rejects.toThrow(/layers\.2\.self_attn.*'\/layers\.2\/self_attn\/alibi'.*one value per head/);
     expect(linears(model).map((l) => l.outFeatures * l.inFeatures)).toEqual(weightsBefore);
+  });
+
+  it('a pruned safetensors checkpoint is written back with 6 heads, 3 KV heads and head_dim 8 in config.json, and reloads to the same logits', async () => {
+    const pruned = loadModel(STORIES_BUILT);
+    await heads.apply(pruned, { sparsity: 0.25, importance: 'weight' }, ctxFor(pruned));
+    const { dir, cleanup } = tempDir();
+    try {
+      writeModelAsSafetensors(pruned, join(dir, 'model.safetensors'));
+      const config = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8'));
+      expect([config.num_attention_heads, config.num_key_value_heads, config.head_dim]).toEqual([6, 3, 8]);
+      const reloaded = loadModel(join(dir, 'model.safetensors'));
+      const cmp = allClose(await logits(reloaded, 2, 19, 512), await logits(pruned, 2, 19, 512), 1e-5, 1e-5);
+      expect(cmp.relFro, cmp.worst).toBeLessThanOrEqual(1e-6);
+    } finally {
+      cleanup();
+    }
   });
 
   it('refuses targets without attention projections', async () => {
