@@ -1,0 +1,63 @@
+/**
+ * com.microsoft.MatMulNBits weight layout, as src/quantize/emit.ts writes it: B is uint8
+ * [N, ceil(K/block), block·bits/8] with 4-bit codes packed low nibble first along K; scales
+ * [N·kBlocks]; zero points (optional, default 2^(bits−1)) packed the same way, ceil(kBlocks·bits/8)
+ * bytes per row. Decoded here into per-element codes, scales and zero points over W [N, K].
+ */
+export interface NBitsLayout {
+  N: number;
+  K: number;
+  bits: number;
+  block: number;
+}
+
+export interface NBitsDecoded {
+  /** codes q [N, K], row-major */
+  codes: Float32Array;
+  /** per-element scale and zero point over [N, K] */
+  scale: Float32Array;
+  zero: Float32Array;
+}
+
+function readCode(bytes: Uint8Array, index: number, bits: number): number {
+  if (bits === 8) return bytes[index]!;
+  const b = bytes[index >> 1]!;
+  return index & 1 ? b >> 4 : b & 15;
+}
+
+export function decodeNBits(B: Uint8Array, scales: Float32Array, zeros: Uint8Array | undefined, l: NBitsLayout): NBitsDecoded {
+  if (l.bits !== 4 && l.bits !== 8) throw new Error(`MatMulNBits with bits=${l.bits} is not supported (4 or 8)`);
+  const kBlocks = Math.ceil(l.K / l.block);
+  const rowCodes = kBlocks * l.block;
+  const zpPerRow = Math.ceil((kBlocks * l.bits) / 8);
+  const codes = new Float32Array(l.N * l.K);
+  const scale = new Float32Array(l.N * l.K);
+  const zero = new Float32Array(l.N * l.K);
+  const fallbackZero = 2 ** (l.bits - 1);
+  for (let n = 0; n < l.N; n++) {
+    for (let k = 0; k < l.K; k++) {
+      const j = Math.floor(k / l.block);
+      const i = n * l.K + k;
+      codes[i] = readCode(B, n * rowCodes + k, l.bits);
+      scale[i] = scales[n * kBlocks + j]!;
+      zero[i] = zeros ? readCode(zeros.subarray(n * zpPerRow, (n + 1) * zpPerRow), j, l.bits) : fallbackZero;
+    }
+  }
+  return { codes, scale, zero };
+}
+
+/** Codes [N, K] back into B's packed layout (padding codes of a partial last block are 0). */
+export function encodeNBits(codes: ArrayLike<number>, l: NBitsLayout): Uint8Array {
+  const kBlocks = Math.ceil(l.K / l.block);
+  const rowCodes = kBlocks * l.block;
+  const out = new Uint8Array((l.N * rowCodes * l.bits) / 8);
+  for (let n = 0; n < l.N; n++) {
+    for (let k = 0; k < l.K; k++) {
+      const q = codes[n * l.K + k]!;
+      const index = n * rowCodes + k;
+      if (l.bits === 8) out[index] = q;
+      else out[index >> 1] |= index & 1 ? q << 4 : q;
+    }
+  }
+  return out;
+}
