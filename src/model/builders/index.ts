@@ -27,6 +27,7 @@ export function buildFromSafetensors(path: string): Model {
   if (!build) {
     throw new UserError(`${configPath}: model_type ${type === undefined ? '(missing)' : JSON.stringify(type)} has no graph builder; supported: ${Object.keys(BUILDERS).join(', ')}. Export the model to .onnx instead`);
   }
+  if (type === 'gpt2' && config.quantization_config !== undefined) throw new UserError(`${configPath}: quantization_config is read for Llama checkpoints only; export the GPT-2 model to .onnx instead`);
   // the header gives names, shapes and offsets; tensor bytes stay on disk until read
   const st = openSafetensors(path);
   try {
