@@ -78,170 +78,182 @@ export function attentions(model: Model, all: LinearLayer[], targets: LinearLaye
 }
 
 function traceAttention(model: Model, index: GraphIndex, name: string, q: LinearLayer, k: LinearLayer, v: LinearLayer, o: LinearLayer): Attention {
-  const fail = (node: NodeProto | undefined, why: string): never => {
-    throw new UserError(`prune.heads: cannot follow the heads of '${name}'${node ? ` at ${node.op_type} node '${node.name}'` : ''}: ${why}`);
-  };
-  for (const l of [q, k, v, o]) {
-    if (l.kind === 'conv') fail(l.node, 'a projection is a Conv');
-    if (l.bias && l === o) fail(l.node, 'o_proj has a bias'); // would need no change, but Gemm biases here are untested
-  }
-  const layouts = new Map<string, Layout>([
-    [q.output, { head: -1, merged: true, kind: 'q', proj: q }],
-    [k.output, { head: -1, merged: true, kind: 'kv', proj: k }],
-    [v.output, { head: -1, merged: true, kind: 'kv', proj: v }],
-  ]);
-  const dims: Partial<Record<HeadKind, number>> = {};
-  let headDim: number | undefined;
-  const constants: HeadShapeConstant[] = [];
+  const t = new HeadTrace(model, index, name, [q, k, v]);
+  for (const l of [q, k, v, o]) if (l.kind === 'conv') t.fail(l.node, 'a projection is a Conv');
+  if (o.bias) t.fail(o.node, 'o_proj has a bias'); // it would need no change, but is untested here
   const ancestors = ancestorsOf(index, o.input, new Set([q.output, k.output, v.output]));
-
-  // check one element of a Reshape/Expand target at the head axis: it must change with the heads
-  const headElement = (node: NodeProto, e: ShapeElement, role: HeadRole, input: Layout | undefined, position: number): void => {
-    const old = roleValue(role, dims, headDim);
-    if (e.kind === 'const') {
-      if (e.value === -1 || (e.value === 0 && input && !input.merged && input.head === position && input.kind === kindOf(role))) return;
-      if (e.value !== old) fail(node, `expected ${old} (${role}) at position ${position} of the target shape, found ${e.value}`);
-      if (!e.source) fail(node, `the ${role} count ${e.value} is computed, not stored, so it cannot be changed`);
-      constants.push({ source: e.source!, role });
-    } else if (e.kind === 'dim') {
-      const from = layouts.get(e.tensor);
-      const ok = from && !from.merged && from.head === e.axis && ((from.kind === kindOf(role) && e.factor === 1) || (from.kind === 'kv' && kindOf(role) === 'q' && e.factor * dims.kv! === dims.q));
-      if (!ok) fail(node, `position ${position} of the target shape is a dimension that does not follow the ${role} count`);
-    } else fail(node, `position ${position} of the target shape cannot be read`);
-  };
-  // elsewhere a target element must not copy a head axis
-  const otherElement = (node: NodeProto, e: ShapeElement, input: Layout | undefined, position: number): void => {
-    const copiesHead = e.kind === 'dim' ? layouts.get(e.tensor) !== undefined && !layouts.get(e.tensor)!.merged && layouts.get(e.tensor)!.head === e.axis : e.kind === 'const' && e.value === 0 && input !== undefined && !input.merged && input.head === position;
-    if (copiesHead) fail(node, `position ${position} of the target shape copies the head axis to another axis`);
-  };
-
   for (const node of model.graph.node ?? []) {
+    if (node === o.node || node.op_type === 'Shape' || !(node.input ?? []).some((x) => t.layouts.has(x))) continue;
+    if (!ancestors.has(node)) t.fail(node, `a head tensor leaves the attention block (it feeds '${node.name}' outside the path to o_proj)`);
+    const out = t.step(node);
+    for (const x of node.output ?? []) if (x) t.layouts.set(x, out);
+  }
+  const { dims, headDim } = t;
+  const end = t.layouts.get(o.input);
+  if (!end || !end.merged || end.kind !== 'q') t.fail(o.node, 'o_proj does not read the merged query heads');
+  if (dims.q === undefined || dims.kv === undefined || headDim === undefined) return t.fail(undefined, 'the head splits of q and k/v were not found');
+  if (dims.q % dims.kv !== 0) t.fail(undefined, `${dims.q} query heads are not a multiple of ${dims.kv} KV heads`);
+  if (o.inFeatures !== dims.q * headDim) t.fail(o.node, `o_proj reads ${o.inFeatures} features, not ${dims.q} heads × ${headDim}`);
+  return { name, q, k, v, o, heads: dims.q, groups: dims.kv, headDim, constants: t.constants };
+}
+
+/** The state of one attention block's trace: each head tensor's layout and what the splits told. */
+class HeadTrace {
+  readonly layouts = new Map<string, Layout>();
+  readonly dims: Partial<Record<HeadKind, number>> = {};
+  headDim: number | undefined;
+  readonly constants: HeadShapeConstant[] = [];
+
+  constructor(
+    readonly model: Model,
+    readonly index: GraphIndex,
+    readonly name: string,
+    [q, k, v]: LinearLayer[],
+  ) {
+    this.layouts.set(q!.output, { head: -1, merged: true, kind: 'q', proj: q });
+    this.layouts.set(k!.output, { head: -1, merged: true, kind: 'kv', proj: k });
+    this.layouts.set(v!.output, { head: -1, merged: true, kind: 'kv', proj: v });
+  }
+
+  fail(node: NodeProto | undefined, why: string): never {
+    throw new UserError(`prune.heads: cannot follow the heads of '${this.name}'${node ? ` at ${node.op_type} node '${node.name}'` : ''}: ${why}`);
+  }
+
+  /** The layout of `node`'s outputs, or a UserError when the node does not keep heads apart. */
+  step(node: NodeProto): Layout {
+    const { model, index } = this;
     const ins = node.input ?? [];
-    const data = ins.map((x) => layouts.get(x));
-    if (!data.some((d) => d)) continue;
-    if (node === o.node) continue;
-    if (node.op_type === 'Shape') continue;
-    if (!ancestors.has(node)) fail(node, `a head tensor leaves the attention block (it feeds '${node.name}' outside the path to o_proj)`);
+    const data = ins.map((x) => this.layouts.get(x));
     const first = data.find((d) => d)!;
-    const out = node.output ?? [];
-    const set = (l: Layout) => out.forEach((x) => x && layouts.set(x, l));
-    const axisOf = (a: number, rank: number | undefined) => (a < 0 ? (rank === undefined ? fail(node, 'negative axis on a tensor of unknown rank') : a + rank) : a);
-    const offHead = (axes: number[], l: Layout) => {
-      if (l.merged) fail(node, 'it works on the projection output before the heads are split');
-      if (axes.some((a) => axisOf(a, l.rank) === l.head)) fail(node, 'it works along the head axis');
+    const axisOf = (a: number, rank: number | undefined) => (a < 0 ? (rank === undefined ? this.fail(node, 'negative axis on a tensor of unknown rank') : a + rank) : a);
+    const offHead = (axes: number[]) => {
+      if (first.merged) this.fail(node, 'it works on the projection output before the heads are split');
+      if (axes.some((a) => axisOf(a, first.rank) === first.head)) this.fail(node, 'it works along the head axis');
+    };
+    const target = () => {
+      if (data[1]) this.fail(node, 'the target shape is computed from head data');
+      return shapeElements(model, index, ins[1]!, node, 1) ?? this.fail(node, 'its target shape cannot be read');
     };
     switch (node.op_type) {
-      case 'Reshape': {
-        if (data[1]) fail(node, 'the target shape is computed from head data');
-        const target = shapeElements(model, index, ins[1]!, node, 1) ?? fail(node, 'its target shape cannot be read');
-        const inL = first;
-        if (inL.merged && inL.proj && target.length >= 2) {
-          // head split [.., H·d] -> [.., H, d]
-          const [h, d] = target.slice(-2);
-          if (h?.kind !== 'const' || d?.kind !== 'const' || d.value <= 0) fail(node, 'a head split must name heads and head_dim as constants');
-          const heads = (h as { value: number }).value === -1 ? undefined : (h as { value: number }).value;
-          const hd = (d as { value: number }).value;
-          const proj = inL.proj;
-          const count = heads ?? proj.outFeatures / hd;
-          if (headDim !== undefined && headDim !== hd) fail(node, `head_dim ${hd} differs from ${headDim} seen before`);
-          if (count * hd !== proj.outFeatures) fail(node, `${count} heads × ${hd} does not match the ${proj.outFeatures} outputs of ${proj.name}`);
-          if (dims[inL.kind] !== undefined && dims[inL.kind] !== count) fail(node, `${count} ${inL.kind} heads differ from ${dims[inL.kind]} seen before`);
-          headDim = hd;
-          dims[inL.kind] = count;
-          const rank = target.length;
-          target.forEach((e, p) => (p === rank - 2 ? headElement(node, e, inL.kind, undefined, p) : p === rank - 1 ? undefined : otherElement(node, e, undefined, p)));
-          set({ rank, head: rank - 2, merged: false, kind: inL.kind });
-        } else if (!inL.merged && inL.rep === inL.head + 1 && inL.kind === 'kv' && target.length === inL.rank! - 1) {
-          // repeat_kv merge [b, G, r, s, d] -> [b, G·r, s, d]
-          target.forEach((e, p) => (p === inL.head ? headElement(node, e, 'q', undefined, p) : p > inL.head ? undefined : otherElement(node, e, inL, p)));
-          set({ rank: target.length, head: inL.head, merged: false, kind: 'q' });
-        } else if (!inL.merged && inL.rep === undefined && inL.head === inL.rank! - 2 && target.length === inL.rank! - 1) {
-          // head merge [.., H, d] -> [.., H·d]
-          const role: HeadRole = inL.kind === 'q' ? 'q·d' : 'kv·d';
-          target.forEach((e, p) => (p === target.length - 1 ? headElement(node, e, role, undefined, p) : otherElement(node, e, inL, p)));
-          set({ head: -1, merged: true, kind: inL.kind, rank: target.length });
-        } else fail(node, 'a reshape that is neither a head split, a repeat_kv merge nor a head merge');
-        break;
-      }
+      case 'Reshape':
+        return this.reshape(node, first, target());
       case 'Transpose': {
-        if (first.merged) fail(node, 'it transposes the projection output before the heads are split');
+        if (first.merged) this.fail(node, 'it transposes the projection output before the heads are split');
         const perm = attrInts(node, 'perm') ?? Array.from({ length: first.rank! }, (_, i) => first.rank! - 1 - i);
-        set({ ...first, head: perm.indexOf(first.head), rep: first.rep === undefined ? undefined : perm.indexOf(first.rep) });
-        break;
+        return { ...first, head: perm.indexOf(first.head), rep: first.rep === undefined ? undefined : perm.indexOf(first.rep) };
       }
       case 'Unsqueeze': {
-        if (first.merged) fail(node, 'it reshapes the projection output before the heads are split');
-        const axes = (ins[1] ? constantInts(model, index, ins[1])?.values : attrInts(node, 'axes')) ?? fail(node, 'axes are not constant');
+        if (first.merged) this.fail(node, 'it reshapes the projection output before the heads are split');
+        const axes = (ins[1] ? constantInts(model, index, ins[1])?.values : attrInts(node, 'axes')) ?? this.fail(node, 'axes are not constant');
         const rank = first.rank! + axes.length;
         const norm = axes.map((a) => (a < 0 ? a + rank : a)).sort((a, b) => a - b);
         let head = first.head;
         for (const a of norm) if (a <= head) head++;
-        set({ ...first, rank, head, rep: norm.includes(head + 1) ? head + 1 : undefined });
-        break;
+        return { ...first, rank, head, rep: norm.includes(head + 1) ? head + 1 : undefined };
       }
       case 'Expand': {
-        if (data[1]) fail(node, 'the target shape is computed from head data');
-        const target = shapeElements(model, index, ins[1]!, node, 1) ?? fail(node, 'its target shape cannot be read');
-        if (first.merged || target.length !== first.rank) fail(node, 'an expand that changes rank');
-        const e = target[first.head]!;
-        if (!(e.kind === 'const' && e.value === 1)) headElement(node, e, first.kind, first, first.head);
-        target.forEach((x, p) => p !== first.head && p !== first.rep && otherElement(node, x, first, p));
-        set(first);
-        break;
+        const shape = target();
+        if (first.merged || shape.length !== first.rank) this.fail(node, 'an expand that changes rank');
+        const e = shape[first.head]!;
+        if (!(e.kind === 'const' && e.value === 1)) this.headElement(node, e, first.kind, first, first.head);
+        shape.forEach((x, p) => p !== first.head && p !== first.rep && this.otherElement(node, x, first, p));
+        return first;
       }
       case 'Slice': {
-        if (data.slice(1).some((d) => d)) fail(node, 'slice bounds computed from head data');
+        if (data.slice(1).some((d) => d)) this.fail(node, 'slice bounds computed from head data');
         const starts = constantInts(model, index, ins[1]!);
-        const axes = ins[3] ? constantInts(model, index, ins[3])?.values : starts && starts.values.map((_, i) => i);
-        if (!axes) fail(node, 'slice axes are not constant');
-        offHead(axes!, first);
-        set(first);
-        break;
+        const axes = ins[3] ? constantInts(model, index, ins[3])?.values : starts?.values.map((_, i) => i);
+        offHead(axes ?? this.fail(node, 'slice axes are not constant'));
+        return first;
       }
       case 'Split':
       case 'Concat':
       case 'Softmax': {
-        const fallback = node.op_type === 'Softmax' ? -1 : 0;
-        if (node.op_type === 'Concat' && data.some((d) => !d)) fail(node, 'it concatenates head data with other tensors');
-        if (node.op_type === 'Softmax' && model.opset() < 13 && first.rank !== undefined && axisOf(attrInt(node, 'axis', 1), first.rank) !== first.rank - 1) fail(node, 'opset < 13 softmax over more than the last axis');
-        offHead([attrInt(node, 'axis', fallback)], first);
-        set(first);
-        break;
+        if (node.op_type === 'Concat' && data.some((d) => !d)) this.fail(node, 'it concatenates head data with other tensors');
+        if (node.op_type === 'Softmax' && model.opset() < 13 && first.rank !== undefined && axisOf(attrInt(node, 'axis', 1), first.rank) !== first.rank - 1) this.fail(node, 'opset < 13 softmax over more than the last axis');
+        offHead([attrInt(node, 'axis', node.op_type === 'Softmax' ? -1 : 0)]);
+        return first;
       }
       case 'MatMul': {
         const [a, b] = data;
-        if (!a || !b) fail(node, 'a MatMul of head data with a weight');
-        if (a!.merged || b!.merged || a!.rank !== b!.rank || a!.head !== b!.head || a!.head >= a!.rank! - 2) fail(node, 'the operands do not share a batch head axis');
-        if (a!.kind !== b!.kind && dims.q !== dims.kv) fail(node, 'query heads meet KV groups without repeat_kv');
-        set({ ...a!, rep: undefined });
-        break;
+        if (!a || !b) return this.fail(node, 'a MatMul of head data with a weight');
+        if (a.merged || b.merged || a.rank !== b.rank || a.head !== b.head || a.head >= a.rank! - 2) this.fail(node, 'the operands do not share a batch head axis');
+        if (a.kind !== b.kind && this.dims.q !== this.dims.kv) this.fail(node, 'query heads meet KV groups without repeat_kv');
+        return { ...a, rep: undefined };
       }
-      default: {
-        if (UNARY.has(node.op_type ?? '')) {
-          set(first);
-          break;
-        }
-        if (!BINARY.has(node.op_type ?? '')) fail(node, `unsupported op ${node.op_type} on head data`);
-        const lays = data.filter((d) => d) as Layout[];
-        if (lays.some((l) => l.merged !== first.merged || l.head !== first.head || l.rank !== first.rank)) fail(node, 'operands with different head layouts');
-        // a constant operand must broadcast over the head axis (no per-head constants, no q/k/v biases)
-        ins.forEach((x, i) => {
-          if (data[i]) return;
-          const c = model.hasInitializer(x) ? model.tensor(x).dims : index.producer.get(x)?.op_type === 'Constant' ? constantDims(model, index, x) : undefined;
-          if (!c) return;
-          const along = first.merged ? c.length - 1 : c.length - (first.rank! - first.head);
-          if (along >= 0 && c[along]! > 1) fail(node, 'a constant operand with one value per head (or per head channel)');
-        });
-        set(first);
-      }
+      default:
+        if (UNARY.has(node.op_type ?? '')) return first;
+        if (!BINARY.has(node.op_type ?? '')) this.fail(node, `unsupported op ${node.op_type} on head data`);
+        return this.elementwise(node, data, first);
     }
   }
-  const end = layouts.get(o.input);
-  if (!end || !end.merged || end.kind !== 'q') fail(o.node, 'o_proj does not read the merged query heads');
-  if (dims.q === undefined || dims.kv === undefined || headDim === undefined) fail(undefined, 'the head splits of q and k/v were not found');
-  if (dims.q! % dims.kv! !== 0) fail(undefined, `${dims.q} query heads are not a multiple of ${dims.kv} KV heads`);
-  if (o.inFeatures !== dims.q! * headDim!) fail(o.node, `o_proj reads ${o.inFeatures} features, not ${dims.q} heads × ${headDim}`);
-  return { name, q, k, v, o, heads: dims.q!, groups: dims.kv!, headDim: headDim!, constants };
+
+  /** A head split, a repeat_kv merge or the final head merge; their head-count constants are recorded. */
+  private reshape(node: NodeProto, inL: Layout, target: ShapeElement[]): Layout {
+    if (inL.merged && inL.proj && target.length >= 2) {
+      // head split [.., H·d] -> [.., H, d]
+      const [h, d] = target.slice(-2);
+      if (h?.kind !== 'const' || d?.kind !== 'const' || d.value <= 0) return this.fail(node, 'a head split must name heads and head_dim as constants');
+      const proj = inL.proj;
+      const count = h.value === -1 ? proj.outFeatures / d.value : h.value;
+      if (this.headDim !== undefined && this.headDim !== d.value) this.fail(node, `head_dim ${d.value} differs from ${this.headDim} seen before`);
+      if (count * d.value !== proj.outFeatures) this.fail(node, `${count} heads × ${d.value} does not match the ${proj.outFeatures} outputs of ${proj.name}`);
+      if (this.dims[inL.kind] !== undefined && this.dims[inL.kind] !== count) this.fail(node, `${count} ${inL.kind} heads differ from ${this.dims[inL.kind]} seen before`);
+      this.headDim = d.value;
+      this.dims[inL.kind] = count;
+      const rank = target.length;
+      target.forEach((e, p) => (p === rank - 2 ? this.headElement(node, e, inL.kind, undefined, p) : p < rank - 2 && this.otherElement(node, e, undefined, p)));
+      return { rank, head: rank - 2, merged: false, kind: inL.kind };
+    }
+    if (!inL.merged && inL.rep === inL.head + 1 && inL.kind === 'kv' && target.length === inL.rank! - 1) {
+      // repeat_kv merge [b, G, r, s, d] -> [b, G·r, s, d]
+      target.forEach((e, p) => (p === inL.head ? this.headElement(node, e, 'q', undefined, p) : p < inL.head && this.otherElement(node, e, inL, p)));
+      return { rank: target.length, head: inL.head, merged: false, kind: 'q' };
+    }
+    if (!inL.merged && inL.rep === undefined && inL.head === inL.rank! - 2 && target.length === inL.rank! - 1) {
+      // head merge [.., H, d] -> [.., H·d]
+      const role: HeadRole = inL.kind === 'q' ? 'q·d' : 'kv·d';
+      target.forEach((e, p) => (p === target.length - 1 ? this.headElement(node, e, role, undefined, p) : this.otherElement(node, e, inL, p)));
+      return { head: -1, merged: true, kind: inL.kind, rank: target.length };
+    }
+    return this.fail(node, 'a reshape that is neither a head split, a repeat_kv merge nor a head merge');
+  }
+
+  /** Binary ops: head operands must agree, and a constant operand must broadcast over the heads (no per-head constants, no q/k/v biases). */
+  private elementwise(node: NodeProto, data: (Layout | undefined)[], first: Layout): Layout {
+    if (data.some((l) => l && (l.merged !== first.merged || l.head !== first.head || l.rank !== first.rank))) this.fail(node, 'operands with different head layouts');
+    (node.input ?? []).forEach((x, i) => {
+      if (data[i] || !x) return;
+      const c = constantInts(this.model, this.index, x)?.dims; // any constant's dims, whatever its type
+      if (!c) return;
+      const along = first.merged ? c.length - 1 : c.length - (first.rank! - first.head);
+      if (along >= 0 && c[along]! > 1) this.fail(node, 'a constant operand with one value per head (or per head channel)');
+    });
+    return first;
+  }
+
+  /** An element of a Reshape/Expand target at the head axis: it must change with the heads. */
+  private headElement(node: NodeProto, e: ShapeElement, role: HeadRole, input: Layout | undefined, position: number): void {
+    const { dims } = this;
+    if (e.kind === 'const') {
+      if (e.value === -1 || (e.value === 0 && input && !input.merged && input.head === position && input.kind === kindOf(role))) return;
+      const old = roleValue(role, dims, this.headDim);
+      if (e.value !== old) this.fail(node, `expected ${old} (${role}) at position ${position} of the target shape, found ${e.value}`);
+      if (!e.source) this.fail(node, `the ${role} count ${e.value} is computed, not stored, so it cannot be changed`);
+      this.constants.push({ source: e.source!, role });
+    } else if (e.kind === 'dim') {
+      const from = this.layouts.get(e.tensor);
+      const ok = from && !from.merged && from.head === e.axis && ((from.kind === kindOf(role) && e.factor === 1) || (from.kind === 'kv' && kindOf(role) === 'q' && e.factor * dims.kv! === dims.q));
+      if (!ok) this.fail(node, `position ${position} of the target shape is a dimension that does not follow the ${role} count`);
+    } else this.fail(node, `position ${position} of the target shape cannot be read`);
+  }
+
+  /** Elsewhere a target element must not copy a head axis. */
+  private otherElement(node: NodeProto, e: ShapeElement, input: Layout | undefined, position: number): void {
+    const from = e.kind === 'dim' ? this.layouts.get(e.tensor) : undefined;
+    const copiesHead = e.kind === 'dim' ? from !== undefined && !from.merged && from.head === e.axis : e.kind === 'const' && e.value === 0 && input !== undefined && !input.merged && input.head === position;
+    if (copiesHead) this.fail(node, `position ${position} of the target shape copies the head axis to another axis`);
+  }
 }
 
 function kindOf(role: HeadRole): HeadKind {
@@ -257,10 +269,6 @@ function roleValue(role: HeadRole, dims: Partial<Record<HeadKind, number>>, head
 export function newRoleValue(role: HeadRole, a: Attention, groups: number): number {
   const heads = role.startsWith('q') ? (groups * a.heads) / a.groups : groups;
   return role.endsWith('·d') ? heads * a.headDim : heads;
-}
-
-function constantDims(model: Model, index: GraphIndex, name: string): number[] | undefined {
-  return constantInts(model, index, name)?.dims ?? (index.producer.get(name)?.op_type === 'Constant' ? [] : undefined);
 }
 
 /** Nodes that `value` depends on, not looking past `stops`. */

@@ -26,7 +26,7 @@ export type ShapeElement =
   | { kind: 'dim'; tensor: string; axis: number; factor: number }
   | { kind: 'unknown' };
 
-/** The int values of an initializer or Constant output, with its data type; undefined when not constant. */
+/** The int values (empty for other types) and dims of an initializer or Constant output; undefined when not constant. */
 export function constantInts(model: Model, index: GraphIndex, name: string): { values: number[]; dims: number[]; dataType: number } | undefined {
   if (model.hasInitializer(name)) {
     const t = model.tensor(name);
