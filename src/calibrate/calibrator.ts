@@ -2,11 +2,24 @@ import { UserError } from '../errors.js';
 import type { LinearLayer } from '../model/linears.js';
 import type { Model } from '../model/model.js';
 import { captureSession } from '../runtime/ort.js';
+import { BlockCut, uncuttable, type StepTrace } from './block-cut.js';
 import { groupIntoBlocks, type LayerGroup } from './blocks.js';
+import { BoundaryStore, DEFAULT_RESIDENT_BYTES } from './boundary-store.js';
 import type { Feeds } from './feeds.js';
 import { InputStatsAccumulator, type InputStats, type StatsNeeds } from './stats.js';
 
 export type CalibrationMode = 'sequential' | 'oneshot';
+
+export interface CalibratorOptions {
+  /** sequential mode: cut the graph into per-block sub-graphs and cache boundary values (default true); false re-runs the whole prefix for every block */
+  cut?: boolean;
+  /** boundary values kept in memory up to this many bytes, the rest spilled to files (default 256 MiB) */
+  residentBytes?: number;
+  /** folder for spill files (the run's work dir; default os.tmpdir()) */
+  spillDir?: string;
+  /** where fallback warnings go (default: stderr); they are also kept in `warnings` */
+  onWarning?: (message: string) => void;
+}
 
 /**
  * Runs calibration samples through ONNX Runtime and accumulates, per activation tensor feeding a
@@ -17,15 +30,26 @@ export type CalibrationMode = 'sequential' | 'oneshot';
  * computes each block's statistics on the model as it is when the block comes up, so block i sees
  * the outputs of the already-compressed blocks before it. oneshot: every statistic comes from the
  * model as it was before the pass started.
+ *
+ * Sequential mode runs each block's sub-graph on cached boundary values (BlockCut), about two
+ * block forwards per block; a graph that cannot be cut falls back, with a warning, to re-running
+ * the whole model prefix for every block, which gives the same statistics in O(blocks²) work.
  */
 export class Calibrator {
   constructor(
     readonly feeds: Feeds[],
     readonly mode: CalibrationMode,
     readonly threads = 0,
+    readonly options: CalibratorOptions = {},
   ) {
     if (feeds.length === 0) throw new UserError('calibration: the dataset produced no samples; check calibration.data');
   }
+
+  readonly warnings: string[] = [];
+  /** the sub-graph steps of the last sequential run (empty when it re-ran full prefixes) */
+  trace: StepTrace[] = [];
+  /** boundary bytes the last sequential run spilled to files */
+  spilledBytes = 0;
 
   /** Statistics of the inputs of `layers` on `model` as it is now, keyed by input tensor name. */
   async collect(model: Model, layers: readonly LinearLayer[], needs: StatsNeeds): Promise<Map<string, InputStats>> {
@@ -60,9 +84,39 @@ export class Calibrator {
    */
   async *blocks(model: Model, layers: readonly LinearLayer[], needs: StatsNeeds): AsyncGenerator<{ group: LayerGroup; stats: Map<string, InputStats> }> {
     const groups = groupIntoBlocks(layers);
-    const all = this.mode === 'oneshot' ? await this.collect(model, layers, needs) : undefined;
-    for (const group of groups) {
-      yield { group, stats: all ?? (await this.collect(model, group.layers, needs)) };
+    if (this.mode === 'oneshot') {
+      const all = await this.collect(model, layers, needs);
+      for (const group of groups) yield { group, stats: all };
+      return;
     }
+    this.trace = [];
+    const why = this.options.cut === false ? 'disabled' : uncuttable(model);
+    if (why && why !== 'disabled') this.warn(`sequential calibration re-runs the whole model prefix for every block (O(blocks²) work): ${why}`);
+    let cut = why ? undefined : new BlockCut(model, groups, this.feeds, new BoundaryStore(this.options.residentBytes ?? DEFAULT_RESIDENT_BYTES, this.options.spillDir), this.threads);
+    if (cut) this.trace = cut.trace;
+    try {
+      for (const [j, group] of groups.entries()) {
+        let stats: Map<string, InputStats> | undefined;
+        if (cut) {
+          try {
+            stats = await cut.step(j, needs);
+          } catch (e) {
+            this.warn(`sequential calibration could not run block '${group.key}' as a sub-graph (${String((e as Error)?.message ?? e).split('\n')[0]}); re-running the whole model prefix for this and later blocks`);
+            cut.close();
+            cut = undefined;
+          }
+        }
+        yield { group, stats: stats ?? (await this.collect(model, group.layers, needs)) };
+      }
+    } finally {
+      this.spilledBytes = cut?.spilledBytes ?? 0;
+      cut?.close();
+    }
+  }
+
+  private warn(message: string): void {
+    this.warnings.push(message);
+    if (this.options.onWarning) this.options.onWarning(message);
+    else process.stderr.write(`warning: ${message}\n`);
   }
 }

@@ -1,0 +1,143 @@
+import { closeSync, mkdtempSync, openSync, readSync, rmSync, writeSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ort } from '../runtime/ort.js';
+
+type TensorData = ort.Tensor['data'];
+
+interface Sample {
+  type: ort.Tensor.Type;
+  dims: readonly number[];
+  /** resident copy, or where the bytes sit in the entry's spill file */
+  data?: TensorData;
+  offset?: number;
+  bytes: number;
+}
+
+interface Entry {
+  samples: Sample[];
+  file?: { path: string; fd: number; size: number };
+}
+
+/** 256 MiB: a MobileLLM-125M hidden state for 32 × 512 tokens is 37.7 MB, so a few of them stay resident. */
+export const DEFAULT_RESIDENT_BYTES = 256 * 2 ** 20;
+
+/**
+ * Values that cross a block boundary during sequential calibration, one tensor per calibration
+ * sample, keyed by value name. Policy: samples stay in memory while the store's resident bytes
+ * remain under `residentBytes`; a sample that would pass it is appended to a temp file of its value
+ * (under `spillDir`, default os.tmpdir()) and read back with pread when asked for. Deleting a value
+ * frees its memory and removes its file.
+ */
+export class BoundaryStore {
+  private readonly entries = new Map<string, Entry>();
+  private resident = 0;
+  private dir: string | undefined;
+  private files = 0;
+  /** bytes written to spill files so far (for reports and tests) */
+  spilledBytes = 0;
+
+  constructor(
+    private readonly residentBytes = DEFAULT_RESIDENT_BYTES,
+    private readonly spillDir = tmpdir(),
+  ) {}
+
+  has(name: string): boolean {
+    return this.entries.has(name);
+  }
+
+  names(): string[] {
+    return [...this.entries.keys()];
+  }
+
+  residentSize(): number {
+    return this.resident;
+  }
+
+  put(name: string, sample: number, t: ort.Tensor): void {
+    let e = this.entries.get(name);
+    if (!e) this.entries.set(name, (e = { samples: [] }));
+    const data = t.data;
+    if (typeof data[0] === 'string' || !ArrayBuffer.isView(data)) throw new Error(`calibration cache: '${name}' holds ${t.type} values, which cannot cross a block boundary`);
+    const view = data as Exclude<TensorData, string[]>;
+    const bytes = view.byteLength;
+    if (this.resident + bytes <= this.residentBytes) {
+      e.samples[sample] = { type: t.type, dims: [...t.dims], data: view, bytes };
+      this.resident += bytes;
+      return;
+    }
+    const file = (e.file ??= this.openSpill());
+    const raw = new Uint8Array(view.buffer, view.byteOffset, bytes);
+    for (let done = 0; done < bytes; ) done += writeSync(file.fd, raw, done, bytes - done, file.size + done);
+    e.samples[sample] = { type: t.type, dims: [...t.dims], offset: file.size, bytes };
+    file.size += bytes;
+    this.spilledBytes += bytes;
+  }
+
+  get(name: string, sample: number): ort.Tensor {
+    const e = this.entries.get(name);
+    const s = e?.samples[sample];
+    if (!e || !s) throw new Error(`calibration cache: no value '${name}' for sample ${sample}`);
+    if (s.data) return new ort.Tensor(s.type, s.data as never, s.dims);
+    const raw = new Uint8Array(s.bytes);
+    for (let done = 0; done < s.bytes; ) {
+      const n = readSync(e.file!.fd, raw, done, s.bytes - done, s.offset! + done);
+      if (n === 0) throw new Error(`calibration cache: spill file of '${name}' ended early`);
+      done += n;
+    }
+    return new ort.Tensor(s.type, typedView(s.type, raw) as never, s.dims);
+  }
+
+  delete(name: string): void {
+    const e = this.entries.get(name);
+    if (!e) return;
+    for (const s of e.samples) if (s?.data) this.resident -= s.bytes;
+    if (e.file) {
+      closeSync(e.file.fd);
+      rmSync(e.file.path, { force: true });
+    }
+    this.entries.delete(name);
+  }
+
+  close(): void {
+    for (const name of this.names()) this.delete(name);
+    if (this.dir) rmSync(this.dir, { recursive: true, force: true });
+    this.dir = undefined;
+  }
+
+  private openSpill(): NonNullable<Entry['file']> {
+    this.dir ??= mkdtempSync(join(this.spillDir, 'pare-calib-'));
+    const path = join(this.dir, `boundary-${this.files++}.bin`);
+    return { path, fd: openSync(path, 'w+'), size: 0 };
+  }
+}
+
+function typedView(type: ort.Tensor.Type, raw: Uint8Array): ArrayBufferView {
+  const b = raw.buffer;
+  switch (type) {
+    case 'float32':
+      return new Float32Array(b);
+    case 'float64':
+      return new Float64Array(b);
+    case 'int64':
+      return new BigInt64Array(b);
+    case 'uint64':
+      return new BigUint64Array(b);
+    case 'int32':
+      return new Int32Array(b);
+    case 'uint32':
+      return new Uint32Array(b);
+    case 'int16':
+      return new Int16Array(b);
+    case 'uint16':
+    case 'float16':
+      return new Uint16Array(b);
+    case 'int8':
+      return new Int8Array(b);
+    case 'uint8':
+    case 'bool':
+      return raw;
+    default:
+      throw new Error(`calibration cache: cannot restore a ${type} tensor`);
+  }
+}
