@@ -1,8 +1,9 @@
 import { z } from 'zod';
 import { UserError } from '../errors.js';
-import { readWeight, writeWeight } from '../model/linear-weights.js';
+import { readWeight } from '../model/linear-weights.js';
 import { linears, type LinearLayer } from '../model/linears.js';
 import type { Model } from '../model/model.js';
+import { resizeLayer, takeCols, takeRows } from './reshape-weights.js';
 import { definePass, type LayerStat } from '../pipeline/pass.js';
 import { convRemovalPlan, removeConvChannels, sliceVector } from './conv-channels.js';
 
@@ -61,28 +62,6 @@ function colNorms(W: Float32Array, rows: number, cols: number): Float64Array {
   return n.map(Math.sqrt);
 }
 
-/** Keep rows `keep` of W [rows, cols]. */
-function takeRows(W: Float32Array, cols: number, keep: number[]): Float32Array {
-  const out = new Float32Array(keep.length * cols);
-  keep.forEach((r, i) => out.set(W.subarray(r * cols, (r + 1) * cols), i * cols));
-  return out;
-}
-
-function takeCols(W: Float32Array, rows: number, cols: number, keep: number[]): Float32Array {
-  const out = new Float32Array(rows * keep.length);
-  for (let r = 0; r < rows; r++) keep.forEach((c, i) => (out[r * keep.length + i] = W[r * cols + c]!));
-  return out;
-}
-
-/** Store W [out, in] under a layer whose shape changed. */
-function resize(model: Model, layer: LinearLayer, W: Float32Array, out: number, inn: number): void {
-  const matmulLike = layer.kind === 'matmul';
-  layer.outFeatures = out;
-  layer.inFeatures = inn;
-  layer.weightShape = matmulLike ? [inn, out] : [out, inn];
-  writeWeight(model, layer, W);
-}
-
 export const channels = definePass({
   id: 'prune.channels',
   summary: 'structured pruning: FFN intermediate channels (up/gate rows with down columns) and conv output channels (with consumers\' inputs), physically smaller',
@@ -121,10 +100,10 @@ export const channels = definePass({
         .sort((a, b) => a - b);
       const before = (Wd.length + ins.reduce((a, x) => a + x.W.length, 0)) * 4;
       for (const { layer, W } of ins) {
-        resize(model, layer, takeRows(W, layer.inFeatures, keep), keepCount, layer.inFeatures);
+        resizeLayer(model, layer, takeRows(W, layer.inFeatures, keep), keepCount, layer.inFeatures);
         if (layer.bias) sliceVector(model, layer.bias, keep);
       }
-      resize(model, mlp.down, takeCols(Wd, mlp.down.outFeatures, width, keep), mlp.down.outFeatures, keepCount);
+      resizeLayer(model, mlp.down, takeCols(Wd, mlp.down.outFeatures, width, keep), mlp.down.outFeatures, keepCount);
       const after = keepCount * (mlp.down.outFeatures + ins.reduce((a, x) => a + x.layer.inFeatures, 0)) * 4;
       result.push({ name: mlp.key, kind: 'mlp', shape: [width, keepCount], ms: performance.now() - t0, bytes_before: before, bytes_after: after, extra: { channels_before: width, channels_after: keepCount } });
     }

@@ -1,9 +1,10 @@
 import { z } from 'zod';
 import { UserError } from '../errors.js';
 import { GraphIndex } from '../model/graph.js';
-import { readWeight, removeUnused, writeWeight } from '../model/linear-weights.js';
+import { readWeight, removeUnused } from '../model/linear-weights.js';
 import { linears, type LinearLayer } from '../model/linears.js';
 import type { Model } from '../model/model.js';
+import { resizeLayer, takeCols, takeRows } from './reshape-weights.js';
 import { definePass, type LayerStat } from '../pipeline/pass.js';
 import { attentions, newRoleValue, type Attention } from './attention-graph.js';
 import { sliceVector } from './conv-channels.js';
@@ -66,26 +67,6 @@ function spans(groups: number[], per: number): number[] {
   return groups.flatMap((g) => Array.from({ length: per }, (_, i) => g * per + i));
 }
 
-function takeRows(W: Float32Array, cols: number, keep: number[]): Float32Array {
-  const out = new Float32Array(keep.length * cols);
-  keep.forEach((r, i) => out.set(W.subarray(r * cols, (r + 1) * cols), i * cols));
-  return out;
-}
-
-function takeCols(W: Float32Array, rows: number, cols: number, keep: number[]): Float32Array {
-  const out = new Float32Array(rows * keep.length);
-  for (let r = 0; r < rows; r++) keep.forEach((c, i) => (out[r * keep.length + i] = W[r * cols + c]!));
-  return out;
-}
-
-/** Store W [out, in] under a layer whose shape changed. */
-function resize(model: Model, layer: LinearLayer, W: Float32Array, out: number, inn: number): void {
-  layer.outFeatures = out;
-  layer.inFeatures = inn;
-  layer.weightShape = layer.kind === 'matmul' ? [inn, out] : [out, inn];
-  writeWeight(model, layer, W);
-}
-
 /** Keep the KV groups `keep` (ascending) of one attention block: weights, biases, then shape constants. */
 function keepGroups(model: Model, a: Attention, keep: number[], W: { q: Float32Array; k: Float32Array; v: Float32Array; o: Float32Array }, index: GraphIndex): void {
   const r = a.heads / a.groups;
@@ -93,10 +74,10 @@ function keepGroups(model: Model, a: Attention, keep: number[], W: { q: Float32A
   const kvRows = spans(keep, a.headDim);
   applyConstantEdits(model, index, a.constants.map((c) => ({ source: c.source, value: newRoleValue(c.role, a, keep.length) })));
   for (const [layer, Wl, rows] of [[a.q, W.q, qRows], [a.k, W.k, kvRows], [a.v, W.v, kvRows]] as const) {
-    resize(model, layer, takeRows(Wl, layer.inFeatures, rows), rows.length, layer.inFeatures);
+    resizeLayer(model, layer, takeRows(Wl, layer.inFeatures, rows), rows.length, layer.inFeatures);
     if (layer.bias) sliceVector(model, layer.bias, rows);
   }
-  resize(model, a.o, takeCols(W.o, a.o.outFeatures, a.o.inFeatures, qRows), a.o.outFeatures, qRows.length);
+  resizeLayer(model, a.o, takeCols(W.o, a.o.outFeatures, a.o.inFeatures, qRows), a.o.outFeatures, qRows.length);
 }
 
 export const heads = definePass({

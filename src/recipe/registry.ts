@@ -5,6 +5,7 @@ import { shareEmbeddings } from '../share/embeddings.js';
 import { shareLayers } from '../share/layers.js';
 import { magnitude } from '../prune/magnitude.js';
 import { channels } from '../prune/channels.js';
+import { heads } from '../prune/heads.js';
 import { layers } from '../prune/layers.js';
 import { sparsegpt } from '../prune/sparsegpt.js';
 import { wanda } from '../prune/wanda.js';
@@ -15,7 +16,7 @@ import { smoothquant } from '../quantize/smoothquant.js';
 import { w8a8 } from '../quantize/w8a8.js';
 
 /** Every pass pare knows, in the order `pare recipe passes` lists them. */
-export const PASSES: readonly Pass[] = [magnitude, sparsegpt, wanda, channels, layers, rtn, gptq, smoothquant, w8a8, cast, svdPass, kronecker, shareEmbeddings, shareLayers];
+export const PASSES: readonly Pass[] = [magnitude, sparsegpt, wanda, channels, heads, layers, rtn, gptq, smoothquant, w8a8, cast, svdPass, kronecker, shareEmbeddings, shareLayers];
 
 function checkUnique(passes: readonly Pass[]): void {
   const seen = new Set<string>();

@@ -201,8 +201,8 @@ describe('safetensors in and out', () => {
     expect(Math.sqrt(num / den)).toBeLessThan(1e-5);
   });
 
-  it('a quantized result cannot be written as safetensors: one-line error, no output', async () => {
-    const q = recipe('rtn.yaml', 'version: 1\npasses:\n  - pass: quantize.rtn\n    targets: ["layers.*"]\n');
+  it('a factored result cannot be written as safetensors: one-line error, no output', async () => {
+    const q = recipe('svd.yaml', 'version: 1\npasses:\n  - pass: decompose.svd\n    targets: ["layers.*.mlp.*"]\n    params: { ratio: 0.3 }\n');
     const out = join(tmp.dir, 'q/model.safetensors');
     const r = await runCli(['compress', ST, '-r', q, '-o', out]);
     expect(r.code).toBe(2);
