@@ -4,9 +4,29 @@ import type { Tf } from '../runtime/tf.js';
 /** tf.customGrad with plain tensor inputs (tfjs types the inputs as tensors or a save function). */
 export function customGrad<T extends tfjs.Tensor>(
   tf: Tf,
-  f: (...inputs: tfjs.Tensor[]) => { value: T; gradFunc: (dy: T) => tfjs.Tensor | tfjs.Tensor[] },
+  f: (...inputs: tfjs.Tensor[]) => { value: T; gradFunc: (dy: T, saved: tfjs.Tensor[]) => tfjs.Tensor | tfjs.Tensor[] },
 ): (...inputs: tfjs.Tensor[]) => T {
   return tf.customGrad(f as unknown as Parameters<Tf['customGrad']>[0]) as unknown as (...inputs: tfjs.Tensor[]) => T;
+}
+
+/** Custom-gradient functions get their inputs back through tfjs' save list: closures may see disposed tensors. */
+export type SaveFunc = (tensors: tfjs.Tensor[]) => void;
+
+/**
+ * broadcastTo whose gradient sums over the broadcast axes. tfjs differentiates broadcastTo through
+ * Tile, whose gradient stops at rank 4 (grouped-query attention expands rank-5 key/value heads).
+ */
+export function broadcastTo(tf: Tf, x: tfjs.Tensor, shape: number[]): tfjs.Tensor {
+  if (x.rank === shape.length && x.shape.every((d, i) => d === shape[i])) return x;
+  const inShape = x.shape;
+  return customGrad(tf, (v) => ({
+    value: tf.broadcastTo(v, shape),
+    gradFunc: (dy) => {
+      const lead = shape.length - inShape.length;
+      const axes = shape.map((d, i) => i).filter((i) => i < lead || (inShape[i - lead] === 1 && shape[i] !== 1));
+      return tf.reshape(axes.length ? tf.sum(dy, axes) : dy, inShape);
+    },
+  }))(x);
 }
 
 /** x ↦ f(x) forward, identity backward: the straight-through estimator. */

@@ -1,7 +1,7 @@
 import type * as tfjs from '@tensorflow/tfjs';
 import { UserError } from '../../errors.js';
 import type { Tf } from '../../runtime/tf.js';
-import { customGrad } from '../custom-grad.js';
+import type { SaveFunc } from '../custom-grad.js';
 import type { OpArgs, OpImpl } from './types.js';
 
 /**
@@ -39,12 +39,11 @@ function padNhwc(tf: Tf, x: tfjs.Tensor, p: number[], value = 0): tfjs.Tensor {
  * i.e. conv2d(xᵀ [c, H, W, b], ∂yᵀ [h, w, b, o], dilation s), cropped to the kernel.
  */
 function conv2dValid(tf: Tf, x: tfjs.Tensor4D, w: tfjs.Tensor4D, strides: [number, number]): tfjs.Tensor4D {
-  const f = customGrad(tf, (xIn: tfjs.Tensor, wIn: tfjs.Tensor) => {
-    const xx = xIn as tfjs.Tensor4D;
-    const ww = wIn as tfjs.Tensor4D;
-    const value = tf.conv2d(xx, ww, strides, 'valid');
-    const gradFunc = (dy: tfjs.Tensor4D) => {
-      const d = dy as tfjs.Tensor4D;
+  const f = tf.customGrad(((xIn: tfjs.Tensor4D, wIn: tfjs.Tensor4D, save: SaveFunc) => {
+    save([xIn, wIn]);
+    const value = tf.conv2d(xIn, wIn, strides, 'valid');
+    const gradFunc = (d: tfjs.Tensor4D, saved: tfjs.Tensor[]) => {
+      const [xx, ww] = saved as [tfjs.Tensor4D, tfjs.Tensor4D];
       const dx = tf.conv2dTranspose(d, ww, xx.shape, strides, 'valid');
       const [kh, kw] = ww.shape;
       const xt = tf.transpose(xx, [3, 1, 2, 0]) as tfjs.Tensor4D;
@@ -54,7 +53,7 @@ function conv2dValid(tf: Tf, x: tfjs.Tensor4D, w: tfjs.Tensor4D, strides: [numbe
       return [dx, dw];
     };
     return { value, gradFunc };
-  });
+  }) as unknown as Parameters<Tf['customGrad']>[0]);
   return f(x, w) as tfjs.Tensor4D;
 }
 

@@ -1,6 +1,6 @@
 import type * as tfjs from '@tensorflow/tfjs';
 import type { Tf } from '../../runtime/tf.js';
-import { straightThrough } from '../custom-grad.js';
+import { broadcastTo, straightThrough } from '../custom-grad.js';
 import { broadcastShapes, castHost, hostDType, mapArrays, type HostDType } from '../host.js';
 import { isHost, type OpArgs, type OpImpl, type Val } from './types.js';
 
@@ -79,7 +79,7 @@ const where: OpImpl = (a) => {
   const [x, y] = unify(tf, a.tensor(1), a.tensor(2));
   const c = a.tensor(0);
   const shape = broadcastShapes(broadcastShapes(c.shape, x.shape), y.shape);
-  const fit = (t: tfjs.Tensor) => (sameShape(t.shape, shape) ? t : tf.broadcastTo(t, shape));
+  const fit = (t: tfjs.Tensor) => (t.dtype === 'bool' ? (sameShape(t.shape, shape) ? t : tf.broadcastTo(t, shape)) : broadcastTo(tf, t, shape));
   return tf.where(fit(c.dtype === 'bool' ? c : tf.cast(c, 'bool')) as tfjs.Tensor, fit(x), fit(y));
 };
 

@@ -1,6 +1,6 @@
 import type * as tfjs from '@tensorflow/tfjs';
 import type { Tf } from '../../runtime/tf.js';
-import { customGrad } from '../custom-grad.js';
+import type { SaveFunc } from '../custom-grad.js';
 import { gatherHost, HostArray, mapArrays, normAxis } from '../host.js';
 import type { OpImpl } from './types.js';
 
@@ -15,16 +15,20 @@ export function gatherWithGrad(tf: Tf, x: tfjs.Tensor, idx: tfjs.Tensor, axis: n
   const n = x.shape[ax]!;
   const post = x.shape.slice(ax + 1).reduce((a, b) => a * b, 1);
   const I = idx.size;
-  const f = customGrad(tf, (params: tfjs.Tensor) => ({
-    value: tf.gather(params, idx, ax),
-    gradFunc: (dy: tfjs.Tensor) => {
-      const oneHot = tf.oneHot(tf.reshape(idx, [I]), n, 1, 0, 'float32'); // [I, n]
-      const d = tf.reshape(tf.transpose(tf.reshape(dy, [pre, I, post]), [1, 0, 2]), [I, pre * post]);
-      const g = tf.matMul(oneHot, d, true, false); // [n, pre·post]
-      return tf.reshape(tf.transpose(tf.reshape(g, [n, pre, post]), [1, 0, 2]), params.shape);
-    },
-  }));
-  return f(x);
+  const shape = x.shape;
+  const f = tf.customGrad(((params: tfjs.Tensor, indices: tfjs.Tensor, save: SaveFunc) => {
+    save([indices]);
+    return {
+      value: tf.gather(params, indices, ax),
+      gradFunc: (dy: tfjs.Tensor, saved: tfjs.Tensor[]) => {
+        const oneHot = tf.oneHot(tf.reshape(saved[0]!, [I]), n, 1, 0, 'float32'); // [I, n]
+        const d = tf.reshape(tf.transpose(tf.reshape(dy, [pre, I, post]), [1, 0, 2]), [I, pre * post]);
+        const g = tf.matMul(oneHot, d, true, false); // [n, pre·post]
+        return [tf.reshape(tf.transpose(tf.reshape(g, [n, pre, post]), [1, 0, 2]), shape), tf.zerosLike(saved[0]!)];
+      },
+    };
+  }) as unknown as Parameters<Tf['customGrad']>[0]);
+  return f(x, idx);
 }
 
 export const gather: OpImpl = (a) => {

@@ -1,5 +1,6 @@
 import type * as tfjs from '@tensorflow/tfjs';
 import type { Tf } from '../../runtime/tf.js';
+import { broadcastTo } from '../custom-grad.js';
 import type { OpImpl } from './types.js';
 
 /** Matrix products. */
@@ -23,7 +24,7 @@ export function matmul(tf: Tf, a: tfjs.Tensor, b: tfjs.Tensor): tfjs.Tensor {
   const batch = x.shape.slice(0, -2).map((d, i) => Math.max(d, y.shape[i]!));
   const fit = (t: tfjs.Tensor) => {
     const want = [...batch, ...t.shape.slice(-2)];
-    return t.shape.every((d, i) => d === want[i]) ? t : tf.broadcastTo(t, want);
+    return broadcastTo(tf, t, want);
   };
   return tf.matMul(fit(x), fit(y));
 }

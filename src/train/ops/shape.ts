@@ -1,5 +1,6 @@
 import type * as tfjs from '@tensorflow/tfjs';
 import { concatHost, expandHost, broadcastShapes, HostArray, hostOf, normAxis, reshapeTarget, sliceBounds, sliceHost } from '../host.js';
+import { broadcastTo } from '../custom-grad.js';
 import { gather } from './gather.js';
 import { isHost, type OpArgs, type OpImpl, type Val } from './types.js';
 
@@ -102,7 +103,7 @@ const expand: OpImpl = (a) => {
   const v = a.val(0);
   if (isHost(v)) return expandHost(v, target);
   const out = broadcastShapes(v.shape, target);
-  return out.length === v.rank && out.every((d, i) => d === v.shape[i]) ? v : a.tf.broadcastTo(v, out);
+  return broadcastTo(a.tf, v, out);
 };
 
 const constantOfShape: OpImpl = (a) => {
@@ -138,7 +139,7 @@ const trilu: OpImpl = (a) => {
   }
   const mask = hostOf('bool', [rows, cols], Array.from({ length: rows * cols }, (_, o) => (keep(Math.floor(o / cols), o % cols) ? 1 : 0)));
   const tf = a.tf;
-  const m = tf.broadcastTo(tf.tensor(mask.data, mask.shape, 'bool'), s);
+  const m = tf.broadcastTo(a.memo(() => tf.tensor(mask.data, mask.shape, 'bool')), s);
   return tf.where(m as tfjs.Tensor, v, tf.zerosLike(v));
 };
 
