@@ -6,8 +6,12 @@ import { addConstant, readWeight, removeUnused } from '../model/linear-weights.j
 import type { LinearLayer } from '../model/linears.js';
 import type { Model } from '../model/model.js';
 import { reconstructionError, relativeError } from '../obs/output-error.js';
-import { definePass, type LayerStat } from '../pipeline/pass.js';
-import { kroneckerDense, permutedKronecker, squarestShape, type KroneckerFactors, type KroneckerShape } from './kronecker-math.js';
+import type { InputStats } from '../calibrate/stats.js';
+import { eachCalibratedLayer, eachLayer, type LayerOutcome } from '../pipeline/layer-loop.js';
+import { definePass } from '../pipeline/pass.js';
+import { chooseShape } from './kronecker-budget.js';
+import { kroneckerDense, permute, permutedKronecker, squarestShape, type KroneckerFactors, type KroneckerShape } from './kronecker-math.js';
+import { weightedKronecker } from './kronecker-weighted.js';
 
 /**
  * Kronecker factorization (as in KnGPT-2 / TQCompressedGPT-2): W ≈ Σ_r A_r ⊗ B_r with the optimal
@@ -17,11 +21,17 @@ import { kroneckerDense, permutedKronecker, squarestShape, type KroneckerFactors
  */
 
 const KroneckerParams = z.object({
-  terms: z.number().int().min(1).default(1).describe('R, the number of Kronecker products summed'),
+  terms: z.number().int().min(1).optional().describe('R, the number of Kronecker products summed (1 without ratio)'),
   m1: z.number().int().min(1).optional().describe('rows of A (must divide the output width); near √out by default'),
   n1: z.number().int().min(1).optional().describe('columns of A (must divide the input width); near √in by default'),
-  permutation_rounds: z.number().int().min(0).default(0).describe('rounds of row/column permutation search before factoring (TQCompressedGPT-2); 0 = none'),
+  ratio: z.number().gt(0).lt(1).optional().describe("fraction of the layer's params kept: the shape and terms with the lowest error within it (given m1/n1/terms are kept)"),
+  permute: z.boolean().default(false).describe('search row/column permutations: structure detection (exact on a permuted product), then permutation_rounds greedy rounds'),
+  permutation_rounds: z.number().int().min(0).default(0).describe('rounds of greedy row/column re-assignment (TQCompressedGPT-2); > 0 turns the search on'),
+  mode: z.enum(['weight', 'iterative']).default('weight').describe('weight: minimise ‖W − Ŵ‖; iterative (TQCompressed): layer by layer on calibration data from the already-factored layers, minimising the output error by alternating least squares'),
+  als_iterations: z.number().int().min(1).default(10).describe('alternating least-squares sweeps in iterative mode'),
+  dampening: z.number().min(0).default(1e-6).describe('λ·mean(diag XᵀX) added to XᵀX in iterative mode'),
 });
+type KroneckerParamsOut = z.output<typeof KroneckerParams>;
 
 /**
  * With permutations, the factors approximate W[rowPerm, colPerm]: the input is gathered by colPerm
@@ -49,19 +59,28 @@ export function emitKronecker(model: Model, layer: LinearLayer, f: KroneckerFact
     makeNode('Concat', [v('lead'), i64('width', [m1 * m2])], [v('out_shape')], v('Concat'), [attr.int('axis', 0)]),
     makeNode('Reshape', [input, i64('x_shape', [-1, n1, n2])], [v('x3')], v('Reshape_in')),
   );
-  const terms: string[] = [];
+  // all R terms in two MatMuls: Bcat [n2, R·m2] holds B_rᵀ side by side, Acat [m1, R·n1] holds A_r
+  const R = f.A.length;
+  const Bcat = new Float64Array(n2 * R * m2);
+  const Acat = new Float64Array(m1 * R * n1);
   f.A.forEach((A, r) => {
     const B = f.B[r]!;
-    const Bt = new Float64Array(n2 * m2);
-    for (let k = 0; k < m2; k++) for (let l = 0; l < n2; l++) Bt[l * m2 + k] = B[k * n2 + l]!;
-    const bName = f32(`kron_b${r}`, [n2, m2], Bt);
-    const aName = f32(`kron_a${r}`, [m1, n1], A);
-    nodes.push(makeNode('MatMul', [v('x3'), bName], [v(`p${r}`)], v(`MatMul_b${r}`)));
-    nodes.push(makeNode('MatMul', [aName, v(`p${r}`)], [v(`y${r}`)], v(`MatMul_a${r}`)));
-    terms.push(v(`y${r}`));
+    for (let k = 0; k < m2; k++) for (let l = 0; l < n2; l++) Bcat[l * R * m2 + r * m2 + k] = B[k * n2 + l]!;
+    for (let i = 0; i < m1; i++) for (let j = 0; j < n1; j++) Acat[i * R * n1 + r * n1 + j] = A[i * n1 + j]!;
   });
-  const summed = terms.length === 1 ? terms[0]! : v('sum');
-  if (terms.length > 1) nodes.push(makeNode('Sum', terms, [summed], v('Sum')));
+  nodes.push(makeNode('MatMul', [v('x3'), f32('kron_b', [n2, R * m2], Bcat)], [v('p')], v('MatMul_b')));
+  let p = v('p');
+  if (R > 1) {
+    // [.., n1, R·m2] -> [.., R·n1, m2], so one MatMul with Acat sums the terms
+    nodes.push(
+      makeNode('Reshape', [p, i64('p4_shape', [-1, n1, R, m2])], [v('p4')], v('Reshape_terms')),
+      makeNode('Transpose', [v('p4')], [v('p4t')], v('Transpose_terms'), [attr.ints('perm', [0, 2, 1, 3])]),
+      makeNode('Reshape', [v('p4t'), i64('p3_shape', [-1, R * n1, m2])], [v('p3')], v('Reshape_stack')),
+    );
+    p = v('p3');
+  }
+  const summed = v('y');
+  nodes.push(makeNode('MatMul', [f32('kron_a', [m1, R * n1], Acat), p], [summed], v('MatMul_a')));
   if (rowInverse) {
     nodes.push(makeNode('Reshape', [summed, v('out_shape')], [v('y_permuted')], v('Reshape_out')));
     nodes.push(makeNode('Gather', [v('y_permuted'), i32('row_perm_inverse', rowInverse)], [layer.output], v('Gather_out'), [attr.int('axis', -1)]));
@@ -73,63 +92,114 @@ export function emitKronecker(model: Model, layer: LinearLayer, f: KroneckerFact
   removeUnused(model);
 }
 
-function shapeFor(layer: LinearLayer, p: { m1?: number; n1?: number }, where: string): KroneckerShape {
+function checkDivides(layer: LinearLayer, p: { m1?: number; n1?: number }, where: string): void {
   const m = layer.outFeatures;
   const n = layer.inFeatures;
+  if ((p.m1 !== undefined && m % p.m1 !== 0) || (p.n1 !== undefined && n % p.n1 !== 0)) {
+    throw new UserError(`decompose.kronecker: '${layer.name}' is ${m}×${n}; ${where}.params m1 ${p.m1 ?? '-'} / n1 ${p.n1 ?? '-'} must divide it`);
+  }
+}
+
+/** factor shapes and terms: from the budget when `ratio` is given, else from m1/n1/terms (near-square by default) */
+async function planFor(W: Float32Array, layer: LinearLayer, p: KroneckerParamsOut, where: string): Promise<{ shape: KroneckerShape; terms: number } | string> {
+  const m = layer.outFeatures;
+  const n = layer.inFeatures;
+  checkDivides(layer, p, where);
+  if (p.ratio !== undefined) {
+    const choice = await chooseShape(W, m, n, p.ratio, { m1: p.m1, n1: p.n1, terms: p.terms });
+    return choice ?? `'${layer.name}' kept dense: no Kronecker shape of a ${m}×${n} weight${p.m1 || p.n1 || p.terms ? ' with the given m1/n1/terms' : ''} fits ratio ${p.ratio}`;
+  }
   const auto = squarestShape(m, n);
   const m1 = p.m1 ?? auto.m1;
   const n1 = p.n1 ?? auto.n1;
-  if (m % m1 !== 0 || n % n1 !== 0) throw new UserError(`decompose.kronecker: '${layer.name}' is ${m}×${n}; ${where}.params m1 ${m1} / n1 ${n1} must divide it`);
-  return { m1, n1, m2: m / m1, n2: n / n1 };
+  return { shape: { m1, n1, m2: m / m1, n2: n / n1 }, terms: p.terms ?? 1 };
+}
+
+/** H[colPerm, colPerm] + λ·mean(diag H)·I */
+function permutedHessian(H: Float64Array, n: number, colPerm: Int32Array, dampening: number): Float64Array {
+  const out = new Float64Array(n * n);
+  let trace = 0;
+  for (let a = 0; a < n; a++) {
+    trace += H[a * n + a]!;
+    for (let b = 0; b < n; b++) out[a * n + b] = H[colPerm[a]! * n + colPerm[b]!]!;
+  }
+  for (let a = 0; a < n; a++) out[a * n + a] += (dampening * trace) / n;
+  return out;
 }
 
 export const kronecker = definePass({
   id: 'decompose.kronecker',
-  summary: 'Kronecker factorization W ≈ Σ A_r ⊗ B_r (Van Loan–Pitsianis), emitted as Reshape → MatMul → MatMul → Reshape',
+  summary: 'Kronecker factorization W ≈ Σ A_r ⊗ B_r (Van Loan–Pitsianis; shapes from a budget; permutation search; iterative output-aware mode), emitted as Reshape → MatMul → MatMul → Reshape',
   params: KroneckerParams,
   needsCalibration: false,
   eligible: (layer) => layer.kind === 'matmul',
   async apply(model, params, ctx) {
-    const stats = ctx.calibration ? await ctx.calibration.collect(model, ctx.layers, { hessian: true }) : undefined;
-    const layers: LayerStat[] = [];
+    if (params.ratio !== undefined && params.terms !== undefined && params.m1 !== undefined && params.n1 !== undefined) {
+      throw new UserError(`decompose.kronecker: ${ctx.where}.params gives ratio and all of terms, m1, n1; drop ratio or one of the others`);
+    }
+    if (params.mode === 'iterative' && !ctx.calibration) throw new UserError(`decompose.kronecker: ${ctx.where}.params.mode iterative needs calibration data; add a calibration section to the recipe`);
+    const search = params.permute || params.permutation_rounds > 0;
     const warnings: string[] = [];
-    for (const [j, layer] of ctx.layers.entries()) {
-      ctx.progress.layer(j, ctx.layers.length, layer.name);
-      const t0 = performance.now();
+    // with calibration, layer by layer in sequence: each block is factored on the activations of the
+    // already-factored blocks before it (TQCompressed's iterative mode; recipe calibration mode sequential)
+    const one = async (layer: LinearLayer, s: InputStats | undefined): Promise<LayerOutcome | undefined> => {
       const m = layer.outFeatures;
       const n = layer.inFeatures;
-      const shape = shapeFor(layer, params, ctx.where);
-      const kept = params.terms * (shape.m1 * shape.n1 + shape.m2 * shape.n2);
-      if (kept >= m * n || shape.m1 === 1 || shape.n2 * shape.m2 === 1) {
-        warnings.push(`'${layer.name}' kept dense: ${params.terms} term(s) of ${shape.m1}×${shape.n1} ⊗ ${shape.m2}×${shape.n2} would not shrink a ${m}×${n} weight`);
-        continue;
-      }
       const W = readWeight(model, layer);
-      const found = await permutedKronecker(W, shape, params.terms, { rounds: params.permutation_rounds, structure: params.permutation_rounds > 0 });
-      const f = found.factors;
+      const plan = await planFor(W, layer, params, ctx.where);
+      if (typeof plan === 'string') {
+        warnings.push(plan);
+        return undefined;
+      }
+      const { shape, terms } = plan;
+      const kept = terms * (shape.m1 * shape.n1 + shape.m2 * shape.n2);
+      if (kept >= m * n || shape.m1 * shape.n1 === 1 || shape.n2 * shape.m2 === 1) {
+        warnings.push(`'${layer.name}' kept dense: ${terms} term(s) of ${shape.m1}×${shape.n1} ⊗ ${shape.m2}×${shape.n2} would not shrink a ${m}×${n} weight`);
+        return undefined;
+      }
+      const found = await permutedKronecker(W, shape, terms, { rounds: params.permutation_rounds, structure: search });
+      let f = found.factors;
+      const extra: Record<string, number | string> = {};
+      if (params.mode === 'iterative') {
+        const fit = await weightedKronecker(permute(W, n, found.rowPerm, found.colPerm), permutedHessian(s!.xtx!, n, found.colPerm, params.dampening), f, params.als_iterations);
+        f = fit.factors;
+        extra.als_iterations = fit.iterations;
+      }
       // Ŵ in W's own row/column order
       const permutedApprox = kroneckerDense(f);
       const approx = new Float32Array(m * n);
       for (let b = 0; b < m; b++) for (let c = 0; c < n; c++) approx[found.rowPerm[b]! * n + found.colPerm[c]!] = permutedApprox[b * n + c]!;
       const weightError = relativeError(W, approx);
       emitKronecker(model, layer, f, found);
-      const s = stats?.get(layer.input);
-      layers.push({
-        name: layer.name,
-        kind: layer.kind,
-        shape: [m, n],
-        ms: performance.now() - t0,
+      const normW = Math.max(W.reduce((a, w) => a + w * w, 0), 1e-300);
+      return {
         bytes_before: m * n * 4,
         bytes_after: kept * 4,
         objective: s ? await reconstructionError(W, approx, m, s) : weightError,
         extra: {
           terms: f.A.length,
           factors: `${shape.m1}×${shape.n1} ⊗ ${shape.m2}×${shape.n2}`,
+          params_before: m * n,
+          params_after: kept,
           weight_rel_error: weightError,
-          weight_rel_error_without_permutation: Math.sqrt(found.errorWithoutPermutation / Math.max(W.reduce((a, w) => a + w * w, 0), 1e-300)),
+          weight_rel_error_without_permutation: Math.sqrt(found.errorWithoutPermutation / normW),
+          ...(search ? { weight_rel_error_with_permutation: Math.sqrt(found.error / normW) } : {}),
+          ...extra,
         },
-      });
-    }
+      };
+    };
+    const layers = ctx.calibration ? await eachCalibratedLayer(model, ctx, { hessian: true }, one) : await eachLayer(ctx, (l) => one(l, undefined));
     return { layers, warnings };
+  },
+  estimateBytes: (layer, params, bytesBefore) => {
+    if (params.ratio !== undefined) return Math.floor(params.ratio * bytesBefore);
+    const m = layer.outFeatures;
+    const n = layer.inFeatures;
+    const auto = squarestShape(m, n);
+    const m1 = params.m1 ?? auto.m1;
+    const n1 = params.n1 ?? auto.n1;
+    if (m % m1 !== 0 || n % n1 !== 0) return bytesBefore;
+    const kept = (params.terms ?? 1) * (m1 * n1 + (m / m1) * (n / n1)) * 4;
+    return Math.min(kept, bytesBefore);
   },
 });

@@ -1,6 +1,10 @@
 import { join, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { Calibrator } from '../../src/calibrate/calibrator.js';
+import { calibrationFeeds } from '../../src/calibrate/feeds.js';
+import { loadDataset } from '../../src/data/load.js';
 import { kronecker } from '../../src/decompose/kronecker.js';
+import { UserError } from '../../src/errors.js';
 import { kroneckerDense, nearestKronecker, permutedKronecker } from '../../src/decompose/kronecker-math.js';
 import { readWeight, writeWeight } from '../../src/model/linear-weights.js';
 import { linears } from '../../src/model/linears.js';
@@ -47,7 +51,7 @@ describe('decompose.kronecker', () => {
     const model = readOnnx(MODEL);
     const reference = readOnnx(MODEL);
     const pick = (m: ReturnType<typeof readOnnx>) => linears(m).filter((l) => /layers\.[01]\.(self_attn\.q_proj|mlp\.(up|down)_proj)$/.test(l.name));
-    const result = await kronecker.apply(model, { terms: 2, permutation_rounds: 0 }, { layers: pick(model), seed: 0, random: Math.random, progress: { layer() {} }, where: 'passes[0]' });
+    const result = await kronecker.apply(model, kronecker.params.parse({ terms: 2 }), { layers: pick(model), seed: 0, random: Math.random, progress: { layer() {} }, where: 'passes[0]' });
     expect(result.layers).toHaveLength(6);
     for (const l of pick(reference)) {
       const shape = { m1: l.outFeatures === 172 ? 4 : 8, n1: l.inFeatures === 172 ? 4 : 8, m2: l.outFeatures === 172 ? 43 : 8, n2: l.inFeatures === 172 ? 43 : 8 };
@@ -65,7 +69,7 @@ describe('decompose.kronecker', () => {
     const model = readOnnx(MODEL);
     const reference = readOnnx(MODEL);
     const pick = (m: ReturnType<typeof readOnnx>) => linears(m).filter((l) => /layers\.[0-4]\.mlp\.(up|gate)_proj$/.test(l.name));
-    const result = await kronecker.apply(model, { terms: 2, permutation_rounds: 3 }, { layers: pick(model), seed: 0, random: Math.random, progress: { layer() {} }, where: 'passes[0]' });
+    const result = await kronecker.apply(model, kronecker.params.parse({ terms: 2, permutation_rounds: 3 }), { layers: pick(model), seed: 0, random: Math.random, progress: { layer() {} }, where: 'passes[0]' });
     let with_ = 0;
     let without = 0;
     for (const l of result.layers) {
@@ -90,5 +94,40 @@ describe('decompose.kronecker', () => {
     const run = async (m: ReturnType<typeof readOnnx>) => (await (await sessionFromModel(m, { threads: 1 })).run({ input_ids: new ort.Tensor('int64', ids, [2, 19]) })).logits!.data as Float32Array;
     const c = allClose(await run(model), await run(reference), 1e-4, 1e-4);
     expect(c.relFro, c.worst).toBeLessThanOrEqual(1e-5);
+  });
+
+  it('ratio picks shapes and terms within the budget; ratio with all of terms/m1/n1 is a user error', async () => {
+    const model = readOnnx(MODEL);
+    const layers = linears(model).filter((l) => /layers\.0\.(self_attn\.q_proj|mlp\.down_proj)$/.test(l.name));
+    const ctx = { layers, seed: 0, random: Math.random, progress: { layer() {} }, where: 'passes[0]' };
+    const result = await kronecker.apply(model, kronecker.params.parse({ ratio: 0.5 }), ctx);
+    expect(result.layers).toHaveLength(2);
+    for (const l of result.layers) {
+      expect(l.bytes_after).toBeLessThanOrEqual(0.5 * l.bytes_before);
+      expect(Number(l.extra!.params_after)).toBe(l.bytes_after / 4);
+    }
+    await expect(kronecker.apply(readOnnx(MODEL), kronecker.params.parse({ ratio: 0.5, terms: 2, m1: 8, n1: 8 }), ctx)).rejects.toThrow(UserError);
+  });
+
+  it('iterative mode lowers the output error on calibration data below the weight-only fit, in sequence', async () => {
+    const pick = (m: ReturnType<typeof readOnnx>) => linears(m).filter((l) => /layers\.0\.mlp\.(up|down)_proj$/.test(l.name));
+    const run = async (mode: 'weight' | 'iterative') => {
+      const model = readOnnx(MODEL);
+      const data = await loadDataset(
+        { kind: 'text', path: 'tinystories/valid-head.txt', tokenizer: 'stories260K/tok512.bin', separator: '<|endoftext|>', bos: true, max_length: 512, select: '1-10', segment: 128 },
+        join(ROOT, 'fixtures'),
+      );
+      const calibration = new Calibrator(calibrationFeeds(model, data, 8), 'sequential', 1);
+      return kronecker.apply(model, kronecker.params.parse({ ratio: 0.5, mode, als_iterations: 4 }), { layers: pick(model), seed: 0, random: Math.random, calibration, progress: { layer() {} }, where: 'passes[0]' });
+    };
+    const plain = await run('weight');
+    const iterative = await run('iterative');
+    expect(iterative.layers).toHaveLength(2);
+    // the first layer sees the same inputs in both runs: the weighted fit must win there outright
+    const first = iterative.layers[0]!;
+    console.log(iterative.layers.map((l, i) => `${l.name}: output error ${plain.layers[i]!.objective!.toExponential(3)} -> ${l.objective!.toExponential(3)}, weight error ${Number(plain.layers[i]!.extra!.weight_rel_error).toFixed(3)} -> ${Number(l.extra!.weight_rel_error).toFixed(3)}`).join('\n'));
+    expect(first.objective!).toBeLessThan(plain.layers[0]!.objective!);
+    const total = (r: typeof plain) => r.layers.reduce((a, l) => a + l.objective!, 0);
+    expect(total(iterative)).toBeLessThan(total(plain));
   });
 });
