@@ -10,6 +10,7 @@ import { ortVersion } from '../src/runtime/ort.js';
 import { benchLatency } from './latency.js';
 import { benchLinalg } from './linalg.js';
 import { benchConvQuality, benchQuality } from './quality.js';
+import { benchScale } from './scale.js';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 
@@ -18,6 +19,7 @@ const sections: [string, string, () => Promise<string>][] = [
   ['Structured conv pruning on squeezenet-cifar10', 'node dist/bench/quality.js', benchConvQuality],
   ['ONNX Runtime latency by weight format', 'node dist/bench/latency.js', benchLatency],
   ['Linear algebra kernels', 'node dist/bench/linalg.js', benchLinalg],
+  ['Passes at MobileLLM-125M scale', 'node dist/bench/scale.js', benchScale],
 ];
 
 const machine = `${cpus()[0]?.model ?? 'cpu'} × ${availableParallelism()} threads, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}, onnxruntime-node ${ortVersion()}`;

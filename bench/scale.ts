@@ -1,0 +1,180 @@
+/**
+ * Passes at realistic size: MobileLLM-125M (seeded random weights, generated when missing) with
+ * 32 × 512 calibration tokens (seeded random ids), every block linear targeted. Each pass runs in
+ * its own child process so its peak RSS (resourceUsage().maxRSS) is its own. Calibration time is
+ * the time spent waiting on the calibrator's block generator (ORT sub-graph forwards plus XᵀX
+ * accumulation); its GFLOP/s counts only the XᵀX products (2·tokens·d² per distinct layer input),
+ * so it is a lower bound on what the kernels achieve.
+ * Run: npx tsc -p tsconfig.json && node dist/bench/scale.js [--models mobilellm-125m,gpt2-small] [--samples 32] [--seq 512]
+ */
+import { execFileSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { Calibrator } from '../src/calibrate/calibrator.js';
+import type { Feeds } from '../src/calibrate/feeds.js';
+import { svdPass } from '../src/decompose/svd.js';
+import { byteLength } from '../src/model/dtype.js';
+import { linears, type LinearLayer } from '../src/model/linears.js';
+import { loadModel } from '../src/model/load.js';
+import type { Model } from '../src/model/model.js';
+import type { Pass } from '../src/pipeline/pass.js';
+import { seededRandom } from '../src/pipeline/pass.js';
+import { sparsegpt } from '../src/prune/sparsegpt.js';
+import { gptq } from '../src/quantize/gptq.js';
+import { rtn } from '../src/quantize/rtn.js';
+import { ort } from '../src/runtime/ort.js';
+import { generateCheckpoint, MODELS } from '../fixtures/generate-models.js';
+
+const ROOT = resolve(import.meta.dirname, '../..');
+const SCRIPT = join(ROOT, 'dist/bench/scale.js');
+
+interface Job {
+  label: string;
+  pass: Pass;
+  params: Record<string, unknown>;
+  /** the issue's target on a 2-core machine, minutes */
+  targetMin: number;
+}
+
+const JOBS: Job[] = [
+  { label: 'prune.sparsegpt 50 %', pass: sparsegpt, params: { sparsity: 0.5 }, targetMin: 10 },
+  { label: 'quantize.gptq 4-bit g128', pass: gptq, params: { bits: 4, granularity: 'group', group_size: 128, format: 'matmulnbits' }, targetMin: 10 },
+  { label: 'quantize.rtn 4-bit g128', pass: rtn, params: { bits: 4, granularity: 'group', group_size: 128, format: 'matmulnbits' }, targetMin: 1 },
+  { label: 'decompose.svd ratio 0.5', pass: svdPass, params: { ratio: 0.5 }, targetMin: 5 },
+];
+
+interface ChildResult {
+  passMs: number;
+  calibrationMs: number;
+  gramGflop: number;
+  layers: number;
+  maxRssMb: number;
+  /** sub-graph nodes run over graph nodes: about 2 when each block runs twice */
+  nodesRunPerGraphNode?: number;
+  warnings: string[];
+}
+
+function modelPath(name: string): string {
+  const dir = join(ROOT, '.pare-work/models', name);
+  const path = join(dir, 'model.safetensors');
+  if (!existsSync(path)) generateCheckpoint(MODELS[name]!(), dir, { onnx: false });
+  return path;
+}
+
+function tokenFeeds(model: Model, samples: number, seq: number, vocab: number): Feeds[] {
+  const rand = seededRandom(1234);
+  const name = model.graph.input![0]!.name!;
+  return Array.from({ length: samples }, () => {
+    const ids = BigInt64Array.from({ length: seq }, () => BigInt(Math.floor(rand() * vocab)));
+    return { [name]: new ort.Tensor('int64', ids, [1, seq]) };
+  });
+}
+
+const BLOCK_LINEAR = /^(?:model\.)?(?:layers|h)\.\d+\./;
+
+/** One pass on the model, in this process; prints a ChildResult as JSON. */
+async function child(jobIndex: number, path: string, samples: number, seq: number): Promise<void> {
+  const job = JOBS[jobIndex]!;
+  const model = loadModel(path);
+  const layers = linears(model).filter((l) => BLOCK_LINEAR.test(l.name) && (job.pass.eligible?.(l) ?? true));
+  const params = job.pass.params.parse(job.params);
+  let calibration: Calibrator | undefined;
+  let calibrationMs = 0;
+  let gramGflop = 0;
+  if (job.pass.needsCalibration) {
+    const vocab = Number(linears(model).find((l) => /lm_head/.test(l.name))?.outFeatures ?? 32000);
+    const cal = new Calibrator(tokenFeeds(model, samples, seq, vocab), 'sequential', 0);
+    // time spent inside the calibrator's generator, apart from the pass's own kernels
+    const blocks = cal.blocks.bind(cal);
+    cal.blocks = async function* (m: Model, ls: readonly LinearLayer[], needs) {
+      const it = blocks(m, ls, needs);
+      for (;;) {
+        const t0 = performance.now();
+        const next = await it.next();
+        calibrationMs += performance.now() - t0;
+        if (next.done) return;
+        for (const s of next.value.stats.values()) gramGflop += (2 * s.rows * s.dim * s.dim) / 1e9;
+        yield next.value;
+      }
+    };
+    calibration = cal;
+  }
+  const t0 = performance.now();
+  const result = await job.pass.apply(model, params, {
+    layers,
+    seed: 0,
+    random: seededRandom(0),
+    calibration,
+    progress: { layer: (j, total, name) => (j % 20 === 0 ? process.stderr.write(`  ${job.pass.id} ${j}/${total} ${name}\n`) : undefined) },
+    where: 'passes[0]',
+  });
+  const passMs = performance.now() - t0;
+  const nodes = model.graph.node?.length ?? 1;
+  const trace = calibration?.trace ?? [];
+  const out: ChildResult = {
+    passMs,
+    calibrationMs,
+    gramGflop,
+    layers: result.layers.length,
+    maxRssMb: process.resourceUsage().maxRSS / 1024,
+    nodesRunPerGraphNode: trace.length > 0 ? trace.reduce((s, t) => s + t.nodes, 0) / nodes : undefined,
+    warnings: [...result.warnings, ...(calibration?.warnings ?? [])],
+  };
+  process.stdout.write(`${JSON.stringify(out)}\n`);
+}
+
+function fp32Mb(path: string): number {
+  const m = loadModel(path);
+  let bytes = 0;
+  for (const t of m.graph.initializer ?? []) bytes += byteLength(1, (t.dims ?? []).reduce<number>((a, d) => a * Number(d), 1));
+  m.close();
+  return bytes / 2 ** 20;
+}
+
+const fmt = (x: number, d = 1) => x.toFixed(d);
+
+export async function benchScale(opts: { models?: string[]; samples?: number; seq?: number } = {}): Promise<string> {
+  const samples = opts.samples ?? 32;
+  const seq = opts.seq ?? 512;
+  const rows = [
+    `${samples} × ${seq} calibration tokens (seeded random ids), sequential mode, every block linear; each pass in a child process (peak RSS is that process's maxRSS).`,
+    '',
+    '| model | pass | layers | wall | target | calibration | XᵀX GFLOP/s (lower bound) | sub-graph nodes run / graph nodes | peak RSS | RSS above fp32 weights |',
+    '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
+  ];
+  for (const name of opts.models ?? ['mobilellm-125m']) {
+    const path = modelPath(name);
+    const weightsMb = fp32Mb(path);
+    for (const [i, job] of JOBS.entries()) {
+      process.stderr.write(`scale: ${name} ${job.label}\n`);
+      const out = execFileSync(process.execPath, [SCRIPT, '--child', String(i), path, String(samples), String(seq)], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 1 << 20 });
+      const r = JSON.parse(out.trim().split('\n').at(-1)!) as ChildResult;
+      const min = r.passMs / 60000;
+      const cal = r.calibrationMs > 0 ? `${fmt(r.calibrationMs / 1000)} s` : '—';
+      const gflops = r.calibrationMs > 0 ? fmt(r.gramGflop / (r.calibrationMs / 1000)) : '—';
+      rows.push(
+        `| ${name} | ${job.label} | ${r.layers} | ${fmt(min, 2)} min | ≤ ${job.targetMin} min ${min <= job.targetMin ? '✓' : '✗'} | ${cal} | ${gflops} | ${r.nodesRunPerGraphNode !== undefined ? fmt(r.nodesRunPerGraphNode, 2) : '—'} | ${fmt(r.maxRssMb, 0)} MB | ${fmt(r.maxRssMb - weightsMb, 0)} MB ${r.maxRssMb - weightsMb <= 1536 ? '✓' : '✗'} |`,
+      );
+      for (const w of r.warnings) rows.push(`<!-- ${job.label}: ${w} -->`);
+    }
+    rows.push('', `${name}: fp32 weights ${fmt(weightsMb, 0)} MB.`);
+  }
+  return rows.join('\n');
+}
+
+if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
+  const argv = process.argv.slice(2);
+  if (argv[0] === '--child') {
+    await child(Number(argv[1]), argv[2]!, Number(argv[3]), Number(argv[4]));
+  } else {
+    const arg = (flag: string) => {
+      const i = argv.indexOf(flag);
+      return i >= 0 ? argv[i + 1] : undefined;
+    };
+    const models = arg('--models')?.split(',');
+    const samples = arg('--samples') ? Number(arg('--samples')) : undefined;
+    const seq = arg('--seq') ? Number(arg('--seq')) : undefined;
+    process.stdout.write(`${await benchScale({ models, samples, seq })}\n`);
+  }
+}

@@ -1,0 +1,43 @@
+import { readdirSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { BoundaryStore } from '../../src/calibrate/boundary-store.js';
+import { ort } from '../../src/runtime/ort.js';
+import { tempDir } from '../helpers.js';
+
+const samples = (): ort.Tensor[] => [
+  new ort.Tensor('float32', Float32Array.from({ length: 12 }, (_, i) => i / 7 - 0.5), [1, 3, 4]),
+  new ort.Tensor('int64', BigInt64Array.from([5n, -1n, 2n ** 40n]), [3]),
+  new ort.Tensor('bool', Uint8Array.from([1, 0, 1, 1]), [2, 2]),
+];
+
+describe('BoundaryStore', () => {
+  it('keeps values resident under the budget and spills the rest, returning the same tensors', () => {
+    const { dir, cleanup } = tempDir();
+    try {
+      // 48 bytes of budget: the first float32 sample (48 bytes) stays, the others spill
+      const store = new BoundaryStore(48, dir);
+      const put = samples();
+      put.forEach((t, s) => store.put('v', s, t));
+      expect(store.residentSize()).toBe(48);
+      expect(store.spilledBytes).toBe(24 + 4);
+      for (const [s, want] of put.entries()) {
+        const got = store.get('v', s);
+        expect(got.type).toBe(want.type);
+        expect(got.dims).toEqual(want.dims);
+        expect(Array.from(got.data as ArrayLike<unknown>)).toEqual(Array.from(want.data as ArrayLike<unknown>));
+      }
+      store.delete('v');
+      expect(store.has('v')).toBe(false);
+      expect(store.residentSize()).toBe(0);
+      store.close();
+      expect(readdirSync(dir)).toEqual([]);
+    } finally {
+      cleanup();
+    }
+  });
+
+  it('names a missing value and sample', () => {
+    const store = new BoundaryStore();
+    expect(() => store.get('h', 3)).toThrow(/no value 'h' for sample 3/);
+  });
+});
