@@ -7,7 +7,9 @@ import { emitLowRank } from '../../src/decompose/svd.js';
 import { readWeight, writeWeight } from '../../src/model/linear-weights.js';
 import { linears, type LinearLayer } from '../../src/model/linears.js';
 import { loadModel } from '../../src/model/load.js';
-import type { Model } from '../../src/model/model.js';
+import { makeNode } from '../../src/model/graph.js';
+import { Model } from '../../src/model/model.js';
+import { AttributeType } from '../../src/model/onnx-schema.js';
 import { seededRandom } from '../../src/pipeline/pass.js';
 import { ort } from '../../src/runtime/ort.js';
 import { allClose, sharedPath, tempDir } from '../helpers.js';
@@ -125,4 +127,55 @@ describe('sequential calibration on cut block sub-graphs', () => {
       cleanup();
     }
   }, 60_000);
+});
+
+/** x [1, n, 4] -> If(true: Identity x) -> MatMul W1 -> MatMul W2: two blocks behind a node with a subgraph. */
+function modelWithIf(): Model {
+  const r = seededRandom(3);
+  const w = (name: string) => ({ name, data_type: 1, dims: [4, 4], raw_data: new Uint8Array(Float32Array.from({ length: 16 }, () => r() - 0.5).buffer) });
+  const type = { tensor_type: { elem_type: 1, shape: { dim: [{ dim_value: 1 }, { dim_param: 'n' }, { dim_value: 4 }] } } };
+  const branch = (name: string) => ({ name, node: [makeNode('Identity', ['x'], [`${name}_y`], `${name}/Identity`)], output: [{ name: `${name}_y`, type }] });
+  return new Model(
+    {
+      ir_version: 8,
+      opset_import: [{ domain: '', version: 17 }],
+      graph: {
+        name: 'if-blocks',
+        node: [
+          makeNode('If', ['cond'], ['y'], '/If', [{ name: 'then_branch', type: AttributeType.GRAPH, g: branch('then') }, { name: 'else_branch', type: AttributeType.GRAPH, g: branch('else') }]),
+          makeNode('MatMul', ['y', 'w1'], ['h1'], '/layers.0/mlp/up_proj/MatMul'),
+          makeNode('MatMul', ['h1', 'w2'], ['h2'], '/layers.1/mlp/up_proj/MatMul'),
+        ],
+        initializer: [w('w1'), w('w2'), { name: 'cond', data_type: 9, dims: [], raw_data: Uint8Array.of(1) }],
+        input: [{ name: 'x', type }],
+        output: [{ name: 'h2', type }],
+      },
+    },
+    'if-blocks.onnx',
+  );
+}
+
+describe('graphs that cannot be cut', () => {
+  it('fall back to full prefixes with a warning and the same statistics', async () => {
+    const feeds = [0, 1].map((s) => ({ x: new ort.Tensor('float32', Float32Array.from({ length: 20 }, (_, i) => Math.sin(i + 7 * s)), [1, 5, 4]) }));
+    const run = async (cut: boolean) => {
+      const model = modelWithIf();
+      const warnings: string[] = [];
+      const cal = new Calibrator(feeds, 'sequential', 1, { cut, onWarning: (w) => warnings.push(w) });
+      const out: Map<string, InputStats>[] = [];
+      let g = 0;
+      for await (const { group, stats } of cal.blocks(model, linears(model), NEEDS)) {
+        out.push(stats);
+        changeBlock(model, group.layers, g++);
+      }
+      return { out, warnings, trace: cal.trace };
+    };
+    const fallback = await run(true);
+    const full = await run(false);
+    expect(fallback.warnings).toHaveLength(1);
+    expect(fallback.warnings[0]).toMatch(/whole model prefix.*'\/If' \(If\) has a subgraph/);
+    expect(fallback.trace).toEqual([]);
+    expect(full.warnings).toEqual([]);
+    expectSameStats(fallback.out, full.out);
+  });
 });
