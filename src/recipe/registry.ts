@@ -1,5 +1,6 @@
 import type { Pass } from '../pipeline/pass.js';
 import { kronecker } from '../decompose/kronecker.js';
+import { distillKd } from '../distill/kd.js';
 import { svdPass } from '../decompose/svd.js';
 import { shareEmbeddings } from '../share/embeddings.js';
 import { shareLayers } from '../share/layers.js';
@@ -16,7 +17,7 @@ import { smoothquant } from '../quantize/smoothquant.js';
 import { w8a8 } from '../quantize/w8a8.js';
 
 /** Every pass pare knows, in the order `pare recipe passes` lists them. */
-export const PASSES: readonly Pass[] = [magnitude, sparsegpt, wanda, channels, heads, layers, rtn, gptq, smoothquant, w8a8, cast, svdPass, kronecker, shareEmbeddings, shareLayers];
+export const PASSES: readonly Pass[] = [magnitude, sparsegpt, wanda, channels, heads, layers, rtn, gptq, smoothquant, w8a8, cast, svdPass, kronecker, shareEmbeddings, shareLayers, distillKd];
 
 function checkUnique(passes: readonly Pass[]): void {
   const seen = new Set<string>();

@@ -15,7 +15,7 @@ describe('recipes/', () => {
   const recipes = readdirSync(join(ROOT, 'recipes')).filter((f) => f.endsWith('.yaml'));
   it('has one recipe per pass family', () => {
     const text = recipes.map((f) => readFileSync(join(ROOT, 'recipes', f), 'utf8')).join('\n');
-    for (const id of ['prune.magnitude', 'prune.sparsegpt', 'prune.wanda', 'prune.channels', 'prune.heads', 'prune.layers', 'quantize.rtn', 'quantize.gptq', 'quantize.smoothquant', 'quantize.w8a8', 'quantize.cast', 'decompose.svd', 'decompose.kronecker', 'share.embeddings', 'share.layers']) expect(text).toContain(`pass: ${id}`);
+    for (const id of ['prune.magnitude', 'prune.sparsegpt', 'prune.wanda', 'prune.channels', 'prune.heads', 'prune.layers', 'quantize.rtn', 'quantize.gptq', 'quantize.smoothquant', 'quantize.w8a8', 'quantize.cast', 'decompose.svd', 'decompose.kronecker', 'share.embeddings', 'share.layers', 'distill.kd']) expect(text).toContain(`pass: ${id}`);
   });
 
   for (const file of recipes) {

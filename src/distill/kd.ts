@@ -1,0 +1,293 @@
+import { resolve } from 'node:path';
+import type * as tfjs from '@tensorflow/tfjs';
+import { z } from 'zod';
+import { loadDataset } from '../data/load.js';
+import { DatasetSpec } from '../data/spec.js';
+import { UserError } from '../errors.js';
+import { modelIo } from '../eval/evaluate.js';
+import { decoderBlocks } from '../model/blocks.js';
+import type { Model } from '../model/model.js';
+import { definePass, type LayerStat, type PassContext } from '../pipeline/pass.js';
+import { sha256Bytes } from '../util/hash.js';
+import { OnnxExecutor } from '../train/executor.js';
+import { loadTrainingState, saveTrainingState } from './checkpoint.js';
+import { sampleFromTeacher, sequencesOfFeeds, TokenWindows, windowsOf } from './data.js';
+import { crossEntropy, hiddenMse, klLoss } from './loss.js';
+import { MaskedAdam } from './optimizer.js';
+import { Teacher } from './teacher.js';
+import { trainableInitializers } from './trainable.js';
+
+/**
+ * Knowledge-distillation recovery: the compressed model (student, run by pare's tfjs executor with
+ * autodiff) learns to match the original (teacher, run by ONNX Runtime) on token windows. Loss:
+ * KL at temperature T (forward or reverse), optional MSE between block outputs, optional
+ * cross-entropy on the next token. Constraints hold: pruned weights stay exactly zero (masked
+ * Adam), factorized layers train their factors, quantized layers train through fake quantization
+ * and are re-quantized onto their grid at the end, shapes never change.
+ */
+
+const KdParams = z.object({
+  steps: z.number().int().min(1).default(300).describe('optimizer steps'),
+  batch_size: z.number().int().min(1).default(8).describe('token windows per step'),
+  seq_len: z.number().int().min(2).default(128).describe('tokens per window'),
+  lr: z.number().positive().default(1e-3).describe('peak learning rate (Adam)'),
+  warmup: z.number().int().min(0).default(20).describe('steps of linear warm-up'),
+  schedule: z.enum(['constant', 'linear', 'cosine']).default('cosine').describe('decay after warm-up'),
+  weight_decay: z.number().min(0).default(0).describe('decoupled weight decay (AdamW)'),
+  clip: z.number().min(0).default(1).describe('global gradient-norm clip; 0 = none'),
+  temperature: z.number().positive().default(1).describe('softmax temperature of the KL term'),
+  kl: z.enum(['forward', 'reverse']).default('forward').describe('forward KL(teacher‖student) or reverse KL(student‖teacher) (MiniLLM)'),
+  loss_weights: z
+    .object({
+      kl: z.number().min(0).default(1),
+      hidden: z.number().min(0).default(0).describe('MSE between student and teacher block outputs'),
+      ce: z.number().min(0).default(0).describe('cross-entropy on the next token of the data'),
+    })
+    .prefault({}),
+  data: z
+    .union([z.enum(['teacher', 'calibration']), DatasetSpec])
+    .default('teacher')
+    .describe('teacher: text sampled from the teacher (data-free); calibration: the recipe calibration set; or a dataset spec'),
+  samples: z.number().int().min(1).default(256).describe('windows sampled from the teacher, or the most windows taken from the data'),
+  sample_temperature: z.number().min(0).default(1).describe('temperature of teacher sampling; 0 = greedy'),
+  start_token: z.number().int().min(0).optional().describe('first token of every sampled window (e.g. BOS = 1 for Llama tokenizers); random when absent'),
+  teacher: z.string().optional().describe('teacher ONNX file (relative to the recipe); the model before the first pass when absent'),
+  checkpoint_every: z.number().int().min(0).default(50).describe('save the training state every N steps for --resume; 0 = never'),
+});
+type KdParams = z.output<typeof KdParams>;
+
+export const distillKd = definePass({
+  id: 'distill.kd',
+  summary: 'knowledge-distillation recovery: train the compressed model to match the original (KL at temperature T, optional hidden-state MSE and cross-entropy)',
+  params: KdParams,
+  needsCalibration: false,
+  eligible: (layer) => layer.kind === 'matmul' || layer.kind === 'gemm' || layer.kind === 'conv',
+  async apply(model, params, ctx) {
+    return distill(model, params, ctx);
+  },
+});
+
+async function distill(model: Model, p: KdParams, ctx: PassContext) {
+  const t0 = performance.now();
+  const warnings: string[] = [];
+  const io = modelIo(model);
+  if (io.task !== 'causal-lm') throw new UserError(`${ctx.where}: distill.kd trains language models (token ids in, logits out); ${model.path} takes '${io.inputName}' as floats`);
+  const teacherPath = p.teacher ? resolve(ctx.recipeDir ?? '.', p.teacher) : ctx.original?.();
+  if (!teacherPath) throw new UserError(`${ctx.where}: distill.kd needs a teacher: give params.teacher or run it inside \`pare compress\``);
+
+  const hiddenBlocks = p.loss_weights.hidden > 0 ? decoderBlocks(model) : [];
+  const teacher = await Teacher.open(teacherPath, io.inputName, io.outputName, hiddenBlocks.map((b) => b.index));
+  const studentHidden = hiddenBlocks.filter((b) => teacher.hidden.has(b.index));
+  if (p.loss_weights.hidden > 0 && studentHidden.length === 0) warnings.push('loss_weights.hidden is set but no decoder block matches between student and teacher; hidden-state loss skipped');
+
+  const names = trainableInitializers(model, ctx.layers);
+  if (names.size === 0) throw new UserError(`${ctx.where}: distill.kd found nothing to train among the targets`);
+  const exec = await OnnxExecutor.create(model, { trainable: (n) => names.has(n) });
+  const tf = exec.tf;
+  if (exec.fallback) warnings.push(`tfjs backend ${exec.backend}: ${exec.fallback}`);
+  try {
+    const windows = await trainingWindows(p, ctx, teacher, io.outputWidth);
+    const masks = pruningMasks(exec, model);
+    const adam = new MaskedAdam(tf, exec.variables, masks, {
+      lr: p.lr,
+      beta1: 0.9,
+      beta2: 0.999,
+      eps: 1e-8,
+      weightDecay: p.weight_decay,
+      clip: p.clip,
+      warmup: p.warmup,
+      schedule: p.schedule,
+      steps: p.steps,
+    });
+
+    const statePath = ctx.workFile?.('distill.state');
+    const key = sha256Bytes(JSON.stringify({ p, names: [...names].sort(), tokens: windows.tokens }));
+    const meta = { first_loss: NaN, tokens_seen: 0 };
+    let start = 0;
+    if (statePath && ctx.resume) {
+      const saved = loadTrainingState(statePath, key);
+      if (saved) {
+        restore(exec, adam, saved.arrays);
+        start = saved.step;
+        Object.assign(meta, saved.meta);
+        ctx.progress.step?.(start - 1, p.steps, `resumed at step ${start}`);
+      }
+    }
+
+    const varByTfName = new Map([...exec.variables].map(([init, v]) => [v.name, init]));
+    const varList = [...exec.variables.values()];
+    let lastLoss = NaN;
+    let recent = NaN;
+    for (let step = start; step < p.steps; step++) {
+      const ids = windows.batch(step, p.batch_size);
+      const target = await teacher.run(ids, p.batch_size, p.seq_len);
+      const { value, grads } = tf.variableGrads(() => studentLoss(exec, p, io, ids, target, studentHidden), varList);
+      const named: Record<string, tfjs.Tensor> = {};
+      for (const [tfName, g] of Object.entries(grads)) named[varByTfName.get(tfName)!] = g;
+      const { gradNorm, lr } = adam.apply(named);
+      lastLoss = value.dataSync()[0]!;
+      value.dispose();
+      if (!Number.isFinite(lastLoss)) throw new UserError(`${ctx.where}: distill.kd diverged at step ${step + 1} (loss ${lastLoss}); lower params.lr or set params.clip`);
+      if (Number.isNaN(meta.first_loss)) meta.first_loss = lastLoss;
+      recent = Number.isNaN(recent) ? lastLoss : 0.9 * recent + 0.1 * lastLoss;
+      meta.tokens_seen += p.batch_size * p.seq_len;
+      ctx.progress.step?.(step, p.steps, `loss ${recent.toFixed(4)} · lr ${lr.toExponential(2)} · |g| ${gradNorm.toFixed(3)}`);
+      const done = step + 1;
+      if (statePath && p.checkpoint_every > 0 && (done % p.checkpoint_every === 0 || done === p.steps)) {
+        saveTrainingState(statePath, { key, step: done, arrays: snapshot(exec, adam), meta });
+        // lets the interruption test kill the run at a known step
+        if (process.env.PARE_HOLD_AFTER_STEP === String(done)) await new Promise(() => setInterval(() => {}, 1000));
+      }
+    }
+    exec.writeBack(model);
+    adam.dispose();
+    const wall = (performance.now() - t0) / 1000;
+    return {
+      layers: layerStats(model, names, ctx),
+      warnings,
+      summary: {
+        steps: p.steps,
+        resumed_at_step: start,
+        tokens_seen: meta.tokens_seen,
+        training_windows: windows.rows.length,
+        first_loss: meta.first_loss,
+        last_loss: lastLoss,
+        smoothed_last_loss: recent,
+        wall_s: Math.round(wall * 10) / 10,
+        backend: exec.backend,
+        trained_tensors: names.size,
+        trained_params: [...exec.variables.values()].reduce((s, v) => s + v.size, 0),
+      },
+    };
+  } finally {
+    exec.dispose();
+    await teacher.close();
+  }
+}
+
+function studentLoss(
+  exec: OnnxExecutor,
+  p: KdParams,
+  io: ReturnType<typeof modelIo>,
+  ids: Int32Array,
+  target: { logits: Float32Array; hidden: Map<number, Float32Array> },
+  hidden: ReturnType<typeof decoderBlocks>,
+): tfjs.Scalar {
+  const tf = exec.tf;
+  const { batch_size: B, seq_len: S } = p;
+  const input = tf.tensor2d(ids, [B, S], 'int32');
+  const out = exec.run({ [io.inputName]: input }, [io.outputName, ...hidden.map((b) => b.output)]);
+  const logits3 = out[io.outputName]!;
+  const V = logits3.shape.at(-1)!;
+  const student = tf.reshape(logits3, [B * S, V]) as tfjs.Tensor2D;
+  const teacherLogits = tf.tensor2d(target.logits, [B * S, V]);
+  let loss = tf.mul(klLoss(tf, student, teacherLogits, p.temperature, p.kl), p.loss_weights.kl) as tfjs.Scalar;
+  if (p.loss_weights.ce > 0) {
+    const next = tf.reshape(tf.slice(logits3, [0, 0, 0], [B, S - 1, V]), [B * (S - 1), V]) as tfjs.Tensor2D;
+    const labels = tf.reshape(tf.slice(input, [0, 1], [B, S - 1]), [B * (S - 1)]) as tfjs.Tensor1D;
+    loss = tf.add(loss, tf.mul(crossEntropy(tf, next, labels), p.loss_weights.ce));
+  }
+  for (const b of hidden) {
+    const s = out[b.output]!;
+    loss = tf.add(loss, tf.mul(hiddenMse(tf, s, tf.tensor(target.hidden.get(b.index)!, s.shape)), p.loss_weights.hidden / hidden.length));
+  }
+  return loss;
+}
+
+async function trainingWindows(p: KdParams, ctx: PassContext, teacher: Teacher, vocab: number | undefined): Promise<TokenWindows> {
+  const seed = ctx.seed * 7919 + 17;
+  if (p.data === 'teacher') {
+    if (!vocab) throw new UserError(`${ctx.where}: distill.kd data: teacher needs the logits width of the model's output`);
+    ctx.progress.step?.(0, p.steps, `sampling ${p.samples} windows of ${p.seq_len} tokens from the teacher`);
+    const rows = await sampleFromTeacher(teacher.ortSession, teacher.inputName, teacher.logitsName, {
+      rows: p.samples,
+      seqLen: p.seq_len,
+      vocab,
+      startToken: p.start_token,
+      temperature: p.sample_temperature,
+      random: ctx.random,
+    });
+    return new TokenWindows(rows, p.seq_len, seed);
+  }
+  let sequences: Int32Array[];
+  if (p.data === 'calibration') {
+    if (!ctx.calibration) throw new UserError(`${ctx.where}: distill.kd data: calibration needs a calibration section in the recipe`);
+    sequences = sequencesOfFeeds(ctx.calibration.feeds, teacher.inputName, ctx.where);
+  } else {
+    const data = await loadDataset(p.data, ctx.recipeDir ?? '.');
+    if (data.kind !== 'tokens') throw new UserError(`${ctx.where}: distill.kd data must be text or token ids, got ${data.kind}`);
+    sequences = data.sequences;
+  }
+  const rows = windowsOf(sequences, p.seq_len).slice(0, p.samples);
+  if (rows.length === 0) throw new UserError(`${ctx.where}: distill.kd data has no sequence of ${p.seq_len} tokens; lower params.seq_len`);
+  return new TokenWindows(rows, p.seq_len, seed);
+}
+
+/**
+ * Zeros to keep: for float weights every exact zero (a dense trained weight has essentially none, a
+ * pruned one its mask); for fake-quantized weights only when at least 40 % are zero, since rounding
+ * alone puts some small weights on the zero code and those must stay free to move.
+ */
+function pruningMasks(exec: OnnxExecutor, model: Model): Map<string, tfjs.Tensor> {
+  const tf = exec.tf;
+  const masks = new Map<string, tfjs.Tensor>();
+  for (const [name, v] of exec.variables) {
+    const data = v.dataSync();
+    let zeros = 0;
+    for (let i = 0; i < data.length; i++) if (data[i] === 0) zeros++;
+    const quantized = !isFloatInitializer(model, name);
+    if (zeros === 0 || (quantized && zeros < 0.4 * data.length)) continue;
+    masks.set(name, tf.tidy(() => tf.cast(tf.notEqual(v, 0), 'float32')));
+  }
+  return masks;
+}
+
+function isFloatInitializer(model: Model, name: string): boolean {
+  const dt = model.graph.initializer?.find((t) => t.name === name)?.data_type;
+  return dt === 1 || dt === 10 || dt === 16;
+}
+
+function snapshot(exec: OnnxExecutor, adam: MaskedAdam): Record<string, Float32Array> {
+  const arrays: Record<string, Float32Array> = {};
+  for (const [name, v] of exec.variables) arrays[`var:${name}`] = v.dataSync() as Float32Array;
+  const s = adam.state();
+  for (const [name, a] of Object.entries(s.m)) arrays[`m:${name}`] = a;
+  for (const [name, a] of Object.entries(s.v)) arrays[`v:${name}`] = a;
+  arrays['adam:step'] = Float32Array.of(s.step);
+  return arrays;
+}
+
+function restore(exec: OnnxExecutor, adam: MaskedAdam, arrays: Record<string, Float32Array>): void {
+  const m: Record<string, Float32Array> = {};
+  const v: Record<string, Float32Array> = {};
+  for (const [name, variable] of exec.variables) {
+    const saved = arrays[`var:${name}`];
+    if (!saved || saved.length !== variable.size) throw new Error(`training state has no value for '${name}'`);
+    variable.assign(exec.tf.tensor(saved, variable.shape));
+    m[name] = arrays[`m:${name}`]!;
+    v[name] = arrays[`v:${name}`]!;
+  }
+  adam.restore({ step: arrays['adam:step']![0]!, m, v });
+}
+
+/** One row per trained tensor: bytes unchanged (shapes and dtypes are kept), sparsity after training. */
+function layerStats(model: Model, names: Set<string>, ctx: PassContext): LayerStat[] {
+  const stats: LayerStat[] = [];
+  for (const name of names) {
+    const t = model.tensor(name);
+    const layer = ctx.layers.find((l) => l.weight === name || l.bias === name);
+    const floats = t.dataType === 1 ? new Float32Array(t.data.slice().buffer) : undefined;
+    let zeros = 0;
+    if (floats) for (const x of floats) if (x === 0) zeros++;
+    stats.push({
+      name: layer ? (layer.bias === name ? `${layer.name}.bias` : layer.name) : name,
+      kind: layer?.kind,
+      shape: t.dims,
+      ms: 0,
+      bytes_before: t.data.byteLength,
+      bytes_after: t.data.byteLength,
+      ...(floats ? { sparsity: zeros / floats.length } : {}),
+    });
+  }
+  return stats;
+}

@@ -1,0 +1,162 @@
+import { spawn } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { loadDataset } from '../../src/data/load.js';
+import { DatasetSpec } from '../../src/data/spec.js';
+import { distillKd } from '../../src/distill/kd.js';
+import { readWeight } from '../../src/model/linear-weights.js';
+import { linears } from '../../src/model/linears.js';
+import type { Model } from '../../src/model/model.js';
+import { readOnnx } from '../../src/model/onnx-io.js';
+import { seededRandom, type PassContext } from '../../src/pipeline/pass.js';
+import { magnitude } from '../../src/prune/magnitude.js';
+import { rtn } from '../../src/quantize/rtn.js';
+import { ort, sessionFromFile, sessionFromModel } from '../../src/runtime/ort.js';
+import { runCli } from '../cli/run-cli.js';
+import { tempDir } from '../helpers.js';
+
+const ROOT = resolve(__dirname, '../..');
+const MODEL = join(ROOT, 'fixtures/stories260K/model.onnx');
+const BIN = join(ROOT, 'bin/pare.js');
+const tmp = tempDir('pare-distill-');
+afterAll(() => tmp.cleanup());
+
+function context(model: Model, workDir?: string): PassContext {
+  return {
+    layers: linears(model).filter((l) => l.name.startsWith('layers.')),
+    seed: 0,
+    random: seededRandom(1),
+    progress: { layer() {} },
+    where: 'passes[1]',
+    original: () => MODEL,
+    recipeDir: ROOT,
+    ...(workDir ? { workFile: (name: string) => join(workDir, name) } : {}),
+  };
+}
+
+/** Mean KL(teacher ‖ student) per token on the first 48 tokens of eval stories 11–14 (training uses sampled text). */
+async function heldOutKl(student: Model): Promise<number> {
+  const teacher = await sessionFromFile(MODEL, { threads: 1 });
+  const s = await sessionFromModel(student, { threads: 1 });
+  const data = await loadDataset(DatasetSpec.parse({ kind: 'text', path: 'fixtures/tinystories/valid-head.txt', tokenizer: 'fixtures/stories260K/tok512.bin', select: '11-14' }), ROOT);
+  if (data.kind !== 'tokens') throw new Error('expected tokens');
+  const ids = BigInt64Array.from(data.sequences.flatMap((s) => Array.from(s.subarray(0, 48))), BigInt);
+  const feed = { input_ids: new ort.Tensor('int64', ids, [4, 48]) };
+  const zt = (await teacher.run(feed)).logits!.data as Float32Array;
+  const zs = (await s.run(feed)).logits!.data as Float32Array;
+  let kl = 0;
+  const rows = zt.length / 512;
+  for (let row = 0; row < rows; row++) {
+    const lse = (z: Float32Array) => {
+      let m = -Infinity;
+      for (let v = 0; v < 512; v++) m = Math.max(m, z[row * 512 + v]!);
+      let sum = 0;
+      for (let v = 0; v < 512; v++) sum += Math.exp(z[row * 512 + v]! - m);
+      return m + Math.log(sum);
+    };
+    const lt = lse(zt);
+    const ls = lse(zs);
+    for (let v = 0; v < 512; v++) {
+      const logpt = zt[row * 512 + v]! - lt;
+      kl += Math.exp(logpt) * (logpt - (zs[row * 512 + v]! - ls));
+    }
+  }
+  await teacher.release();
+  await s.release();
+  return kl / rows;
+}
+
+const SMALL = { steps: 24, batch_size: 4, seq_len: 32, lr: 2e-3, warmup: 4, samples: 24, start_token: 1, checkpoint_every: 0 };
+
+describe('distill.kd', () => {
+  it('after 50 % magnitude pruning: lowers held-out KL to the teacher, keeps every pruned zero, keeps shapes', async () => {
+    const model = readOnnx(MODEL);
+    const ctx = context(model);
+    await magnitude.apply(model, magnitude.params.parse({ sparsity: 0.5 }), ctx);
+    const before = ctx.layers.map((l) => readWeight(model, l));
+    const klBefore = await heldOutKl(model);
+    const result = await distillKd.apply(model, distillKd.params.parse(SMALL), context(model));
+    const klAfter = await heldOutKl(model);
+    expect(klAfter).toBeLessThan(0.9 * klBefore);
+    expect(result.summary?.tokens_seen).toBe(24 * 4 * 32);
+    expect(Number(result.summary?.last_loss)).toBeLessThan(Number(result.summary?.first_loss));
+    let changed = 0;
+    for (const [j, l] of linears(model).filter((x) => x.name.startsWith('layers.')).entries()) {
+      const W = readWeight(model, l);
+      expect(W.length).toBe(before[j]!.length);
+      for (let i = 0; i < W.length; i++) {
+        if (before[j]![i] === 0) expect(W[i]).toBe(0);
+        else if (W[i] !== before[j]![i]) changed++;
+      }
+    }
+    expect(changed).toBeGreaterThan(1000);
+  }, 120_000);
+
+  it('after int8 RTN: the weights are re-quantized onto their own grid (same scales, int8 codes) and the model still runs', async () => {
+    const model = readOnnx(MODEL);
+    const ctx = context(model);
+    await rtn.apply(model, rtn.params.parse({ bits: 8, granularity: 'channel', format: 'qdq' }), ctx);
+    const q = context(model).layers;
+    const scalesBefore = q.map((l) => Buffer.from(model.tensor(l.weightChain[0]!.input![1]!).data));
+    const codesBefore = q.map((l) => Buffer.from(model.tensor(l.weight).data));
+    await distillKd.apply(model, distillKd.params.parse({ ...SMALL, steps: 12, lr: 5e-3 }), context(model));
+    let moved = 0;
+    for (const [j, l] of context(model).layers.entries()) {
+      expect(model.tensor(l.weight).dataType).toBe(3); // still int8
+      expect(Buffer.from(model.tensor(l.weightChain[0]!.input![1]!).data).equals(scalesBefore[j]!)).toBe(true);
+      if (!Buffer.from(model.tensor(l.weight).data).equals(codesBefore[j]!)) moved++;
+    }
+    expect(moved).toBeGreaterThan(0);
+    expect(await heldOutKl(model)).toBeLessThan(1);
+  }, 120_000);
+
+  it('refuses a model that does not take token ids', async () => {
+    const mnist = readOnnx(join(ROOT, '../shared/models/mnist-8/model.onnx'));
+    await expect(distillKd.apply(mnist, distillKd.params.parse({}), context(mnist))).rejects.toThrow(/token ids/);
+  });
+});
+
+describe('distill.kd checkpoints', () => {
+  const recipePath = join(tmp.dir, 'distill.yaml');
+  writeFileSync(
+    recipePath,
+    `version: 1
+passes:
+  - pass: prune.magnitude
+    targets: ["layers.*"]
+    params: { sparsity: 0.5 }
+  - pass: distill.kd
+    targets: ["layers.*"]
+    params: { steps: 8, batch_size: 2, seq_len: 16, samples: 8, start_token: 1, checkpoint_every: 4, warmup: 2 }
+`,
+  );
+
+  it('kill -9 mid-training, then --resume continues from the saved step and writes what a clean run writes', async () => {
+    const clean = join(tmp.dir, 'clean.onnx');
+    const r0 = await runCli(['compress', MODEL, '-r', recipePath, '-o', clean, '--report', join(tmp.dir, 'clean.json')]);
+    expect(r0.code, r0.err).toBe(0);
+    const out = join(tmp.dir, 'killed.onnx');
+    await new Promise<void>((done, fail) => {
+      const child = spawn(process.execPath, [BIN, 'compress', MODEL, '-r', recipePath, '-o', out], { env: { ...process.env, PARE_HOLD_AFTER_STEP: '4' }, stdio: ['ignore', 'ignore', 'pipe'] });
+      // the child holds after saving step 4's training state; kill it once the state file is there
+      const timer = setInterval(() => {
+        const work = join(tmp.dir, '.pare-work');
+        const saved = existsSync(work) && readdirSync(work).some((d) => existsSync(join(work, d, 'pass-1-distill.state')));
+        if (saved) {
+          clearInterval(timer);
+          setTimeout(() => child.kill('SIGKILL'), 300);
+        }
+      }, 100);
+      child.stderr.resume();
+      child.on('exit', () => (clearInterval(timer), done()));
+      child.on('error', fail);
+    });
+    expect(existsSync(out)).toBe(false);
+    const r = await runCli(['compress', MODEL, '-r', recipePath, '-o', out, '--resume', '--report', join(tmp.dir, 'resumed.json')]);
+    expect(r.code, r.err).toBe(0);
+    const report = JSON.parse(readFileSync(join(tmp.dir, 'resumed.json'), 'utf8'));
+    expect(report.passes[1].summary.resumed_at_step).toBe(4);
+    expect(readFileSync(out).equals(readFileSync(clean))).toBe(true);
+  }, 180_000);
+});
