@@ -6,13 +6,14 @@ import { loadDataset } from '../../src/data/load.js';
 import { DatasetSpec } from '../../src/data/spec.js';
 import { distillKd } from '../../src/distill/kd.js';
 import { readWeight } from '../../src/model/linear-weights.js';
+import { decoderBlocks } from '../../src/model/blocks.js';
 import { linears } from '../../src/model/linears.js';
 import type { Model } from '../../src/model/model.js';
 import { readOnnx } from '../../src/model/onnx-io.js';
 import { seededRandom, type PassContext } from '../../src/pipeline/pass.js';
 import { magnitude } from '../../src/prune/magnitude.js';
 import { rtn } from '../../src/quantize/rtn.js';
-import { ort, sessionFromFile, sessionFromModel } from '../../src/runtime/ort.js';
+import { captureSession, ort, sessionFromFile, sessionFromModel } from '../../src/runtime/ort.js';
 import { runCli } from '../cli/run-cli.js';
 import { tempDir } from '../helpers.js';
 
@@ -109,6 +110,52 @@ describe('distill.kd', () => {
     }
     expect(moved).toBeGreaterThan(0);
     expect(await heldOutKl(model)).toBeLessThan(1);
+  }, 120_000);
+
+  it('hidden-state MSE and cross-entropy terms equal the same quantities computed from ONNX Runtime', async () => {
+    const student = readOnnx(MODEL);
+    await magnitude.apply(student, magnitude.params.parse({ sparsity: 0.5 }), context(student));
+    const text = { kind: 'text', path: 'fixtures/tinystories/valid-head.txt', tokenizer: 'fixtures/stories260K/tok512.bin', select: '1-2' };
+    const data = await loadDataset(DatasetSpec.parse(text), ROOT);
+    if (data.kind !== 'tokens') throw new Error('expected tokens');
+    const windows = data.sequences.flatMap((seq) => Array.from({ length: Math.floor(seq.length / 32) }, (_, k) => Array.from(seq.subarray(k * 32, k * 32 + 32)))).slice(0, 4);
+    const feed = { input_ids: new ort.Tensor('int64', BigInt64Array.from(windows.flat(), BigInt), [4, 32]) };
+    const blocks = decoderBlocks(student).map((b) => b.output);
+    const run = async (m: Model) => {
+      const session = await captureSession(m, ['logits', ...blocks]);
+      const out = await session.run(feed);
+      await session.release();
+      return out;
+    };
+    const s = await run(student);
+    const t = await run(readOnnx(MODEL));
+    let mse = 0;
+    for (const b of blocks) {
+      const a = s[b]!.data as Float32Array;
+      const r = t[b]!.data as Float32Array;
+      let sum = 0;
+      for (let i = 0; i < a.length; i++) sum += (a[i]! - r[i]!) ** 2;
+      mse += sum / a.length / blocks.length;
+    }
+    const logits = s.logits!.data as Float32Array;
+    let nll = 0;
+    for (let w = 0; w < 4; w++) {
+      for (let i = 0; i < 31; i++) {
+        const row = logits.subarray((w * 32 + i) * 512, (w * 32 + i + 1) * 512);
+        const max = Math.max(...row);
+        const lse = max + Math.log(row.reduce((acc, z) => acc + Math.exp(z - max), 0));
+        nll += lse - row[windows[w]![i + 1]!]!;
+      }
+    }
+    nll /= 4 * 31;
+    const firstLoss = async (weights: object) => {
+      const m = readOnnx(MODEL);
+      await magnitude.apply(m, magnitude.params.parse({ sparsity: 0.5 }), context(m));
+      const params = { steps: 1, batch_size: 4, seq_len: 32, samples: 4, data: text, lr: 1e-9, warmup: 0, checkpoint_every: 0, loss_weights: weights };
+      return Number((await distillKd.apply(m, distillKd.params.parse(params), context(m))).summary!.first_loss);
+    };
+    expect(Math.abs((await firstLoss({ kl: 0, hidden: 1, ce: 0 })) - mse) / mse).toBeLessThan(1e-4);
+    expect(Math.abs((await firstLoss({ kl: 0, hidden: 0, ce: 1 })) - nll) / nll).toBeLessThan(1e-4);
   }, 120_000);
 
   it('refuses a model that does not take token ids', async () => {
