@@ -14,7 +14,8 @@ export function renderReportMarkdown(report: Report): string {
   if (report.budgets?.length) parts.push(budgets(report));
   if (report.passes.length) parts.push(passes(report.passes));
   for (const [i, p] of report.passes.entries()) if (p.layers.length) parts.push(layers(i, p));
-  const warnings = [...report.warnings, ...report.passes.flatMap((p) => (p.warnings ?? []).map((w) => `${p.id}: ${w}`))];
+  // the run's warnings already repeat its passes' (compress collects them); a report from elsewhere may not
+  const warnings = [...new Set([...report.warnings, ...report.passes.flatMap((p) => (p.warnings ?? []).map((w) => `${p.id}: ${w}`))])];
   if (warnings.length) parts.push(['### Warnings', '', ...warnings.map((w) => `- ${w}`)].join('\n'));
   return `${parts.join('\n\n')}\n`;
 }
