@@ -4,7 +4,7 @@ import type { LinearLayer } from '../model/linears.js';
 import type { Model } from '../model/model.js';
 import type { ValueInfoProto } from '../model/onnx-schema.js';
 import { hasSubgraph, sliceFor, subModel } from '../model/subgraph.js';
-import { captureSession } from '../runtime/ort.js';
+import { calibrationSessionOptions, captureSession } from '../runtime/ort.js';
 import type { LayerGroup } from './blocks.js';
 import type { BoundaryStore } from './boundary-store.js';
 import type { Feeds } from './feeds.js';
@@ -83,7 +83,7 @@ export class BlockCut {
     const outputs = [...new Set([...computed, ...cache])];
     this.trace.push({ group: this.groups[j]!.key, nodes: slice.nodes.length, fed: slice.reads, cached: cache });
 
-    const session = outputs.length > 0 ? await captureSession(subModel(model, slice.nodes, slice.reads.map((r) => this.inputInfo(r))), outputs, { threads: this.threads }) : undefined;
+    const session = outputs.length > 0 ? await captureSession(subModel(model, slice.nodes, slice.reads.map((r) => this.inputInfo(r))), outputs, calibrationSessionOptions(this.threads)) : undefined;
     try {
       for (const [s, feed] of this.feeds.entries()) {
         const fed: Feeds = {};

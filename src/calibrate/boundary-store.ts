@@ -1,4 +1,4 @@
-import { closeSync, mkdtempSync, openSync, readSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, mkdirSync, mkdtempSync, openSync, readSync, rmSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ort } from '../runtime/ort.js';
@@ -106,7 +106,10 @@ export class BoundaryStore {
   }
 
   private openSpill(): NonNullable<Entry['file']> {
-    this.dir ??= mkdtempSync(join(this.spillDir, 'pare-calib-'));
+    if (!this.dir) {
+      mkdirSync(this.spillDir, { recursive: true });
+      this.dir = mkdtempSync(join(this.spillDir, 'pare-calib-'));
+    }
     const path = join(this.dir, `boundary-${this.files++}.bin`);
     return { path, fd: openSync(path, 'w+'), size: 0 };
   }

@@ -1,7 +1,7 @@
 import { UserError } from '../errors.js';
 import type { LinearLayer } from '../model/linears.js';
 import type { Model } from '../model/model.js';
-import { captureSession } from '../runtime/ort.js';
+import { calibrationSessionOptions, captureSession } from '../runtime/ort.js';
 import { BlockCut, uncuttable, type StepTrace } from './block-cut.js';
 import { groupIntoBlocks, type LayerGroup } from './blocks.js';
 import { BoundaryStore, DEFAULT_RESIDENT_BYTES } from './boundary-store.js';
@@ -59,7 +59,7 @@ export class Calibrator {
       byTensor.set(layer.input, new InputStatsAccumulator(layer, needs));
     }
     const names = [...byTensor.keys()];
-    const session = await captureSession(model, names, { threads: this.threads });
+    const session = await captureSession(model, names, calibrationSessionOptions(this.threads));
     try {
       for (const feed of this.feeds) {
         const out = await session.run(feed, names);

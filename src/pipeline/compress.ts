@@ -108,7 +108,7 @@ export async function compress(opts: CompressOptions): Promise<CompressRun> {
   };
   const referencePath = recipe.recipe.eval?.reference ? originalOnnx() : opts.model;
 
-  const calibrator = await makeCalibrator(model, recipe, start, threads, progress);
+  const calibrator = await makeCalibrator(model, recipe, start, threads, progress, work.file('calibration'));
   const tPasses = performance.now();
   const total = recipe.recipe.passes.length;
   for (let i = start; i < total; i++) {
@@ -162,18 +162,18 @@ export async function compress(opts: CompressOptions): Promise<CompressRun> {
   }
   work.remove();
   progress.stop();
-  run.warnings.push(...run.passes.flatMap((p) => (p.warnings ?? []).map((w) => `${p.id}: ${w}`)));
+  run.warnings.push(...(calibrator?.warnings ?? []).map((w) => `calibration: ${w}`), ...run.passes.flatMap((p) => (p.warnings ?? []).map((w) => `${p.id}: ${w}`)));
   run.timings.total_ms = performance.now() - t0;
   return run;
 }
 
-async function makeCalibrator(model: Model, recipe: LoadedRecipe, start: number, threads: number, progress: Progress): Promise<Calibrator | undefined> {
+async function makeCalibrator(model: Model, recipe: LoadedRecipe, start: number, threads: number, progress: Progress, spillDir: string): Promise<Calibrator | undefined> {
   // passes that can use calibration optionally (prune.channels) get it whenever the recipe has it
   const cal = recipe.recipe.calibration;
   if (!cal || start >= recipe.recipe.passes.length) return undefined;
   progress.stage('loading calibration data');
   const data = await loadDataset(cal.data, recipe.dir);
-  return new Calibrator(calibrationFeeds(model, data, cal.samples, cal.seq_len, recipe.path), cal.mode, threads);
+  return new Calibrator(calibrationFeeds(model, data, cal.samples, cal.seq_len, recipe.path), cal.mode, threads, { spillDir, onWarning: (w) => progress.warn(`calibration: ${w}`) });
 }
 
 function sizeMeasure(path: string, files?: string[]): Measure {

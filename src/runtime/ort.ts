@@ -40,6 +40,15 @@ function toOrtOptions(opts: SessionOptions): ort.InferenceSession.SessionOptions
   };
 }
 
+/**
+ * Sessions that measure calibration statistics: float32 arithmetic for quantized layers (ORT's
+ * default fuses int8 DequantizeLinear → MatMul into an int8-activation MatMulNBits), so block i is
+ * calibrated on the outputs of the fake-quantized float model, as the GPTQ/SparseGPT protocol has it.
+ */
+export function calibrationSessionOptions(threads: number): SessionOptions {
+  return { threads, qdqMatMulNBitsAccuracyLevel: 0 };
+}
+
 /** A session over a model file on disk (external data resolves against the file's folder). */
 export async function sessionFromFile(path: string, opts: SessionOptions = {}): Promise<ort.InferenceSession> {
   try {
