@@ -35,6 +35,7 @@ export const QUALITY_ROWS: QualityRow[] = [
   { label: 'SparseGPT 2:4', pass: 'prune.sparsegpt', params: { pattern: '2:4' } },
   { label: 'FFN channels 30 % (activation importance)', pass: 'prune.channels', params: { sparsity: 0.3, importance: 'activation' }, targets: ['layers.*.mlp.*'] },
   { label: 'FFN channels 30 % (weight importance)', pass: 'prune.channels', params: { sparsity: 0.3, importance: 'weight' }, targets: ['layers.*.mlp.*'] },
+  { label: 'attention heads: 1 of 4 KV groups per layer (activation importance)', pass: 'prune.heads', params: { sparsity: 0.25, importance: 'activation' }, targets: ['layers.*.self_attn.*'] },
   { label: 'remove 1 block (angular distance)', pass: 'prune.layers', params: { count: 1 } },
   { label: 'SVD, 75 % of params', pass: 'decompose.svd', params: { ratio: 0.75 } },
   { label: 'activation-aware SVD, 75 % of params', pass: 'decompose.svd', params: { ratio: 0.75, activation_aware: true } },
@@ -100,7 +101,7 @@ export async function benchQuality(): Promise<string> {
         lines.splice(2, 0, `| dense fp32 | – | ${ref.toFixed(3)} | – | ${r.measurements.reference.size.file_bytes} | – |`);
       }
       const layers = r.passes.at(-1).layers.length;
-      const what = row.pass === 'share.layers' ? r.passes.at(-1).layers.map((l: { name: string; extra: { shares_weights_of: string } }) => `${l.name} reuses ${l.extra.shares_weights_of}`).join(', ') : row.pass === 'prune.channels' ? `${layers} MLPs` : row.pass === 'prune.layers' ? `${r.passes.at(-1).layers.map((l: { name: string }) => l.name).join(', ')} removed` : `${layers} linears`;
+      const what = row.pass === 'share.layers' ? r.passes.at(-1).layers.map((l: { name: string; extra: { shares_weights_of: string } }) => `${l.name} reuses ${l.extra.shares_weights_of}`).join(', ') : row.pass === 'prune.channels' ? `${layers} MLPs` : row.pass === 'prune.heads' ? `${layers} attention blocks` : row.pass === 'prune.layers' ? `${r.passes.at(-1).layers.map((l: { name: string }) => l.name).join(', ')} removed` : `${layers} linears`;
       lines.push(`| ${row.label} | ${what} | ${ppl.toFixed(3)} | ${(((ppl - dense) / dense) * 100).toFixed(1)} % | ${r.measurements.model.size.file_bytes} | ${seconds.toFixed(1)} |`);
     }
   } finally {

@@ -10,6 +10,8 @@ import { ortVersion } from '../src/runtime/ort.js';
 import { benchLatency } from './latency.js';
 import { benchLinalg } from './linalg.js';
 import { benchConvQuality, benchQuality } from './quality.js';
+import { benchDistill } from './distill.js';
+import { benchReference } from './reference.js';
 import { benchScale } from './scale.js';
 
 const ROOT = resolve(import.meta.dirname, '../..');
@@ -17,6 +19,8 @@ const ROOT = resolve(import.meta.dirname, '../..');
 const sections: [string, string, () => Promise<string>][] = [
   ['Quality on stories260K', 'node dist/bench/quality.js', benchQuality],
   ['Structured conv pruning on squeezenet-cifar10', 'node dist/bench/quality.js', benchConvQuality],
+  ['pare vs float64 reference SparseGPT/GPTQ on stories260K', 'node dist/bench/reference.js', benchReference],
+  ['Distillation recovery on stories260K', 'node dist/bench/distill.js', benchDistill],
   ['ONNX Runtime latency by weight format', 'node dist/bench/latency.js', benchLatency],
   ['Linear algebra kernels', 'node dist/bench/linalg.js', benchLinalg],
   ['Passes at MobileLLM-125M scale', 'node dist/bench/scale.js', benchScale],

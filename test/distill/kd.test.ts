@@ -196,6 +196,9 @@ passes:
         }
       }, 100);
       child.stderr.resume();
+      // never leave a held child behind, even when the state file does not appear
+      const guard = setTimeout(() => child.kill('SIGKILL'), 150_000);
+      child.on('exit', () => clearTimeout(guard));
       child.on('exit', () => (clearInterval(timer), done()));
       child.on('error', fail);
     });
