@@ -1,12 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { kroneckerDense, nearestKronecker, type KroneckerFactors } from '../../src/decompose/kronecker-math.js';
 import { weightedKronecker, weightedObjective } from '../../src/decompose/kronecker-weighted.js';
-import { seededRandom } from '../../src/pipeline/pass.js';
-
-function random(n: number, seed: number): Float64Array {
-  const r = seededRandom(seed);
-  return Float64Array.from({ length: n }, () => r() - 0.5);
-}
+import { random } from './kronecker-fixtures.js';
 
 /** XᵀX (float64 loop) of `rows` samples whose channels have very different scales, as activations do */
 function hessian(n: number, rows: number, seed: number): Float64Array {

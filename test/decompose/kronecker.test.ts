@@ -12,14 +12,10 @@ import { readOnnx } from '../../src/model/onnx-io.js';
 import { seededRandom } from '../../src/pipeline/pass.js';
 import { ort, sessionFromModel } from '../../src/runtime/ort.js';
 import { allClose } from '../helpers.js';
+import { random } from './kronecker-fixtures.js';
 
 const ROOT = resolve(__dirname, '../..');
 const MODEL = join(ROOT, 'fixtures/stories260K/model.onnx');
-
-function random(n: number, seed: number): Float64Array {
-  const r = seededRandom(seed);
-  return Float64Array.from({ length: n }, () => r() - 0.5);
-}
 
 /** A ⊗ B by its definition, (A⊗B)[i·m2 + k, j·n2 + l] = A[i, j]·B[k, l]. */
 function kron(A: Float64Array, B: Float64Array, m1: number, n1: number, m2: number, n2: number): Float64Array {
