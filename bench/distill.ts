@@ -18,7 +18,7 @@ const TEXT = join(ROOT, 'fixtures/tinystories/valid-head.txt');
 const TOK = join(ROOT, 'fixtures/stories260K/tok512.bin');
 
 /** The recovery run: 10 minutes of budget on 2 cores covers these steps with room (see RESULTS.md). */
-export const KD_PARAMS = { steps: 600, batch_size: 8, seq_len: 128, lr: 2e-3, warmup: 30, schedule: 'cosine', samples: 512, start_token: 1, temperature: 1, checkpoint_every: 0 };
+export const KD_PARAMS = { steps: 600, batch_size: 4, seq_len: 128, lr: 1e-3, warmup: 20, schedule: 'cosine', samples: 512, start_token: 1, temperature: 1, checkpoint_every: 0 };
 
 interface Case {
   label: string;
