@@ -3,6 +3,7 @@ import { UserError } from '../errors.js';
 import { DataType } from '../model/dtype.js';
 import { attr, makeNode } from '../model/graph.js';
 import { addConstant, readWeight, removeUnused } from '../model/linear-weights.js';
+import { gemmEpilogue } from '../model/gemm-epilogue.js';
 import type { LinearLayer } from '../model/linears.js';
 import type { Model } from '../model/model.js';
 import { reconstructionError, relativeError } from '../obs/output-error.js';
@@ -47,6 +48,7 @@ export function emitKronecker(model: Model, layer: LinearLayer, f: KroneckerFact
   const f32 = (name: string, dims: number[], values: Float64Array) => addConstant(model, `${layer.name}.${name}`, DataType.FLOAT, dims, values);
   const identity = (p: Int32Array) => p.every((x, i) => x === i);
   let input = layer.input;
+  const epilogue = gemmEpilogue(model, layer, base);
   const nodes = [];
   if (perms && !identity(perms.colPerm)) {
     nodes.push(makeNode('Gather', [layer.input, i32('col_perm', Array.from(perms.colPerm))], [v('x_permuted')], v('Gather_in'), [attr.int('axis', -1)]));
@@ -83,10 +85,11 @@ export function emitKronecker(model: Model, layer: LinearLayer, f: KroneckerFact
   nodes.push(makeNode('MatMul', [f32('kron_a', [m1, R * n1], Acat), p], [summed], v('MatMul_a')));
   if (rowInverse) {
     nodes.push(makeNode('Reshape', [summed, v('out_shape')], [v('y_permuted')], v('Reshape_out')));
-    nodes.push(makeNode('Gather', [v('y_permuted'), i32('row_perm_inverse', rowInverse)], [layer.output], v('Gather_out'), [attr.int('axis', -1)]));
+    nodes.push(makeNode('Gather', [v('y_permuted'), i32('row_perm_inverse', rowInverse)], [epilogue.product], v('Gather_out'), [attr.int('axis', -1)]));
   } else {
-    nodes.push(makeNode('Reshape', [summed, v('out_shape')], [layer.output], v('Reshape_out')));
+    nodes.push(makeNode('Reshape', [summed, v('out_shape')], [epilogue.product], v('Reshape_out')));
   }
+  nodes.push(...epilogue.nodes);
   const all = model.graph.node!;
   all.splice(all.indexOf(layer.node), 1, ...nodes);
   removeUnused(model);
@@ -132,7 +135,7 @@ export const kronecker = definePass({
   summary: 'Kronecker factorization W ≈ Σ A_r ⊗ B_r (Van Loan–Pitsianis; shapes from a budget; permutation search; iterative output-aware mode), emitted as Reshape → MatMul → MatMul → Reshape',
   params: KroneckerParams,
   needsCalibration: false,
-  eligible: (layer) => layer.kind === 'matmul',
+  eligible: (layer) => layer.kind !== 'conv',
   async apply(model, params, ctx) {
     if (params.ratio !== undefined && params.terms !== undefined && params.m1 !== undefined && params.n1 !== undefined) {
       throw new UserError(`decompose.kronecker: ${ctx.where}.params gives ratio and all of terms, m1, n1; drop ratio or one of the others`);

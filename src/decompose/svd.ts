@@ -7,6 +7,7 @@ import { invertLower } from '../linalg/triangular.js';
 import { DataType } from '../model/dtype.js';
 import { makeNode } from '../model/graph.js';
 import { readWeight, removeUnused, uniqueInitializerName } from '../model/linear-weights.js';
+import { gemmEpilogue } from '../model/gemm-epilogue.js';
 import type { LinearLayer } from '../model/linears.js';
 import type { Model } from '../model/model.js';
 import { reconstructionError, relativeError } from '../obs/output-error.js';
@@ -43,7 +44,7 @@ export function chooseRank(S: Float64Array, m: number, n: number, p: { rank?: nu
   return S.length;
 }
 
-/** Rewrites MatMul(x, W) into MatMul(MatMul(x, Bᵀ), Aᵀ); A [out, k], B [k, in] row-major float32. */
+/** Rewrites MatMul(x, W) into MatMul(MatMul(x, Bᵀ), Aᵀ) (a Gemm keeps its α and bias after them); A [out, k], B [k, in] row-major float32. */
 export function emitLowRank(model: Model, layer: LinearLayer, A: Float32Array, B: Float32Array, k: number): void {
   const out = layer.outFeatures;
   const inn = layer.inFeatures;
@@ -57,12 +58,14 @@ export function emitLowRank(model: Model, layer: LinearLayer, A: Float32Array, B
   model.setInitializer({ name: vName, dataType: DataType.FLOAT, dims: [inn, k], data: new Uint8Array(Bt.buffer) });
   model.setInitializer({ name: uName, dataType: DataType.FLOAT, dims: [k, out], data: new Uint8Array(At.buffer) });
   const mid = `${base}/svd_v_output`;
+  const epilogue = gemmEpilogue(model, layer, base);
   const nodes = model.graph.node!;
   nodes.splice(
     nodes.indexOf(layer.node),
     1,
     makeNode('MatMul', [layer.input, vName], [mid], `${base}/svd_v`),
-    makeNode('MatMul', [mid, uName], [layer.output], `${base}/svd_u`),
+    makeNode('MatMul', [mid, uName], [epilogue.product], `${base}/svd_u`),
+    ...epilogue.nodes,
   );
   removeUnused(model);
 }
@@ -72,7 +75,7 @@ export const svdPass = definePass({
   summary: 'truncated SVD into two MatMuls; rank by rank, ratio or energy; optional activation-aware whitening (SVD-LLM)',
   params: SvdParams,
   needsCalibration: false,
-  eligible: (layer) => layer.kind === 'matmul',
+  eligible: (layer) => layer.kind !== 'conv',
   async apply(model, params, ctx) {
     if ([params.rank, params.ratio, params.energy].filter((v) => v !== undefined).length !== 1) {
       throw new UserError(`decompose.svd: ${ctx.where}.params needs exactly one of rank, ratio or energy`);

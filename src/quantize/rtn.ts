@@ -28,8 +28,8 @@ export function checkQuantizable(pass: string, layer: LinearLayer, p: WeightQuan
   if (p.granularity === 'group' && layer.inFeatures % p.group_size !== 0) {
     throw new UserError(`${pass}: '${layer.name}' has ${layer.inFeatures} inputs, not a multiple of group_size ${p.group_size}; pick a divisor or add it to ignore:`);
   }
-  if (formatOf(p) === 'matmulnbits' && layer.kind !== 'matmul') {
-    throw new UserError(`${pass}: '${layer.name}' is a ${layer.kind}; format matmulnbits rewrites MatMul only, use format: qdq (8-bit) or leave it out of targets`);
+  if (formatOf(p) === 'matmulnbits' && layer.kind === 'conv') {
+    throw new UserError(`${pass}: '${layer.name}' is a conv; format matmulnbits rewrites MatMul and Gemm only, use format: qdq (8-bit) or leave it out of targets`);
   }
   if (formatOf(p) === 'matmulnbits' && p.granularity !== 'group') {
     throw new UserError(`${pass}: format matmulnbits stores per-block scales; set granularity: group with group_size 16..256`);

@@ -10,7 +10,7 @@ import { rtn } from '../../src/quantize/rtn.js';
 import { cast } from '../../src/quantize/cast.js';
 import { fromFloat32, toFloat32 } from '../../src/model/pack.js';
 import { ort, sessionFromModel } from '../../src/runtime/ort.js';
-import { singleMatMul } from './models.js';
+import { singleGemm, singleMatMul } from './models.js';
 import { allClose, SHARED_MODELS } from '../helpers.js';
 
 const noProgress = { layer: () => {} };
@@ -60,6 +60,34 @@ describe('quantized weights ONNX Runtime runs', () => {
       expect(c.relFro, c.worst).toBeLessThanOrEqual(1e-5); // measured ≤ 1e-6
     });
   }
+
+  const gemms: [string, Parameters<typeof singleGemm>[2]][] = [
+    ['transB, bias [n]', { transB: true, biasDims: [48] }],
+    ['W [k, n], bias [1, n], beta 0.5', { transB: false, beta: 0.5, biasDims: [1, 48] }],
+    ['no bias', { transB: true }],
+  ];
+  for (const [label, shape] of gemms) {
+    it(`Gemm (${label}) becomes MatMulNBits with its bias; ORT output equals the dequantized float Gemm`, async () => {
+      const params: WeightQuantParams = { bits: 4, granularity: 'group', group_size: 32, symmetric: false, format: 'matmulnbits', accuracy_level: 0 };
+      const quantized = singleGemm(64, 48, shape);
+      const reference = singleGemm(64, 48, shape);
+      const [ref] = linears(reference);
+      writeWeight(reference, ref!, dequantizeMatrix(quantizeMatrix(readWeight(reference, ref!), 48, 64, gridSpec(params))));
+      await rtn.apply(quantized, { ...params, mse_clip: false }, { layers: linears(quantized), seed: 0, random: Math.random, progress: noProgress, where: 'passes[0]' });
+      expect((quantized.graph.node ?? []).map((n) => n.op_type)).toEqual(['MatMulNBits']);
+      const r = seededRandom(9);
+      const x = new ort.Tensor('float32', Float32Array.from({ length: 5 * 64 }, () => r() * 2 - 1), [5, 64]);
+      const run = async (m: typeof quantized) => (await (await sessionFromModel(m, { threads: 1 })).run({ x })).y!.data as Float32Array;
+      const c = allClose(await run(quantized), await run(reference), 1e-5, 1e-5);
+      expect(c.relFro, c.worst).toBeLessThanOrEqual(1e-5);
+    });
+  }
+
+  it('a Gemm with alpha ≠ 1 is refused for MatMulNBits, naming the layer', async () => {
+    const model = singleGemm(64, 48, { transB: true, alpha: 2 });
+    const params = { bits: 4, granularity: 'group', group_size: 32, symmetric: true, format: 'matmulnbits', accuracy_level: 0, mse_clip: false } as const;
+    await expect(rtn.apply(model, params, { layers: linears(model), seed: 0, random: Math.random, progress: noProgress, where: 'passes[0]' })).rejects.toThrow(/Gemm 'proj' has alpha 2; MatMulNBits has no output scale/);
+  });
 
   it('int8 per-channel shrinks a 1536×576 weight ≥ 3.9×, 4-bit group 32 ≥ 6× (scales included)', async () => {
     for (const [params, factor] of [

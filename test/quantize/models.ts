@@ -1,4 +1,4 @@
-import { makeNode } from '../../src/model/graph.js';
+import { attr, makeNode } from '../../src/model/graph.js';
 import { Model } from '../../src/model/model.js';
 import { seededRandom } from '../../src/pipeline/pass.js';
 
@@ -23,3 +23,36 @@ export function singleMatMul(k: number, n: number): Model {
   );
 }
 
+
+/**
+ * Gemm(x [batch, k], W, C): W is `weight` ([n, k], out × in) or seeded, stored [n, k] when transB,
+ * else [k, n]; C optional.
+ */
+export function singleGemm(k: number, n: number, opts: { transB: boolean; alpha?: number; beta?: number; biasDims?: number[]; weight?: ArrayLike<number> }): Model {
+  const r = seededRandom(k * n + 1);
+  const outIn = Float32Array.from(opts.weight ?? Array.from({ length: k * n }, () => r() - 0.5));
+  const W = opts.transB ? outIn : Float32Array.from({ length: k * n }, (_, i) => outIn[(i % n) * k + Math.floor(i / n)]!);
+  const tensorType = (dims: (number | string)[]) => ({ tensor_type: { elem_type: 1, shape: { dim: dims.map((d) => (typeof d === 'number' ? { dim_value: d } : { dim_param: d })) } } });
+  const initializer = [{ name: 'W', data_type: 1, dims: opts.transB ? [n, k] : [k, n], raw_data: new Uint8Array(W.buffer) }];
+  const inputs = ['x', 'W'];
+  if (opts.biasDims) {
+    const C = Float32Array.from({ length: n }, () => r() - 0.5);
+    initializer.push({ name: 'C', data_type: 1, dims: opts.biasDims, raw_data: new Uint8Array(C.buffer) });
+    inputs.push('C');
+  }
+  const attributes = [attr.int('transB', opts.transB ? 1 : 0), attr.float('alpha', opts.alpha ?? 1), attr.float('beta', opts.beta ?? 1)];
+  return new Model(
+    {
+      ir_version: 8,
+      opset_import: [{ domain: '', version: 17 }],
+      graph: {
+        name: 'single-gemm',
+        node: [makeNode('Gemm', inputs, ['y'], '/proj/Gemm', attributes)],
+        initializer,
+        input: [{ name: 'x', type: tensorType(['batch', k]) }],
+        output: [{ name: 'y', type: tensorType(['batch', n]) }],
+      },
+    },
+    'single-gemm.onnx',
+  );
+}
