@@ -1,7 +1,9 @@
 /**
- * ONNX Runtime latency of each weight format against float32, on stories260K and on a generated
- * stack with MobileLLM-125M widths (hidden 576, SwiGLU-sized 576→1536→576 MLP blocks, seeded
- * random weights): ms per token at batch 1 (decoding one token) and per batch of 8×128.
+ * ONNX Runtime latency of each weight format against float32, on stories260K, on the generated
+ * MobileLLM-125M and GPT-2 small checkpoints (seeded random weights, every block linear converted,
+ * embeddings and lm_head left float32), and on a stack of MLP blocks with MobileLLM-125M widths
+ * (576→1536→576, the linears alone): ms per token at batch 1 (one token, no KV cache) and per
+ * batch of 8×128.
  * Every format is produced by the real pass on the same model and run with default session options.
  * Run: npx tsc -p tsconfig.json && node dist/bench/latency.js
  */
@@ -11,6 +13,7 @@ import { pathToFileURL } from 'node:url';
 import { measureLatency } from '../src/eval/latency.js';
 import { makeNode } from '../src/model/graph.js';
 import { linears } from '../src/model/linears.js';
+import { loadModel } from '../src/model/load.js';
 import { Model } from '../src/model/model.js';
 import { readOnnx } from '../src/model/onnx-io.js';
 import type { Pass } from '../src/pipeline/pass.js';
@@ -19,6 +22,7 @@ import { cast } from '../src/quantize/cast.js';
 import { rtn } from '../src/quantize/rtn.js';
 import { w8a8 } from '../src/quantize/w8a8.js';
 import { ort, sessionFromModel } from '../src/runtime/ort.js';
+import { BLOCK_LINEAR, realisticModelPath } from './models.js';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 
@@ -87,6 +91,12 @@ export async function benchLatency(): Promise<string> {
       filter: (n) => n.startsWith('layers.') && !n.endsWith('down_proj'),
       feed: (b, s) => ({ input_ids: new ort.Tensor('int64', new BigInt64Array(b * s).fill(5n), [b, s]) }),
     },
+    ...['mobilellm-125m', 'gpt2-small'].map((name) => ({
+      name: `${name} (every block linear)`,
+      load: () => loadModel(realisticModelPath(name)),
+      filter: (n: string) => BLOCK_LINEAR.test(n),
+      feed: (b: number, s: number) => ({ input_ids: new ort.Tensor('int64', new BigInt64Array(b * s).fill(5n), [b, s]) }),
+    })),
     {
       name: 'MLP stack, MobileLLM-125M widths (24 × 576→1536→576)',
       load: () => mlpStack(576, 1536, 24),
@@ -100,10 +110,17 @@ export async function benchLatency(): Promise<string> {
     for (const f of FORMATS) {
       const model = subject.load();
       if (f.pass) {
-        const layers = linears(model).filter((l) => subject.filter(l.name));
+        const layers = linears(model).filter((l) => subject.filter(l.name) && (f.pass!.eligible?.(l) ?? true));
+        if (layers.length === 0) {
+          lines.push(`| ${subject.name} | ${f.label} | no eligible layers (${f.pass.id} rewrites MatMul only) | | | |`);
+          model.close();
+          continue;
+        }
         await f.pass.apply(model, f.params!, { layers, seed: 0, random: Math.random, progress: { layer() {} }, where: 'bench' });
       }
+      process.stderr.write(`latency: ${subject.name} ${f.label}\n`);
       const t = await timeModel(model, subject.feed, threads);
+      model.close();
       base ??= t;
       lines.push(`| ${subject.name} | ${f.label} | ${t[0].toFixed(3)} | ${(base[0] / t[0]).toFixed(2)}× | ${t[1].toFixed(1)} | ${(base[1] / t[1]).toFixed(2)}× |`);
     }

@@ -1,5 +1,5 @@
 /**
- * Passes at realistic size: MobileLLM-125M (seeded random weights, generated when missing) with
+ * Passes at realistic size: MobileLLM-125M and GPT-2 small (seeded random weights, generated when missing) with
  * 32 × 512 calibration tokens (seeded random ids), every block linear targeted. Each pass runs in
  * its own child process so its peak RSS (resourceUsage().maxRSS) is its own. Calibration time is
  * the time spent waiting on the calibrator's block generator (ORT sub-graph forwards plus XᵀX
@@ -8,7 +8,6 @@
  * Run: npx tsc -p tsconfig.json && node dist/bench/scale.js [--models mobilellm-125m,gpt2-small] [--samples 32] [--seq 512]
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { Calibrator } from '../src/calibrate/calibrator.js';
@@ -24,7 +23,7 @@ import { sparsegpt } from '../src/prune/sparsegpt.js';
 import { gptq } from '../src/quantize/gptq.js';
 import { rtn } from '../src/quantize/rtn.js';
 import { ort } from '../src/runtime/ort.js';
-import { generateCheckpoint, MODELS } from '../fixtures/generate-models.js';
+import { BLOCK_LINEAR, realisticModelPath } from './models.js';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 const SCRIPT = join(ROOT, 'dist/bench/scale.js');
@@ -56,13 +55,6 @@ interface ChildResult {
   warnings: string[];
 }
 
-function modelPath(name: string): string {
-  const dir = join(ROOT, '.pare-work/models', name);
-  const path = join(dir, 'model.safetensors');
-  if (!existsSync(path)) generateCheckpoint(MODELS[name]!(), dir, { onnx: false });
-  return path;
-}
-
 function tokenFeeds(model: Model, samples: number, seq: number, vocab: number): Feeds[] {
   const rand = seededRandom(1234);
   const name = model.graph.input![0]!.name!;
@@ -71,8 +63,6 @@ function tokenFeeds(model: Model, samples: number, seq: number, vocab: number): 
     return { [name]: new ort.Tensor('int64', ids, [1, seq]) };
   });
 }
-
-const BLOCK_LINEAR = /^(?:model\.)?(?:layers|h)\.\d+\./;
 
 /** One pass on the model, in this process; prints a ChildResult as JSON. */
 async function child(jobIndex: number, path: string, samples: number, seq: number): Promise<void> {
@@ -144,8 +134,8 @@ export async function benchScale(opts: { models?: string[]; samples?: number; se
     '| model | pass | layers | wall | target | calibration | XᵀX GFLOP/s (lower bound) | sub-graph nodes run / graph nodes | peak RSS | RSS above fp32 weights |',
     '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
   ];
-  for (const name of opts.models ?? ['mobilellm-125m']) {
-    const path = modelPath(name);
+  for (const name of opts.models ?? ['mobilellm-125m', 'gpt2-small']) {
+    const path = realisticModelPath(name);
     const weightsMb = fp32Mb(path);
     for (const [i, job] of JOBS.entries()) {
       process.stderr.write(`scale: ${name} ${job.label}\n`);
