@@ -62,7 +62,7 @@ function session(key: string, build: () => KernelGraph): Promise<ort.InferenceSe
   let s = sessions.get(key);
   if (!s) {
     const bytes = encodeKernel(key, build());
-    s = ort.InferenceSession.create(bytes, { intraOpNumThreads: 0, interOpNumThreads: 1, graphOptimizationLevel: 'all', executionMode: 'sequential' });
+    s = ort.InferenceSession.create(bytes, { intraOpNumThreads: 0, interOpNumThreads: 1, graphOptimizationLevel: 'all', executionMode: 'sequential', enableCpuMemArena: false });
     s.catch(() => sessions.delete(key));
     sessions.set(key, s);
   }
