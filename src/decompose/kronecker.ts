@@ -48,7 +48,7 @@ export function emitKronecker(model: Model, layer: LinearLayer, f: KroneckerFact
   const f32 = (name: string, dims: number[], values: Float64Array) => addConstant(model, `${layer.name}.${name}`, DataType.FLOAT, dims, values);
   const identity = (p: Int32Array) => p.every((x, i) => x === i);
   let input = layer.input;
-  const epilogue = gemmEpilogue(model, layer, base);
+  const epilogue = gemmEpilogue(model, layer, base, 'decompose.kronecker');
   const nodes = [];
   if (perms && !identity(perms.colPerm)) {
     nodes.push(makeNode('Gather', [layer.input, i32('col_perm', Array.from(perms.colPerm))], [v('x_permuted')], v('Gather_in'), [attr.int('axis', -1)]));

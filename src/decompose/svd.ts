@@ -58,7 +58,7 @@ export function emitLowRank(model: Model, layer: LinearLayer, A: Float32Array, B
   model.setInitializer({ name: vName, dataType: DataType.FLOAT, dims: [inn, k], data: new Uint8Array(Bt.buffer) });
   model.setInitializer({ name: uName, dataType: DataType.FLOAT, dims: [k, out], data: new Uint8Array(At.buffer) });
   const mid = `${base}/svd_v_output`;
-  const epilogue = gemmEpilogue(model, layer, base);
+  const epilogue = gemmEpilogue(model, layer, base, 'decompose.svd');
   const nodes = model.graph.node!;
   nodes.splice(
     nodes.indexOf(layer.node),

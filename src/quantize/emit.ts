@@ -2,10 +2,11 @@ import { UserError } from '../errors.js';
 import { DataType } from '../model/dtype.js';
 import { attr, attrFloat, attrInt, makeNode } from '../model/graph.js';
 import { removeUnused, uniqueInitializerName } from '../model/linear-weights.js';
+import { gemmBiasVector } from '../model/gemm-epilogue.js';
 import type { LinearLayer } from '../model/linears.js';
 import type { Model } from '../model/model.js';
 import { transpose2d } from '../model/ndarray.js';
-import { packUint4, toFloat32 } from '../model/pack.js';
+import { packUint4 } from '../model/pack.js';
 import type { QuantizedMatrix } from './grid.js';
 
 /**
@@ -67,27 +68,6 @@ export function emitDequantizeLinear(model: Model, layer: LinearLayer, m: Quanti
 }
 
 /**
- * The bias a Gemm adds, as MatMulNBits' optional [N] bias input: β·C folded into a new initializer
- * when β ≠ 1 or C is stored [1, N]. Gemm's α would scale the product, so it must be 1.
- */
-function gemmBias(model: Model, layer: LinearLayer, N: number): string | undefined {
-  const node = layer.node;
-  if (attrFloat(node, 'alpha', 1) !== 1) throw new UserError(`format matmulnbits: Gemm '${layer.name}' has alpha ${attrFloat(node, 'alpha', 1)}; MatMulNBits has no output scale (use format: qdq)`);
-  const c = node.input?.[2];
-  if (!c) return undefined;
-  if (!layer.bias) throw new UserError(`format matmulnbits: Gemm '${layer.name}' adds a computed tensor '${c}', not a constant bias (use format: qdq)`);
-  const t = model.tensor(layer.bias);
-  const count = t.dims.reduce((a, b) => a * b, 1);
-  if (count !== N) throw new UserError(`format matmulnbits: Gemm '${layer.name}' bias has shape [${t.dims.join(', ')}]; MatMulNBits adds a bias of [${N}] only (use format: qdq)`);
-  const beta = attrFloat(node, 'beta', 1);
-  if (beta === 1 && t.dims.length === 1 && t.dataType === DataType.FLOAT) return layer.bias;
-  const v = toFloat32(t.dataType, t.data, count).map((x) => x * beta);
-  const name = uniqueInitializerName(model, `${layer.name}.bias`);
-  model.setInitializer({ name, dataType: DataType.FLOAT, dims: [N], data: new Uint8Array(v.buffer) });
-  return name;
-}
-
-/**
  * MatMul(x, W) -> com.microsoft.MatMulNBits(x, B, scales, zero_points)
  * Gemm(x, W, C) -> com.microsoft.MatMulNBits(x, B, scales, zero_points, , bias)
  * B is uint8 [N, K/block, block·bits/8], 8-bit codes as bytes or 4-bit codes packed low nibble first
@@ -123,7 +103,10 @@ export function emitMatMulNBits(model: Model, layer: LinearLayer, m: QuantizedMa
     model.setInitializer({ name: zName, dataType: DataType.UINT8, dims: [N * perRow], data: zp });
     inputs.push(zName);
   }
-  const bias = layer.kind === 'gemm' ? gemmBias(model, layer, N) : undefined;
+  if (layer.kind === 'gemm' && attrFloat(layer.node, 'alpha', 1) !== 1) {
+    throw new UserError(`format matmulnbits: Gemm '${layer.name}' has alpha ${attrFloat(layer.node, 'alpha', 1)}; MatMulNBits has no output scale (use format: qdq)`);
+  }
+  const bias = layer.kind === 'gemm' ? gemmBiasVector(model, layer, 'format matmulnbits') : undefined;
   if (bias) inputs.push(...Array<string>(5 - inputs.length).fill(''), bias);
   ensureOpset(model, MS_DOMAIN, 1);
   const node = makeNode(
