@@ -15,6 +15,7 @@ interface CompressFlags {
   report?: string;
   dryRun?: boolean;
   resume?: boolean;
+  stream?: boolean;
   json?: boolean;
   seed?: string;
   threads?: string;
@@ -50,6 +51,7 @@ export function registerCompressCommand(program: Command, io: Io, setCode: (c: n
     .option('--report <report.json>', 'write the JSON report here')
     .option('--dry-run', 'print which layers each pass touches and the expected size; write nothing')
     .option('--resume', 'continue from the last completed pass of an interrupted run')
+    .option('--stream', "keep rewritten weights in a file in the work folder, not in memory (peak memory follows one block, not the model)")
     .option('--json', 'print exactly one JSON document (the report, or the plan with --dry-run) on stdout')
     .option('--seed <n>', 'seed for every random choice (same input, recipe and seed give identical bytes)', '0')
     .option('--threads <n>', 'ONNX Runtime threads (default: all cores)')
@@ -61,6 +63,7 @@ export function registerCompressCommand(program: Command, io: Io, setCode: (c: n
         output: flags.output,
         dryRun: flags.dryRun,
         resume: flags.resume,
+        stream: flags.stream,
         seed: integer('--seed', flags.seed),
         threads: integer('--threads', flags.threads),
         progress,

@@ -1,4 +1,4 @@
-import { closeSync, openSync, readSync } from 'node:fs';
+import { closeSync, openSync, readSync, rmSync, writeSync } from 'node:fs';
 import { dirname, isAbsolute, join, normalize } from 'node:path';
 import { UserError } from '../errors.js';
 import { byteLength, DataType, dtypeName, elementCount } from './dtype.js';
@@ -18,7 +18,8 @@ export interface HostTensor {
  */
 export class Model {
   private initIndex: Map<string, number> | undefined;
-  private readonly fds = new Map<string, number>();
+  /** open external data files and the spill file; shared with the models derive() makes */
+  private storage: Storage = { fds: new Map(), spilled: new WeakMap() };
 
   constructor(
     readonly proto: ModelProto,
@@ -35,6 +36,16 @@ export class Model {
 
   get dir(): string {
     return dirname(this.path);
+  }
+
+  /**
+   * A model over `proto` (a sub-graph of this one) that reads tensors as this one does: same folder,
+   * open files and spill file. Close only this one.
+   */
+  derive(proto: ModelProto): Model {
+    const m = new Model(proto, this.path, this.format);
+    m.storage = this.storage;
+    return m;
   }
 
   /** The opset version imported for `domain` ('' is the default ONNX domain), or 0. */
@@ -64,13 +75,32 @@ export class Model {
     return { name: t.name ?? '', dataType, dims, data: this.tensorBytes(t, dataType, dims) };
   }
 
-  /** Replace or add an initializer. The new tensor is stored inline; the old one's bytes are dropped. */
+  /**
+   * Streaming mode: initializers of at least `threshold` bytes set from now on are appended to the
+   * file `path` and read back on demand, so a pass's rewritten weights cost disk rather than memory.
+   * The file is this model's alone and is deleted by close().
+   */
+  spillTo(path: string, threshold: number): void {
+    if (this.storage.spill) throw new Error(`${this.path}: already spilling to ${this.storage.spill.path}`);
+    this.storage.spill = { path, fd: openSync(path, 'w+'), size: 0, threshold };
+  }
+
+  /** Replace or add an initializer. The new tensor is stored inline (or in the spill file); the old one's bytes are dropped. */
   setInitializer(t: HostTensor): void {
     const expected = byteLength(t.dataType, elementCount(t.dims));
     if (t.data.byteLength !== expected) {
       throw new Error(`setInitializer ${t.name}: ${t.data.byteLength} bytes for ${dtypeName(t.dataType)}[${t.dims.join(',')}], expected ${expected}`);
     }
     const proto: TensorProto = { name: t.name, data_type: t.dataType, dims: [...t.dims], raw_data: t.data };
+    const spill = this.storage.spill;
+    if (spill && t.data.byteLength >= spill.threshold) {
+      const offset = spill.size;
+      for (let done = 0; done < t.data.byteLength; ) done += writeSync(spill.fd, t.data, done, t.data.byteLength - done, offset + done);
+      spill.size += t.data.byteLength;
+      delete proto.raw_data;
+      proto.data_location = 1; // external: every reader goes through tensor(), which finds it in the spill file
+      this.storage.spilled.set(proto, { offset, length: t.data.byteLength });
+    }
     const inits = (this.graph.initializer ??= []);
     const i = this.index().get(t.name);
     if (i === undefined) {
@@ -92,8 +122,14 @@ export class Model {
   }
 
   close(): void {
-    for (const fd of this.fds.values()) closeSync(fd);
-    this.fds.clear();
+    const { fds, spill } = this.storage;
+    for (const fd of fds.values()) closeSync(fd);
+    fds.clear();
+    if (spill) {
+      closeSync(spill.fd);
+      rmSync(spill.path, { force: true });
+      this.storage.spill = undefined;
+    }
   }
 
   private index(): Map<string, number> {
@@ -106,6 +142,12 @@ export class Model {
 
   private tensorBytes(t: TensorProto, dataType: number, dims: number[]): Uint8Array {
     const count = elementCount(dims);
+    const spilled = this.storage.spilled.get(t);
+    if (spilled) {
+      const spill = this.storage.spill;
+      if (!spill) throw new Error(`${this.path}: tensor '${t.name}' was spilled and the model is closed`);
+      return readFully(spill.fd, new Uint8Array(spilled.length), spilled.offset, () => new Error(`${spill.path}: spill file ends before tensor '${t.name}'`));
+    }
     if (t.data_location === 1) return this.readExternal(t, byteLength(dataType, count));
     if (t.raw_data && t.raw_data.byteLength > 0) return t.raw_data;
     return typedFieldsToBytes(t, dataType, count);
@@ -124,24 +166,33 @@ export class Model {
       throw new UserError(`${this.path}: tensor '${t.name}' external length ${length} does not match its shape (${expected} bytes)`);
     }
     const file = join(this.dir, location);
-    let fd = this.fds.get(file);
+    let fd = this.storage.fds.get(file);
     if (fd === undefined) {
       try {
         fd = openSync(file, 'r');
       } catch {
         throw new UserError(`${file}: external data file of ${this.path} cannot be opened`);
       }
-      this.fds.set(file, fd);
+      this.storage.fds.set(file, fd);
     }
-    const out = new Uint8Array(length);
-    let done = 0;
-    while (done < length) {
-      const n = readSync(fd, out, done, length - done, offset + done);
-      if (n === 0) throw new UserError(`${file}: external data ends before tensor '${t.name}' (offset ${offset}, length ${length})`);
-      done += n;
-    }
-    return out;
+    return readFully(fd, new Uint8Array(length), offset, () => new UserError(`${file}: external data ends before tensor '${t.name}' (offset ${offset}, length ${length})`));
   }
+}
+
+function readFully(fd: number, out: Uint8Array, offset: number, short: () => Error): Uint8Array {
+  for (let done = 0; done < out.byteLength; ) {
+    const n = readSync(fd, out, done, out.byteLength - done, offset + done);
+    if (n === 0) throw short();
+    done += n;
+  }
+  return out;
+}
+
+interface Storage {
+  fds: Map<string, number>;
+  spill?: { path: string; fd: number; size: number; threshold: number };
+  /** where each spilled initializer's bytes sit in the spill file */
+  spilled: WeakMap<TensorProto, { offset: number; length: number }>;
 }
 
 /** Tensors stored in the typed repeated fields (float_data, int32_data, ...) as raw little-endian bytes. */

@@ -1,5 +1,5 @@
 import { GraphIndex } from './graph.js';
-import { Model } from './model.js';
+import type { Model } from './model.js';
 import type { NodeProto, ValueInfoProto } from './onnx-schema.js';
 
 /**
@@ -47,26 +47,22 @@ export function sliceFor(model: Model, index: GraphIndex, targets: readonly stri
 
 /**
  * `nodes` of `model` as their own Model: `inputs` become graph inputs, only the initializers the
- * nodes read are kept (external ones still resolve against the original file), no outputs (the
+ * nodes read are kept (external and spilled ones still read through the original), no outputs (the
  * caller names them when it builds a session).
  */
 export function subModel(model: Model, nodes: NodeProto[], inputs: ValueInfoProto[]): Model {
   const used = new Set(nodes.flatMap((n) => n.input ?? []));
   const produced = new Set(nodes.flatMap((n) => n.output ?? []));
   const graph = model.graph;
-  return new Model(
-    {
-      ...model.proto,
-      graph: {
-        ...graph,
-        node: nodes,
-        input: inputs,
-        output: [],
-        initializer: (graph.initializer ?? []).filter((t) => used.has(t.name ?? '')),
-        value_info: (graph.value_info ?? []).filter((v) => produced.has(v.name ?? '')),
-      },
+  return model.derive({
+    ...model.proto,
+    graph: {
+      ...graph,
+      node: nodes,
+      input: inputs,
+      output: [],
+      initializer: (graph.initializer ?? []).filter((t) => used.has(t.name ?? '')),
+      value_info: (graph.value_info ?? []).filter((v) => produced.has(v.name ?? '')),
     },
-    model.path,
-    model.format,
-  );
+  });
 }

@@ -27,6 +27,8 @@ export interface CompressOptions {
   output: string;
   dryRun?: boolean;
   resume?: boolean;
+  /** rewritten initializers of at least 16 KiB go to a spill file in the work dir (Model.spillTo) */
+  stream?: boolean;
   seed?: number;
   threads?: number;
   progress: Progress;
@@ -64,6 +66,8 @@ function checkOutput(input: string, output: string): 'onnx' | 'safetensors' {
   throw new UserError(`${output}: unknown output format '${ext || '(none)'}'; use .onnx (or .safetensors for a safetensors input)`);
 }
 
+const STREAM_THRESHOLD = 16 * 1024;
+
 export async function compress(opts: CompressOptions): Promise<CompressRun> {
   const t0 = performance.now();
   const progress = opts.progress;
@@ -95,6 +99,7 @@ export async function compress(opts: CompressOptions): Promise<CompressRun> {
   } else if (!opts.resume) {
     work.reset();
   }
+  if (opts.stream) model.spillTo(work.file('spill.bin'), STREAM_THRESHOLD);
   // the input as ONNX: the reference of eval and the teacher of distillation
   const originalOnnx = (): string => {
     if (input.format === 'onnx') return opts.model;

@@ -4,6 +4,8 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { readOnnx, writeOnnx, decodeModelProto } from '../../src/model/onnx-io.js';
 import { ModelProtoType, type ModelProto } from '../../src/model/onnx-schema.js';
 import { Model } from '../../src/model/model.js';
+import { subModel } from '../../src/model/subgraph.js';
+import { toFloat32 } from '../../src/model/pack.js';
 import { ort, sessionFromFile } from '../../src/runtime/ort.js';
 import { SHARED_MODELS, tempDir } from '../helpers.js';
 import { UserError } from '../../src/errors.js';
@@ -68,6 +70,34 @@ describe('ONNX read/write round trip', () => {
     expect(readOnnx(inline).graph.initializer!.every((t) => t.data_location !== 1)).toBe(true);
     back.close();
     expect(readdirSync(join(tmp.dir, 'ext')).filter((f) => f.endsWith('.tmp'))).toEqual([]);
+  });
+
+  it('a spilling model keeps rewritten tensors on disk, reads them back (also through a sub-graph) and deletes the file on close', async () => {
+    const model = readOnnx(SHARED_MODELS.stories);
+    const spill = join(tmp.dir, 'spill.bin');
+    model.spillTo(spill, 1024);
+    const rewritten = new Map<string, Uint8Array>();
+    for (const t of model.graph.initializer!) {
+      const host = model.tensor(t.name!);
+      if (host.dataType !== 1) continue;
+      const data = new Uint8Array(toFloat32(1, host.data, host.data.byteLength / 4).map((v) => v * 0.5).buffer);
+      model.setInitializer({ ...host, data });
+      rewritten.set(host.name, data);
+    }
+    const spilled = model.graph.initializer!.filter((t) => rewritten.has(t.name!) && !t.raw_data);
+    expect(spilled.length).toBeGreaterThan(30);
+    expect(statSync(spill).size).toBe(spilled.reduce((a, t) => a + rewritten.get(t.name!)!.byteLength, 0));
+    for (const [name, data] of rewritten) expect(Buffer.compare(model.tensor(name).data, data)).toBe(0);
+    const sub = subModel(model, model.graph.node!.slice(0, 3), []);
+    for (const t of sub.graph.initializer!) expect(Buffer.compare(sub.tensor(t).data, model.tensor(t.name!).data)).toBe(0);
+    // written out it is an ordinary model: inline bytes, the halved weights
+    const out = join(tmp.dir, 'spilled.onnx');
+    writeOnnx(model, out);
+    const back = readOnnx(out);
+    expect(back.graph.initializer!.every((t) => t.data_location !== 1)).toBe(true);
+    for (const [name, data] of rewritten) expect(Buffer.compare(back.tensor(name).data, data)).toBe(0);
+    model.close();
+    expect(existsSync(spill)).toBe(false);
   });
 
   it('IR 10 fields (node/graph metadata_props, function value_info and overload, int4 tensors) survive', () => {

@@ -82,6 +82,33 @@ describe('pare compress', () => {
     expect(existsSync(join(tmp.dir, '.pare-work'))).toBe(false);
   });
 
+  it('--stream (rewritten weights in a spill file) writes the same bytes, through sequential calibration and a second pass', async () => {
+    const fixtures = join(ROOT, 'fixtures');
+    const streamed = recipe(
+      'sparsegpt-then-rtn.yaml',
+      `version: 1
+calibration:
+  data: { kind: text, path: ${fixtures}/tinystories/valid-head.txt, tokenizer: ${fixtures}/stories260K/tok512.bin, select: "1-4", segment: 64 }
+  samples: 8
+passes:
+  - pass: prune.sparsegpt
+    targets: ["layers.*"]
+    params: { sparsity: 0.5 }
+  - pass: quantize.rtn
+    targets: ["layers.*", "output"]
+    params: { bits: 8 }
+`,
+    );
+    const a = join(tmp.dir, 'streamed.onnx');
+    const b = join(tmp.dir, 'in-memory.onnx');
+    const r = await runCli(['compress', MODEL, '-r', streamed, '-o', a, '--stream']);
+    expect(r.err + r.out).not.toContain('internal error');
+    expect(r.code).toBe(0);
+    expect((await runCli(['compress', MODEL, '-r', streamed, '-o', b])).code).toBe(0);
+    expect(readFileSync(a).equals(readFileSync(b))).toBe(true);
+    expect(existsSync(join(tmp.dir, '.pare-work'))).toBe(false);
+  });
+
   it('refuses -o equal to the input', async () => {
     const r = await runCli(['compress', MODEL, '-r', twoPasses, '-o', MODEL]);
     expect(r.code).toBe(2);
