@@ -51,7 +51,7 @@ export function registerCompressCommand(program: Command, io: Io, setCode: (c: n
     .option('--report <report.json>', 'write the JSON report here')
     .option('--dry-run', 'print which layers each pass touches and the expected size; write nothing')
     .option('--resume', 'continue from the last completed pass of an interrupted run')
-    .option('--stream', "keep rewritten weights in a file in the work folder, not in memory (peak memory follows one block, not the model)")
+    .option('--stream', 'keep rewritten weights in a spill file in the work folder instead of in memory')
     .option('--json', 'print exactly one JSON document (the report, or the plan with --dry-run) on stdout')
     .option('--seed <n>', 'seed for every random choice (same input, recipe and seed give identical bytes)', '0')
     .option('--threads <n>', 'ONNX Runtime threads (default: all cores)')

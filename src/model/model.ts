@@ -40,7 +40,7 @@ export class Model {
 
   /**
    * A model over `proto` (a sub-graph of this one) that reads tensors as this one does: same folder,
-   * open files and spill file. Close only this one.
+   * open files and spill file. Closing is this model's job; never close the derived one.
    */
   derive(proto: ModelProto): Model {
     const m = new Model(proto, this.path, this.format);
