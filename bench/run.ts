@@ -23,7 +23,7 @@ const sections: [string, string, () => Promise<string>][] = [
   ['Distillation recovery on stories260K', 'node dist/bench/distill.js', benchDistill],
   ['ONNX Runtime latency by weight format', 'node dist/bench/latency.js', benchLatency],
   ['Linear algebra kernels', 'node dist/bench/linalg.js', benchLinalg],
-  ['Passes at MobileLLM-125M scale', 'node dist/bench/scale.js', benchScale],
+  ['Passes at realistic scale (MobileLLM-125M, GPT-2 small)', 'node dist/bench/scale.js', benchScale],
 ];
 
 const machine = `${cpus()[0]?.model ?? 'cpu'} × ${availableParallelism()} threads, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}, onnxruntime-node ${ortVersion()}`;

@@ -127,7 +127,7 @@ function fp32Mb(path: string): { all: number; block: number } {
   const m = loadModel(path);
   const mb = (dims: readonly unknown[]) => byteLength(1, dims.reduce<number>((a, d) => a * Number(d), 1)) / 2 ** 20;
   const all = (m.graph.initializer ?? []).reduce((a, t) => a + mb(t.dims ?? []), 0);
-  const first = /^(?:model\.)?(?:layers|h)\.0\./;
+  const first = /^(?:model\.|transformer\.)?(?:layers|h)\.0\./;
   const block = (m.graph.initializer ?? []).filter((t) => first.test(t.name ?? '')).reduce((a, t) => a + mb(t.dims ?? []), 0);
   m.close();
   return { all, block };
