@@ -1,7 +1,8 @@
 /**
  * Passes at realistic size: MobileLLM-125M and GPT-2 small (seeded random weights, generated when missing) with
  * 32 × 512 calibration tokens (seeded random ids), every block linear targeted. Each pass runs in
- * its own child process so its peak RSS (resourceUsage().maxRSS) is its own. Calibration time is
+ * its own child process so its peak RSS (VmHWM) is its own; the output size is the compressed model
+ * written as ONNX with external data after the pass. Calibration time is
  * the time spent waiting on the calibrator's block generator (ORT sub-graph forwards plus XᵀX
  * accumulation); its GFLOP/s counts only the XᵀX products (2·tokens·d² per distinct layer input),
  * so it is a lower bound on what the kernels achieve.
@@ -9,6 +10,7 @@
  * Run: npx tsc -p tsconfig.json && node dist/bench/scale.js [--models mobilellm-125m,gpt2-small] [--samples 32] [--seq 512] [--jobs 0,4]
  */
 import { execFileSync } from 'node:child_process';
+import { readFileSync, rmSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { Calibrator } from '../src/calibrate/calibrator.js';
@@ -18,6 +20,7 @@ import { byteLength } from '../src/model/dtype.js';
 import { linears, type LinearLayer } from '../src/model/linears.js';
 import { loadModel } from '../src/model/load.js';
 import type { Model } from '../src/model/model.js';
+import { writeOnnx } from '../src/model/onnx-io.js';
 import type { Pass } from '../src/pipeline/pass.js';
 import { seededRandom } from '../src/pipeline/pass.js';
 import { sparsegpt } from '../src/prune/sparsegpt.js';
@@ -55,6 +58,8 @@ interface ChildResult {
   gramGflop: number;
   layers: number;
   maxRssMb: number;
+  /** the compressed model written as ONNX with external data (after maxRSS was taken) */
+  outputMb: number;
   /** sub-graph nodes run over graph nodes: about 2 when each block runs twice */
   nodesRunPerGraphNode?: number;
   warnings: string[];
@@ -114,12 +119,32 @@ async function child(jobIndex: number, path: string, samples: number, seq: numbe
     calibrationMs,
     gramGflop,
     layers: result.layers.length,
-    maxRssMb: process.resourceUsage().maxRSS / 1024,
+    maxRssMb: peakRssMb(),
     nodesRunPerGraphNode: trace.length > 0 ? trace.reduce((s, t) => s + t.nodes, 0) / nodes : undefined,
+    outputMb: 0,
     warnings: [...result.warnings, ...(calibration?.warnings ?? [])],
   };
+  const written = writeOnnx(model, join(ROOT, `.pare-work/scale-out-${process.pid}.onnx`), { externalData: true });
+  for (const f of written.files) {
+    out.outputMb += statSync(f).size / 2 ** 20;
+    rmSync(f);
+  }
   model.close();
   process.stdout.write(`${JSON.stringify(out)}\n`);
+}
+
+/**
+ * This process's peak RSS. Linux's getrusage maxRSS survives fork + exec, so a child would report at
+ * least its parent's RSS at spawn time; VmHWM belongs to the process's own address space.
+ */
+function peakRssMb(): number {
+  try {
+    const hwm = /VmHWM:\s+(\d+) kB/.exec(readFileSync('/proc/self/status', 'utf8'));
+    if (hwm) return Number(hwm[1]) / 1024;
+  } catch {
+    // not Linux
+  }
+  return process.resourceUsage().maxRSS / 1024;
 }
 
 /** fp32 MB of all weights and of the first block's (the streaming target counts from one block) */
@@ -139,10 +164,10 @@ export async function benchScale(opts: { models?: string[]; samples?: number; se
   const samples = opts.samples ?? 32;
   const seq = opts.seq ?? 512;
   const rows = [
-    `${samples} × ${seq} calibration tokens (seeded random ids), sequential mode, every block linear; each pass in a child process (peak RSS is that process's maxRSS).`,
+    `${samples} × ${seq} calibration tokens (seeded random ids), sequential mode, every block linear; each pass in a child process (peak RSS is that process's VmHWM).`,
     '',
-    '| model | pass | layers | wall | target | calibration | XᵀX GFLOP/s (lower bound) | sub-graph nodes run / graph nodes | peak RSS | RSS above fp32 weights (≤ 1.5 GB) / above one block for --stream (≤ 1 GB) |',
-    '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
+    '| model | pass | layers | wall | target | calibration | XᵀX GFLOP/s (lower bound) | sub-graph nodes run / graph nodes | output size | peak RSS | RSS above fp32 weights (≤ 1.5 GB) / above one block for --stream (≤ 1 GB) |',
+    '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
   ];
   const sizes: string[] = [];
   const warnings: string[] = [];
@@ -167,7 +192,7 @@ export async function benchScale(opts: { models?: string[]; samples?: number; se
       const above = job.stream ? r.maxRssMb - weights.block : r.maxRssMb - weights.all;
       const limit = job.stream ? 1024 : 1536;
       rows.push(
-        `| ${name} | ${job.label} | ${r.layers} | ${fmt(min, 2)} min | ≤ ${job.targetMin} min ${min <= job.targetMin ? '✓' : '✗'} | ${cal} | ${gflops} | ${r.nodesRunPerGraphNode !== undefined ? fmt(r.nodesRunPerGraphNode, 2) : '—'} | ${fmt(r.maxRssMb, 0)} MB | ${fmt(above, 0)} MB ${above <= limit ? '✓' : '✗'} |`,
+        `| ${name} | ${job.label} | ${r.layers} | ${fmt(min, 2)} min | ≤ ${job.targetMin} min ${min <= job.targetMin ? '✓' : '✗'} | ${cal} | ${gflops} | ${r.nodesRunPerGraphNode !== undefined ? fmt(r.nodesRunPerGraphNode, 2) : '—'} | ${fmt(r.outputMb, 0)} MB | ${fmt(r.maxRssMb, 0)} MB | ${fmt(above, 0)} MB ${above <= limit ? '✓' : '✗'} |`,
       );
       for (const w of new Set(r.warnings)) warnings.push(`- ${name}, ${job.label}: ${w}`);
     }
