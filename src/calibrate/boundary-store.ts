@@ -1,7 +1,8 @@
-import { closeSync, mkdirSync, mkdtempSync, openSync, readSync, rmSync, writeSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ort } from '../runtime/ort.js';
+import { SpillFile } from '../util/spill-file.js';
 
 type TensorData = ort.Tensor['data'];
 
@@ -16,7 +17,7 @@ interface Sample {
 
 interface Entry {
   samples: Sample[];
-  file?: { path: string; fd: number; size: number };
+  file?: SpillFile;
 }
 
 /** 256 MiB: a MobileLLM-125M hidden state for 32 × 512 tokens is 37.7 MB, so a few of them stay resident. */
@@ -66,11 +67,8 @@ export class BoundaryStore {
       this.resident += bytes;
       return;
     }
-    const file = (e.file ??= this.openSpill());
-    const raw = new Uint8Array(view.buffer, view.byteOffset, bytes);
-    for (let done = 0; done < bytes; ) done += writeSync(file.fd, raw, done, bytes - done, file.size + done);
-    e.samples[sample] = { type: t.type, dims: [...t.dims], offset: file.size, bytes };
-    file.size += bytes;
+    const offset = (e.file ??= this.openSpill()).append(new Uint8Array(view.buffer, view.byteOffset, bytes));
+    e.samples[sample] = { type: t.type, dims: [...t.dims], offset, bytes };
     this.spilledBytes += bytes;
   }
 
@@ -79,12 +77,7 @@ export class BoundaryStore {
     const s = e?.samples[sample];
     if (!e || !s) throw new Error(`calibration cache: no value '${name}' for sample ${sample}`);
     if (s.data) return new ort.Tensor(s.type, s.data as never, s.dims);
-    const raw = new Uint8Array(s.bytes);
-    for (let done = 0; done < s.bytes; ) {
-      const n = readSync(e.file!.fd, raw, done, s.bytes - done, s.offset! + done);
-      if (n === 0) throw new Error(`calibration cache: spill file of '${name}' ended early`);
-      done += n;
-    }
+    const raw = e.file!.read(s.offset!, s.bytes, `'${name}' of sample ${sample}`);
     return new ort.Tensor(s.type, typedView(s.type, raw) as never, s.dims);
   }
 
@@ -92,10 +85,7 @@ export class BoundaryStore {
     const e = this.entries.get(name);
     if (!e) return;
     for (const s of e.samples) if (s?.data) this.resident -= s.bytes;
-    if (e.file) {
-      closeSync(e.file.fd);
-      rmSync(e.file.path, { force: true });
-    }
+    e.file?.remove();
     this.entries.delete(name);
   }
 
@@ -105,13 +95,12 @@ export class BoundaryStore {
     this.dir = undefined;
   }
 
-  private openSpill(): NonNullable<Entry['file']> {
+  private openSpill(): SpillFile {
     if (!this.dir) {
       mkdirSync(this.spillDir, { recursive: true });
       this.dir = mkdtempSync(join(this.spillDir, 'pare-calib-'));
     }
-    const path = join(this.dir, `boundary-${this.files++}.bin`);
-    return { path, fd: openSync(path, 'w+'), size: 0 };
+    return new SpillFile(join(this.dir, `boundary-${this.files++}.bin`));
   }
 }
 

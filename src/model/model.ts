@@ -1,6 +1,7 @@
-import { closeSync, openSync, readSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, openSync } from 'node:fs';
 import { dirname, isAbsolute, join, normalize } from 'node:path';
 import { UserError } from '../errors.js';
+import { readFully, SpillFile } from '../util/spill-file.js';
 import { byteLength, DataType, dtypeName, elementCount } from './dtype.js';
 import { int64ToBigInt, int64ToNumber, type GraphProto, type Int64, type ModelProto, type TensorProto } from './onnx-schema.js';
 
@@ -81,8 +82,8 @@ export class Model {
    * The file is this model's alone and is deleted by close().
    */
   spillTo(path: string, threshold: number): void {
-    if (this.storage.spill) throw new Error(`${this.path}: already spilling to ${this.storage.spill.path}`);
-    this.storage.spill = { path, fd: openSync(path, 'w+'), size: 0, threshold };
+    if (this.storage.spill) throw new Error(`${this.path}: already spilling to ${this.storage.spill.file.path}`);
+    this.storage.spill = { file: new SpillFile(path), threshold };
   }
 
   /** Replace or add an initializer. The new tensor is stored inline (or in the spill file); the old one's bytes are dropped. */
@@ -94,9 +95,7 @@ export class Model {
     const proto: TensorProto = { name: t.name, data_type: t.dataType, dims: [...t.dims], raw_data: t.data };
     const spill = this.storage.spill;
     if (spill && t.data.byteLength >= spill.threshold) {
-      const offset = spill.size;
-      for (let done = 0; done < t.data.byteLength; ) done += writeSync(spill.fd, t.data, done, t.data.byteLength - done, offset + done);
-      spill.size += t.data.byteLength;
+      const offset = spill.file.append(t.data);
       delete proto.raw_data;
       proto.data_location = 1; // external: every reader goes through tensor(), which finds it in the spill file
       this.storage.spilled.set(proto, { offset, length: t.data.byteLength });
@@ -126,8 +125,7 @@ export class Model {
     for (const fd of fds.values()) closeSync(fd);
     fds.clear();
     if (spill) {
-      closeSync(spill.fd);
-      rmSync(spill.path, { force: true });
+      spill.file.remove();
       this.storage.spill = undefined;
     }
   }
@@ -146,7 +144,7 @@ export class Model {
     if (spilled) {
       const spill = this.storage.spill;
       if (!spill) throw new Error(`${this.path}: tensor '${t.name}' was spilled and the model is closed`);
-      return readFully(spill.fd, new Uint8Array(spilled.length), spilled.offset, () => new Error(`${spill.path}: spill file ends before tensor '${t.name}'`));
+      return spill.file.read(spilled.offset, spilled.length, `tensor '${t.name}'`);
     }
     if (t.data_location === 1) return this.readExternal(t, byteLength(dataType, count));
     if (t.raw_data && t.raw_data.byteLength > 0) return t.raw_data;
@@ -179,18 +177,9 @@ export class Model {
   }
 }
 
-function readFully(fd: number, out: Uint8Array, offset: number, short: () => Error): Uint8Array {
-  for (let done = 0; done < out.byteLength; ) {
-    const n = readSync(fd, out, done, out.byteLength - done, offset + done);
-    if (n === 0) throw short();
-    done += n;
-  }
-  return out;
-}
-
 interface Storage {
   fds: Map<string, number>;
-  spill?: { path: string; fd: number; size: number; threshold: number };
+  spill?: { file: SpillFile; threshold: number };
   /** where each spilled initializer's bytes sit in the spill file */
   spilled: WeakMap<TensorProto, { offset: number; length: number }>;
 }

@@ -5,10 +5,11 @@
  * gap or overlap. Reading parses only the header and reads each tensor on demand, so a multi-GB
  * checkpoint is never loaded whole.
  */
-import { closeSync, fstatSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, readFileSync, statSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { UserError } from '../errors.js';
 import { writeFileAtomic } from '../util/atomic-write.js';
+import { readFully } from '../util/spill-file.js';
 import { DataType, byteLength, dtypeName, elementCount } from './dtype.js';
 
 /** safetensors dtype name -> ONNX data type code */
@@ -63,13 +64,8 @@ export interface SafetensorsTensor {
   data: Uint8Array;
 }
 
-function readFully(fd: number, buf: Uint8Array, position: number, path: string): void {
-  let off = 0;
-  while (off < buf.byteLength) {
-    const n = readSync(fd, buf, off, buf.byteLength - off, position + off);
-    if (n === 0) throw new UserError(`${path}: file ended early (read ${off} of ${buf.byteLength} bytes at offset ${position})`);
-    off += n;
-  }
+function readFileRange(fd: number, buf: Uint8Array, position: number, path: string): void {
+  readFully(fd, buf, position, (read) => new UserError(`${path}: file ended early (read ${read} of ${buf.byteLength} bytes at offset ${position})`));
 }
 
 const oneLine = (s: string) => s.replace(/\s*[\r\n]+\s*/g, ' ');
@@ -148,7 +144,7 @@ export function openSafetensors(path: string): SafetensorsFile {
     const size = fstatSync(fd).size;
     if (size < 8) throw new UserError(`${path}: ${size} bytes is too short for a safetensors file (expected an 8-byte header length)`);
     const lenBuf = new Uint8Array(8);
-    readFully(fd, lenBuf, 0, path);
+    readFileRange(fd, lenBuf, 0, path);
     const n = new DataView(lenBuf.buffer).getBigUint64(0, true);
     if (n > BigInt(size - 8)) {
       throw new UserError(`${path}: safetensors header length ${n} runs past the end of the ${size}-byte file (not a safetensors file, or truncated)`);
@@ -156,7 +152,7 @@ export function openSafetensors(path: string): SafetensorsFile {
     if (n > BigInt(MAX_HEADER)) throw new UserError(`${path}: safetensors header length ${n} exceeds the format's 100 MB limit`);
     const headerLength = Number(n);
     const headerBytes = new Uint8Array(headerLength);
-    readFully(fd, headerBytes, 8, path);
+    readFileRange(fd, headerBytes, 8, path);
     let text: string;
     try {
       text = new TextDecoder('utf-8', { fatal: true }).decode(headerBytes);
@@ -178,7 +174,7 @@ export function openSafetensors(path: string): SafetensorsFile {
         if (!t) throw new UserError(`${path}: no tensor named '${name}'`);
         if (!open) throw new Error(`${path}: read('${name}') after close()`);
         const buf = new Uint8Array(t.end - t.begin);
-        readFully(fd, buf, dataStart + t.begin, path);
+        readFileRange(fd, buf, dataStart + t.begin, path);
         return buf;
       },
       close(): void {
