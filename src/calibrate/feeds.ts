@@ -1,6 +1,6 @@
 import type { Dataset } from '../data/types.js';
-import { layoutAdapter } from '../eval/classify.js';
-import { modelIo } from '../eval/evaluate.js';
+import { layoutAdapter } from '../data/layout.js';
+import { modelIo } from '../model/io.js';
 import type { Model } from '../model/model.js';
 import { ort } from '../runtime/ort.js';
 

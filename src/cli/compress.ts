@@ -6,7 +6,7 @@ import { compressReport } from '../pipeline/report.js';
 import { describeFailure } from '../report/budget.js';
 import { writeReport } from '../report/io.js';
 import { renderReportMarkdown } from '../report/markdown.js';
-import type { Io } from './main.js';
+import type { Io } from './io.js';
 import { bytes, table } from './table.js';
 
 interface CompressFlags {

@@ -2,10 +2,10 @@ import type { Command } from 'commander';
 import { datasetSpecFromCli } from '../data/cli-spec.js';
 import { loadDataset } from '../data/load.js';
 import { UserError } from '../errors.js';
-import { evalReport } from '../eval/eval-report.js';
+import { evalReport } from '../report/eval-report.js';
 import { writeReport } from '../report/io.js';
 import { renderReportMarkdown } from '../report/markdown.js';
-import type { Io } from './main.js';
+import type { Io } from './io.js';
 
 interface EvalFlags {
   data: string;

@@ -7,14 +7,9 @@ import { registerEvalCommand } from './eval.js';
 import { formatInspection, runInspect } from './inspect.js';
 import { registerRecipeCommands } from './recipe.js';
 import { registerReportCommands } from './report.js';
+import type { Io } from './io.js';
 
-/** Output sinks, so tests can run the CLI in-process. */
-export interface Io {
-  out(text: string): void;
-  err(text: string): void;
-  /** draw spinners on stderr; undefined: when stderr is a TTY and NO_COLOR is unset */
-  fancy?: boolean;
-}
+export type { Io };
 
 const processIo: Io = {
   out: (t) => process.stdout.write(t.endsWith('\n') ? t : `${t}\n`),

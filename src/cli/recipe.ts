@@ -2,9 +2,9 @@ import type { Command } from 'commander';
 import { loadModel } from '../model/load.js';
 import { describePasses, type PassDescription } from '../recipe/describe.js';
 import { loadRecipe } from '../recipe/parse.js';
-import { PASSES } from '../recipe/registry.js';
+import { PASSES } from '../pipeline/registry.js';
 import { planRecipe } from '../pipeline/plan.js';
-import type { Io } from './main.js';
+import type { Io } from './io.js';
 import { table } from './table.js';
 
 export function formatPasses(passes: PassDescription[]): string {

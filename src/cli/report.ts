@@ -3,7 +3,7 @@ import { describeFailure, parseBudget, type Budgets } from '../report/budget.js'
 import { diffReports, renderDiffMarkdown } from '../report/diff.js';
 import { readReport } from '../report/io.js';
 import { renderReportMarkdown } from '../report/markdown.js';
-import type { Io } from './main.js';
+import type { Io } from './io.js';
 
 interface DiffFlags {
   maxPplIncrease?: string;

@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import { basename, dirname, extname, join, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { UserError } from '../errors.js';
-import { readInputFile } from '../model/onnx-io.js';
+import { readInputFile } from '../util/read-file.js';
 import { DatasetSpec } from './spec.js';
 
 export interface DataFlags {

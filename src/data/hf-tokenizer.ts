@@ -2,8 +2,8 @@ import { existsSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { Tokenizer as HfLibTokenizer } from '@huggingface/tokenizers';
 import { UserError } from '../errors.js';
-import { readInputFile } from '../model/onnx-io.js';
-import type { Tokenizer } from './tokenizer.js';
+import { readInputFile } from '../util/read-file.js';
+import type { Tokenizer } from './tokenizer-types.js';
 
 /** BOS spellings tried, in order, when tokenizer_config.json does not name one. */
 const BOS_GUESSES = ['<s>', '<|begin_of_text|>', '<bos>', '<|startoftext|>'];

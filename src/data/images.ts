@@ -1,6 +1,6 @@
 import { gunzipSync } from 'node:zlib';
 import { UserError } from '../errors.js';
-import { readInputFile } from '../model/onnx-io.js';
+import { readInputFile } from '../util/read-file.js';
 import { sha256File } from '../util/hash.js';
 import type { TensorDataset } from './types.js';
 

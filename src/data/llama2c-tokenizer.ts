@@ -1,7 +1,7 @@
 import { basename } from 'node:path';
 import { UserError } from '../errors.js';
-import { readInputFile } from '../model/onnx-io.js';
-import type { Tokenizer } from './tokenizer.js';
+import { readInputFile } from '../util/read-file.js';
+import type { Tokenizer } from './tokenizer-types.js';
 
 /**
  * llama2.c `tokenizer.bin` (int32 max_token_length, then per token: float32 score, int32 length,

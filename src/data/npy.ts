@@ -1,6 +1,6 @@
 import { basename } from 'node:path';
 import { UserError } from '../errors.js';
-import { readInputFile } from '../model/onnx-io.js';
+import { readInputFile } from '../util/read-file.js';
 import { checkLabels, fileRef, normalise, normText } from './images.js';
 import type { NpySpec } from './spec.js';
 import type { TensorDataset } from './types.js';

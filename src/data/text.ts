@@ -1,6 +1,6 @@
 import { basename } from 'node:path';
 import { UserError } from '../errors.js';
-import { readInputFile } from '../model/onnx-io.js';
+import { readInputFile } from '../util/read-file.js';
 import { sha256File } from '../util/hash.js';
 import { parseSelection } from './selection.js';
 import type { TextSpec } from './spec.js';

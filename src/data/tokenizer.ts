@@ -1,19 +1,11 @@
 import { extname } from 'node:path';
 import { UserError } from '../errors.js';
-import { readInputFile } from '../model/onnx-io.js';
+import { readInputFile } from '../util/read-file.js';
 import { HfTokenizer } from './hf-tokenizer.js';
 import { Llama2cTokenizer } from './llama2c-tokenizer.js';
+import type { Tokenizer } from './tokenizer-types.js';
 
-export interface Tokenizer {
-  /** ids run from 0 to vocabSize − 1; the model's logits must be this wide */
-  readonly vocabSize: number;
-  /** id prepended when encode is asked for BOS; undefined when the tokenizer has none */
-  readonly bosId?: number;
-  /** one line for dataset descriptions */
-  readonly describe: string;
-  encode(text: string, opts: { bos: boolean }): number[];
-  decode(ids: number[]): string;
-}
+export type { Tokenizer };
 
 /**
  * A Hugging Face `tokenizer.json` (a .json file, or any file whose first non-blank byte is `{`) or a

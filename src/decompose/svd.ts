@@ -12,8 +12,8 @@ import type { LinearLayer } from '../model/linears.js';
 import type { Model } from '../model/model.js';
 import { reconstructionError, relativeError } from '../obs/output-error.js';
 import type { InputStats } from '../calibrate/stats.js';
-import { eachCalibratedLayer, eachLayer, type LayerOutcome } from '../pipeline/layer-loop.js';
-import { definePass } from '../pipeline/pass.js';
+import { eachCalibratedLayer, eachLayer, type LayerOutcome } from '../pass/layer-loop.js';
+import { definePass } from '../pass/pass.js';
 
 /**
  * Low-rank factorization: W (out × in) ≈ A·B with A = U_k Σ_k (out × k) and B = V_kᵀ (k × in), the

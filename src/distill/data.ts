@@ -1,6 +1,6 @@
 import type { Feeds } from '../calibrate/feeds.js';
 import { UserError } from '../errors.js';
-import { seededRandom } from '../pipeline/pass.js';
+import { seededRandom } from '../util/random.js';
 import { ort } from '../runtime/ort.js';
 
 /**

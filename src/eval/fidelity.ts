@@ -1,4 +1,4 @@
-import { logSumExp } from './lm.js';
+import { logSumExp } from './log-sum-exp.js';
 
 export interface Fidelity {
   /** mean over positions of KL(reference ‖ model), nats */

@@ -2,6 +2,7 @@ import type { TokenDataset } from '../data/types.js';
 import { UserError } from '../errors.js';
 import { ort } from '../runtime/ort.js';
 import { FidelityAccumulator, type Fidelity } from './fidelity.js';
+import { logSumExp } from './log-sum-exp.js';
 
 export interface LMQuality {
   task: 'causal-lm';
@@ -82,12 +83,4 @@ function checkVocab(vocab: number, data: TokenDataset, dataPath: string | undefi
     const tok = data.files.find((f) => /tok|vocab|json|model$/.test(f.path))?.path ?? dataPath ?? 'tokenizer';
     throw new UserError(`${tok}: tokenizer has ${data.vocabSize} tokens but the model's logits have only ${vocab} (field tokenizer)`);
   }
-}
-
-export function logSumExp(row: Float32Array): number {
-  let max = -Infinity;
-  for (let i = 0; i < row.length; i++) if (row[i] > max) max = row[i];
-  let s = 0;
-  for (let i = 0; i < row.length; i++) s += Math.exp(row[i] - max);
-  return max + Math.log(s);
 }

@@ -1,4 +1,5 @@
-import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
+import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
+import { readInputFile } from '../util/read-file.js';
 import { basename, dirname, join } from 'node:path';
 import { UserError } from '../errors.js';
 import { tempPathFor, trackTemp, untrackTemp, writeFileAtomic } from '../util/atomic-write.js';
@@ -19,22 +20,6 @@ import {
 const PROTO_LIMIT = 2 ** 31 - 1;
 const HEADROOM = 64 * 2 ** 20;
 const EXTERNAL_ALIGN = 64;
-
-/** Read a whole file, turning every filesystem failure into a one-line user error naming the file. */
-export function readInputFile(path: string, what = 'file'): Buffer {
-  let st;
-  try {
-    st = statSync(path);
-  } catch {
-    throw new UserError(`${path}: no such ${what}`);
-  }
-  if (st.isDirectory()) throw new UserError(`${path}: is a directory, expected a ${what}`);
-  try {
-    return readFileSync(path);
-  } catch (e) {
-    throw new UserError(`${path}: cannot read (${(e as NodeJS.ErrnoException).code ?? 'error'})`);
-  }
-}
 
 export function decodeModelProto(bytes: Uint8Array, path: string): ModelProto {
   if (bytes.byteLength === 0) throw new UserError(`${path}: empty file, not an ONNX model`);

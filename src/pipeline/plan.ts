@@ -3,8 +3,8 @@ import { linears, type LinearLayer } from '../model/linears.js';
 import type { Model } from '../model/model.js';
 import type { Recipe } from '../recipe/schema.js';
 import { selectLayersOrThrow } from '../recipe/targets.js';
-import type { Pass } from './pass.js';
-import { passById } from '../recipe/registry.js';
+import type { Pass } from '../pass/pass.js';
+import { passById } from './registry.js';
 
 /** Which layers a pass touches and what they weigh before and (by the pass's estimate) after. */
 export interface PlannedLayer {

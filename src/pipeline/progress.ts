@@ -1,5 +1,5 @@
 import ora, { type Ora } from 'ora';
-import type { LayerProgress } from './pass.js';
+import type { LayerProgress } from '../pass/pass.js';
 
 /**
  * Progress on stderr: an ora spinner with "pass i/N · layer j/M · elapsed · ETA" on a terminal,

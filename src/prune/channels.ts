@@ -4,7 +4,7 @@ import { readWeight } from '../model/linear-weights.js';
 import { linears, type LinearLayer } from '../model/linears.js';
 import type { Model } from '../model/model.js';
 import { resizeLayer, takeCols, takeRows } from './reshape-weights.js';
-import { definePass, type LayerStat } from '../pipeline/pass.js';
+import { definePass, type LayerStat } from '../pass/pass.js';
 import { convRemovalPlan, removeConvChannels, sliceVector } from './conv-channels.js';
 
 /**

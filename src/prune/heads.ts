@@ -5,7 +5,7 @@ import { readWeight, removeUnused } from '../model/linear-weights.js';
 import { linears, type LinearLayer } from '../model/linears.js';
 import type { Model } from '../model/model.js';
 import { resizeLayer, takeCols, takeRows } from './reshape-weights.js';
-import { definePass, type LayerStat } from '../pipeline/pass.js';
+import { definePass, type LayerStat } from '../pass/pass.js';
 import { attentions, newRoleValue, type Attention } from './attention-graph.js';
 import { sliceVector } from './conv-channels.js';
 import { applyConstantEdits } from './shape-elements.js';

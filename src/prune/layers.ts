@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { UserError } from '../errors.js';
 import { blocksOfLayers, initializerBytes, removeBlock, type DecoderBlock } from '../model/blocks.js';
 import { captureSession } from '../runtime/ort.js';
-import { definePass, type LayerStat } from '../pipeline/pass.js';
+import { definePass, type LayerStat } from '../pass/pass.js';
 
 /**
  * Whole-block removal by the angular distance between a block's input and output hidden states on

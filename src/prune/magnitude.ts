@@ -2,8 +2,8 @@ import { z } from 'zod';
 import { UserError } from '../errors.js';
 import { readWeight, writeWeight } from '../model/linear-weights.js';
 import type { LinearLayer } from '../model/linears.js';
-import { eachLayer } from '../pipeline/layer-loop.js';
-import { definePass } from '../pipeline/pass.js';
+import { eachLayer } from '../pass/layer-loop.js';
+import { definePass } from '../pass/pass.js';
 import { absValues, applyMask, kthSmallest, nmMask, parsePattern, smallestMask, sparseBytes, zeroFraction } from './masks.js';
 
 /**

@@ -3,8 +3,8 @@ import { readWeight, writeWeight } from '../model/linear-weights.js';
 import { obsBlockLoop } from '../obs/block-loop.js';
 import { prepareHessian } from '../obs/hessian.js';
 import { reconstructionError } from '../obs/output-error.js';
-import { eachCalibratedLayer } from '../pipeline/layer-loop.js';
-import { definePass } from '../pipeline/pass.js';
+import { eachCalibratedLayer } from '../pass/layer-loop.js';
+import { definePass } from '../pass/pass.js';
 import { checkNmShape, PruneParams } from './magnitude.js';
 import { parsePattern, smallestMask, sparseBytes, zeroFraction } from './masks.js';
 

@@ -1,6 +1,6 @@
 import { readWeight, writeWeight } from '../model/linear-weights.js';
-import { eachCalibratedLayer } from '../pipeline/layer-loop.js';
-import { definePass } from '../pipeline/pass.js';
+import { eachCalibratedLayer } from '../pass/layer-loop.js';
+import { definePass } from '../pass/pass.js';
 import { checkNmShape, PruneParams } from './magnitude.js';
 import { applyMask, nmMask, parsePattern, rowwiseSmallestMask, sparseBytes, zeroFraction } from './masks.js';
 

@@ -5,7 +5,7 @@ import { readWeight, writeWeight } from '../model/linear-weights.js';
 import { linears, type LinearLayer } from '../model/linears.js';
 import type { Model } from '../model/model.js';
 import { toFloat32 } from '../model/pack.js';
-import { definePass, type LayerStat } from '../pipeline/pass.js';
+import { definePass, type LayerStat } from '../pass/pass.js';
 
 /**
  * SmoothQuant (Xiao et al. 2023): migrate activation outliers into the weights with a per-input-

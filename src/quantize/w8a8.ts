@@ -6,8 +6,8 @@ import { addConstant, readWeight, removeUnused } from '../model/linear-weights.j
 import type { LinearLayer } from '../model/linears.js';
 import type { Model } from '../model/model.js';
 import { transpose2d } from '../model/ndarray.js';
-import { eachLayer } from '../pipeline/layer-loop.js';
-import { definePass } from '../pipeline/pass.js';
+import { eachLayer } from '../pass/layer-loop.js';
+import { definePass } from '../pass/pass.js';
 import { dequantizeMatrix, quantizeMatrix } from './grid.js';
 import { squaredError } from './rtn.js';
 

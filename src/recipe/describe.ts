@@ -1,4 +1,4 @@
-import type { PassSpec } from './pass-spec.js';
+import type { PassSpec } from '../pass/pass-spec.js';
 import { defaultOf, describeType, descriptionOf, isOptional, type Schema } from './zod-shape.js';
 
 /** Data for `pare recipe passes`: what each pass does and the params a recipe may give it. */

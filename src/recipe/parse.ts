@@ -3,7 +3,7 @@ import { readFileSync, statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { type Document, isAlias, isMap, isScalar, isSeq, LineCounter, type Node, parseDocument } from 'yaml';
 import { UserError } from '../errors.js';
-import type { PassSpec } from './pass-spec.js';
+import type { PassSpec } from '../pass/pass-spec.js';
 import { type Recipe, RecipeSchema } from './schema.js';
 import { didYouMean, formatPath, isPlainObject, type Problem, problemsFromZod } from './issues.js';
 

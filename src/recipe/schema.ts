@@ -1,6 +1,9 @@
 import { z } from 'zod';
 import { DatasetSpec } from '../data/spec.js';
+import { BudgetSpec } from '../report/budget-spec.js';
 import { patternError } from './targets.js';
+
+export { BudgetSpec, type Budget } from '../report/budget-spec.js';
 
 /**
  * The recipe file's shape. Every mapping is strict (unknown keys are errors). A pass's `params`
@@ -33,17 +36,6 @@ export const Calibration = z.strictObject({
   /** sequential: block i is calibrated on the outputs of the already-compressed blocks before it */
   mode: z.enum(['sequential', 'oneshot']).default('sequential'),
 });
-
-/**
- * A quality budget: "2%" is relative to the reference model's value (fraction 0.02); a plain
- * number is absolute, in the metric's own units (perplexity, accuracy points, bytes).
- */
-export type Budget = { kind: 'relative'; fraction: number } | { kind: 'absolute'; value: number };
-
-export const BudgetSpec = z
-  .union([z.number().min(0), z.string().regex(/^\s*\d+(\.\d+)?\s*%\s*$/)])
-  .transform((v): Budget => (typeof v === 'number' ? { kind: 'absolute', value: v } : { kind: 'relative', fraction: parseFloat(v) / 100 }))
-  .meta({ typeLabel: 'percentage like "2%" or number >= 0' });
 
 export const Latency = z.strictObject({
   runs: z.number().int().positive().default(20),

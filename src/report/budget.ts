@@ -1,6 +1,6 @@
 import { UserError } from '../errors.js';
 import type { Measure } from '../eval/evaluate.js';
-import { BudgetSpec, type Budget } from '../recipe/schema.js';
+import { BudgetSpec, type Budget } from './budget-spec.js';
 import type { BudgetCheck, BudgetName } from './schema.js';
 
 /**

@@ -6,7 +6,7 @@ import type { LinearLayer } from '../model/linears.js';
 import type { Model } from '../model/model.js';
 import { toFloat32 } from '../model/pack.js';
 import { relativeError } from '../obs/output-error.js';
-import { definePass } from '../pipeline/pass.js';
+import { definePass } from '../pass/pass.js';
 
 /**
  * Embedding sharing (MobileLLM): the output projection reads the input embedding table instead of

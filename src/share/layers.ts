@@ -5,7 +5,7 @@ import { removeUnused } from '../model/linear-weights.js';
 import type { Model } from '../model/model.js';
 import { int64ToNumber } from '../model/onnx-schema.js';
 import { captureSession } from '../runtime/ort.js';
-import { definePass, type LayerStat } from '../pipeline/pass.js';
+import { definePass, type LayerStat } from '../pass/pass.js';
 
 /**
  * Immediate block-wise weight sharing (MobileLLM-LS, Liu et al. 2024): in a chosen pair of adjacent

@@ -10,7 +10,7 @@ import { loadModel } from '../../src/model/load.js';
 import { makeNode } from '../../src/model/graph.js';
 import { Model } from '../../src/model/model.js';
 import { AttributeType } from '../../src/model/onnx-schema.js';
-import { seededRandom } from '../../src/pipeline/pass.js';
+import { seededRandom } from '../../src/util/random.js';
 import { ort } from '../../src/runtime/ort.js';
 import { allClose, sharedPath, tempDir } from '../helpers.js';
 

@@ -3,7 +3,7 @@ import { kronecker } from '../../src/decompose/kronecker.js';
 import { svdPass } from '../../src/decompose/svd.js';
 import { linears } from '../../src/model/linears.js';
 import type { Model } from '../../src/model/model.js';
-import { seededRandom } from '../../src/pipeline/pass.js';
+import { seededRandom } from '../../src/util/random.js';
 import { ort, sessionFromModel } from '../../src/runtime/ort.js';
 import { allClose } from '../helpers.js';
 import { singleGemm } from '../quantize/models.js';

@@ -1,5 +1,5 @@
 import type { KroneckerShape } from '../../src/decompose/kronecker-math.js';
-import { seededRandom } from '../../src/pipeline/pass.js';
+import { seededRandom } from '../../src/util/random.js';
 
 /** Uniform values in [−0.5, 0.5), seeded. */
 export function random(n: number, seed: number): Float64Array {

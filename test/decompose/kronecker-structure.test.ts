@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { kroneckerDense, permute, permutedKronecker, type KroneckerShape } from '../../src/decompose/kronecker-math.js';
-import { seededRandom } from '../../src/pipeline/pass.js';
+import { seededRandom } from '../../src/util/random.js';
 import { kronSum, random } from './kronecker-fixtures.js';
 
 function shuffled(n: number, seed: number): Int32Array {

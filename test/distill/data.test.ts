@@ -1,7 +1,7 @@
 import { join, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { sampleFromTeacher, TokenWindows, windowsOf } from '../../src/distill/data.js';
-import { seededRandom } from '../../src/pipeline/pass.js';
+import { seededRandom } from '../../src/util/random.js';
 import { ort, sessionFromFile } from '../../src/runtime/ort.js';
 
 const MODEL = join(resolve(__dirname, '../..'), 'fixtures/stories260K/model.onnx');

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { crossEntropy, hiddenMse, klLoss } from '../../src/distill/loss.js';
-import { seededRandom } from '../../src/pipeline/pass.js';
+import { seededRandom } from '../../src/util/random.js';
 import { loadTf } from '../../src/runtime/tf.js';
 
 const ROWS = 6;

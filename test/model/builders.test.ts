@@ -15,7 +15,7 @@ import type { Model } from '../../src/model/model.js';
 import { readOnnx, writeOnnx } from '../../src/model/onnx-io.js';
 import { openSafetensors, writeSafetensors, type SafetensorsTensor } from '../../src/model/safetensors.js';
 import { writeModelAsSafetensors } from '../../src/model/to-safetensors.js';
-import { seededRandom } from '../../src/pipeline/pass.js';
+import { seededRandom } from '../../src/util/random.js';
 import { ort, sessionFromModel } from '../../src/runtime/ort.js';
 import { allClose, sharedPath, SHARED, tempDir } from '../helpers.js';
 import { gpt2Forward } from '../reference/gpt2-forward.js';

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { InputStats } from '../../src/calibrate/stats.js';
 import { prepareHessian } from '../../src/obs/hessian.js';
-import { seededRandom } from '../../src/pipeline/pass.js';
+import { seededRandom } from '../../src/util/random.js';
 import { magnitudePrune } from '../../src/prune/magnitude.js';
 import { sparsegptPrune } from '../../src/prune/sparsegpt.js';
 import { wandaPrune } from '../../src/prune/wanda.js';

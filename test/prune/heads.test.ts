@@ -9,7 +9,7 @@ import { linears, type LinearLayer } from '../../src/model/linears.js';
 import { loadModel } from '../../src/model/load.js';
 import type { Model } from '../../src/model/model.js';
 import { modelSize } from '../../src/model/size.js';
-import { seededRandom } from '../../src/pipeline/pass.js';
+import { seededRandom } from '../../src/util/random.js';
 import { heads } from '../../src/prune/heads.js';
 import { captureSession, ort, sessionFromModel } from '../../src/runtime/ort.js';
 import { writeModelAsSafetensors } from '../../src/model/to-safetensors.js';

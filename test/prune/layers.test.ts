@@ -6,7 +6,7 @@ import { loadModel } from '../../src/model/load.js';
 import { readOnnx } from '../../src/model/onnx-io.js';
 import { modelSize } from '../../src/model/size.js';
 import { openSafetensors, writeSafetensors } from '../../src/model/safetensors.js';
-import { seededRandom } from '../../src/pipeline/pass.js';
+import { seededRandom } from '../../src/util/random.js';
 import { angularDistance, layers } from '../../src/prune/layers.js';
 import { ort, sessionFromModel } from '../../src/runtime/ort.js';
 import { allClose, tempDir } from '../helpers.js';

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { magnitudePrune } from '../../src/prune/magnitude.js';
 import { nmMask, rowwiseSmallestMask, smallestMask } from '../../src/prune/masks.js';
-import { seededRandom } from '../../src/pipeline/pass.js';
+import { seededRandom } from '../../src/util/random.js';
 
 function randomMatrix(n: number, seed: number): Float32Array {
   const r = seededRandom(seed);

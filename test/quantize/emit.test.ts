@@ -3,7 +3,7 @@ import { readWeight, writeWeight } from '../../src/model/linear-weights.js';
 import { linears } from '../../src/model/linears.js';
 import { readOnnx } from '../../src/model/onnx-io.js';
 import { modelSize } from '../../src/model/size.js';
-import { seededRandom } from '../../src/pipeline/pass.js';
+import { seededRandom } from '../../src/util/random.js';
 import { dequantizeMatrix, quantizeMatrix } from '../../src/quantize/grid.js';
 import { gridSpec, type WeightQuantParams } from '../../src/quantize/params.js';
 import { rtn } from '../../src/quantize/rtn.js';

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { seededRandom } from '../../src/pipeline/pass.js';
+import { seededRandom } from '../../src/util/random.js';
 import { dequantizeMatrix, quantizeMatrix, type GridSpec } from '../../src/quantize/grid.js';
 
 function randomMatrix(n: number, seed: number): Float32Array {

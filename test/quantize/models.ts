@@ -1,6 +1,6 @@
 import { attr, makeNode } from '../../src/model/graph.js';
 import { Model } from '../../src/model/model.js';
-import { seededRandom } from '../../src/pipeline/pass.js';
+import { seededRandom } from '../../src/util/random.js';
 
 /** x [batch, k] · W [k, n] with seeded weights. */
 export function singleMatMul(k: number, n: number): Model {

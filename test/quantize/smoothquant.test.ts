@@ -5,7 +5,7 @@ import { calibrationFeeds } from '../../src/calibrate/feeds.js';
 import { loadDataset } from '../../src/data/load.js';
 import { linears } from '../../src/model/linears.js';
 import { readOnnx } from '../../src/model/onnx-io.js';
-import { seededRandom } from '../../src/pipeline/pass.js';
+import { seededRandom } from '../../src/util/random.js';
 import { smoothquant } from '../../src/quantize/smoothquant.js';
 import { ort, sessionFromModel } from '../../src/runtime/ort.js';
 import { allClose } from '../helpers.js';

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { linears } from '../../src/model/linears.js';
-import { seededRandom } from '../../src/pipeline/pass.js';
+import { seededRandom } from '../../src/util/random.js';
 import { quantizeMatrix } from '../../src/quantize/grid.js';
 import { w8a8 } from '../../src/quantize/w8a8.js';
 import { ort, sessionFromModel } from '../../src/runtime/ort.js';

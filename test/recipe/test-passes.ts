@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import type { PassSpec } from '../../src/recipe/pass-spec.js';
+import type { PassSpec } from '../../src/pass/pass-spec.js';
 
 /** Test-only pass specs shaped like the real ones. */
 

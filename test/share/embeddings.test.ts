@@ -4,7 +4,7 @@ import { readWeight, writeWeight } from '../../src/model/linear-weights.js';
 import { linears } from '../../src/model/linears.js';
 import { readOnnx } from '../../src/model/onnx-io.js';
 import { modelSize } from '../../src/model/size.js';
-import { seededRandom } from '../../src/pipeline/pass.js';
+import { seededRandom } from '../../src/util/random.js';
 import { ort, sessionFromModel } from '../../src/runtime/ort.js';
 import { shareEmbeddings } from '../../src/share/embeddings.js';
 

@@ -9,7 +9,7 @@ import { loadModel } from '../../src/model/load.js';
 import { readOnnx } from '../../src/model/onnx-io.js';
 import { openSafetensors, writeSafetensors } from '../../src/model/safetensors.js';
 import { modelSize } from '../../src/model/size.js';
-import { seededRandom } from '../../src/pipeline/pass.js';
+import { seededRandom } from '../../src/util/random.js';
 import { ort, sessionFromModel } from '../../src/runtime/ort.js';
 import { shareLayers } from '../../src/share/layers.js';
 import { allClose, tempDir } from '../helpers.js';

@@ -1,4 +1,4 @@
-import { toFloat32 } from '../../model/pack.js';
+import { toFloat32 } from '../../../model/pack.js';
 import { expandGrid } from '../fake-quant.js';
 import { decodeNBits } from '../matmulnbits.js';
 import { matmul } from './linear.js';

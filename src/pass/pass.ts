@@ -1,7 +1,7 @@
 import type { z } from 'zod';
 import type { Model } from '../model/model.js';
 import type { LinearLayer } from '../model/linears.js';
-import type { PassSpec } from '../recipe/pass-spec.js';
+import type { PassSpec } from './pass-spec.js';
 import type { Calibrator } from '../calibrate/calibrator.js';
 import type { LayerStat } from '../report/schema.js';
 
@@ -55,16 +55,4 @@ export interface Pass<P extends z.ZodObject<any> = z.ZodObject<any>> extends Pas
 /** Declares a pass with its params type inferred from the schema. */
 export function definePass<P extends z.ZodObject<any>>(pass: Pass<P>): Pass<P> {
   return pass;
-}
-
-/** mulberry32: a small seeded PRNG; enough for sampling, not for cryptography. */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }

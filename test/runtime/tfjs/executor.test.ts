@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { loadModel } from '../../src/model/load.js';
-import type { Model } from '../../src/model/model.js';
-import { OnnxExecutor } from '../../src/train/executor.js';
-import { sharedPath, SHARED_MODELS } from '../helpers.js';
+import { loadModel } from '../../../src/model/load.js';
+import type { Model } from '../../../src/model/model.js';
+import { OnnxExecutor } from '../../../src/runtime/tfjs/executor.js';
+import { sharedPath, SHARED_MODELS } from '../../helpers.js';
 import { bothOutputs, cifarImage, expectClose, mnistDigit, shakespeareTokens, storiesTokens, type Feed } from './helpers.js';
 
 /** Forward parity of the tfjs executor with ONNX Runtime, relative error ≤ 1e-4, on real inputs. */
@@ -57,12 +57,12 @@ describe('tfjs executor matches ONNX Runtime on the shared models', () => {
 });
 
 describe('tfjs executor matches ONNX Runtime on pare outputs (stories260K)', async () => {
-  const { linears } = await import('../../src/model/linears.js');
-  const { rtn } = await import('../../src/quantize/rtn.js');
-  const { w8a8 } = await import('../../src/quantize/w8a8.js');
-  const { cast } = await import('../../src/quantize/cast.js');
-  const { svdPass } = await import('../../src/decompose/svd.js');
-  const { kronecker } = await import('../../src/decompose/kronecker.js');
+  const { linears } = await import('../../../src/model/linears.js');
+  const { rtn } = await import('../../../src/quantize/rtn.js');
+  const { w8a8 } = await import('../../../src/quantize/w8a8.js');
+  const { cast } = await import('../../../src/quantize/cast.js');
+  const { svdPass } = await import('../../../src/decompose/svd.js');
+  const { kronecker } = await import('../../../src/decompose/kronecker.js');
   const ctx = (layers: ReturnType<typeof linears>) => ({ layers, seed: 0, random: Math.random, progress: { layer: () => {} }, where: 'passes[0]' });
   const blocks = (m: Model) => linears(m).filter((l) => l.name.startsWith('layers.'));
   const feed: Feed = { name: 'input_ids', dims: [2, 48], data: storiesTokens(2, 48) };

@@ -1,9 +1,9 @@
 import type * as tfjs from '@tensorflow/tfjs';
-import { DataType, dtypeName } from '../model/dtype.js';
-import type { HostTensor } from '../model/model.js';
-import { packInt4, packUint4, toFloat32 } from '../model/pack.js';
-import { stridesOf } from '../model/ndarray.js';
-import type { Tf } from '../runtime/tf.js';
+import { DataType, dtypeName } from '../../model/dtype.js';
+import type { HostTensor } from '../../model/model.js';
+import { packInt4, packUint4, toFloat32 } from '../../model/pack.js';
+import { stridesOf } from '../../model/ndarray.js';
+import type { Tf } from '../tf.js';
 import { straightThrough } from './custom-grad.js';
 
 /**

@@ -1,7 +1,7 @@
 import type * as tfjs from '@tensorflow/tfjs';
-import type { HostTensor } from '../../model/model.js';
-import type { NodeProto } from '../../model/onnx-schema.js';
-import type { Tf } from '../../runtime/tf.js';
+import type { HostTensor } from '../../../model/model.js';
+import type { NodeProto } from '../../../model/onnx-schema.js';
+import type { Tf } from '../../tf.js';
 import type { FakeQuantWeight } from '../fake-quant.js';
 import { HostArray } from '../host.js';
 

@@ -1,4 +1,4 @@
-import type { Pass } from '../pipeline/pass.js';
+import type { Pass } from '../pass/pass.js';
 import { kronecker } from '../decompose/kronecker.js';
 import { distillKd } from '../distill/kd.js';
 import { svdPass } from '../decompose/svd.js';

@@ -1,5 +1,5 @@
 import type * as tfjs from '@tensorflow/tfjs';
-import type { Tf } from '../runtime/tf.js';
+import type { Tf } from '../tf.js';
 
 /** tf.customGrad with plain tensor inputs (tfjs types the inputs as tensors or a save function). */
 export function customGrad<T extends tfjs.Tensor>(

@@ -4,9 +4,9 @@ import { join } from 'node:path';
 import type { Dataset } from '../data/types.js';
 import { formatOf, loadModel } from '../model/load.js';
 import { writeOnnx } from '../model/onnx-io.js';
-import { newReport, type Report } from '../report/schema.js';
+import { newReport, type Report } from './schema.js';
 import { sha256File } from '../util/hash.js';
-import { evaluate, type EvalOptions } from './evaluate.js';
+import { evaluate, type EvalOptions } from '../eval/evaluate.js';
 
 /**
  * `pare eval` as data: measures `model` (and `reference`) on `data` and returns the report.

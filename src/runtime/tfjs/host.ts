@@ -1,7 +1,7 @@
-import { DataType } from '../model/dtype.js';
-import type { HostTensor } from '../model/model.js';
-import { toFloat32, typedView } from '../model/pack.js';
-import { stridesOf } from '../model/ndarray.js';
+import { DataType } from '../../model/dtype.js';
+import type { HostTensor } from '../../model/model.js';
+import { toFloat32, typedView } from '../../model/pack.js';
+import { stridesOf } from '../../model/ndarray.js';
 
 /**
  * Small arrays kept on the host for the graph's shape arithmetic (Shape → Gather → Concat → Reshape

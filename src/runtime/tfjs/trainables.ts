@@ -1,11 +1,11 @@
 import type * as tfjs from '@tensorflow/tfjs';
-import { UserError } from '../errors.js';
-import { DataType, dtypeName } from '../model/dtype.js';
-import { attrInt } from '../model/graph.js';
-import type { HostTensor, Model } from '../model/model.js';
-import type { NodeProto } from '../model/onnx-schema.js';
-import { fromFloat32, toFloat32 } from '../model/pack.js';
-import type { Tf } from '../runtime/tf.js';
+import { UserError } from '../../errors.js';
+import { DataType, dtypeName } from '../../model/dtype.js';
+import { attrInt } from '../../model/graph.js';
+import type { HostTensor, Model } from '../../model/model.js';
+import type { NodeProto } from '../../model/onnx-schema.js';
+import { fromFloat32, toFloat32 } from '../../model/pack.js';
+import type { Tf } from '../tf.js';
 import { encodeCodes, expandGrid, FakeQuantWeight, integerRange } from './fake-quant.js';
 import { decodeNBits, encodeNBits } from './matmulnbits.js';
 

@@ -1,5 +1,5 @@
 import type * as tfjs from '@tensorflow/tfjs';
-import type { Tf } from '../../runtime/tf.js';
+import type { Tf } from '../../tf.js';
 import type { SaveFunc } from '../custom-grad.js';
 import { gatherHost, HostArray, mapArrays, normAxis } from '../host.js';
 import type { OpImpl } from './types.js';

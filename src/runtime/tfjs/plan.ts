@@ -1,4 +1,4 @@
-import type { NodeProto } from '../model/onnx-schema.js';
+import type { NodeProto } from '../../model/onnx-schema.js';
 
 /**
  * The executor's static view of the graph: nodes in dependency order, which values change from run

@@ -1,5 +1,5 @@
 import type * as tfjs from '@tensorflow/tfjs';
-import type { Tf } from '../../runtime/tf.js';
+import type { Tf } from '../../tf.js';
 import { broadcastTo, straightThrough } from '../custom-grad.js';
 import { broadcastShapes, castHost, hostDType, mapArrays, type HostDType } from '../host.js';
 import { isHost, type OpArgs, type OpImpl, type Val } from './types.js';

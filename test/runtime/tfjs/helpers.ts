@@ -1,11 +1,11 @@
 import { readFileSync } from 'node:fs';
 import type * as tfjs from '@tensorflow/tfjs';
-import { readIdx } from '../../src/data/idx.js';
-import { loadTokenizer } from '../../src/data/tokenizer.js';
-import type { Model } from '../../src/model/model.js';
-import { ort, sessionFromModel } from '../../src/runtime/ort.js';
-import type { OnnxExecutor } from '../../src/train/executor.js';
-import { allClose, sharedPath } from '../helpers.js';
+import { readIdx } from '../../../src/data/idx.js';
+import { loadTokenizer } from '../../../src/data/tokenizer.js';
+import type { Model } from '../../../src/model/model.js';
+import { ort, sessionFromModel } from '../../../src/runtime/ort.js';
+import type { OnnxExecutor } from '../../../src/runtime/tfjs/executor.js';
+import { allClose, sharedPath } from '../../helpers.js';
 
 /** B windows of T real TinyStories token ids (BOS first), from the first stories of valid-head.txt. */
 export function storiesTokens(B: number, T: number): Int32Array {

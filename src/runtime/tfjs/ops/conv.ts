@@ -1,6 +1,6 @@
 import type * as tfjs from '@tensorflow/tfjs';
-import { UserError } from '../../errors.js';
-import type { Tf } from '../../runtime/tf.js';
+import { UserError } from '../../../errors.js';
+import type { Tf } from '../../tf.js';
 import type { SaveFunc } from '../custom-grad.js';
 import type { OpArgs, OpImpl } from './types.js';
 

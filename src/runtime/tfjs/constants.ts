@@ -1,7 +1,7 @@
-import type { Model } from '../model/model.js';
-import { findAttribute } from '../model/graph.js';
-import { int64ToNumber, type NodeProto } from '../model/onnx-schema.js';
-import type { Tf } from '../runtime/tf.js';
+import type { Model } from '../../model/model.js';
+import { findAttribute } from '../../model/graph.js';
+import { int64ToNumber, type NodeProto } from '../../model/onnx-schema.js';
+import type { Tf } from '../tf.js';
 import { decodeTensor, hostOf, type HostArray } from './host.js';
 import type { Val } from './ops/types.js';
 

@@ -1,9 +1,9 @@
 import type * as tfjs from '@tensorflow/tfjs';
-import { UserError } from '../errors.js';
-import { attrFloat, attrInt, attrInts, attrString, findAttribute } from '../model/graph.js';
-import type { HostTensor, Model } from '../model/model.js';
-import type { NodeProto } from '../model/onnx-schema.js';
-import { loadTf, type Tf } from '../runtime/tf.js';
+import { UserError } from '../../errors.js';
+import { attrFloat, attrInt, attrInts, attrString, findAttribute } from '../../model/graph.js';
+import type { HostTensor, Model } from '../../model/model.js';
+import type { NodeProto } from '../../model/onnx-schema.js';
+import { loadTf, type Tf } from '../tf.js';
 import { constantNodeValue, constantVal } from './constants.js';
 import type { FakeQuantWeight } from './fake-quant.js';
 import { decodeTensor, HostArray } from './host.js';
