@@ -131,7 +131,7 @@ async function perplexity(model: Model, data: TokenDataset, threads: number, flo
   const io = modelIo(model);
   const session = await sessionFromModel(model, { threads, ...(floatArithmetic ? { qdqMatMulNBitsAccuracyLevel: 0 as const } : {}) });
   try {
-    return (await evaluateCausalLM(session, data, { inputName: io.inputName, outputName: io.outputName })).quality.perplexity;
+    return (await evaluateCausalLM({ session, io }, data, {})).quality.perplexity;
   } finally {
     await session.release();
   }

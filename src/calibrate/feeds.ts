@@ -1,22 +1,25 @@
 import type { Dataset } from '../data/types.js';
 import { layoutAdapter } from '../data/layout.js';
-import { modelIo } from '../model/io.js';
-import type { Model } from '../model/model.js';
+import { lmFeeds, modelIo, type ModelIo } from '../model/io.js';
+import { Model } from '../model/model.js';
+import { ortFeeds } from '../runtime/feeds.js';
 import { ort } from '../runtime/ort.js';
 
 export type Feeds = Record<string, ort.Tensor>;
 
 /**
  * The calibration inputs as ONNX Runtime feeds, one sample per run: token sequences (cut to
- * `seqLen` when given) as int64 [1, L], tensor samples in the model's input layout.
+ * `seqLen` when given) as [1, L] with the decoder inputs `io` describes (mask, positions, an empty
+ * KV cache), tensor samples in the model's input layout.
  */
-export function calibrationFeeds(model: Model, data: Dataset, samples: number, seqLen?: number, dataPath?: string): Feeds[] {
-  const io = modelIo(model);
+export function calibrationFeeds(model: Model | ModelIo, data: Dataset, samples: number, seqLen?: number, dataPath?: string): Feeds[] {
+  // a Model is described from its declared inputs; callers that resolved symbolic KV shapes pass the description
+  const io = model instanceof Model ? modelIo(model) : model;
   const feeds: Feeds[] = [];
   if (data.kind === 'tokens') {
     for (const seq of data.sequences.slice(0, samples)) {
       const ids = seq.subarray(0, seqLen ?? seq.length);
-      feeds.push({ [io.inputName]: new ort.Tensor('int64', BigInt64Array.from(ids, (v) => BigInt(v)), [1, ids.length]) });
+      feeds.push(ortFeeds(lmFeeds(io, ids, 1, ids.length)));
     }
     return feeds;
   }

@@ -1,7 +1,9 @@
 import type { Feeds } from '../calibrate/feeds.js';
 import { UserError } from '../errors.js';
 import { seededRandom } from '../util/random.js';
-import { ort } from '../runtime/ort.js';
+import { lmFeeds, type ModelIo } from '../model/io.js';
+import { ortFeeds } from '../runtime/feeds.js';
+import type { ort } from '../runtime/ort.js';
 
 /**
  * Training windows for distillation: token rows of exactly `seqLen` ids, drawn from the calibration
@@ -92,10 +94,11 @@ export interface SamplingOptions {
 
 /**
  * Data-free training text: rows sampled from the teacher token by token at `temperature`
- * (no KV cache: every step re-runs the prefix, which is cheap for the small models this is for and
- * needs nothing beyond the exported graph).
+ * (every step re-runs the prefix from an empty cache, which is cheap for the small models this is
+ * for and needs nothing beyond the graph).
  */
-export async function sampleFromTeacher(session: ort.InferenceSession, inputName: string, outputName: string, o: SamplingOptions): Promise<Int32Array[]> {
+export async function sampleFromTeacher(session: ort.InferenceSession, io: ModelIo, o: SamplingOptions): Promise<Int32Array[]> {
+  const outputName = io.outputName;
   const rows: Int32Array[] = [];
   const per = o.batch ?? 32;
   for (let start = 0; start < o.rows; start += per) {
@@ -103,9 +106,9 @@ export async function sampleFromTeacher(session: ort.InferenceSession, inputName
     const ids = Array.from({ length: n }, () => new Int32Array(o.seqLen));
     for (const row of ids) row[0] = o.startToken ?? Math.floor(o.random() * o.vocab);
     for (let t = 1; t < o.seqLen; t++) {
-      const feed = new BigInt64Array(n * t);
-      for (let r = 0; r < n; r++) for (let i = 0; i < t; i++) feed[r * t + i] = BigInt(ids[r]![i]!);
-      const out = await session.run({ [inputName]: new ort.Tensor('int64', feed, [n, t]) }, [outputName]);
+      const feed = new Int32Array(n * t);
+      for (let r = 0; r < n; r++) for (let i = 0; i < t; i++) feed[r * t + i] = ids[r]![i]!;
+      const out = await session.run(ortFeeds(lmFeeds(io, feed, n, t)), [outputName]);
       const logits = out[outputName]!.data as Float32Array;
       for (let r = 0; r < n; r++) ids[r]![t] = sampleToken(logits, (r * t + t - 1) * o.vocab, o.vocab, o.temperature, o.random);
       out[outputName]!.dispose?.();

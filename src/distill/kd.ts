@@ -4,7 +4,8 @@ import { z } from 'zod';
 import { loadDataset } from '../data/load.js';
 import { DatasetSpec } from '../data/spec.js';
 import { UserError } from '../errors.js';
-import { modelIo } from '../model/io.js';
+import { lmFeeds, modelIo } from '../model/io.js';
+import { resolveKvShapes } from '../runtime/kv-shapes.js';
 import { decoderBlocks } from '../model/blocks.js';
 import type { Model } from '../model/model.js';
 import { definePass, type LayerStat, type PassContext } from '../pass/pass.js';
@@ -70,13 +71,16 @@ export const distillKd = definePass({
 async function distill(model: Model, p: KdParams, ctx: PassContext) {
   const t0 = performance.now();
   const warnings: string[] = [];
-  const io = modelIo(model);
+  const io = await resolveKvShapes(model, modelIo(model));
   if (io.task !== 'causal-lm') throw new UserError(`${ctx.where}: distill.kd trains language models (token ids in, logits out); ${model.path} takes '${io.inputName}' as floats`);
   const teacherPath = p.teacher ? resolve(ctx.recipeDir ?? '.', p.teacher) : ctx.original?.();
   if (!teacherPath) throw new UserError(`${ctx.where}: distill.kd needs a teacher: give params.teacher or run it inside \`pare compress\``);
 
   const hiddenBlocks = p.loss_weights.hidden > 0 ? decoderBlocks(model) : [];
-  const teacher = await Teacher.open(teacherPath, io.inputName, io.outputName, hiddenBlocks.map((b) => b.index));
+  const teacher = await Teacher.open(teacherPath, hiddenBlocks.map((b) => b.index));
+  if (teacher.io.outputWidth !== undefined && io.outputWidth !== undefined && teacher.io.outputWidth !== io.outputWidth) {
+    throw new UserError(`${teacherPath}: the teacher's logits have ${teacher.io.outputWidth} entries, the student's ${io.outputWidth}`);
+  }
   const studentHidden = hiddenBlocks.filter((b) => teacher.hidden.has(b.index));
   if (p.loss_weights.hidden > 0 && studentHidden.length === 0) warnings.push('loss_weights.hidden is set but no decoder block matches between student and teacher; hidden-state loss skipped');
 
@@ -175,8 +179,9 @@ function studentLoss(
 ): tfjs.Scalar {
   const tf = exec.tf;
   const { batch_size: B, seq_len: S } = p;
-  const input = tf.tensor2d(ids, [B, S], 'int32');
-  const out = exec.run({ [io.inputName]: input }, [io.outputName, ...hidden.map((b) => b.output)]);
+  const feeds = exec.feeds(lmFeeds(io, ids, B, S));
+  const input = feeds[io.inputName]!;
+  const out = exec.run(feeds, [io.outputName, ...hidden.map((b) => b.output)]);
   const logits3 = out[io.outputName]!;
   const V = logits3.shape.at(-1)!;
   const student = tf.reshape(logits3, [B * S, V]) as tfjs.Tensor2D;
@@ -199,7 +204,7 @@ async function trainingWindows(p: KdParams, ctx: PassContext, teacher: Teacher, 
   if (p.data === 'teacher') {
     if (!vocab) throw new UserError(`${ctx.where}: distill.kd data: teacher needs the logits width of the model's output`);
     ctx.progress.step?.(0, p.steps, `sampling ${p.samples} windows of ${p.seq_len} tokens from the teacher`);
-    const rows = await sampleFromTeacher(teacher.ortSession, teacher.inputName, teacher.logitsName, {
+    const rows = await sampleFromTeacher(teacher.ortSession, teacher.io, {
       rows: p.samples,
       seqLen: p.seq_len,
       vocab,
@@ -212,7 +217,7 @@ async function trainingWindows(p: KdParams, ctx: PassContext, teacher: Teacher, 
   let sequences: Int32Array[];
   if (p.data === 'calibration') {
     if (!ctx.calibration) throw new UserError(`${ctx.where}: distill.kd data: calibration needs a calibration section in the recipe`);
-    sequences = sequencesOfFeeds(ctx.calibration.feeds, teacher.inputName, ctx.where);
+    sequences = sequencesOfFeeds(ctx.calibration.feeds, teacher.io.inputName, ctx.where);
   } else {
     const data = await loadDataset(p.data, ctx.recipeDir ?? '.');
     if (data.kind !== 'tokens') throw new UserError(`${ctx.where}: distill.kd data must be text or token ids, got ${data.kind}`);

@@ -11,7 +11,9 @@ import { evaluateClassifier, type ClassificationQuality } from './classify.js';
 import type { Fidelity } from './fidelity.js';
 import { measureLatency, type Latency } from './latency.js';
 import { evaluateCausalLM, type LMQuality } from './lm.js';
-import { modelIo, type ModelIo } from '../model/io.js';
+import { lmFeeds, modelIo, type ModelIo } from '../model/io.js';
+import { ortFeeds } from '../runtime/feeds.js';
+import { resolveKvShapes } from '../runtime/kv-shapes.js';
 
 export interface Measure {
   path: string;
@@ -46,18 +48,23 @@ export interface Evaluation {
 export async function evaluate(modelPath: string, data: Dataset, opts: EvalOptions = {}, referencePath?: string): Promise<Evaluation> {
   const threads = opts.threads ?? availableParallelism();
   const model = readOnnx(modelPath);
-  const io = modelIo(model);
+  const io = await resolveKvShapes(model, modelIo(model), threads);
   checkTask(io, data, modelPath, opts.dataPath);
   const session = await sessionFromFile(modelPath, { threads });
   const refSession = referencePath ? await sessionFromFile(referencePath, { threads }) : undefined;
-  if (referencePath) checkSameIo(io, modelIo(readOnnx(referencePath)), modelPath, referencePath);
+  let refIo: ModelIo | undefined;
+  if (referencePath) {
+    const ref = readOnnx(referencePath);
+    refIo = await resolveKvShapes(ref, modelIo(ref), threads);
+    checkSameIo(io, refIo, modelPath, referencePath);
+  }
 
-  const run = async (s: ort.InferenceSession, reference?: ort.InferenceSession) =>
+  const run = async (s: ort.InferenceSession, sIo: ModelIo, reference?: { session: ort.InferenceSession; io: ModelIo }) =>
     data.kind === 'tokens'
-      ? evaluateCausalLM(s, data, { inputName: io.inputName, outputName: io.outputName, vocab: io.outputWidth, reference, dataPath: opts.dataPath })
-      : evaluateClassifier(s, data, { ...io, dataPath: opts.dataPath }, reference);
+      ? evaluateCausalLM({ session: s, io: sIo }, data, { vocab: io.outputWidth, reference, dataPath: opts.dataPath })
+      : evaluateClassifier(s, data, { ...io, dataPath: opts.dataPath }, reference?.session);
 
-  const main = await run(session, refSession);
+  const main = await run(session, io, refSession && refIo ? { session: refSession, io: refIo } : undefined);
   const measure = async (path: string, m: Model, s: ort.InferenceSession, quality: Measure['quality']): Promise<Measure> => ({
     path,
     sha256: sha256File(path),
@@ -67,7 +74,7 @@ export async function evaluate(modelPath: string, data: Dataset, opts: EvalOptio
   });
   const result: Evaluation = { model: await measure(modelPath, model, session, main.quality), fidelity: main.fidelity };
   if (referencePath && refSession) {
-    const refQuality = (await run(refSession)).quality;
+    const refQuality = (await run(refSession, refIo!)).quality;
     result.reference = await measure(referencePath, readOnnx(referencePath), refSession, refQuality);
   }
   return result;
@@ -94,10 +101,10 @@ async function latencyOf(s: ort.InferenceSession, io: ModelIo, data: Dataset, th
   if (data.kind === 'tokens') {
     const seqLen = o.seqLen ?? 128;
     const batch = o.batch ?? 1;
-    const ids = new BigInt64Array(batch * seqLen);
+    const ids = new Int32Array(batch * seqLen);
     const source = data.sequences.flatMap((s) => Array.from(s));
-    for (let i = 0; i < ids.length; i++) ids[i] = BigInt(source[i % Math.max(source.length, 1)] ?? 0);
-    const feeds = { [io.inputName]: new ort.Tensor('int64', ids, [batch, seqLen]) };
+    for (let i = 0; i < ids.length; i++) ids[i] = source[i % Math.max(source.length, 1)] ?? 0;
+    const feeds = ortFeeds(lmFeeds(io, ids, batch, seqLen));
     return measureLatency(s, feeds, { runs, warmup, threads, batch, seqLen });
   }
   const batch = io.inputDims[0] > 0 ? io.inputDims[0] : (o.batch ?? 1);

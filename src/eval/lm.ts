@@ -1,6 +1,8 @@
 import type { TokenDataset } from '../data/types.js';
 import { UserError } from '../errors.js';
-import { ort } from '../runtime/ort.js';
+import { lmFeeds, type ModelIo } from '../model/io.js';
+import { ortFeeds } from '../runtime/feeds.js';
+import type { ort } from '../runtime/ort.js';
 import { FidelityAccumulator, type Fidelity } from './fidelity.js';
 import { logSumExp } from './log-sum-exp.js';
 
@@ -26,9 +28,9 @@ export interface LMEvalResult {
  * logits feed KL(reference ‖ model), top-1 agreement and cosine.
  */
 export async function evaluateCausalLM(
-  session: ort.InferenceSession,
+  model: LMSession,
   data: TokenDataset,
-  opts: { inputName: string; outputName: string; vocab?: number; reference?: ort.InferenceSession; dataPath?: string },
+  opts: { vocab?: number; reference?: LMSession; dataPath?: string },
 ): Promise<LMEvalResult> {
   if (opts.vocab) checkVocab(opts.vocab, data, opts.dataPath);
   let sum = 0;
@@ -37,10 +39,10 @@ export async function evaluateCausalLM(
   const fidelity = opts.reference ? new FidelityAccumulator() : undefined;
   for (const [i, seq] of data.sequences.entries()) {
     if (seq.length < 2) continue;
-    const logits = await runLogits(session, seq, opts);
+    const logits = await runLogits(model, seq);
     const vocab = logits.length / seq.length;
     checkVocab(vocab, data, opts.dataPath);
-    const ref = opts.reference ? await runLogits(opts.reference, seq, opts) : undefined;
+    const ref = opts.reference ? await runLogits(opts.reference, seq) : undefined;
     for (let t = data.scoreFrom?.[i] ?? 0; t + 1 < seq.length; t++) {
       const row = logits.subarray(t * vocab, (t + 1) * vocab);
       const nll = logSumExp(row) - row[seq[t + 1]];
@@ -67,11 +69,16 @@ export async function evaluateCausalLM(
   };
 }
 
-async function runLogits(session: ort.InferenceSession, seq: Int32Array, opts: { inputName: string; outputName: string }): Promise<Float32Array> {
-  const ids = new BigInt64Array(seq.length);
-  for (let i = 0; i < seq.length; i++) ids[i] = BigInt(seq[i]);
-  const out = await session.run({ [opts.inputName]: new ort.Tensor('int64', ids, [1, seq.length]) }, [opts.outputName]);
-  return out[opts.outputName].data as Float32Array;
+/** A causal LM's session with the description of what it takes. */
+export interface LMSession {
+  session: ort.InferenceSession;
+  io: ModelIo;
+}
+
+/** Logits [1, L, vocab] of one sequence from scratch (an empty KV cache when the model has one). */
+async function runLogits({ session, io }: LMSession, seq: Int32Array): Promise<Float32Array> {
+  const out = await session.run(ortFeeds(lmFeeds(io, seq, 1, seq.length)), [io.outputName]);
+  return out[io.outputName].data as Float32Array;
 }
 
 function checkVocab(vocab: number, data: TokenDataset, dataPath: string | undefined): void {

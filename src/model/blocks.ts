@@ -1,12 +1,13 @@
 import { byteLength, elementCount } from './dtype.js';
 import { GraphIndex } from './graph.js';
+import { isKvCacheName } from './io.js';
 import { removeUnused } from './linear-weights.js';
 import type { Model } from './model.js';
 import { int64ToNumber, type NodeProto } from './onnx-schema.js';
 
 /**
  * The decoder blocks of a transformer graph, found by node names (`/layers.3/...`, as PyTorch's
- * exporter and pare's builders name them), with the residual-stream tensor entering and leaving each.
+ * exporter and pare's builders name them; `/model/layers.3/...` and `/transformer/h.3/...` in Optimum exports), with the residual-stream tensor entering and leaving each.
  */
 export interface DecoderBlock {
   index: number;
@@ -17,7 +18,7 @@ export interface DecoderBlock {
   output: string;
 }
 
-const BLOCK_NODE = /^\/(?:model\/)?(?:layers|h|blocks)\.(\d+)\//;
+const BLOCK_NODE = /^\/(?:model\/|transformer\/)?(?:layers|h|blocks)\.(\d+)\//;
 
 export function decoderBlocks(model: Model): DecoderBlock[] {
   const groups = new Map<number, NodeProto[]>();
@@ -32,7 +33,8 @@ export function decoderBlocks(model: Model): DecoderBlock[] {
   for (const [i, nodes] of [...groups].sort((a, b) => a[0] - b[0])) {
     const inside = new Set(nodes);
     const produced = new Set(nodes.flatMap((n) => n.output ?? []));
-    const leaving = [...produced].filter((t) => (index.consumers.get(t) ?? []).some((c) => !inside.has(c)));
+    // a block's KV cache (present.N.*) leaves as a graph output beside its hidden state
+    const leaving = [...produced].filter((t) => !isKvCacheName(t) && (index.consumers.get(t) ?? []).some((c) => !inside.has(c)));
     const first = nodes.find((n) => n.op_type !== 'Constant' && (n.input ?? []).some((x) => x && !produced.has(x) && !model.hasInitializer(x)));
     const input = first?.input?.find((x) => x && !produced.has(x) && !model.hasInitializer(x));
     if (leaving.length !== 1 || !input) continue; // not a residual block this code understands

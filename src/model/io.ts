@@ -53,6 +53,11 @@ export interface KvCacheIo {
 
 const PAST = /^past_key_values\.(\d+)\.(key|value)$/;
 const PRESENT = /^(?:present|present_key_values)\.(\d+)\.(key|value)$/;
+
+/** A KV-cache graph input (`past_key_values.3.key`) or output (`present.3.value`). */
+export function isKvCacheName(name: string): boolean {
+  return PAST.test(name) || PRESENT.test(name);
+}
 const TOKEN_TYPES = new Set<number>([DataType.INT64, DataType.INT32]);
 const MASK_TYPES = new Set<number>([DataType.INT64, DataType.INT32, DataType.BOOL]);
 

@@ -116,17 +116,34 @@ export function readInt64s(model: Model, name: string): number[] {
   return out;
 }
 
-/** `/layers.0/mlp/gate_proj/MatMul` -> `layers.0.mlp.gate_proj`; other names are kept; duplicates get `#2`, `#3`. */
+/**
+ * Outer module names that exports put in front of the layers (`/model/layers.0/...` in Optimum's
+ * Llama exports, `/transformer/h.0/...` in GPT-2's); canonical layer names leave them out, so one
+ * recipe selects the same layers in a model built from safetensors, a plain export and an Optimum export.
+ */
+const WRAPPERS = new Set(['model', 'transformer']);
+
+/**
+ * The canonical layer name: `/layers.0/mlp/gate_proj/MatMul` and `/model/layers.0/mlp/gate_proj/MatMul`
+ * -> `layers.0.mlp.gate_proj`; a node without a path name is named after its weight
+ * (`model.layers.0.mlp.gate_proj.weight` -> `layers.0.mlp.gate_proj`); duplicates get `#2`, `#3`.
+ */
+export function canonicalLayerName(nodeName: string, weight: string): string {
+  let parts: string[];
+  if (nodeName.startsWith('/')) {
+    parts = nodeName.slice(1).split('/');
+    if (parts.length > 1 && /^(MatMul|Gemm|Conv)(_\d+)?$/.test(parts[parts.length - 1]!)) parts.pop();
+  } else {
+    parts = nodeName ? [nodeName] : weight.replace(/\.weight$/, '').split('.');
+  }
+  while (parts.length > 1 && WRAPPERS.has(parts[0]!)) parts.shift();
+  return parts.join('.');
+}
+
 function assignNames(layers: LinearLayer[]): void {
   const seen = new Map<string, number>();
   for (const l of layers) {
-    let name = l.node.name ?? '';
-    if (name.startsWith('/')) {
-      const parts = name.slice(1).split('/');
-      if (parts.length > 1 && /^(MatMul|Gemm|Conv)(_\d+)?$/.test(parts[parts.length - 1])) parts.pop();
-      name = parts.join('.');
-    }
-    if (!name) name = l.weight.replace(/\.weight$/, '');
+    const name = canonicalLayerName(l.node.name ?? '', l.weight);
     const n = (seen.get(name) ?? 0) + 1;
     seen.set(name, n);
     l.name = n === 1 ? name : `${name}#${n}`;

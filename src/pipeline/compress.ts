@@ -3,6 +3,8 @@ import { existsSync, realpathSync } from 'node:fs';
 import { extname, resolve } from 'node:path';
 import { Calibrator } from '../calibrate/calibrator.js';
 import { calibrationFeeds } from '../calibrate/feeds.js';
+import { modelIo } from '../model/io.js';
+import { resolveKvShapes } from '../runtime/kv-shapes.js';
 import { loadDataset } from '../data/load.js';
 import { UserError } from '../errors.js';
 import { evaluate, type Evaluation, type Measure } from '../eval/evaluate.js';
@@ -178,7 +180,8 @@ async function makeCalibrator(model: Model, recipe: LoadedRecipe, start: number,
   if (!cal || start >= recipe.recipe.passes.length) return undefined;
   progress.stage('loading calibration data');
   const data = await loadDataset(cal.data, recipe.dir);
-  return new Calibrator(calibrationFeeds(model, data, cal.samples, cal.seq_len, recipe.path), cal.mode, threads, { spillDir, onWarning: (w) => progress.warn(`calibration: ${w}`) });
+  const io = await resolveKvShapes(model, modelIo(model), threads);
+  return new Calibrator(calibrationFeeds(io, data, cal.samples, cal.seq_len, recipe.path), cal.mode, threads, { spillDir, onWarning: (w) => progress.warn(`calibration: ${w}`) });
 }
 
 function sizeMeasure(path: string, files?: string[]): Measure {

@@ -3,6 +3,8 @@ import { describe, expect, it } from 'vitest';
 import { sampleFromTeacher, TokenWindows, windowsOf } from '../../src/distill/data.js';
 import { seededRandom } from '../../src/util/random.js';
 import { ort, sessionFromFile } from '../../src/runtime/ort.js';
+import { modelIo } from '../../src/model/io.js';
+import { readOnnx } from '../../src/model/onnx-io.js';
 
 const MODEL = join(resolve(__dirname, '../..'), 'fixtures/stories260K/model.onnx');
 
@@ -29,7 +31,8 @@ describe('distillation data', () => {
 
   it('teacher sampling at temperature 0 is the greedy continuation ONNX Runtime computes token by token', async () => {
     const session = await sessionFromFile(MODEL, { threads: 1 });
-    const rows = await sampleFromTeacher(session, 'input_ids', 'logits', { rows: 3, seqLen: 12, vocab: 512, startToken: 1, temperature: 0, random: seededRandom(1), batch: 2 });
+    const io = modelIo(readOnnx(MODEL));
+    const rows = await sampleFromTeacher(session, io, { rows: 3, seqLen: 12, vocab: 512, startToken: 1, temperature: 0, random: seededRandom(1), batch: 2 });
     expect(rows).toHaveLength(3);
     // independent greedy decode of one row
     const ids = [1];
@@ -39,7 +42,7 @@ describe('distillation data', () => {
       ids.push(logits.indexOf(Math.max(...logits)));
     }
     for (const row of rows) expect(Array.from(row)).toEqual(ids);
-    const sampled = await sampleFromTeacher(session, 'input_ids', 'logits', { rows: 4, seqLen: 12, vocab: 512, startToken: 1, temperature: 1, random: seededRandom(2) });
+    const sampled = await sampleFromTeacher(session, io, { rows: 4, seqLen: 12, vocab: 512, startToken: 1, temperature: 1, random: seededRandom(2) });
     expect(sampled.every((r) => r[0] === 1 && r.every((t) => t >= 0 && t < 512))).toBe(true);
     expect(new Set(sampled.map((r) => r.join(','))).size).toBeGreaterThan(1);
     await session.release();

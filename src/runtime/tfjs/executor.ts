@@ -12,6 +12,7 @@ import { ELEMENTWISE } from './ops/elementwise.js';
 import { LINEAR_OPS } from './ops/linear.js';
 import { QUANT_OPS } from './ops/quant.js';
 import { REDUCE_OPS } from './ops/reduce.js';
+import type { HostFeeds } from '../../model/io.js';
 import { SHAPE_OPS } from './ops/shape.js';
 import { isHost, type OpArgs, type OpImpl, type Val } from './ops/types.js';
 import { buildSteps, stepsFor, topoSort, type Step } from './plan.js';
@@ -87,6 +88,21 @@ export class OnnxExecutor {
     for (const n of model.graph.node ?? []) if (n.op_type === 'Constant') constants.set(n.output![0]!, constantVal(tf, constantNodeValue(model, n)));
     const outputs = (model.graph.output ?? []).map((o) => o.name ?? '');
     return new OnnxExecutor(tf, rt.backend, rt.fallback, model, constants, trainables, outputs, model.opset());
+  }
+
+  /**
+   * Host feeds as the tensors run() takes: integer ids, masks and positions as int32 (tfjs has no
+   * int64), KV caches as float32. The caller owns them.
+   */
+  feeds(host: HostFeeds): Record<string, tfjs.Tensor> {
+    const tf = this.tf;
+    const out: Record<string, tfjs.Tensor> = {};
+    for (const [name, f] of Object.entries(host)) {
+      if (f.type === 'float16') throw new UserError(`${this.model.path}: input '${name}' is float16; the tfjs executor feeds float32 KV caches only`);
+      const data = f.type === 'int64' ? Int32Array.from(f.data as BigInt64Array, Number) : f.data;
+      out[name] = tf.tensor(data as Float32Array | Int32Array | Uint8Array, f.dims, f.type === 'float32' ? 'float32' : f.type === 'bool' ? 'bool' : 'int32');
+    }
+    return out;
   }
 
   /** Runs the graph; see the interface notes in the module header. The caller owns the returned tensors. */
