@@ -1,15 +1,26 @@
-import { inspectOnnx, inspectSafetensors, type OnnxInspection, type SafetensorsInspection } from '../model/inspect.js';
+import { inspectOnnx, inspectSafetensors, summarizeKvCache, type KvCacheSummary, type OnnxInspection, type SafetensorsInspection } from '../model/inspect.js';
+import { modelIo } from '../model/io.js';
+import { resolveKvShapes } from '../runtime/kv-shapes.js';
 import { formatOf, loadModel } from '../model/load.js';
 import { bytes, count, pct, table } from './table.js';
 
-export function runInspect(path: string): OnnxInspection | SafetensorsInspection {
+export async function runInspect(path: string): Promise<OnnxInspection | SafetensorsInspection> {
   if (formatOf(path) === 'safetensors') return inspectSafetensors(path);
   const model = loadModel(path);
   try {
-    return inspectOnnx(model);
+    const r = inspectOnnx(model);
+    // KV heads the graph leaves symbolic are read by running the attention's first step
+    if (r.kv_cache) r.kv_cache = summarizeKvCache((await resolveKvShapes(model, modelIo(model))).kv!);
+    return r;
   } finally {
     model.close();
   }
+}
+
+function formatKvCache(kv: KvCacheSummary): string {
+  const uniform = (xs: (number | null)[]) => (new Set(xs).size === 1 ? String(xs[0] ?? '?') : xs.map((x) => x ?? '?').join('/'));
+  const names = (xs: string[]) => (xs.length > 4 ? `${xs.slice(0, 2).join(', ')} … ${xs.at(-1)}` : xs.join(', '));
+  return `KV cache: ${kv.layers} layers, ${uniform(kv.kv_heads)} KV heads of size ${uniform(kv.head_dim)}; past ${names(kv.past)}; present ${names(kv.present)}`;
 }
 
 export function formatInspection(r: OnnxInspection | SafetensorsInspection): string {
@@ -33,6 +44,8 @@ export function formatInspection(r: OnnxInspection | SafetensorsInspection): str
     `bytes by dtype: ${Object.entries(s.bytes_by_dtype).map(([k, v]) => `${k} ${bytes(v)}`).join(', ')}`,
     `inputs:  ${r.inputs.map((v) => `${v.name} ${v.dtype}[${v.shape.join(', ')}]`).join('; ')}`,
     `outputs: ${r.outputs.map((v) => `${v.name} ${v.dtype}[${v.shape.join(', ')}]`).join('; ')}`,
+    ...(r.kv_cache ? [formatKvCache(r.kv_cache)] : []),
+    ...(r.io_problem ? [`inputs pare cannot feed: ${r.io_problem}`] : []),
     `ops: ${Object.entries(r.ops).map(([k, v]) => `${k} ${v}`).join(', ')}`,
     '',
     `${r.linears.length} linear layers`,

@@ -29,8 +29,8 @@ function buildProgram(io: Io, setCode: (code: number) => void): Command {
     .description('sizes, parameters by dtype, ops, inputs/outputs and linear layers of an ONNX or safetensors checkpoint')
     .argument('<model>', '.onnx or .safetensors file')
     .option('--json', 'print one JSON document')
-    .action((path: string, opts: { json?: boolean }) => {
-      const result = runInspect(path);
+    .action(async (path: string, opts: { json?: boolean }) => {
+      const result = await runInspect(path);
       io.out(opts.json ? JSON.stringify(result, null, 2) : formatInspection(result));
       setCode(0);
     });

@@ -1,6 +1,6 @@
 import { byteLength, elementCount } from './dtype.js';
 import { GraphIndex } from './graph.js';
-import { isKvCacheName } from './io.js';
+import { isKvCacheName, kvCacheSlot } from './io.js';
 import { removeUnused } from './linear-weights.js';
 import type { Model } from './model.js';
 import { int64ToNumber, type NodeProto } from './onnx-schema.js';
@@ -57,6 +57,46 @@ export function initializerBytes(model: Model, names: Iterable<string>): number 
     if (set.has(t.name ?? '')) bytes += byteLength(t.data_type ?? 1, elementCount((t.dims ?? []).map(int64ToNumber)));
   }
   return bytes;
+}
+
+/**
+ * After blocks were removed: drop the KV-cache inputs nothing reads any more and the outputs nothing
+ * produces, and renumber the remaining layers 0..n−1 in order, as a model with fewer layers names
+ * its past_key_values.N / present.N (the names clients such as transformers.js build from
+ * num_hidden_layers). Returns the layer indices dropped and the renumbering.
+ */
+export function compactKvCache(model: Model): { dropped: number[]; renumbered: [number, number][] } {
+  const graph = model.graph;
+  const read = new Set((graph.node ?? []).flatMap((n) => n.input ?? []));
+  const produced = new Set((graph.node ?? []).flatMap((n) => n.output ?? []));
+  const layers = new Map<number, { live: boolean }>();
+  const cacheValues = [...(graph.input ?? []).map((v) => ({ v, live: read.has(v.name ?? '') })), ...(graph.output ?? []).map((v) => ({ v, live: produced.has(v.name ?? '') }))];
+  for (const { v, live } of cacheValues) {
+    const slot = kvCacheSlot(v.name ?? '');
+    if (!slot) continue;
+    const l = layers.get(slot.index) ?? { live: false };
+    l.live ||= live;
+    layers.set(slot.index, l);
+  }
+  const dropped = [...layers].filter(([, l]) => !l.live).map(([i]) => i).sort((a, b) => a - b);
+  const kept = [...layers].filter(([, l]) => l.live).map(([i]) => i).sort((a, b) => a - b);
+  if (dropped.length === 0) return { dropped, renumbered: [] };
+  const isDropped = (name: string) => dropped.includes(kvCacheSlot(name)?.index ?? -1);
+  graph.input = (graph.input ?? []).filter((v) => !isDropped(v.name ?? ''));
+  graph.output = (graph.output ?? []).filter((v) => !isDropped(v.name ?? ''));
+  const renumbered = kept.map((old, j) => [old, j] as [number, number]).filter(([old, j]) => old !== j);
+  const newIndex = new Map(renumbered);
+  // one simultaneous rename, so `.3.` → `.2.` never collides with the old `.2.`
+  const rename = (name: string) => {
+    const slot = kvCacheSlot(name);
+    return slot && newIndex.has(slot.index) ? slot.at(newIndex.get(slot.index)!) : name;
+  };
+  for (const n of graph.node ?? []) {
+    n.input = (n.input ?? []).map(rename);
+    n.output = (n.output ?? []).map(rename);
+  }
+  for (const v of [...(graph.input ?? []), ...(graph.output ?? []), ...(graph.value_info ?? [])]) v.name = rename(v.name ?? '');
+  return { dropped, renumbered };
 }
 
 /** Drop a block: whatever read its output reads its input instead (the residual stream skips it). */

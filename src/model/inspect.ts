@@ -1,5 +1,7 @@
 import { statSync } from 'node:fs';
+import { UserError } from '../errors.js';
 import { dtypeName } from './dtype.js';
+import { modelIo, type KvCacheIo, type ModelIo } from './io.js';
 import { linears } from './linears.js';
 import { readWeight } from './linear-weights.js';
 import type { Model } from './model.js';
@@ -32,7 +34,20 @@ export interface OnnxInspection {
   ops: Record<string, number>;
   inputs: ValueSummary[];
   outputs: ValueSummary[];
+  /** the decoder's KV cache, when it has one */
+  kv_cache?: KvCacheSummary;
+  /** why pare could not describe the model's inputs (it can still be inspected, not evaluated) */
+  io_problem?: string;
   linears: LinearSummary[];
+}
+
+export interface KvCacheSummary {
+  layers: number;
+  /** per cache layer (null where the graph leaves it symbolic) */
+  kv_heads: (number | null)[];
+  head_dim: (number | null)[];
+  past: string[];
+  present: string[];
 }
 
 export interface SafetensorsInspection {
@@ -52,6 +67,14 @@ export function inspectOnnx(model: Model): OnnxInspection {
     ops[key] = (ops[key] ?? 0) + 1;
   }
   const inits = new Set((model.graph.initializer ?? []).map((t) => t.name));
+  let io: ModelIo | undefined;
+  let ioProblem: string | undefined;
+  try {
+    io = modelIo(model);
+  } catch (e) {
+    if (!(e instanceof UserError)) throw e;
+    ioProblem = e.message;
+  }
   return {
     format: 'onnx',
     path: model.path,
@@ -62,6 +85,8 @@ export function inspectOnnx(model: Model): OnnxInspection {
     ops: Object.fromEntries(Object.entries(ops).sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]))),
     inputs: (model.graph.input ?? []).filter((v) => !inits.has(v.name)).map(summarizeValue),
     outputs: (model.graph.output ?? []).map(summarizeValue),
+    ...(io?.kv ? { kv_cache: summarizeKvCache(io.kv) } : {}),
+    ...(ioProblem ? { io_problem: ioProblem } : {}),
     linears: linears(model).map((l) => {
       const W = readWeight(model, l);
       let zeros = 0;
@@ -97,6 +122,16 @@ export function inspectSafetensors(path: string): SafetensorsInspection {
   } finally {
     file.close();
   }
+}
+
+export function summarizeKvCache(kv: KvCacheIo): KvCacheSummary {
+  return {
+    layers: kv.layers.length,
+    kv_heads: kv.layers.map((l) => l.heads ?? null),
+    head_dim: kv.layers.map((l) => l.headDim ?? null),
+    past: kv.layers.flatMap((l) => [l.pastKey, l.pastValue]),
+    present: kv.layers.flatMap((l) => [l.presentKey, l.presentValue]),
+  };
 }
 
 function summarizeValue(v: ValueInfoProto): ValueSummary {

@@ -58,6 +58,14 @@ const PRESENT = /^(?:present|present_key_values)\.(\d+)\.(key|value)$/;
 export function isKvCacheName(name: string): boolean {
   return PAST.test(name) || PRESENT.test(name);
 }
+
+/** The layer index of a KV-cache name and the name it has at another index (`present.3.key` → `present.1.key`). */
+export function kvCacheSlot(name: string): { index: number; at: (index: number) => string } | undefined {
+  const m = PAST.exec(name) ?? PRESENT.exec(name);
+  if (!m) return undefined;
+  const i = Number(m[1]);
+  return { index: i, at: (j) => name.replace(`.${i}.`, `.${j}.`) };
+}
 const TOKEN_TYPES = new Set<number>([DataType.INT64, DataType.INT32]);
 const MASK_TYPES = new Set<number>([DataType.INT64, DataType.INT32, DataType.BOOL]);
 

@@ -2,6 +2,7 @@ import { UserError } from '../errors.js';
 import { attrInt, attrInts, GraphIndex } from '../model/graph.js';
 import type { LinearLayer } from '../model/linears.js';
 import type { Model } from '../model/model.js';
+import { isKvCacheName } from '../model/io.js';
 import type { NodeProto } from '../model/onnx-schema.js';
 import { constantInts, shapeElements, type ConstantSource, type ShapeElement } from './shape-elements.js';
 
@@ -26,6 +27,14 @@ export interface HeadShapeConstant {
   role: HeadRole;
 }
 
+/** A KV-cache graph input (past) or output (present) that holds this attention's heads on `axis`. */
+export interface HeadCacheValue {
+  name: string;
+  side: 'input' | 'output';
+  kind: HeadKind;
+  axis: number;
+}
+
 export interface Attention {
   /** `layers.0.self_attn` */
   name: string;
@@ -37,6 +46,8 @@ export interface Attention {
   groups: number;
   headDim: number;
   constants: HeadShapeConstant[];
+  /** the KV cache this attention reads and writes (past inputs concatenated with this step's keys and values, and the present outputs) */
+  cache: HeadCacheValue[];
 }
 
 interface Layout {
@@ -94,7 +105,7 @@ function traceAttention(model: Model, index: GraphIndex, name: string, q: Linear
   if (dims.q === undefined || dims.kv === undefined || headDim === undefined) return t.fail(undefined, 'the head splits of q and k/v were not found');
   if (dims.q % dims.kv !== 0) t.fail(undefined, `${dims.q} query heads are not a multiple of ${dims.kv} KV heads`);
   if (o.inFeatures !== dims.q * headDim) t.fail(o.node, `o_proj reads ${o.inFeatures} features, not ${dims.q} heads × ${headDim}`);
-  return { name, q, k, v, o, heads: dims.q, groups: dims.kv, headDim, constants: t.constants };
+  return { name, q, k, v, o, heads: dims.q, groups: dims.kv, headDim, constants: t.constants, cache: t.cache };
 }
 
 /** The state of one attention block's trace: each head tensor's layout and what the splits told. */
@@ -103,6 +114,9 @@ class HeadTrace {
   readonly dims: Partial<Record<HeadKind, number>> = {};
   headDim: number | undefined;
   readonly constants: HeadShapeConstant[] = [];
+  readonly cache: HeadCacheValue[] = [];
+  private readonly graphInputs: Set<string>;
+  private readonly graphOutputs: Set<string>;
 
   constructor(
     readonly model: Model,
@@ -113,6 +127,8 @@ class HeadTrace {
     this.layouts.set(q!.output, { head: -1, merged: true, kind: 'q', proj: q });
     this.layouts.set(k!.output, { head: -1, merged: true, kind: 'kv', proj: k });
     this.layouts.set(v!.output, { head: -1, merged: true, kind: 'kv', proj: v });
+    this.graphInputs = new Set((model.graph.input ?? []).map((x) => x.name ?? ''));
+    this.graphOutputs = new Set((model.graph.output ?? []).map((x) => x.name ?? ''));
   }
 
   fail(node: NodeProto | undefined, why: string): never {
@@ -169,7 +185,7 @@ class HeadTrace {
       case 'Split':
       case 'Concat':
       case 'Softmax': {
-        if (node.op_type === 'Concat' && data.some((d) => !d)) this.fail(node, 'it concatenates head data with other tensors');
+        if (node.op_type === 'Concat') this.cacheConcat(node, data, first);
         if (node.op_type === 'Softmax' && model.opset() < 13 && first.rank !== undefined && axisOf(attrInt(node, 'axis', 1), first.rank) !== first.rank - 1) this.fail(node, 'opset < 13 softmax over more than the last axis');
         offHead([attrInt(node, 'axis', node.op_type === 'Softmax' ? -1 : 0)]);
         return first;
@@ -186,6 +202,20 @@ class HeadTrace {
         if (!BINARY.has(node.op_type ?? '')) this.fail(node, `unsupported op ${node.op_type} on head data`);
         return this.elementwise(node, data, first);
     }
+  }
+
+  /**
+   * past ‖ this step along the sequence: a KV-cache graph input holds the same heads on the same
+   * axis as the step's keys or values, and the concatenation may leave as a present output.
+   */
+  private cacheConcat(node: NodeProto, data: (Layout | undefined)[], first: Layout): void {
+    const ins = node.input ?? [];
+    ins.forEach((x, i) => {
+      if (data[i]) return;
+      if (!x || !this.graphInputs.has(x) || !isKvCacheName(x) || first.merged || first.rank !== 4) this.fail(node, 'it concatenates head data with other tensors');
+      this.cache.push({ name: x, side: 'input', kind: first.kind, axis: first.head });
+    });
+    for (const out of node.output ?? []) if (out && this.graphOutputs.has(out)) this.cache.push({ name: out, side: 'output', kind: first.kind, axis: first.head });
   }
 
   /** A head split, a repeat_kv merge or the final head merge; their head-count constants are recorded. */

@@ -78,6 +78,17 @@ function keepGroups(model: Model, a: Attention, keep: number[], W: { q: Float32A
     if (layer.bias) sliceVector(model, layer.bias, rows);
   }
   resizeLayer(model, a.o, takeCols(W.o, a.o.outFeatures, a.o.inFeatures, qRows), a.o.outFeatures, qRows.length);
+  for (const c of a.cache) setDeclaredDim(model, c.name, c.side, c.axis, c.kind === 'kv' ? keep.length : keep.length * r);
+}
+
+/** The declared size of `axis` of a graph input or output (a KV cache's head axis). */
+function setDeclaredDim(model: Model, name: string, side: 'input' | 'output', axis: number, size: number): void {
+  const v = (side === 'input' ? model.graph.input : model.graph.output)?.find((x) => x.name === name);
+  const dim = v?.type?.tensor_type?.shape?.dim?.[axis];
+  if (dim) {
+    delete dim.dim_param;
+    dim.dim_value = size;
+  }
 }
 
 export const heads = definePass({
@@ -123,10 +134,21 @@ export const heads = definePass({
         ms: performance.now() - t0,
         bytes_before: before,
         bytes_after: after,
-        extra: { heads_before: a.heads, heads_after: keepCount * r, kv_groups_before: a.groups, kv_groups_after: keepCount, removed_groups: Array.from({ length: a.groups }, (_, g) => g).filter((g) => !keep.includes(g)).join(',') },
+        extra: {
+          heads_before: a.heads,
+          heads_after: keepCount * r,
+          kv_groups_before: a.groups,
+          kv_groups_after: keepCount,
+          removed_groups: Array.from({ length: a.groups }, (_, g) => g).filter((g) => !keep.includes(g)).join(','),
+          ...(a.cache.length ? { kv_cache_resized: a.cache.map((c) => c.name).join(',') } : {}),
+        },
       });
     }
     removeUnused(model);
-    return { layers: result, warnings };
+    const resized = result.filter((l) => l.extra?.kv_cache_resized);
+    const summary = resized.length
+      ? { kv_cache: `past/present KV heads rewritten in ${resized.length} attention block${resized.length === 1 ? '' : 's'}: ${resized.map((l) => `${l.name} ${l.extra!.kv_groups_before} → ${l.extra!.kv_groups_after}`).join(', ')}` }
+      : undefined;
+    return { layers: result, warnings, ...(summary ? { summary } : {}) };
   },
 });

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { UserError } from '../errors.js';
-import { blocksOfLayers, initializerBytes, removeBlock, type DecoderBlock } from '../model/blocks.js';
+import { blocksOfLayers, compactKvCache, initializerBytes, removeBlock, type DecoderBlock } from '../model/blocks.js';
 import { captureSession } from '../runtime/ort.js';
 import { definePass, type LayerStat } from '../pass/pass.js';
 
@@ -99,6 +99,10 @@ export const layers = definePass({
     }
     // remove from the last so earlier blocks' tensors keep their meaning
     for (const block of [...chosen].sort((a, b) => b.index - a.index)) removeBlock(model, block);
-    return { layers: stats, warnings: [] };
+    const kv = compactKvCache(model);
+    const summary = kv.dropped.length
+      ? { kv_cache: `past/present of cache layer${kv.dropped.length === 1 ? '' : 's'} ${kv.dropped.join(', ')} removed${kv.renumbered.length ? `; ${kv.renumbered.map(([a, b]) => `${a} → ${b}`).join(', ')} renumbered` : ''}` }
+      : undefined;
+    return { layers: stats, warnings: [], ...(summary ? { summary } : {}) };
   },
 });
