@@ -1,5 +1,6 @@
 import { byteLength, elementCount } from './dtype.js';
 import { GraphIndex } from './graph.js';
+import { isPresentOutput } from './io.js';
 import { removeUnused } from './linear-weights.js';
 import type { Model } from './model.js';
 import { int64ToNumber, type NodeProto } from './onnx-schema.js';
@@ -32,7 +33,8 @@ export function decoderBlocks(model: Model): DecoderBlock[] {
   for (const [i, nodes] of [...groups].sort((a, b) => a[0] - b[0])) {
     const inside = new Set(nodes);
     const produced = new Set(nodes.flatMap((n) => n.output ?? []));
-    const leaving = [...produced].filter((t) => (index.consumers.get(t) ?? []).some((c) => !inside.has(c)));
+    // the residual stream leaves; a KV cache's present.N.* outputs leave too but are not it
+    const leaving = [...produced].filter((t) => !isPresentOutput(t) && (index.consumers.get(t) ?? []).some((c) => !inside.has(c)));
     const first = nodes.find((n) => n.op_type !== 'Constant' && (n.input ?? []).some((x) => x && !produced.has(x) && !model.hasInitializer(x)));
     const input = first?.input?.find((x) => x && !produced.has(x) && !model.hasInitializer(x));
     if (leaving.length !== 1 || !input) continue; // not a residual block this code understands

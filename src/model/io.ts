@@ -53,6 +53,11 @@ export interface KvCacheIo {
 
 const PAST = /^past_key_values\.(\d+)\.(key|value)$/;
 const PRESENT = /^(?:present|present_key_values)\.(\d+)\.(key|value)$/;
+
+/** True for a KV cache's output name (`present.3.key`): a side output of a block, not its hidden state. */
+export function isPresentOutput(name: string): boolean {
+  return PRESENT.test(name);
+}
 const TOKEN_TYPES = new Set<number>([DataType.INT64, DataType.INT32]);
 const MASK_TYPES = new Set<number>([DataType.INT64, DataType.INT32, DataType.BOOL]);
 
