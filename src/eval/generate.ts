@@ -1,5 +1,5 @@
 import { UserError } from '../errors.js';
-import { lmFeeds, modelIo, presentNames, tokenFeeds, emptyPast, type ModelIo } from '../model/io.js';
+import { emptyPast, lmFeeds, modelIo, presentNames, tokenFeeds, type ModelIo } from '../model/io.js';
 import { loadModel } from '../model/load.js';
 import { ortFeeds } from '../runtime/feeds.js';
 import { resolveKvShapes } from '../runtime/kv-shapes.js';
