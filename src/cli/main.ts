@@ -4,6 +4,7 @@ import { removeTempFiles } from '../util/atomic-write.js';
 import { VERSION } from '../version.js';
 import { registerCompressCommand } from './compress.js';
 import { registerEvalCommand } from './eval.js';
+import { registerGenerateCommand } from './generate.js';
 import { formatInspection, runInspect } from './inspect.js';
 import { registerRecipeCommands } from './recipe.js';
 import { registerReportCommands } from './report.js';
@@ -36,6 +37,7 @@ function buildProgram(io: Io, setCode: (code: number) => void): Command {
     });
 
   registerEvalCommand(program, io, setCode);
+  registerGenerateCommand(program, io, setCode);
   registerCompressCommand(program, io, setCode);
   registerRecipeCommands(program, io, setCode);
   registerReportCommands(program, io, setCode);

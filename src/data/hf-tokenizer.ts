@@ -5,24 +5,27 @@ import { UserError } from '../errors.js';
 import { readInputFile } from '../util/read-file.js';
 import type { Tokenizer } from './tokenizer-types.js';
 
-/** BOS spellings tried, in order, when tokenizer_config.json does not name one. */
+/** BOS and EOS spellings tried, in order, when tokenizer_config.json does not name them. */
 const BOS_GUESSES = ['<s>', '<|begin_of_text|>', '<bos>', '<|startoftext|>'];
+const EOS_GUESSES = ['</s>', '<|endoftext|>', '<|end_of_text|>', '<eos>'];
 
 /**
  * A Hugging Face `tokenizer.json`, run by @huggingface/tokenizers (the JS port of the Rust
  * library). `tokenizer_config.json` beside it, when present, names the BOS token; otherwise the
- * first of BOS_GUESSES among the added tokens is used. Encoding never adds the tokenizer's own
- * special tokens: BOS is added here, only when asked for.
+ * first of BOS_GUESSES among the added tokens is used (EOS likewise). Encoding never adds the
+ * tokenizer's own special tokens: BOS is added here, only when asked for.
  */
 export class HfTokenizer implements Tokenizer {
   /** largest id (vocabulary and added tokens) + 1: the width a model's logits must have */
   readonly vocabSize: number;
   readonly bosId?: number;
+  readonly eosId?: number;
 
   private constructor(
     private readonly lib: HfLibTokenizer,
     readonly path: string,
     bosToken: string | undefined,
+    eosToken: string | undefined,
   ) {
     const vocab = lib.get_vocab(true);
     let max = -1;
@@ -30,6 +33,8 @@ export class HfTokenizer implements Tokenizer {
     this.vocabSize = max + 1;
     const bos = bosToken ?? BOS_GUESSES.find((t) => vocab.has(t));
     this.bosId = bos !== undefined ? vocab.get(bos) : undefined;
+    const eos = eosToken ?? EOS_GUESSES.find((t) => vocab.has(t));
+    this.eosId = eos !== undefined ? vocab.get(eos) : undefined;
   }
 
   static read(path: string): HfTokenizer {
@@ -44,9 +49,8 @@ export class HfTokenizer implements Tokenizer {
     } catch (e) {
       throw new UserError(`${path}: the tokenizer library cannot load it (${firstLine(e)})`);
     }
-    const b = config.bos_token;
-    const bos = typeof b === 'string' ? b : isObject(b) && typeof b.content === 'string' ? b.content : undefined;
-    return new HfTokenizer(lib, path, bos);
+    const token = (t: unknown) => (typeof t === 'string' ? t : isObject(t) && typeof t.content === 'string' ? t.content : undefined);
+    return new HfTokenizer(lib, path, token(config.bos_token), token(config.eos_token));
   }
 
   get describe(): string {

@@ -18,6 +18,7 @@ import type { Tokenizer } from './tokenizer-types.js';
 export class Llama2cTokenizer implements Tokenizer {
   readonly vocabSize: number;
   readonly bosId = 1;
+  readonly eosId = 2;
   /** pieces as text (UTF-8 decoded), for display and for building other tokenizer formats */
   readonly pieces: string[];
   private readonly raw: string[];

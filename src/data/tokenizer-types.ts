@@ -3,6 +3,8 @@ export interface Tokenizer {
   readonly vocabSize: number;
   /** id prepended when encode is asked for BOS; undefined when the tokenizer has none */
   readonly bosId?: number;
+  /** id that ends a generated text; undefined when the tokenizer has none */
+  readonly eosId?: number;
   /** one line for dataset descriptions */
   readonly describe: string;
   encode(text: string, opts: { bos: boolean }): number[];

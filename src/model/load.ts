@@ -2,7 +2,7 @@ import { statSync } from 'node:fs';
 import { extname } from 'node:path';
 import { UserError } from '../errors.js';
 import type { Model } from './model.js';
-import { buildFromSafetensors } from './builders/index.js';
+import { buildFromSafetensors, type BuildOptions } from './builders/index.js';
 import { readOnnx } from './onnx-io.js';
 
 export type CheckpointFormat = 'onnx' | 'safetensors';
@@ -15,8 +15,11 @@ export function formatOf(path: string): CheckpointFormat {
   throw new UserError(`${path}: unknown checkpoint format '${ext || '(no extension)'}', expected .onnx or .safetensors`);
 }
 
-/** Load a checkpoint as a Model (ONNX graph). safetensors checkpoints are built into a graph from config.json. */
-export function loadModel(path: string): Model {
+/**
+ * Load a checkpoint as a Model (ONNX graph). safetensors checkpoints are built into a graph from
+ * config.json, with `build`'s options (an ONNX file is read as it is).
+ */
+export function loadModel(path: string, build: BuildOptions = {}): Model {
   let st;
   try {
     st = statSync(path);
@@ -26,5 +29,5 @@ export function loadModel(path: string): Model {
   if (st.isDirectory()) throw new UserError(`${path}: is a directory, expected a .onnx or .safetensors file`);
   const format = formatOf(path);
   if (format === 'onnx') return readOnnx(path);
-  return buildFromSafetensors(path);
+  return buildFromSafetensors(path, build);
 }

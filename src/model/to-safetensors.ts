@@ -3,6 +3,7 @@ import { dirname, join, resolve } from 'node:path';
 import { UserError } from '../errors.js';
 import { writeFileAtomic } from '../util/atomic-write.js';
 import { buildFromSafetensors } from './builders/index.js';
+import { modelIo } from './io.js';
 import { exportLlama } from './llama-export.js';
 import { linears } from './linears.js';
 import type { Model } from './model.js';
@@ -20,9 +21,9 @@ import { openSafetensors, readConfigJson, writeSafetensors, type SafetensorsFile
 export function writeModelAsSafetensors(model: Model, path: string, sourcePath: string = model.path): string[] {
   if (model.format !== 'safetensors' && sourcePath === model.path) throw new UserError(`${path}: safetensors output needs a safetensors input; write .onnx`);
   const cannot = (what: string) => new UserError(`${path}: ${what}, which a safetensors checkpoint with config.json cannot express; write the output as .onnx`);
-  // the graph as the builder makes it (cheap: tensors stay on disk) tells builder constants and unread
-  // checkpoint tensors apart from what the passes changed
-  const built = buildFromSafetensors(sourcePath);
+  // the graph as the builder makes it (cheap: tensors stay on disk), with the same KV-cache I/O, tells
+  // builder constants and unread checkpoint tensors apart from what the passes changed
+  const built = buildFromSafetensors(sourcePath, { kvCache: modelIo(model).kv !== undefined });
   const builtTensors = new Set((built.graph.initializer ?? []).map((t) => t.name ?? ''));
   const builtOps = new Set((built.graph.node ?? []).map((n) => `${n.domain ?? ''}:${n.op_type}`));
   built.close();

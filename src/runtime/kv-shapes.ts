@@ -2,7 +2,7 @@ import { UserError } from '../errors.js';
 import { GraphIndex } from '../model/graph.js';
 import { tokenFeeds, type KvLayerIo, type ModelIo } from '../model/io.js';
 import type { Model } from '../model/model.js';
-import type { ValueInfoProto } from '../model/onnx-schema.js';
+import type { NodeProto, ValueInfoProto } from '../model/onnx-schema.js';
 import { sliceFor, subModel } from '../model/subgraph.js';
 import { ortFeeds } from './feeds.js';
 import { captureSession } from './ort.js';
@@ -13,6 +13,7 @@ interface Probe {
   which: 'key' | 'value';
   /** the tensor the past is concatenated with: this step's keys or values */
   operand: string;
+  concat: NodeProto;
   node: string;
 }
 
@@ -31,7 +32,7 @@ export async function resolveKvShapes(model: Model, io: ModelIo, threads = 1): P
     for (const [which, past] of [['key', layer.pastKey], ['value', layer.pastValue]] as const) {
       const concat = (index.consumers.get(past) ?? []).find((n) => n.op_type === 'Concat' && (n.domain ?? '') === '');
       const operand = concat?.input?.find((x) => x && x !== past);
-      if (concat && operand) probes.push({ layer, past, which, operand, node: concat.name ?? concat.op_type ?? 'Concat' });
+      if (concat && operand) probes.push({ layer, past, which, operand, concat, node: concat.name ?? concat.op_type ?? 'Concat' });
     }
   }
   const shapes = probes.length > 0 ? await operandShapes(model, io, probes, threads) : new Map<string, readonly number[]>();
@@ -55,16 +56,30 @@ export async function resolveKvShapes(model: Model, io: ModelIo, threads = 1): P
   return { ...io, kv: { ...io.kv, layers } };
 }
 
-/** Shapes of the probe operands for one token of id 0, computed by the part of the graph they need. */
+/**
+ * Shapes of the probe operands for one token of id 0, computed by the part of the graph they need.
+ * Concat(past, x) along the sequence axis is x when the past is empty, so the probe graph drops the
+ * past from each probed Concat: a later layer's operand, which depends on an earlier layer's
+ * attention, is then computed without knowing any cache shape.
+ */
 async function operandShapes(model: Model, io: ModelIo, probes: Probe[], threads: number): Promise<Map<string, readonly number[]>> {
-  const index = new GraphIndex(model.graph);
+  const pasts = new Map(probes.map((p) => [p.concat, p.past]));
+  // Concat(past, x) -> Identity(x)   (past length 0)
+  const node = (model.graph.node ?? []).map((n): NodeProto => {
+    const past = pasts.get(n);
+    if (!past) return n;
+    const rest = (n.input ?? []).filter((x) => x !== past);
+    return rest.length === 1 ? { op_type: 'Identity', name: n.name, input: rest, output: n.output } : { ...n, input: rest };
+  });
+  const probeModel = model.derive({ ...model.proto, graph: { ...model.graph, node } });
+  const index = new GraphIndex(probeModel.graph);
   const inputs = new Map((model.graph.input ?? []).map((v) => [v.name ?? '', v]));
   const targets = [...new Set(probes.map((p) => p.operand))];
-  const slice = sliceFor(model, index, targets, (name) => inputs.has(name) && !model.hasInitializer(name));
+  const slice = sliceFor(probeModel, index, targets, (name) => inputs.has(name) && !model.hasInitializer(name));
   const feeds = tokenFeeds(io, [0], 1, 1);
   // an operand computed from the past itself cannot be probed at past length 0 without knowing its shape
   if (slice.reads.some((r) => !feeds[r])) return new Map();
-  const sub = subModel(model, slice.nodes, slice.reads.map((r) => inputs.get(r) as ValueInfoProto));
+  const sub = subModel(probeModel, slice.nodes, slice.reads.map((r) => inputs.get(r) as ValueInfoProto));
   const session = await captureSession(sub, targets, { threads });
   try {
     const fed = ortFeeds(Object.fromEntries(slice.reads.map((r) => [r, feeds[r]!])));

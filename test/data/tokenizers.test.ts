@@ -96,6 +96,7 @@ describe('Hugging Face tokenizer.json', () => {
     const tok = HfTokenizer.read(file('char.json', JSON.stringify(charTokenizerJson(chars))));
     expect(tok.vocabSize).toBe(65);
     expect(tok.bosId).toBeUndefined();
+    expect(tok.eosId).toBeUndefined();
     // the stored validation ids, decoded through vocab.json, encode back to themselves
     const stored = new Uint16Array(readFileSync(sharedPath('models/shakespeare-char/val.u16.bin')).buffer.slice(0, 600));
     const ids = Array.from(stored);
@@ -110,18 +111,20 @@ describe('Hugging Face tokenizer.json', () => {
     const hf = HfTokenizer.read(file('llama.json', JSON.stringify(llamaTokenizerJson(l2c))));
     expect(hf.vocabSize).toBe(512);
     expect(hf.bosId).toBe(1);
+    expect([hf.eosId, l2c.eosId]).toEqual([2, 2]); // '</s>', as llama2.c's run.c stops on
     const docs = stories().slice(0, 12);
     for (const d of [...docs, 'naïve 🙂 x']) expect(hf.encode(d, { bos: true })).toEqual(l2c.encode(d, { bos: true }));
   });
 
-  it('tokenizer_config.json beside it names the BOS token', () => {
-    const chars = ['<|bos|>', 'a', 'b'];
+  it('tokenizer_config.json beside it names the BOS and EOS tokens', () => {
+    const chars = ['<|bos|>', 'a', 'b', '<|eos|>'];
     const dir = tempDir('pare-hfcfg-');
     try {
       writeFileSync(join(dir.dir, 'tokenizer.json'), JSON.stringify(charTokenizerJson(chars)));
-      writeFileSync(join(dir.dir, 'tokenizer_config.json'), JSON.stringify({ bos_token: { content: '<|bos|>' } }));
+      writeFileSync(join(dir.dir, 'tokenizer_config.json'), JSON.stringify({ bos_token: { content: '<|bos|>' }, eos_token: '<|eos|>' }));
       const tok = HfTokenizer.read(join(dir.dir, 'tokenizer.json'));
       expect(tok.encode('ab', { bos: true })).toEqual([0, 1, 2]);
+      expect(tok.eosId).toBe(3);
       writeFileSync(join(dir.dir, 'tokenizer_config.json'), '{oops');
       expect(() => HfTokenizer.read(join(dir.dir, 'tokenizer.json'))).toThrow(/tokenizer_config\.json: not valid JSON/);
     } finally {

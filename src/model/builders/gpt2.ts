@@ -1,7 +1,8 @@
 import { UserError } from '../../errors.js';
 import type { Model } from '../model.js';
 import type { SafetensorsFile } from '../safetensors.js';
-import { attr, causalMask, configReader, GraphBuilder, positions } from './graph-builder.js';
+import { attr, type BuildOptions, causalMask, configReader, GraphBuilder, positions } from './graph-builder.js';
+import { KvCache } from './kv-cache.js';
 
 /**
  * Hugging Face `GPT2LMHeadModel` as an ONNX graph: input_ids [batch, seq] int64 → logits
@@ -10,9 +11,11 @@ import { attr, causalMask, configReader, GraphBuilder, positions } from './graph
  * addmm(b, x, W), so each is a Gemm over the flattened [batch·seq, in] activations, as PyTorch exports
  * it; `linears()` then reports the bias too. Node names follow the exporter under the block prefix
  * `/h.N/` (layer `h.0.attn.c_attn`), which is also how `decoderBlocks()` finds the blocks.
- * Checkpoints name tensors with or without the `transformer.` prefix; both are read.
+ * Checkpoints name tensors with or without the `transformer.` prefix; both are read. With
+ * `kvCache`, Optimum's decoder-with-past I/O (kv-cache.ts): wpe gathered at position_ids, the mask
+ * from attention_mask, each layer's present keys/values [B, heads, past + S, hd].
  */
-export function buildGpt2(st: SafetensorsFile, config: Record<string, unknown>, configPath: string): Model {
+export function buildGpt2(st: SafetensorsFile, config: Record<string, unknown>, configPath: string, opts: BuildOptions = {}): Model {
   const c = configReader(config, configPath);
   const H = c.int('n_embd');
   const layers = c.int('n_layer');
@@ -72,8 +75,9 @@ export function buildGpt2(st: SafetensorsFile, config: Record<string, unknown>, 
     return g.op('Mul', [g.op('Mul', [x, g.scalar(0.5)], `${path}/Mul_2`), g.op('Add', [t, g.scalar(1)], `${path}/Add_1`)], `${path}/Mul_3`);
   };
 
-  const pos = positions(g);
-  const mask = causalMask(g, pos);
+  const cache = opts.kvCache ? new KvCache(g, { layers, heads: nh, headDim: hd }) : undefined;
+  const pos = cache ? cache.positions : positions(g);
+  const mask = cache ? cache.mask() : causalMask(g, pos);
   const tokens = g.op('Gather', [g.weight(`${prefix}wte.weight`), 'input_ids'], '/wte/Gather', [attr.int('axis', 0)]);
   const places = g.op('Gather', [g.weight(`${prefix}wpe.weight`), pos], '/wpe/Gather', [attr.int('axis', 0)]);
   let h = g.op('Add', [tokens, places], '/Add');
@@ -83,10 +87,19 @@ export function buildGpt2(st: SafetensorsFile, config: Record<string, unknown>, 
     // causal self-attention over the fused q|k|v projection
     const qkv = conv1d(layerNorm(h, `${m}.ln_1`, `${p}/ln_1`), `${m}.attn.c_attn`, `${p}/attn/c_attn`);
     const [q, k, v] = g.opMulti('Split', [qkv, g.int64s([H, H, H])], `${p}/attn/Split`, 3, [attr.int('axis', -1)]) as [string, string, string];
-    const kt = g.op('Transpose', [g.op('Reshape', [k, g.int64s([0, 0, nh, hd])], `${p}/attn/k/Reshape`)], `${p}/attn/k/Transpose`, [attr.ints('perm', [0, 2, 3, 1])]);
+    let kt: string;
+    let vh: string | undefined;
+    if (cache) {
+      // keys and values [B, nh, past + S, hd] with the past before them; kᵀ from those
+      const [keys, values] = cache.append(i, heads(k, `${p}/attn/k`), heads(v, `${p}/attn/v`), `${p}/attn`);
+      kt = g.op('Transpose', [keys], `${p}/attn/Transpose_k`, [attr.ints('perm', [0, 1, 3, 2])]);
+      vh = values;
+    } else {
+      kt = g.op('Transpose', [g.op('Reshape', [k, g.int64s([0, 0, nh, hd])], `${p}/attn/k/Reshape`)], `${p}/attn/k/Transpose`, [attr.ints('perm', [0, 2, 3, 1])]);
+    }
     const scores = g.op('Add', [g.op('Mul', [g.op('MatMul', [heads(q, `${p}/attn/q`), kt], `${p}/attn/MatMul`), g.scalar(1 / Math.sqrt(hd))], `${p}/attn/Mul`), mask], `${p}/attn/Add`);
     const probs = g.op('Softmax', [scores], `${p}/attn/Softmax`, [attr.int('axis', -1)]);
-    const ctx = g.op('MatMul', [probs, heads(v, `${p}/attn/v`)], `${p}/attn/MatMul_1`);
+    const ctx = g.op('MatMul', [probs, vh ?? heads(v, `${p}/attn/v`)], `${p}/attn/MatMul_1`);
     const merged = g.op('Reshape', [g.op('Transpose', [ctx], `${p}/attn/Transpose_o`, [attr.ints('perm', [0, 2, 1, 3])]), g.int64s([0, 0, H])], `${p}/attn/Reshape_o`);
     h = g.op('Add', [h, conv1d(merged, `${m}.attn.c_proj`, `${p}/attn/c_proj`)], `${p}/Add`);
     // MLP: c_proj(gelu(c_fc(x)))
@@ -97,5 +110,5 @@ export function buildGpt2(st: SafetensorsFile, config: Record<string, unknown>, 
   const tied = config.tie_word_embeddings ?? !g.has('lm_head.weight');
   if (!tied && !g.has('lm_head.weight')) throw new UserError(`${st.path}: tensor 'lm_head.weight' is missing and ${configPath} sets tie_word_embeddings false`);
   const head = g.op('Transpose', [g.weight(tied ? `${prefix}wte.weight` : 'lm_head.weight')], '/lm_head/Transpose', [attr.ints('perm', [1, 0])]);
-  return g.finish('gpt2', g.op('MatMul', [final, head], '/lm_head/MatMul'), vocab);
+  return g.finish('gpt2', g.op('MatMul', [final, head], '/lm_head/MatMul'), vocab, cache?.io(vocab));
 }

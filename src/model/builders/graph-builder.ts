@@ -3,7 +3,7 @@ import { UserError } from '../../errors.js';
 import { byteLength, DataType, elementCount } from '../dtype.js';
 import { attr, makeNode } from '../graph.js';
 import { Model } from '../model.js';
-import type { AttributeProto, NodeProto, TensorProto, TypeProto } from '../onnx-schema.js';
+import type { AttributeProto, NodeProto, TensorProto, TypeProto, ValueInfoProto } from '../onnx-schema.js';
 import type { SafetensorsFile } from '../safetensors.js';
 
 /**
@@ -104,6 +104,11 @@ export class GraphBuilder {
     return outs;
   }
 
+  /** Adds a node whose outputs are named by the caller (a graph output such as `present.0.key`). */
+  node(opType: string, inputs: string[], outputs: string[], name: string): void {
+    this.nodes.push(makeNode(opType, inputs, outputs, name));
+  }
+
   int64s(values: number[], scalar = false): string {
     const key = `i64:${scalar}:${values.join(',')}`;
     let name = this.constants.get(key);
@@ -131,10 +136,11 @@ export class GraphBuilder {
   }
 
   /**
-   * The finished model: input_ids int64 [batch, sequence] → logits float32 [batch, sequence, vocab],
-   * opset 17, read from (and written back to) the safetensors file.
+   * The finished model, opset 17, read from (and written back to) the safetensors file. Its inputs and
+   * outputs are `io`'s (a KV cache's), by default input_ids int64 [batch, sequence] → logits float32
+   * [batch, sequence, vocab].
    */
-  finish(graphName: string, logits: string, vocab: number): Model {
+  finish(graphName: string, logits: string, vocab: number, io?: { inputs: ValueInfoProto[]; outputs: ValueInfoProto[] }): Model {
     this.nodes.push(makeNode('Identity', [logits], ['logits'], '/logits/Identity'));
     return new Model(
       {
@@ -145,8 +151,8 @@ export class GraphBuilder {
           name: graphName,
           node: this.nodes,
           initializer: this.initializers,
-          input: [{ name: 'input_ids', type: tensorType(DataType.INT64, ['batch', 'sequence']) }],
-          output: [{ name: 'logits', type: tensorType(DataType.FLOAT, ['batch', 'sequence', vocab]) }],
+          input: io?.inputs ?? [{ name: 'input_ids', type: tensorType(DataType.INT64, ['batch', 'sequence']) }],
+          output: io?.outputs ?? [{ name: 'logits', type: tensorType(DataType.FLOAT, ['batch', 'sequence', vocab]) }],
         },
       },
       this.st.path,
@@ -155,8 +161,17 @@ export class GraphBuilder {
   }
 }
 
-function tensorType(elem: number, dims: (number | string)[]): TypeProto {
+export function tensorType(elem: number, dims: (number | string)[]): TypeProto {
   return { tensor_type: { elem_type: elem, shape: { dim: dims.map((d) => (typeof d === 'number' ? { dim_value: d } : { dim_param: d })) } } };
+}
+
+/** float32 lowest: the additive mask value that hides a key, as PyTorch's export uses it */
+export const LOWEST = -3.4028234663852886e38;
+
+/** Graph options every builder takes. */
+export interface BuildOptions {
+  /** Optimum's decoder-with-past I/O (attention_mask, position_ids, past_key_values in; present out) */
+  kvCache?: boolean;
 }
 
 /** The causal mask [S, S] (0 on and below the diagonal, float32 lowest above) for positions `pos` [S]. */
@@ -164,7 +179,7 @@ export function causalMask(g: GraphBuilder, pos: string): string {
   const rows = g.op('Unsqueeze', [pos, g.int64s([1])], '/mask/Unsqueeze_rows');
   const cols = g.op('Unsqueeze', [pos, g.int64s([0])], '/mask/Unsqueeze_cols');
   const future = g.op('Less', [rows, cols], '/mask/Less');
-  return g.op('Where', [future, g.scalar(-3.4028234663852886e38), g.scalar(0)], '/mask/Where');
+  return g.op('Where', [future, g.scalar(LOWEST), g.scalar(0)], '/mask/Where');
 }
 
 /** Positions 0..S-1 (int64 [S]) for input_ids [B, S]. */

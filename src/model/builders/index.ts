@@ -2,10 +2,13 @@ import { dirname, join } from 'node:path';
 import { UserError } from '../../errors.js';
 import type { Model } from '../model.js';
 import { openSafetensors, readConfigJson, type SafetensorsFile } from '../safetensors.js';
+import type { BuildOptions } from './graph-builder.js';
 import { buildGpt2 } from './gpt2.js';
 import { buildLlama } from './llama.js';
 
-type Builder = (st: SafetensorsFile, config: Record<string, unknown>, configPath: string) => Model;
+export type { BuildOptions };
+
+type Builder = (st: SafetensorsFile, config: Record<string, unknown>, configPath: string, opts: BuildOptions) => Model;
 
 /** Graph builders by config.json `model_type`. */
 export const BUILDERS: Readonly<Record<string, Builder>> = {
@@ -18,8 +21,9 @@ export const BUILDERS: Readonly<Record<string, Builder>> = {
  * safetensors + config.json beside it → the model as an ONNX graph, chosen by config.json's
  * model_type. The graph's initializers are the checkpoint's tensors by name, read lazily from the
  * file (ONNX external data into the safetensors data buffer); Model.path is the safetensors file.
+ * `kvCache` builds Optimum's decoder-with-past inputs and outputs instead of input_ids → logits.
  */
-export function buildFromSafetensors(path: string): Model {
+export function buildFromSafetensors(path: string, opts: BuildOptions = {}): Model {
   const config = readConfigJson(path);
   const configPath = join(dirname(path), 'config.json');
   const type = config.model_type;
@@ -31,7 +35,7 @@ export function buildFromSafetensors(path: string): Model {
   // the header gives names, shapes and offsets; tensor bytes stay on disk until read
   const st = openSafetensors(path);
   try {
-    return build(st, config, configPath);
+    return build(st, config, configPath, opts);
   } finally {
     st.close();
   }

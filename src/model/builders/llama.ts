@@ -3,7 +3,8 @@ import { DataType } from '../dtype.js';
 import type { Model } from '../model.js';
 import type { SafetensorsFile } from '../safetensors.js';
 import { readQuantizationConfig } from '../quantized-safetensors.js';
-import { attr, causalMask, configReader, GraphBuilder, positions } from './graph-builder.js';
+import { attr, type BuildOptions, causalMask, configReader, GraphBuilder, positions } from './graph-builder.js';
+import { KvCache } from './kv-cache.js';
 import { quantizedLinear } from './quantized-linear.js';
 
 /**
@@ -13,9 +14,10 @@ import { quantizedLinear } from './quantized-linear.js';
  * Transpose(weight) → MatMul with the PyTorch exporter's node names (`/layers.0/mlp/gate_proj/MatMul`),
  * so `linears()` names layers as it does for an exported model and the weights write back to
  * safetensors unchanged. RoPE follows HF's rotate_half convention; attention is causal; RMSNorm
- * computes in float32.
+ * computes in float32. With `kvCache`, Optimum's decoder-with-past I/O (kv-cache.ts): RoPE at
+ * position_ids, the mask from attention_mask, each layer's present keys/values before repeat_kv.
  */
-export function buildLlama(st: SafetensorsFile, config: Record<string, unknown>, configPath: string): Model {
+export function buildLlama(st: SafetensorsFile, config: Record<string, unknown>, configPath: string, opts: BuildOptions = {}): Model {
   const c = configReader(config, configPath);
   const H = c.int('hidden_size');
   const layers = c.int('num_hidden_layers');
@@ -69,15 +71,18 @@ export function buildLlama(st: SafetensorsFile, config: Record<string, unknown>,
     return g.op('Mul', [g.op('Mul', [x, rs], `${path}/Mul`), g.weight(weight)], `${path}/Mul_1`);
   };
 
-  // positions, RoPE tables [1, 1, S, hd] and the causal mask [S, S]
-  const pos = positions(g);
+  // positions [S] and RoPE tables [1, 1, S, hd] with the causal mask [S, S]; with a KV cache
+  // position_ids [B, S], tables [B, 1, S, hd] and the mask [B, 1, S, past + S]
+  const cache = opts.kvCache ? new KvCache(g, { layers, heads: nkv, headDim: hd }) : undefined;
+  const pos = cache ? cache.positions : positions(g);
   const posF = g.op('Cast', [pos], '/rotary/Cast', [attr.int('to', DataType.FLOAT)]);
   const invFreq = Float32Array.from({ length: hd / 2 }, (_, i) => 1 / theta ** ((2 * i) / hd));
-  const freqs = g.op('Mul', [g.op('Unsqueeze', [posF, g.int64s([1])], '/rotary/Unsqueeze'), g.floats(invFreq, [1, hd / 2])], '/rotary/Mul');
+  const freqs = g.op('Mul', [g.op('Unsqueeze', [posF, g.int64s([cache ? 2 : 1])], '/rotary/Unsqueeze'), g.floats(invFreq, [1, hd / 2])], '/rotary/Mul');
   const emb = g.op('Concat', [freqs, freqs], '/rotary/Concat', [attr.int('axis', -1)]);
-  const cos = g.op('Unsqueeze', [g.op('Cos', [emb], '/rotary/Cos'), g.int64s([0, 1])], '/rotary/Unsqueeze_cos');
-  const sin = g.op('Unsqueeze', [g.op('Sin', [emb], '/rotary/Sin'), g.int64s([0, 1])], '/rotary/Unsqueeze_sin');
-  const mask = causalMask(g, pos);
+  const tableAxes = g.int64s(cache ? [1] : [0, 1]);
+  const cos = g.op('Unsqueeze', [g.op('Cos', [emb], '/rotary/Cos'), tableAxes], '/rotary/Unsqueeze_cos');
+  const sin = g.op('Unsqueeze', [g.op('Sin', [emb], '/rotary/Sin'), tableAxes], '/rotary/Unsqueeze_sin');
+  const mask = cache ? cache.mask() : causalMask(g, pos);
 
   // x·cos + rotate_half(x)·sin, rotate_half(x) = [-x₂, x₁]
   const rope = (x: string, path: string) => {
@@ -101,8 +106,9 @@ export function buildLlama(st: SafetensorsFile, config: Record<string, unknown>,
     const m = `model.layers.${i}`;
     const xn = rmsNorm(h, `${m}.input_layernorm.weight`, `${p}/input_layernorm`);
     const q = rope(heads(linear(xn, `${m}.self_attn.q_proj.weight`, `${p}/self_attn/q_proj`), nh, `${p}/self_attn/q`), `${p}/self_attn/rotary_q`);
-    const k = rope(heads(linear(xn, `${m}.self_attn.k_proj.weight`, `${p}/self_attn/k_proj`), nkv, `${p}/self_attn/k`), `${p}/self_attn/rotary_k`);
-    const v = heads(linear(xn, `${m}.self_attn.v_proj.weight`, `${p}/self_attn/v_proj`), nkv, `${p}/self_attn/v`);
+    let k = rope(heads(linear(xn, `${m}.self_attn.k_proj.weight`, `${p}/self_attn/k_proj`), nkv, `${p}/self_attn/k`), `${p}/self_attn/rotary_k`);
+    let v = heads(linear(xn, `${m}.self_attn.v_proj.weight`, `${p}/self_attn/v_proj`), nkv, `${p}/self_attn/v`);
+    if (cache) [k, v] = cache.append(i, k, v, `${p}/self_attn`);
     const kt = g.op('Transpose', [repeatKv(k, `${p}/self_attn/repeat_k`)], `${p}/self_attn/Transpose_k`, [attr.ints('perm', [0, 1, 3, 2])]);
     const scores = g.op('Add', [g.op('Mul', [g.op('MatMul', [q, kt], `${p}/self_attn/MatMul`), g.scalar(1 / Math.sqrt(hd))], `${p}/self_attn/Mul`), mask], `${p}/self_attn/Add`);
     const probs = g.op('Softmax', [scores], `${p}/self_attn/Softmax`, [attr.int('axis', -1)]);
@@ -122,5 +128,5 @@ export function buildLlama(st: SafetensorsFile, config: Record<string, unknown>,
   const tied = config.tie_word_embeddings ?? !hasHead;
   if (!tied && !hasHead) throw new UserError(`${st.path}: tensor 'lm_head.weight' is missing and ${configPath} sets tie_word_embeddings false`);
   const logits = linear(final, tied ? 'model.embed_tokens.weight' : 'lm_head.weight', '/lm_head');
-  return g.finish('llama', logits, vocab);
+  return g.finish('llama', logits, vocab, cache?.io(vocab));
 }
