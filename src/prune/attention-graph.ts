@@ -95,7 +95,7 @@ function traceAttention(model: Model, index: GraphIndex, name: string, q: Linear
   const ancestors = ancestorsOf(index, o.input, new Set([q.output, k.output, v.output]));
   for (const node of model.graph.node ?? []) {
     if (node === o.node || node.op_type === 'Shape' || !(node.input ?? []).some((x) => t.layouts.has(x))) continue;
-    if (!ancestors.has(node)) t.fail(node, `a head tensor leaves the attention block (it feeds '${node.name}' outside the path to o_proj)`);
+    if (!ancestors.has(node) && !t.cacheOutput(node)) t.fail(node, `a head tensor leaves the attention block (it feeds '${node.name}' outside the path to o_proj)`);
     const out = t.step(node);
     for (const x of node.output ?? []) if (x) t.layouts.set(x, out);
   }
@@ -216,6 +216,15 @@ class HeadTrace {
       this.cache.push({ name: x, side: 'input', kind: first.kind, axis: first.head });
     });
     for (const out of node.output ?? []) if (out && this.graphOutputs.has(out)) this.cache.push({ name: out, side: 'output', kind: first.kind, axis: first.head });
+  }
+
+  /** An Identity that hands the concatenated cache to a present output: recorded, not a leak. */
+  cacheOutput(node: NodeProto): boolean {
+    const outs = node.output ?? [];
+    const data = this.layouts.get(node.input?.[0] ?? '');
+    if (node.op_type !== 'Identity' || !data || outs.length !== 1 || !this.graphOutputs.has(outs[0]!) || !isKvCacheName(outs[0]!)) return false;
+    this.cache.push({ name: outs[0]!, side: 'output', kind: data.kind, axis: data.head });
+    return true;
   }
 
   /** A head split, a repeat_kv merge or the final head merge; their head-count constants are recorded. */

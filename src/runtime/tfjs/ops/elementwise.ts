@@ -127,6 +127,8 @@ export const ELEMENTWISE: Record<string, OpImpl> = {
   Tanh: unary(Math.tanh, (tf, x) => tf.tanh(x)),
   Erf: unary(undefined, (tf, x) => tf.erf(x)),
   Not: unary((x) => (x ? 0 : 1), (tf, x) => tf.logicalNot(x)),
+  Or: binary((x, y) => (x || y ? 1 : 0), (tf, x, y) => tf.logicalOr(x, y), true),
+  And: binary((x, y) => (x && y ? 1 : 0), (tf, x, y) => tf.logicalAnd(x, y), true),
   Round: round,
   Clip: clip,
   Max: variadic(Math.max, (tf, x, y) => tf.maximum(x, y)),
