@@ -25,7 +25,7 @@ import { linears } from '../src/model/linears.js';
 import { loadModel } from '../src/model/load.js';
 import type { Model } from '../src/model/model.js';
 import { eachCalibratedLayer } from '../src/pass/layer-loop.js';
-import { definePass, type Pass } from '../src/pass/pass.js';
+import { configurePass, definePass, type Pass } from '../src/pass/pass.js';
 import { seededRandom } from '../src/util/random.js';
 import { parsePattern } from '../src/prune/masks.js';
 import { sparsegpt } from '../src/prune/sparsegpt.js';
@@ -43,8 +43,8 @@ const text = (select: string, segment?: number) =>
 const referenceSparsegpt = definePass({
   id: 'reference.sparsegpt',
   summary: 'float64 reference SparseGPT (test/reference/sparsegpt.ts)',
-  params: z.object({ sparsity: z.number().default(0.5), pattern: z.string().default('unstructured'), dampening: z.number().default(0.01), block_size: z.number().default(128) }),
-  needsCalibration: true,
+  params: z.strictObject({ sparsity: z.number().default(0.5), pattern: z.string().default('unstructured'), dampening: z.number().default(0.01), block_size: z.number().default(128) }),
+  needsCalibration: () => ({ need: 'required' }),
   async apply(model, p, ctx) {
     const layers = await eachCalibratedLayer(model, ctx, { hessian: true }, async (layer, s) => {
       const [rows, cols] = [layer.outFeatures, layer.inFeatures];
@@ -60,7 +60,7 @@ const referenceSparsegpt = definePass({
 const referenceGptq = definePass({
   id: 'reference.gptq',
   summary: 'float64 reference GPTQ (test/reference/gptq.ts), dequantized weights written as float32',
-  params: z.object({
+  params: z.strictObject({
     bits: z.number().int(),
     group_size: z.number().int().default(0),
     symmetric: z.boolean().default(false),
@@ -69,7 +69,7 @@ const referenceGptq = definePass({
     dampening: z.number().default(0.01),
     block_size: z.number().default(128),
   }),
-  needsCalibration: true,
+  needsCalibration: () => ({ need: 'required' }),
   async apply(model, p, ctx) {
     const layers = await eachCalibratedLayer(model, ctx, { hessian: true }, async (layer, s) => {
       const [rows, cols] = [layer.outFeatures, layer.inFeatures];
@@ -141,10 +141,11 @@ async function runSide(side: Side, ignore: string[], evalData: TokenDataset, thr
   const model = loadModel(MODEL);
   try {
     const matcher = compileTargets(['layers.*'], ignore);
-    const layers = linears(model).filter((l) => matcher.matches(l.name) && (side.pass.eligible?.(l) ?? true));
+    const pass = configurePass(side.pass, side.params);
+    const layers = linears(model).filter((l) => matcher.matches(l.name) && pass.eligible(l));
     const calibration = await loadDataset(text('1-10', 128), join(ROOT, 'fixtures'));
     const calibrator = new Calibrator(calibrationFeeds(model, calibration, 128), 'sequential', threads);
-    const result = await side.pass.apply(model, side.pass.params.parse(side.params), {
+    const result = await pass.apply(model, {
       layers,
       seed: 0,
       random: seededRandom(0),

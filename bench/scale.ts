@@ -21,7 +21,7 @@ import { linears, type LinearLayer } from '../src/model/linears.js';
 import { loadModel } from '../src/model/load.js';
 import type { Model } from '../src/model/model.js';
 import { writeOnnx } from '../src/model/onnx-io.js';
-import type { Pass } from '../src/pass/pass.js';
+import { configurePass, type Pass } from '../src/pass/pass.js';
 import { seededRandom } from '../src/util/random.js';
 import { sparsegpt } from '../src/prune/sparsegpt.js';
 import { gptq } from '../src/quantize/gptq.js';
@@ -79,12 +79,12 @@ async function child(jobIndex: number, path: string, samples: number, seq: numbe
   const job = JOBS[jobIndex]!;
   const model = loadModel(path);
   if (job.stream) model.spillTo(join(ROOT, `.pare-work/scale-spill-${process.pid}.bin`), 16 * 1024);
-  const layers = linears(model).filter((l) => BLOCK_LINEAR.test(l.name) && (job.pass.eligible?.(l) ?? true));
-  const params = job.pass.params.parse(job.params);
+  const pass = configurePass(job.pass, job.params);
+  const layers = linears(model).filter((l) => BLOCK_LINEAR.test(l.name) && pass.eligible(l));
   let calibration: Calibrator | undefined;
   let calibrationMs = 0;
   let gramGflop = 0;
-  if (job.pass.needsCalibration) {
+  if (pass.calibration.need === 'required') {
     const vocab = Number(linears(model).find((l) => /lm_head/.test(l.name))?.outFeatures ?? 32000);
     const cal = new Calibrator(tokenFeeds(model, samples, seq, vocab), 'sequential', 0);
     // time spent inside the calibrator's generator, apart from the pass's own kernels
@@ -103,7 +103,7 @@ async function child(jobIndex: number, path: string, samples: number, seq: numbe
     calibration = cal;
   }
   const t0 = performance.now();
-  const result = await job.pass.apply(model, params, {
+  const result = await pass.apply(model, {
     layers,
     seed: 0,
     random: seededRandom(0),

@@ -3,7 +3,7 @@ import { loadModel } from '../model/load.js';
 import { describePasses, type PassDescription } from '../recipe/describe.js';
 import { loadRecipe } from '../recipe/parse.js';
 import { PASSES } from '../pipeline/registry.js';
-import { planRecipe } from '../pipeline/plan.js';
+import { checkLayersUpFront, passesCheckedUpFront, planRecipe } from '../pipeline/plan.js';
 import type { Io } from './io.js';
 import { table } from './table.js';
 
@@ -21,16 +21,25 @@ export function registerRecipeCommands(program: Command, io: Io, setCode: (c: nu
   const recipe = program.command('recipe').description('check recipes and list the passes they can use');
   recipe
     .command('validate')
-    .description('check a recipe: YAML, every pass id and params, and (with --model) that each pass selects layers')
+    .description('check a recipe: YAML, every pass id and params, and (with --model) that each pass selects layers its params fit')
     .argument('<recipe>', 'recipe .yaml file')
-    .option('--model <model>', 'also check each pass\'s targets against this model')
+    .option('--model <model>', 'also check each pass\'s targets and params against this model\'s layers')
     .action((path: string, opts: { model?: string }) => {
       const loaded = loadRecipe(path, PASSES);
       const lines = [`${path}: ok, ${loaded.recipe.passes.length} pass${loaded.recipe.passes.length === 1 ? '' : 'es'}`];
       if (opts.model) {
         const model = loadModel(opts.model);
-        for (const p of planRecipe(model, loaded.recipe, path)) lines.push(`  passes[${p.index}] ${p.pass}: ${p.layers.length} layers`);
-        model.close();
+        try {
+          const plan = planRecipe(model, loaded);
+          checkLayersUpFront(model, loaded);
+          const checked = passesCheckedUpFront(loaded);
+          for (const p of plan) {
+            const later = p.index >= checked ? ` (params checked against its layers when it runs: passes[${checked - 1}] changes layers)` : '';
+            lines.push(`  passes[${p.index}] ${p.pass}: ${p.layers.length} layers${later}`);
+          }
+        } finally {
+          model.close();
+        }
       } else {
         loaded.recipe.passes.forEach((p, i) => lines.push(`  passes[${i}] ${p.pass} targets ${JSON.stringify(p.targets)}`));
       }

@@ -1,5 +1,4 @@
 import { z } from 'zod';
-import { UserError } from '../errors.js';
 import { DataType } from '../model/dtype.js';
 import { attr, makeNode } from '../model/graph.js';
 import { addConstant, readWeight, removeUnused } from '../model/linear-weights.js';
@@ -9,7 +8,7 @@ import type { Model } from '../model/model.js';
 import { reconstructionError, relativeError } from '../obs/output-error.js';
 import type { InputStats } from '../calibrate/stats.js';
 import { eachCalibratedLayer, eachLayer, type LayerOutcome } from '../pass/layer-loop.js';
-import { definePass } from '../pass/pass.js';
+import { assertLayersFit, definePass, type LayerProblem, onValidFields } from '../pass/pass.js';
 import { chooseShape } from './kronecker-budget.js';
 import { kroneckerDense, permute, permutedKronecker, squarestShape, type KroneckerFactors, type KroneckerShape } from './kronecker-math.js';
 import { weightedKronecker } from './kronecker-weighted.js';
@@ -21,7 +20,7 @@ import { weightedKronecker } from './kronecker-weighted.js';
  *   MatMul(x, Wᵀ) -> Reshape(Σ_r MatMul(A_r, MatMul(Reshape(x, [-1, n1, n2]), B_rᵀ)), [..., m])
  */
 
-const KroneckerParams = z.object({
+const KroneckerParams = z.strictObject({
   terms: z.number().int().min(1).optional().describe('R, the number of Kronecker products summed (1 without ratio)'),
   m1: z.number().int().min(1).optional().describe('rows of A (must divide the output width); near √out by default'),
   n1: z.number().int().min(1).optional().describe('columns of A (must divide the input width); near √in by default'),
@@ -31,7 +30,11 @@ const KroneckerParams = z.object({
   mode: z.enum(['weight', 'iterative']).default('weight').describe('weight: minimise ‖W − Ŵ‖; iterative (TQCompressed): layer by layer on calibration data from the already-factored layers, minimising the output error by alternating least squares'),
   als_iterations: z.number().int().min(1).default(10).describe('alternating least-squares sweeps in iterative mode'),
   dampening: z.number().min(0).default(1e-6).describe('λ·mean(diag XᵀX) added to XᵀX in iterative mode'),
-});
+}).superRefine((p, ctx) => {
+  if (p.ratio !== undefined && p.terms !== undefined && p.m1 !== undefined && p.n1 !== undefined) {
+    ctx.addIssue({ code: 'custom', path: ['ratio'], message: 'ratio chooses the shape and terms, but terms, m1 and n1 are all given; drop ratio or one of the others' });
+  }
+}, onValidFields);
 type KroneckerParamsOut = z.output<typeof KroneckerParams>;
 
 /**
@@ -95,19 +98,21 @@ export function emitKronecker(model: Model, layer: LinearLayer, f: KroneckerFact
   removeUnused(model);
 }
 
-function checkDivides(layer: LinearLayer, p: { m1?: number; n1?: number }, where: string): void {
-  const m = layer.outFeatures;
-  const n = layer.inFeatures;
-  if ((p.m1 !== undefined && m % p.m1 !== 0) || (p.n1 !== undefined && n % p.n1 !== 0)) {
-    throw new UserError(`decompose.kronecker: '${layer.name}' is ${m}×${n}; ${where}.params m1 ${p.m1 ?? '-'} / n1 ${p.n1 ?? '-'} must divide it`);
+/** m1 and n1, when given, must divide every layer's output and input widths. */
+function divisionProblems(p: { m1?: number; n1?: number }, layers: readonly LinearLayer[]): LayerProblem[] {
+  const problems: LayerProblem[] = [];
+  for (const layer of layers) {
+    const [m, n] = [layer.outFeatures, layer.inFeatures];
+    if (p.m1 !== undefined && m % p.m1 !== 0) problems.push({ param: 'm1', message: `decompose.kronecker: '${layer.name}' is ${m}×${n}; m1 ${p.m1} must divide its ${m} outputs` });
+    if (p.n1 !== undefined && n % p.n1 !== 0) problems.push({ param: 'n1', message: `decompose.kronecker: '${layer.name}' is ${m}×${n}; n1 ${p.n1} must divide its ${n} inputs` });
   }
+  return problems;
 }
 
 /** factor shapes and terms: from the budget when `ratio` is given, else from m1/n1/terms (near-square by default) */
-async function planFor(W: Float32Array, layer: LinearLayer, p: KroneckerParamsOut, where: string): Promise<{ shape: KroneckerShape; terms: number } | string> {
+async function planFor(W: Float32Array, layer: LinearLayer, p: KroneckerParamsOut): Promise<{ shape: KroneckerShape; terms: number } | string> {
   const m = layer.outFeatures;
   const n = layer.inFeatures;
-  checkDivides(layer, p, where);
   if (p.ratio !== undefined) {
     const choice = await chooseShape(W, m, n, p.ratio, { m1: p.m1, n1: p.n1, terms: p.terms });
     return choice ?? `'${layer.name}' kept dense: no Kronecker shape of a ${m}×${n} weight${p.m1 || p.n1 || p.terms ? ' with the given m1/n1/terms' : ''} fits ratio ${p.ratio}`;
@@ -134,13 +139,14 @@ export const kronecker = definePass({
   id: 'decompose.kronecker',
   summary: 'Kronecker factorization W ≈ Σ A_r ⊗ B_r (Van Loan–Pitsianis; shapes from a budget; permutation search; iterative output-aware mode), emitted as Reshape → MatMul → MatMul → Reshape',
   params: KroneckerParams,
-  needsCalibration: false,
+  needsCalibration: (p) => (p?.mode === 'iterative' ? { need: 'required', param: 'mode', instead: 'mode: weight' } : { need: 'optional' }),
   eligible: (layer) => layer.kind !== 'conv',
+  changesLayers: true,
+  checkLayers: (params, layers) => divisionProblems(params, layers),
   async apply(model, params, ctx) {
-    if (params.ratio !== undefined && params.terms !== undefined && params.m1 !== undefined && params.n1 !== undefined) {
-      throw new UserError(`decompose.kronecker: ${ctx.where}.params gives ratio and all of terms, m1, n1; drop ratio or one of the others`);
-    }
-    if (params.mode === 'iterative' && !ctx.calibration) throw new UserError(`decompose.kronecker: ${ctx.where}.params.mode iterative needs calibration data; add a calibration section to the recipe`);
+    assertLayersFit(divisionProblems(params, ctx.layers));
+    // needsCalibration makes recipes give calibration for this; direct callers must pass it
+    if (params.mode === 'iterative' && !ctx.calibration) throw new Error('decompose.kronecker: mode iterative needs ctx.calibration');
     const search = params.permute || params.permutation_rounds > 0;
     const warnings: string[] = [];
     // with calibration, layer by layer in sequence: each block is factored on the activations of the
@@ -149,7 +155,7 @@ export const kronecker = definePass({
       const m = layer.outFeatures;
       const n = layer.inFeatures;
       const W = readWeight(model, layer);
-      const plan = await planFor(W, layer, params, ctx.where);
+      const plan = await planFor(W, layer, params);
       if (typeof plan === 'string') {
         warnings.push(plan);
         return undefined;

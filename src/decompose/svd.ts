@@ -1,5 +1,4 @@
 import { z } from 'zod';
-import { UserError } from '../errors.js';
 import { cholesky } from '../linalg/cholesky.js';
 import { matmul } from '../linalg/gemm.js';
 import { svd } from '../linalg/svd.js';
@@ -13,7 +12,7 @@ import type { Model } from '../model/model.js';
 import { reconstructionError, relativeError } from '../obs/output-error.js';
 import type { InputStats } from '../calibrate/stats.js';
 import { eachCalibratedLayer, eachLayer, type LayerOutcome } from '../pass/layer-loop.js';
-import { definePass } from '../pass/pass.js';
+import { definePass, onValidFields } from '../pass/pass.js';
 
 /**
  * Low-rank factorization: W (out × in) ≈ A·B with A = U_k Σ_k (out × k) and B = V_kᵀ (k × in), the
@@ -24,13 +23,22 @@ import { definePass } from '../pass/pass.js';
  * A rank that would not save parameters (k ≥ mn/(m+n)) leaves the layer dense, with a warning.
  */
 
-const SvdParams = z.object({
+const RANK_CHOICES = ['rank', 'ratio', 'energy'] as const;
+
+const SvdParams = z
+  .strictObject({
     rank: z.number().int().min(1).optional().describe('keep this many singular values'),
     ratio: z.number().gt(0).lt(1).optional().describe('fraction of the layer\'s params kept: k = ratio·mn/(m+n)'),
     energy: z.number().gt(0).max(1).optional().describe('smallest k whose singular values hold this fraction of Σσ²'),
     activation_aware: z.boolean().default(false).describe('whiten by the calibration inputs (SVD-LLM): minimise the output error, not the weight error'),
     dampening: z.number().min(0).default(1e-6).describe('λ·mean(diag XᵀX) added before the whitening Cholesky'),
-});
+  })
+  .superRefine((p, ctx) => {
+    const given = RANK_CHOICES.filter((k) => p[k] !== undefined);
+    // none given: the params as a whole; more than one: each beyond the first
+    if (given.length === 0) ctx.addIssue({ code: 'custom', path: [], message: 'needs exactly one of rank, ratio or energy, got none' });
+    for (const k of given.slice(1)) ctx.addIssue({ code: 'custom', path: [k], message: `needs exactly one of rank, ratio or energy, got ${given.join(' and ')}` });
+  }, onValidFields);
 
 export function chooseRank(S: Float64Array, m: number, n: number, p: { rank?: number; ratio?: number; energy?: number }): number {
   if (p.rank !== undefined) return Math.min(p.rank, S.length);
@@ -74,13 +82,13 @@ export const svdPass = definePass({
   id: 'decompose.svd',
   summary: 'truncated SVD into two MatMuls; rank by rank, ratio or energy; optional activation-aware whitening (SVD-LLM)',
   params: SvdParams,
-  needsCalibration: false,
+  needsCalibration: (p) => (p?.activation_aware ? { need: 'required', param: 'activation_aware', instead: 'activation_aware: false' } : { need: 'optional' }),
   eligible: (layer) => layer.kind !== 'conv',
+  changesLayers: true,
   async apply(model, params, ctx) {
-    if ([params.rank, params.ratio, params.energy].filter((v) => v !== undefined).length !== 1) {
-      throw new UserError(`decompose.svd: ${ctx.where}.params needs exactly one of rank, ratio or energy`);
-    }
-    if (params.activation_aware && !ctx.calibration) throw new UserError(`decompose.svd: activation_aware needs calibration data; add a calibration section to the recipe`);
+    // the schema and needsCalibration check these for recipes; direct callers must keep to them
+    if (RANK_CHOICES.filter((k) => params[k] !== undefined).length !== 1) throw new Error('decompose.svd: params need exactly one of rank, ratio or energy');
+    if (params.activation_aware && !ctx.calibration) throw new Error('decompose.svd: activation_aware needs ctx.calibration');
     // with calibration, layer by layer in sequence (TQCompressed's iterative mode): each block is
     // factored on the activations of the already-factored blocks before it (recipe mode: sequential)
     const one = async (layer: LinearLayer, s: InputStats | undefined): Promise<LayerOutcome | undefined> => {

@@ -27,7 +27,7 @@ import { trainableInitializers } from './trainable.js';
  * and are re-quantized onto their grid at the end, shapes never change.
  */
 
-const KdParams = z.object({
+const KdParams = z.strictObject({
   steps: z.number().int().min(1).default(300).describe('optimizer steps'),
   batch_size: z.number().int().min(1).default(8).describe('token windows per step'),
   seq_len: z.number().int().min(2).default(128).describe('tokens per window'),
@@ -61,7 +61,7 @@ export const distillKd = definePass({
   id: 'distill.kd',
   summary: 'knowledge-distillation recovery: train the compressed model to match the original (KL at temperature T, optional hidden-state MSE and cross-entropy)',
   params: KdParams,
-  needsCalibration: false,
+  needsCalibration: (p) => (p?.data === 'calibration' ? { need: 'required', param: 'data', instead: 'data: teacher' } : { need: 'none' }),
   eligible: (layer) => layer.kind === 'matmul' || layer.kind === 'gemm' || layer.kind === 'conv',
   async apply(model, params, ctx) {
     return distill(model, params, ctx);
@@ -216,7 +216,8 @@ async function trainingWindows(p: KdParams, ctx: PassContext, teacher: Teacher, 
   }
   let sequences: Int32Array[];
   if (p.data === 'calibration') {
-    if (!ctx.calibration) throw new UserError(`${ctx.where}: distill.kd data: calibration needs a calibration section in the recipe`);
+    // needsCalibration makes recipes give calibration for this; direct callers must pass it
+    if (!ctx.calibration) throw new Error(`${ctx.where}: distill.kd data: calibration needs ctx.calibration`);
     sequences = sequencesOfFeeds(ctx.calibration.feeds, teacher.io.inputName, ctx.where);
   } else {
     const data = await loadDataset(p.data, ctx.recipeDir ?? '.');

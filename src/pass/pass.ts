@@ -1,11 +1,13 @@
 import type { z } from 'zod';
 import type { Model } from '../model/model.js';
 import type { LinearLayer } from '../model/linears.js';
-import type { PassSpec } from './pass-spec.js';
+import { assertStrictParams, parseParams, type ParamsSchema, type ParsedParams, type PassSpec, type SpecDefinition } from './pass-spec.js';
 import type { Calibrator } from '../calibrate/calibrator.js';
 import type { LayerStat } from '../report/schema.js';
 
 export type { LayerStat };
+export type { CalibrationNeed, ParamsSchema } from './pass-spec.js';
+export { onValidFields } from './pass-spec.js';
 
 export interface PassResult {
   layers: LayerStat[];
@@ -42,17 +44,73 @@ export interface PassContext {
   resume?: boolean;
 }
 
-/** A pass is data plus a function: it matches its targets first, then changes the model once. */
-export interface Pass<P extends z.ZodObject<any> = z.ZodObject<any>> extends PassSpec {
-  params: P;
-  /** which layers the pass can change; the recipe's targets select among these */
-  eligible?: (layer: LinearLayer) => boolean;
-  apply(model: Model, params: z.output<P>, ctx: PassContext): Promise<PassResult>;
-  /** bytes of a layer's weight after the pass, for `--dry-run`; the dense size when absent */
-  estimateBytes?: (layer: LinearLayer, params: z.output<P>, bytesBefore: number) => number;
+/** A problem a pass's params have with one of the layers it would change. */
+export interface LayerProblem {
+  /** the param the problem is about (`group_size`): the recipe error points at it */
+  param: string;
+  message: string;
 }
 
+/** What a pass module declares: data plus a function that matches its targets first, then changes the model once. */
+export interface PassDefinition<P extends ParamsSchema> extends SpecDefinition<P> {
+  /** which layers the pass can change; the recipe's targets select among these */
+  eligible?(layer: LinearLayer): boolean;
+  apply(model: Model, params: z.output<P>, ctx: PassContext): Promise<PassResult>;
+  /** bytes of a layer's weight after the pass, for `--dry-run`; the dense size when absent */
+  estimateBytes?(layer: LinearLayer, params: z.output<P>, bytesBefore: number): number;
+  /** the model-dependent rules (pass-spec.ts, kind 3) on the selected layers, as the model is before the pass */
+  checkLayers?(params: z.output<P>, layers: readonly LinearLayer[]): LayerProblem[];
+  /** removes, replaces or resizes linear layers (structured pruning, factorization, block removal) */
+  changesLayers?: boolean;
+}
+
+/**
+ * A pass bound to one recipe entry's params. The pass makes it when it parses them (`parse`), so
+ * the params keep their schema's type inside and no caller hands an untyped object to `apply`.
+ */
+export interface ConfiguredPass extends ParsedParams {
+  readonly id: string;
+  /** later passes' model checks wait until they start: this pass changes the layers they would see */
+  readonly changesLayers: boolean;
+  eligible(layer: LinearLayer): boolean;
+  apply(model: Model, ctx: PassContext): Promise<PassResult>;
+  estimateBytes(layer: LinearLayer, bytesBefore: number): number;
+  checkLayers(layers: readonly LinearLayer[]): LayerProblem[];
+}
+
+export interface Pass<P extends ParamsSchema = ParamsSchema> extends PassDefinition<P>, PassSpec<P, ConfiguredPass> {}
+
 /** Declares a pass with its params type inferred from the schema. */
-export function definePass<P extends z.ZodObject<any>>(pass: Pass<P>): Pass<P> {
+export function definePass<P extends ParamsSchema>(definition: PassDefinition<P>): Pass<P> {
+  assertStrictParams(definition);
+  const pass: Pass<P> = {
+    ...definition,
+    parse: (raw) =>
+      parseParams(definition, raw, (params, written) => ({
+        id: pass.id,
+        written,
+        calibration: pass.needsCalibration(params),
+        changesLayers: pass.changesLayers ?? false,
+        eligible: (layer) => pass.eligible?.(layer) ?? true,
+        apply: (model, ctx) => pass.apply(model, params, ctx),
+        estimateBytes: (layer, bytesBefore) => pass.estimateBytes?.(layer, params, bytesBefore) ?? bytesBefore,
+        checkLayers: (layers) => pass.checkLayers?.(params, layers) ?? [],
+      })),
+  };
   return pass;
+}
+
+/** `pass.parse` for params written in code (bench, tests): throws zod's error when they do not fit. */
+export function configurePass(pass: Pass, raw: unknown): ConfiguredPass {
+  const r = pass.parse(raw);
+  if (!r.success) throw r.error;
+  return r.data;
+}
+
+/**
+ * apply's own guard for callers that skip the runner (bench, tests): the runner and `pare recipe
+ * validate` report these first, located in the recipe, so reaching this from the CLI is a bug.
+ */
+export function assertLayersFit(problems: readonly LayerProblem[]): void {
+  if (problems.length > 0) throw new Error(`${problems.map((p) => p.message).join('\n')} (params.${problems[0]!.param})`);
 }

@@ -13,13 +13,13 @@ import { formatOf, loadModel } from '../model/load.js';
 import type { Model } from '../model/model.js';
 import { writeOnnx } from '../model/onnx-io.js';
 import { writeModelAsSafetensors } from '../model/to-safetensors.js';
-import { type LoadedRecipe, loadRecipe } from '../recipe/parse.js';
+import { loadRecipe } from '../recipe/parse.js';
 import { PASSES } from './registry.js';
 import { sha256Bytes, sha256File } from '../util/hash.js';
 import { VERSION } from '../version.js';
 import type { PassReport } from '../report/schema.js';
 import { seededRandom } from '../util/random.js';
-import { planRecipe, selectTargets, type PlannedPass } from './plan.js';
+import { checkLayers, checkLayersUpFront, planRecipe, type PlannedPass, type RunnableRecipe, selectTargets } from './plan.js';
 import type { Progress } from './progress.js';
 import { WorkDir } from './workdir.js';
 
@@ -42,7 +42,7 @@ export type PassRecord = PassReport;
 export interface CompressRun {
   input: { path: string; sha256: string; format: string };
   output?: { path: string; sha256: string; format: string; files: string[] };
-  recipe: LoadedRecipe;
+  recipe: RunnableRecipe;
   seed: number;
   plan: PlannedPass[];
   passes: PassRecord[];
@@ -80,7 +80,9 @@ export async function compress(opts: CompressOptions): Promise<CompressRun> {
   progress.stage(`loading ${opts.model}`);
   let model = loadModel(opts.model);
   const input = { path: opts.model, sha256: sha256File(opts.model), format: formatOf(opts.model) };
-  const plan = planRecipe(model, recipe.recipe, recipe.path);
+  const plan = planRecipe(model, recipe);
+  // params that do not fit the model's layers fail here, before any pass changes anything
+  checkLayersUpFront(model, recipe);
   const run: CompressRun = { input, recipe, seed, plan, passes: [], warnings: [], timings: { total_ms: 0, passes_ms: 0 } };
   if (opts.dryRun) {
     run.timings.total_ms = performance.now() - t0;
@@ -120,10 +122,13 @@ export async function compress(opts: CompressOptions): Promise<CompressRun> {
   const total = recipe.recipe.passes.length;
   for (let i = start; i < total; i++) {
     const entry = recipe.recipe.passes[i]!;
-    const { pass, layers } = selectTargets(model, recipe.recipe, i, recipe.path);
+    const pass = entry.parsed;
+    const layers = selectTargets(model, recipe, i);
+    // again on the model as earlier passes left it: the up-front check stops at a pass that changes layers
+    checkLayers(recipe, [{ index: i, layers }]);
     progress.pass(i, total, pass.id, layers.length);
     const tp = performance.now();
-    const result = await pass.apply(model, entry.params, {
+    const result = await pass.apply(model, {
       layers,
       seed,
       random: seededRandom(seed * 1000003 + i),
@@ -174,7 +179,7 @@ export async function compress(opts: CompressOptions): Promise<CompressRun> {
   return run;
 }
 
-async function makeCalibrator(model: Model, recipe: LoadedRecipe, start: number, threads: number, progress: Progress, spillDir: string): Promise<Calibrator | undefined> {
+async function makeCalibrator(model: Model, recipe: RunnableRecipe, start: number, threads: number, progress: Progress, spillDir: string): Promise<Calibrator | undefined> {
   // passes that can use calibration optionally (prune.channels) get it whenever the recipe has it
   const cal = recipe.recipe.calibration;
   if (!cal || start >= recipe.recipe.passes.length) return undefined;

@@ -1,10 +1,10 @@
 import { byteLength, DataType } from '../model/dtype.js';
 import { linears, type LinearLayer } from '../model/linears.js';
 import type { Model } from '../model/model.js';
-import type { Recipe } from '../recipe/schema.js';
+import type { ConfiguredPass } from '../pass/pass.js';
+import { type LoadedRecipe, recipeErrorAt } from '../recipe/parse.js';
+import type { PassEntry } from '../recipe/schema.js';
 import { selectLayersOrThrow } from '../recipe/targets.js';
-import type { Pass } from '../pass/pass.js';
-import { passById } from './registry.js';
 
 /** Which layers a pass touches and what they weigh before and (by the pass's estimate) after. */
 export interface PlannedLayer {
@@ -24,14 +24,15 @@ export interface PlannedPass {
   layers: PlannedLayer[];
 }
 
+export type RunnableRecipe = LoadedRecipe<ConfiguredPass>;
+
 /** Layers of `model` the recipe's pass `index` selects; an empty selection is a user error naming its targets. */
-export function selectTargets(model: Model, recipe: Recipe, index: number, recipePath: string): { pass: Pass; layers: LinearLayer[] } {
-  const entry = recipe.passes[index]!;
-  const pass = passById(entry.pass);
-  const eligible = linears(model).filter((l) => pass.eligible?.(l) ?? true);
-  const names = selectLayersOrThrow(`${recipePath}: passes[${index}]`, eligible.map((l) => l.name), entry.targets, entry.ignore);
+export function selectTargets(model: Model, recipe: RunnableRecipe, index: number): LinearLayer[] {
+  const entry: PassEntry<ConfiguredPass> = recipe.recipe.passes[index]!;
+  const eligible = linears(model).filter((l) => entry.parsed.eligible(l));
+  const names = selectLayersOrThrow(`${recipe.path}: passes[${index}]`, eligible.map((l) => l.name), entry.targets, entry.ignore);
   const chosen = new Set(names);
-  return { pass, layers: eligible.filter((l) => chosen.has(l.name)) };
+  return eligible.filter((l) => chosen.has(l.name));
 }
 
 function weightBytes(model: Model, layer: LinearLayer): number {
@@ -40,25 +41,43 @@ function weightBytes(model: Model, layer: LinearLayer): number {
 }
 
 /** The plan `--dry-run` prints: every pass's layers on the input model, with expected sizes. */
-export function planRecipe(model: Model, recipe: Recipe, recipePath: string): PlannedPass[] {
-  return recipe.passes.map((entry, index) => {
-    const { pass, layers } = selectTargets(model, recipe, index, recipePath);
-    return {
-      index,
-      pass: entry.pass,
-      targets: entry.targets,
-      ignore: entry.ignore,
-      needs_calibration: pass.needsCalibration,
-      layers: layers.map((l) => {
-        const before = weightBytes(model, l);
-        return {
-          name: l.name,
-          kind: l.kind,
-          shape: [l.outFeatures, l.inFeatures],
-          bytes_before: before,
-          bytes_after: pass.estimateBytes?.(l, entry.params as never, before) ?? before,
-        };
-      }),
-    };
-  });
+export function planRecipe(model: Model, recipe: RunnableRecipe): PlannedPass[] {
+  return recipe.recipe.passes.map((entry, index) => ({
+    index,
+    pass: entry.pass,
+    targets: entry.targets,
+    ignore: entry.ignore,
+    needs_calibration: entry.parsed.calibration.need === 'required',
+    layers: selectTargets(model, recipe, index).map((l) => {
+      const before = weightBytes(model, l);
+      return { name: l.name, kind: l.kind, shape: [l.outFeatures, l.inFeatures], bytes_before: before, bytes_after: entry.parsed.estimateBytes(l, before) };
+    }),
+  }));
+}
+
+/**
+ * How many passes, from the first, the input model can check: up to and including the first pass
+ * that changes layers (the passes after it see other shapes, and are checked when they start).
+ */
+export function passesCheckedUpFront(recipe: RunnableRecipe): number {
+  const first = recipe.recipe.passes.findIndex((entry) => entry.parsed.changesLayers);
+  return first < 0 ? recipe.recipe.passes.length : first + 1;
+}
+
+/**
+ * The model-dependent rules (pass-spec.ts, kind 3) of each selection's pass on the layers its
+ * targets select on the model as it is. Throws one RecipeError that points every problem at its
+ * param's line:col.
+ */
+export function checkLayers(recipe: RunnableRecipe, selections: readonly { index: number; layers: readonly LinearLayer[] }[]): void {
+  const problems = selections.flatMap(({ index, layers }) =>
+    recipe.recipe.passes[index]!.parsed.checkLayers(layers).map((p) => ({ path: ['passes', index, 'params', p.param], at: 'value' as const, message: p.message })),
+  );
+  if (problems.length > 0) throw recipeErrorAt(recipe, problems);
+}
+
+/** checkLayers for every pass the input model can check (passesCheckedUpFront), before any pass runs. */
+export function checkLayersUpFront(model: Model, recipe: RunnableRecipe): void {
+  const indices = Array.from({ length: passesCheckedUpFront(recipe) }, (_, index) => index);
+  checkLayers(recipe, indices.map((index) => ({ index, layers: selectTargets(model, recipe, index) })));
 }

@@ -27,9 +27,3 @@ function checkUnique(passes: readonly Pass[]): void {
   }
 }
 checkUnique(PASSES);
-
-export function passById(id: string): Pass {
-  const pass = PASSES.find((p) => p.id === id);
-  if (!pass) throw new Error(`no pass ${id} (the recipe parser should have rejected it)`);
-  return pass;
-}

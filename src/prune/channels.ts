@@ -17,7 +17,7 @@ import { convRemovalPlan, removeConvChannels, sliceVector } from './conv-channel
  * channels of every consumer (see conv-channels.ts).
  */
 
-const ChannelParams = z.object({
+const ChannelParams = z.strictObject({
   sparsity: z.number().gt(0).lt(1).default(0.3).describe('fraction of intermediate channels removed in every targeted MLP'),
   importance: z.enum(['weight', 'activation']).default('activation').describe('weight norms only, or calibration activation norms × weight norms (needs calibration)'),
   multiple_of: z.number().int().min(1).default(1).describe('keep a channel count that is a multiple of this (8 suits SIMD kernels)'),
@@ -66,16 +66,16 @@ export const channels = definePass({
   id: 'prune.channels',
   summary: 'structured pruning: FFN intermediate channels (up/gate rows with down columns) and conv output channels (with consumers\' inputs), physically smaller',
   params: ChannelParams,
-  needsCalibration: false,
+  needsCalibration: (p) => (p?.importance === 'activation' ? { need: 'required', param: 'importance', instead: 'importance: weight' } : { need: 'none' }),
+  changesLayers: true,
   async apply(model, params, ctx) {
     const found = mlps(model, ctx.layers);
     const convNames = ctx.layers.filter((l) => l.kind === 'conv').map((l) => l.name);
     if (found.length === 0 && convNames.length === 0) {
       throw new UserError(`prune.channels: ${ctx.where}.targets select no MLP (projections named like 'layers.0.mlp.down_proj') and no Conv`);
     }
-    if (params.importance === 'activation' && !ctx.calibration) {
-      throw new UserError(`prune.channels: importance 'activation' needs calibration data; add a calibration section or set ${ctx.where}.params.importance: weight`);
-    }
+    // the recipe parser requires a calibration section for this (needsCalibration); direct callers must pass one
+    if (params.importance === 'activation' && !ctx.calibration) throw new Error(`prune.channels: importance 'activation' needs ctx.calibration`);
     const stats = params.importance === 'activation' ? await ctx.calibration!.collect(model, found.map((m) => m.down), { sqnorm: true }) : undefined;
     const result: LayerStat[] = [];
     for (const [j, mlp] of found.entries()) {

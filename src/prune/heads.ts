@@ -21,7 +21,7 @@ import { applyConstantEdits } from './shape-elements.js';
  * calibration inputs (the Wanda score summed over the group, as prune.channels does for channels).
  */
 
-const HeadParams = z.object({
+const HeadParams = z.strictObject({
   sparsity: z.number().gt(0).lt(1).default(0.25).describe('fraction of KV groups (or heads, without GQA) removed in every targeted attention block, rounded; at least one is kept'),
   importance: z.enum(['weight', 'activation']).default('activation').describe('weight norms only, or calibration activation norms of o_proj inputs × o_proj column norms (needs calibration)'),
 });
@@ -95,16 +95,16 @@ export const heads = definePass({
   id: 'prune.heads',
   summary: 'structured pruning: whole attention heads (a KV group with all its query heads under GQA): q/k/v rows, o_proj columns and head-count shape constants, physically smaller',
   params: HeadParams,
-  needsCalibration: false,
+  needsCalibration: (p) => (p?.importance === 'activation' ? { need: 'required', param: 'importance', instead: 'importance: weight' } : { need: 'none' }),
+  changesLayers: true,
   async apply(model, params, ctx) {
     // match every targeted attention block before changing anything
     const found = attentions(model, linears(model), ctx.layers);
     if (found.length === 0) {
       throw new UserError(`prune.heads: ${ctx.where}.targets select no attention block (projections named like 'layers.0.self_attn.q_proj')`);
     }
-    if (params.importance === 'activation' && !ctx.calibration) {
-      throw new UserError(`prune.heads: importance 'activation' needs calibration data; add a calibration section or set ${ctx.where}.params.importance: weight`);
-    }
+    // the recipe parser requires a calibration section for this (needsCalibration); direct callers must pass one
+    if (params.importance === 'activation' && !ctx.calibration) throw new Error(`prune.heads: importance 'activation' needs ctx.calibration`);
     const stats = params.importance === 'activation' ? await ctx.calibration!.collect(model, found.map((a) => a.o), { sqnorm: true }) : undefined;
     const index = new GraphIndex(model.graph);
     const result: LayerStat[] = [];

@@ -12,7 +12,7 @@ import { definePass, type LayerStat } from '../pass/pass.js';
  * output are closest (Gromov); otherwise the n individually least influential blocks (ShortGPT).
  */
 
-const LayersParams = z.object({
+const LayersParams = z.strictObject({
   count: z.number().int().min(1).default(1).describe('blocks to remove'),
   contiguous: z.boolean().default(false).describe('remove one run of `count` consecutive blocks (Gromov et al.) instead of the individually closest ones'),
   blocks: z.array(z.number().int().min(0)).optional().describe('remove exactly these block indices instead of choosing by calibration'),
@@ -42,7 +42,8 @@ export const layers = definePass({
   id: 'prune.layers',
   summary: 'remove whole decoder blocks chosen by the angular distance between their input and output on calibration data',
   params: LayersParams,
-  needsCalibration: true,
+  needsCalibration: () => ({ need: 'required' }),
+  changesLayers: true,
   async apply(model, params, ctx) {
     const blocks = blocksOfLayers(model, ctx.layers.map((l) => l.name));
     if (blocks.length === 0) throw new UserError(`prune.layers: ${ctx.where}.targets select no decoder block (block nodes are named /layers.N/...)`);

@@ -70,10 +70,21 @@ export function zeroFraction(W: Float32Array): number {
   return W.length ? z / W.length : 0;
 }
 
+/** Keep the n largest of every m consecutive inputs of a row. */
+export interface NmPattern {
+  n: number;
+  m: number;
+}
+
 /** `"2:4"` → {n: 2, m: 4}; undefined for `"unstructured"`. */
-export function parsePattern(pattern: string): { n: number; m: number } | undefined {
+export function parsePattern(pattern: string): NmPattern | undefined {
   const match = /^(\d+):(\d+)$/.exec(pattern);
   return match ? { n: Number(match[1]), m: Number(match[2]) } : undefined;
+}
+
+/** The inverse of parsePattern. */
+export function formatPattern(nm: NmPattern | undefined): string {
+  return nm ? `${nm.n}:${nm.m}` : 'unstructured';
 }
 
 /** Bytes of a bitmask over all entries plus the nonzero float32 values: the honest sparse size. */

@@ -4,9 +4,9 @@ import { obsBlockLoop } from '../obs/block-loop.js';
 import { prepareHessian } from '../obs/hessian.js';
 import { reconstructionError } from '../obs/output-error.js';
 import { eachCalibratedLayer } from '../pass/layer-loop.js';
-import { definePass } from '../pass/pass.js';
-import { checkNmShape, PruneParams } from './magnitude.js';
-import { parsePattern, smallestMask, sparseBytes, zeroFraction } from './masks.js';
+import { assertLayersFit, definePass } from '../pass/pass.js';
+import { nmShapeProblems, PRUNE_FIELDS } from './magnitude.js';
+import { type NmPattern, smallestMask, sparseBytes, zeroFraction } from './masks.js';
 
 /**
  * SparseGPT (Frantar & Alistarh 2023, "SparseGPT: Massive Language Models Can Be Accurately
@@ -16,7 +16,8 @@ import { parsePattern, smallestMask, sparseBytes, zeroFraction } from './masks.j
  * every m columns, the m − n least salient weights of each row.
  */
 
-const SparseGptParams = PruneParams.extend({
+const SparseGptParams = z.strictObject({
+  ...PRUNE_FIELDS,
   dampening: z.number().min(0).max(1).default(0.01).describe('λ: H += λ·mean(diag H)·I'),
   block_size: z.number().int().min(1).default(128).describe('columns per block (mask selection and lazy update)'),
 });
@@ -27,9 +28,9 @@ export async function sparsegptPrune(
   rows: number,
   cols: number,
   Hinv: Float64Array,
-  opts: { sparsity: number; pattern: string; blockSize: number },
+  opts: { sparsity: number; pattern: NmPattern | undefined; blockSize: number },
 ): Promise<{ loss: number }> {
-  const nm = parsePattern(opts.pattern);
+  const nm = opts.pattern;
   let mask = new Uint8Array(0);
   let block: { i1: number; count: number; W1: Float32Array; diag: Float32Array } | undefined;
   return obsBlockLoop(W, rows, cols, Hinv, opts.blockSize, {
@@ -65,11 +66,14 @@ export const sparsegpt = definePass({
   id: 'prune.sparsegpt',
   summary: 'SparseGPT: one-shot pruning with OBS weight updates from calibration Hessians; unstructured or N:M',
   params: SparseGptParams,
-  needsCalibration: true,
+  needsCalibration: () => ({ need: 'required' }),
   eligible: (layer) => layer.kind !== 'conv',
+  checkLayers(params, layers) {
+    return nmShapeProblems(this.id, params.pattern, layers);
+  },
   async apply(model, params, ctx) {
-    for (const layer of ctx.layers) checkNmShape(this.id, layer, params.pattern);
-    const nm = parsePattern(params.pattern);
+    assertLayersFit(nmShapeProblems(this.id, params.pattern, ctx.layers));
+    const nm = params.pattern;
     const blockSize = nm ? Math.ceil(params.block_size / nm.m) * nm.m : params.block_size;
     const layers = await eachCalibratedLayer(model, ctx, { hessian: true }, async (layer, s) => {
       const rows = layer.outFeatures;

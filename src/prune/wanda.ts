@@ -1,8 +1,9 @@
 import { readWeight, writeWeight } from '../model/linear-weights.js';
 import { eachCalibratedLayer } from '../pass/layer-loop.js';
-import { definePass } from '../pass/pass.js';
-import { checkNmShape, PruneParams } from './magnitude.js';
-import { applyMask, nmMask, parsePattern, rowwiseSmallestMask, sparseBytes, zeroFraction } from './masks.js';
+import { z } from 'zod';
+import { assertLayersFit, definePass } from '../pass/pass.js';
+import { nmShapeProblems, PRUNE_FIELDS } from './magnitude.js';
+import { applyMask, nmMask, type NmPattern, rowwiseSmallestMask, sparseBytes, zeroFraction } from './masks.js';
 
 /**
  * Wanda (Sun et al. 2023, "A Simple and Effective Pruning Approach for Large Language Models"):
@@ -11,12 +12,12 @@ import { applyMask, nmMask, parsePattern, rowwiseSmallestMask, sparseBytes, zero
  */
 
 /** In place: prune W [rows, cols] by Wanda scores given Σ x_j² per input channel. Returns the mask. */
-export function wandaPrune(W: Float32Array, rows: number, cols: number, sqnorm: Float64Array, opts: { sparsity: number; pattern: string }): Uint8Array {
+export function wandaPrune(W: Float32Array, rows: number, cols: number, sqnorm: Float64Array, opts: { sparsity: number; pattern: NmPattern | undefined }): Uint8Array {
   const scores = new Float32Array(W.length);
   for (let r = 0; r < rows; r++) {
     for (let j = 0; j < cols; j++) scores[r * cols + j] = Math.abs(W[r * cols + j]!) * Math.sqrt(sqnorm[j]!);
   }
-  const nm = parsePattern(opts.pattern);
+  const nm = opts.pattern;
   const mask = nm ? nmMask(scores, rows, cols, nm.n, nm.m) : rowwiseSmallestMask(scores, rows, cols, Math.round(opts.sparsity * cols));
   applyMask(W, mask);
   return mask;
@@ -25,11 +26,14 @@ export function wandaPrune(W: Float32Array, rows: number, cols: number, sqnorm: 
 export const wanda = definePass({
   id: 'prune.wanda',
   summary: 'Wanda: prune by |weight| × input-activation norm, compared within each output row; unstructured or N:M',
-  params: PruneParams,
-  needsCalibration: true,
+  params: z.strictObject(PRUNE_FIELDS),
+  needsCalibration: () => ({ need: 'required' }),
   eligible: (layer) => layer.kind !== 'conv',
+  checkLayers(params, layers) {
+    return nmShapeProblems(this.id, params.pattern, layers);
+  },
   async apply(model, params, ctx) {
-    for (const layer of ctx.layers) checkNmShape(this.id, layer, params.pattern);
+    assertLayersFit(nmShapeProblems(this.id, params.pattern, ctx.layers));
     const layers = await eachCalibratedLayer(model, ctx, { sqnorm: true }, async (layer, stats) => {
       const W = readWeight(model, layer);
       wandaPrune(W, layer.outFeatures, layer.inFeatures, stats.sqnorm!, params);

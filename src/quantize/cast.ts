@@ -16,7 +16,7 @@ import { squaredError } from './rtn.js';
  * and every consumer sees the same graph as before.
  */
 
-const CastParams = z.object({
+const CastParams = z.strictObject({
   dtype: z.enum(['float16', 'bfloat16']).default('float16').describe('storage type of the weights'),
 });
 
@@ -42,7 +42,7 @@ export const cast = definePass({
   id: 'quantize.cast',
   summary: 'store weights as float16 (or bfloat16) behind a Cast; half the bytes, float32 compute',
   params: CastParams,
-  needsCalibration: false,
+  needsCalibration: () => ({ need: 'none' }),
   async apply(model, params, ctx) {
     const dataType = params.dtype === 'float16' ? DataType.FLOAT16 : DataType.BFLOAT16;
     const layers = await eachLayer(ctx, (layer) => {

@@ -43,7 +43,7 @@ function consumedCodes(layer: LinearLayer, m: QuantizedMatrix, signed: boolean):
  * MatMulNBits is the packed 4-bit form.
  */
 export function emitDequantizeLinear(model: Model, layer: LinearLayer, m: QuantizedMatrix): void {
-  if (m.groupSize !== m.cols) throw new UserError(`format qdq: per-group scales need blocked DequantizeLinear (opset 21); use group_size 0 (per-channel) or format: matmulnbits`);
+  if (m.groupSize !== m.cols) throw new UserError(`format qdq: per-group scales need blocked DequantizeLinear (opset 21); use granularity: channel or format: matmulnbits`);
   if (model.opset() < 13) throw new UserError(`format qdq: ${model.path} imports ONNX opset ${model.opset()}; per-channel DequantizeLinear needs opset 13 or newer`);
   const perTensor = m.scales.every((s) => s === m.scales[0]) && m.zeros.every((z) => z === m.zeros[0]);
   const { data, axis } = consumedCodes(layer, m, m.symmetric);

@@ -5,10 +5,10 @@ import { obsBlockLoop } from '../obs/block-loop.js';
 import { permuteColumns, prepareHessian } from '../obs/hessian.js';
 import { reconstructionError } from '../obs/output-error.js';
 import { eachCalibratedLayer } from '../pass/layer-loop.js';
-import { definePass } from '../pass/pass.js';
-import { dequantizeMatrix, groupParams, quantizeValue, type QuantizedMatrix } from './grid.js';
-import { gridSpec, quantizedBytes, WeightQuantParams } from './params.js';
-import { checkQuantizable, emitQuantized } from './rtn.js';
+import { assertLayersFit, definePass, onValidFields } from '../pass/pass.js';
+import { dequantizeMatrix, type Granularity, groupLength, groupParams, quantizeValue, type QuantizedMatrix } from './grid.js';
+import { gridSpec, quantizedBytes, quantizeLayerProblems, WEIGHT_QUANT_FIELDS, weightQuantRules } from './params.js';
+import { emitQuantized } from './rtn.js';
 
 /**
  * GPTQ (Frantar et al. 2022, "GPTQ: Accurate Post-Training Quantization for Generative
@@ -19,11 +19,14 @@ import { checkQuantizable, emitQuantized } from './rtn.js';
  * act_order needs no g_idx and the result stores like RTN.
  */
 
-const GptqParams = WeightQuantParams.extend({
-  dampening: z.number().min(0).max(1).default(0.01).describe('λ: H += λ·mean(diag H)·I'),
-  block_size: z.number().int().min(1).default(128).describe('columns per lazy-update block'),
-  act_order: z.boolean().default(false).describe('quantize inputs in order of decreasing Hessian diagonal'),
-});
+const GptqParams = z
+  .strictObject({
+    ...WEIGHT_QUANT_FIELDS,
+    dampening: z.number().min(0).max(1).default(0.01).describe('λ: H += λ·mean(diag H)·I'),
+    block_size: z.number().int().min(1).default(128).describe('columns per lazy-update block'),
+    act_order: z.boolean().default(false).describe('quantize inputs in order of decreasing Hessian diagonal'),
+  })
+  .superRefine(weightQuantRules, onValidFields);
 type GptqParams = z.output<typeof GptqParams>;
 
 /** Grid parameters per (row, group) from W before any update. */
@@ -62,10 +65,10 @@ export async function gptqQuantize(
   cols: number,
   Hinv: Float64Array,
   perm: Int32Array | undefined,
-  opts: { bits: number; groupSize: number; symmetric: boolean; blockSize: number },
+  opts: { bits: number; granularity: Granularity; symmetric: boolean; blockSize: number },
 ): Promise<{ m: QuantizedMatrix; loss: number }> {
-  const g = opts.groupSize > 0 ? opts.groupSize : cols;
-  const { scales, zeros } = staticParams(W, rows, cols, g, opts.bits, opts.symmetric, opts.groupSize < 0);
+  const g = groupLength(opts.granularity, cols);
+  const { scales, zeros } = staticParams(W, rows, cols, g, opts.bits, opts.symmetric, opts.granularity.kind === 'tensor');
   const groups = cols / g;
   const Wp = perm ? permuteColumns(W, rows, cols, perm) : W;
   const codesP = new Uint8Array(rows * cols);
@@ -90,10 +93,13 @@ export const gptq = definePass({
   id: 'quantize.gptq',
   summary: 'GPTQ: weight quantization with Hessian-based error compensation from calibration data (sequential, block by block)',
   params: GptqParams,
-  needsCalibration: true,
+  needsCalibration: () => ({ need: 'required' }),
   eligible: (layer) => layer.kind !== 'conv',
+  checkLayers(params, layers) {
+    return quantizeLayerProblems(this.id, params, layers);
+  },
   async apply(model, params: GptqParams, ctx) {
-    for (const layer of ctx.layers) checkQuantizable(this.id, layer, params);
+    assertLayersFit(quantizeLayerProblems(this.id, params, ctx.layers));
     const spec = gridSpec(params);
     const layers = await eachCalibratedLayer(model, ctx, { hessian: true }, async (layer, s) => {
       const rows = layer.outFeatures;
@@ -104,7 +110,7 @@ export const gptq = definePass({
       const prepared = await prepareHessian(s, W, rows, { dampening: params.dampening, actOrder: params.act_order, pass: this.id, layer: layer.name });
       const { m, loss } = await gptqQuantize(W, rows, cols, prepared.Hinv, prepared.perm, {
         bits: params.bits,
-        groupSize: spec.groupSize,
+        granularity: spec.granularity,
         symmetric: params.symmetric,
         blockSize: params.block_size,
       });

@@ -7,10 +7,12 @@
  * while that lowers the group's ‖w − ŵ‖^2.4 (GPTQ reference `find_params(mse=True)`).
  */
 
+/** Which weights share a scale: the whole tensor, each output row, or `size` consecutive inputs of a row. */
+export type Granularity = { kind: 'tensor' } | { kind: 'channel' } | { kind: 'group'; size: number };
+
 export interface GridSpec {
   bits: number;
-  /** inputs per group; 0 = one group per output row (per-channel); -1 = one group for the tensor */
-  groupSize: number;
+  granularity: Granularity;
   symmetric: boolean;
   /** search shrink factors 1, 0.99, … down to 1 − maxShrink for the lowest error */
   mseClip?: boolean;
@@ -31,10 +33,9 @@ export interface QuantizedMatrix {
   zeros: Uint8Array;
 }
 
-export function groupLength(spec: GridSpec, cols: number): number {
-  if (spec.groupSize === 0) return cols;
-  if (spec.groupSize < 0) return cols; // per-tensor shares one scale, stored once per row
-  return spec.groupSize;
+/** Inputs per stored scale; per-tensor shares one scale, stored once per row. */
+export function groupLength(granularity: Granularity, cols: number): number {
+  return granularity.kind === 'group' ? granularity.size : cols;
 }
 
 /** Scale and zero point of one group given its min and max. */
@@ -89,15 +90,15 @@ function clippedParams(W: Float32Array, start: number, len: number, min: number,
   return best;
 }
 
-/** Quantize W [rows, cols] onto the grid. `cols` must be a multiple of a positive groupSize. */
+/** Quantize W [rows, cols] onto the grid. `cols` must be a multiple of the group size. */
 export function quantizeMatrix(W: Float32Array, rows: number, cols: number, spec: GridSpec): QuantizedMatrix {
-  const g = groupLength(spec, cols);
+  const g = groupLength(spec.granularity, cols);
   if (cols % g !== 0) throw new Error(`quantizeMatrix: ${cols} inputs are not a multiple of group size ${g}`);
   const groups = cols / g;
   const q = new Uint8Array(rows * cols);
   const scales = new Float32Array(rows * groups);
   const zeros = new Uint8Array(rows * groups);
-  const tensor = spec.groupSize < 0 ? rangeOf(W, 0, W.length) : undefined;
+  const tensor = spec.granularity.kind === 'tensor' ? rangeOf(W, 0, W.length) : undefined;
   const tensorParams = tensor ? clippedParams(W, 0, W.length, tensor.min, tensor.max, spec) : undefined;
   for (let r = 0; r < rows; r++) {
     for (let k = 0; k < groups; k++) {

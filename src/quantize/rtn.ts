@@ -1,39 +1,29 @@
 import { z } from 'zod';
-import { UserError } from '../errors.js';
 import { readWeight } from '../model/linear-weights.js';
 import type { LinearLayer } from '../model/linears.js';
 import type { Model } from '../model/model.js';
 import { eachLayer } from '../pass/layer-loop.js';
-import { definePass } from '../pass/pass.js';
+import { assertLayersFit, definePass, onValidFields } from '../pass/pass.js';
 import { emitDequantizeLinear, emitMatMulNBits } from './emit.js';
 import { dequantizeMatrix, quantizeMatrix, type QuantizedMatrix } from './grid.js';
-import { formatOf, gridSpec, quantizedBytes, WeightQuantParams } from './params.js';
+import { formatOf, gridSpec, quantizedBytes, quantizeLayerProblems, WEIGHT_QUANT_FIELDS, type WeightQuantParams, weightQuantRules } from './params.js';
 
 /**
  * Round-to-nearest weight-only quantization: each weight goes to the nearest point of its group's
  * uniform grid, optionally after an MSE search of the clipping range. The baseline GPTQ improves on.
  */
 
-const RtnParams = WeightQuantParams.extend({
-  mse_clip: z.boolean().default(false).describe('search a shrunken range per group for the lowest error (slower)'),
-});
+const RtnParams = z
+  .strictObject({
+    ...WEIGHT_QUANT_FIELDS,
+    mse_clip: z.boolean().default(false).describe('search a shrunken range per group for the lowest error (slower)'),
+  })
+  .superRefine(weightQuantRules, onValidFields);
 
 /** Store a quantized matrix in the requested ONNX form. */
 export function emitQuantized(model: Model, layer: LinearLayer, m: QuantizedMatrix, p: WeightQuantParams): void {
   if (formatOf(p) === 'qdq') emitDequantizeLinear(model, layer, m);
   else emitMatMulNBits(model, layer, m, p.accuracy_level);
-}
-
-export function checkQuantizable(pass: string, layer: LinearLayer, p: WeightQuantParams): void {
-  if (p.granularity === 'group' && layer.inFeatures % p.group_size !== 0) {
-    throw new UserError(`${pass}: '${layer.name}' has ${layer.inFeatures} inputs, not a multiple of group_size ${p.group_size}; pick a divisor or add it to ignore:`);
-  }
-  if (formatOf(p) === 'matmulnbits' && layer.kind === 'conv') {
-    throw new UserError(`${pass}: '${layer.name}' is a conv; format matmulnbits rewrites MatMul and Gemm only, use format: qdq (8-bit) or leave it out of targets`);
-  }
-  if (formatOf(p) === 'matmulnbits' && p.granularity !== 'group') {
-    throw new UserError(`${pass}: format matmulnbits stores per-block scales; set granularity: group with group_size 16..256`);
-  }
 }
 
 export function squaredError(a: Float32Array, b: Float32Array): number {
@@ -46,9 +36,12 @@ export const rtn = definePass({
   id: 'quantize.rtn',
   summary: 'round-to-nearest weight quantization, 8/4-bit (3/2 in a 4-bit container), per tensor/channel/group, stored as DequantizeLinear or MatMulNBits',
   params: RtnParams,
-  needsCalibration: false,
+  needsCalibration: () => ({ need: 'none' }),
+  checkLayers(params, layers) {
+    return quantizeLayerProblems(this.id, params, layers);
+  },
   async apply(model, params, ctx) {
-    for (const layer of ctx.layers) checkQuantizable(this.id, layer, params);
+    assertLayersFit(quantizeLayerProblems(this.id, params, ctx.layers));
     const layers = await eachLayer(ctx, (layer) => {
       const W = readWeight(model, layer);
       const m = quantizeMatrix(W, layer.outFeatures, layer.inFeatures, gridSpec(params, params.mse_clip));

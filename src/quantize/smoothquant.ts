@@ -17,7 +17,7 @@ import { definePass, type LayerStat } from '../pass/pass.js';
  * the same X share s. A layer whose input has no such producer is left as is, with a warning.
  */
 
-const SmoothParams = z.object({
+const SmoothParams = z.strictObject({
   alpha: z.number().min(0).max(1).default(0.5).describe('migration strength: 0 leaves activations, 1 moves all of their range into the weights'),
 });
 
@@ -56,7 +56,7 @@ export const smoothquant = definePass({
   id: 'quantize.smoothquant',
   summary: 'SmoothQuant: move activation outliers into weights with per-channel scales folded into the preceding norm or linear (exact in float)',
   params: SmoothParams,
-  needsCalibration: true,
+  needsCalibration: () => ({ need: 'required' }),
   eligible: (layer) => layer.kind === 'matmul' || layer.kind === 'gemm',
   async apply(model, params, ctx) {
     const stats = await ctx.calibration!.collect(model, ctx.layers, { absmax: true });

@@ -22,7 +22,7 @@ import { squaredError } from './rtn.js';
  *   q(x) = Cast<int8>(Clip(Round(x / s_x), −127, 127))
  */
 
-const W8a8Params = z.object({
+const W8a8Params = z.strictObject({
   epsilon: z.number().positive().default(1e-8).describe('floor of a token\'s max |x| so all-zero rows do not divide by zero'),
 });
 
@@ -67,12 +67,12 @@ export const w8a8 = definePass({
   id: 'quantize.w8a8',
   summary: 'W8A8: int8 per-channel weights with per-token dynamic int8 activations (MobileLLM PTQ), run by MatMulInteger',
   params: W8a8Params,
-  needsCalibration: false,
+  needsCalibration: () => ({ need: 'none' }),
   eligible: (layer) => layer.kind === 'matmul',
   async apply(model, params, ctx) {
     const layers = await eachLayer(ctx, (layer) => {
       const W = readWeight(model, layer);
-      const m = quantizeMatrix(W, layer.outFeatures, layer.inFeatures, { bits: 8, groupSize: 0, symmetric: true });
+      const m = quantizeMatrix(W, layer.outFeatures, layer.inFeatures, { bits: 8, granularity: { kind: 'channel' }, symmetric: true });
       emitW8a8(model, layer, Int8Array.from(m.q, (q) => q - 128), m.scales, params.epsilon);
       return { bytes_before: W.length * 4, bytes_after: W.length + layer.outFeatures * 4, objective: squaredError(W, dequantizeMatrix(m)) };
     });

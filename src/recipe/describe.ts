@@ -18,15 +18,21 @@ export interface ParamDescription {
 export interface PassDescription {
   id: string;
   summary: string;
+  /** with its default params (prune.channels: importance activation) */
   needsCalibration: boolean;
   params: ParamDescription[];
+}
+
+function needsCalibrationByDefault(p: PassSpec): boolean {
+  const r = p.parse({});
+  return (r.success ? r.data.calibration : p.needsCalibration(undefined)).need === 'required';
 }
 
 export function describePasses(passes: readonly PassSpec[]): PassDescription[] {
   return passes.map((p) => ({
     id: p.id,
     summary: p.summary,
-    needsCalibration: p.needsCalibration,
+    needsCalibration: needsCalibrationByDefault(p),
     params: Object.entries(p.params.shape as Record<string, Schema>).map(([name, field]) => {
       const param: ParamDescription = { name, type: describeType(field), required: !isOptional(field) };
       const def = defaultOf(field);

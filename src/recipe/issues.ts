@@ -126,6 +126,10 @@ export function problemsFromZod(issues: readonly z.core.$ZodIssue[], schema: z.c
         else push(issue.message.startsWith('Invalid') ? `expected ${pattern}, got ${showValue(got)}` : `${issue.message}, got ${showValue(got)}`);
         break;
       }
+      case 'custom':
+        // a rule on a whole mapping (a pass's params) points at the mapping's key
+        push(issue.message, path.length === 0 ? 'key' : 'value');
+        break;
       default:
         push(issue.message);
     }

@@ -3,7 +3,7 @@ import { readFileSync, statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { type Document, isAlias, isMap, isScalar, isSeq, LineCounter, type Node, parseDocument } from 'yaml';
 import { UserError } from '../errors.js';
-import type { PassSpec } from '../pass/pass-spec.js';
+import type { ParamsSchema, ParsedParams, PassSpec } from '../pass/pass-spec.js';
 import { type Recipe, RecipeSchema } from './schema.js';
 import { didYouMean, formatPath, isPlainObject, type Problem, problemsFromZod } from './issues.js';
 
@@ -35,14 +35,15 @@ export class RecipeError extends UserError {
   }
 }
 
-/** Cross-section rules and per-pass params: pass ids exist, params fit the pass, calibration is present. */
-function passProblems(data: unknown, passes: readonly PassSpec[]): { problems: Problem[]; params: Map<number, Record<string, unknown>> } {
+/** Cross-section rules and per-pass params: pass ids exist, params fit the pass, calibration is present where needed. */
+function passProblems<Parsed extends ParsedParams>(data: unknown, passes: readonly PassSpec<ParamsSchema, Parsed>[]): { problems: Problem[]; parsed: Map<number, Parsed> } {
   const problems: Problem[] = [];
-  const params = new Map<number, Record<string, unknown>>();
-  if (!isPlainObject(data) || !Array.isArray(data.passes)) return { problems, params };
-  const byId = new Map<string, PassSpec>();
+  const parsed = new Map<number, Parsed>();
+  if (!isPlainObject(data) || !Array.isArray(data.passes)) return { problems, parsed };
+  const byId = new Map<string, PassSpec<ParamsSchema, Parsed>>();
   for (const p of passes) if (!byId.has(p.id)) byId.set(p.id, p);
   const needCalibration: { index: number; id: string }[] = [];
+  const hasCalibration = data.calibration !== undefined;
   data.passes.forEach((entry: unknown, i: number) => {
     if (!isPlainObject(entry) || typeof entry.pass !== 'string') return; // the schema reports these
     const spec = byId.get(entry.pass);
@@ -55,15 +56,25 @@ function passProblems(data: unknown, passes: readonly PassSpec[]): { problems: P
       });
       return;
     }
-    if (spec.needsCalibration) needCalibration.push({ index: i, id: spec.id });
     const raw = entry.params ?? {};
-    if (!isPlainObject(raw)) return; // the schema reports a non-mapping params
-    const schema = spec.params.strict();
-    const r = schema.safeParse(raw);
-    if (r.success) params.set(i, r.data as Record<string, unknown>);
-    else problems.push(...problemsFromZod(r.error.issues, schema, raw, ['passes', i, 'params']));
+    // a non-mapping params is the schema's to report; calibration is then judged as for any params
+    const r = isPlainObject(raw) ? spec.parse(raw) : undefined;
+    if (r?.success) parsed.set(i, r.data);
+    else if (r) problems.push(...problemsFromZod(r.error.issues, spec.params, raw, ['passes', i, 'params']));
+    const calibration = r?.success ? r.data.calibration : spec.needsCalibration(undefined);
+    if (calibration.need !== 'required' || hasCalibration) return;
+    if (calibration.param === undefined) {
+      needCalibration.push({ index: i, id: spec.id });
+      return;
+    }
+    const value = r?.success ? ` ${JSON.stringify(r.data.written[calibration.param])}` : '';
+    problems.push({
+      path: ['passes', i, 'params', calibration.param],
+      at: 'value',
+      message: `${spec.id} with ${calibration.param}${value} needs calibration data, but the recipe has no calibration section; add calibration: { data: {...}, samples: 128 }${calibration.instead ? ` or set ${calibration.instead}` : ''}`,
+    });
   });
-  if (needCalibration.length > 0 && data.calibration === undefined) {
+  if (needCalibration.length > 0) {
     const first = needCalibration[0]!;
     const ids = [...new Set(needCalibration.map((n) => n.id))];
     problems.push({
@@ -72,7 +83,7 @@ function passProblems(data: unknown, passes: readonly PassSpec[]): { problems: P
       message: `${ids.join(', ')} need${ids.length === 1 ? 's' : ''} calibration data, but the recipe has no calibration section; add calibration: { data: {...}, samples: 128 }`,
     });
   }
-  return { problems, params };
+  return { problems, parsed };
 }
 
 /** Line and column of a problem: the node at its path, or the nearest ancestor that exists. */
@@ -103,11 +114,7 @@ function locate(doc: Document, lc: LineCounter, p: Problem): { line: number; col
   return lc.linePos(offset);
 }
 
-/**
- * Parse and validate a recipe. `file` is only used in messages. Throws RecipeError (a UserError)
- * listing every problem; returns the recipe with each pass's params parsed by its own schema.
- */
-export function parseRecipe(text: string, file: string, passes: readonly PassSpec[]): Recipe {
+function parseYaml(text: string, file: string): { doc: Document; lc: LineCounter } {
   const lc = new LineCounter();
   const doc = parseDocument(text, { lineCounter: lc, prettyErrors: false });
   if (doc.errors.length > 0) {
@@ -116,6 +123,29 @@ export function parseRecipe(text: string, file: string, passes: readonly PassSpe
       doc.errors.map((e) => ({ path: '', ...lc.linePos(e.pos[0]), message: `YAML syntax error: ${e.message.split('\n')[0]}` })),
     );
   }
+  return { doc, lc };
+}
+
+function locatedError(doc: Document, lc: LineCounter, file: string, problems: readonly Problem[]): RecipeError {
+  const seen = new Set<string>();
+  const errors: RecipeIssue[] = [];
+  for (const p of problems) {
+    const e = { path: formatPath(p.path), ...locate(doc, lc, p), message: p.message };
+    const id = `${e.line}:${e.col} ${e.path}: ${e.message}`;
+    if (seen.has(id)) continue;
+    seen.add(id);
+    errors.push(e);
+  }
+  errors.sort((a, b) => a.line - b.line || a.col - b.col);
+  return new RecipeError(file, errors);
+}
+
+/**
+ * Parse and validate a recipe. `file` is only used in messages. Throws RecipeError (a UserError)
+ * listing every problem; returns the recipe with each pass's params parsed by its own schema.
+ */
+export function parseRecipe<Parsed extends ParsedParams>(text: string, file: string, passes: readonly PassSpec<ParamsSchema, Parsed>[]): Recipe<Parsed> {
+  const { doc, lc } = parseYaml(text, file);
   const data: unknown = doc.toJS({ maxAliasCount: 1000 });
 
   const problems: Problem[] = [];
@@ -123,27 +153,18 @@ export function parseRecipe(text: string, file: string, passes: readonly PassSpe
   if (!r.success) problems.push(...problemsFromZod(r.error.issues, RecipeSchema, data, []));
   const checked = passProblems(data, passes);
   problems.push(...checked.problems);
-
-  if (problems.length > 0 || !r.success) {
-    const seen = new Set<string>();
-    const errors: RecipeIssue[] = [];
-    for (const p of problems) {
-      const e = { path: formatPath(p.path), ...locate(doc, lc, p), message: p.message };
-      const id = `${e.line}:${e.col} ${e.path}: ${e.message}`;
-      if (seen.has(id)) continue;
-      seen.add(id);
-      errors.push(e);
-    }
-    errors.sort((a, b) => a.line - b.line || a.col - b.col);
-    throw new RecipeError(file, errors);
-  }
-  const recipe = r.data;
-  recipe.passes.forEach((p, i) => (p.params = checked.params.get(i)!));
-  return recipe;
+  if (problems.length > 0 || !r.success) throw locatedError(doc, lc, file, problems);
+  return {
+    ...r.data,
+    passes: r.data.passes.map((entry, i) => {
+      const parsed = checked.parsed.get(i)!;
+      return { ...entry, params: parsed.written, parsed };
+    }),
+  };
 }
 
-export interface LoadedRecipe {
-  recipe: Recipe;
+export interface LoadedRecipe<Parsed extends ParsedParams = ParsedParams> {
+  recipe: Recipe<Parsed>;
   /** the file as read, for the report and the work dir */
   text: string;
   /** hex sha256 of the file's bytes */
@@ -153,7 +174,13 @@ export interface LoadedRecipe {
   dir: string;
 }
 
-export function loadRecipe(path: string, passes: readonly PassSpec[]): LoadedRecipe {
+/** Problems found after parsing (a pass's params against the model's layers), located in the recipe text like parse errors. */
+export function recipeErrorAt(recipe: Pick<LoadedRecipe, 'text' | 'path'>, problems: readonly Problem[]): RecipeError {
+  const { doc, lc } = parseYaml(recipe.text, recipe.path);
+  return locatedError(doc, lc, recipe.path, problems);
+}
+
+export function loadRecipe<Parsed extends ParsedParams>(path: string, passes: readonly PassSpec<ParamsSchema, Parsed>[]): LoadedRecipe<Parsed> {
   let bytes: Buffer;
   try {
     if (statSync(path).isDirectory()) throw new UserError(`recipe ${path} is a directory; pass the recipe's .yaml file`);

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { DatasetSpec } from '../data/spec.js';
 import { BudgetSpec } from '../report/budget-spec.js';
+import type { ParsedParams } from '../pass/pass-spec.js';
 import { patternError } from './targets.js';
 
 export { BudgetSpec, type Budget } from '../report/budget-spec.js';
@@ -71,9 +72,15 @@ export const RecipeSchema = z.strictObject({
   output: Output.prefault({}),
 });
 
-export type PassEntry = z.output<typeof PassEntry>;
+/** One entry of `passes`, its params parsed by the pass's own schema. */
+export type PassEntry<Parsed extends ParsedParams = ParsedParams> = Omit<z.output<typeof PassEntry>, 'params'> & {
+  /** the params as the recipe gives them with defaults filled: what the report and the work dir record */
+  params: Record<string, unknown>;
+  /** the same params parsed by the pass (for the runner, a ConfiguredPass: the pass bound to its typed params) */
+  parsed: Parsed;
+};
 export type Calibration = z.output<typeof Calibration>;
 export type Latency = z.output<typeof Latency>;
 export type Eval = z.output<typeof Eval>;
 /** A validated recipe; each pass's params are already parsed by that pass's schema (defaults filled). */
-export type Recipe = z.output<typeof RecipeSchema>;
+export type Recipe<Parsed extends ParsedParams = ParsedParams> = Omit<z.output<typeof RecipeSchema>, 'passes'> & { passes: PassEntry<Parsed>[] };

@@ -16,7 +16,7 @@ import { definePass } from '../pass/pass.js';
  * distillation afterwards recovers the difference.
  */
 
-const ShareEmbeddingParams = z.object({
+const ShareEmbeddingParams = z.strictObject({
   max_relative_change: z.number().min(0).default(1).describe('refuse to tie when ‖W_lm_head − E‖/‖W_lm_head‖ exceeds this (1 allows any)'),
 });
 
@@ -31,7 +31,7 @@ export const shareEmbeddings = definePass({
   id: 'share.embeddings',
   summary: 'tie the output projection to the input embedding table (MobileLLM embedding sharing); the file loses the head\'s copy',
   params: ShareEmbeddingParams,
-  needsCalibration: false,
+  needsCalibration: () => ({ need: 'none' }),
   eligible: (layer) => layer.kind === 'matmul',
   async apply(model, params, ctx) {
     const table = embeddingTable(model);

@@ -15,7 +15,7 @@ import { definePass, type LayerStat } from '../pass/pass.js';
  * structure (the same ops in the same order), which decoder blocks of one model do.
  */
 
-const ShareLayersParams = z.object({
+const ShareLayersParams = z.strictObject({
   pairs: z.number().int().min(1).default(1).describe('number of adjacent block pairs that share weights'),
 });
 
@@ -53,7 +53,8 @@ export const shareLayers = definePass({
   id: 'share.layers',
   summary: 'MobileLLM-LS block-wise weight sharing: adjacent block pairs with the smallest output change on calibration data run one set of weights twice',
   params: ShareLayersParams,
-  needsCalibration: true,
+  needsCalibration: () => ({ need: 'required' }),
+  changesLayers: true,
   async apply(model, params, ctx) {
     const blocks = blocksOfLayers(model, ctx.layers.map((l) => l.name));
     const candidates = blocks.slice(0, -1).map((b, i) => [b, blocks[i + 1]!] as const).filter(([a, b]) => b.index === a.index + 1 && sharingEdits(model, a, b));

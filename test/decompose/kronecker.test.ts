@@ -4,7 +4,6 @@ import { Calibrator } from '../../src/calibrate/calibrator.js';
 import { calibrationFeeds } from '../../src/calibrate/feeds.js';
 import { loadDataset } from '../../src/data/load.js';
 import { kronecker } from '../../src/decompose/kronecker.js';
-import { UserError } from '../../src/errors.js';
 import { kroneckerDense, nearestKronecker, permutedKronecker } from '../../src/decompose/kronecker-math.js';
 import { readWeight, writeWeight } from '../../src/model/linear-weights.js';
 import { linears } from '../../src/model/linears.js';
@@ -92,7 +91,7 @@ describe('decompose.kronecker', () => {
     expect(c.relFro, c.worst).toBeLessThanOrEqual(1e-5);
   });
 
-  it('ratio picks shapes and terms within the budget; ratio with all of terms/m1/n1 is a user error', async () => {
+  it('ratio picks shapes and terms within the budget; ratio with all of terms/m1/n1 is a params error', async () => {
     const model = readOnnx(MODEL);
     const layers = linears(model).filter((l) => /layers\.0\.(self_attn\.q_proj|mlp\.down_proj)$/.test(l.name));
     const ctx = { layers, seed: 0, random: Math.random, progress: { layer() {} }, where: 'passes[0]' };
@@ -102,7 +101,9 @@ describe('decompose.kronecker', () => {
       expect(l.bytes_after).toBeLessThanOrEqual(0.5 * l.bytes_before);
       expect(Number(l.extra!.params_after)).toBe(l.bytes_after / 4);
     }
-    await expect(kronecker.apply(readOnnx(MODEL), kronecker.params.parse({ ratio: 0.5, terms: 2, m1: 8, n1: 8 }), ctx)).rejects.toThrow(UserError);
+    // the schema rejects it, at the ratio field, before any pass runs
+    const both = kronecker.parse({ ratio: 0.5, terms: 2, m1: 8, n1: 8 });
+    expect(both.success ? [] : both.error.issues.map((i) => i.path)).toEqual([['ratio']]);
   });
 
   it('iterative mode lowers the output error on calibration data below the weight-only fit, in sequence', async () => {

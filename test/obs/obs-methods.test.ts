@@ -3,6 +3,7 @@ import type { InputStats } from '../../src/calibrate/stats.js';
 import { prepareHessian } from '../../src/obs/hessian.js';
 import { seededRandom } from '../../src/util/random.js';
 import { magnitudePrune } from '../../src/prune/magnitude.js';
+import { parsePattern } from '../../src/prune/masks.js';
 import { sparsegptPrune } from '../../src/prune/sparsegpt.js';
 import { wandaPrune } from '../../src/prune/wanda.js';
 import { dequantizeMatrix, quantizeMatrix } from '../../src/quantize/grid.js';
@@ -76,21 +77,22 @@ describe('SparseGPT', () => {
   it('with H = cI picks the magnitude mask within each block and changes no kept weight', async () => {
     const W = W0.slice();
     const { Hinv } = await prepareHessian(identityStats(3), W, rows, { dampening: 0, pass: 't', layer: 'l' });
-    await sparsegptPrune(W, rows, d, Hinv, { sparsity: 0.5, pattern: 'unstructured', blockSize: d });
+    await sparsegptPrune(W, rows, d, Hinv, { sparsity: 0.5, pattern: undefined, blockSize: d });
     const expected = W0.slice();
-    magnitudePrune(expected, rows, d, { sparsity: 0.5, pattern: 'unstructured' });
+    magnitudePrune(expected, rows, d, { sparsity: 0.5, pattern: undefined });
     expect(W).toEqual(expected);
   });
 
   it('2:4 leaves two nonzeros in every four inputs', async () => {
     const W = W0.slice();
     const { Hinv } = await prepareHessian(stats, W, rows, { dampening: 0.01, pass: 't', layer: 'l' });
-    await sparsegptPrune(W, rows, d, Hinv, { sparsity: 0, pattern: '2:4', blockSize: 32 });
+    await sparsegptPrune(W, rows, d, Hinv, { sparsity: 0, pattern: { n: 2, m: 4 }, blockSize: 32 });
     for (let g = 0; g < W.length; g += 4) expect(W.subarray(g, g + 4).filter((v) => v !== 0).length).toBe(2);
   });
 
-  for (const pattern of ['unstructured', '2:4']) {
-    it(`${pattern}: layer output error below Wanda's and magnitude's on the same weights`, async () => {
+  for (const name of ['unstructured', '2:4']) {
+    const pattern = parsePattern(name);
+    it(`${name}: layer output error below Wanda's and magnitude's on the same weights`, async () => {
       const sgpt = W0.slice();
       const { Hinv } = await prepareHessian(stats, sgpt, rows, { dampening: 0.01, pass: 't', layer: 'l' });
       await sparsegptPrune(sgpt, rows, d, Hinv, { sparsity: 0.5, pattern, blockSize: 32 });
@@ -107,11 +109,11 @@ describe('SparseGPT', () => {
 
 describe('GPTQ', () => {
   it('with a diagonal Hessian equals RTN', async () => {
-    for (const groupSize of [0, 32]) {
+    for (const granularity of [{ kind: 'channel' }, { kind: 'group', size: 32 }] as const) {
       const W = W0.slice();
       const { Hinv } = await prepareHessian(identityStats(2), W, rows, { dampening: 0, pass: 't', layer: 'l' });
-      const { m } = await gptqQuantize(W, rows, d, Hinv, undefined, { bits: 4, groupSize, symmetric: true, blockSize: 32 });
-      const rtn = quantizeMatrix(W0, rows, d, { bits: 4, groupSize, symmetric: true });
+      const { m } = await gptqQuantize(W, rows, d, Hinv, undefined, { bits: 4, granularity, symmetric: true, blockSize: 32 });
+      const rtn = quantizeMatrix(W0, rows, d, { bits: 4, granularity, symmetric: true });
       expect(m.q).toEqual(rtn.q);
       expect(m.scales).toEqual(rtn.scales);
     }
@@ -121,8 +123,8 @@ describe('GPTQ', () => {
     it(`4-bit group 32${actOrder ? ' act_order' : ''}: layer output error below RTN's`, async () => {
       const W = W0.slice();
       const prepared = await prepareHessian(stats, W, rows, { dampening: 0.01, actOrder, pass: 't', layer: 'l' });
-      const { m } = await gptqQuantize(W, rows, d, prepared.Hinv, prepared.perm, { bits: 4, groupSize: 32, symmetric: false, blockSize: 32 });
-      const rtn = dequantizeMatrix(quantizeMatrix(W0, rows, d, { bits: 4, groupSize: 32, symmetric: false }));
+      const { m } = await gptqQuantize(W, rows, d, prepared.Hinv, prepared.perm, { bits: 4, granularity: { kind: 'group', size: 32 }, symmetric: false, blockSize: 32 });
+      const rtn = dequantizeMatrix(quantizeMatrix(W0, rows, d, { bits: 4, granularity: { kind: 'group', size: 32 }, symmetric: false }));
       const e = (w: Float32Array) => outputError(W0, w, rows, d, stats.xtx!);
       expect(e(dequantizeMatrix(m))).toBeLessThan(0.8 * e(rtn));
     });

@@ -9,6 +9,7 @@ import { linears, type LinearLayer } from '../../src/model/linears.js';
 import { readOnnx } from '../../src/model/onnx-io.js';
 import { prepareHessian } from '../../src/obs/hessian.js';
 import { sparsegptPrune } from '../../src/prune/sparsegpt.js';
+import { parsePattern } from '../../src/prune/masks.js';
 import { gptqQuantize } from '../../src/quantize/gptq.js';
 import { dequantizeMatrix } from '../../src/quantize/grid.js';
 import { choleskyInverseRef, choleskyLowerRef, gptqReference, gridRef, hessianFromGram, layerErrorRef, prepareRef, quantizeRef } from '../reference/gptq.js';
@@ -180,7 +181,7 @@ describe('project SparseGPT/GPTQ against the float64 reference on stories260K (i
         const W = readWeight(model, layer);
         const project = W.slice();
         const { Hinv } = await prepareHessian(s, project, rows, { dampening: 0.01, pass: 'test', layer: layer.name });
-        await sparsegptPrune(project, rows, cols, Hinv, { sparsity: 0.5, pattern, blockSize: 128 });
+        await sparsegptPrune(project, rows, cols, Hinv, { sparsity: 0.5, pattern: parsePattern(pattern), blockSize: 128 });
         const ref = sparsegptReference(W, rows, cols, hessianFromGram(s.xtx!, s.rows, cols), { sparsity: 0.5, nm: pattern === '2:4' ? { n: 2, m: 4 } : undefined });
         if (pattern === '2:4') {
           for (let g = 0; g < project.length; g += 4) expect(project.subarray(g, g + 4).filter((v) => v === 0).length, `${layer.name} group ${g}`).toBe(2);
@@ -213,7 +214,8 @@ describe('project SparseGPT/GPTQ against the float64 reference on stories260K (i
         const s = stats.get(layer.input)!;
         const W = readWeight(model, layer);
         const prepared = await prepareHessian(s, W.slice(), rows, { dampening: 0.01, actOrder: c.actOrder, pass: 'test', layer: layer.name });
-        const { m } = await gptqQuantize(W.slice(), rows, cols, prepared.Hinv, prepared.perm, { bits: c.bits, groupSize: c.groupSize, symmetric: false, blockSize: 128 });
+        const granularity = c.groupSize > 0 ? ({ kind: 'group', size: c.groupSize } as const) : ({ kind: 'channel' } as const);
+        const { m } = await gptqQuantize(W.slice(), rows, cols, prepared.Hinv, prepared.perm, { bits: c.bits, granularity, symmetric: false, blockSize: 128 });
         const project = dequantizeMatrix(m);
         // the project fixes group grids before the loop (static groups); so does this reference run
         const ref = gptqReference(W, rows, cols, hessianFromGram(s.xtx!, s.rows, cols), { bits: c.bits, groupSize: c.groupSize, symmetric: false, actOrder: c.actOrder, staticGroups: true });

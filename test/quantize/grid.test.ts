@@ -8,20 +8,21 @@ function randomMatrix(n: number, seed: number): Float32Array {
 }
 
 const specs: GridSpec[] = [
-  { bits: 8, groupSize: 0, symmetric: true },
-  { bits: 8, groupSize: 0, symmetric: false },
-  { bits: 4, groupSize: 32, symmetric: true },
-  { bits: 4, groupSize: 32, symmetric: false },
-  { bits: 3, groupSize: 16, symmetric: false },
-  { bits: 8, groupSize: -1, symmetric: true },
+  { bits: 8, granularity: { kind: 'channel' }, symmetric: true },
+  { bits: 8, granularity: { kind: 'channel' }, symmetric: false },
+  { bits: 4, granularity: { kind: 'group', size: 32 }, symmetric: true },
+  { bits: 4, granularity: { kind: 'group', size: 32 }, symmetric: false },
+  { bits: 3, granularity: { kind: 'group', size: 16 }, symmetric: false },
+  { bits: 8, granularity: { kind: 'tensor' }, symmetric: true },
 ];
 
 describe('quantization grid', () => {
   for (const spec of specs) {
-    const label = `${spec.bits}-bit ${spec.groupSize === 0 ? 'per-channel' : spec.groupSize < 0 ? 'per-tensor' : `group ${spec.groupSize}`} ${spec.symmetric ? 'sym' : 'asym'}`;
+    const g = spec.granularity;
+    const label = `${spec.bits}-bit ${g.kind === 'group' ? `group ${g.size}` : `per-${g.kind}`} ${spec.symmetric ? 'sym' : 'asym'}`;
 
     it(`${label}: round-to-nearest error is at most half a step`, () => {
-      const W = randomMatrix(24 * 64, spec.bits * 31 + spec.groupSize);
+      const W = randomMatrix(24 * 64, spec.bits * 31 + (g.kind === 'group' ? g.size : g.kind === 'tensor' ? -1 : 0));
       const m = quantizeMatrix(W, 24, 64, spec);
       const Wq = dequantizeMatrix(m);
       const groups = 64 / m.groupSize;
@@ -47,7 +48,7 @@ describe('quantization grid', () => {
     const W = randomMatrix(16 * 128, 9);
     W[5] = 40; // an outlier that plain min-max spends the grid on
     const err = (clip: boolean) => {
-      const Wq = dequantizeMatrix(quantizeMatrix(W, 16, 128, { bits: 4, groupSize: 128, symmetric: false, mseClip: clip }));
+      const Wq = dequantizeMatrix(quantizeMatrix(W, 16, 128, { bits: 4, granularity: { kind: 'group', size: 128 }, symmetric: false, mseClip: clip }));
       return W.reduce((a, w, i) => a + Math.abs(w - Wq[i]!) ** 2.4, 0);
     };
     expect(err(true)).toBeLessThanOrEqual(err(false));
@@ -55,7 +56,7 @@ describe('quantization grid', () => {
 
   it('zero is exactly representable on asymmetric grids', () => {
     const W = Float32Array.from([0, 0.3, 0.9, 1.7, 0, 2.5, 3.1, 0.05]);
-    const Wq = dequantizeMatrix(quantizeMatrix(W, 1, 8, { bits: 4, groupSize: 8, symmetric: false }));
+    const Wq = dequantizeMatrix(quantizeMatrix(W, 1, 8, { bits: 4, granularity: { kind: 'group', size: 8 }, symmetric: false }));
     expect(Wq[0]).toBe(0);
     expect(Wq[4]).toBe(0);
   });

@@ -33,7 +33,7 @@ describe('quantize.w8a8 (per-token dynamic activations, per-channel weights)', (
     const s = await sessionFromModel(model, { threads: 1 });
     const got = (await s.run({ x: new ort.Tensor('float32', x, [rows, K]) })).y!.data as Float32Array;
 
-    const wq = quantizeMatrix(W, N, K, { bits: 8, groupSize: 0, symmetric: true });
+    const wq = quantizeMatrix(W, N, K, { bits: 8, granularity: { kind: 'channel' }, symmetric: true });
     const want = new Float64Array(rows * N);
     for (let t = 0; t < rows; t++) {
       let amax = 0;

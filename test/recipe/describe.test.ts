@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
+import { defineSpec } from '../../src/pass/pass-spec.js';
 import { describePasses } from '../../src/recipe/describe.js';
 import { describeType } from '../../src/recipe/zod-shape.js';
 import { PASSES } from './test-passes.js';
@@ -55,12 +56,12 @@ describe('describePasses', () => {
 
   it('finds descriptions given before or after the default', () => {
     const d = describePasses([
-      {
+      defineSpec({
         id: 't.x',
         summary: 's',
-        needsCalibration: false,
-        params: z.object({ a: z.number().describe('inner').default(1), b: z.number().default(2).describe('outer') }),
-      },
+        needsCalibration: () => ({ need: 'none' }),
+        params: z.strictObject({ a: z.number().describe('inner').default(1), b: z.number().default(2).describe('outer') }),
+      }),
     ]);
     expect(d[0]!.params.map((p) => [p.description, p.default])).toEqual([
       ['inner', 1],

@@ -42,7 +42,8 @@ describe('parseRecipe', () => {
       samples: 64,
       mode: 'sequential',
     });
-    expect(r.passes).toEqual([
+    expect(r.passes.map((p) => p.parsed.calibration.need)).toEqual(['none', 'required']);
+    expect(r.passes.map(({ parsed: _, ...entry }) => entry)).toEqual([
       {
         pass: 'prune.magnitude',
         targets: ['model.layers.*.mlp.*', 're:.*attn.*'],

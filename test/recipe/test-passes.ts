@@ -1,24 +1,24 @@
 import { z } from 'zod';
-import type { PassSpec } from '../../src/pass/pass-spec.js';
+import { defineSpec, type PassSpec } from '../../src/pass/pass-spec.js';
 
 /** Test-only pass specs shaped like the real ones. */
 
-export const magnitude: PassSpec = {
+export const magnitude = defineSpec({
   id: 'prune.magnitude',
   summary: 'Zero the smallest-magnitude weights of each layer',
-  needsCalibration: false,
+  needsCalibration: () => ({ need: 'none' }),
   params: z
     .object({
       sparsity: z.number().min(0).max(1).describe('fraction of weights set to zero'),
       pattern: z.enum(['unstructured', '2:4', '4:8']).default('unstructured').describe('sparsity pattern'),
     })
     .strict(),
-};
+});
 
-export const gptq: PassSpec = {
+export const gptq = defineSpec({
   id: 'quantize.gptq',
   summary: 'GPTQ weight quantization with Hessian error compensation',
-  needsCalibration: true,
+  needsCalibration: () => ({ need: 'required' }),
   params: z
     .object({
       bits: z.literal([2, 3, 4, 8]).default(4).describe('weight bits'),
@@ -27,18 +27,18 @@ export const gptq: PassSpec = {
       symmetric: z.boolean().default(true),
     })
     .strict(),
-};
+});
 
-export const rtn: PassSpec = {
+export const rtn = defineSpec({
   id: 'quantize.rtn',
   summary: 'Round-to-nearest weight quantization',
-  needsCalibration: false,
+  needsCalibration: () => ({ need: 'none' }),
   params: z
     .object({
       bits: z.union([z.literal(4), z.literal(8)]).default(8),
       scheme: z.union([z.literal('symmetric'), z.literal('asymmetric')]).default('symmetric'),
     })
     .strict(),
-};
+});
 
 export const PASSES: readonly PassSpec[] = [magnitude, gptq, rtn];
