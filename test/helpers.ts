@@ -1,16 +1,44 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { it, type TestFunction } from 'vitest';
 
-export const SHARED = resolve(process.cwd(), '../shared');
+const ROOT = resolve(__dirname, '..');
+
+/** A file under fixtures/: the small real models and data every checkout carries (licences beside them). */
+export const fixturePath = (...parts: string[]): string => join(ROOT, 'fixtures', ...parts);
+
+export const FIXTURES = {
+  stories: fixturePath('stories260K/model.onnx'),
+  storiesSafetensors: fixturePath('stories260K/model.safetensors'),
+  tok512: fixturePath('stories260K/tok512.bin'),
+  validHead: fixturePath('tinystories/valid-head.txt'),
+  mnist: fixturePath('mnist-8/model.onnx'),
+  /** the first 1,000 MNIST test digits, with their labels beside them */
+  mnistImages: fixturePath('mnist/t10k-head1000-images-idx3-ubyte.gz'),
+  mnistLabels: fixturePath('mnist/t10k-head1000-labels-idx1-ubyte.gz'),
+} as const;
+
+/**
+ * ../shared beside the checkout: real models and data too big to carry, or with no licence to
+ * redistribute. A fresh clone has none; tests that read it run only when it is there.
+ */
+export const SHARED = resolve(ROOT, '../shared');
+export const HAS_SHARED = existsSync(SHARED);
 export const sharedPath = (...parts: string[]): string => join(SHARED, ...parts);
 
 export const SHARED_MODELS = {
-  stories: sharedPath('models/stories260K/model.onnx'),
   shakespeare: sharedPath('models/shakespeare-char/model.onnx'),
-  mnist: sharedPath('models/mnist-8/model.onnx'),
   squeezenet: sharedPath('models/squeezenet-cifar10/model.onnx'),
 } as const;
+
+const NO_SHARED = 'skipped: no ../shared beside the checkout';
+
+/** `it` for a test that reads ../shared: without the folder it is skipped, the reason in its name. */
+export function itWithShared(name: string, fn: TestFunction, timeout?: number): void {
+  if (HAS_SHARED) it(name, fn, timeout);
+  else it.skip(`${name} (${NO_SHARED})`, fn);
+}
 
 export function tempDir(prefix = 'pare-test-'): { dir: string; cleanup: () => void } {
   const dir = mkdtempSync(join(tmpdir(), prefix));

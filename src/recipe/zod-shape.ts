@@ -132,7 +132,9 @@ export function descriptionOf(s: Schema): string | undefined {
 export function defaultOf(s: Schema): { value: unknown } | undefined {
   for (;;) {
     const d = defOf(s);
-    if (d.type === 'default' || d.type === 'prefault') return { value: d.defaultValue };
+    if (d.type === 'default') return { value: d.defaultValue };
+    // a prefault is an input that is still parsed: `{}` becomes the object of its fields' defaults
+    if (d.type === 'prefault' && d.innerType) return { value: z.parse(d.innerType, d.defaultValue) };
     if (WRAPPERS.has(d.type) && d.innerType) s = d.innerType;
     else return undefined;
   }

@@ -12,11 +12,11 @@ import { Model } from '../../src/model/model.js';
 import { AttributeType } from '../../src/model/onnx-schema.js';
 import { seededRandom } from '../../src/util/random.js';
 import { ort } from '../../src/runtime/ort.js';
-import { allClose, sharedPath, tempDir } from '../helpers.js';
+import { allClose, FIXTURES, tempDir } from '../helpers.js';
 
 const SOURCES = {
   'exported graph': 'fixtures/stories260K/model.onnx',
-  'builder graph': sharedPath('models/stories260K/model.safetensors'),
+  'builder graph': FIXTURES.storiesSafetensors,
 };
 const NEEDS: StatsNeeds = { hessian: true, absmax: true, sqnorm: true };
 

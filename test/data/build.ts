@@ -1,5 +1,6 @@
-/** Small generated inputs for the data tests: IDX, .npy, llama2.c tokenizer.bin and tokenizer.json writers. */
+/** Small generated inputs for the data tests: IDX, .npy, raw images, llama2.c tokenizer.bin and tokenizer.json writers. */
 import type { Llama2cTokenizer } from '../../src/data/llama2c-tokenizer.js';
+import { seededRandom } from '../../src/util/random.js';
 
 /** An IDX file: 0x00 0x00 0x08 rank, big-endian dims, uint8 data. */
 export function idx(dims: number[], data: Uint8Array): Uint8Array {
@@ -28,6 +29,12 @@ export function npy(descr: string, shape: number[], data: ArrayBufferView, opts:
   out.set(head, prefix);
   out.set(bytes, prefix + head.length);
   return out;
+}
+
+/** `count` seeded random uint8 images of `shape`, back to back (the raw form `kind: images` reads). */
+export function rawImages(count: number, shape: number[], seed: number): Uint8Array {
+  const r = seededRandom(seed);
+  return Uint8Array.from({ length: count * shape.reduce((a, b) => a * b, 1) }, () => Math.floor(r() * 256));
 }
 
 /**

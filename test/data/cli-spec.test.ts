@@ -5,7 +5,7 @@ import { datasetSpecFromCli } from '../../src/data/cli-spec.js';
 import { loadDataset } from '../../src/data/load.js';
 import type { TokenDataset } from '../../src/data/types.js';
 import { UserError } from '../../src/errors.js';
-import { sharedPath, tempDir } from '../helpers.js';
+import { FIXTURES, tempDir } from '../helpers.js';
 import { idx } from './build.js';
 
 const tmp = tempDir('pare-cli-');
@@ -23,7 +23,7 @@ const userError = (f: () => unknown, re: RegExp) => {
 describe('dataset spec files', () => {
   it('a YAML spec resolves its paths against its own folder', async () => {
     mkdirSync(join(tmp.dir, 'specs'));
-    const yaml = `kind: text\npath: ${sharedPath('data/tinystories/valid-head.txt')}\ntokenizer: ../tok.bin\nselect: "1-3"\nmax_length: 64\n`;
+    const yaml = `kind: text\npath: ${FIXTURES.validHead}\ntokenizer: ../tok.bin\nselect: "1-3"\nmax_length: 64\n`;
     file('specs/eval.yaml', yaml);
     file('tok.bin', new Uint8Array(0));
     const { spec, baseDir } = datasetSpecFromCli('specs/eval.yaml', {}, tmp.dir);
@@ -34,7 +34,8 @@ describe('dataset spec files', () => {
   });
 
   it('a JSON spec works the same way', async () => {
-    const path = file('ids.json', JSON.stringify({ kind: 'tokens', path: sharedPath('models/shakespeare-char/val.u16.bin'), seq_len: 32, count: 2 }));
+    const ids = file('ids.u16.bin', new Uint8Array(Uint16Array.from({ length: 100 }, (_, i) => i).buffer));
+    const path = file('ids.json', JSON.stringify({ kind: 'tokens', path: ids, seq_len: 32, count: 2 }));
     const { spec, baseDir } = datasetSpecFromCli(path, {}, '/');
     const ds = (await loadDataset(spec, baseDir)) as TokenDataset;
     expect(ds.sequences).toHaveLength(2);
@@ -73,7 +74,7 @@ describe('data files guessed from flags', () => {
     expect(datasetSpecFromCli(images, {}, '/').spec).toMatchObject({ kind: 'idx', images, labels, scale: 1 });
     const lone = file('other-idx3-ubyte', idx([1, 1, 1], Uint8Array.of(0)));
     expect(datasetSpecFromCli(lone, { scale: 0.5, limit: 1 }, '/').spec).toEqual({ kind: 'idx', images: lone, scale: 0.5, limit: 1 });
-    expect(datasetSpecFromCli(sharedPath('data/mnist/t10k-images-idx3-ubyte.gz'), {}, '/').spec).toMatchObject({ labels: sharedPath('data/mnist/t10k-labels-idx1-ubyte.gz') });
+    expect(datasetSpecFromCli(FIXTURES.mnistImages, {}, '/').spec).toMatchObject({ labels: FIXTURES.mnistLabels });
   });
 
   it('.npy is an array; .bin with --shape raw images, with --seq-len token ids', () => {

@@ -5,7 +5,7 @@ import { loadDataset } from '../../src/data/load.js';
 import type { TextSpec } from '../../src/data/spec.js';
 import type { TokenDataset } from '../../src/data/types.js';
 import { UserError } from '../../src/errors.js';
-import { sharedPath, tempDir } from '../helpers.js';
+import { FIXTURES, tempDir } from '../helpers.js';
 import { charTokenizerJson } from './build.js';
 
 const tmp = tempDir('pare-text-');
@@ -17,8 +17,8 @@ const file = (name: string, bytes: string | Uint8Array) => {
 };
 const base: TextSpec = {
   kind: 'text',
-  path: sharedPath('data/tinystories/valid-head.txt'),
-  tokenizer: sharedPath('models/stories260K/tok512.bin'),
+  path: FIXTURES.validHead,
+  tokenizer: FIXTURES.tok512,
   separator: '<|endoftext|>',
   bos: true,
   max_length: 512,

@@ -5,7 +5,7 @@ import { HfTokenizer } from '../../src/data/hf-tokenizer.js';
 import { Llama2cTokenizer } from '../../src/data/llama2c-tokenizer.js';
 import { loadTokenizer } from '../../src/data/tokenizer.js';
 import { UserError } from '../../src/errors.js';
-import { sharedPath, tempDir } from '../helpers.js';
+import { FIXTURES, itWithShared, sharedPath, tempDir } from '../helpers.js';
 import { charTokenizerJson, llamaTokenizerJson, tokenizerBin } from './build.js';
 
 const tmp = tempDir('pare-tok-');
@@ -15,8 +15,8 @@ const file = (name: string, bytes: string | Uint8Array) => {
   writeFileSync(p, bytes);
   return p;
 };
-const TOK = sharedPath('models/stories260K/tok512.bin');
-const stories = () => readFileSync(sharedPath('data/tinystories/valid-head.txt'), 'utf8').split('<|endoftext|>').map((d) => d.trim()).filter(Boolean);
+const TOK = FIXTURES.tok512;
+const stories = () => readFileSync(FIXTURES.validHead, 'utf8').split('<|endoftext|>').map((d) => d.trim()).filter(Boolean);
 
 describe('llama2.c tokenizer.bin', () => {
   const tok = Llama2cTokenizer.read(TOK);
@@ -91,7 +91,7 @@ describe('llama2.c tokenizer.bin', () => {
 });
 
 describe('Hugging Face tokenizer.json', () => {
-  it('a character-level tokenizer for shakespeare-char encodes text to the vocab.json ids', () => {
+  itWithShared('a character-level tokenizer for shakespeare-char encodes text to the vocab.json ids', () => {
     const chars: string[] = JSON.parse(readFileSync(sharedPath('models/shakespeare-char/vocab.json'), 'utf8'));
     const tok = HfTokenizer.read(file('char.json', JSON.stringify(charTokenizerJson(chars))));
     expect(tok.vocabSize).toBe(65);
@@ -103,6 +103,18 @@ describe('Hugging Face tokenizer.json', () => {
     const text = ids.map((i) => chars[i]).join('');
     expect(tok.encode(text, { bos: true })).toEqual(ids);
     expect(tok.encode('First Citizen:', { bos: false })).toEqual([...'First Citizen:'].map((c) => chars.indexOf(c)));
+    expect(tok.decode(ids)).toBe(text);
+  });
+
+  it('a character-level tokenizer over the characters of valid-head.txt encodes a story to their ids, without BOS, and decodes it back', () => {
+    const text = stories().slice(0, 3).join('\n\n');
+    const chars = [...new Set(text)].sort();
+    const tok = HfTokenizer.read(file('stories-chars.json', JSON.stringify(charTokenizerJson(chars))));
+    expect(tok.vocabSize).toBe(chars.length);
+    expect(tok.bosId).toBeUndefined();
+    const ids = [...text].map((c) => chars.indexOf(c));
+    expect(tok.encode(text, { bos: true })).toEqual(ids);
+    expect(tok.encode('Once upon a time', { bos: false })).toEqual([...'Once upon a time'].map((c) => chars.indexOf(c)));
     expect(tok.decode(ids)).toBe(text);
   });
 

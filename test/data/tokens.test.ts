@@ -1,11 +1,12 @@
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { loadDataset } from '../../src/data/load.js';
+import { loadTokenizer } from '../../src/data/tokenizer.js';
 import type { TokensSpec } from '../../src/data/spec.js';
 import type { TokenDataset } from '../../src/data/types.js';
 import { UserError } from '../../src/errors.js';
-import { sharedPath, tempDir } from '../helpers.js';
+import { FIXTURES, itWithShared, sharedPath, tempDir } from '../helpers.js';
 
 const tmp = tempDir('pare-ids-');
 afterAll(() => tmp.cleanup());
@@ -35,10 +36,21 @@ describe('token-id files', () => {
     expect(Array.from(wide.sequences[0]!)).toEqual([96, 97, 98, 99].map((i) => i * 70000));
   });
 
-  it('shakespeare val.u16.bin: 64 windows of 256 predict 16,320 tokens', async () => {
+  itWithShared('shakespeare val.u16.bin: 64 windows of 256 predict 16,320 tokens', async () => {
     const ds = (await loadDataset({ kind: 'tokens', path: 'models/shakespeare-char/val.u16.bin', dtype: 'uint16', seq_len: 256, count: 64, offset: 0 }, sharedPath())) as TokenDataset;
     expect(ds.sequences.reduce((a, s) => a + s.length - 1, 0)).toBe(16320);
     expect(ds.maxTokenId).toBeLessThan(65);
+  });
+
+  it('valid-head.txt encoded by tok512 as uint16 ids: 32 windows of 256 predict 8,160 tokens, the ids as written', async () => {
+    const tok = loadTokenizer(FIXTURES.tok512);
+    const ids = readFileSync(FIXTURES.validHead, 'utf8').split('<|endoftext|>').flatMap((d) => tok.encode(d.trim(), { bos: true }));
+    const path = file('stories.u16.bin', new Uint8Array(Uint16Array.from(ids).buffer));
+    const ds = (await loadDataset({ kind: 'tokens', path, dtype: 'uint16', seq_len: 256, count: 32, offset: 0 }, tmp.dir)) as TokenDataset;
+    expect(ds.sequences.reduce((a, s) => a + s.length - 1, 0)).toBe(8160);
+    expect(Array.from(ds.sequences[31]!)).toEqual(ids.slice(31 * 256, 32 * 256));
+    expect(ds.maxTokenId).toBe(Math.max(...ids.slice(0, 32 * 256)));
+    expect(ds.maxTokenId).toBeLessThan(512);
   });
 
   it('size, window and count problems are user errors naming the file and field', async () => {

@@ -16,7 +16,7 @@ import { magnitude } from '../../src/prune/magnitude.js';
 import { rtn } from '../../src/quantize/rtn.js';
 import { captureSession, ort, sessionFromFile, sessionFromModel } from '../../src/runtime/ort.js';
 import { runCli } from '../cli/run-cli.js';
-import { tempDir } from '../helpers.js';
+import { FIXTURES, tempDir } from '../helpers.js';
 
 const ROOT = resolve(__dirname, '../..');
 const MODEL = join(ROOT, 'fixtures/stories260K/model.onnx');
@@ -160,7 +160,7 @@ describe('distill.kd', () => {
   }, 120_000);
 
   it('refuses a model that does not take token ids', async () => {
-    const mnist = readOnnx(join(ROOT, '../shared/models/mnist-8/model.onnx'));
+    const mnist = readOnnx(FIXTURES.mnist);
     await expect(distillKd.apply(mnist, distillKd.params.parse({}), context(mnist))).rejects.toThrow(/token ids/);
   });
 });

@@ -4,7 +4,7 @@ import type { GenerateReport } from '../../src/cli/generate.js';
 import { generate, openCausalLm } from '../../src/eval/generate.js';
 import { DataType } from '../../src/model/dtype.js';
 import { readOnnx, writeOnnx } from '../../src/model/onnx-io.js';
-import { sharedPath, tempDir } from '../helpers.js';
+import { FIXTURES as CARRIED, tempDir } from '../helpers.js';
 import { runCli } from '../cli/run-cli.js';
 
 const FIXTURES = resolve(__dirname, '../../fixtures');
@@ -138,7 +138,7 @@ describe('pare generate', () => {
       [[KV, '--tokenizer', TOK], /required option '--prompt <text>'/],
       [[KV, '--prompt', 'x', '--tokenizer', join(FIXTURES, 'stories260K/tok512.model')], /tok512\.model: SentencePiece \.model files are not read directly/],
       [[KV, '--prompt', 'x', '--tokenizer', join(FIXTURES, 'stories260K/config.json')], /config\.json: not a Hugging Face tokenizer\.json/],
-      [[sharedPath('models/mnist-8/model.onnx'), '--prompt', 'x', '--tokenizer', TOK], /mnist-8\/model\.onnx: input 'Input3' is not token ids; pare generate needs a causal language model/],
+      [[CARRIED.mnist, '--prompt', 'x', '--tokenizer', TOK], /mnist-8\/model\.onnx: input 'Input3' is not token ids; pare generate needs a causal language model/],
       [[KV, '--prompt', 'x', '--tokenizer', TOK, '--top-k', '5'], /--top-k applies to sampling, which --temperature turns on/],
       [[KV, '--prompt', 'x', '--tokenizer', TOK, '--seed', '5'], /--seed applies to sampling/],
       [[KV, '--prompt', 'x', '--tokenizer', TOK, '--temperature', '0'], /--temperature expects a number > 0, got 0/],

@@ -1,5 +1,5 @@
 import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { generateCheckpoint, gpt2Spec, llamaSpec, tensorValues } from '../../fixtures/generate-models.js';
 import { loadDataset } from '../../src/data/load.js';
@@ -17,7 +17,7 @@ import { openSafetensors, writeSafetensors, type SafetensorsTensor } from '../..
 import { writeModelAsSafetensors } from '../../src/model/to-safetensors.js';
 import { seededRandom } from '../../src/util/random.js';
 import { ort, sessionFromModel } from '../../src/runtime/ort.js';
-import { allClose, sharedPath, SHARED, tempDir } from '../helpers.js';
+import { allClose, fixturePath, FIXTURES, itWithShared, sharedPath, tempDir } from '../helpers.js';
 import { gpt2Forward } from '../reference/gpt2-forward.js';
 
 function tokens(vocab: number, batch: number, seq: number, seed: number): number[][] {
@@ -55,12 +55,15 @@ function withTemp(fn: (dir: string) => Promise<void> | void): () => Promise<void
 }
 
 describe('Llama builder (safetensors + config.json → ONNX)', () => {
-  for (const [name, vocab] of [['stories260K', 512], ['shakespeare-char', 65]] as const) {
-    it(`${name}: logits equal the PyTorch-exported ONNX (batch 2, seq 1..64)`, async () => {
-      const built = loadModel(sharedPath(`models/${name}/model.safetensors`));
-      const exported = readOnnx(sharedPath(`models/${name}/model.onnx`));
+  for (const [name, vocab, dir, test] of [
+    ['stories260K', 512, fixturePath('stories260K'), it],
+    ['shakespeare-char', 65, sharedPath('models/shakespeare-char'), itWithShared],
+  ] as const) {
+    test(`${name}: logits equal the PyTorch-exported ONNX (batch 2, seq 1..64)`, async () => {
+      const built = loadModel(join(dir, 'model.safetensors'));
+      const exported = readOnnx(join(dir, 'model.onnx'));
       expect(built.format).toBe('safetensors');
-      expect(built.path).toBe(sharedPath(`models/${name}/model.safetensors`));
+      expect(built.path).toBe(join(dir, 'model.safetensors'));
       for (const seq of [1, 17, 64]) {
         const ids = tokens(vocab, 2, seq, seq);
         const c = allClose(await logits(built, ids), await logits(exported, ids), 1e-4, 1e-4);
@@ -71,15 +74,15 @@ describe('Llama builder (safetensors + config.json → ONNX)', () => {
   }
 
   it('stories260K: linears() finds the 36 layers of the exported ONNX, by the same names', () => {
-    const built = linears(loadModel(sharedPath('models/stories260K/model.safetensors'))).map((l) => l.name);
+    const built = linears(loadModel(FIXTURES.storiesSafetensors)).map((l) => l.name);
     expect(built).toHaveLength(36);
-    expect(built).toEqual(linears(readOnnx(sharedPath('models/stories260K/model.onnx'))).map((l) => l.name));
+    expect(built).toEqual(linears(readOnnx(FIXTURES.stories)).map((l) => l.name));
     expect(built).toContain('layers.0.mlp.gate_proj');
     expect(built.at(-1)).toBe('lm_head');
   });
 
   it('initializers keep the HF names and [out, in] layout and are read lazily from the safetensors file', () => {
-    const model = loadModel(sharedPath('models/stories260K/model.safetensors'));
+    const model = loadModel(FIXTURES.storiesSafetensors);
     const q = model.initializer('model.layers.0.self_attn.q_proj.weight')!;
     expect(q.data_location).toBe(1);
     expect(q.dims).toEqual([64, 64]);
@@ -91,8 +94,8 @@ describe('Llama builder (safetensors + config.json → ONNX)', () => {
 
   it('stories260K built from safetensors reproduces perplexity 3.397 on valid-head.txt', withTemp(async (dir) => {
     const path = join(dir, 'built.onnx');
-    writeOnnx(loadModel(resolve(__dirname, '../../fixtures/stories260K/model.safetensors')), path);
-    const data = await loadDataset({ kind: 'text', path: 'data/tinystories/valid-head.txt', tokenizer: 'models/stories260K/tok512.bin', separator: '<|endoftext|>', bos: true, max_length: 512 }, SHARED);
+    writeOnnx(loadModel(FIXTURES.storiesSafetensors), path);
+    const data = await loadDataset({ kind: 'text', path: FIXTURES.validHead, tokenizer: FIXTURES.tok512, separator: '<|endoftext|>', bos: true, max_length: 512 }, dir);
     const q = (await evaluate(path, data, { latency: false })).model.quality as LMQuality;
     expect(q.perplexity.toFixed(3)).toBe('3.397');
   }));
@@ -161,7 +164,7 @@ describe('GPT-2 builder', () => {
 
 describe('buildFromSafetensors / writeModelAsSafetensors', () => {
   it('an unknown model_type is a user error naming config.json and the type', withTemp((dir) => {
-    copyFileSync(sharedPath('models/stories260K/model.safetensors'), join(dir, 'model.safetensors'));
+    copyFileSync(FIXTURES.storiesSafetensors, join(dir, 'model.safetensors'));
     writeFileSync(join(dir, 'config.json'), JSON.stringify({ model_type: 'bert' }));
     expect(() => buildFromSafetensors(join(dir, 'model.safetensors'))).toThrow(UserError);
     expect(() => buildFromSafetensors(join(dir, 'model.safetensors'))).toThrow(/config\.json: model_type "bert" has no graph builder; supported: llama, mobilellm, gpt2/);
@@ -169,7 +172,7 @@ describe('buildFromSafetensors / writeModelAsSafetensors', () => {
 
   const tinyGpt2 = (dir: string) => join(generateCheckpoint(gpt2Spec('g', { n_embd: 16, n_layer: 1, n_head: 2, n_positions: 8, vocab_size: 20 }), join(dir, 'in'), { onnx: false }).dir, 'model.safetensors');
   for (const [name, make] of [
-    ['stories260K', () => sharedPath('models/stories260K/model.safetensors')],
+    ['stories260K', () => FIXTURES.storiesSafetensors],
     ['tiny GPT-2', tinyGpt2],
   ] as const) {
     it(`${name}: safetensors → Model → safetensors gives identical tensor bytes and copies config.json`, withTemp((dir) => {
@@ -191,7 +194,7 @@ describe('buildFromSafetensors / writeModelAsSafetensors', () => {
   }
 
   it('changed weights go back in place; structure safetensors cannot hold is a user error that says to write .onnx', withTemp((dir) => {
-    const input = sharedPath('models/stories260K/model.safetensors');
+    const input = FIXTURES.storiesSafetensors;
     const name = 'model.layers.1.mlp.up_proj.weight';
     const model = loadModel(input);
     const zeros = { name, dataType: DataType.FLOAT, dims: [172, 64], data: new Uint8Array(172 * 64 * 4) };

@@ -4,11 +4,12 @@ import { linears } from '../../src/model/linears.js';
 import { readWeight, writeWeight } from '../../src/model/linear-weights.js';
 import { toFloat32 } from '../../src/model/pack.js';
 import { ort, sessionFromModel } from '../../src/runtime/ort.js';
-import { SHARED_MODELS } from '../helpers.js';
+import { convNet } from '../../fixtures/generate-convnet.js';
+import { FIXTURES, itWithShared, SHARED_MODELS } from '../helpers.js';
 
 describe('linear-layer query', () => {
   it('stories260K: the 35 block projections plus the tied lm_head, not the attention MatMuls', () => {
-    const layers = linears(readOnnx(SHARED_MODELS.stories));
+    const layers = linears(readOnnx(FIXTURES.stories));
     expect(layers).toHaveLength(36);
     const names = layers.map((l) => l.name);
     for (let b = 0; b < 5; b++) {
@@ -29,7 +30,7 @@ describe('linear-layer query', () => {
   });
 
   it('mnist-8: two Convs and the MatMul whose weight comes through a Reshape', () => {
-    const model = readOnnx(SHARED_MODELS.mnist);
+    const model = readOnnx(FIXTURES.mnist);
     const layers = linears(model);
     expect(layers.map((l) => [l.name, l.kind, l.outFeatures, l.inFeatures])).toEqual([
       ['Convolution28', 'conv', 8, 25],
@@ -44,7 +45,7 @@ describe('linear-layer query', () => {
     for (const [o, i] of [[0, 0], [3, 17], [9, 255]]) expect(W[o * 256 + i]).toBe(raw[i * 10 + o]);
   });
 
-  it('squeezenet-cifar10: the 11 Convs with their biases', () => {
+  itWithShared('squeezenet-cifar10: the 11 Convs with their biases', () => {
     const layers = linears(readOnnx(SHARED_MODELS.squeezenet));
     expect(layers).toHaveLength(11);
     expect(layers.every((l) => l.kind === 'conv' && l.bias)).toBe(true);
@@ -52,14 +53,32 @@ describe('linear-layer query', () => {
     expect([e3.outFeatures, e3.inFeatures, e3.group]).toEqual([e3.weightShape[0], e3.weightShape[1] * 9, 1]);
   });
 
+  it('the generated SqueezeNet-style convnet: its 8 Convs with their biases, a 3×3 Conv as [out, in·9]', () => {
+    const layers = linears(convNet('convnet.onnx'));
+    expect(layers.map((l) => [l.name, l.kind, l.outFeatures, l.inFeatures, l.group])).toEqual([
+      ['conv1/BiasAdd', 'conv', 16, 27, 1],
+      ['fire2/squeeze1x1/BiasAdd', 'conv', 8, 16, 1],
+      ['fire2/expand1x1/BiasAdd', 'conv', 16, 8, 1],
+      ['fire2/expand3x3/BiasAdd', 'conv', 16, 72, 1],
+      ['fire3/squeeze1x1/BiasAdd', 'conv', 8, 32, 1],
+      ['fire3/expand1x1/BiasAdd', 'conv', 16, 8, 1],
+      ['fire3/expand3x3/BiasAdd', 'conv', 16, 72, 1],
+      ['conv10/BiasAdd', 'conv', 10, 32, 1],
+    ]);
+    expect(layers.every((l) => l.bias)).toBe(true);
+    const e3 = layers.find((l) => l.name === 'fire2/expand3x3/BiasAdd')!;
+    expect(e3.weightShape).toEqual([16, 8, 3, 3]);
+  });
+
   it('writing back what was read leaves ONNX Runtime outputs unchanged, for every layer form', async () => {
-    for (const path of [SHARED_MODELS.stories, SHARED_MODELS.mnist]) {
-      const model = readOnnx(path);
+    for (const model of [readOnnx(FIXTURES.stories), readOnnx(FIXTURES.mnist), convNet('convnet.onnx')]) {
       const input = model.graph.input![0];
+      const dims = input.type!.tensor_type!.shape!.dim!.map((d) => Number(d.dim_value ?? 0) || 1);
+      const size = dims.reduce((a, b) => a * b, 1);
       const feeds: Record<string, ort.Tensor> =
         input.type!.tensor_type!.elem_type === 7
           ? { [input.name!]: new ort.Tensor('int64', BigInt64Array.from([1n, 400n, 57n, 99n]), [1, 4]) }
-          : { [input.name!]: new ort.Tensor('float32', Float32Array.from({ length: 784 }, (_, i) => (i * 37) % 255), [1, 1, 28, 28]) };
+          : { [input.name!]: new ort.Tensor('float32', Float32Array.from({ length: size }, (_, i) => ((i * 37) % 255) / 255), dims) };
       const before = await (await sessionFromModel(model)).run(feeds);
       for (const layer of linears(model)) writeWeight(model, layer, readWeight(model, layer));
       const after = await (await sessionFromModel(model)).run(feeds);

@@ -7,7 +7,8 @@ import { Model } from '../../src/model/model.js';
 import { subModel } from '../../src/model/subgraph.js';
 import { toFloat32 } from '../../src/model/pack.js';
 import { ort, sessionFromFile } from '../../src/runtime/ort.js';
-import { SHARED_MODELS, tempDir } from '../helpers.js';
+import { writeConvNet } from '../../fixtures/generate-convnet.js';
+import { FIXTURES, itWithShared, SHARED_MODELS, tempDir } from '../helpers.js';
 import { UserError } from '../../src/errors.js';
 
 const tmp = tempDir();
@@ -31,8 +32,17 @@ function feedsFor(model: Model, seed = 1): Record<string, ort.Tensor> {
 }
 
 describe('ONNX read/write round trip', () => {
-  for (const [key, path] of Object.entries(SHARED_MODELS)) {
-    it(`${key}: initializer bytes and ONNX Runtime outputs are identical after a round trip`, async () => {
+  // the real models carried in fixtures/, the generated SqueezeNet-style convnet, and the two ../shared ones
+  const models: [string, () => string, typeof itWithShared][] = [
+    ['stories', () => FIXTURES.stories, it],
+    ['mnist', () => FIXTURES.mnist, it],
+    ['convnet', () => writeConvNet(join(tmp.dir, 'convnet-in.onnx')), it],
+    ['shakespeare', () => SHARED_MODELS.shakespeare, itWithShared],
+    ['squeezenet', () => SHARED_MODELS.squeezenet, itWithShared],
+  ];
+  for (const [key, pathOf, test] of models) {
+    test(`${key}: initializer bytes and ONNX Runtime outputs are identical after a round trip`, async () => {
+      const path = pathOf();
       const model = readOnnx(path);
       const out = join(tmp.dir, `${key}.onnx`);
       writeOnnx(model, out);
@@ -50,7 +60,7 @@ describe('ONNX read/write round trip', () => {
   }
 
   it('external data is read and written, and the model runs from it', async () => {
-    const model = readOnnx(SHARED_MODELS.stories);
+    const model = readOnnx(FIXTURES.stories);
     const out = join(tmp.dir, 'ext', 'stories.onnx');
     mkdirSync(join(tmp.dir, 'ext'), { recursive: true });
     const written = writeOnnx(model, out, { externalData: true });
@@ -61,7 +71,7 @@ describe('ONNX read/write round trip', () => {
     expect(big.length).toBeGreaterThan(30);
     for (const t of model.graph.initializer!) expect(Buffer.compare(back.tensor(t.name!).data, model.tensor(t.name!).data)).toBe(0);
     const feeds = feedsFor(model);
-    const r1 = await (await sessionFromFile(SHARED_MODELS.stories)).run(feeds);
+    const r1 = await (await sessionFromFile(FIXTURES.stories)).run(feeds);
     const r2 = await (await sessionFromFile(out)).run(feeds);
     expect(Array.from(r2.logits.data as Float32Array)).toEqual(Array.from(r1.logits.data as Float32Array));
     // and back to a single file
@@ -73,7 +83,7 @@ describe('ONNX read/write round trip', () => {
   });
 
   it('a spilling model keeps rewritten tensors on disk, reads them back (also through a sub-graph) and deletes the file on close', async () => {
-    const model = readOnnx(SHARED_MODELS.stories);
+    const model = readOnnx(FIXTURES.stories);
     const spill = join(tmp.dir, 'spill.bin');
     model.spillTo(spill, 1024);
     const rewritten = new Map<string, Uint8Array>();
@@ -150,7 +160,7 @@ describe('bad ONNX input', () => {
     ['directory', () => tmp.dir, /is a directory/],
     ['empty file', () => { const p = join(tmp.dir, 'empty.onnx'); writeFileSync(p, ''); return p; }, /empty file/],
     ['text file', () => { const p = join(tmp.dir, 'text.onnx'); writeFileSync(p, 'hello world, not a model\n'.repeat(20)); return p; }, /not an ONNX model/],
-    ['truncated model', () => { const p = join(tmp.dir, 'cut.onnx'); writeFileSync(p, readFileSync(SHARED_MODELS.stories).subarray(0, 5000)); return p; }, /not an ONNX model|truncated/],
+    ['truncated model', () => { const p = join(tmp.dir, 'cut.onnx'); writeFileSync(p, readFileSync(FIXTURES.stories).subarray(0, 5000)); return p; }, /not an ONNX model|truncated/],
   ];
   for (const [label, make, pattern] of cases) {
     it(`${label}: one-line UserError naming the file`, () => {
@@ -164,6 +174,6 @@ describe('bad ONNX input', () => {
     });
   }
   it('writing never leaves a temp file behind and keeps the input', () => {
-    expect(existsSync(SHARED_MODELS.stories)).toBe(true);
+    expect(existsSync(FIXTURES.stories)).toBe(true);
   });
 });

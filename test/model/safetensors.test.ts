@@ -5,8 +5,9 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { UserError } from '../../src/errors.js';
 import { DataType, byteLength, elementCount } from '../../src/model/dtype.js';
 import { openSafetensors, readConfigJson, writeSafetensors } from '../../src/model/safetensors.js';
+import { fixturePath } from '../helpers.js';
 
-const STORIES = path.resolve(process.cwd(), '../shared/models/stories260K');
+const STORIES = fixturePath('stories260K');
 const STORIES_ST = path.join(STORIES, 'model.safetensors');
 
 const dir = mkdtempSync(path.join(tmpdir(), 'pare-safetensors-'));

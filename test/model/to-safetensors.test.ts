@@ -10,11 +10,11 @@ import { writeModelAsSafetensors } from '../../src/model/to-safetensors.js';
 import { sha256File } from '../../src/util/hash.js';
 import { ort, sessionFromModel } from '../../src/runtime/ort.js';
 import { runCli } from '../cli/run-cli.js';
-import { allClose, sharedPath, tempDir } from '../helpers.js';
+import { allClose, FIXTURES, fixturePath, tempDir } from '../helpers.js';
 
-const INPUT = sharedPath('models/stories260K/model.safetensors');
-const TOKENIZER = sharedPath('models/stories260K/tok512.bin');
-const TEXT = sharedPath('data/tinystories/valid-head.txt');
+const INPUT = FIXTURES.storiesSafetensors;
+const TOKENIZER = FIXTURES.tok512;
+const TEXT = FIXTURES.validHead;
 const tmp = tempDir('pare-to-st-');
 afterAll(() => tmp.cleanup());
 
@@ -196,7 +196,7 @@ describe('structure written to config.json', () => {
     const dir = join(tmp.dir, 'same');
     const input = join(dir, 'model.safetensors');
     writeModelAsSafetensors(loadModel(INPUT), input); // a copy to work on
-    copyFileSync(sharedPath('models/stories260K/config.json'), join(dir, 'config.json'));
+    copyFileSync(fixturePath('stories260K/config.json'), join(dir, 'config.json'));
     const before = readFileSync(join(dir, 'config.json'), 'utf8');
     const model = loadModel(input);
     const { removeBlock, decoderBlocks } = blocksModule;

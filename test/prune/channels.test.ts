@@ -1,14 +1,16 @@
 import { join, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { convNet } from '../../fixtures/generate-convnet.js';
 import { readWeight, writeWeight } from '../../src/model/linear-weights.js';
 import { linears } from '../../src/model/linears.js';
+import type { Model } from '../../src/model/model.js';
 import { readOnnx } from '../../src/model/onnx-io.js';
 import { modelSize } from '../../src/model/size.js';
 import { toFloat32 } from '../../src/model/pack.js';
 import { seededRandom } from '../../src/util/random.js';
 import { channels } from '../../src/prune/channels.js';
 import { ort, sessionFromModel } from '../../src/runtime/ort.js';
-import { allClose } from '../helpers.js';
+import { allClose, itWithShared, SHARED_MODELS } from '../helpers.js';
 
 const ROOT = resolve(__dirname, '../..');
 const MODEL = join(ROOT, 'fixtures/stories260K/model.onnx');
@@ -50,46 +52,63 @@ describe('prune.channels (FFN)', () => {
   });
 });
 
-describe('prune.channels (conv)', () => {
-  it('30 % of squeezenet-cifar10 conv filters: a smaller model that runs, equal to zeroing those filters; the classifier conv is kept', async () => {
-    const { SHARED_MODELS } = await import('../helpers.js');
-    const pruned = readOnnx(SHARED_MODELS.squeezenet);
-    const reference = readOnnx(SHARED_MODELS.squeezenet);
-    const before = modelSize(pruned).params;
-    const convs = linears(pruned);
-    const originalWeights = new Map(linears(reference).map((l) => [l.name, readWeight(reference, l)]));
-    const result = await channels.apply(pruned, { sparsity: 0.3, importance: 'weight', multiple_of: 1 }, { layers: convs, seed: 0, random: Math.random, progress: { layer() {} }, where: 'passes[0]' });
-    expect(result.warnings.length).toBeGreaterThanOrEqual(1); // the last conv produces the 10 classes
-    expect(result.layers.length).toBeGreaterThanOrEqual(8);
-    expect(modelSize(pruned).params).toBeLessThan(before * 0.8);
+/**
+ * Prunes 30 % of the conv filters of `load()`'s model and compares it with the original whose dropped
+ * filters (and biases) are zeroed: Relu(0) = 0 feeds zeros downstream, so the outputs must agree.
+ */
+async function checkConvPrune(load: () => Model, minLayers: number): Promise<void> {
+  const pruned = load();
+  const reference = load();
+  const before = modelSize(pruned).params;
+  const convs = linears(pruned);
+  const originalWeights = new Map(linears(reference).map((l) => [l.name, readWeight(reference, l)]));
+  const result = await channels.apply(pruned, { sparsity: 0.3, importance: 'weight', multiple_of: 1 }, { layers: convs, seed: 0, random: Math.random, progress: { layer() {} }, where: 'passes[0]' });
+  expect(result.warnings.length).toBeGreaterThanOrEqual(1); // the last conv produces the 10 classes
+  expect(result.layers.length).toBeGreaterThanOrEqual(minLayers);
+  expect(modelSize(pruned).params).toBeLessThan(before * 0.8);
 
-    // reference: zero the dropped filters (and their biases) of the original; Relu(0) = 0 feeds zeros downstream
-    for (const stat of result.layers) {
-      const l = linears(reference).find((x) => x.name === stat.name)!;
-      const W = originalWeights.get(stat.name)!;
-      const p = linears(pruned).find((x) => x.name === stat.name)!;
-      const Wp = readWeight(pruned, p);
-      // kept filters appear in order in the pruned weight; match each by its first input column
-      const per = l.inFeatures;
-      const dropped: number[] = [];
-      let k = 0;
-      for (let o = 0; o < l.outFeatures; o++) {
-        if (k < p.outFeatures && W[o * per] === Wp[k * p.inFeatures]) k++;
-        else dropped.push(o);
-      }
-      for (const o of dropped) W.fill(0, o * per, (o + 1) * per);
-      writeWeight(reference, l, W);
-      if (l.bias) {
-        const b = reference.tensor(l.bias);
-        const bias = toFloat32(b.dataType, b.data, l.outFeatures);
-        for (const o of dropped) bias[o] = 0;
-        reference.setInitializer({ ...b, data: new Uint8Array(bias.buffer) });
-      }
+  for (const stat of result.layers) {
+    const l = linears(reference).find((x) => x.name === stat.name)!;
+    const W = originalWeights.get(stat.name)!;
+    const p = linears(pruned).find((x) => x.name === stat.name)!;
+    const Wp = readWeight(pruned, p);
+    // kept filters appear in order in the pruned weight, each its original row less the columns of
+    // input channels an earlier conv dropped: match a filter when its pruned row is a subsequence
+    const per = l.inFeatures;
+    const within = (k: number, o: number) => {
+      let i = 0;
+      for (let j = 0; j < per && i < p.inFeatures; j++) if (W[o * per + j] === Wp[k * p.inFeatures + i]) i++;
+      return i === p.inFeatures;
+    };
+    const dropped: number[] = [];
+    let k = 0;
+    for (let o = 0; o < l.outFeatures; o++) {
+      if (k < p.outFeatures && within(k, o)) k++;
+      else dropped.push(o);
     }
-    const r = seededRandom(2);
-    const x = Float32Array.from({ length: 32 * 32 * 3 }, () => r());
-    const run = async (m: ReturnType<typeof readOnnx>) => (await (await sessionFromModel(m, { threads: 1 })).run({ input_1: new ort.Tensor('float32', x, [1, 32, 32, 3]) })).loss!.data as Float32Array;
-    const cmp = allClose(await run(pruned), await run(reference), 1e-4, 1e-6);
-    expect(cmp.relFro, cmp.worst).toBeLessThanOrEqual(1e-5);
+    expect(k, stat.name).toBe(p.outFeatures);
+    for (const o of dropped) W.fill(0, o * per, (o + 1) * per);
+    writeWeight(reference, l, W);
+    if (l.bias) {
+      const b = reference.tensor(l.bias);
+      const bias = toFloat32(b.dataType, b.data, l.outFeatures);
+      for (const o of dropped) bias[o] = 0;
+      reference.setInitializer({ ...b, data: new Uint8Array(bias.buffer) });
+    }
+  }
+  const r = seededRandom(2);
+  const x = Float32Array.from({ length: 32 * 32 * 3 }, () => r());
+  const run = async (m: Model) => (await (await sessionFromModel(m, { threads: 1 })).run({ input_1: new ort.Tensor('float32', x, [1, 32, 32, 3]) })).loss!.data as Float32Array;
+  const cmp = allClose(await run(pruned), await run(reference), 1e-4, 1e-6);
+  expect(cmp.relFro, cmp.worst).toBeLessThanOrEqual(1e-5);
+}
+
+describe('prune.channels (conv)', () => {
+  itWithShared('30 % of squeezenet-cifar10 conv filters: a smaller model that runs, equal to zeroing those filters; the classifier conv is kept', async () => {
+    await checkConvPrune(() => readOnnx(SHARED_MODELS.squeezenet), 8);
+  });
+
+  it('30 % of the generated SqueezeNet-style convnet\'s conv filters: a smaller model that runs, equal to zeroing those filters; the classifier conv is kept', async () => {
+    await checkConvPrune(() => convNet('convnet.onnx'), 7); // all but the classifier
   });
 });

@@ -11,7 +11,7 @@ import { cast } from '../../src/quantize/cast.js';
 import { fromFloat32, toFloat32 } from '../../src/model/pack.js';
 import { ort, sessionFromModel } from '../../src/runtime/ort.js';
 import { singleGemm, singleMatMul } from './models.js';
-import { allClose, SHARED_MODELS } from '../helpers.js';
+import { allClose, FIXTURES } from '../helpers.js';
 
 const noProgress = { layer: () => {} };
 
@@ -41,8 +41,8 @@ const cases: [string, WeightQuantParams][] = [
 describe('quantized weights ONNX Runtime runs', () => {
   for (const [label, params] of cases) {
     it(`${label}: ORT output equals the model with the dequantized float weights`, async () => {
-      const quantized = readOnnx(SHARED_MODELS.stories);
-      const reference = readOnnx(SHARED_MODELS.stories);
+      const quantized = readOnnx(FIXTURES.stories);
+      const reference = readOnnx(FIXTURES.stories);
       // stories' MLP inputs are 64 and 172 wide: 172 is not a multiple of 32, so groups take the 64-wide inputs
       const pick = (l: { name: string; inFeatures: number }) => l.name.startsWith('layers.') && (params.granularity !== 'group' || l.inFeatures % params.group_size === 0);
       const targets = linears(quantized).filter(pick);
@@ -106,8 +106,8 @@ describe('quantized weights ONNX Runtime runs', () => {
 describe('quantize.cast', () => {
   for (const dtype of ['float16', 'bfloat16'] as const) {
     it(`${dtype} weights behind a Cast give the outputs of the rounded float32 model`, async () => {
-      const model = readOnnx(SHARED_MODELS.stories);
-      const reference = readOnnx(SHARED_MODELS.stories);
+      const model = readOnnx(FIXTURES.stories);
+      const reference = readOnnx(FIXTURES.stories);
       const layers = linears(model);
       await cast.apply(model, { dtype }, { layers, seed: 0, random: Math.random, progress: noProgress, where: 'passes[0]' });
       const dt = dtype === 'float16' ? 10 : 16;

@@ -3,41 +3,38 @@ import { z } from 'zod';
 import { defineSpec } from '../../src/pass/pass-spec.js';
 import { describePasses } from '../../src/recipe/describe.js';
 import { describeType } from '../../src/recipe/zod-shape.js';
-import { PASSES } from './test-passes.js';
+import { PASSES } from '../../src/pipeline/registry.js';
 
 describe('describePasses', () => {
-  it('lists each pass with its params, types, defaults and descriptions', () => {
-    expect(describePasses(PASSES)).toEqual([
-      {
-        id: 'prune.magnitude',
-        summary: 'Zero the smallest-magnitude weights of each layer',
-        needsCalibration: false,
-        params: [
-          { name: 'sparsity', type: 'number 0..1', required: true, description: 'fraction of weights set to zero' },
-          { name: 'pattern', type: 'unstructured|2:4|4:8', required: false, default: 'unstructured', description: 'sparsity pattern' },
-        ],
-      },
-      {
-        id: 'quantize.gptq',
-        summary: 'GPTQ weight quantization with Hessian error compensation',
-        needsCalibration: true,
-        params: [
-          { name: 'bits', type: '2|3|4|8', required: false, default: 4, description: 'weight bits' },
-          { name: 'group_size', type: 'integer >= 1', required: false, description: 'columns sharing a scale; per-channel when absent' },
-          { name: 'dampening', type: 'number > 0, <= 1', required: false, default: 0.01 },
-          { name: 'symmetric', type: 'boolean', required: false, default: true },
-        ],
-      },
-      {
-        id: 'quantize.rtn',
-        summary: 'Round-to-nearest weight quantization',
-        needsCalibration: false,
-        params: [
-          { name: 'bits', type: '4|8', required: false, default: 8 },
-          { name: 'scheme', type: 'symmetric|asymmetric', required: false, default: 'symmetric' },
-        ],
-      },
-    ]);
+  const described = describePasses(PASSES);
+
+  it('lists every registered pass, in registry order, with each field of its params schema', () => {
+    expect(described.map((d) => [d.id, d.summary])).toEqual(PASSES.map((p) => [p.id, p.summary]));
+    for (const [i, d] of described.entries()) expect(d.params.map((x) => x.name), d.id).toEqual(Object.keys(PASSES[i]!.params.shape));
+    expect(described.find((d) => d.id === 'quantize.gptq')!.needsCalibration).toBe(true);
+    expect(described.find((d) => d.id === 'prune.magnitude')!.needsCalibration).toBe(false);
+  });
+
+  it('a param is required exactly when its schema rejects a missing value, and its default is what the schema fills in', () => {
+    for (const [i, d] of described.entries()) {
+      const shape = PASSES[i]!.params.shape as Record<string, z.ZodType>;
+      for (const param of d.params) {
+        const missing = shape[param.name]!.safeParse(undefined);
+        expect(param.required, `${d.id}.${param.name}`).toBe(!missing.success);
+        if ('default' in param) expect(missing.data, `${d.id}.${param.name}`).toEqual(param.default);
+      }
+    }
+  });
+
+  it('names types, defaults and descriptions as `pare recipe passes` prints them', () => {
+    const param = (id: string, name: string) => described.find((d) => d.id === id)!.params.find((p) => p.name === name);
+    expect(param('quantize.rtn', 'bits')).toMatchObject({ type: '2|3|4|8', required: false, default: 8, description: expect.stringMatching(/bits per weight/) });
+    expect(param('quantize.rtn', 'granularity')).toMatchObject({ type: 'tensor|channel|group', default: 'channel' });
+    expect(param('prune.magnitude', 'sparsity')).toMatchObject({ type: 'number 0..1', default: 0.5 });
+    expect(param('prune.layers', 'blocks')).toMatchObject({ type: 'list of integer >= 0', required: false });
+    expect(param('prune.layers', 'blocks')).not.toHaveProperty('default');
+    expect(param('decompose.svd', 'rank')).toMatchObject({ type: 'integer >= 1', required: false });
+    expect(param('distill.kd', 'data')!.type).toMatch(/^teacher\|calibration\|mapping with kind: text\|tokens/);
   });
 
   it('names zod 4 types readably', () => {

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { UserError } from '../../src/errors.js';
 import { loadRecipe, parseRecipe, RecipeError } from '../../src/recipe/parse.js';
-import { PASSES } from './test-passes.js';
+import { PASSES } from '../../src/pipeline/registry.js';
 
 function recipeError(text: string): RecipeError {
   try {
@@ -48,9 +48,14 @@ describe('parseRecipe', () => {
         pass: 'prune.magnitude',
         targets: ['model.layers.*.mlp.*', 're:.*attn.*'],
         ignore: ['lm_head'],
-        params: { sparsity: 0.5, pattern: 'unstructured' },
+        params: { sparsity: 0.5, pattern: 'unstructured', scope: 'layer' },
       },
-      { pass: 'quantize.gptq', targets: ['*'], ignore: [], params: { bits: 4, dampening: 0.01, symmetric: true } },
+      {
+        pass: 'quantize.gptq',
+        targets: ['*'],
+        ignore: [],
+        params: { bits: 8, granularity: 'channel', group_size: 128, symmetric: true, format: 'auto', accuracy_level: 0, dampening: 0.01, block_size: 128, act_order: false },
+      },
     ]);
     expect(r.eval?.reference).toBe(true);
     expect(r.eval?.data).toMatchObject({ kind: 'text', separator: '<|endoftext|>', bos: true, max_length: 512 });
@@ -83,7 +88,7 @@ describe('parseRecipe', () => {
         path: 'passes[0].params.patern',
         line: 6,
         col: 7,
-        message: 'unknown key; known keys: sparsity, pattern (did you mean "pattern"?)',
+        message: 'unknown key; known keys: sparsity, pattern, scope (did you mean "pattern"?)',
       },
       {
         path: 'passes[1].pass',
@@ -108,7 +113,7 @@ describe('parseRecipe', () => {
       'passes:', // 4
       '  - pass: quantize.rtn', // 5
       '    targets: ["re:model.(", "*"]', // 6
-      '    params: { bits: 3, scheme: sym }', // 7
+      '    params: { bits: 5, granularity: row }', // 7
       'eval:', // 8
       '  data: { kind: csv, path: x }', // 9
       '  latency: { runs: 0 }', // 10
@@ -122,8 +127,8 @@ describe('parseRecipe', () => {
       '2:1 calibration.data: missing required key (expected mapping with kind: text|tokens|idx|images|npy)',
       '3:12 calibration.samples: expected integer >= 1, got 0',
       '6:15 passes[0].targets[0]: invalid regular expression "re:model.(": Unterminated group',
-      '7:21 passes[0].params.bits: expected 4|8, got 3',
-      '7:32 passes[0].params.scheme: expected symmetric|asymmetric, got "sym"',
+      '7:21 passes[0].params.bits: expected 2|3|4|8, got 5',
+      '7:37 passes[0].params.granularity: expected tensor|channel|group, got "row"',
       '9:17 eval.data.kind: expected text|tokens|idx|images|npy, got "csv"',
       '10:20 eval.latency.runs: expected integer >= 1, got 0',
       '11:32 eval.budgets.max_ppl_increase: expected percentage like "2%" or number >= 0, got "2 percent"',
@@ -132,10 +137,10 @@ describe('parseRecipe', () => {
   });
 
   it('points a missing top-level key at the document start and a missing nested key at its parent', () => {
-    const e = recipeError('passes:\n  - pass: prune.magnitude\n    params: {}\n');
+    const e = recipeError('passes:\n  - pass: prune.magnitude\ncalibration:\n  samples: 8\n');
     expect(e.errors).toEqual([
       { path: 'version', line: 1, col: 1, message: 'missing required key (expected 1)' },
-      { path: 'passes[0].params.sparsity', line: 3, col: 5, message: 'missing required key (expected number 0..1)' },
+      { path: 'calibration.data', line: 3, col: 1, message: 'missing required key (expected mapping with kind: text|tokens|idx|images|npy)' },
     ]);
   });
 
@@ -157,7 +162,7 @@ describe('parseRecipe', () => {
         path: 'passes[0].pass',
         line: 3,
         col: 11,
-        message: 'unknown pass "prune.magnitud" (did you mean "prune.magnitude"?); known passes: prune.magnitude, quantize.gptq, quantize.rtn',
+        message: `unknown pass "prune.magnitud" (did you mean "prune.magnitude"?); known passes: ${PASSES.map((p) => p.id).join(', ')}`,
       },
     ]);
   });
@@ -198,6 +203,6 @@ describe('loadRecipe', () => {
   it('errors name the path the user gave', () => {
     const path = join(dir, 'bad.yaml');
     writeFileSync(path, 'version: 1\npasses: [{ pass: quantize.rtn, params: { bits: 5 } }]\n');
-    expect(() => loadRecipe(path, PASSES)).toThrow(`${path}:2:48 passes[0].params.bits: expected 4|8, got 5`);
+    expect(() => loadRecipe(path, PASSES)).toThrow(`${path}:2:48 passes[0].params.bits: expected 2|3|4|8, got 5`);
   });
 });

@@ -2,8 +2,9 @@ import { describe, expect, it } from 'vitest';
 import { loadModel } from '../../../src/model/load.js';
 import type { Model } from '../../../src/model/model.js';
 import { OnnxExecutor } from '../../../src/runtime/tfjs/executor.js';
-import { sharedPath, SHARED_MODELS } from '../../helpers.js';
-import { bothOutputs, cifarImage, expectClose, mnistDigit, shakespeareTokens, storiesTokens, type Feed } from './helpers.js';
+import { convNet } from '../../../fixtures/generate-convnet.js';
+import { FIXTURES, itWithShared, SHARED_MODELS } from '../../helpers.js';
+import { bothOutputs, cifarImage, expectClose, mnistDigit, shakespeareTokens, storiesTokens, syntheticImage, type Feed } from './helpers.js';
 
 /** Forward parity of the tfjs executor with ONNX Runtime, relative error ≤ 1e-4, on real inputs. */
 const REL = 1e-4;
@@ -20,30 +21,35 @@ async function parity(model: Model, feed: Feed, ortOpts = {}): Promise<number> {
   }
 }
 
-describe('tfjs executor matches ONNX Runtime on the shared models', () => {
+describe('tfjs executor matches ONNX Runtime on the real models', () => {
   it('stories260K exported ONNX on TinyStories tokens', async () => {
-    await parity(loadModel(SHARED_MODELS.stories), { name: 'input_ids', dims: [2, 64], data: storiesTokens(2, 64) }); // measured 2.5e-7
+    await parity(loadModel(FIXTURES.stories), { name: 'input_ids', dims: [2, 64], data: storiesTokens(2, 64) }); // measured 2.5e-7
   });
 
   it('stories260K built from safetensors (Split, Less, Identity)', async () => {
-    await parity(loadModel(sharedPath('models/stories260K/model.safetensors')), { name: 'input_ids', dims: [2, 64], data: storiesTokens(2, 64) });
+    await parity(loadModel(FIXTURES.storiesSafetensors), { name: 'input_ids', dims: [2, 64], data: storiesTokens(2, 64) });
   });
 
-  it('shakespeare-char on validation characters', async () => {
+  itWithShared('shakespeare-char on validation characters', async () => {
     await parity(loadModel(SHARED_MODELS.shakespeare), { name: 'input_ids', dims: [2, 64], data: shakespeareTokens(2, 64) });
   });
 
   it('mnist-8 on a test digit (SAME_UPPER Conv, MaxPool, initializers listed as inputs)', async () => {
-    const model = loadModel(SHARED_MODELS.mnist);
+    const model = loadModel(FIXTURES.mnist);
     for (const i of [0, 1]) await parity(model, { name: 'Input3', dims: [1, 1, 28, 28], data: mnistDigit(i) });
   });
 
-  it('squeezenet-cifar10 on a test image (NHWC transpose, padded Conv, Concat, GlobalAveragePool)', async () => {
+  itWithShared('squeezenet-cifar10 on a test image (NHWC transpose, padded Conv, Concat, GlobalAveragePool)', async () => {
     await parity(loadModel(SHARED_MODELS.squeezenet), { name: 'input_1', dims: [1, 32, 32, 3], data: cifarImage(0) });
   });
 
+  it('the generated SqueezeNet-style convnet on two images (NHWC transpose, padded Conv, Concat, GlobalAveragePool, Squeeze)', async () => {
+    const image = Float32Array.from([...syntheticImage(1), ...syntheticImage(2)]);
+    await parity(convNet('convnet.onnx'), { name: 'input_1', dims: [2, 32, 32, 3], data: image });
+  });
+
   it('a second feed shape reuses nothing stale from the first', async () => {
-    const model = loadModel(SHARED_MODELS.stories);
+    const model = loadModel(FIXTURES.stories);
     const exec = await OnnxExecutor.create(model);
     try {
       for (const [B, T] of [[1, 8], [3, 20], [1, 8]] as const) {
@@ -80,7 +86,7 @@ describe('tfjs executor matches ONNX Runtime on pare outputs (stories260K)', asy
   ];
   for (const [label, apply, op] of cases) {
     it(label, async () => {
-      const model = loadModel(SHARED_MODELS.stories);
+      const model = loadModel(FIXTURES.stories);
       const count = () => (model.graph.node ?? []).filter((n) => n.op_type === op).length;
       const before = count();
       await apply(model);

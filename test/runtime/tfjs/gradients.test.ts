@@ -11,7 +11,7 @@ import { dequantizeMatrix, quantizeMatrix } from '../../../src/quantize/grid.js'
 import { gridSpec, type WeightQuantParams } from '../../../src/quantize/params.js';
 import { rtn } from '../../../src/quantize/rtn.js';
 import { OnnxExecutor } from '../../../src/runtime/tfjs/executor.js';
-import { SHARED_MODELS } from '../../helpers.js';
+import { FIXTURES } from '../../helpers.js';
 import { mnistDigit, storiesTokens } from './helpers.js';
 
 type Loss = (tf: OnnxExecutor['tf'], exec: OnnxExecutor) => tfjs.Scalar;
@@ -86,7 +86,7 @@ function checkAgainstFiniteDifferences(exec: OnnxExecutor, loss: Loss, eps: numb
 describe('executor gradients equal central finite differences', () => {
   it('stories260K: embedding (Gather), RMSNorm weights, attention and MLP projections through Softmax', async () => {
     const names = new Set(['model.embed_tokens.weight', 'model.layers.1.input_layernorm.weight', 'model.norm.weight', 'onnx::MatMul_1165', 'onnx::MatMul_1168']);
-    const exec = await OnnxExecutor.create(loadModel(SHARED_MODELS.stories), { trainable: (n) => names.has(n) });
+    const exec = await OnnxExecutor.create(loadModel(FIXTURES.stories), { trainable: (n) => names.has(n) });
     try {
       expect([...exec.variables.keys()].sort()).toEqual([...names].sort());
       expect(checkAgainstFiniteDifferences(exec, lmLoss(2, 24), 1e-2)).toBeLessThan(2e-2); // measured worst 1.9e-3
@@ -97,7 +97,7 @@ describe('executor gradients equal central finite differences', () => {
 
   it('mnist-8: both Conv filters (the wasm-safe filter gradient) through Relu and MaxPool', async () => {
     const names = new Set(['Parameter5', 'Parameter87', 'Parameter193']);
-    const exec = await OnnxExecutor.create(loadModel(SHARED_MODELS.mnist), { trainable: (n) => names.has(n) });
+    const exec = await OnnxExecutor.create(loadModel(FIXTURES.mnist), { trainable: (n) => names.has(n) });
     try {
       expect(checkAgainstFiniteDifferences(exec, mnistLoss(), 1e-3)).toBeLessThan(2e-2); // measured worst 1.3e-3
     } finally {
@@ -111,8 +111,8 @@ const ctx = (layers: LinearLayer[]) => ({ layers, seed: 0, random: Math.random, 
 
 /** stories260K with the 64-wide block projections quantized, and its float twin holding the dequantized weights */
 async function quantizedPair(params: WeightQuantParams): Promise<{ quantized: Model; float: Model; layers: LinearLayer[] }> {
-  const quantized = loadModel(SHARED_MODELS.stories);
-  const float = loadModel(SHARED_MODELS.stories);
+  const quantized = loadModel(FIXTURES.stories);
+  const float = loadModel(FIXTURES.stories);
   const pick = (l: LinearLayer) => /^layers\.[01]\./.test(l.name) && l.inFeatures === 64;
   const layers = linears(float).filter(pick);
   for (const l of layers) writeWeight(float, l, dequantizeMatrix(quantizeMatrix(readWeight(float, l), l.outFeatures, l.inFeatures, gridSpec(params))));
@@ -181,10 +181,10 @@ describe('writeBack', () => {
 
   it('of an untouched executor leaves float32, float16, int8 and packed 4-bit initializers byte-identical', async () => {
     const isFloat = (m: Model) => (n: string) => [1, 10].includes(m.initializer(n)?.data_type ?? 0);
-    const plain = loadModel(SHARED_MODELS.stories);
+    const plain = loadModel(FIXTURES.stories);
     expect(await untouched(plain, isFloat(plain))).toBeGreaterThan(30);
 
-    const half = loadModel(SHARED_MODELS.stories);
+    const half = loadModel(FIXTURES.stories);
     await cast.apply(half, { dtype: 'float16' }, ctx(linears(half)));
     expect(await untouched(half, isFloat(half))).toBeGreaterThan(30);
 

@@ -5,12 +5,13 @@ import { loadTokenizer } from '../../../src/data/tokenizer.js';
 import type { Model } from '../../../src/model/model.js';
 import { ort, sessionFromModel } from '../../../src/runtime/ort.js';
 import type { OnnxExecutor } from '../../../src/runtime/tfjs/executor.js';
-import { allClose, sharedPath } from '../../helpers.js';
+import { seededRandom } from '../../../src/util/random.js';
+import { allClose, FIXTURES, sharedPath } from '../../helpers.js';
 
 /** B windows of T real TinyStories token ids (BOS first), from the first stories of valid-head.txt. */
 export function storiesTokens(B: number, T: number): Int32Array {
-  const tok = loadTokenizer(sharedPath('models/stories260K/tok512.bin'));
-  const stories = readFileSync(sharedPath('data/tinystories/valid-head.txt'), 'utf8').split('<|endoftext|>');
+  const tok = loadTokenizer(FIXTURES.tok512);
+  const stories = readFileSync(FIXTURES.validHead, 'utf8').split('<|endoftext|>');
   const out = new Int32Array(B * T);
   for (let b = 0; b < B; b++) {
     const ids = tok.encode(stories[b]!.trim(), { bos: true });
@@ -19,23 +20,32 @@ export function storiesTokens(B: number, T: number): Int32Array {
   return out;
 }
 
-/** B windows of T character ids from Tiny Shakespeare's validation split. */
+/** B windows of T character ids from Tiny Shakespeare's validation split (../shared). */
 export function shakespeareTokens(B: number, T: number): Int32Array {
   const buf = readFileSync(sharedPath('models/shakespeare-char/val.u16.bin'));
   const u16 = new Uint16Array(buf.buffer, buf.byteOffset, buf.byteLength / 2);
   return Int32Array.from(u16.subarray(0, B * T));
 }
 
-/** MNIST test digit `i` as raw 0..255 floats [1, 1, 28, 28]. */
+/** MNIST test digit `i` (< 1000, from fixtures/mnist) as raw 0..255 floats [1, 1, 28, 28]. */
 export function mnistDigit(i: number): Float32Array {
-  const { data } = readIdx(sharedPath('data/mnist/t10k-images-idx3-ubyte.gz'), 'images');
+  const { data } = readIdx(FIXTURES.mnistImages, 'images');
   return Float32Array.from(data.subarray(i * 784, (i + 1) * 784));
 }
 
-/** CIFAR-10 test image `i` as NHWC floats in [0, 1]. */
+/** CIFAR-10 test image `i` as NHWC floats in [0, 1] (../shared). */
 export function cifarImage(i: number): Float32Array {
   const buf = readFileSync(sharedPath('data/cifar10/test_x_u8_nhwc_10000x32x32x3.bin'));
   return Float32Array.from(buf.subarray(i * 3072, (i + 1) * 3072), (v) => v / 255);
+}
+
+/** A seeded 32×32 RGB image as NHWC floats in [0, 1]: a colour gradient plus noise. */
+export function syntheticImage(seed: number): Float32Array {
+  const r = seededRandom(seed);
+  return Float32Array.from({ length: 32 * 32 * 3 }, (_, i) => {
+    const [y, x, c] = [Math.floor(i / 96), Math.floor(i / 3) % 32, i % 3];
+    return Math.min(1, ((c === 0 ? x : c === 1 ? y : x + y) / 64) * 0.8 + 0.2 * r());
+  });
 }
 
 export interface Feed {
