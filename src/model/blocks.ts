@@ -1,5 +1,6 @@
 import { byteLength, elementCount } from './dtype.js';
 import { GraphIndex } from './graph.js';
+import { redirectReaders, removeNodes } from './graph-edit.js';
 import { removeUnused } from './linear-weights.js';
 import type { Model } from './model.js';
 import { int64ToNumber, type NodeProto } from './onnx-schema.js';
@@ -60,8 +61,7 @@ export function initializerBytes(model: Model, names: Iterable<string>): number 
 /** Drop a block: whatever read its output reads its input instead (the residual stream skips it). */
 export function removeBlock(model: Model, block: DecoderBlock): void {
   const inside = new Set(block.nodes);
-  model.graph.node = (model.graph.node ?? []).filter((n) => !inside.has(n));
-  for (const n of model.graph.node) n.input = (n.input ?? []).map((x) => (x === block.output ? block.input : x));
-  for (const o of model.graph.output ?? []) if (o.name === block.output) o.name = block.input;
+  removeNodes(model.graph, (n) => inside.has(n));
+  redirectReaders(model.graph, block.output, block.input);
   removeUnused(model);
 }
