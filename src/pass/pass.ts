@@ -4,6 +4,7 @@ import type { LinearLayer } from '../model/linears.js';
 import type { PassSpec } from './pass-spec.js';
 import type { Calibrator } from '../calibrate/calibrator.js';
 import type { LayerStat } from '../report/schema.js';
+import type { RunHooks } from './hooks.js';
 
 export type { LayerStat };
 
@@ -40,6 +41,8 @@ export interface PassContext {
   workFile?: (name: string) => string;
   /** the run continues an interrupted one (--resume) */
   resume?: boolean;
+  /** where a test may hold the run (see hooks.ts) */
+  hooks?: RunHooks;
 }
 
 /** A pass is data plus a function: it matches its targets first, then changes the model once. */

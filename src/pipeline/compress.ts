@@ -15,6 +15,7 @@ import { type LoadedRecipe, loadRecipe } from '../recipe/parse.js';
 import { PASSES } from './registry.js';
 import { sha256Bytes, sha256File } from '../util/hash.js';
 import { VERSION } from '../version.js';
+import type { RunHooks } from '../pass/hooks.js';
 import type { PassReport } from '../report/schema.js';
 import { seededRandom } from '../util/random.js';
 import { planRecipe, selectTargets, type PlannedPass } from './plan.js';
@@ -32,6 +33,8 @@ export interface CompressOptions {
   seed?: number;
   threads?: number;
   progress: Progress;
+  /** where a test may hold the run (interruption tests) */
+  hooks?: RunHooks;
 }
 
 /** One pass as it ran, for the report and the work dir's state. */
@@ -132,6 +135,7 @@ export async function compress(opts: CompressOptions): Promise<CompressRun> {
       original: originalOnnx,
       workFile: (name) => work.file(`pass-${i}-${name}`),
       resume: Boolean(opts.resume),
+      hooks: opts.hooks,
     });
     const ms = performance.now() - tp;
     for (const w of result.warnings) progress.warn(`${pass.id}: ${w}`);
@@ -139,8 +143,7 @@ export async function compress(opts: CompressOptions): Promise<CompressRun> {
     progress.passDone(i, total, pass.id, ms);
     if (i < total - 1) {
       work.save(model, i + 1, run.passes);
-      // lets the interruption tests kill the run at a known point
-      if (process.env.PARE_HOLD_AFTER_PASS === String(i + 1)) await new Promise(() => setInterval(() => {}, 1000));
+      await opts.hooks?.afterPass?.(i + 1);
     }
   }
   run.timings.passes_ms = performance.now() - tPasses;
