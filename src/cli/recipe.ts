@@ -29,8 +29,11 @@ export function registerRecipeCommands(program: Command, io: Io, setCode: (c: nu
       const lines = [`${path}: ok, ${loaded.recipe.passes.length} pass${loaded.recipe.passes.length === 1 ? '' : 'es'}`];
       if (opts.model) {
         const model = loadModel(opts.model);
-        for (const p of planRecipe(model, loaded.recipe, path)) lines.push(`  passes[${p.index}] ${p.pass}: ${p.layers.length} layers`);
-        model.close();
+        try {
+          for (const p of planRecipe(model, loaded.recipe, path)) lines.push(`  passes[${p.index}] ${p.pass}: ${p.layers.length} layers`);
+        } finally {
+          model.close();
+        }
       } else {
         loaded.recipe.passes.forEach((p, i) => lines.push(`  passes[${i}] ${p.pass} targets ${JSON.stringify(p.targets)}`));
       }

@@ -3,7 +3,7 @@ import { join, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { generateCheckpoint, gpt2Spec, llamaSpec, tensorValues } from '../../fixtures/generate-models.js';
 import { loadDataset } from '../../src/data/load.js';
-import { evaluate } from '../../src/eval/evaluate.js';
+import { evalReport } from '../../src/report/eval-report.js';
 import type { LMQuality } from '../../src/eval/lm.js';
 import { UserError } from '../../src/errors.js';
 import { decoderBlocks } from '../../src/model/blocks.js';
@@ -93,7 +93,7 @@ describe('Llama builder (safetensors + config.json → ONNX)', () => {
     const path = join(dir, 'built.onnx');
     writeOnnx(loadModel(resolve(__dirname, '../../fixtures/stories260K/model.safetensors')), path);
     const data = await loadDataset({ kind: 'text', path: 'data/tinystories/valid-head.txt', tokenizer: 'models/stories260K/tok512.bin', separator: '<|endoftext|>', bos: true, max_length: 512 }, SHARED);
-    const q = (await evaluate(path, data, { latency: false })).model.quality as LMQuality;
+    const q = (await evalReport(path, data, { latency: false })).measurements.model.quality as LMQuality;
     expect(q.perplexity.toFixed(3)).toBe('3.397');
   }));
 
