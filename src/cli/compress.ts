@@ -6,6 +6,7 @@ import { compressReport } from '../pipeline/report.js';
 import { describeFailure } from '../report/budget.js';
 import { writeReport } from '../report/io.js';
 import { renderReportMarkdown } from '../report/markdown.js';
+import type { RunHooks } from '../pass/hooks.js';
 import type { Io } from './io.js';
 import { bytes, table } from './table.js';
 
@@ -41,7 +42,7 @@ function formatPlan(run: CompressRun): string {
   return lines.join('\n');
 }
 
-export function registerCompressCommand(program: Command, io: Io, setCode: (c: number) => void): void {
+export function registerCompressCommand(program: Command, io: Io, setCode: (c: number) => void, hooks?: RunHooks): void {
   program
     .command('compress')
     .description('run a recipe of compression passes on a model and write the compressed checkpoint')
@@ -67,6 +68,7 @@ export function registerCompressCommand(program: Command, io: Io, setCode: (c: n
         seed: integer('--seed', flags.seed),
         threads: integer('--threads', flags.threads),
         progress,
+        hooks,
       });
       progress.stop();
       if (flags.dryRun) {

@@ -8,16 +8,17 @@ import { registerGenerateCommand } from './generate.js';
 import { formatInspection, runInspect } from './inspect.js';
 import { registerRecipeCommands } from './recipe.js';
 import { registerReportCommands } from './report.js';
+import type { RunHooks } from '../pass/hooks.js';
 import type { Io } from './io.js';
 
-export type { Io };
+export type { Io, RunHooks };
 
 const processIo: Io = {
   out: (t) => process.stdout.write(t.endsWith('\n') ? t : `${t}\n`),
   err: (t) => process.stderr.write(t.endsWith('\n') ? t : `${t}\n`),
 };
 
-function buildProgram(io: Io, setCode: (code: number) => void): Command {
+function buildProgram(io: Io, setCode: (code: number) => void, hooks?: RunHooks): Command {
   const program = new Command()
     .name('pare')
     .description('Compress neural networks into checkpoints ONNX Runtime runs, with a report you can diff in CI')
@@ -38,16 +39,19 @@ function buildProgram(io: Io, setCode: (code: number) => void): Command {
 
   registerEvalCommand(program, io, setCode);
   registerGenerateCommand(program, io, setCode);
-  registerCompressCommand(program, io, setCode);
+  registerCompressCommand(program, io, setCode, hooks);
   registerRecipeCommands(program, io, setCode);
   registerReportCommands(program, io, setCode);
   return program;
 }
 
-/** The single exit point: returns the process exit code. 0 ok, 1 bug, 2 user error, 3 budget failed. */
-export async function run(argv: string[], io: Io = processIo): Promise<number> {
+/**
+ * The single exit point: returns the process exit code. 0 ok, 1 bug, 2 user error, 3 budget failed.
+ * `hooks` let a test hold the run at a known point; `pare` passes none.
+ */
+export async function run(argv: string[], io: Io = processIo, hooks?: RunHooks): Promise<number> {
   let code = 0;
-  const program = buildProgram(io, (c) => (code = c));
+  const program = buildProgram(io, (c) => (code = c), hooks);
   try {
     await program.parseAsync(argv, { from: 'user' });
     return code;
@@ -62,7 +66,7 @@ export async function run(argv: string[], io: Io = processIo): Promise<number> {
   }
 }
 
-export async function main(): Promise<void> {
+export async function main(argv: string[] = process.argv.slice(2), hooks?: RunHooks): Promise<void> {
   // an interrupted run removes the temp files it was writing; outputs only ever appear by rename
   for (const [signal, code] of [['SIGINT', 130], ['SIGTERM', 143]] as const) {
     process.once(signal, () => {
@@ -71,5 +75,5 @@ export async function main(): Promise<void> {
       process.exit(code);
     });
   }
-  process.exitCode = await run(process.argv.slice(2));
+  process.exitCode = await run(argv, processIo, hooks);
 }

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { DataType } from '../model/dtype.js';
 import { attr, makeNode } from '../model/graph.js';
+import { replaceNode } from '../model/graph-edit.js';
 import { addConstant, readWeight, removeUnused } from '../model/linear-weights.js';
 import { gemmEpilogue } from '../model/gemm-epilogue.js';
 import type { LinearLayer } from '../model/linears.js';
@@ -93,8 +94,7 @@ export function emitKronecker(model: Model, layer: LinearLayer, f: KroneckerFact
     nodes.push(makeNode('Reshape', [summed, v('out_shape')], [epilogue.product], v('Reshape_out')));
   }
   nodes.push(...epilogue.nodes);
-  const all = model.graph.node!;
-  all.splice(all.indexOf(layer.node), 1, ...nodes);
+  replaceNode(model.graph, layer.node, nodes);
   removeUnused(model);
 }
 

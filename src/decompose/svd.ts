@@ -5,6 +5,7 @@ import { svd } from '../linalg/svd.js';
 import { invertLower } from '../linalg/triangular.js';
 import { DataType } from '../model/dtype.js';
 import { makeNode } from '../model/graph.js';
+import { replaceNode } from '../model/graph-edit.js';
 import { readWeight, removeUnused, uniqueInitializerName } from '../model/linear-weights.js';
 import { gemmEpilogue } from '../model/gemm-epilogue.js';
 import type { LinearLayer } from '../model/linears.js';
@@ -67,14 +68,11 @@ export function emitLowRank(model: Model, layer: LinearLayer, A: Float32Array, B
   model.setInitializer({ name: uName, dataType: DataType.FLOAT, dims: [k, out], data: new Uint8Array(At.buffer) });
   const mid = `${base}/svd_v_output`;
   const epilogue = gemmEpilogue(model, layer, base, 'decompose.svd');
-  const nodes = model.graph.node!;
-  nodes.splice(
-    nodes.indexOf(layer.node),
-    1,
+  replaceNode(model.graph, layer.node, [
     makeNode('MatMul', [layer.input, vName], [mid], `${base}/svd_v`),
     makeNode('MatMul', [mid, uName], [epilogue.product], `${base}/svd_u`),
     ...epilogue.nodes,
-  );
+  ]);
   removeUnused(model);
 }
 

@@ -139,8 +139,7 @@ async function distill(model: Model, p: KdParams, ctx: PassContext) {
       const done = step + 1;
       if (statePath && p.checkpoint_every > 0 && (done % p.checkpoint_every === 0 || done === p.steps)) {
         saveTrainingState(statePath, { key, step: done, arrays: snapshot(exec, adam), meta });
-        // lets the interruption test kill the run at a known step
-        if (process.env.PARE_HOLD_AFTER_STEP === String(done)) await new Promise(() => setInterval(() => {}, 1000));
+        await ctx.hooks?.afterTrainingStep?.(done);
       }
     }
     exec.writeBack(model);

@@ -1,12 +1,9 @@
 import { availableParallelism } from 'node:os';
 import type { Dataset } from '../data/types.js';
 import { UserError } from '../errors.js';
-import { readOnnx } from '../model/onnx-io.js';
-import type { Model } from '../model/model.js';
-import { int64ToNumber } from '../model/onnx-schema.js';
+import type { Checkpoint } from '../model/checkpoint.js';
 import { modelSize, type SizeStats } from '../model/size.js';
 import { ort, sessionFromFile } from '../runtime/ort.js';
-import { sha256File } from '../util/hash.js';
 import { evaluateClassifier, type ClassificationQuality } from './classify.js';
 import type { Fidelity } from './fidelity.js';
 import { measureLatency, type Latency } from './latency.js';
@@ -44,38 +41,57 @@ export interface Evaluation {
   fidelity?: Fidelity;
 }
 
-/** Run `modelPath` (and `referencePath`, when given) in ONNX Runtime on `data`, measuring quality, size and latency. */
-export async function evaluate(modelPath: string, data: Dataset, opts: EvalOptions = {}, referencePath?: string): Promise<Evaluation> {
+/**
+ * A model as evaluate takes it: the checkpoint's name, hash, size and inputs/outputs, taken from
+ * the checkpoint when it was loaded, and the ONNX file ONNX Runtime runs for it.
+ */
+export interface EvalSubject extends CheckpointFacts {
+  /** the checkpoint itself when it is ONNX, else its ONNX form */
+  onnx: string;
+}
+
+export interface CheckpointFacts {
+  path: string;
+  sha256: string;
+  size: SizeStats;
+  io: ModelIo;
+}
+
+/**
+ * Name, hash, size and IO of a checkpoint's model; `files` are the files it was written as (default:
+ * its own path). KV-cache shapes the graph leaves symbolic are read from the graph.
+ */
+export async function checkpointFacts(checkpoint: Checkpoint, files?: string[]): Promise<CheckpointFacts> {
+  const io = await resolveKvShapes(checkpoint.model, modelIo(checkpoint.model));
+  return { path: checkpoint.path, sha256: checkpoint.sha256, size: modelSize(checkpoint.model, files), io };
+}
+
+/** Run `model` (and `reference`, when given) in ONNX Runtime on `data`, measuring quality and latency beside the size each already has. */
+export async function evaluate(model: EvalSubject, data: Dataset, opts: EvalOptions = {}, reference?: EvalSubject): Promise<Evaluation> {
   const threads = opts.threads ?? availableParallelism();
-  const model = readOnnx(modelPath);
-  const io = await resolveKvShapes(model, modelIo(model), threads);
-  checkTask(io, data, modelPath, opts.dataPath);
-  const session = await sessionFromFile(modelPath, { threads });
-  const refSession = referencePath ? await sessionFromFile(referencePath, { threads }) : undefined;
-  let refIo: ModelIo | undefined;
-  if (referencePath) {
-    const ref = readOnnx(referencePath);
-    refIo = await resolveKvShapes(ref, modelIo(ref), threads);
-    checkSameIo(io, refIo, modelPath, referencePath);
-  }
+  const io = model.io;
+  checkTask(io, data, model.path, opts.dataPath);
+  if (reference) checkSameIo(io, reference.io, model.path, reference.path);
+  const session = await sessionFromFile(model.onnx, { threads });
+  const refSession = reference ? await sessionFromFile(reference.onnx, { threads }) : undefined;
 
-  const run = async (s: ort.InferenceSession, sIo: ModelIo, reference?: { session: ort.InferenceSession; io: ModelIo }) =>
+  const run = async (s: ort.InferenceSession, sIo: ModelIo, ref?: { session: ort.InferenceSession; io: ModelIo }) =>
     data.kind === 'tokens'
-      ? evaluateCausalLM({ session: s, io: sIo }, data, { vocab: io.outputWidth, reference, dataPath: opts.dataPath })
-      : evaluateClassifier(s, data, { ...io, dataPath: opts.dataPath }, reference?.session);
+      ? evaluateCausalLM({ session: s, io: sIo }, data, { vocab: io.outputWidth, reference: ref, dataPath: opts.dataPath })
+      : evaluateClassifier(s, data, { ...io, dataPath: opts.dataPath }, ref?.session);
 
-  const main = await run(session, io, refSession && refIo ? { session: refSession, io: refIo } : undefined);
-  const measure = async (path: string, m: Model, s: ort.InferenceSession, quality: Measure['quality']): Promise<Measure> => ({
-    path,
-    sha256: sha256File(path),
-    size: modelSize(m),
+  const main = await run(session, io, reference && refSession ? { session: refSession, io: reference.io } : undefined);
+  const measure = async (subject: EvalSubject, s: ort.InferenceSession, quality: Measure['quality']): Promise<Measure> => ({
+    path: subject.path,
+    sha256: subject.sha256,
+    size: subject.size,
     quality,
     latency: opts.latency === false ? undefined : await latencyOf(s, io, data, threads, opts.latency ?? {}),
   });
-  const result: Evaluation = { model: await measure(modelPath, model, session, main.quality), fidelity: main.fidelity };
-  if (referencePath && refSession) {
-    const refQuality = (await run(refSession, refIo!)).quality;
-    result.reference = await measure(referencePath, readOnnx(referencePath), refSession, refQuality);
+  const result: Evaluation = { model: await measure(model, session, main.quality), fidelity: main.fidelity };
+  if (reference && refSession) {
+    const refQuality = (await run(refSession, reference.io)).quality;
+    result.reference = await measure(reference, refSession, refQuality);
   }
   return result;
 }

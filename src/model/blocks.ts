@@ -1,6 +1,7 @@
 import { byteLength, elementCount } from './dtype.js';
 import { GraphIndex } from './graph.js';
 import { isKvCacheName, kvCacheSlot } from './io.js';
+import { redirectReaders, removeNodes } from './graph-edit.js';
 import { removeUnused } from './linear-weights.js';
 import type { Model } from './model.js';
 import { int64ToNumber, type NodeProto } from './onnx-schema.js';
@@ -102,8 +103,7 @@ export function compactKvCache(model: Model): { dropped: number[]; renumbered: [
 /** Drop a block: whatever read its output reads its input instead (the residual stream skips it). */
 export function removeBlock(model: Model, block: DecoderBlock): void {
   const inside = new Set(block.nodes);
-  model.graph.node = (model.graph.node ?? []).filter((n) => !inside.has(n));
-  for (const n of model.graph.node) n.input = (n.input ?? []).map((x) => (x === block.output ? block.input : x));
-  for (const o of model.graph.output ?? []) if (o.name === block.output) o.name = block.input;
+  removeNodes(model.graph, (n) => inside.has(n));
+  redirectReaders(model.graph, block.output, block.input);
   removeUnused(model);
 }

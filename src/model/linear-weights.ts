@@ -1,5 +1,6 @@
 import { DataType } from './dtype.js';
 import { dequantize } from './dequantize.js';
+import { removeNodes } from './graph-edit.js';
 import { attrInt, attrInts, GraphIndex } from './graph.js';
 import type { LinearLayer } from './linears.js';
 import { readInt64s } from './linears.js';
@@ -113,9 +114,7 @@ export function removeUnused(model: Model): void {
   const graph = model.graph;
   for (;;) {
     const index = new GraphIndex(graph);
-    const before = graph.node!.length;
-    graph.node = graph.node!.filter((n) => (n.output ?? []).some((o) => o && index.consumerCount(o) > 0));
-    if (graph.node.length === before) break;
+    if (removeNodes(graph, (n) => !(n.output ?? []).some((o) => o && index.consumerCount(o) > 0)) === 0) break;
   }
   const index = new GraphIndex(graph);
   for (const t of [...(graph.initializer ?? [])]) {

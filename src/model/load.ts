@@ -15,11 +15,8 @@ export function formatOf(path: string): CheckpointFormat {
   throw new UserError(`${path}: unknown checkpoint format '${ext || '(no extension)'}', expected .onnx or .safetensors`);
 }
 
-/**
- * Load a checkpoint as a Model (ONNX graph). safetensors checkpoints are built into a graph from
- * config.json, with `build`'s options (an ONNX file is read as it is).
- */
-export function loadModel(path: string, build: BuildOptions = {}): Model {
+/** A user error unless `path` is a file (a model checkpoint, by the caller's reading). */
+export function checkModelFile(path: string): void {
   let st;
   try {
     st = statSync(path);
@@ -27,6 +24,15 @@ export function loadModel(path: string, build: BuildOptions = {}): Model {
     throw new UserError(`${path}: no such model file`);
   }
   if (st.isDirectory()) throw new UserError(`${path}: is a directory, expected a .onnx or .safetensors file`);
+}
+
+/**
+ * Load a checkpoint as a Model (ONNX graph). safetensors checkpoints are built into a graph from
+ * config.json, with `build`'s options (an ONNX file is read as it is). The compress and eval paths
+ * open a `Checkpoint` instead, which also holds the hash and the safetensors source.
+ */
+export function loadModel(path: string, build: BuildOptions = {}): Model {
+  checkModelFile(path);
   const format = formatOf(path);
   if (format === 'onnx') return readOnnx(path);
   return buildFromSafetensors(path, build);

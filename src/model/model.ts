@@ -3,6 +3,7 @@ import { dirname, isAbsolute, join, normalize } from 'node:path';
 import { UserError } from '../errors.js';
 import { readFully, SpillFile } from '../util/spill-file.js';
 import { byteLength, DataType, dtypeName, elementCount } from './dtype.js';
+import { removeValueInfo } from './graph-edit.js';
 import { int64ToBigInt, int64ToNumber, type GraphProto, type Int64, type ModelProto, type TensorProto } from './onnx-schema.js';
 
 /** A tensor as the passes see it: type, shape and little-endian raw bytes. */
@@ -117,7 +118,7 @@ export class Model {
     inits.splice(i, 1);
     this.initIndex = undefined;
     // an initializer listed as a graph input (IR < 4 style) goes with it
-    if (this.graph.input) this.graph.input = this.graph.input.filter((v) => v.name !== name);
+    removeValueInfo(this.graph, 'input', name);
   }
 
   close(): void {

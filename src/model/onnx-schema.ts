@@ -5,6 +5,11 @@ import protobuf from 'protobufjs';
  * `onnx-proto` package stops at IR 8 and its decoder drops every field it does not know
  * (NodeProto/GraphProto metadata_props, FunctionProto value_info/overload, device configurations),
  * which would break round-trip fidelity.
+ *
+ * This proto text is the one source of truth; the TypeScript interfaces below the parser are written
+ * by hand for readable types (int64 as `Int64`, enums as numbers, unmodelled messages as `unknown`)
+ * and test/model/onnx-schema.test.ts checks each against it: field names, scalar types, message
+ * types and repeatedness. Change the proto text first, then the interface the test points at.
  */
 const ONNX_PROTO = `
 syntax = "proto2";
@@ -228,9 +233,10 @@ message FunctionProto {
 }
 `;
 
-const root = protobuf.parse(ONNX_PROTO, { keepCase: true }).root;
-export const ModelProtoType = root.lookupType('onnx.ModelProto');
-export const TensorProtoType = root.lookupType('onnx.TensorProto');
+/** The parsed schema (field names as written: `keepCase`). */
+export const ONNX_ROOT = protobuf.parse(ONNX_PROTO, { keepCase: true }).root;
+export const ModelProtoType = ONNX_ROOT.lookupType('onnx.ModelProto');
+export const TensorProtoType = ONNX_ROOT.lookupType('onnx.TensorProto');
 
 /** int64 fields decode to a number when exactly representable, otherwise to a protobufjs Long (kept for exact re-encoding). */
 export interface LongBits {

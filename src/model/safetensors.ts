@@ -231,11 +231,23 @@ export function writeSafetensors(path: string, tensors: readonly SafetensorsTens
   writeFileAtomic(path, [len, header, ...tensors.map((t) => t.data)]);
 }
 
+/** A checkpoint's config.json: where it is, its bytes as read (copied unchanged on write-back) and its values. */
+export interface ConfigFile {
+  path: string;
+  bytes: Uint8Array;
+  values: Record<string, unknown>;
+}
+
 /**
  * Read the Hugging Face `config.json` of a checkpoint: `dirOrPath` is its folder, a file inside it
  * (e.g. model.safetensors), or the config.json itself.
  */
 export function readConfigJson(dirOrPath: string): Record<string, unknown> {
+  return readConfigFile(dirOrPath).values;
+}
+
+/** `readConfigJson` with the file's path and bytes. */
+export function readConfigFile(dirOrPath: string): ConfigFile {
   let file = dirOrPath;
   try {
     if (statSync(dirOrPath).isDirectory()) file = join(dirOrPath, 'config.json');
@@ -243,9 +255,9 @@ export function readConfigJson(dirOrPath: string): Record<string, unknown> {
   } catch {
     if (basename(dirOrPath) !== 'config.json') file = join(dirname(dirOrPath), 'config.json');
   }
-  let text: string;
+  let bytes: Buffer;
   try {
-    text = readFileSync(file, 'utf8');
+    bytes = readFileSync(file);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     throw new UserError(
@@ -254,10 +266,10 @@ export function readConfigJson(dirOrPath: string): Record<string, unknown> {
   }
   let config: unknown;
   try {
-    config = JSON.parse(text);
+    config = JSON.parse(bytes.toString('utf8'));
   } catch (e) {
     throw new UserError(`${file}: model config is not valid JSON (${oneLine((e as Error).message)})`);
   }
   if (!isRecord(config)) throw new UserError(`${file}: model config must be a JSON object`);
-  return config;
+  return { path: file, bytes, values: config };
 }

@@ -1,5 +1,5 @@
 import { statSync } from 'node:fs';
-import { join } from 'node:path';
+import { resolve } from 'node:path';
 import { dtypeBits, dtypeName, elementCount, DataType } from './dtype.js';
 import { attrInt, GraphIndex } from './graph.js';
 import type { Model } from './model.js';
@@ -76,13 +76,13 @@ function countNonzeros(model: Model, t: TensorProto, count: number): number {
   return nz;
 }
 
-/** The model file plus the distinct external data files its tensors name. */
+/** The model file plus the distinct external data files its tensors name (a safetensors model's own file among them). */
 export function fileBytes(model: Model, files: string[] = [model.path]): number {
-  const all = new Set(files);
+  const all = new Set(files.map((f) => resolve(f)));
   for (const t of model.graph.initializer ?? []) {
     if (t.data_location !== 1) continue;
     const loc = t.external_data?.find((e) => e.key === 'location')?.value;
-    if (loc) all.add(join(model.dir, loc));
+    if (loc) all.add(resolve(model.dir, loc));
   }
   let total = 0;
   for (const f of all) {

@@ -1,59 +1,64 @@
-import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { UserError } from '../errors.js';
 import { writeFileAtomic } from '../util/atomic-write.js';
-import { buildFromSafetensors } from './builders/index.js';
+import { Checkpoint } from './checkpoint.js';
 import { modelIo } from './io.js';
 import { exportLlama } from './llama-export.js';
 import { linears } from './linears.js';
+import { formatOf } from './load.js';
 import type { Model } from './model.js';
-import { openSafetensors, readConfigJson, writeSafetensors, type SafetensorsFile, type SafetensorsTensor } from './safetensors.js';
+import { writeSafetensors, type SafetensorsFile, type SafetensorsTensor } from './safetensors.js';
 
 /**
- * Writes a model built from safetensors back as safetensors + config.json beside it. Llama models
- * are exported from the graph (src/model/llama-export.ts): structurally pruned sizes go into
- * config.json, surviving blocks are renumbered, 16-bit weights keep their dtype and quantized
- * layers are stored in the layout of docs/safetensors-layout.md. Other families (GPT-2) must keep
- * the checkpoint's layout: every source tensor, by name, shape and order, from the current
+ * Writes a model built from safetensors back as safetensors + config.json beside it. Families that
+ * export (Llama) derive the tensors from the graph (src/model/llama-export.ts): structurally pruned
+ * sizes go into config.json, surviving blocks are renumbered, 16-bit weights keep their dtype and
+ * quantized layers are stored in the layout of docs/safetensors-layout.md. The others (GPT-2) must
+ * keep the checkpoint's layout: every source tensor, by name, shape and order, from the current
  * initializers. What config.json cannot express is a user error that says to write .onnx.
- * Tensors the graph never read are copied from the source. Returns the files written.
+ * Tensors the graph never read are copied from the source. `source` is the checkpoint the model was
+ * built from (or its path: then it is opened and closed here). Returns the files written.
  */
-export function writeModelAsSafetensors(model: Model, path: string, sourcePath: string = model.path): string[] {
-  if (model.format !== 'safetensors' && sourcePath === model.path) throw new UserError(`${path}: safetensors output needs a safetensors input; write .onnx`);
+export function writeModelAsSafetensors(model: Model, path: string, source: Checkpoint | string = model.path): string[] {
+  const notSafetensors = () => new UserError(`${path}: safetensors output needs a safetensors input; write .onnx`);
+  if (typeof source === 'string') {
+    if (formatOf(source) !== 'safetensors') throw notSafetensors();
+    const opened = Checkpoint.open(source);
+    try {
+      return writeModelAsSafetensors(model, path, opened);
+    } finally {
+      opened.close();
+    }
+  }
+  const st = source.safetensors;
+  if (!st) throw notSafetensors();
   const cannot = (what: string) => new UserError(`${path}: ${what}, which a safetensors checkpoint with config.json cannot express; write the output as .onnx`);
-  // the graph as the builder makes it (cheap: tensors stay on disk), with the same KV-cache I/O, tells
-  // builder constants and unread checkpoint tensors apart from what the passes changed
-  const built = buildFromSafetensors(sourcePath, { kvCache: modelIo(model).kv !== undefined });
+  // the graph as the builder makes it, with the same KV-cache I/O, tells builder constants and
+  // unread checkpoint tensors apart from what the passes changed
+  const built = source.buildGraph({ kvCache: modelIo(model).kv !== undefined });
   const builtTensors = new Set((built.graph.initializer ?? []).map((t) => t.name ?? ''));
-  const builtOps = new Set((built.graph.node ?? []).map((n) => `${n.domain ?? ''}:${n.op_type}`));
+  const builtOps = new Set([...(built.graph.node ?? []).map((n) => `${n.domain ?? ''}:${n.op_type}`), ...st.family.writableOps]);
   built.close();
-  const sourceConfig = readConfigJson(sourcePath);
-  const llama = sourceConfig.model_type === 'llama' || sourceConfig.model_type === 'mobilellm';
-  if (llama) for (const op of [':DequantizeLinear', 'com.microsoft:MatMulNBits', ':Cast']) builtOps.add(op);
   for (const n of model.graph.node ?? []) {
     if (!builtOps.has(`${n.domain ?? ''}:${n.op_type}`)) throw cannot(`node '${n.name}' is a ${n.domain ? `${n.domain}.` : ''}${n.op_type} (quantized or rewritten layer)`);
   }
 
-  const source = openSafetensors(sourcePath);
-  let written: { tensors: SafetensorsTensor[]; config: Record<string, unknown> };
-  try {
-    written = llama ? llamaTensors(model, source, sourceConfig, builtTensors, cannot) : sameLayoutTensors(model, source, builtTensors, cannot);
-  } finally {
-    source.close();
-  }
-  const configSource = join(dirname(sourcePath), 'config.json');
+  const sourceConfig = st.config.values;
+  const written =
+    st.family.writeBack === 'export' ? exportedTensors(model, st.file, sourceConfig, builtTensors, cannot) : sameLayoutTensors(model, st.file, sourceConfig, builtTensors, cannot);
+  const configSource = st.config.path;
   const configTarget = join(dirname(path), 'config.json');
   const changed = JSON.stringify(written.config) !== JSON.stringify(sourceConfig);
   if (changed && resolve(configSource) === resolve(configTarget)) {
     throw new UserError(`${path}: the compressed model needs its own config.json, which would overwrite the input's ${configSource}; write the output to another folder`);
   }
-  writeSafetensors(path, written.tensors, Object.keys(source.metadata).length ? source.metadata : undefined);
+  writeSafetensors(path, written.tensors, Object.keys(st.file.metadata).length ? st.file.metadata : undefined);
   const files = [path];
   if (changed) {
     writeFileAtomic(configTarget, `${JSON.stringify(written.config, null, 2)}\n`);
     files.push(configTarget);
-  } else if (existsSync(configSource) && resolve(configSource) !== resolve(configTarget)) {
-    writeFileAtomic(configTarget, readFileSync(configSource));
+  } else if (resolve(configSource) !== resolve(configTarget)) {
+    writeFileAtomic(configTarget, st.config.bytes);
     files.push(configTarget);
   }
   return files;
@@ -62,8 +67,8 @@ export function writeModelAsSafetensors(model: Model, path: string, sourcePath: 
 const BUILDER_CONSTANT = /^const_(i64|f32)_\d+$/;
 const BLOCK_TENSOR = /^model\.layers\.(\d+)\./;
 
-/** A Llama graph's tensors in the source's order (renumbered blocks in place, new tensors last). */
-function llamaTensors(
+/** An exported (Llama) graph's tensors in the source's order (renumbered blocks in place, new tensors last). */
+function exportedTensors(
   model: Model,
   source: SafetensorsFile,
   config: Record<string, unknown>,
@@ -100,6 +105,7 @@ function llamaTensors(
 function sameLayoutTensors(
   model: Model,
   source: SafetensorsFile,
+  config: Record<string, unknown>,
   builtTensors: ReadonlySet<string>,
   cannot: (what: string) => Error,
 ): { tensors: SafetensorsTensor[]; config: Record<string, unknown> } {
@@ -123,5 +129,5 @@ function sameLayoutTensors(
     }
     tensors.push({ name: entry.name, dataType: t.dataType, shape: t.dims, data: t.data });
   }
-  return { tensors, config: readConfigJson(source.path) };
+  return { tensors, config };
 }

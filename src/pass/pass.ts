@@ -4,6 +4,7 @@ import type { LinearLayer } from '../model/linears.js';
 import { assertStrictParams, parseParams, type ParamsSchema, type ParsedParams, type PassSpec, type SpecDefinition } from './pass-spec.js';
 import type { Calibrator } from '../calibrate/calibrator.js';
 import type { LayerStat } from '../report/schema.js';
+import type { RunHooks } from './hooks.js';
 
 export type { LayerStat };
 export type { CalibrationNeed, ParamsSchema } from './pass-spec.js';
@@ -42,6 +43,8 @@ export interface PassContext {
   workFile?: (name: string) => string;
   /** the run continues an interrupted one (--resume) */
   resume?: boolean;
+  /** where a test may hold the run (see hooks.ts) */
+  hooks?: RunHooks;
 }
 
 /** A problem a pass's params have with one of the layers it would change. */

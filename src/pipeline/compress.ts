@@ -7,16 +7,17 @@ import { modelIo } from '../model/io.js';
 import { resolveKvShapes } from '../runtime/kv-shapes.js';
 import { loadDataset } from '../data/load.js';
 import { UserError } from '../errors.js';
-import { evaluate, type Evaluation, type Measure } from '../eval/evaluate.js';
-import { modelSize } from '../model/size.js';
-import { formatOf, loadModel } from '../model/load.js';
+import { checkpointFacts, evaluate, type CheckpointFacts, type EvalOptions, type Evaluation, type Measure } from '../eval/evaluate.js';
+import { Checkpoint } from '../model/checkpoint.js';
+import { formatOf } from '../model/load.js';
 import type { Model } from '../model/model.js';
 import { writeOnnx } from '../model/onnx-io.js';
 import { writeModelAsSafetensors } from '../model/to-safetensors.js';
 import { loadRecipe } from '../recipe/parse.js';
 import { PASSES } from './registry.js';
-import { sha256Bytes, sha256File } from '../util/hash.js';
+import { sha256Bytes } from '../util/hash.js';
 import { VERSION } from '../version.js';
+import type { RunHooks } from '../pass/hooks.js';
 import type { PassReport } from '../report/schema.js';
 import { seededRandom } from '../util/random.js';
 import { checkLayers, checkLayersUpFront, planRecipe, type PlannedPass, type RunnableRecipe, selectTargets } from './plan.js';
@@ -34,6 +35,8 @@ export interface CompressOptions {
   seed?: number;
   threads?: number;
   progress: Progress;
+  /** where a test may hold the run (interruption tests) */
+  hooks?: RunHooks;
 }
 
 /** One pass as it ran, for the report and the work dir's state. */
@@ -76,47 +79,93 @@ export async function compress(opts: CompressOptions): Promise<CompressRun> {
   const outFormat = checkOutput(opts.model, opts.output);
   const recipe = loadRecipe(opts.recipe, PASSES);
   const seed = opts.seed ?? 0;
-  const threads = opts.threads ?? availableParallelism();
   progress.stage(`loading ${opts.model}`);
-  let model = loadModel(opts.model);
-  const input = { path: opts.model, sha256: sha256File(opts.model), format: formatOf(opts.model) };
-  const plan = planRecipe(model, recipe);
-  // params that do not fit the model's layers fail here, before any pass changes anything
-  checkLayersUpFront(model, recipe);
-  const run: CompressRun = { input, recipe, seed, plan, passes: [], warnings: [], timings: { total_ms: 0, passes_ms: 0 } };
-  if (opts.dryRun) {
+  const input = Checkpoint.open(opts.model);
+  try {
+    const plan = planRecipe(input.model, recipe);
+    // params that do not fit the model's layers fail here, before any pass changes anything
+    checkLayersUpFront(input.model, recipe);
+    const run: CompressRun = { input: { path: input.path, sha256: input.sha256, format: input.format }, recipe, seed, plan, passes: [], warnings: [], timings: { total_ms: 0, passes_ms: 0 } };
+    if (!opts.dryRun) await compressCheckpoint(input, outFormat, run, opts);
     run.timings.total_ms = performance.now() - t0;
     return run;
+  } finally {
+    input.close();
   }
+}
 
-  const work = new WorkDir<PassRecord>(opts.output, sha256Bytes(Buffer.from([input.sha256, recipe.sha256, seed, VERSION].join('\n'))));
-  let start = 0;
+/**
+ * The passes on `input` (or on the work dir's checkpoint when resuming), the output written and
+ * loaded back once, then eval or sizes. The input is closed once the output is written.
+ */
+async function compressCheckpoint(input: Checkpoint, outFormat: 'onnx' | 'safetensors', run: CompressRun, opts: CompressOptions): Promise<void> {
+  const { progress, output } = opts;
+  const { recipe, seed } = run;
+  const threads = opts.threads ?? availableParallelism();
+  const evalSpec = recipe.recipe.eval;
+  const work = new WorkDir<PassRecord>(output, sha256Bytes(Buffer.from([input.sha256, recipe.sha256, seed, VERSION].join('\n'))));
   const saved = opts.resume ? work.load() : undefined;
   if (opts.resume && !saved) progress.warn(`--resume: no completed pass to resume from in ${work.dir}; starting from the first pass`);
-  if (saved) {
-    model.close();
-    model = work.loadCheckpoint(saved);
-    start = saved.completed;
-    run.passes = saved.passes;
-    run.resumedAfter = saved.completed;
-    progress.stage(`resuming after pass ${saved.completed}/${recipe.recipe.passes.length}`);
-  } else if (!opts.resume) {
-    work.reset();
-  }
-  if (opts.stream) model.spillTo(work.file('spill.bin'), STREAM_THRESHOLD);
+  if (!opts.resume) work.reset();
+  // the original's size and IO, measured before any pass changes input.model
+  const reference = !evalSpec || evalSpec.reference ? await checkpointFacts(input) : undefined;
   // the input as ONNX: the reference of eval and the teacher of distillation
-  const originalOnnx = (): string => {
-    if (input.format === 'onnx') return opts.model;
-    const path = work.file('reference.onnx');
-    if (!existsSync(path)) {
-      const original = loadModel(opts.model);
-      writeOnnx(original, path);
-      original.close();
-    }
-    return path;
-  };
-  const referencePath = recipe.recipe.eval?.reference ? originalOnnx() : opts.model;
+  const originalOnnx = (): string => input.onnxPath(() => work.file('reference.onnx'));
 
+  let written: string[];
+  let referenceOnnx: string | undefined;
+  const resumed = saved ? work.loadCheckpoint(saved) : undefined;
+  try {
+    const model = resumed ?? input.model;
+    if (saved) {
+      run.passes = saved.passes;
+      run.resumedAfter = saved.completed;
+      progress.stage(`resuming after pass ${saved.completed}/${recipe.recipe.passes.length}`);
+    }
+    if (opts.stream) model.spillTo(work.file('spill.bin'), STREAM_THRESHOLD);
+    await runPasses(model, run, saved?.completed ?? 0, work, originalOnnx, threads, opts);
+    progress.stage(`writing ${output}`);
+    written = outFormat === 'onnx' ? writeOnnx(model, output, { externalData: recipe.recipe.output.external_data || undefined }).files : writeModelAsSafetensors(model, output, input);
+    if (evalSpec?.reference) referenceOnnx = originalOnnx();
+  } finally {
+    resumed?.close();
+    input.close();
+  }
+
+  // the output as written, loaded once for its hash, size, IO and ONNX form
+  const compressed = Checkpoint.open(output);
+  let outputFacts: CheckpointFacts;
+  let outputOnnx: string | undefined;
+  try {
+    outputFacts = await checkpointFacts(compressed, written);
+    if (evalSpec) outputOnnx = compressed.onnxPath(() => work.file('compressed.onnx'));
+  } finally {
+    compressed.close();
+  }
+  run.output = { path: output, sha256: outputFacts.sha256, format: outFormat, files: written };
+
+  if (evalSpec) {
+    const te = performance.now();
+    progress.stage('evaluating original and compressed models');
+    const data = await loadDataset(evalSpec.data, recipe.dir);
+    run.dataDescription = { description: data.description, files: data.files };
+    const latency = evalSpec.latency ? { runs: evalSpec.latency.runs, warmup: evalSpec.latency.warmup } : false;
+    const evalOpts: EvalOptions = { threads: evalSpec.latency?.threads ?? threads, latency, dataPath: recipe.path };
+    run.evaluation = await evaluate({ ...outputFacts, onnx: outputOnnx! }, data, evalOpts, referenceOnnx ? { ...reference!, onnx: referenceOnnx } : undefined);
+    run.timings.eval_ms = performance.now() - te;
+  } else {
+    // without eval the report still gives both sizes (evaluate passes them on when there is one)
+    run.sizes = { reference: sizeMeasure(reference!), model: sizeMeasure(outputFacts) };
+  }
+  work.remove();
+  progress.stop();
+  run.warnings.push(...run.passes.flatMap((p) => (p.warnings ?? []).map((w) => `${p.id}: ${w}`)));
+}
+
+/** Passes `start`… of the recipe on `model`, each saved to the work dir before the next. */
+async function runPasses(model: Model, run: CompressRun, start: number, work: WorkDir<PassRecord>, originalOnnx: () => string, threads: number, opts: CompressOptions): Promise<void> {
+  const { recipe, seed } = run;
+  const progress = opts.progress;
   const calibrator = await makeCalibrator(model, recipe, start, threads, progress, work.file('calibration'));
   const tPasses = performance.now();
   const total = recipe.recipe.passes.length;
@@ -139,6 +188,7 @@ export async function compress(opts: CompressOptions): Promise<CompressRun> {
       original: originalOnnx,
       workFile: (name) => work.file(`pass-${i}-${name}`),
       resume: Boolean(opts.resume),
+      hooks: opts.hooks,
     });
     const ms = performance.now() - tp;
     for (const w of result.warnings) progress.warn(`${pass.id}: ${w}`);
@@ -146,37 +196,11 @@ export async function compress(opts: CompressOptions): Promise<CompressRun> {
     progress.passDone(i, total, pass.id, ms);
     if (i < total - 1) {
       work.save(model, i + 1, run.passes);
-      // lets the interruption tests kill the run at a known point
-      if (process.env.PARE_HOLD_AFTER_PASS === String(i + 1)) await new Promise(() => setInterval(() => {}, 1000));
+      await opts.hooks?.afterPass?.(i + 1);
     }
   }
   run.timings.passes_ms = performance.now() - tPasses;
-
-  progress.stage(`writing ${opts.output}`);
-  const written = outFormat === 'onnx' ? writeOnnx(model, opts.output, { externalData: recipe.recipe.output.external_data || undefined }).files : writeModelAsSafetensors(model, opts.output, opts.model);
-  run.output = { path: opts.output, sha256: sha256File(opts.output), format: outFormat, files: written };
-  model.close();
-
-  const evalSpec = recipe.recipe.eval;
-  if (evalSpec) {
-    const te = performance.now();
-    progress.stage('evaluating original and compressed models');
-    const data = await loadDataset(evalSpec.data, recipe.dir);
-    run.dataDescription = { description: data.description, files: data.files };
-    const evalModel = outFormat === 'onnx' ? opts.output : work.file('compressed.onnx');
-    if (outFormat !== 'onnx') writeOnnx(loadModel(opts.output), evalModel);
-    const latency = evalSpec.latency ? { runs: evalSpec.latency.runs, warmup: evalSpec.latency.warmup } : false;
-    run.evaluation = await evaluate(evalModel, data, { threads: evalSpec.latency?.threads ?? threads, latency, dataPath: recipe.path }, evalSpec.reference ? referencePath : undefined);
-    run.timings.eval_ms = performance.now() - te;
-  } else {
-    // without eval the report still gives both sizes (evaluate measures them when there is one)
-    run.sizes = { reference: sizeMeasure(opts.model), model: sizeMeasure(opts.output, written) };
-  }
-  work.remove();
-  progress.stop();
-  run.warnings.push(...(calibrator?.warnings ?? []).map((w) => `calibration: ${w}`), ...run.passes.flatMap((p) => (p.warnings ?? []).map((w) => `${p.id}: ${w}`)));
-  run.timings.total_ms = performance.now() - t0;
-  return run;
+  run.warnings.push(...(calibrator?.warnings ?? []).map((w) => `calibration: ${w}`));
 }
 
 async function makeCalibrator(model: Model, recipe: RunnableRecipe, start: number, threads: number, progress: Progress, spillDir: string): Promise<Calibrator | undefined> {
@@ -189,11 +213,6 @@ async function makeCalibrator(model: Model, recipe: RunnableRecipe, start: numbe
   return new Calibrator(calibrationFeeds(io, data, cal.samples, cal.seq_len, recipe.path), cal.mode, threads, { spillDir, onWarning: (w) => progress.warn(`calibration: ${w}`) });
 }
 
-function sizeMeasure(path: string, files?: string[]): Measure {
-  const m = loadModel(path);
-  try {
-    return { path, sha256: sha256File(path), size: modelSize(m, files) };
-  } finally {
-    m.close();
-  }
+function sizeMeasure(facts: CheckpointFacts): Measure {
+  return { path: facts.path, sha256: facts.sha256, size: facts.size };
 }

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { DataType } from '../model/dtype.js';
 import { attr, attrInt, makeNode } from '../model/graph.js';
+import { insertBefore } from '../model/graph-edit.js';
 import { readWeight, removeUnused, uniqueInitializerName } from '../model/linear-weights.js';
 import type { LinearLayer } from '../model/linears.js';
 import type { Model } from '../model/model.js';
@@ -31,8 +32,7 @@ export function emitCast(model: Model, layer: LinearLayer, W: Float32Array, data
   const name = uniqueInitializerName(model, `${layer.name}.weight_${dataType === DataType.FLOAT16 ? 'fp16' : 'bf16'}`);
   model.setInitializer({ name, dataType, dims: layer.weightShape, data: half });
   const out = `${layer.name}.weight_float`;
-  const nodes = model.graph.node!;
-  nodes.splice(nodes.indexOf(layer.node), 0, makeNode('Cast', [name], [out], `${layer.node.name ?? layer.name}/Cast`, [attr.int('to', DataType.FLOAT)]));
+  insertBefore(model.graph, layer.node, [makeNode('Cast', [name], [out], `${layer.node.name ?? layer.name}/Cast`, [attr.int('to', DataType.FLOAT)])]);
   layer.node.input![1] = out;
   removeUnused(model);
   return toFloat32(dataType, fromFloat32(dataType, W));

@@ -1,6 +1,7 @@
 import { UserError } from '../errors.js';
 import { DataType } from '../model/dtype.js';
 import { attr, attrFloat, attrInt, makeNode } from '../model/graph.js';
+import { insertBefore, replaceNode } from '../model/graph-edit.js';
 import { removeUnused, uniqueInitializerName } from '../model/linear-weights.js';
 import { gemmBiasVector } from '../model/gemm-epilogue.js';
 import type { LinearLayer } from '../model/linears.js';
@@ -20,11 +21,6 @@ const MS_DOMAIN = 'com.microsoft';
 function ensureOpset(model: Model, domain: string, version: number): void {
   const imports = (model.proto.opset_import ??= []);
   if (!imports.some((o) => (o.domain ?? '') === domain)) imports.push({ domain, version });
-}
-
-function insertBefore(model: Model, anchor: LinearLayer['node'], node: LinearLayer['node']): void {
-  const nodes = model.graph.node!;
-  nodes.splice(nodes.indexOf(anchor), 0, node);
 }
 
 /** q as signed values q − zero (symmetric grids) in the consumed layout of the layer. */
@@ -62,7 +58,7 @@ export function emitDequantizeLinear(model: Model, layer: LinearLayer, m: Quanti
   }
   const out = `${base}.weight_dequantized`;
   const dq = makeNode('DequantizeLinear', inputs, [out], `${layer.node.name ?? base}/DequantizeLinear`, perTensor ? [] : [attr.int('axis', axis)]);
-  insertBefore(model, layer.node, dq);
+  insertBefore(model.graph, layer.node, [dq]);
   layer.node.input![1] = out;
   removeUnused(model);
 }
@@ -117,8 +113,7 @@ export function emitMatMulNBits(model: Model, layer: LinearLayer, m: QuantizedMa
     [attr.int('K', K), attr.int('N', N), attr.int('bits', container), attr.int('block_size', block), attr.int('accuracy_level', accuracyLevel)],
     MS_DOMAIN,
   );
-  const nodes = model.graph.node!;
-  nodes[nodes.indexOf(layer.node)] = node;
+  replaceNode(model.graph, layer.node, [node]);
   removeUnused(model);
 }
 

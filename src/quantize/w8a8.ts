@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { UserError } from '../errors.js';
 import { DataType } from '../model/dtype.js';
 import { attr, makeNode } from '../model/graph.js';
+import { replaceNode } from '../model/graph-edit.js';
 import { addConstant, readWeight, removeUnused } from '../model/linear-weights.js';
 import type { LinearLayer } from '../model/linears.js';
 import type { Model } from '../model/model.js';
@@ -58,8 +59,7 @@ export function emitW8a8(model: Model, layer: LinearLayer, Wq: Int8Array, scales
     makeNode('Mul', [v('acc_float'), v('x_scale')], [v('token_scaled')], v('MulTokenScale')),
     makeNode('Mul', [v('token_scaled'), swName], [layer.output], v('MulWeightScale')),
   ];
-  const all = model.graph.node!;
-  all.splice(all.indexOf(layer.node), 1, ...nodes);
+  replaceNode(model.graph, layer.node, nodes);
   removeUnused(model);
 }
 

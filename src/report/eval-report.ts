@@ -2,38 +2,41 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Dataset } from '../data/types.js';
-import { formatOf, loadModel } from '../model/load.js';
-import { writeOnnx } from '../model/onnx-io.js';
+import { Checkpoint } from '../model/checkpoint.js';
 import { newReport, type Report } from './schema.js';
-import { sha256File } from '../util/hash.js';
-import { evaluate, type EvalOptions } from '../eval/evaluate.js';
+import { checkpointFacts, evaluate, type EvalOptions, type EvalSubject } from '../eval/evaluate.js';
 
 /**
- * `pare eval` as data: measures `model` (and `reference`) on `data` and returns the report.
- * A safetensors checkpoint is built into a temporary ONNX file first, since ONNX Runtime runs ONNX.
+ * `pare eval` as data: measures `model` (and `reference`) on `data` and returns the report. Each
+ * checkpoint is loaded once, measured, given the ONNX file ONNX Runtime runs (a safetensors
+ * checkpoint's ONNX form goes to a temporary folder) and closed before the sessions start.
  */
 export async function evalReport(modelPath: string, data: Dataset, opts: EvalOptions, referencePath?: string): Promise<Report> {
   const t0 = performance.now();
   const scratch: string[] = [];
-  const asOnnx = (path: string): string => {
-    if (formatOf(path) === 'onnx') return path;
-    const dir = mkdtempSync(join(tmpdir(), 'pare-eval-'));
-    scratch.push(dir);
-    const out = join(dir, 'model.onnx');
-    const m = loadModel(path);
-    writeOnnx(m, out);
-    m.close();
-    return out;
+  const subject = async (path: string): Promise<EvalSubject & { format: Checkpoint['format'] }> => {
+    const checkpoint = Checkpoint.open(path);
+    try {
+      const onnx = checkpoint.onnxPath(() => {
+        const dir = mkdtempSync(join(tmpdir(), 'pare-eval-'));
+        scratch.push(dir);
+        return join(dir, 'model.onnx');
+      });
+      return { ...(await checkpointFacts(checkpoint)), onnx, format: checkpoint.format };
+    } finally {
+      checkpoint.close();
+    }
   };
   try {
-    const ev = await evaluate(asOnnx(modelPath), data, opts, referencePath ? asOnnx(referencePath) : undefined);
-    const relabel = <T extends { path: string; sha256: string }>(m: T, path: string): T => ({ ...m, path, sha256: sha256File(path) });
+    const model = await subject(modelPath);
+    const reference = referencePath ? await subject(referencePath) : undefined;
+    const ev = await evaluate(model, data, opts, reference);
     return newReport({
       kind: 'eval',
-      input: { path: modelPath, sha256: sha256File(modelPath), format: formatOf(modelPath) },
+      input: { path: model.path, sha256: model.sha256, format: model.format },
       data: { description: data.description, files: data.files },
       passes: [],
-      measurements: { model: relabel(ev.model, modelPath), reference: ev.reference && referencePath ? relabel(ev.reference, referencePath) : undefined },
+      measurements: { model: ev.model, reference: ev.reference },
       fidelity: ev.fidelity,
       warnings: [],
       timings: { total_ms: performance.now() - t0, eval_ms: performance.now() - t0 },

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { UserError } from '../errors.js';
 import { attr, makeNode } from '../model/graph.js';
+import { insertBefore } from '../model/graph-edit.js';
 import { readWeight, removeUnused } from '../model/linear-weights.js';
 import type { LinearLayer } from '../model/linears.js';
 import type { Model } from '../model/model.js';
@@ -52,8 +53,7 @@ export const shareEmbeddings = definePass({
       }
       // MatMul(x, W_head) -> MatMul(x, Transpose(E))
       const transposed = `${head.name}.tied_embedding`;
-      const nodes = model.graph.node!;
-      nodes.splice(nodes.indexOf(head.node), 0, makeNode('Transpose', [table], [transposed], `${head.node.name ?? head.name}/tied_Transpose`, [attr.ints('perm', [1, 0])]));
+      insertBefore(model.graph, head.node, [makeNode('Transpose', [table], [transposed], `${head.node.name ?? head.name}/tied_Transpose`, [attr.ints('perm', [1, 0])])]);
       head.node.input![1] = transposed;
       removeUnused(model);
       stats.push({ name: head.name, kind: head.kind, shape: [vocab, hidden], ms: performance.now() - t0, bytes_before: W.length * 4, bytes_after: 0, objective: change, extra: { tied_to: table } });

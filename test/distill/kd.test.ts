@@ -20,7 +20,8 @@ import { FIXTURES, tempDir } from '../helpers.js';
 
 const ROOT = resolve(__dirname, '../..');
 const MODEL = join(ROOT, 'fixtures/stories260K/model.onnx');
-const BIN = join(ROOT, 'bin/pare.js');
+/** the built CLI with a hold point (test/cli/hold-entry.ts) */
+const HOLD_ENTRY = join(ROOT, 'dist/test/cli/hold-entry.js');
 const tmp = tempDir('pare-distill-');
 afterAll(() => tmp.cleanup());
 
@@ -186,7 +187,7 @@ passes:
     expect(r0.code, r0.err).toBe(0);
     const out = join(tmp.dir, 'killed.onnx');
     await new Promise<void>((done, fail) => {
-      const child = spawn(process.execPath, [BIN, 'compress', MODEL, '-r', recipePath, '-o', out], { env: { ...process.env, PARE_HOLD_AFTER_STEP: '4' }, stdio: ['ignore', 'ignore', 'pipe'] });
+      const child = spawn(process.execPath, [HOLD_ENTRY, 'step', '4', 'compress', MODEL, '-r', recipePath, '-o', out], { stdio: ['ignore', 'ignore', 'pipe'] });
       // the child holds after saving step 4's training state; kill it once the state file is there
       const timer = setInterval(() => {
         const work = join(tmp.dir, '.pare-work');

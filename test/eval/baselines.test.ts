@@ -7,7 +7,7 @@ import { datasetSpecFromCli } from '../../src/data/cli-spec.js';
 import { readIdx } from '../../src/data/idx.js';
 import { loadDataset } from '../../src/data/load.js';
 import { loadTokenizer } from '../../src/data/tokenizer.js';
-import { evaluate } from '../../src/eval/evaluate.js';
+import { evalReport } from '../../src/report/eval-report.js';
 import type { LMQuality } from '../../src/eval/lm.js';
 import type { ClassificationQuality } from '../../src/eval/classify.js';
 import { ort, sessionFromFile } from '../../src/runtime/ort.js';
@@ -26,7 +26,7 @@ describe('baselines of the real models', () => {
   it('stories260K: mean NLL 1.2229, perplexity 3.397 over 14,721 tokens of valid-head.txt', async () => {
     const data = await loadDataset({ kind: 'text', path: FIXTURES.validHead, tokenizer: FIXTURES.tok512, separator: '<|endoftext|>', bos: true, max_length: 512 }, tmp.dir);
     expect(data.kind === 'tokens' && data.sequences.length).toBe(46);
-    const q = (await evaluate(FIXTURES.stories, data, { latency: false })).model.quality as LMQuality;
+    const q = (await evalReport(FIXTURES.stories, data, { latency: false })).measurements.model.quality as LMQuality;
     expect(q.tokens).toBe(14721);
     expect(q.sequences).toBe(46);
     expect(q.nll.toFixed(4)).toBe('1.2229');
@@ -36,7 +36,7 @@ describe('baselines of the real models', () => {
   itWithShared('shakespeare-char: NLL 1.4570, perplexity 4.2929 over 64 windows of 256 (16,320 tokens)', async () => {
     const data = await loadDataset({ kind: 'tokens', path: 'models/shakespeare-char/val.u16.bin', dtype: 'uint16', seq_len: 256, count: 64, offset: 0 }, SHARED);
     expect(data.kind === 'tokens' && data.sequences.length).toBe(64);
-    const q = (await evaluate(SHARED_MODELS.shakespeare, data, { latency: false })).model.quality as LMQuality;
+    const q = (await evalReport(SHARED_MODELS.shakespeare, data, { latency: false })).measurements.model.quality as LMQuality;
     expect(q.tokens).toBe(16320);
     expect(q.nll.toFixed(4)).toBe('1.4570');
     expect(q.perplexity.toFixed(4)).toBe('4.2929');
@@ -48,7 +48,7 @@ describe('baselines of the real models', () => {
     const ids = readFileSync(FIXTURES.validHead, 'utf8').split('<|endoftext|>').flatMap((d) => tok.encode(d.trim(), { bos: true }));
     writeFileSync(join(tmp.dir, 'stories.u16.bin'), Uint16Array.from(ids));
     const data = await loadDataset({ kind: 'tokens', path: 'stories.u16.bin', dtype: 'uint16', seq_len: 256, count: 32, offset: 0 }, tmp.dir);
-    const q = (await evaluate(FIXTURES.stories, data, { latency: false })).model.quality as LMQuality;
+    const q = (await evalReport(FIXTURES.stories, data, { latency: false })).measurements.model.quality as LMQuality;
     expect(q.tokens).toBe(8160);
     expect(q.nll.toFixed(4)).toBe('1.2685');
     expect(q.perplexity.toFixed(3)).toBe('3.556');
@@ -59,7 +59,7 @@ describe('baselines of the real models', () => {
     const { spec, baseDir } = datasetSpecFromCli('data/mnist/t10k-images-idx3-ubyte.gz', {}, SHARED);
     expect(spec).toMatchObject({ kind: 'idx', labels: sharedPath('data/mnist/t10k-labels-idx1-ubyte.gz'), scale: 1 });
     const data = await loadDataset(spec, baseDir);
-    const q = (await evaluate(FIXTURES.mnist, data, { latency: false })).model.quality as ClassificationQuality;
+    const q = (await evalReport(FIXTURES.mnist, data, { latency: false })).measurements.model.quality as ClassificationQuality;
     expect(q.samples).toBe(10000);
     expect((q.top1 * 100).toFixed(2)).toBe('98.91');
   });
@@ -67,7 +67,7 @@ describe('baselines of the real models', () => {
   it('mnist-8: 98.70 % top-1 on the first 1,000 MNIST test digits (fixtures/mnist)', async () => {
     const { spec, baseDir } = datasetSpecFromCli(FIXTURES.mnistImages, {}, tmp.dir);
     expect(spec).toMatchObject({ kind: 'idx', labels: FIXTURES.mnistLabels, scale: 1 });
-    const q = (await evaluate(FIXTURES.mnist, await loadDataset(spec, baseDir), { latency: false })).model.quality as ClassificationQuality;
+    const q = (await evalReport(FIXTURES.mnist, await loadDataset(spec, baseDir), { latency: false })).measurements.model.quality as ClassificationQuality;
     expect(q.samples).toBe(1000);
     expect((q.top1 * 100).toFixed(2)).toBe('98.70');
   });
@@ -88,7 +88,7 @@ describe('baselines of the real models', () => {
     writeFileSync(join(tmp.dir, 'digits.bin'), pixels);
     writeFileSync(join(tmp.dir, 'digits-labels.bin'), labels);
     const data = await loadDataset({ kind: 'images', path: 'digits.bin', labels: 'digits-labels.bin', shape: [28, 28, 1], layout: 'nhwc', scale: 1 }, tmp.dir);
-    const q = (await evaluate(FIXTURES.mnist, data, { latency: false })).model.quality as ClassificationQuality;
+    const q = (await evalReport(FIXTURES.mnist, data, { latency: false })).measurements.model.quality as ClassificationQuality;
     expect(q.samples).toBe(1000);
     expect((q.top1 * 100).toFixed(2)).toBe('98.70');
   });
@@ -98,7 +98,7 @@ describe('baselines of the real models', () => {
       { kind: 'images', path: 'data/cifar10/test_x_u8_nhwc_10000x32x32x3.bin', labels: 'data/cifar10/test_y_u8_10000.bin', shape: [32, 32, 3], layout: 'nhwc', scale: 1 / 255 },
       SHARED,
     );
-    const q = (await evaluate(SHARED_MODELS.squeezenet, data, { latency: false })).model.quality as ClassificationQuality;
+    const q = (await evalReport(SHARED_MODELS.squeezenet, data, { latency: false })).measurements.model.quality as ClassificationQuality;
     expect(q.samples).toBe(10000);
     expect((q.top1 * 100).toFixed(2)).toBe('75.37');
   });
@@ -123,7 +123,7 @@ describe('baselines of the real models', () => {
     writeFileSync(join(tmp.dir, 'images.bin'), bytes);
     writeFileSync(join(tmp.dir, 'labels.bin'), labels);
     const data = await loadDataset({ kind: 'images', path: 'images.bin', labels: 'labels.bin', shape: [32, 32, 3], layout: 'nhwc', scale: 1 / 255 }, tmp.dir);
-    const q = (await evaluate(model, data, { latency: false })).model.quality as ClassificationQuality;
+    const q = (await evalReport(model, data, { latency: false })).measurements.model.quality as ClassificationQuality;
     expect(q.samples).toBe(n);
     expect(q.top1).toBe(labels.filter((l, i) => l === argmax[i]).length / n);
   });

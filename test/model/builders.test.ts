@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { generateCheckpoint, gpt2Spec, llamaSpec, tensorValues } from '../../fixtures/generate-models.js';
 import { loadDataset } from '../../src/data/load.js';
-import { evaluate } from '../../src/eval/evaluate.js';
+import { evalReport } from '../../src/report/eval-report.js';
 import type { LMQuality } from '../../src/eval/lm.js';
 import { UserError } from '../../src/errors.js';
 import { decoderBlocks } from '../../src/model/blocks.js';
@@ -96,7 +96,7 @@ describe('Llama builder (safetensors + config.json → ONNX)', () => {
     const path = join(dir, 'built.onnx');
     writeOnnx(loadModel(FIXTURES.storiesSafetensors), path);
     const data = await loadDataset({ kind: 'text', path: FIXTURES.validHead, tokenizer: FIXTURES.tok512, separator: '<|endoftext|>', bos: true, max_length: 512 }, dir);
-    const q = (await evaluate(path, data, { latency: false })).model.quality as LMQuality;
+    const q = (await evalReport(path, data, { latency: false })).measurements.model.quality as LMQuality;
     expect(q.perplexity.toFixed(3)).toBe('3.397');
   }));
 

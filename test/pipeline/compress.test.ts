@@ -12,7 +12,8 @@ import { runCli } from '../cli/run-cli.js';
 
 const ROOT = resolve(__dirname, '../..');
 const MODEL = join(ROOT, 'fixtures/stories260K/model.onnx');
-const BIN = join(ROOT, 'bin/pare.js');
+/** the built CLI with a hold point (test/cli/hold-entry.ts) */
+const HOLD_ENTRY = join(ROOT, 'dist/test/cli/hold-entry.js');
 const tmp = tempDir('pare-compress-');
 afterAll(() => tmp.cleanup());
 
@@ -166,7 +167,7 @@ passes:
 /** Runs the built CLI as a child, kills it once the first pass's checkpoint is saved. */
 function runUntilCheckpoint(args: string[], signal: NodeJS.Signals): Promise<number | null> {
   return new Promise((done, fail) => {
-    const child = spawn(process.execPath, [BIN, ...args], { env: { ...process.env, PARE_HOLD_AFTER_PASS: '1' }, stdio: ['ignore', 'ignore', 'pipe'] });
+    const child = spawn(process.execPath, [HOLD_ENTRY, 'pass', '1', ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
     let err = '';
     child.stderr.on('data', (d) => {
       err += String(d);

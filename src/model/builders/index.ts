@@ -8,14 +8,56 @@ import { buildLlama } from './llama.js';
 
 export type { BuildOptions };
 
-type Builder = (st: SafetensorsFile, config: Record<string, unknown>, configPath: string, opts: BuildOptions) => Model;
+export type Builder = (st: SafetensorsFile, config: Record<string, unknown>, configPath: string, opts: BuildOptions) => Model;
 
-/** Graph builders by config.json `model_type`. */
-export const BUILDERS: Readonly<Record<string, Builder>> = {
-  llama: buildLlama,
-  mobilellm: buildLlama,
-  gpt2: buildGpt2,
+/** What pare does with one family of safetensors checkpoints. */
+export interface ModelFamily {
+  /** for messages: 'Llama' */
+  name: string;
+  /** safetensors + config.json → ONNX graph */
+  build: Builder;
+  /** quantized checkpoints (config.json `quantization_config`, docs/safetensors-layout.md) are read */
+  readsQuantizationConfig: boolean;
+  /**
+   * how a compressed graph goes back to safetensors: 'export' derives Hugging Face tensors and
+   * config.json from the graph (structured pruning, quantized layers, renumbered blocks);
+   * 'same-layout' writes every source tensor back under its own name, shape and order
+   */
+  writeBack: 'export' | 'same-layout';
+  /** `domain:op_type` of nodes beyond the builder's that write-back stores (quantized and 16-bit layers) */
+  writableOps: readonly string[];
+}
+
+const LLAMA: ModelFamily = {
+  name: 'Llama',
+  build: buildLlama,
+  readsQuantizationConfig: true,
+  writeBack: 'export',
+  writableOps: [':DequantizeLinear', 'com.microsoft:MatMulNBits', ':Cast'],
 };
+
+const GPT2: ModelFamily = { name: 'GPT-2', build: buildGpt2, readsQuantizationConfig: false, writeBack: 'same-layout', writableOps: [] };
+
+/** The families by config.json `model_type`: the one place that names them. */
+export const FAMILIES: Readonly<Record<string, ModelFamily>> = {
+  llama: LLAMA,
+  mobilellm: LLAMA,
+  gpt2: GPT2,
+};
+
+/** The family a config.json names, or a user error naming the file and what is supported. */
+export function familyOf(config: Record<string, unknown>, configPath: string): ModelFamily {
+  const type = config.model_type;
+  const family = typeof type === 'string' && Object.hasOwn(FAMILIES, type) ? FAMILIES[type]! : undefined;
+  if (!family) {
+    throw new UserError(`${configPath}: model_type ${type === undefined ? '(missing)' : JSON.stringify(type)} has no graph builder; supported: ${Object.keys(FAMILIES).join(', ')}. Export the model to .onnx instead`);
+  }
+  if (!family.readsQuantizationConfig && config.quantization_config !== undefined) {
+    const readers = [...new Set(Object.values(FAMILIES).filter((f) => f.readsQuantizationConfig).map((f) => f.name))].join(', ');
+    throw new UserError(`${configPath}: quantization_config is read for ${readers} checkpoints only; export the ${family.name} model to .onnx instead`);
+  }
+  return family;
+}
 
 /**
  * safetensors + config.json beside it → the model as an ONNX graph, chosen by config.json's
@@ -26,16 +68,11 @@ export const BUILDERS: Readonly<Record<string, Builder>> = {
 export function buildFromSafetensors(path: string, opts: BuildOptions = {}): Model {
   const config = readConfigJson(path);
   const configPath = join(dirname(path), 'config.json');
-  const type = config.model_type;
-  const build = typeof type === 'string' && Object.hasOwn(BUILDERS, type) ? BUILDERS[type]! : undefined;
-  if (!build) {
-    throw new UserError(`${configPath}: model_type ${type === undefined ? '(missing)' : JSON.stringify(type)} has no graph builder; supported: ${Object.keys(BUILDERS).join(', ')}. Export the model to .onnx instead`);
-  }
-  if (type === 'gpt2' && config.quantization_config !== undefined) throw new UserError(`${configPath}: quantization_config is read for Llama checkpoints only; export the GPT-2 model to .onnx instead`);
+  const family = familyOf(config, configPath);
   // the header gives names, shapes and offsets; tensor bytes stay on disk until read
   const st = openSafetensors(path);
   try {
-    return build(st, config, configPath, opts);
+    return family.build(st, config, configPath, opts);
   } finally {
     st.close();
   }

@@ -14,7 +14,8 @@ import { QUANT_OPS } from './ops/quant.js';
 import { REDUCE_OPS } from './ops/reduce.js';
 import type { HostFeeds } from '../../model/io.js';
 import { SHAPE_OPS } from './ops/shape.js';
-import { isHost, type OpArgs, type OpImpl, type Val } from './ops/types.js';
+import { isHost, type OpArgs, type OpEntry, type Val } from './ops/types.js';
+import { nodeOpKey, opTable } from './op-table.js';
 import { buildSteps, stepsFor, topoSort, type Step } from './plan.js';
 import { createTrainables, writeTrainables, type Trainables } from './trainables.js';
 
@@ -30,8 +31,9 @@ export interface ExecutorOptions {
   trainable?: (initializerName: string) => boolean;
 }
 
-const OPS: Record<string, OpImpl> = { ...ELEMENTWISE, ...SHAPE_OPS, ...REDUCE_OPS, ...LINEAR_OPS, ...CONV_OPS, ...QUANT_OPS };
-const MS_OPS = new Set(['MatMulNBits']);
+/** Every op the executor implements, checked for duplicates when this module loads. */
+export const EXECUTOR_OPS: readonly OpEntry[] = [...ELEMENTWISE, ...SHAPE_OPS, ...REDUCE_OPS, ...LINEAR_OPS, ...CONV_OPS, ...QUANT_OPS];
+const OPS = opTable(EXECUTOR_OPS);
 /** feed-shape signatures whose static values are kept */
 const SIGNATURES_KEPT = 4;
 
@@ -118,7 +120,7 @@ export class OnnxExecutor {
     for (const step of this.planFor(outputs)) {
       if (step.isStatic && step.outputs.every((o) => !o || cache.values.has(o))) continue;
       const args = this.args(step, lookup, cache);
-      const impl = OPS[step.node.op_type ?? '']!;
+      const impl = OPS.get(nodeOpKey(step.node))!;
       let result: Val | Val[];
       try {
         result = impl(args);
@@ -263,8 +265,7 @@ function checkSupported(model: Model): void {
     const op = n.op_type ?? '';
     const domain = n.domain ?? '';
     if (op === 'Constant' && !domain) continue;
-    const known = domain === 'com.microsoft' ? MS_OPS.has(op) : (domain === '' || domain === 'ai.onnx') && op in OPS && !MS_OPS.has(op);
-    if (!known) missing.add(domain ? `${domain}.${op}` : op);
+    if (!OPS.has(nodeOpKey(n))) missing.add(domain ? `${domain}.${op}` : op);
   }
   if (missing.size) throw new UserError(`${model.path}: the tfjs executor does not implement ${[...missing].sort().join(', ')}`);
 }

@@ -2,7 +2,7 @@ import type * as tfjs from '@tensorflow/tfjs';
 import { UserError } from '../../../errors.js';
 import type { Tf } from '../../tf.js';
 import type { SaveFunc } from '../custom-grad.js';
-import type { OpArgs, OpImpl } from './types.js';
+import type { OpArgs, OpImpl, OpEntry } from './types.js';
 
 /**
  * 2-D convolution and pooling. ONNX is NCHW, tfjs kernels are NHWC: transpose at the op's edges.
@@ -94,7 +94,7 @@ const maxPool: OpImpl = (a) => {
   return tf.transpose(y, [0, 3, 1, 2]);
 };
 
-export const CONV_OPS: Record<string, OpImpl> = {
-  Conv: conv,
-  MaxPool: maxPool,
-};
+export const CONV_OPS: readonly OpEntry[] = [
+  ['Conv', conv],
+  ['MaxPool', maxPool],
+];

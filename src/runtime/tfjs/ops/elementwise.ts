@@ -2,7 +2,7 @@ import type * as tfjs from '@tensorflow/tfjs';
 import type { Tf } from '../../tf.js';
 import { broadcastTo, straightThrough } from '../custom-grad.js';
 import { broadcastShapes, castHost, hostDType, mapArrays, type HostDType } from '../host.js';
-import { isHost, type OpArgs, type OpImpl, type Val } from './types.js';
+import { isHost, type OpArgs, type OpImpl, type Val, type OpEntry } from './types.js';
 
 /** Elementwise ops: on the host when every input is a host array, else in tfjs. */
 
@@ -103,41 +103,41 @@ const cast: OpImpl = (a) => {
 
 const identity: OpImpl = (a) => a.val(0);
 
-export const ELEMENTWISE: Record<string, OpImpl> = {
-  Add: binary((x, y) => x + y, (tf, x, y) => tf.add(x, y)),
-  Sub: binary((x, y) => x - y, (tf, x, y) => tf.sub(x, y)),
-  Mul: binary((x, y) => x * y, (tf, x, y) => tf.mul(x, y)),
-  Div: binary((x, y) => x / y, (tf, x, y) => (x.dtype === 'int32' ? tf.floorDiv(x, y) : tf.div(x, y))),
-  Equal: binary((x, y) => (x === y ? 1 : 0), (tf, x, y) => tf.equal(x, y), true),
-  Less: binary((x, y) => (x < y ? 1 : 0), (tf, x, y) => tf.less(x, y), true),
-  Greater: binary((x, y) => (x > y ? 1 : 0), (tf, x, y) => tf.greater(x, y), true),
-  Pow: pow,
-  Sqrt: unary(Math.sqrt, (tf, x) => tf.sqrt(x)),
-  Reciprocal: unary((x) => 1 / x, (tf, x) => tf.reciprocal(x)),
-  Neg: unary((x) => -x, (tf, x) => tf.neg(x)),
-  Abs: unary(Math.abs, (tf, x) => tf.abs(x)),
-  Exp: unary(Math.exp, (tf, x) => tf.exp(x)),
-  Log: unary(Math.log, (tf, x) => tf.log(x)),
-  Cos: unary(Math.cos, (tf, x) => tf.cos(x)),
-  Sin: unary(Math.sin, (tf, x) => tf.sin(x)),
-  Floor: unary(Math.floor, (tf, x) => tf.floor(x)),
-  Ceil: unary(Math.ceil, (tf, x) => tf.ceil(x)),
-  Relu: unary((x) => Math.max(x, 0), (tf, x) => tf.relu(x)),
-  Sigmoid: unary((x) => 1 / (1 + Math.exp(-x)), (tf, x) => tf.sigmoid(x)),
-  Tanh: unary(Math.tanh, (tf, x) => tf.tanh(x)),
-  Erf: unary(undefined, (tf, x) => tf.erf(x)),
-  Not: unary((x) => (x ? 0 : 1), (tf, x) => tf.logicalNot(x)),
-  Or: binary((x, y) => (x || y ? 1 : 0), (tf, x, y) => tf.logicalOr(x, y), true),
-  And: binary((x, y) => (x && y ? 1 : 0), (tf, x, y) => tf.logicalAnd(x, y), true),
-  Round: round,
-  Clip: clip,
-  Max: variadic(Math.max, (tf, x, y) => tf.maximum(x, y)),
-  Min: variadic(Math.min, (tf, x, y) => tf.minimum(x, y)),
-  Sum: variadic((x, y) => x + y, (tf, x, y) => tf.add(x, y)),
-  Where: where,
-  Cast: cast,
-  Identity: identity,
-  Dropout: identity,
-};
+export const ELEMENTWISE: readonly OpEntry[] = [
+  ['Add', binary((x, y) => x + y, (tf, x, y) => tf.add(x, y))],
+  ['Sub', binary((x, y) => x - y, (tf, x, y) => tf.sub(x, y))],
+  ['Mul', binary((x, y) => x * y, (tf, x, y) => tf.mul(x, y))],
+  ['Div', binary((x, y) => x / y, (tf, x, y) => (x.dtype === 'int32' ? tf.floorDiv(x, y) : tf.div(x, y)))],
+  ['Equal', binary((x, y) => (x === y ? 1 : 0), (tf, x, y) => tf.equal(x, y), true)],
+  ['Less', binary((x, y) => (x < y ? 1 : 0), (tf, x, y) => tf.less(x, y), true)],
+  ['Greater', binary((x, y) => (x > y ? 1 : 0), (tf, x, y) => tf.greater(x, y), true)],
+  ['Pow', pow],
+  ['Sqrt', unary(Math.sqrt, (tf, x) => tf.sqrt(x))],
+  ['Reciprocal', unary((x) => 1 / x, (tf, x) => tf.reciprocal(x))],
+  ['Neg', unary((x) => -x, (tf, x) => tf.neg(x))],
+  ['Abs', unary(Math.abs, (tf, x) => tf.abs(x))],
+  ['Exp', unary(Math.exp, (tf, x) => tf.exp(x))],
+  ['Log', unary(Math.log, (tf, x) => tf.log(x))],
+  ['Cos', unary(Math.cos, (tf, x) => tf.cos(x))],
+  ['Sin', unary(Math.sin, (tf, x) => tf.sin(x))],
+  ['Floor', unary(Math.floor, (tf, x) => tf.floor(x))],
+  ['Ceil', unary(Math.ceil, (tf, x) => tf.ceil(x))],
+  ['Relu', unary((x) => Math.max(x, 0), (tf, x) => tf.relu(x))],
+  ['Sigmoid', unary((x) => 1 / (1 + Math.exp(-x)), (tf, x) => tf.sigmoid(x))],
+  ['Tanh', unary(Math.tanh, (tf, x) => tf.tanh(x))],
+  ['Erf', unary(undefined, (tf, x) => tf.erf(x))],
+  ['Not', unary((x) => (x ? 0 : 1), (tf, x) => tf.logicalNot(x))],
+  ['Or', binary((x, y) => (x || y ? 1 : 0), (tf, x, y) => tf.logicalOr(x, y), true)],
+  ['And', binary((x, y) => (x && y ? 1 : 0), (tf, x, y) => tf.logicalAnd(x, y), true)],
+  ['Round', round],
+  ['Clip', clip],
+  ['Max', variadic(Math.max, (tf, x, y) => tf.maximum(x, y))],
+  ['Min', variadic(Math.min, (tf, x, y) => tf.minimum(x, y))],
+  ['Sum', variadic((x, y) => x + y, (tf, x, y) => tf.add(x, y))],
+  ['Where', where],
+  ['Cast', cast],
+  ['Identity', identity],
+  ['Dropout', identity],
+];
 
 export type { Val, OpArgs };

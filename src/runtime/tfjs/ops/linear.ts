@@ -1,7 +1,7 @@
 import type * as tfjs from '@tensorflow/tfjs';
 import type { Tf } from '../../tf.js';
 import { broadcastTo } from '../custom-grad.js';
-import type { OpImpl } from './types.js';
+import type { OpImpl, OpEntry } from './types.js';
 
 /** Matrix products. */
 
@@ -92,9 +92,9 @@ const einsum: OpImpl = (a) => {
   return tf.transpose(prod, [...out].map((c) => prodOrder.indexOf(c)));
 };
 
-export const LINEAR_OPS: Record<string, OpImpl> = {
-  MatMul: matMulOp,
-  Gemm: gemm,
-  MatMulInteger: matMulInteger,
-  Einsum: einsum,
-};
+export const LINEAR_OPS: readonly OpEntry[] = [
+  ['MatMul', matMulOp],
+  ['Gemm', gemm],
+  ['MatMulInteger', matMulInteger],
+  ['Einsum', einsum],
+];

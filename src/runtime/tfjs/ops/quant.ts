@@ -2,7 +2,7 @@ import { toFloat32 } from '../../../model/pack.js';
 import { expandGrid } from '../fake-quant.js';
 import { decodeNBits } from '../matmulnbits.js';
 import { matmul } from './linear.js';
-import type { OpImpl } from './types.js';
+import type { OpImpl, OpEntry } from './types.js';
 
 /**
  * Weight dequantization. A stored (non-trainable) weight is dequantized once and kept as a constant;
@@ -58,7 +58,7 @@ const matMulNBits: OpImpl = (a) => {
   return y;
 };
 
-export const QUANT_OPS: Record<string, OpImpl> = {
-  DequantizeLinear: dequantizeLinear,
-  MatMulNBits: matMulNBits,
-};
+export const QUANT_OPS: readonly OpEntry[] = [
+  ['DequantizeLinear', dequantizeLinear],
+  ['MatMulNBits', matMulNBits, 'com.microsoft'],
+];

@@ -1,5 +1,5 @@
 import { normAxis } from '../host.js';
-import type { OpArgs, OpImpl } from './types.js';
+import type { OpArgs, OpImpl, OpEntry } from './types.js';
 
 /** Reductions and normalisations. */
 
@@ -57,11 +57,11 @@ const globalAveragePool: OpImpl = (a) => {
   return a.tf.mean(x, [...Array(x.rank - 2).keys()].map((i) => i + 2), true);
 };
 
-export const REDUCE_OPS: Record<string, OpImpl> = {
-  ReduceMean: reduce('mean'),
-  ReduceMax: reduce('max'),
-  ReduceSum: reduce('sum'),
-  Softmax: softmax,
-  LayerNormalization: layerNorm,
-  GlobalAveragePool: globalAveragePool,
-};
+export const REDUCE_OPS: readonly OpEntry[] = [
+  ['ReduceMean', reduce('mean')],
+  ['ReduceMax', reduce('max')],
+  ['ReduceSum', reduce('sum')],
+  ['Softmax', softmax],
+  ['LayerNormalization', layerNorm],
+  ['GlobalAveragePool', globalAveragePool],
+];

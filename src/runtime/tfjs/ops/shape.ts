@@ -2,7 +2,7 @@ import type * as tfjs from '@tensorflow/tfjs';
 import { concatHost, expandHost, broadcastShapes, HostArray, hostOf, normAxis, reshapeTarget, sliceBounds, sliceHost } from '../host.js';
 import { broadcastTo } from '../custom-grad.js';
 import { gather } from './gather.js';
-import { isHost, type OpArgs, type OpImpl, type Val } from './types.js';
+import { isHost, type OpArgs, type OpImpl, type Val, type OpEntry } from './types.js';
 
 /** Shape and layout ops: host arrays stay on the host, tensors go through tfjs. */
 
@@ -143,19 +143,19 @@ const trilu: OpImpl = (a) => {
   return tf.where(m as tfjs.Tensor, v, tf.zerosLike(v));
 };
 
-export const SHAPE_OPS: Record<string, OpImpl> = {
-  Shape: shape,
-  Reshape: reshape,
-  Flatten: flatten,
-  Unsqueeze: unsqueeze,
-  Squeeze: squeeze,
-  Concat: concat,
-  Transpose: transpose,
-  Slice: slice,
-  Split: split,
-  Expand: expand,
-  ConstantOfShape: constantOfShape,
-  Range: range,
-  Trilu: trilu,
-  Gather: gather,
-};
+export const SHAPE_OPS: readonly OpEntry[] = [
+  ['Shape', shape],
+  ['Reshape', reshape],
+  ['Flatten', flatten],
+  ['Unsqueeze', unsqueeze],
+  ['Squeeze', squeeze],
+  ['Concat', concat],
+  ['Transpose', transpose],
+  ['Slice', slice],
+  ['Split', split],
+  ['Expand', expand],
+  ['ConstantOfShape', constantOfShape],
+  ['Range', range],
+  ['Trilu', trilu],
+  ['Gather', gather],
+];

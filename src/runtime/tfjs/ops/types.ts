@@ -42,3 +42,6 @@ export interface OpArgs {
 }
 
 export type OpImpl = (a: OpArgs) => Val | Val[];
+
+/** One op the executor implements: its ONNX type, the implementation, and its domain ('' is the default ONNX domain). */
+export type OpEntry = readonly [opType: string, impl: OpImpl, domain?: string];
