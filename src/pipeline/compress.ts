@@ -5,7 +5,7 @@ import { Calibrator } from '../calibrate/calibrator.js';
 import { calibrationFeeds } from '../calibrate/feeds.js';
 import { modelIo } from '../model/io.js';
 import { resolveKvShapes } from '../runtime/kv-shapes.js';
-import { loadDataset } from '../data/load.js';
+import { loadDataset, loadProgressText } from '../data/load.js';
 import { UserError } from '../errors.js';
 import { evaluate, type Evaluation, type Measure } from '../eval/evaluate.js';
 import { modelSize } from '../model/size.js';
@@ -156,7 +156,7 @@ export async function compress(opts: CompressOptions): Promise<CompressRun> {
   if (evalSpec) {
     const te = performance.now();
     progress.stage('evaluating original and compressed models');
-    const data = await loadDataset(evalSpec.data, recipe.dir);
+    const data = await loadDataset(evalSpec.data, recipe.dir, { onProgress: (p) => progress.stage(`loading evaluation data: ${loadProgressText(p)}`) });
     run.dataDescription = { description: data.description, files: data.files };
     const evalModel = outFormat === 'onnx' ? opts.output : work.file('compressed.onnx');
     if (outFormat !== 'onnx') writeOnnx(loadModel(opts.output), evalModel);
@@ -179,7 +179,8 @@ async function makeCalibrator(model: Model, recipe: LoadedRecipe, start: number,
   const cal = recipe.recipe.calibration;
   if (!cal || start >= recipe.recipe.passes.length) return undefined;
   progress.stage('loading calibration data');
-  const data = await loadDataset(cal.data, recipe.dir);
+  // calibration runs the first `samples` sequences; text is tokenized only that far
+  const data = await loadDataset(cal.data, recipe.dir, { sequences: cal.samples, onProgress: (p) => progress.stage(`loading calibration data: ${loadProgressText(p)}`) });
   const io = await resolveKvShapes(model, modelIo(model), threads);
   return new Calibrator(calibrationFeeds(io, data, cal.samples, cal.seq_len, recipe.path), cal.mode, threads, { spillDir, onWarning: (w) => progress.warn(`calibration: ${w}`) });
 }
