@@ -1,7 +1,7 @@
 import { basename } from 'node:path';
 import { UserError } from '../errors.js';
 import { readInputFile } from '../util/read-file.js';
-import { mergeBestPairs } from './bpe-merge.js';
+import { mergeBestPairs, mergeRanks } from './bpe-merge.js';
 import type { Tokenizer } from './tokenizer-types.js';
 
 /**
@@ -24,6 +24,7 @@ export class Llama2cTokenizer implements Tokenizer {
   private readonly raw: string[];
   private readonly ids = new Map<string, number>();
   private readonly pairs = new Map<number, number>();
+  private readonly ranks: Int32Array;
 
   constructor(
     rawPieces: Uint8Array[],
@@ -34,6 +35,7 @@ export class Llama2cTokenizer implements Tokenizer {
     this.vocabSize = rawPieces.length;
     this.raw = rawPieces.map((b) => Buffer.from(b).toString('latin1'));
     this.pieces = rawPieces.map((b) => Buffer.from(b).toString('utf8'));
+    this.ranks = mergeRanks(scores);
     // first occurrence wins (run.c's bsearch over sorted pieces finds one of equal ones)
     this.raw.forEach((p, i) => {
       if (!this.ids.has(p)) this.ids.set(p, i);
@@ -90,7 +92,7 @@ export class Llama2cTokenizer implements Tokenizer {
       i = j;
     }
     // merge the best-scoring adjacent pair until none merges (BOS included, as in run.c)
-    return mergeBestPairs(out, this.pairId, this.scores);
+    return mergeBestPairs(out, this.pairId, this.ranks);
   }
 
   /** The piece whose bytes are piece a's followed by piece b's, or -1 (memoised by id pair). */
