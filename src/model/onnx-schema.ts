@@ -230,6 +230,7 @@ message FunctionProto {
 
 const root = protobuf.parse(ONNX_PROTO, { keepCase: true }).root;
 export const ModelProtoType = root.lookupType('onnx.ModelProto');
+export const GraphProtoType = root.lookupType('onnx.GraphProto');
 export const TensorProtoType = root.lookupType('onnx.TensorProto');
 
 /** int64 fields decode to a number when exactly representable, otherwise to a protobufjs Long (kept for exact re-encoding). */
