@@ -6,6 +6,7 @@ import { buildFromSafetensors } from './builders/index.js';
 import { exportLlama } from './llama-export.js';
 import { linears } from './linears.js';
 import type { Model } from './model.js';
+import { int64ToNumber } from './onnx-schema.js';
 import { openSafetensors, readConfigJson, writeSafetensors, type SafetensorsFile, type SafetensorsTensor } from './safetensors.js';
 
 /**
@@ -33,20 +34,22 @@ export function writeModelAsSafetensors(model: Model, path: string, sourcePath: 
     if (!builtOps.has(`${n.domain ?? ''}:${n.op_type}`)) throw cannot(`node '${n.name}' is a ${n.domain ? `${n.domain}.` : ''}${n.op_type} (quantized or rewritten layer)`);
   }
 
+  const configSource = join(dirname(sourcePath), 'config.json');
+  const configTarget = join(dirname(path), 'config.json');
   const source = openSafetensors(sourcePath);
   let written: { tensors: SafetensorsTensor[]; config: Record<string, unknown> };
+  let changed: boolean;
   try {
     written = llama ? llamaTensors(model, source, sourceConfig, builtTensors, cannot) : sameLayoutTensors(model, source, builtTensors, cannot);
+    changed = JSON.stringify(written.config) !== JSON.stringify(sourceConfig);
+    if (changed && resolve(configSource) === resolve(configTarget)) {
+      throw new UserError(`${path}: the compressed model needs its own config.json, which would overwrite the input's ${configSource}; write the output to another folder`);
+    }
+    // tensors are read from the source and the model as the writer reaches them
+    writeSafetensors(path, written.tensors, Object.keys(source.metadata).length ? source.metadata : undefined);
   } finally {
     source.close();
   }
-  const configSource = join(dirname(sourcePath), 'config.json');
-  const configTarget = join(dirname(path), 'config.json');
-  const changed = JSON.stringify(written.config) !== JSON.stringify(sourceConfig);
-  if (changed && resolve(configSource) === resolve(configTarget)) {
-    throw new UserError(`${path}: the compressed model needs its own config.json, which would overwrite the input's ${configSource}; write the output to another folder`);
-  }
-  writeSafetensors(path, written.tensors, Object.keys(source.metadata).length ? source.metadata : undefined);
   const files = [path];
   if (changed) {
     writeFileAtomic(configTarget, `${JSON.stringify(written.config, null, 2)}\n`);
@@ -85,7 +88,7 @@ function llamaTensors(
     if (block && to === undefined) continue;
     const name = block ? entry.name.replace(BLOCK_TENSOR, `model.layers.${to}.`) : entry.name;
     if (exported.has(name)) continue;
-    tensors.push({ name, dataType: entry.dataType, shape: entry.shape, data: source.read(entry.name), origin: entry.name });
+    tensors.push({ name, dataType: entry.dataType, shape: entry.shape, data: () => source.read(entry.name), origin: entry.name });
   }
   // a module ranks where its first tensor was (a quantized source has weight_packed, not weight)
   const moduleOf = (name: string) => name.replace(/\.weight(_[a-z_]+)?$/, '');
@@ -113,14 +116,15 @@ function sameLayoutTensors(
   for (const entry of source.tensors.values()) {
     if (!model.hasInitializer(entry.name)) {
       if (builtTensors.has(entry.name)) throw cannot(`tensor '${entry.name}' was removed by a pass`);
-      tensors.push({ name: entry.name, dataType: entry.dataType, shape: entry.shape, data: source.read(entry.name) });
+      tensors.push({ name: entry.name, dataType: entry.dataType, shape: entry.shape, data: () => source.read(entry.name) });
       continue;
     }
-    const t = model.tensor(entry.name);
-    if (t.dims.length !== entry.shape.length || t.dims.some((d, i) => d !== entry.shape[i])) {
-      throw cannot(`tensor '${entry.name}' changed shape from [${entry.shape.join(', ')}] to [${t.dims.join(', ')}] (structured pruning)`);
+    const t = model.initializer(entry.name)!;
+    const dims = (t.dims ?? []).map(int64ToNumber);
+    if (dims.length !== entry.shape.length || dims.some((d, i) => d !== entry.shape[i])) {
+      throw cannot(`tensor '${entry.name}' changed shape from [${entry.shape.join(', ')}] to [${dims.join(', ')}] (structured pruning)`);
     }
-    tensors.push({ name: entry.name, dataType: t.dataType, shape: t.dims, data: t.data });
+    tensors.push({ name: entry.name, dataType: t.data_type ?? 0, shape: dims, data: () => model.tensor(t).data });
   }
   return { tensors, config: readConfigJson(source.path) };
 }
