@@ -73,7 +73,7 @@ export function writeOnnx(model: Model, path: string, opts: WriteOnnxOptions = {
   const dataPath = join(dirname(path), dataName);
   const sink = new ExternalSink(dataPath, dataName);
   try {
-    // tensors below the threshold stay in the .onnx: as they are, or read now when stored elsewhere
+    // tensors below the threshold stay in the .onnx: as they are, or read when written if stored elsewhere
     const initializer: StreamedTensor[] = (graph.initializer ?? []).map((t) => {
       const host = model.tensor(t);
       return host.data.byteLength >= threshold ? { proto: sink.add(t, host.data) } : streamedTensor(model, t);
