@@ -54,7 +54,7 @@ export function loadText(spec: TextSpec, path: string, tokenizerPath: string, op
   }
   const sequences = cut.sequences.slice(0, wanted);
   const scoreFrom = cut.scoreFrom.slice(0, wanted);
-  if (spec.segment && sequences.length === 0) throw new UserError(`${path}: ${cut.tokens} tokens do not fill one segment of ${spec.segment} (field segment)`);
+  if (cut instanceof Segments && sequences.length === 0) throw new UserError(`${path}: ${cut.tokens} tokens do not fill one segment of ${spec.segment} (field segment)`);
 
   const parts = [
     `text ${basename(path)}`,
@@ -113,7 +113,6 @@ class Windows {
   readonly sequences: Int32Array[] = [];
   readonly scoreFrom: number[] = [];
   truncated = 0;
-  tokens = 0;
 
   constructor(
     private readonly maxLength: number,
@@ -121,7 +120,6 @@ class Windows {
   ) {}
 
   add(ids: number[]): void {
-    this.tokens += ids.length;
     if (ids.length <= this.maxLength || this.stride === undefined) {
       if (ids.length > this.maxLength) this.truncated++;
       this.sequences.push(Int32Array.from(ids.slice(0, this.maxLength)));

@@ -102,13 +102,13 @@ describe('llama2.c tokenizer: heap merge equals the exact O(n²) reference', () 
     }
   });
 
-  it('a 1.1 MB text encodes in well under a second per MB', () => {
+  it('a 1.1 MB text encodes in under 5 s even on a loaded machine (the O(n²) encoder took over 10 minutes)', () => {
     // Tiny Shakespeare when present, else valid-head.txt repeated to the same length
     const text = existsSync(SHAKESPEARE) ? readFileSync(SHAKESPEARE, 'utf8') : readFileSync(join(ROOT, 'fixtures/tinystories/valid-head.txt'), 'utf8').repeat(35);
     const t0 = performance.now();
     const ids = tok512.encode(text, { bos: true });
     const s = (performance.now() - t0) / 1000;
     expect(ids.length).toBeGreaterThan(text.length / 3);
-    expect(s).toBeLessThan(5); // measured 0.56 s on 2 shared cores; the O(n²) encoder took over 10 minutes
+    expect(s).toBeLessThan(5); // measured 0.5 CPU s, 1.2 s wall at load average 10 on 2 cores
   }, 30_000);
 });
