@@ -13,6 +13,7 @@ import { benchConvQuality, benchQuality } from './quality.js';
 import { benchDistill } from './distill.js';
 import { benchReference } from './reference.js';
 import { benchScale } from './scale.js';
+import { benchTokenize } from './tokenize.js';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 
@@ -24,6 +25,7 @@ const sections: [string, string, () => Promise<string>][] = [
   ['ONNX Runtime latency by weight format', 'node dist/bench/latency.js', benchLatency],
   ['Linear algebra kernels', 'node dist/bench/linalg.js', benchLinalg],
   ['Passes at realistic scale (MobileLLM-125M, GPT-2 small)', 'node dist/bench/scale.js', benchScale],
+  ['Tokenizing a WikiText-2-sized text', 'node dist/bench/tokenize.js', benchTokenize],
 ];
 
 const machine = `${cpus()[0]?.model ?? 'cpu'} × ${availableParallelism()} threads, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}, onnxruntime-node ${ortVersion()}`;

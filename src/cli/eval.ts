@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { datasetSpecFromCli } from '../data/cli-spec.js';
-import { loadDataset } from '../data/load.js';
+import { loadDataset, loadProgressText } from '../data/load.js';
 import { UserError } from '../errors.js';
 import { evalReport } from '../report/eval-report.js';
 import { writeReport } from '../report/io.js';
@@ -80,7 +80,7 @@ export function registerEvalCommand(program: Command, io: Io, setCode: (c: numbe
         },
         process.cwd(),
       );
-      const data = await loadDataset(spec, baseDir);
+      const data = await loadDataset(spec, baseDir, { onProgress: (p) => io.err(`loading ${f.data}: ${loadProgressText(p)}`) });
       const report = await evalReport(
         modelPath,
         data,

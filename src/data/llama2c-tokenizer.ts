@@ -1,6 +1,7 @@
 import { basename } from 'node:path';
 import { UserError } from '../errors.js';
 import { readInputFile } from '../util/read-file.js';
+import { mergeBestPairs, mergeRanks } from './bpe-merge.js';
 import type { Tokenizer } from './tokenizer-types.js';
 
 /**
@@ -9,7 +10,7 @@ import type { Tokenizer } from './tokenizer-types.js';
  * given) with llama2.c's `encode()` from run.c: optional BOS (id 1), a dummy-prefix " " piece when
  * the text is non-empty, each UTF-8 codepoint looked up whole or else byte-fallback ids (byte + 3),
  * then the adjacent pair whose concatenation is a vocabulary piece with the best score is merged,
- * repeatedly (the first pair on ties), until no pair merges.
+ * repeatedly (the first pair on ties), until no pair merges (src/data/bpe-merge.ts, O(n log n)).
  *
  * Pieces are compared as raw bytes, as run.c's strcmp does: internally each piece is a "binary"
  * string with one char per byte (latin1), so concatenation and lookup match C exactly even for
@@ -23,6 +24,8 @@ export class Llama2cTokenizer implements Tokenizer {
   readonly pieces: string[];
   private readonly raw: string[];
   private readonly ids = new Map<string, number>();
+  private readonly pairs = new Map<number, number>();
+  private readonly ranks: Int32Array;
 
   constructor(
     rawPieces: Uint8Array[],
@@ -33,6 +36,7 @@ export class Llama2cTokenizer implements Tokenizer {
     this.vocabSize = rawPieces.length;
     this.raw = rawPieces.map((b) => Buffer.from(b).toString('latin1'));
     this.pieces = rawPieces.map((b) => Buffer.from(b).toString('utf8'));
+    this.ranks = mergeRanks(scores);
     // first occurrence wins (run.c's bsearch over sorted pieces finds one of equal ones)
     this.raw.forEach((p, i) => {
       if (!this.ids.has(p)) this.ids.set(p, i);
@@ -88,32 +92,20 @@ export class Llama2cTokenizer implements Tokenizer {
       else for (let k = i; k < j; k++) out.push(bytes[k]! + 3);
       i = j;
     }
-    // merge the best-scoring adjacent pair until none merges (BOS included, as in run.c); merged[i]
-    // caches the piece that pair (i, i+1) forms (-1: none), so only a merge's neighbours are looked up again
-    const merged = out.map((_, i) => (i + 1 < out.length ? this.pairId(out[i]!, out[i + 1]!) : -1));
-    for (;;) {
-      let best = -1e10;
-      let bestIdx = -1;
-      for (let i = 0; i < merged.length; i++) {
-        const id = merged[i]!;
-        if (id !== -1 && this.scores[id]! > best) {
-          best = this.scores[id]!;
-          bestIdx = i;
-        }
-      }
-      if (bestIdx === -1) break;
-      out.splice(bestIdx, 2, merged[bestIdx]!);
-      merged.splice(bestIdx, 1);
-      merged[bestIdx] = bestIdx + 1 < out.length ? this.pairId(out[bestIdx]!, out[bestIdx + 1]!) : -1;
-      if (bestIdx > 0) merged[bestIdx - 1] = this.pairId(out[bestIdx - 1]!, out[bestIdx]!);
-    }
-    return out;
+    // merge the best-scoring adjacent pair until none merges (BOS included, as in run.c)
+    return mergeBestPairs(out, this.pairId, this.ranks);
   }
 
-  /** The piece whose bytes are piece a's followed by piece b's, or -1. */
-  private pairId(a: number, b: number): number {
-    return this.ids.get(this.raw[a]! + this.raw[b]!) ?? -1;
-  }
+  /** The piece whose bytes are piece a's followed by piece b's, or -1 (memoised by id pair). */
+  private readonly pairId = (a: number, b: number): number => {
+    const key = a * this.vocabSize + b;
+    let id = this.pairs.get(key);
+    if (id === undefined) {
+      id = this.ids.get(this.raw[a]! + this.raw[b]!) ?? -1;
+      this.pairs.set(key, id);
+    }
+    return id;
+  };
 
   /** Concatenated piece bytes as UTF-8; `<0xXX>` pieces are that byte (as run.c's decode), BOS/EOS/UNK are dropped. */
   decode(ids: number[]): string {

@@ -5,14 +5,17 @@ import { loadRawImages } from './raw-images.js';
 import type { DatasetSpec } from './spec.js';
 import { loadText } from './text.js';
 import { loadTokenFile } from './token-file.js';
-import type { Dataset } from './types.js';
+import type { Dataset, LoadOptions, LoadProgress } from './types.js';
 
-/** Load the dataset a spec describes; relative paths resolve against `baseDir` (the recipe's or spec file's folder). */
-export async function loadDataset(spec: DatasetSpec, baseDir: string): Promise<Dataset> {
+/**
+ * Load the dataset a spec describes; relative paths resolve against `baseDir` (the recipe's or spec
+ * file's folder). Text is tokenized document by document, only as far as `opts.sequences` needs.
+ */
+export async function loadDataset(spec: DatasetSpec, baseDir: string, opts: LoadOptions = {}): Promise<Dataset> {
   const at = (p: string) => (isAbsolute(p) ? p : resolve(baseDir, p));
   switch (spec.kind) {
     case 'text':
-      return loadText(spec, at(spec.path), at(spec.tokenizer));
+      return loadText(spec, at(spec.path), at(spec.tokenizer), opts);
     case 'tokens':
       return loadTokenFile(spec, at(spec.path));
     case 'idx':
@@ -22,4 +25,10 @@ export async function loadDataset(spec: DatasetSpec, baseDir: string): Promise<D
     case 'npy':
       return loadNpy(spec, at(spec.path), spec.labels ? at(spec.labels) : undefined);
   }
+}
+
+/** "120/2000 documents, 35% of 1.3 MB" */
+export function loadProgressText(p: LoadProgress): string {
+  const mb = (p.totalBytes / 1e6).toFixed(1);
+  return `${p.documents}/${p.totalDocuments} documents, ${Math.floor((100 * p.bytes) / Math.max(p.totalBytes, 1))}% of ${mb} MB`;
 }

@@ -36,3 +36,23 @@ export interface TensorDataset extends DatasetSource {
 }
 
 export type Dataset = TokenDataset | TensorDataset;
+
+/** How far a dataset load has come: documents encoded and their text bytes, of those it will encode at most. */
+export interface LoadProgress {
+  documents: number;
+  totalDocuments: number;
+  bytes: number;
+  totalBytes: number;
+}
+
+export interface LoadOptions {
+  /**
+   * stop once this many sequences exist (calibration reads only the first `samples`); they are the
+   * same first sequences a full load gives
+   */
+  sequences?: number;
+  /** called about once a second while a load takes longer than a second */
+  onProgress?: (p: LoadProgress) => void;
+  /** clock in milliseconds for the progress timing (tests pass their own) */
+  now?: () => number;
+}

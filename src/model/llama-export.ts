@@ -3,9 +3,9 @@ import { GraphIndex } from './graph.js';
 import { readWeight } from './linear-weights.js';
 import { linears, type LinearLayer } from './linears.js';
 import type { Model } from './model.js';
-import type { NodeProto } from './onnx-schema.js';
+import { int64ToNumber, type NodeProto } from './onnx-schema.js';
 import { fromFloat32 } from './pack.js';
-import { quantizationConfig, quantizedFromGraph, quantizedTensors, type QuantScheme } from './quantized-safetensors.js';
+import { quantizationConfig, quantizedFromGraph, quantizedTensors, type QuantizedWeight, type QuantScheme } from './quantized-safetensors.js';
 import type { SafetensorsEntry, SafetensorsTensor } from './safetensors.js';
 
 /**
@@ -55,11 +55,19 @@ export function exportLlama(
     if (!model.hasInitializer(name)) throw cannot(`tensor '${expected}' was removed by a pass`);
     return name;
   };
+  // tensor bytes are read (or computed) when the writer reaches them, one at a time
   const plain = (init: string, newName: string, origin: string) => {
-    const t = model.tensor(init);
+    const t = model.initializer(init)!;
+    const dims = (t.dims ?? []).map(int64ToNumber);
     used.add(init);
-    tensors.push({ name: newName, dataType: t.dataType, shape: t.dims, data: t.data, origin });
-    return t.dims;
+    tensors.push({ name: newName, dataType: t.data_type ?? 0, shape: dims, data: () => model.tensor(t).data, origin });
+    return dims;
+  };
+  // a quantized module's tensors are written one after another: keep the last module's codes for its next tensor
+  let lastQuantized: { node: NodeProto; q: QuantizedWeight } | undefined;
+  const quantizedOf = (p: Projection): QuantizedWeight => {
+    if (lastQuantized?.node !== p.node) lastQuantized = { node: p.node, q: quantizedFromGraph(model, p.node, p.layer, cannot)! };
+    return lastQuantized.q;
   };
 
   // projections and norms, grouped by the block their node names give
@@ -112,7 +120,8 @@ export function exportLlama(
         claim(x, p.block);
         used.add(x);
       }
-      tensors.push(...quantizedTensors(module, q).map((t) => ({ ...t, origin: `${p.module}.weight` })));
+      // q gave the scheme and shapes; the codes are computed again when written
+      tensors.push(...quantizedTensors(module, q).map((t, k) => ({ ...t, data: () => quantizedTensors(module, quantizedOf(p))[k]!.data, origin: `${p.module}.weight` })));
       schemes.set(module, q.scheme);
       shapes.set(p.module, [q.rows, q.cols]);
       continue;
@@ -124,10 +133,10 @@ export function exportLlama(
     }
     claim(p.layer.weight, p.block);
     used.add(p.layer.weight);
-    const stored = model.tensor(p.layer.weight).dataType;
-    const W = readWeight(model, p.layer);
+    const stored = model.initializer(p.layer.weight)!.data_type;
+    const layer = p.layer;
     const dataType = stored === DataType.FLOAT16 || stored === DataType.BFLOAT16 ? stored : DataType.FLOAT;
-    tensors.push({ name: `${module}.weight`, dataType, shape: [p.layer.outFeatures, p.layer.inFeatures], data: fromFloat32(dataType, W), origin: `${p.module}.weight` });
+    tensors.push({ name: `${module}.weight`, dataType, shape: [layer.outFeatures, layer.inFeatures], data: () => fromFloat32(dataType, readWeight(model, layer)), origin: `${p.module}.weight` });
     shapes.set(p.module, [p.layer.outFeatures, p.layer.inFeatures]);
   }
 

@@ -2,9 +2,10 @@ import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync, statSync
 import { readInputFile } from '../util/read-file.js';
 import { basename, dirname, join } from 'node:path';
 import { UserError } from '../errors.js';
-import { tempPathFor, trackTemp, untrackTemp, writeFileAtomic } from '../util/atomic-write.js';
+import { tempPathFor, trackTemp, untrackTemp } from '../util/atomic-write.js';
 import { byteLength, elementCount } from './dtype.js';
 import { Model } from './model.js';
+import { writeModelStreaming, type StreamedTensor } from './onnx-stream.js';
 import {
   int64ToNumber,
   ModelProtoType,
@@ -52,8 +53,11 @@ export interface WrittenFiles {
 }
 
 /**
- * Write `model` to `path` atomically. Tensors the model still holds unchanged are written from the
- * same TensorProto, so their bytes (and storage form) are identical to the input's.
+ * Write `model` to `path` atomically, tensor by tensor (src/model/onnx-stream.ts): each
+ * initializer's bytes are read from where they live (the input file's external data, the spill file,
+ * memory) just before they are written, so the file is never built whole in memory. Tensors the
+ * model still holds unchanged are written from the same TensorProto, so their bytes (and storage
+ * form) are identical to the input's.
  */
 export function writeOnnx(model: Model, path: string, opts: WriteOnnxOptions = {}): WrittenFiles {
   const threshold = opts.externalThreshold ?? 1024;
@@ -61,18 +65,18 @@ export function writeOnnx(model: Model, path: string, opts: WriteOnnxOptions = {
   const graph = model.graph;
 
   if (!external) {
-    const bytes = encodeInline(model);
-    writeFileAtomic(path, bytes);
-    return { files: [path], bytes: bytes.byteLength };
+    const bytes = writeModelStreaming(path, model.proto, (graph.initializer ?? []).map((t) => streamedTensor(model, t)));
+    return { files: [path], bytes };
   }
 
   const dataName = `${basename(path)}.data`;
   const dataPath = join(dirname(path), dataName);
   const sink = new ExternalSink(dataPath, dataName);
   try {
-    const initializer = (graph.initializer ?? []).map((t) => {
+    // tensors below the threshold stay in the .onnx: as they are, or read when written if stored elsewhere
+    const initializer: StreamedTensor[] = (graph.initializer ?? []).map((t) => {
       const host = model.tensor(t);
-      return host.data.byteLength >= threshold ? sink.add(t, host.data) : t.data_location === 1 ? inlineTensor(model, t) : t;
+      return host.data.byteLength >= threshold ? { proto: sink.add(t, host.data) } : streamedTensor(model, t);
     });
     // large Constant nodes become initializers so their bytes can leave the protobuf too (ORT #17944)
     const node: NodeProto[] = [];
@@ -80,20 +84,29 @@ export function writeOnnx(model: Model, path: string, opts: WriteOnnxOptions = {
       const value = constantTensor(n);
       if (value && byteLength(value.data_type ?? 0, elementCount((value.dims ?? []).map(int64ToNumber))) >= threshold) {
         const t = { ...value, name: n.output![0] };
-        initializer.push(sink.add(t, model.tensor(t).data));
+        initializer.push({ proto: sink.add(t, model.tensor(t).data) });
       } else {
         node.push(n);
       }
     }
-    const proto: ModelProto = { ...model.proto, graph: { ...graph, initializer, node } };
-    const bytes = ModelProtoType.encode(proto as never).finish();
     sink.commit();
-    writeFileAtomic(path, bytes);
-    return { files: [path, dataPath], bytes: bytes.byteLength + sink.size };
+    const bytes = writeModelStreaming(path, { ...model.proto, graph: { ...graph, node } }, initializer);
+    return { files: [path, dataPath], bytes: bytes + sink.size };
   } catch (e) {
     sink.abort();
     throw e;
   }
+}
+
+/** An initializer as the inline file holds it: raw_data from memory, or read from external data or the spill file when written. */
+function streamedTensor(model: Model, t: TensorProto): StreamedTensor {
+  if (t.data_location === 1) {
+    const { external_data: _e, data_location: _l, ...proto } = t;
+    const length = byteLength(t.data_type ?? 0, elementCount((t.dims ?? []).map(int64ToNumber)));
+    return { proto, raw: { length, read: () => model.tensor(t).data } };
+  }
+  const raw = t.raw_data;
+  return raw ? { proto: t, raw: { length: raw.byteLength, read: () => raw } } : { proto: t };
 }
 
 /** The model as one protobuf with every tensor inline (for ONNX Runtime sessions and small files). */

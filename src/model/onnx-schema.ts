@@ -236,6 +236,7 @@ message FunctionProto {
 /** The parsed schema (field names as written: `keepCase`). */
 export const ONNX_ROOT = protobuf.parse(ONNX_PROTO, { keepCase: true }).root;
 export const ModelProtoType = ONNX_ROOT.lookupType('onnx.ModelProto');
+export const GraphProtoType = ONNX_ROOT.lookupType('onnx.GraphProto');
 export const TensorProtoType = ONNX_ROOT.lookupType('onnx.TensorProto');
 
 /** int64 fields decode to a number when exactly representable, otherwise to a protobufjs Long (kept for exact re-encoding). */

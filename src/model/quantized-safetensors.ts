@@ -57,10 +57,10 @@ export function schemeKey(s: QuantScheme): string {
 const bytesOf = (a: ArrayBufferView) => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
 
 /** The safetensors tensors of one quantized module `m`. */
-export function quantizedTensors(m: string, q: QuantizedWeight): SafetensorsTensor[] {
+export function quantizedTensors(m: string, q: QuantizedWeight): (SafetensorsTensor & { data: Uint8Array })[] {
   const groups = q.scales.length / q.rows;
   const scaleShape = q.scheme.strategy === 'tensor' ? [1] : [q.rows, groups];
-  const out: SafetensorsTensor[] = [];
+  const out: (SafetensorsTensor & { data: Uint8Array })[] = [];
   if (q.scheme.format === 'pack-quantized') {
     out.push({ name: `${m}.weight_packed`, dataType: DataType.INT32, shape: [q.rows, q.cols / 8], data: bytesOf(q.codes) });
     out.push({ name: `${m}.weight_shape`, dataType: DataType.INT64, shape: [2], data: bytesOf(BigInt64Array.of(BigInt(q.rows), BigInt(q.cols))) });

@@ -8,7 +8,7 @@
 import { closeSync, fstatSync, openSync, readFileSync, statSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { UserError } from '../errors.js';
-import { writeFileAtomic } from '../util/atomic-write.js';
+import { writeFileAtomicStream } from '../util/atomic-write.js';
 import { readFully } from '../util/spill-file.js';
 import { DataType, byteLength, dtypeName, elementCount } from './dtype.js';
 
@@ -61,7 +61,8 @@ export interface SafetensorsTensor {
   name: string;
   dataType: number;
   shape: readonly number[];
-  data: Uint8Array;
+  /** the bytes, or a function that reads or computes them when the writer reaches this tensor */
+  data: Uint8Array | (() => Uint8Array);
 }
 
 function readFileRange(fd: number, buf: Uint8Array, position: number, path: string): void {
@@ -192,7 +193,8 @@ export function openSafetensors(path: string): SafetensorsFile {
  * Write tensors to a .safetensors file, atomically. Tensors are laid out in the order given and the
  * header lists them in that order, so callers should pass them sorted by name for byte-identical
  * output across runs. The header is padded with spaces to a multiple of 8 bytes, keeping the data
- * buffer 8-byte aligned.
+ * buffer 8-byte aligned. The header comes from dtypes and shapes alone; a tensor given as a function
+ * is read when its turn comes, so the file is written one tensor at a time.
  */
 export function writeSafetensors(path: string, tensors: readonly SafetensorsTensor[], metadata?: Record<string, string>): void {
   const fields: string[] = [];
@@ -216,9 +218,7 @@ export function writeSafetensors(path: string, tensors: readonly SafetensorsTens
     if (t.name === '__metadata__' || seen.has(t.name)) throw new Error(`writeSafetensors: duplicate or reserved tensor name '${t.name}'`);
     seen.add(t.name);
     const need = byteLength(t.dataType, elementCount(t.shape));
-    if (t.data.byteLength !== need) {
-      throw new Error(`writeSafetensors: tensor '${t.name}' has ${t.data.byteLength} bytes, ${dtype} [${t.shape.join(', ')}] needs ${need}`);
-    }
+    if (typeof t.data !== 'function') checkLength(t, t.data, need);
     // hand-built so the header keeps the caller's order (a JS object would hoist integer-like names)
     fields.push(`${JSON.stringify(t.name)}:{"dtype":"${dtype}","shape":${JSON.stringify(t.shape)},"data_offsets":[${offset},${offset + need}]}`);
     offset += need;
@@ -228,7 +228,19 @@ export function writeSafetensors(path: string, tensors: readonly SafetensorsTens
   if (pad) header = Buffer.concat([header, Buffer.alloc(pad, 0x20)]);
   const len = Buffer.alloc(8);
   len.writeBigUInt64LE(BigInt(header.byteLength));
-  writeFileAtomic(path, [len, header, ...tensors.map((t) => t.data)]);
+  writeFileAtomicStream(path, (write) => {
+    write(len);
+    write(header);
+    for (const t of tensors) {
+      const data = typeof t.data === 'function' ? checkLength(t, t.data(), byteLength(t.dataType, elementCount(t.shape))) : t.data;
+      write(data);
+    }
+  });
+}
+
+function checkLength(t: SafetensorsTensor, data: Uint8Array, need: number): Uint8Array {
+  if (data.byteLength !== need) throw new Error(`writeSafetensors: tensor '${t.name}' has ${data.byteLength} bytes, ${NAMES[t.dataType]} [${t.shape.join(', ')}] needs ${need}`);
+  return data;
 }
 
 /** A checkpoint's config.json: where it is, its bytes as read (copied unchanged on write-back) and its values. */

@@ -8,6 +8,7 @@ import { linears } from './linears.js';
 import { formatOf } from './load.js';
 import type { Model } from './model.js';
 import { writeSafetensors, type SafetensorsFile, type SafetensorsTensor } from './safetensors.js';
+import { int64ToNumber } from './onnx-schema.js';
 
 /**
  * Writes a model built from safetensors back as safetensors + config.json beside it. Families that
@@ -91,7 +92,7 @@ function exportedTensors(
     if (block && to === undefined) continue;
     const name = block ? entry.name.replace(BLOCK_TENSOR, `model.layers.${to}.`) : entry.name;
     if (exported.has(name)) continue;
-    tensors.push({ name, dataType: entry.dataType, shape: entry.shape, data: source.read(entry.name), origin: entry.name });
+    tensors.push({ name, dataType: entry.dataType, shape: entry.shape, data: () => source.read(entry.name), origin: entry.name });
   }
   // a module ranks where its first tensor was (a quantized source has weight_packed, not weight)
   const moduleOf = (name: string) => name.replace(/\.weight(_[a-z_]+)?$/, '');
@@ -120,14 +121,15 @@ function sameLayoutTensors(
   for (const entry of source.tensors.values()) {
     if (!model.hasInitializer(entry.name)) {
       if (builtTensors.has(entry.name)) throw cannot(`tensor '${entry.name}' was removed by a pass`);
-      tensors.push({ name: entry.name, dataType: entry.dataType, shape: entry.shape, data: source.read(entry.name) });
+      tensors.push({ name: entry.name, dataType: entry.dataType, shape: entry.shape, data: () => source.read(entry.name) });
       continue;
     }
-    const t = model.tensor(entry.name);
-    if (t.dims.length !== entry.shape.length || t.dims.some((d, i) => d !== entry.shape[i])) {
-      throw cannot(`tensor '${entry.name}' changed shape from [${entry.shape.join(', ')}] to [${t.dims.join(', ')}] (structured pruning)`);
+    const t = model.initializer(entry.name)!;
+    const dims = (t.dims ?? []).map(int64ToNumber);
+    if (dims.length !== entry.shape.length || dims.some((d, i) => d !== entry.shape[i])) {
+      throw cannot(`tensor '${entry.name}' changed shape from [${entry.shape.join(', ')}] to [${dims.join(', ')}] (structured pruning)`);
     }
-    tensors.push({ name: entry.name, dataType: t.dataType, shape: t.dims, data: t.data });
+    tensors.push({ name: entry.name, dataType: t.data_type ?? 0, shape: dims, data: () => model.tensor(t).data });
   }
   return { tensors, config };
 }

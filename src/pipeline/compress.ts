@@ -5,7 +5,7 @@ import { Calibrator } from '../calibrate/calibrator.js';
 import { calibrationFeeds } from '../calibrate/feeds.js';
 import { modelIo } from '../model/io.js';
 import { resolveKvShapes } from '../runtime/kv-shapes.js';
-import { loadDataset } from '../data/load.js';
+import { loadDataset, loadProgressText } from '../data/load.js';
 import { UserError } from '../errors.js';
 import { checkpointFacts, evaluate, type CheckpointFacts, type EvalOptions, type Evaluation, type Measure } from '../eval/evaluate.js';
 import { Checkpoint } from '../model/checkpoint.js';
@@ -147,7 +147,7 @@ async function compressCheckpoint(input: Checkpoint, outFormat: 'onnx' | 'safete
   if (evalSpec) {
     const te = performance.now();
     progress.stage('evaluating original and compressed models');
-    const data = await loadDataset(evalSpec.data, recipe.dir);
+    const data = await loadDataset(evalSpec.data, recipe.dir, { onProgress: (p) => progress.stage(`loading evaluation data: ${loadProgressText(p)}`) });
     run.dataDescription = { description: data.description, files: data.files };
     const latency = evalSpec.latency ? { runs: evalSpec.latency.runs, warmup: evalSpec.latency.warmup } : false;
     const evalOpts: EvalOptions = { threads: evalSpec.latency?.threads ?? threads, latency, dataPath: recipe.path };
@@ -208,7 +208,8 @@ async function makeCalibrator(model: Model, recipe: RunnableRecipe, start: numbe
   const cal = recipe.recipe.calibration;
   if (!cal || start >= recipe.recipe.passes.length) return undefined;
   progress.stage('loading calibration data');
-  const data = await loadDataset(cal.data, recipe.dir);
+  // calibration runs the first `samples` sequences; text is tokenized only that far
+  const data = await loadDataset(cal.data, recipe.dir, { sequences: cal.samples, onProgress: (p) => progress.stage(`loading calibration data: ${loadProgressText(p)}`) });
   const io = await resolveKvShapes(model, modelIo(model), threads);
   return new Calibrator(calibrationFeeds(io, data, cal.samples, cal.seq_len, recipe.path), cal.mode, threads, { spillDir, onWarning: (w) => progress.warn(`calibration: ${w}`) });
 }

@@ -30,7 +30,9 @@ export function createProgress(write: (line: string) => void, fancy: boolean): P
   const say = (text: string) => {
     if (spinner) {
       spinner.text = text;
+      // draw now: during synchronous work (tokenizing, writing) the spinner's timer cannot fire
       if (!spinner.isSpinning) spinner.start();
+      else spinner.render();
     } else write(text);
   };
   return {
