@@ -1,3 +1,7 @@
+/**
+ * src/calibrate — layer 6 (above runtime): calibration statistics measured in ONNX Runtime, one
+ * sample at a time, whole-model or block by block.
+ */
 import { UserError } from '../errors.js';
 import type { LinearLayer } from '../model/linears.js';
 import type { Model } from '../model/model.js';

@@ -11,6 +11,7 @@ import type { Io } from './io.js';
 import { bytes, table } from './table.js';
 
 interface CompressFlags {
+  kvCache: boolean;
   recipe: string;
   output: string;
   report?: string;
@@ -53,6 +54,7 @@ export function registerCompressCommand(program: Command, io: Io, setCode: (c: n
     .option('--dry-run', 'print which layers each pass touches and the expected size; write nothing')
     .option('--resume', 'continue from the last completed pass of an interrupted run')
     .option('--stream', 'keep rewritten weights in a spill file in the work folder instead of in memory')
+    .option('--no-kv-cache', 'build a safetensors input as the single-input graph input_ids → logits instead of with the KV cache')
     .option('--json', 'print exactly one JSON document (the report, or the plan with --dry-run) on stdout')
     .option('--seed <n>', 'seed for every random choice (same input, recipe and seed give identical bytes)', '0')
     .option('--threads <n>', 'ONNX Runtime threads (default: all cores)')
@@ -65,6 +67,7 @@ export function registerCompressCommand(program: Command, io: Io, setCode: (c: n
         dryRun: flags.dryRun,
         resume: flags.resume,
         stream: flags.stream,
+        build: { kvCache: flags.kvCache },
         seed: integer('--seed', flags.seed),
         threads: integer('--threads', flags.threads),
         progress,

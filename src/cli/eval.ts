@@ -23,6 +23,7 @@ interface EvalFlags {
   scale?: string;
   limit?: string;
   latency: boolean;
+  kvCache: boolean;
   runs?: string;
   threads?: string;
 }
@@ -61,6 +62,7 @@ export function registerEvalCommand(program: Command, io: Io, setCode: (c: numbe
     .option('--scale <x>', 'image data: multiply pixels by this first, e.g. 1/255')
     .option('--limit <n>', 'image/array data: first n samples only')
     .option('--no-latency', 'skip the latency measurement')
+    .option('--no-kv-cache', 'build a safetensors model as the single-input graph input_ids → logits instead of with the KV cache')
     .option('--runs <n>', 'latency: timed runs after warm-up (default 20)')
     .option('--threads <n>', 'ONNX Runtime threads (default: all cores)')
     .action(async (modelPath: string, f: EvalFlags) => {
@@ -84,7 +86,7 @@ export function registerEvalCommand(program: Command, io: Io, setCode: (c: numbe
       const report = await evalReport(
         modelPath,
         data,
-        { threads: num('--threads', f.threads), latency: f.latency ? { runs: num('--runs', f.runs) } : false, dataPath: f.data },
+        { threads: num('--threads', f.threads), latency: f.latency ? { runs: num('--runs', f.runs) } : false, dataPath: f.data, build: { kvCache: f.kvCache } },
         f.reference,
       );
       if (f.output) writeReport(f.output, report);

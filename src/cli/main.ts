@@ -1,3 +1,6 @@
+/**
+ * src/cli — layer 14, the top: commander wiring; the only code that prints or sets the exit code.
+ */
 import { Command, CommanderError } from 'commander';
 import { isExpectedError } from '../errors.js';
 import { removeTempFiles } from '../util/atomic-write.js';

@@ -1,3 +1,6 @@
+/**
+ * src/data — layer 4 (above linalg): datasets and tokenizers; no models, no runtimes.
+ */
 import { isAbsolute, resolve } from 'node:path';
 import { loadIdx } from './idx.js';
 import { loadNpy } from './npy.js';

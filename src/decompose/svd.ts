@@ -1,3 +1,6 @@
+/**
+ * src/decompose — a pass family (layer 11): low-rank and Kronecker factorizations.
+ */
 import { z } from 'zod';
 import { cholesky } from '../linalg/cholesky.js';
 import { matmul } from '../linalg/gemm.js';

@@ -1,3 +1,6 @@
+/**
+ * src/distill — a pass family (layer 11): knowledge-distillation recovery on the tfjs executor.
+ */
 import { resolve } from 'node:path';
 import type * as tfjs from '@tensorflow/tfjs';
 import { z } from 'zod';

@@ -1,3 +1,6 @@
+/**
+ * src/eval — layer 8 (above obs): quality, fidelity, latency and generation measured in ONNX Runtime.
+ */
 import { availableParallelism } from 'node:os';
 import type { Dataset } from '../data/types.js';
 import { UserError } from '../errors.js';

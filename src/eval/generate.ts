@@ -26,7 +26,7 @@ export interface CausalLm {
  * cache. A model whose data input is not token ids is a user error.
  */
 export async function openCausalLm(path: string, threads?: number): Promise<CausalLm> {
-  const model = loadModel(path, { kvCache: true });
+  const model = loadModel(path);
   try {
     const declared = modelIo(model);
     if (declared.task !== 'causal-lm') {

@@ -1,3 +1,9 @@
+/**
+ * src/model — layer 2 (above util): the in-memory Model and everything that reads or writes a
+ * checkpoint's graph and tensors: ONNX and safetensors I/O, the Checkpoint a run opens once, graph
+ * builders, the linear-layer query, graph edits and the description of a model's inputs (io.ts).
+ * Imports only util/ and the foundation.
+ */
 import { closeSync, openSync } from 'node:fs';
 import { dirname, isAbsolute, join, normalize } from 'node:path';
 import { UserError } from '../errors.js';

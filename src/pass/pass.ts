@@ -1,3 +1,7 @@
+/**
+ * src/pass — layer 10 (above report): the contract every pass implements and the loops they share;
+ * the pass families sit above it and the registry above them (pipeline/registry.ts).
+ */
 import type { z } from 'zod';
 import type { Model } from '../model/model.js';
 import type { LinearLayer } from '../model/linears.js';

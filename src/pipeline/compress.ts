@@ -1,3 +1,7 @@
+/**
+ * src/pipeline — layer 13: the runner. registry.ts is the one list of passes (imported only here
+ * and by the CLI); compress.ts runs a recipe on a checkpoint.
+ */
 import { availableParallelism } from 'node:os';
 import { existsSync, realpathSync } from 'node:fs';
 import { extname, resolve } from 'node:path';
@@ -8,6 +12,7 @@ import { resolveKvShapes } from '../runtime/kv-shapes.js';
 import { loadDataset, loadProgressText } from '../data/load.js';
 import { UserError } from '../errors.js';
 import { checkpointFacts, evaluate, type CheckpointFacts, type EvalOptions, type Evaluation, type Measure } from '../eval/evaluate.js';
+import type { BuildOptions } from '../model/builders/index.js';
 import { Checkpoint } from '../model/checkpoint.js';
 import { formatOf } from '../model/load.js';
 import type { Model } from '../model/model.js';
@@ -37,6 +42,8 @@ export interface CompressOptions {
   progress: Progress;
   /** where a test may hold the run (interruption tests) */
   hooks?: RunHooks;
+  /** how a safetensors input is built into a graph (default: with the KV cache) */
+  build?: BuildOptions;
 }
 
 /** One pass as it ran, for the report and the work dir's state. */
@@ -80,7 +87,7 @@ export async function compress(opts: CompressOptions): Promise<CompressRun> {
   const recipe = loadRecipe(opts.recipe, PASSES);
   const seed = opts.seed ?? 0;
   progress.stage(`loading ${opts.model}`);
-  const input = Checkpoint.open(opts.model);
+  const input = Checkpoint.open(opts.model, opts.build);
   try {
     const plan = planRecipe(input.model, recipe);
     // params that do not fit the model's layers fail here, before any pass changes anything
@@ -133,7 +140,7 @@ async function compressCheckpoint(input: Checkpoint, outFormat: 'onnx' | 'safete
   }
 
   // the output as written, loaded once for its hash, size, IO and ONNX form
-  const compressed = Checkpoint.open(output);
+  const compressed = Checkpoint.open(output, opts.build);
   let outputFacts: CheckpointFacts;
   let outputOnnx: string | undefined;
   try {

@@ -1,3 +1,7 @@
+/**
+ * src/prune — a pass family (layer 11, beside quantize, decompose, share, distill; families never
+ * import each other): one file per pruning method.
+ */
 import { z } from 'zod';
 import { readWeight, writeWeight } from '../model/linear-weights.js';
 import type { LinearLayer } from '../model/linears.js';

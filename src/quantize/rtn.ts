@@ -1,3 +1,7 @@
+/**
+ * src/quantize — a pass family (layer 11): one file per quantization method; params.ts, grid.ts and
+ * emit.ts are what the quantizers share.
+ */
 import { z } from 'zod';
 import { readWeight } from '../model/linear-weights.js';
 import type { LinearLayer } from '../model/linears.js';

@@ -1,3 +1,7 @@
+/**
+ * src/recipe — layer 12 (above the pass families): recipe files, their schema and targets; it is
+ * handed the pass list, never imports the registry.
+ */
 import { createHash } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';

@@ -2,6 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Dataset } from '../data/types.js';
+import type { BuildOptions } from '../model/builders/index.js';
 import { Checkpoint } from '../model/checkpoint.js';
 import { newReport, type Report } from './schema.js';
 import { checkpointFacts, evaluate, type EvalOptions, type EvalSubject } from '../eval/evaluate.js';
@@ -9,13 +10,14 @@ import { checkpointFacts, evaluate, type EvalOptions, type EvalSubject } from '.
 /**
  * `pare eval` as data: measures `model` (and `reference`) on `data` and returns the report. Each
  * checkpoint is loaded once, measured, given the ONNX file ONNX Runtime runs (a safetensors
- * checkpoint's ONNX form goes to a temporary folder) and closed before the sessions start.
+ * checkpoint's ONNX form, built with `opts.build`, goes to a temporary folder) and closed before the
+ * sessions start.
  */
-export async function evalReport(modelPath: string, data: Dataset, opts: EvalOptions, referencePath?: string): Promise<Report> {
+export async function evalReport(modelPath: string, data: Dataset, opts: EvalOptions & { build?: BuildOptions }, referencePath?: string): Promise<Report> {
   const t0 = performance.now();
   const scratch: string[] = [];
   const subject = async (path: string): Promise<EvalSubject & { format: Checkpoint['format'] }> => {
-    const checkpoint = Checkpoint.open(path);
+    const checkpoint = Checkpoint.open(path, opts.build);
     try {
       const onnx = checkpoint.onnxPath(() => {
         const dir = mkdtempSync(join(tmpdir(), 'pare-eval-'));

@@ -1,3 +1,6 @@
+/**
+ * src/report — layer 9 (above eval): the versioned report, its Markdown, diffs and budgets.
+ */
 import { z } from 'zod';
 import type { Measure } from '../eval/evaluate.js';
 import type { Fidelity } from '../eval/fidelity.js';

@@ -1,3 +1,7 @@
+/**
+ * src/runtime — layer 5 (above data): ONNX Runtime sessions and feeds, and the TensorFlow.js
+ * executor for ONNX graphs (runtime/tfjs). Knows models, not passes or datasets' meaning.
+ */
 import { createRequire } from 'node:module';
 import * as ort from 'onnxruntime-node';
 import { UserError } from '../errors.js';

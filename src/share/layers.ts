@@ -1,3 +1,6 @@
+/**
+ * src/share — a pass family (layer 11): weight sharing between layers and with the embedding.
+ */
 import { z } from 'zod';
 import { UserError } from '../errors.js';
 import { blocksOfLayers, initializerBytes, type DecoderBlock } from '../model/blocks.js';

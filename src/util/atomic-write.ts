@@ -1,3 +1,6 @@
+/**
+ * src/util — layer 1 (above errors/version): small helpers with no knowledge of models.
+ */
 import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 

@@ -13,6 +13,8 @@ import { AttributeType } from '../../src/model/onnx-schema.js';
 import { seededRandom } from '../../src/util/random.js';
 import { ort } from '../../src/runtime/ort.js';
 import { allClose, FIXTURES, tempDir } from '../helpers.js';
+import { lmFeeds, modelIo } from '../../src/model/io.js';
+import { ortFeeds } from '../../src/runtime/feeds.js';
 
 const SOURCES = {
   'exported graph': 'fixtures/stories260K/model.onnx',
@@ -22,12 +24,12 @@ const NEEDS: StatsNeeds = { hessian: true, absmax: true, sqnorm: true };
 
 function tokenFeeds(model: Model, samples: number, length: number, seed: number): Feeds[] {
   const rand = seededRandom(seed);
-  const name = model.graph.input![0]!.name!;
+  const io = modelIo(model);
   return Array.from({ length: samples }, (_, s) => {
     // lengths differ per sample so cached values of several shapes go through the store
     const n = length - 3 * s;
-    const ids = BigInt64Array.from({ length: n }, (_, i) => BigInt(i === 0 ? 1 : Math.floor(rand() * 512)));
-    return { [name]: new ort.Tensor('int64', ids, [1, n]) };
+    const ids = Int32Array.from({ length: n }, (_, i) => (i === 0 ? 1 : Math.floor(rand() * 512)));
+    return ortFeeds(lmFeeds(io, ids, 1, n));
   });
 }
 

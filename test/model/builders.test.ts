@@ -19,6 +19,7 @@ import { seededRandom } from '../../src/util/random.js';
 import { ort, sessionFromModel } from '../../src/runtime/ort.js';
 import { allClose, fixturePath, FIXTURES, itWithShared, sharedPath, tempDir } from '../helpers.js';
 import { gpt2Forward } from '../reference/gpt2-forward.js';
+import { decoderFeeds } from '../decoder-feeds.js';
 
 function tokens(vocab: number, batch: number, seq: number, seed: number): number[][] {
   const r = seededRandom(seed);
@@ -29,7 +30,7 @@ async function logits(model: Model, ids: number[][]): Promise<Float32Array> {
   const s = await sessionFromModel(model, { threads: 1 });
   try {
     const flat = BigInt64Array.from(ids.flat().map(BigInt));
-    return (await s.run({ input_ids: new ort.Tensor('int64', flat, [ids.length, ids[0]!.length]) })).logits!.data as Float32Array;
+    return (await s.run(decoderFeeds(s, flat, ids.length, ids[0]!.length))).logits!.data as Float32Array;
   } finally {
     await s.release();
   }

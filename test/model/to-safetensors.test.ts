@@ -11,6 +11,7 @@ import { sha256File } from '../../src/util/hash.js';
 import { ort, sessionFromModel } from '../../src/runtime/ort.js';
 import { runCli } from '../cli/run-cli.js';
 import { allClose, FIXTURES, fixturePath, tempDir } from '../helpers.js';
+import { decoderFeeds } from '../decoder-feeds.js';
 
 const INPUT = FIXTURES.storiesSafetensors;
 const TOKENIZER = FIXTURES.tok512;
@@ -24,7 +25,7 @@ const IDS = [1, 400, 33, 7, 260, 91, 15, 300, 2, 45, 128, 64];
 async function logits(model: Model, accuracyLevel?: 0): Promise<Float32Array> {
   const s = await sessionFromModel(model, { threads: 1, ...(accuracyLevel === 0 ? { qdqMatMulNBitsAccuracyLevel: 0 } : {}) });
   try {
-    const feeds = { input_ids: new ort.Tensor('int64', BigInt64Array.from(IDS.map(BigInt)), [2, IDS.length / 2]) };
+    const feeds = decoderFeeds(s, IDS, 2, IDS.length / 2);
     return (await s.run(feeds)).logits!.data as Float32Array;
   } finally {
     await s.release();

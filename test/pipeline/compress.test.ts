@@ -9,6 +9,7 @@ import { ort } from '../../src/runtime/ort.js';
 import { sha256File } from '../../src/util/hash.js';
 import { tempDir } from '../helpers.js';
 import { runCli } from '../cli/run-cli.js';
+import { decoderFeeds } from '../decoder-feeds.js';
 
 const ROOT = resolve(__dirname, '../..');
 const MODEL = join(ROOT, 'fixtures/stories260K/model.onnx');
@@ -220,9 +221,8 @@ describe('safetensors in and out', () => {
     const { loadModel } = await import('../../src/model/load.js');
     const { sessionFromModel } = await import('../../src/runtime/ort.js');
     const b = await sessionFromModel(loadModel(out));
-    const feeds = { input_ids: new ort.Tensor('int64', BigInt64Array.from([1n, 400n, 33n, 7n]), [1, 4]) };
-    const la = (await a.run(feeds)).logits!.data as Float32Array;
-    const lb = (await b.run(feeds)).logits!.data as Float32Array;
+    const la = (await a.run(decoderFeeds(a, [1, 400, 33, 7], 1, 4))).logits!.data as Float32Array;
+    const lb = (await b.run(decoderFeeds(b, [1, 400, 33, 7], 1, 4))).logits!.data as Float32Array;
     let num = 0;
     let den = 0;
     for (let i = 0; i < la.length; i++) [num, den] = [num + (la[i]! - lb[i]!) ** 2, den + la[i]! ** 2];

@@ -1,4 +1,4 @@
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generate, openCausalLm, type CausalLm } from '../../src/eval/generate.js';
@@ -113,6 +113,23 @@ describe('KV-cache decoders through every pass', () => {
       }
     });
   }
+});
+
+describe('shipped recipes on every form of the model', () => {
+  it('select the same layers in the plain export, the safetensors build and the Optimum-layout export', async () => {
+    const recipes = readdirSync(join(ROOT, 'recipes')).filter((f) => f.endsWith('.yaml'));
+    expect(recipes.length).toBeGreaterThan(10);
+    for (const file of recipes) {
+      const plans = [];
+      for (const model of [PLAIN, join(ROOT, 'fixtures/stories260K/model.safetensors'), KV]) {
+        const r = await runCli(['compress', model, '-r', join(ROOT, 'recipes', file), '-o', join(tmp.dir, 'dry.onnx'), '--dry-run', '--json']);
+        expect(r.code, `${file} on ${model}: ${r.err}`).toBe(0);
+        plans.push((JSON.parse(r.out).passes as { pass: string; layers: { name: string }[] }[]).map((p) => [p.pass, p.layers.map((l) => l.name)]));
+      }
+      expect(plans[1], `${file}: safetensors build`).toEqual(plans[0]);
+      expect(plans[2], `${file}: KV-cache export`).toEqual(plans[0]);
+    }
+  });
 });
 
 describe('KV-cache bad input', () => {

@@ -15,6 +15,7 @@ import { captureSession, ort, sessionFromModel } from '../../src/runtime/ort.js'
 import { writeModelAsSafetensors } from '../../src/model/to-safetensors.js';
 import { generateCheckpoint, llamaSpec } from '../../fixtures/generate-models.js';
 import { allClose, FIXTURES, itWithShared, SHARED_MODELS, tempDir } from '../helpers.js';
+import { decoderFeeds } from '../decoder-feeds.js';
 
 const ROOT = resolve(__dirname, '../..');
 const STORIES_EXPORT = join(ROOT, 'fixtures/stories260K/model.onnx');
@@ -51,7 +52,7 @@ async function logits(model: Model, batch: number, seq: number, vocab: number): 
   const s = await sessionFromModel(model, { threads: 1 });
   const r = seededRandom(batch * 1000 + seq);
   const ids = BigInt64Array.from({ length: batch * seq }, () => BigInt(Math.floor(r() * vocab)));
-  const out = (await s.run({ input_ids: new ort.Tensor('int64', ids, [batch, seq]) })).logits!;
+  const out = (await s.run(decoderFeeds(s, ids, batch, seq))).logits!;
   expect(out.dims).toEqual([batch, seq, vocab]);
   return out.data as Float32Array;
 }

@@ -10,6 +10,7 @@ import { seededRandom } from '../../src/util/random.js';
 import { angularDistance, layers } from '../../src/prune/layers.js';
 import { ort, sessionFromModel } from '../../src/runtime/ort.js';
 import { allClose, tempDir } from '../helpers.js';
+import { decoderFeeds } from '../decoder-feeds.js';
 
 const ROOT = resolve(__dirname, '../..');
 const tmp = tempDir('pare-layers-');
@@ -19,7 +20,7 @@ async function logits(model: ReturnType<typeof readOnnx>): Promise<Float32Array>
   const s = await sessionFromModel(model, { threads: 1 });
   const r = seededRandom(3);
   const ids = BigInt64Array.from({ length: 2 * 30 }, () => BigInt(Math.floor(r() * 512)));
-  return (await s.run({ input_ids: new ort.Tensor('int64', ids, [2, 30]) })).logits!.data as Float32Array;
+  return (await s.run(decoderFeeds(s, ids, 2, 30))).logits!.data as Float32Array;
 }
 
 describe('prune.layers', () => {

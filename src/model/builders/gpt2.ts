@@ -75,7 +75,7 @@ export function buildGpt2(st: SafetensorsFile, config: Record<string, unknown>, 
     return g.op('Mul', [g.op('Mul', [x, g.scalar(0.5)], `${path}/Mul_2`), g.op('Add', [t, g.scalar(1)], `${path}/Add_1`)], `${path}/Mul_3`);
   };
 
-  const cache = opts.kvCache ? new KvCache(g, { layers, heads: nh, headDim: hd }) : undefined;
+  const cache = opts.kvCache !== false ? new KvCache(g, { layers, heads: nh, headDim: hd }) : undefined;
   const pos = cache ? cache.positions : positions(g);
   const mask = cache ? cache.mask() : causalMask(g, pos);
   const tokens = g.op('Gather', [g.weight(`${prefix}wte.weight`), 'input_ids'], '/wte/Gather', [attr.int('axis', 0)]);

@@ -170,7 +170,10 @@ export const LOWEST = -3.4028234663852886e38;
 
 /** Graph options every builder takes. */
 export interface BuildOptions {
-  /** Optimum's decoder-with-past I/O (attention_mask, position_ids, past_key_values in; present out) */
+  /**
+   * Optimum's decoder-with-past I/O (attention_mask, position_ids, past_key_values in; present out),
+   * the default; false gives the single-input graph input_ids → logits
+   */
   kvCache?: boolean;
 }
 

@@ -63,7 +63,8 @@ export function familyOf(config: Record<string, unknown>, configPath: string): M
  * safetensors + config.json beside it → the model as an ONNX graph, chosen by config.json's
  * model_type. The graph's initializers are the checkpoint's tensors by name, read lazily from the
  * file (ONNX external data into the safetensors data buffer); Model.path is the safetensors file.
- * `kvCache` builds Optimum's decoder-with-past inputs and outputs instead of input_ids → logits.
+ * By default the graph has Optimum's decoder-with-past inputs and outputs; `kvCache: false` builds
+ * the single-input graph input_ids → logits.
  */
 export function buildFromSafetensors(path: string, opts: BuildOptions = {}): Model {
   const config = readConfigJson(path);

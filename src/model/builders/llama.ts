@@ -73,7 +73,7 @@ export function buildLlama(st: SafetensorsFile, config: Record<string, unknown>,
 
   // positions [S] and RoPE tables [1, 1, S, hd] with the causal mask [S, S]; with a KV cache
   // position_ids [B, S], tables [B, 1, S, hd] and the mask [B, 1, S, past + S]
-  const cache = opts.kvCache ? new KvCache(g, { layers, heads: nkv, headDim: hd }) : undefined;
+  const cache = opts.kvCache !== false ? new KvCache(g, { layers, heads: nkv, headDim: hd }) : undefined;
   const pos = cache ? cache.positions : positions(g);
   const posF = g.op('Cast', [pos], '/rotary/Cast', [attr.int('to', DataType.FLOAT)]);
   const invFreq = Float32Array.from({ length: hd / 2 }, (_, i) => 1 / theta ** ((2 * i) / hd));

@@ -7,6 +7,8 @@ import { ort, sessionFromModel } from '../../../src/runtime/ort.js';
 import type { OnnxExecutor } from '../../../src/runtime/tfjs/executor.js';
 import { seededRandom } from '../../../src/util/random.js';
 import { allClose, FIXTURES, sharedPath } from '../../helpers.js';
+import { lmFeeds, modelIo } from '../../../src/model/io.js';
+import { ortFeeds } from '../../../src/runtime/feeds.js';
 
 /** B windows of T real TinyStories token ids (BOS first), from the first stories of valid-head.txt. */
 export function storiesTokens(B: number, T: number): Int32Array {
@@ -59,15 +61,16 @@ export interface Feed {
 export async function bothOutputs(exec: OnnxExecutor, model: Model, feed: Feed, ortOpts = {}): Promise<{ got: Float32Array; ref: Float32Array }> {
   const tf = exec.tf;
   const isInt = feed.data instanceof Int32Array;
+  // token ids go in with whatever else the decoder takes (mask, positions, an empty KV cache)
+  const host = isInt ? lmFeeds(modelIo(model), feed.data as Int32Array, feed.dims[0]!, feed.dims[1]!) : undefined;
   const got = tf.tidy(() => {
-    const out = exec.run({ [feed.name]: tf.tensor(feed.data, feed.dims, isInt ? 'int32' : 'float32') as tfjs.Tensor });
+    const out = exec.run(host ? exec.feeds(host) : { [feed.name]: tf.tensor(feed.data, feed.dims, 'float32') as tfjs.Tensor });
     return Object.values(out)[0]!;
   });
   const gotData = got.dataSync() as Float32Array;
   got.dispose();
   const session = await sessionFromModel(model, ortOpts);
-  const t = isInt ? new ort.Tensor('int64', BigInt64Array.from(feed.data, (v) => BigInt(v)), feed.dims) : new ort.Tensor('float32', feed.data as Float32Array, feed.dims);
-  const res = await session.run({ [feed.name]: t });
+  const res = await session.run(host ? ortFeeds(host) : { [feed.name]: new ort.Tensor('float32', feed.data as Float32Array, feed.dims) });
   await session.release();
   return { got: gotData, ref: res[session.outputNames[0]!]!.data as Float32Array };
 }
