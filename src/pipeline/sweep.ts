@@ -15,7 +15,7 @@ import { sha256Bytes, sha256File } from '../util/hash.js';
 import { assignShards, type Shard } from '../util/shard.js';
 import { VERSION } from '../version.js';
 import { compress } from './compress.js';
-import { checkLayersUpFront, planRecipe, type RunnableRecipe } from './plan.js';
+import { checkLayersUpFront, planRecipe } from './plan.js';
 import type { Progress } from './progress.js';
 import { PASSES } from './registry.js';
 import { compressReport } from './report.js';

@@ -1,7 +1,11 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { UserError } from '../../src/errors.js';
 import { PASSES } from '../../src/pipeline/registry.js';
 import { expandSweep, parseSetFlag, parseSettingPath } from '../../src/recipe/sweep-axes.js';
+import { runCli } from '../cli/run-cli.js';
 
 const BASE = `version: 1
 calibration:
@@ -127,5 +131,25 @@ describe('expandSweep', () => {
     expect(failure(BASE, ['passes[0].params.sparsity=0.3', 'passes[0].params.sparsity=0.4'])).toMatch(/is set twice/);
     expect(failure(BASE, ['passes[0].params.sparsity='])).toMatch(/no values/);
     expect(failure(BASE, ['passes[0].params.sparsity'])).toMatch(/expected PATH=VALUE/);
+  });
+});
+
+describe('pare recipe validate with a sweep: section', () => {
+  it('counts the points of a valid section; a bad value is one line at the section key, exit 2', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'pare-validate-sweep-'));
+    try {
+      const good = join(dir, 'good.yaml');
+      writeFileSync(good, `${BASE}sweep:\n  passes[0].params.sparsity: [0.3, 0.5]\n  passes[1].params.bits: [8, 4, 2]\n`);
+      const ok = await runCli(['recipe', 'validate', good]);
+      expect(ok.code, ok.err).toBe(0);
+      expect(ok.out).toContain('  sweep: 6 points');
+      const bad = join(dir, 'bad.yaml');
+      writeFileSync(bad, `${BASE}sweep:\n  passes[0].params.sparsity: [0.3, 5]\n`);
+      const r = await runCli(['recipe', 'validate', bad]);
+      expect(r.code).toBe(2);
+      expect(r.err).toBe(`pare: ${bad}:15:3 sweep passes[0].params.sparsity=5: expected number 0..1, got 5\n`);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
