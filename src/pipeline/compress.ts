@@ -21,7 +21,7 @@ import { VERSION } from '../version.js';
 import type { RunHooks } from '../pass/hooks.js';
 import type { PassReport } from '../report/schema.js';
 import { seededRandom } from '../util/random.js';
-import { calibrationScope } from './calibration-scope.js';
+import { calibrationScope, modelIdentity } from './calibration-scope.js';
 import { checkLayers, checkLayersUpFront, planRecipe, type PlannedPass, type RunnableRecipe, selectTargets } from './plan.js';
 import type { Progress } from './progress.js';
 import { WorkDir } from './workdir.js';
@@ -131,7 +131,7 @@ async function compressCheckpoint(input: Checkpoint, outFormat: 'onnx' | 'safete
       progress.stage(`resuming after pass ${saved.completed}/${recipe.recipe.passes.length}`);
     }
     if (opts.stream) model.spillTo(work.file('spill.bin'), STREAM_THRESHOLD);
-    await runPasses(model, run, saved?.completed ?? 0, work, originalOnnx, threads, opts);
+    await runPasses(model, run, saved?.completed ?? 0, work, originalOnnx, threads, opts, modelIdentity(input));
     progress.stage(`writing ${output}`);
     written = outFormat === 'onnx' ? writeOnnx(model, output, { externalData: recipe.recipe.output.external_data || undefined }).files : writeModelAsSafetensors(model, output, input);
     if (evalSpec?.reference) referenceOnnx = originalOnnx();
@@ -171,7 +171,7 @@ async function compressCheckpoint(input: Checkpoint, outFormat: 'onnx' | 'safete
 }
 
 /** Passes `start`… of the recipe on `model`, each saved to the work dir before the next. */
-async function runPasses(model: Model, run: CompressRun, start: number, work: WorkDir<PassRecord>, originalOnnx: () => string, threads: number, opts: CompressOptions): Promise<void> {
+async function runPasses(model: Model, run: CompressRun, start: number, work: WorkDir<PassRecord>, originalOnnx: () => string, threads: number, opts: CompressOptions, modelKey: string): Promise<void> {
   const { recipe, seed } = run;
   const progress = opts.progress;
   const { calibrator, files } = await makeCalibrator(model, recipe, start, threads, progress, work.file('calibration'), opts.statsCache);
@@ -184,7 +184,7 @@ async function runPasses(model: Model, run: CompressRun, start: number, work: Wo
     // again on the model as earlier passes left it: the up-front check stops at a pass that changes layers
     checkLayers(recipe, [{ index: i, layers }]);
     progress.pass(i, total, pass.id, layers.length);
-    calibrator?.beginPass(opts.statsCache ? calibrationScope(run.input.sha256, recipe, i, seed, files) : undefined);
+    calibrator?.beginPass(opts.statsCache ? calibrationScope(modelKey, recipe, i, seed, files) : undefined);
     const tp = performance.now();
     const result = await pass.apply(model, {
       layers,

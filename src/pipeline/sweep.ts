@@ -14,6 +14,7 @@ import { canonicalJson } from '../util/canonical-json.js';
 import { sha256Bytes, sha256File } from '../util/hash.js';
 import { assignShards, type Shard } from '../util/shard.js';
 import { VERSION } from '../version.js';
+import { modelIdentity } from './calibration-scope.js';
 import { compress } from './compress.js';
 import { checkLayersUpFront, planRecipe } from './plan.js';
 import type { Progress } from './progress.js';
@@ -83,11 +84,11 @@ export interface SweepRun {
 }
 
 /** The point's folder name: its settings, then a hash of everything its result depends on. */
-function pointId(point: SweepPoint<ConfiguredPass>, modelSha: string, seed: number, fileHash: (path: string, what: string) => string): string {
+function pointId(point: SweepPoint<ConfiguredPass>, model: string, seed: number, fileHash: (path: string, what: string) => string): string {
   const r = point.recipe.recipe;
   const specs = [...(r.calibration ? [['calibration.data', r.calibration.data] as const] : []), ...(r.eval ? [['eval.data', r.eval.data] as const] : [])];
   const files = specs.flatMap(([where, spec]) => datasetFiles(spec, point.recipe.dir).map((f) => fileHash(f, `${point.recipe.path}: ${where}`)));
-  const hash = sha256Bytes(canonicalJson({ model: modelSha, recipe: point.identity, files, seed, pare: VERSION }));
+  const hash = sha256Bytes(canonicalJson({ model, recipe: point.identity, files, seed, pare: VERSION }));
   return `${point.label.slice(0, 80)}-${hash.slice(0, 8)}`;
 }
 
@@ -114,8 +115,10 @@ export async function sweep(opts: SweepOptions): Promise<SweepRun> {
   // every point's recipe against the model's layers, before any point runs
   const input = Checkpoint.open(opts.model);
   let modelSha: string;
+  let modelKey: string;
   try {
     modelSha = input.sha256;
+    modelKey = modelIdentity(input);
     for (const point of expanded.points) {
       try {
         planRecipe(input.model, point.recipe);
@@ -139,7 +142,7 @@ export async function sweep(opts: SweepOptions): Promise<SweepRun> {
     }
     return h;
   };
-  const ids = expanded.points.map((p) => pointId(p, modelSha, seed, fileHash));
+  const ids = expanded.points.map((p) => pointId(p, modelKey, seed, fileHash));
   const costs = expanded.points.map((p) => pointCost(p.recipe));
   const shardOf = assignShards(ids.map((id, i) => ({ id, cost: costs[i]! })), opts.shard?.count ?? 1);
   const points: SweepPointRun[] = expanded.points.map((p, i) => ({
@@ -187,7 +190,8 @@ export async function sweep(opts: SweepOptions): Promise<SweepRun> {
       model: opts.model,
       recipe: sweepPoint.recipe,
       output: join(point.dir, 'model.onnx'),
-      resume: opts.resume,
+      // only a point that was interrupted has a work folder to resume from
+      resume: opts.resume && existsSync(join(point.dir, '.pare-work')),
       seed,
       threads: opts.threads,
       progress,

@@ -172,6 +172,11 @@ describe('pare sweep: bad input is one line, exit 2, before anything runs', () =
     expectOneLine(await runCli(['sweep', MODEL, '-r', RECIPE, '--set', 'passes[1].params.bits=8,6', '-o', out]), 'pare: --set passes[1].params.bits=6: expected 2|3|4|8, got 6');
   });
 
+  it("a --set value that does not fit the model's layers (checked for every point before the first runs)", async () => {
+    const r = await runCli(['sweep', MODEL, '-r', RECIPE, '--set', 'passes[1].params.group_size=32,128', '-o', out]);
+    expectOneLine(r, new RegExp(`^pare: sweep point sparsity=0\\.2,bits=8,group_size=128: ${RECIPE.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}:\\d+:\\d+ passes\\[1\\]\\.params\\.group_size: quantize\\.rtn: 'layers\\.0\\.self_attn\\.q_proj' has 64 inputs, not a multiple of group_size 128`));
+  });
+
   it('--shard 4/3', async () => {
     expectOneLine(await runCli(['sweep', MODEL, '-r', RECIPE, '--shard', '4/3', '-o', out]), 'pare: --shard 4/3: shard index must be 1..3, got 4');
   });
