@@ -1,3 +1,4 @@
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { run } from '../../src/cli/main.js';
@@ -94,8 +95,19 @@ describe('diffSweeps', () => {
     const same = captureIo();
     expect(await run(['report', 'diff', a, a, '--max-ppl-increase', '0%'], same.io)).toBe(0);
     expect(same.out()).toContain('every budget holds on all 4 points');
+    // the diff as JSON reads back into pare report html
+    const json = captureIo();
+    expect(await run(['report', 'diff', a, b, '--max-ppl-increase', '2%', '--format', 'json'], json.io)).toBe(3);
+    writeFileSync(join(tmp.dir, 'diff.json'), json.out());
+    expect(await run(['report', 'html', join(tmp.dir, 'diff.json'), '-o', join(tmp.dir, 'diff.html')], captureIo().io)).toBe(0);
+    expect(readFileSync(join(tmp.dir, 'diff.html'), 'utf8')).toContain('budgets fail on 1 of 2 points');
     const r = join(tmp.dir, 'r.json');
     writeReport(r, compressReport(1.3));
+    const rd = captureIo();
+    expect(await run(['report', 'diff', r, r, '--max-ppl-increase', '0%', '--format', 'json'], rd.io)).toBe(0);
+    writeFileSync(join(tmp.dir, 'rdiff.json'), rd.out());
+    expect(await run(['report', 'html', join(tmp.dir, 'rdiff.json'), '-o', join(tmp.dir, 'rdiff.html')], captureIo().io)).toBe(0);
+    expect(readFileSync(join(tmp.dir, 'rdiff.html'), 'utf8')).toContain('Verdict: <span class="ok">every budget holds</span>');
     const mixed = captureIo();
     expect(await run(['report', 'diff', r, a], mixed.io)).toBe(2);
     expect(mixed.err().trim()).toBe(`pare: ${r} is a report and ${a} a sweep; diff two reports, or two sweeps merged by pare report merge`);
