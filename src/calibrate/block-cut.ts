@@ -56,8 +56,13 @@ export class BlockCut {
     this.graphInputs = new Map((model.graph.input ?? []).filter((v) => !model.hasInitializer(v.name ?? '')).map((v) => [v.name ?? '', v]));
   }
 
-  /** Statistics of group j's layer inputs on the model as it is now. Call with j = 0, 1, 2, ... */
-  async step(j: number, needs: StatsNeeds): Promise<Map<string, InputStats>> {
+  /**
+   * Statistics of group j's layer inputs on the model as it is now. Call with j = 0, 1, 2, ...
+   * `stats: false` only computes and caches the boundary values later steps read (the caller has
+   * the statistics already) and returns an empty map.
+   */
+  async step(j: number, needs: StatsNeeds, opts: { stats?: boolean } = {}): Promise<Map<string, InputStats>> {
+    const wantStats = opts.stats ?? true;
     const model = this.model;
     const index = new GraphIndex(model.graph);
     const nearest = this.nearestUpstreamGroup(j);
@@ -78,8 +83,8 @@ export class BlockCut {
     const cache = [...candidates].filter((c) => laterReads.has(c));
 
     const accumulators = new Map<string, InputStatsAccumulator>();
-    for (const layer of this.groups[j]!.layers) if (!accumulators.has(layer.input)) accumulators.set(layer.input, new InputStatsAccumulator(layer, needs));
-    const computed = targets.filter((t) => !known(t));
+    if (wantStats) for (const layer of this.groups[j]!.layers) if (!accumulators.has(layer.input)) accumulators.set(layer.input, new InputStatsAccumulator(layer, needs));
+    const computed = wantStats ? targets.filter((t) => !known(t)) : [];
     const outputs = [...new Set([...computed, ...cache])];
     this.trace.push({ group: this.groups[j]!.key, nodes: slice.nodes.length, fed: slice.reads, cached: cache });
 

@@ -10,6 +10,7 @@ import { BlockCut, uncuttable, type StepTrace } from './block-cut.js';
 import { groupIntoBlocks, type LayerGroup } from './blocks.js';
 import { BoundaryStore, DEFAULT_RESIDENT_BYTES } from './boundary-store.js';
 import type { Feeds } from './feeds.js';
+import type { StatsCache } from './stats-cache.js';
 import { InputStatsAccumulator, type InputStats, type StatsNeeds } from './stats.js';
 
 export type CalibrationMode = 'sequential' | 'oneshot';
@@ -23,6 +24,8 @@ export interface CalibratorOptions {
   spillDir?: string;
   /** where fallback warnings go (default: stderr); they are also kept in `warnings` */
   onWarning?: (message: string) => void;
+  /** statistics shared across runs (see beginPass) */
+  cache?: StatsCache;
 }
 
 /**
@@ -38,6 +41,11 @@ export interface CalibratorOptions {
  * Sequential mode runs each block's sub-graph on cached boundary values (BlockCut), about two
  * block forwards per block; a graph that cannot be cut falls back, with a warning, to re-running
  * the whole model prefix for every block, which gives the same statistics in O(blocks²) work.
+ *
+ * With a cache, the first statistics a pass asks for (collect, oneshot blocks, or block 0 of a
+ * sequential run) are measured on the model as the pass found it, which the runner's scope pins
+ * (beginPass); they are looked up and stored under that scope. Later requests of the pass see a
+ * model the pass has already changed and are always computed.
  */
 export class Calibrator {
   constructor(
@@ -54,15 +62,39 @@ export class Calibrator {
   trace: StepTrace[] = [];
   /** boundary bytes the last sequential run spilled to files */
   spilledBytes = 0;
+  /** the cache scope of the pass about to run, until its first statistics request takes it */
+  private scope: string | undefined;
+
+  /**
+   * Called by the runner before each pass: `scope` pins the model as the pass will find it (input
+   * model, the passes before, calibration data and settings), or is undefined when there is no
+   * cache to use.
+   */
+  beginPass(scope: string | undefined): void {
+    this.scope = this.options.cache ? scope : undefined;
+  }
 
   /** Statistics of the inputs of `layers` on `model` as it is now, keyed by input tensor name. */
   async collect(model: Model, layers: readonly LinearLayer[], needs: StatsNeeds): Promise<Map<string, InputStats>> {
+    return this.collectIn(model, layers, needs, this.takeScope());
+  }
+
+  /** The scope, once per pass: later requests see a model the pass may have changed. */
+  private takeScope(): string | undefined {
+    const scope = this.scope;
+    this.scope = undefined;
+    return scope === undefined ? undefined : `${scope}/${this.mode}`;
+  }
+
+  private async collectIn(model: Model, layers: readonly LinearLayer[], needs: StatsNeeds, scope: string | undefined): Promise<Map<string, InputStats>> {
+    const stats = this.cached(layers, needs, scope);
     const byTensor = new Map<string, InputStatsAccumulator>();
     for (const layer of layers) {
-      if (byTensor.has(layer.input)) continue;
+      if (byTensor.has(layer.input) || stats.has(layer.input)) continue;
       byTensor.set(layer.input, new InputStatsAccumulator(layer, needs));
     }
     const names = [...byTensor.keys()];
+    if (names.length === 0) return stats;
     const session = await captureSession(model, names, calibrationSessionOptions(this.threads));
     try {
       for (const feed of this.feeds) {
@@ -76,9 +108,20 @@ export class Calibrator {
     } finally {
       await session.release();
     }
-    const stats = new Map<string, InputStats>();
     for (const [name, acc] of byTensor) stats.set(name, await acc.result());
+    if (scope !== undefined) for (const name of names) this.options.cache!.put(scope, stats.get(name)!);
     return stats;
+  }
+
+  /** What the cache holds for the layers' input tensors under `scope`. */
+  private cached(layers: readonly LinearLayer[], needs: StatsNeeds, scope: string | undefined): Map<string, InputStats> {
+    const found = new Map<string, InputStats>();
+    if (scope === undefined) return found;
+    for (const tensor of new Set(layers.map((l) => l.input))) {
+      const s = this.options.cache!.get(scope, tensor, needs);
+      if (s) found.set(tensor, s);
+    }
+    return found;
   }
 
   /**
@@ -88,8 +131,9 @@ export class Calibrator {
    */
   async *blocks(model: Model, layers: readonly LinearLayer[], needs: StatsNeeds): AsyncGenerator<{ group: LayerGroup; stats: Map<string, InputStats> }> {
     const groups = groupIntoBlocks(layers);
+    const scope = this.takeScope();
     if (this.mode === 'oneshot') {
-      const all = await this.collect(model, layers, needs);
+      const all = await this.collectIn(model, layers, needs, scope);
       for (const group of groups) yield { group, stats: all };
       return;
     }
@@ -100,22 +144,37 @@ export class Calibrator {
     if (cut) this.trace = cut.trace;
     try {
       for (const [j, group] of groups.entries()) {
+        // only block 0 sees the model as the pass found it
+        const blockScope = j === 0 ? scope : undefined;
         let stats: Map<string, InputStats> | undefined;
         if (cut) {
           try {
-            stats = await cut.step(j, needs);
+            stats = await this.cutStep(cut, j, group, needs, blockScope);
           } catch (e) {
             this.warn(`sequential calibration could not run block '${group.key}' as a sub-graph (${String((e as Error)?.message ?? e).split('\n')[0]}); re-running the whole model prefix for this and later blocks`);
             cut.close();
             cut = undefined;
           }
         }
-        yield { group, stats: stats ?? (await this.collect(model, group.layers, needs)) };
+        yield { group, stats: stats ?? (await this.collectIn(model, group.layers, needs, blockScope)) };
       }
     } finally {
       this.spilledBytes = cut?.spilledBytes ?? 0;
       cut?.close();
     }
+  }
+
+  /** One sequential step; with every statistic of the block cached it still runs, for the boundary values later blocks start from. */
+  private async cutStep(cut: BlockCut, j: number, group: LayerGroup, needs: StatsNeeds, scope: string | undefined): Promise<Map<string, InputStats>> {
+    const cached = this.cached(group.layers, needs, scope);
+    const complete = group.layers.every((l) => cached.has(l.input));
+    if (complete) {
+      await cut.step(j, needs, { stats: false });
+      return cached;
+    }
+    const stats = await cut.step(j, needs);
+    if (scope !== undefined) for (const s of stats.values()) this.options.cache!.put(scope, s);
+    return stats;
   }
 
   private warn(message: string): void {

@@ -4,7 +4,8 @@ import { compress, type CompressRun } from '../pipeline/compress.js';
 import { createProgress, wantsFancyProgress } from '../pipeline/progress.js';
 import { compressReport } from '../pipeline/report.js';
 import { describeFailure } from '../report/budget.js';
-import { writeReport } from '../report/io.js';
+import { renderHtml } from '../report/html/render.js';
+import { writeReport, writeText } from '../report/io.js';
 import { renderReportMarkdown } from '../report/markdown.js';
 import type { RunHooks } from '../pass/hooks.js';
 import type { Io } from './io.js';
@@ -15,6 +16,7 @@ interface CompressFlags {
   recipe: string;
   output: string;
   report?: string;
+  reportHtml?: boolean;
   dryRun?: boolean;
   resume?: boolean;
   stream?: boolean;
@@ -43,6 +45,11 @@ function formatPlan(run: CompressRun): string {
   return lines.join('\n');
 }
 
+/** report.json -> report.html beside it */
+function htmlBeside(reportPath: string): string {
+  return reportPath.toLowerCase().endsWith('.json') ? `${reportPath.slice(0, -5)}.html` : `${reportPath}.html`;
+}
+
 export function registerCompressCommand(program: Command, io: Io, setCode: (c: number) => void, hooks?: RunHooks): void {
   program
     .command('compress')
@@ -51,6 +58,7 @@ export function registerCompressCommand(program: Command, io: Io, setCode: (c: n
     .requiredOption('-r, --recipe <recipe>', 'recipe .yaml')
     .requiredOption('-o, --output <out>', 'output .onnx (or .safetensors for a safetensors input); never the input')
     .option('--report <report.json>', 'write the JSON report here')
+    .option('--report-html', 'also write the report as a self-contained HTML page beside the JSON (report.html)')
     .option('--dry-run', 'print which layers each pass touches and the expected size; write nothing')
     .option('--resume', 'continue from the last completed pass of an interrupted run')
     .option('--stream', 'keep rewritten weights in a spill file in the work folder instead of in memory')
@@ -59,6 +67,7 @@ export function registerCompressCommand(program: Command, io: Io, setCode: (c: n
     .option('--seed <n>', 'seed for every random choice (same input, recipe and seed give identical bytes)', '0')
     .option('--threads <n>', 'ONNX Runtime threads (default: all cores)')
     .action(async (modelPath: string, flags: CompressFlags) => {
+      if (flags.reportHtml && !flags.report) throw new UserError('--report-html writes the page beside the JSON report; add --report <report.json>');
       const progress = createProgress((line) => io.err(line), io.fancy ?? wantsFancyProgress());
       const run = await compress({
         model: modelPath,
@@ -81,6 +90,7 @@ export function registerCompressCommand(program: Command, io: Io, setCode: (c: n
       }
       const report = compressReport(run);
       if (flags.report) writeReport(flags.report, report);
+      if (flags.report && flags.reportHtml) writeText(htmlBeside(flags.report), renderHtml({ kind: 'report', report }), 'HTML report');
       io.out(flags.json ? JSON.stringify(report, null, 2) : renderReportMarkdown(report));
       const failed = (report.budgets ?? []).filter((b) => !b.ok);
       for (const b of failed) io.err(`budget failed: ${describeFailure(b)}`);

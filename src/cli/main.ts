@@ -11,6 +11,7 @@ import { registerGenerateCommand } from './generate.js';
 import { formatInspection, runInspect } from './inspect.js';
 import { registerRecipeCommands } from './recipe.js';
 import { registerReportCommands } from './report.js';
+import { registerSweepCommand } from './sweep.js';
 import type { RunHooks } from '../pass/hooks.js';
 import type { Io } from './io.js';
 
@@ -43,6 +44,7 @@ function buildProgram(io: Io, setCode: (code: number) => void, hooks?: RunHooks)
   registerEvalCommand(program, io, setCode);
   registerGenerateCommand(program, io, setCode);
   registerCompressCommand(program, io, setCode, hooks);
+  registerSweepCommand(program, io, setCode, hooks);
   registerRecipeCommands(program, io, setCode);
   registerReportCommands(program, io, setCode);
   return program;

@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { loadModel } from '../model/load.js';
 import { describePasses, type PassDescription } from '../recipe/describe.js';
 import { loadRecipe } from '../recipe/parse.js';
+import { expandSweep } from '../recipe/sweep-axes.js';
 import { PASSES } from '../pipeline/registry.js';
 import { checkLayersUpFront, passesCheckedUpFront, planRecipe } from '../pipeline/plan.js';
 import type { Io } from './io.js';
@@ -27,6 +28,8 @@ export function registerRecipeCommands(program: Command, io: Io, setCode: (c: nu
     .action((path: string, opts: { model?: string }) => {
       const loaded = loadRecipe(path, PASSES);
       const lines = [`${path}: ok, ${loaded.recipe.passes.length} pass${loaded.recipe.passes.length === 1 ? '' : 'es'}`];
+      // a sweep: section's points are validated as pare sweep would
+      if (loaded.recipe.sweep) lines.push(`  sweep: ${expandSweep(loaded, [], PASSES).points.length} points`);
       if (opts.model) {
         const model = loadModel(opts.model);
         try {

@@ -30,6 +30,22 @@ export async function loadDataset(spec: DatasetSpec, baseDir: string, opts: Load
   }
 }
 
+/** The files a spec reads, resolved as loadDataset resolves them. */
+export function datasetFiles(spec: DatasetSpec, baseDir: string): string[] {
+  const at = (p: string) => (isAbsolute(p) ? p : resolve(baseDir, p));
+  switch (spec.kind) {
+    case 'text':
+      return [at(spec.path), at(spec.tokenizer)];
+    case 'tokens':
+      return [at(spec.path)];
+    case 'idx':
+      return [at(spec.images), ...(spec.labels ? [at(spec.labels)] : [])];
+    case 'images':
+    case 'npy':
+      return [at(spec.path), ...(spec.labels ? [at(spec.labels)] : [])];
+  }
+}
+
 /** "120/2000 documents, 35% of 1.3 MB" */
 export function loadProgressText(p: LoadProgress): string {
   const mb = (p.totalBytes / 1e6).toFixed(1);

@@ -6,6 +6,7 @@ import { availableParallelism } from 'node:os';
 import { existsSync, realpathSync } from 'node:fs';
 import { extname, resolve } from 'node:path';
 import { Calibrator } from '../calibrate/calibrator.js';
+import type { CacheCounts, StatsCache } from '../calibrate/stats-cache.js';
 import { calibrationFeeds } from '../calibrate/feeds.js';
 import { modelIo } from '../model/io.js';
 import { resolveKvShapes } from '../runtime/kv-shapes.js';
@@ -25,13 +26,15 @@ import { VERSION } from '../version.js';
 import type { RunHooks } from '../pass/hooks.js';
 import type { PassReport } from '../report/schema.js';
 import { seededRandom } from '../util/random.js';
+import { calibrationScope, modelIdentity } from './calibration-scope.js';
 import { checkLayers, checkLayersUpFront, planRecipe, type PlannedPass, type RunnableRecipe, selectTargets } from './plan.js';
 import type { Progress } from './progress.js';
 import { WorkDir } from './workdir.js';
 
 export interface CompressOptions {
   model: string;
-  recipe: string;
+  /** a recipe file, or a recipe already loaded (a sweep point) */
+  recipe: string | RunnableRecipe;
   output: string;
   dryRun?: boolean;
   resume?: boolean;
@@ -44,6 +47,8 @@ export interface CompressOptions {
   hooks?: RunHooks;
   /** how a safetensors input is built into a graph (default: with the KV cache) */
   build?: BuildOptions;
+  /** calibration statistics shared with other runs (pare sweep --cache) */
+  statsCache?: StatsCache;
 }
 
 /** One pass as it ran, for the report and the work dir's state. */
@@ -61,6 +66,8 @@ export interface CompressRun {
   sizes?: { reference: Measure; model: Measure };
   dataDescription?: { description: string; files: { path: string; sha256: string }[] };
   resumedAfter?: number;
+  /** statistics this run found in (hits) or added to (misses) the shared cache */
+  calibrationCache?: CacheCounts & { dir: string };
   warnings: string[];
   timings: { total_ms: number; passes_ms: number; eval_ms?: number };
 }
@@ -84,7 +91,8 @@ export async function compress(opts: CompressOptions): Promise<CompressRun> {
   const t0 = performance.now();
   const progress = opts.progress;
   const outFormat = checkOutput(opts.model, opts.output);
-  const recipe = loadRecipe(opts.recipe, PASSES);
+  const recipe = typeof opts.recipe === 'string' ? loadRecipe(opts.recipe, PASSES) : opts.recipe;
+  if (recipe.recipe.sweep) throw new UserError(`${recipe.path}: has a sweep: section; run it with pare sweep (pare compress runs one recipe), or remove the section`);
   const seed = opts.seed ?? 0;
   progress.stage(`loading ${opts.model}`);
   const input = Checkpoint.open(opts.model, opts.build);
@@ -130,7 +138,7 @@ async function compressCheckpoint(input: Checkpoint, outFormat: 'onnx' | 'safete
       progress.stage(`resuming after pass ${saved.completed}/${recipe.recipe.passes.length}`);
     }
     if (opts.stream) model.spillTo(work.file('spill.bin'), STREAM_THRESHOLD);
-    await runPasses(model, run, saved?.completed ?? 0, work, originalOnnx, threads, opts);
+    await runPasses(model, run, saved?.completed ?? 0, work, originalOnnx, threads, opts, modelIdentity(input));
     progress.stage(`writing ${output}`);
     written = outFormat === 'onnx' ? writeOnnx(model, output, { externalData: recipe.recipe.output.external_data || undefined }).files : writeModelAsSafetensors(model, output, input);
     if (evalSpec?.reference) referenceOnnx = originalOnnx();
@@ -170,10 +178,10 @@ async function compressCheckpoint(input: Checkpoint, outFormat: 'onnx' | 'safete
 }
 
 /** Passes `start`… of the recipe on `model`, each saved to the work dir before the next. */
-async function runPasses(model: Model, run: CompressRun, start: number, work: WorkDir<PassRecord>, originalOnnx: () => string, threads: number, opts: CompressOptions): Promise<void> {
+async function runPasses(model: Model, run: CompressRun, start: number, work: WorkDir<PassRecord>, originalOnnx: () => string, threads: number, opts: CompressOptions, modelKey: string): Promise<void> {
   const { recipe, seed } = run;
   const progress = opts.progress;
-  const calibrator = await makeCalibrator(model, recipe, start, threads, progress, work.file('calibration'));
+  const { calibrator, files } = await makeCalibrator(model, recipe, start, threads, progress, work.file('calibration'), opts.statsCache);
   const tPasses = performance.now();
   const total = recipe.recipe.passes.length;
   for (let i = start; i < total; i++) {
@@ -183,6 +191,7 @@ async function runPasses(model: Model, run: CompressRun, start: number, work: Wo
     // again on the model as earlier passes left it: the up-front check stops at a pass that changes layers
     checkLayers(recipe, [{ index: i, layers }]);
     progress.pass(i, total, pass.id, layers.length);
+    calibrator?.beginPass(opts.statsCache ? calibrationScope(modelKey, recipe, i, seed, files) : undefined);
     const tp = performance.now();
     const result = await pass.apply(model, {
       layers,
@@ -208,17 +217,30 @@ async function runPasses(model: Model, run: CompressRun, start: number, work: Wo
   }
   run.timings.passes_ms = performance.now() - tPasses;
   run.warnings.push(...(calibrator?.warnings ?? []).map((w) => `calibration: ${w}`));
+  if (opts.statsCache) {
+    run.calibrationCache = { dir: opts.statsCache.dir, ...opts.statsCache.counts };
+    run.warnings.push(...opts.statsCache.warnings.map((w) => `calibration cache: ${w}`));
+  }
 }
 
-async function makeCalibrator(model: Model, recipe: RunnableRecipe, start: number, threads: number, progress: Progress, spillDir: string): Promise<Calibrator | undefined> {
+async function makeCalibrator(
+  model: Model,
+  recipe: RunnableRecipe,
+  start: number,
+  threads: number,
+  progress: Progress,
+  spillDir: string,
+  cache: StatsCache | undefined,
+): Promise<{ calibrator?: Calibrator; files: { sha256: string }[] }> {
   // passes that can use calibration optionally (prune.channels) get it whenever the recipe has it
   const cal = recipe.recipe.calibration;
-  if (!cal || start >= recipe.recipe.passes.length) return undefined;
+  if (!cal || start >= recipe.recipe.passes.length) return { files: [] };
   progress.stage('loading calibration data');
   // calibration runs the first `samples` sequences; text is tokenized only that far
   const data = await loadDataset(cal.data, recipe.dir, { sequences: cal.samples, onProgress: (p) => progress.stage(`loading calibration data: ${loadProgressText(p)}`) });
   const io = await resolveKvShapes(model, modelIo(model), threads);
-  return new Calibrator(calibrationFeeds(io, data, cal.samples, cal.seq_len, recipe.path), cal.mode, threads, { spillDir, onWarning: (w) => progress.warn(`calibration: ${w}`) });
+  const calibrator = new Calibrator(calibrationFeeds(io, data, cal.samples, cal.seq_len, recipe.path), cal.mode, threads, { spillDir, onWarning: (w) => progress.warn(`calibration: ${w}`), cache });
+  return { calibrator, files: data.files };
 }
 
 function sizeMeasure(facts: CheckpointFacts): Measure {

@@ -21,5 +21,6 @@ export function compressReport(run: CompressRun): Report {
     budgets: checks,
     warnings: run.warnings,
     timings: run.timings,
+    ...(run.calibrationCache ? { calibration_cache: run.calibrationCache } : {}),
   });
 }

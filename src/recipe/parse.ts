@@ -118,7 +118,8 @@ function locate(doc: Document, lc: LineCounter, p: Problem): { line: number; col
   return lc.linePos(offset);
 }
 
-function parseYaml(text: string, file: string): { doc: Document; lc: LineCounter } {
+/** The recipe's YAML document with a line counter for locating problems; a syntax error is a RecipeError. */
+export function parseRecipeYaml(text: string, file: string): { doc: Document; lc: LineCounter } {
   const lc = new LineCounter();
   const doc = parseDocument(text, { lineCounter: lc, prettyErrors: false });
   if (doc.errors.length > 0) {
@@ -149,7 +150,15 @@ function locatedError(doc: Document, lc: LineCounter, file: string, problems: re
  * listing every problem; returns the recipe with each pass's params parsed by its own schema.
  */
 export function parseRecipe<Parsed extends ParsedParams>(text: string, file: string, passes: readonly PassSpec<ParamsSchema, Parsed>[]): Recipe<Parsed> {
-  const { doc, lc } = parseYaml(text, file);
+  const { doc, lc } = parseRecipeYaml(text, file);
+  return parseRecipeDocument(doc, lc, file, passes);
+}
+
+/**
+ * parseRecipe on a YAML document already parsed (and perhaps edited: a sweep point's settings);
+ * problems are located through the document's nodes, so an edited value keeps its place in the file.
+ */
+export function parseRecipeDocument<Parsed extends ParsedParams>(doc: Document, lc: LineCounter, file: string, passes: readonly PassSpec<ParamsSchema, Parsed>[]): Recipe<Parsed> {
   const data: unknown = doc.toJS({ maxAliasCount: 1000 });
 
   const problems: Problem[] = [];
@@ -180,7 +189,7 @@ export interface LoadedRecipe<Parsed extends ParsedParams = ParsedParams> {
 
 /** Problems found after parsing (a pass's params against the model's layers), located in the recipe text like parse errors. */
 export function recipeErrorAt(recipe: Pick<LoadedRecipe, 'text' | 'path'>, problems: readonly Problem[]): RecipeError {
-  const { doc, lc } = parseYaml(recipe.text, recipe.path);
+  const { doc, lc } = parseRecipeYaml(recipe.text, recipe.path);
   return locatedError(doc, lc, recipe.path, problems);
 }
 

@@ -70,6 +70,8 @@ export const RecipeSchema = z.strictObject({
   passes: z.array(PassEntry).min(1),
   eval: Eval.optional(),
   output: Output.prefault({}),
+  /** `pare sweep`: recipe paths (`passes[0].params.sparsity`) and the values each takes; the points are their product */
+  sweep: z.record(z.string(), z.array(z.unknown()).min(1)).optional(),
 });
 
 /** One entry of `passes`, its params parsed by the pass's own schema. */

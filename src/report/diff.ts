@@ -19,6 +19,9 @@ export interface DiffRow {
 }
 
 export interface ReportDiff {
+  schema: 'pare.diff';
+  version: 1;
+  kind: 'report';
   base: { report: string; model: FileRef };
   next: { report: string; model: FileRef };
   data?: string;
@@ -35,9 +38,9 @@ const BUDGET_ROW: Record<BudgetCheck['metric'], string> = { perplexity: 'perplex
  * baseline). Both reports must have measured the same data; `paths` name them in errors.
  */
 export function diffReports(base: Report, next: Report, budgets: Budgets = {}, paths = { base: 'base report', next: 'new report' }): ReportDiff {
-  checkSameData(base, next, paths);
   const a = base.measurements.model;
   const b = next.measurements.model;
+  checkSameData(base.data, next.data, a.quality !== undefined && b.quality !== undefined, paths);
   const checks = checkBudgets(a, b, budgets, { base: `${paths.base} (model ${a.path})`, candidate: `${paths.next} (model ${b.path})` });
   const byRow = new Map(checks.map((c) => [BUDGET_ROW[c.metric], c]));
   const rows = [...measureRows(a, b), ...fidelityRows(base.fidelity, next.fidelity)].map((r): DiffRow => {
@@ -47,6 +50,9 @@ export function diffReports(base: Report, next: Report, budgets: Budgets = {}, p
     return row;
   });
   return {
+    schema: 'pare.diff',
+    version: 1,
+    kind: 'report',
     base: { report: paths.base, model: { path: a.path, sha256: a.sha256 } },
     next: { report: paths.next, model: { path: b.path, sha256: b.sha256 } },
     data: next.data?.description,
@@ -56,18 +62,16 @@ export function diffReports(base: Report, next: Report, budgets: Budgets = {}, p
   };
 }
 
-function checkSameData(base: Report, next: Report, paths: { base: string; next: string }): void {
-  const a = base.data;
-  const b = next.data;
-  const measuredQuality = base.measurements.model.quality !== undefined && next.measurements.model.quality !== undefined;
+/** Two documents' evaluation data must be the same (description and file hashes) when both measured quality. */
+export function checkSameData(a: Report['data'], b: Report['data'], measuredQuality: boolean, paths: { base: string; next: string }): void {
   if (!a || !b) {
     if (!measuredQuality) return;
     const missing = [!a ? paths.base : '', !b ? paths.next : ''].filter(Boolean).join(' and ');
     throw new UserError(`${missing}: no "data" record, so ${paths.base} and ${paths.next} cannot be shown to have measured the same data; compare reports written by pare eval or pare compress`);
   }
-  const hashes = (d: typeof a) => d.files.map((f) => f.sha256).sort().join(',');
+  const hashes = (d: NonNullable<typeof a>) => d.files.map((f) => f.sha256).sort().join(',');
   if (a.description === b.description && hashes(a) === hashes(b)) return;
-  const show = (d: typeof a) => `"${d.description}" (${d.files.map((f) => `${f.path} sha256 ${f.sha256.slice(0, 12)}`).join(', ')})`;
+  const show = (d: NonNullable<typeof a>) => `"${d.description}" (${d.files.map((f) => `${f.path} sha256 ${f.sha256.slice(0, 12)}`).join(', ')})`;
   throw new UserError(
     `${paths.base} and ${paths.next} measured different data: ${show(a)} vs ${show(b)}; evaluate both models on the same eval data before diffing`,
   );

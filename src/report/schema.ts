@@ -68,6 +68,27 @@ export interface FileRef {
   sha256: string;
 }
 
+/** Calibration statistics a run found in (hits) or added to (misses) a shared cache; `unreadable` entries were recomputed. */
+export interface CalibrationCacheCounts {
+  dir: string;
+  hits: number;
+  misses: number;
+  unreadable: number;
+}
+
+/** What makes a compress report one point of a `pare sweep`. */
+export interface SweepPointRecord {
+  /** `sparsity=0.5,bits=4-1a2b3c4d`: the settings and a hash of model, recipe as run, data files, seed and pare version */
+  id: string;
+  /** position in the sweep's product (first axis outermost) and the number of points */
+  index: number;
+  count: number;
+  /** one [recipe path, value] per axis */
+  settings: [string, unknown][];
+  /** the recipe file the settings were applied to */
+  base: FileRef;
+}
+
 export interface Report {
   schema: typeof REPORT_SCHEMA;
   version: typeof REPORT_VERSION;
@@ -87,6 +108,8 @@ export interface Report {
   budgets?: BudgetCheck[];
   warnings: string[];
   timings: { total_ms: number; passes_ms?: number; eval_ms?: number };
+  calibration_cache?: CalibrationCacheCounts;
+  sweep?: SweepPointRecord;
 }
 
 /** A report with `schema`, `version`, `tool` and `created` filled in for this process. */
@@ -182,6 +205,16 @@ const BudgetCheckSchema = z.looseObject({
   ok: z.boolean(),
 });
 
+export const CacheCountsSchema = z.looseObject({ dir: z.string(), hits: num, misses: num, unreadable: num });
+
+const SweepPointRecordSchema = z.looseObject({
+  id: z.string(),
+  index: num,
+  count: num,
+  settings: z.array(z.tuple([z.string(), z.unknown()])),
+  base: FileRefSchema,
+});
+
 export const ReportSchema = z.looseObject({
   schema: z.literal(REPORT_SCHEMA),
   version: z.literal(REPORT_VERSION),
@@ -199,7 +232,11 @@ export const ReportSchema = z.looseObject({
   budgets: z.array(BudgetCheckSchema).optional(),
   warnings: z.array(z.string()),
   timings: z.looseObject({ total_ms: num, passes_ms: num.optional(), eval_ms: num.optional() }),
+  calibration_cache: CacheCountsSchema.optional(),
+  sweep: SweepPointRecordSchema.optional(),
 });
+
+export { FileRefSchema, MeasureSchema, FidelitySchema, PassReportSchema, BudgetCheckSchema };
 
 /** Compile-time check that what the schema accepts is a Report. */
 export const asReport = (parsed: z.output<typeof ReportSchema>): Report => parsed;

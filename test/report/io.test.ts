@@ -74,7 +74,8 @@ describe('report io', () => {
     writeFileSync(path, JSON.stringify({ name: 'x', version: '1.0.0' }));
     const r = await show(path);
     expect(r.code).toBe(2);
-    expect(r.err).toContain(`${path}: not a pare report (expected "schema": "pare.report", found schema missing)`);
+    expect(r.err).toContain(`${path}: not a pare report or a pare sweep (expected "schema": "pare.report" or "pare.sweep", found schema missing)`);
+    expect(() => readReport(path)).toThrow(`${path}: not a pare report (expected "schema": "pare.report", found schema missing)`);
   });
 
   it('an unsupported version is a user error naming file and version', async () => {
