@@ -44,7 +44,7 @@ export const PASS_CASES: readonly PassCase[] = [
   { id: 'quantize.w8a8', passes: pass('quantize.w8a8', '"layers.*"') },
   { id: 'quantize.cast', passes: pass('quantize.cast', '"*"', 'dtype: float16') },
   { id: 'decompose.svd', passes: pass('decompose.svd', '"layers.*"', 'ratio: 0.5') },
-  { id: 'decompose.kronecker', passes: pass('decompose.kronecker', '"layers.*.mlp.*"', 'ratio: 0.5') },
+  { id: 'decompose.kronecker', passes: pass('decompose.kronecker', '"layers.*.mlp.up_proj"', 'm1: 8, n1: 6, terms: 2') },
   { id: 'share.embeddings', passes: pass('share.embeddings', '"lm_head"', 'max_relative_change: 2') },
   { id: 'share.layers', passes: pass('share.layers', '"layers.*"', 'pairs: 1'), calibration: true },
   {
