@@ -1,6 +1,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { DataType } from '../../../src/model/dtype.js';
+import { fromFloat32, toFloat32 } from '../../../src/model/pack.js';
 import { writeSafetensors } from '../../../src/model/safetensors.js';
 import { seededRandom } from '../../../src/util/random.js';
 
@@ -8,7 +9,8 @@ import { seededRandom } from '../../../src/util/random.js';
  * Seeded tiny random checkpoints of any family, written as Hugging Face saves them
  * (model.safetensors + config.json). A family gives its config.json and the tensors that config
  * implies (`tensors(config)`); every tensor is normal(mean, std) from a PRNG seeded by the tensor's
- * name and the checkpoint's seed, stored float32, so a reference can read the same values back.
+ * name and the checkpoint's seed, stored float32 (or bfloat16/float16, as released checkpoints are),
+ * so a reference can read the same values back.
  */
 
 export interface TinyTensor {
@@ -59,17 +61,19 @@ export function tinyTensorValues(t: TinyTensor, seed: number): Float32Array {
   return out;
 }
 
-/** Writes `family` (with `overrides` merged into its config) to `dir`. */
-export function writeTinyCheckpoint(family: TinyFamily, dir: string, opts: { seed?: number; overrides?: Record<string, unknown> } = {}): TinyCheckpoint {
+/** Writes `family` (with `overrides` merged into its config) to `dir`, every tensor stored as `dataType` (float32 by default). */
+export function writeTinyCheckpoint(family: TinyFamily, dir: string, opts: { seed?: number; overrides?: Record<string, unknown>; dataType?: number } = {}): TinyCheckpoint {
   const seed = opts.seed ?? 1;
+  const dataType = opts.dataType ?? DataType.FLOAT;
   const config = { ...family.config, ...opts.overrides };
   const tensors = family.tensors(config);
   mkdirSync(dir, { recursive: true });
-  const stored = new Map(tensors.map((t) => [t.name, tinyTensorValues(t, seed)]));
+  const bytes = new Map(tensors.map((t) => [t.name, fromFloat32(dataType, tinyTensorValues(t, seed))]));
+  const stored = new Map(tensors.map((t) => [t.name, toFloat32(dataType, bytes.get(t.name)!)]));
   const path = join(dir, 'model.safetensors');
   writeSafetensors(
     path,
-    tensors.map((t) => ({ name: t.name, dataType: DataType.FLOAT, shape: t.shape, data: new Uint8Array(stored.get(t.name)!.buffer) })),
+    tensors.map((t) => ({ name: t.name, dataType, shape: t.shape, data: bytes.get(t.name)! })),
     { format: 'pt' },
   );
   writeFileSync(join(dir, 'config.json'), `${JSON.stringify(config, null, 2)}\n`);

@@ -2,6 +2,9 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { UserError } from '../../../src/errors.js';
+import { DataType } from '../../../src/model/dtype.js';
+import { openSafetensors } from '../../../src/model/safetensors.js';
+import { writeModelAsSafetensors } from '../../../src/model/to-safetensors.js';
 import { buildFromSafetensors } from '../../../src/model/builders/index.js';
 import { defaultInverseFrequencies, inverseFrequencies, llama3InverseFrequencies } from '../../../src/model/builders/rope.js';
 import type { Model } from '../../../src/model/model.js';
@@ -10,7 +13,7 @@ import { runCli } from '../../cli/run-cli.js';
 import { allClose, tempDir } from '../../helpers.js';
 import { llamaFamilyForward, ropeFrequency } from '../../reference/llama-family-forward.js';
 import { Decoder } from '../kv-decode.js';
-import { randomTokens, writeTinyCheckpoint, type TinyFamily } from './checkpoints.js';
+import { randomTokens, writeTinyCheckpoint, writeTokenFile, type TinyFamily } from './checkpoints.js';
 import { LLAMA3, QWEN2, QWEN3, refConfig } from './llama-families.js';
 
 /**
@@ -177,5 +180,49 @@ describe('config.json values pare cannot build are one-line user errors naming t
       writeFileSync(join(ck.dir, 'config.json'), JSON.stringify({ ...ck.config, ...overrides }));
       expect(() => buildFromSafetensors(ck.path).close()).not.toThrow();
     }
+  });
+});
+
+describe('bfloat16 checkpoints (as Llama 3.x and Qwen release them)', () => {
+  for (const family of [LLAMA3, QWEN2, QWEN3]) {
+    it(`${family.modelType}: logits equal the float64 reference on the bfloat16 weights within 1e-5`, async () => {
+      const ck = writeTinyCheckpoint(family, dirFor(`${family.modelType}-bf16`), { dataType: DataType.BFLOAT16 });
+      const ref = Float64Array.from(llamaFamilyForward(ck.values, refConfig(ck.config), IDS).flatMap((r) => r.flatMap((v) => [...v])));
+      const c = allClose(await logits(buildFromSafetensors(ck.path), IDS), ref, 1e-5, 1e-5);
+      expect(c.ok, c.worst).toBe(true);
+      expect(c.relFro).toBeLessThan(1e-5); // measured ≤ 6e-7
+    });
+  }
+
+  it('qwen2: smoothquant folds into the bfloat16 norms exactly; with prune.heads and int8 it writes back and reloads with the same logits', async () => {
+    const ck = writeTinyCheckpoint(QWEN2, dirFor('qwen2-bf16-passes'), { dataType: DataType.BFLOAT16 });
+    const tokens = writeTokenFile(join(ck.dir, 'calibration.u16'), 97, 128, 3);
+    const calibration = `calibration:\n  data: { kind: tokens, path: ${tokens}, dtype: uint16, seq_len: 16, count: 8 }\n  samples: 8\n`;
+    const smooth = '  - pass: quantize.smoothquant\n    targets: ["layers.*"]\n';
+    const run = async (name: string, passes: string) => {
+      const recipe = join(ck.dir, `${name}.yaml`);
+      writeFileSync(recipe, `version: 1\n${calibration}passes:\n${passes}`);
+      const out = join(ck.dir, `${name}.onnx`);
+      const r = await runCli(['compress', ck.path, '-r', recipe, '-o', out, '--json', '--threads', '1']);
+      expect(r.code, r.err).toBe(0);
+      return { out, report: JSON.parse(r.out) as { warnings: string[] } };
+    };
+    const smoothed = await run('smooth', smooth);
+    // only o_proj, fed by the attention, has nothing to fold into
+    expect(smoothed.report.warnings.every((w) => /before 'layers\.\d\.self_attn\.o_proj'; left unsmoothed$/.test(w)), smoothed.report.warnings.join('\n')).toBe(true);
+    const c = allClose(await logits(loadModel(smoothed.out), IDS), await logits(buildFromSafetensors(ck.path), IDS), 1e-5, 1e-5);
+    expect(c.relFro, c.worst).toBeLessThan(1e-5);
+
+    const { out } = await run('all', `${smooth}  - pass: prune.heads\n    targets: ["layers.*.self_attn.*"]\n    params: { sparsity: 0.5, importance: weight }\n  - pass: quantize.rtn\n    targets: ["layers.*.mlp.*"]\n    params: { bits: 8 }\n`);
+    const onnx = loadModel(out);
+    const written = join(ck.dir, 'written', 'model.safetensors');
+    writeModelAsSafetensors(onnx, written, ck.path);
+    const st = openSafetensors(written);
+    expect(st.tensors.get('model.layers.0.self_attn.q_proj.bias')).toMatchObject({ shape: [24] });
+    expect(st.tensors.get('model.layers.0.self_attn.q_proj.weight')).toMatchObject({ shape: [24, 48] });
+    expect(st.tensors.get('model.layers.0.mlp.up_proj.weight')).toMatchObject({ dtype: 'I8', shape: [88, 48] });
+    st.close();
+    const again = allClose(await logits(loadModel(written), IDS), await logits(onnx, IDS), 1e-5, 1e-6);
+    expect(again.ok, again.worst).toBe(true);
   });
 });
