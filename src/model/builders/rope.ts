@@ -21,9 +21,9 @@ export interface RopeConfig {
   llama3?: Llama3Scaling;
 }
 
-/** θ^(−2i/d), i = 0 … d/2 − 1 */
+/** 1/θ^(2i/d), i = 0 … d/2 − 1, as Hugging Face computes it */
 export function defaultInverseFrequencies(headDim: number, theta: number): Float64Array {
-  return Float64Array.from({ length: headDim / 2 }, (_, i) => theta ** (-(2 * i) / headDim));
+  return Float64Array.from({ length: headDim / 2 }, (_, i) => 1 / theta ** ((2 * i) / headDim));
 }
 
 /**
