@@ -34,7 +34,6 @@ export function referenceTests(family: TinyFamily, checkpoint: () => TinyCheckpo
       const ck = checkpoint();
       const model = buildFromSafetensors(ck.path, { kvCache });
       const d = await Decoder.open(model);
-      let worst = 0;
       try {
         for (const seq of LENGTHS) {
           const ids = randomTokens(vocab, 2, seq, 1000 + seq);
@@ -42,14 +41,13 @@ export function referenceTests(family: TinyFamily, checkpoint: () => TinyCheckpo
           const got = await d.full(ids);
           const c = allClose(got, ref, bound, bound);
           expect(c.ok, `length ${seq}: ${c.worst}`).toBe(true);
+          // measured (relative Frobenius, worst length): llama3 6.1e-7, qwen2 4.3e-7, qwen3 5.9e-7, with and without the cache
           expect(c.relFro, `length ${seq}`).toBeLessThanOrEqual(bound);
-          worst = Math.max(worst, c.relFro);
         }
       } finally {
         await d.release();
         model.close();
       }
-      process.stderr.write(`${family.modelType} ${kvCache ? 'kv' : 'plain'}: worst relative Frobenius error against the float64 reference ${worst.toExponential(2)}\n`);
     });
   }
 }
@@ -66,7 +64,6 @@ export function cachedDecodeTest(family: TinyFamily, checkpoint: () => TinyCheck
     try {
       const seqs = randomTokens(vocab, 2, 9, 77);
       let next = await cached.step(seqs);
-      let worst = 0;
       for (let s = 0; s < steps; s++) {
         const len = seqs[0]!.length;
         const ref = await full.full(seqs);
@@ -76,14 +73,13 @@ export function cachedDecodeTest(family: TinyFamily, checkpoint: () => TinyCheck
           const want = position(ref, vocab, len, b, len - 1);
           const c = allClose(got, want, 1e-4, 1e-5);
           expect(c.ok, `step ${s} row ${b}: ${c.worst}`).toBe(true);
-          worst = Math.max(worst, c.relFro);
+          expect(c.relFro).toBeLessThan(1e-5); // measured ≤ 1.0e-6
           expect(argmax(got)).toBe(argmax(want));
           return argmax(got);
         });
         seqs.forEach((r, b) => r.push(chosen[b]!));
         next = await cached.step(chosen.map((t) => [t]));
       }
-      process.stderr.write(`${family.modelType}: cached vs full decoding, worst relative Frobenius error ${worst.toExponential(2)}\n`);
     } finally {
       await cached.release();
       await full.release();
