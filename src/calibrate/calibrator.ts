@@ -9,7 +9,7 @@ import { calibrationSessionOptions, captureSession } from '../runtime/ort.js';
 import { BlockCut, uncuttable, type StepTrace } from './block-cut.js';
 import { groupIntoBlocks, type LayerGroup } from './blocks.js';
 import { BoundaryStore, DEFAULT_RESIDENT_BYTES } from './boundary-store.js';
-import type { Feeds } from './feeds.js';
+import { fitFeeds, type Feeds } from './feeds.js';
 import type { StatsCache } from './stats-cache.js';
 import { InputStatsAccumulator, type InputStats, type StatsNeeds } from './stats.js';
 
@@ -74,6 +74,11 @@ export class Calibrator {
     this.scope = this.options.cache ? scope : undefined;
   }
 
+  /** The samples as `model` takes them now (a pass may have removed a block's cache or shrunk its heads). */
+  feedsFor(model: Model): Feeds[] {
+    return fitFeeds(model, this.feeds);
+  }
+
   /** Statistics of the inputs of `layers` on `model` as it is now, keyed by input tensor name. */
   async collect(model: Model, layers: readonly LinearLayer[], needs: StatsNeeds): Promise<Map<string, InputStats>> {
     return this.collectIn(model, layers, needs, this.takeScope());
@@ -97,7 +102,7 @@ export class Calibrator {
     if (names.length === 0) return stats;
     const session = await captureSession(model, names, calibrationSessionOptions(this.threads));
     try {
-      for (const feed of this.feeds) {
+      for (const feed of this.feedsFor(model)) {
         const out = await session.run(feed, names);
         for (const name of names) {
           const t = out[name]!;
@@ -140,7 +145,7 @@ export class Calibrator {
     this.trace = [];
     const why = this.options.cut === false ? 'disabled' : uncuttable(model);
     if (why && why !== 'disabled') this.warn(`sequential calibration re-runs the whole model prefix for every block (O(blocks²) work): ${why}`);
-    let cut = why ? undefined : new BlockCut(model, groups, this.feeds, new BoundaryStore(this.options.residentBytes ?? DEFAULT_RESIDENT_BYTES, this.options.spillDir), this.threads);
+    let cut = why ? undefined : new BlockCut(model, groups, this.feedsFor(model), new BoundaryStore(this.options.residentBytes ?? DEFAULT_RESIDENT_BYTES, this.options.spillDir), this.threads);
     if (cut) this.trace = cut.trace;
     try {
       for (const [j, group] of groups.entries()) {

@@ -1,6 +1,6 @@
 import type { Dataset } from '../data/types.js';
 import { layoutAdapter } from '../data/layout.js';
-import { lmFeeds, modelIo, type ModelIo } from '../model/io.js';
+import { isKvCacheName, lmFeeds, modelIo, type ModelIo } from '../model/io.js';
 import { Model } from '../model/model.js';
 import { ortFeeds } from '../runtime/feeds.js';
 import { ort } from '../runtime/ort.js';
@@ -33,3 +33,20 @@ export function calibrationFeeds(model: Model | ModelIo, data: Dataset, samples:
   return feeds;
 }
 
+
+/**
+ * `feeds` as the model takes them now: inputs a pass removed (prune.layers drops a block's past) are
+ * left out, and an empty past tensor gets the KV heads and head size its input declares now
+ * (prune.heads shrinks them), so one set of calibration samples serves every pass of a recipe.
+ */
+export function fitFeeds(model: Model, feeds: Feeds[]): Feeds[] {
+  const declared = new Map((model.graph.input ?? []).map((v) => [v.name ?? '', (v.type?.tensor_type?.shape?.dim ?? []).map((d) => (d.dim_value === undefined || d.dim_value === null ? undefined : Number(d.dim_value)))]));
+  const fit = (name: string, t: ort.Tensor): ort.Tensor => {
+    const want = declared.get(name)!;
+    if (!isKvCacheName(name) || t.dims.length !== 4 || t.dims[2] !== 0 || want.length !== 4) return t;
+    const dims = t.dims.map((d, i) => (i === 1 || i === 3 ? (want[i] ?? d) : d));
+    if (dims.every((d, i) => d === t.dims[i])) return t;
+    return new ort.Tensor(t.type as 'float32' | 'float16', t.type === 'float16' ? new Uint16Array(0) : new Float32Array(0), dims);
+  };
+  return feeds.map((f) => Object.fromEntries(Object.entries(f).filter(([name]) => declared.has(name)).map(([name, t]) => [name, fit(name, t)])));
+}

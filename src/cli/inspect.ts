@@ -34,6 +34,9 @@ export function formatInspection(r: OnnxInspection | SafetensorsInspection): str
       const keys = ['model_type', 'architectures', 'hidden_size', 'intermediate_size', 'num_hidden_layers', 'num_attention_heads', 'num_key_value_heads', 'vocab_size', 'tie_word_embeddings', 'n_embd', 'n_layer', 'n_head'];
       out.push(`config: ${keys.filter((k) => c[k] !== undefined).map((k) => `${k}=${JSON.stringify(c[k])}`).join(' ')}`);
     }
+    if (r.family) out.push(`builds as: ${r.family}`);
+    if (r.build_problem) out.push(`cannot build: ${r.build_problem}`, `supported model_type: ${r.supported_model_types!.join(', ')}`);
+    if (r.unknown_config_keys) out.push(`config keys not understood: ${r.unknown_config_keys.join(', ')}`);
     out.push('', table(['tensor', 'dtype', 'shape'], r.tensors.map((t) => [t.name, t.dtype, `[${t.shape.join(', ')}]`])));
     return out.join('\n');
   }
@@ -56,4 +59,10 @@ export function formatInspection(r: OnnxInspection | SafetensorsInspection): str
     ),
   ];
   return lines.join('\n');
+}
+
+/** Lines for stderr: config.json keys a buildable checkpoint has that pare ignores without knowing them. */
+export function inspectionWarnings(r: OnnxInspection | SafetensorsInspection): string[] {
+  if (r.format !== 'safetensors' || !r.unknown_config_keys || r.build_problem) return [];
+  return [`warning: config.json keys pare does not understand, ignored when building: ${r.unknown_config_keys.join(', ')}`];
 }

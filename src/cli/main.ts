@@ -8,7 +8,7 @@ import { VERSION } from '../version.js';
 import { registerCompressCommand } from './compress.js';
 import { registerEvalCommand } from './eval.js';
 import { registerGenerateCommand } from './generate.js';
-import { formatInspection, runInspect } from './inspect.js';
+import { formatInspection, inspectionWarnings, runInspect } from './inspect.js';
 import { registerRecipeCommands } from './recipe.js';
 import { registerReportCommands } from './report.js';
 import { registerSweepCommand } from './sweep.js';
@@ -37,6 +37,7 @@ function buildProgram(io: Io, setCode: (code: number) => void, hooks?: RunHooks)
     .option('--json', 'print one JSON document')
     .action(async (path: string, opts: { json?: boolean }) => {
       const result = await runInspect(path);
+      for (const w of inspectionWarnings(result)) io.err(w);
       io.out(opts.json ? JSON.stringify(result, null, 2) : formatInspection(result));
       setCode(0);
     });

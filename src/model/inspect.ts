@@ -1,6 +1,7 @@
 import { statSync } from 'node:fs';
 import { UserError } from '../errors.js';
 import { dtypeName } from './dtype.js';
+import { buildFromSafetensors, FAMILIES, unknownConfigKeys } from './builders/index.js';
 import { modelIo, type KvCacheIo, type ModelIo } from './io.js';
 import { linears } from './linears.js';
 import { readWeight } from './linear-weights.js';
@@ -58,6 +59,14 @@ export interface SafetensorsInspection {
   bytes_by_dtype: Record<string, number>;
   tensors: { name: string; dtype: string; shape: number[] }[];
   config?: Record<string, unknown>;
+  /** the family pare builds it as ('Qwen2'), when it can */
+  family?: string;
+  /** why pare cannot build it into a graph (a one-line user error) */
+  build_problem?: string;
+  /** the config.json model_types pare builds, when it cannot build this one */
+  supported_model_types?: string[];
+  /** config.json keys pare neither reads nor knows to be irrelevant (ignored when it builds) */
+  unknown_config_keys?: string[];
 }
 
 export function inspectOnnx(model: Model): OnnxInspection {
@@ -118,9 +127,22 @@ export function inspectSafetensors(path: string): SafetensorsInspection {
     } catch {
       config = undefined;
     }
-    return { format: 'safetensors', path, file_bytes: statSync(path).size, params, bytes_by_dtype, tensors, config };
+    return { format: 'safetensors', path, file_bytes: statSync(path).size, params, bytes_by_dtype, tensors, config, ...(config ? buildability(path, config) : {}) };
   } finally {
     file.close();
+  }
+}
+
+/** Whether pare builds the checkpoint (tensors stay on disk), and the config keys it does not understand. */
+function buildability(path: string, config: Record<string, unknown>): Pick<SafetensorsInspection, 'family' | 'build_problem' | 'supported_model_types' | 'unknown_config_keys'> {
+  const unknown = unknownConfigKeys(config);
+  const keys = unknown.length ? { unknown_config_keys: unknown } : {};
+  try {
+    buildFromSafetensors(path).close();
+    return { family: FAMILIES[config.model_type as string]!.name, ...keys };
+  } catch (e) {
+    if (!(e instanceof UserError)) throw e;
+    return { build_problem: e.message, supported_model_types: Object.keys(FAMILIES), ...keys };
   }
 }
 

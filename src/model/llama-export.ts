@@ -9,7 +9,8 @@ import { quantizationConfig, quantizedFromGraph, quantizedTensors, type Quantize
 import type { SafetensorsEntry, SafetensorsTensor } from './safetensors.js';
 
 /**
- * A Llama graph (as buildLlama names it, after any passes) → Hugging Face tensors and config.json.
+ * A Llama-architecture graph (as buildLlamaFamily names it: Llama, Qwen2's q/k/v biases, Qwen3's
+ * q/k norms; after any passes) → Hugging Face tensors and config.json.
  * Sizes come from the tensors themselves: the surviving blocks (by node name `/layers.N/`) are
  * renumbered 0..n−1, intermediate_size is the MLP width, heads are q_proj rows / head_dim.
  * Structure one config.json cannot describe (widths that differ between blocks, blocks that share
@@ -17,7 +18,9 @@ import type { SafetensorsEntry, SafetensorsTensor } from './safetensors.js';
  */
 
 const PROJ = /^\/(?:layers\.(\d+)\/(self_attn|mlp)\/([a-z]+_proj)|(lm_head))\/MatMul(?:\/MatMulNBits)?$/;
-const NORM = /^\/(?:layers\.(\d+)\/(input_layernorm|post_attention_layernorm)|(norm))\/Mul_1$/;
+const NORM = /^\/(?:layers\.(\d+)\/(input_layernorm|post_attention_layernorm|self_attn\/q_norm|self_attn\/k_norm)|(norm))\/Mul_1$/;
+/** a projection's bias (Qwen2's q/k/v), the Add after its MatMul */
+const BIAS = /^\/layers\.(\d+)\/self_attn\/([qkv]_proj)\/Add$/;
 
 interface Projection {
   node: NodeProto;
@@ -73,6 +76,7 @@ export function exportLlama(
   // projections and norms, grouped by the block their node names give
   const projections: Projection[] = [];
   const norms: { node: NodeProto; module: string; block?: number }[] = [];
+  const biases: { node: NodeProto; module: string; block: number }[] = [];
   for (const node of model.graph.node ?? []) {
     const name = node.name ?? '';
     const p = PROJ.exec(name);
@@ -82,7 +86,9 @@ export function exportLlama(
       continue;
     }
     const n = NORM.exec(name);
-    if (n) norms.push({ node, block: n[1] === undefined ? undefined : Number(n[1]), module: n[1] === undefined ? 'model.norm' : `model.layers.${n[1]}.${n[2]}` });
+    const b = BIAS.exec(name);
+    if (n) norms.push({ node, block: n[1] === undefined ? undefined : Number(n[1]), module: n[1] === undefined ? 'model.norm' : `model.layers.${n[1]}.${n[2]!.replace('/', '.')}` });
+    else if (b) biases.push({ node, block: Number(b[1]), module: `model.layers.${b[1]}.self_attn.${b[2]}` });
     else if (node.op_type === 'MatMulNBits' || (node.op_type === 'MatMul' && !/^\/layers\.\d+\/self_attn\/MatMul(_1)?$/.test(name))) {
       throw cannot(`node '${name}' is a ${node.domain ? `${node.domain}.` : ''}${node.op_type} that is no Llama projection (factored or rewritten layer)`);
     }
@@ -108,6 +114,11 @@ export function exportLlama(
     const init = initializerOf(n.node.input![1]!, `${n.module}.weight`);
     claim(init, n.block);
     plain(init, `${rename(n.module, n.block)}.weight`, `${n.module}.weight`);
+  }
+  for (const b of biases) {
+    const init = initializerOf(b.node.input![1]!, `${b.module}.bias`);
+    claim(init, b.block);
+    plain(init, `${rename(b.module, b.block)}.bias`, `${b.module}.bias`);
   }
 
   const shapes = new Map<string, [number, number]>();

@@ -13,7 +13,7 @@ import { resolveKvShapes } from '../runtime/kv-shapes.js';
 import { loadDataset, loadProgressText } from '../data/load.js';
 import { UserError } from '../errors.js';
 import { checkpointFacts, evaluate, type CheckpointFacts, type EvalOptions, type Evaluation, type Measure } from '../eval/evaluate.js';
-import type { BuildOptions } from '../model/builders/index.js';
+import { unknownConfigKeys, type BuildOptions } from '../model/builders/index.js';
 import { Checkpoint } from '../model/checkpoint.js';
 import { formatOf } from '../model/load.js';
 import type { Model } from '../model/model.js';
@@ -101,6 +101,9 @@ export async function compress(opts: CompressOptions): Promise<CompressRun> {
     // params that do not fit the model's layers fail here, before any pass changes anything
     checkLayersUpFront(input.model, recipe);
     const run: CompressRun = { input: { path: input.path, sha256: input.sha256, format: input.format }, recipe, seed, plan, passes: [], warnings: [], timings: { total_ms: 0, passes_ms: 0 } };
+    const unknownKeys = input.config ? unknownConfigKeys(input.config) : [];
+    if (unknownKeys.length) run.warnings.push(`config.json keys pare does not understand, ignored when building: ${unknownKeys.join(', ')}`);
+    for (const w of run.warnings) progress.warn(w);
     if (!opts.dryRun) await compressCheckpoint(input, outFormat, run, opts);
     run.timings.total_ms = performance.now() - t0;
     return run;

@@ -48,6 +48,15 @@ export interface Attention {
   constants: HeadShapeConstant[];
   /** the KV cache this attention reads and writes (past inputs concatenated with this step's keys and values, and the present outputs) */
   cache: HeadCacheValue[];
+  /** biases added to q, k or v projections' outputs (Qwen2), one value per output row */
+  biases: HeadBias[];
+}
+
+/** A constant vector added to a projection's output before its heads are split: it loses the rows its projection loses. */
+export interface HeadBias {
+  projection: LinearLayer;
+  /** the initializer (possibly read through a Cast) */
+  tensor: string;
 }
 
 interface Layout {
@@ -105,7 +114,7 @@ function traceAttention(model: Model, index: GraphIndex, name: string, q: Linear
   if (dims.q === undefined || dims.kv === undefined || headDim === undefined) return t.fail(undefined, 'the head splits of q and k/v were not found');
   if (dims.q % dims.kv !== 0) t.fail(undefined, `${dims.q} query heads are not a multiple of ${dims.kv} KV heads`);
   if (o.inFeatures !== dims.q * headDim) t.fail(o.node, `o_proj reads ${o.inFeatures} features, not ${dims.q} heads × ${headDim}`);
-  return { name, q, k, v, o, heads: dims.q, groups: dims.kv, headDim, constants: t.constants, cache: t.cache };
+  return { name, q, k, v, o, heads: dims.q, groups: dims.kv, headDim, constants: t.constants, cache: t.cache, biases: t.biases };
 }
 
 /** The state of one attention block's trace: each head tensor's layout and what the splits told. */
@@ -115,6 +124,7 @@ class HeadTrace {
   headDim: number | undefined;
   readonly constants: HeadShapeConstant[] = [];
   readonly cache: HeadCacheValue[] = [];
+  readonly biases: HeadBias[] = [];
   private readonly graphInputs: Set<string>;
   private readonly graphOutputs: Set<string>;
 
@@ -190,6 +200,17 @@ class HeadTrace {
         offHead([attrInt(node, 'axis', node.op_type === 'Softmax' ? -1 : 0)]);
         return first;
       }
+      case 'ReduceMean':
+      case 'ReduceSum':
+      case 'ReduceMax': {
+        // a per-head norm over head_dim (Qwen3's q_norm/k_norm): the head axis and the rank stay
+        if (data.slice(1).some((d) => d)) this.fail(node, 'reduction axes computed from head data');
+        const axes = ins[1] ? constantInts(model, index, ins[1])?.values : attrInts(node, 'axes');
+        if (!axes?.length) this.fail(node, 'a reduction over every axis, or axes that are not constant');
+        if (attrInt(node, 'keepdims', 1) !== 1) this.fail(node, 'a reduction that drops axes (keepdims 0)');
+        offHead(axes!);
+        return first;
+      }
       case 'MatMul': {
         const [a, b] = data;
         if (!a || !b) return this.fail(node, 'a MatMul of head data with a weight');
@@ -258,17 +279,33 @@ class HeadTrace {
     return this.fail(node, 'a reshape that is neither a head split, a repeat_kv merge nor a head merge');
   }
 
-  /** Binary ops: head operands must agree, and a constant operand must broadcast over the heads (no per-head constants, no q/k/v biases). */
+  /**
+   * Binary ops: head operands must agree, and a constant operand must broadcast over the heads (no
+   * per-head constants), except a projection's bias: a vector of its width added to its output.
+   */
   private elementwise(node: NodeProto, data: (Layout | undefined)[], first: Layout): Layout {
     if (data.some((l) => l && (l.merged !== first.merged || l.head !== first.head || l.rank !== first.rank))) this.fail(node, 'operands with different head layouts');
     (node.input ?? []).forEach((x, i) => {
       if (data[i] || !x) return;
-      const c = constantInts(this.model, this.index, x)?.dims; // any constant's dims, whatever its type
+      const stored = this.castSource(x);
+      const c = constantInts(this.model, this.index, stored)?.dims; // any constant's dims, whatever its type
       if (!c) return;
+      if (node.op_type === 'Add' && first.merged && first.proj && c.length === 1 && c[0] === first.proj.outFeatures) {
+        if (this.biases.some((b) => b.projection === first.proj)) this.fail(node, `a second bias on ${first.proj.name}`);
+        this.biases.push({ projection: first.proj, tensor: stored });
+        return;
+      }
       const along = first.merged ? c.length - 1 : c.length - (first.rank! - first.head);
       if (along >= 0 && c[along]! > 1) this.fail(node, 'a constant operand with one value per head (or per head channel)');
     });
     return first;
+  }
+
+  /** The initializer behind a Cast (how builders read 16-bit checkpoint tensors as float32), or `name` itself. */
+  private castSource(name: string): string {
+    const p = this.index.producer.get(name);
+    const from = p?.op_type === 'Cast' ? p.input?.[0] : undefined;
+    return from && this.model.hasInitializer(from) ? from : name;
   }
 
   /** An element of a Reshape/Expand target at the head axis: it must change with the heads. */

@@ -76,6 +76,7 @@ function keepGroups(model: Model, a: Attention, keep: number[], W: { q: Float32A
   for (const [layer, Wl, rows] of [[a.q, W.q, qRows], [a.k, W.k, kvRows], [a.v, W.v, kvRows]] as const) {
     resizeLayer(model, layer, takeRows(Wl, layer.inFeatures, rows), rows.length, layer.inFeatures);
     if (layer.bias) sliceVector(model, layer.bias, rows);
+    for (const b of a.biases) if (b.projection === layer) sliceVector(model, b.tensor, rows);
   }
   resizeLayer(model, a.o, takeCols(W.o, a.o.outFeatures, a.o.inFeatures, qRows), a.o.outFeatures, qRows.length);
   for (const c of a.cache) setDeclaredDim(model, c.name, c.side, c.axis, c.kind === 'kv' ? keep.length : keep.length * r);

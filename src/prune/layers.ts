@@ -68,7 +68,7 @@ export const layers = definePass({
         spans.push([run[0]!.input, run.at(-1)!.output, run]);
       }
       if (!params.contiguous) for (const b of blocks) if (!spans.some(([a, o]) => a === b.input && o === b.output)) spans.push([b.input, b.output, [b]]);
-      for (const feed of ctx.calibration!.feeds) {
+      for (const feed of ctx.calibration!.feedsFor(model)) {
         const out = await session.run(feed, names);
         for (const [a, b] of spans) {
           const ta = out[a]!;

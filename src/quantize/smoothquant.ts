@@ -33,9 +33,12 @@ function foldTarget(model: Model, index: GraphIndex, x: string, all: LinearLayer
   }
   if (p.op_type !== 'Mul') return undefined;
   for (const input of p.input ?? []) {
-    if (model.hasInitializer(input) && soleUse(input)) {
-      const t = model.graph.initializer!.find((i) => i.name === input)!;
-      if ((t.dims?.length ?? 0) === 1) return { kind: 'vector', name: input };
+    // a 16-bit checkpoint's norm weight arrives through a Cast to float32; scaling rewrites it as float32
+    const cast = index.producer.get(input);
+    const stored = cast?.op_type === 'Cast' && cast.input?.[0] && model.hasInitializer(cast.input[0]) && soleUse(input) ? cast.input[0] : input;
+    if (model.hasInitializer(stored) && soleUse(stored)) {
+      const t = model.graph.initializer!.find((i) => i.name === stored)!;
+      if ((t.dims?.length ?? 0) === 1) return { kind: 'vector', name: stored };
     }
   }
   for (const input of p.input ?? []) {
@@ -61,7 +64,8 @@ export const smoothquant = definePass({
   async apply(model, params, ctx) {
     const stats = await ctx.calibration!.collect(model, ctx.layers, { absmax: true });
     const index = new GraphIndex(model.graph);
-    const all = linears(model);
+    // a target rewritten earlier in this pass (a 16-bit weight gets a new float32 initializer) is found as its updated self
+    const all = linears(model).map((l) => ctx.layers.find((t) => t.node === l.node) ?? l);
     const byInput = new Map<string, LinearLayer[]>();
     for (const l of ctx.layers) byInput.set(l.input, [...(byInput.get(l.input) ?? []), l]);
     const layers: LayerStat[] = [];

@@ -66,7 +66,7 @@ export const shareLayers = definePass({
     const runOutputs = async (): Promise<Float32Array[]> => {
       const s = await captureSession(model, [output], { threads: ctx.calibration!.threads });
       const outs: Float32Array[] = [];
-      for (const feed of ctx.calibration!.feeds) outs.push((await s.run(feed, [output]))[output]!.data as Float32Array);
+      for (const feed of ctx.calibration!.feedsFor(model)) outs.push((await s.run(feed, [output]))[output]!.data as Float32Array);
       await s.release();
       return outs;
     };

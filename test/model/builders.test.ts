@@ -168,7 +168,7 @@ describe('buildFromSafetensors / writeModelAsSafetensors', () => {
     copyFileSync(FIXTURES.storiesSafetensors, join(dir, 'model.safetensors'));
     writeFileSync(join(dir, 'config.json'), JSON.stringify({ model_type: 'bert' }));
     expect(() => buildFromSafetensors(join(dir, 'model.safetensors'))).toThrow(UserError);
-    expect(() => buildFromSafetensors(join(dir, 'model.safetensors'))).toThrow(/config\.json: model_type "bert" has no graph builder; supported: llama, mobilellm, gpt2/);
+    expect(() => buildFromSafetensors(join(dir, 'model.safetensors'))).toThrow(/config\.json: model_type "bert" has no graph builder; supported: llama, mobilellm, qwen2, qwen3, gpt2/);
   }));
 
   const tinyGpt2 = (dir: string) => join(generateCheckpoint(gpt2Spec('g', { n_embd: 16, n_layer: 1, n_head: 2, n_positions: 8, vocab_size: 20 }), join(dir, 'in'), { onnx: false }).dir, 'model.safetensors');

@@ -4,6 +4,13 @@ import type { SafetensorsFile } from '../safetensors.js';
 import { attr, type BuildOptions, causalMask, configReader, GraphBuilder, positions } from './graph-builder.js';
 import { KvCache } from './kv-cache.js';
 
+/** config.json keys of GPT-2 that the builder reads, or that only matter to training and the sequence-classification heads. */
+export const GPT2_CONFIG_KEYS: readonly string[] = [
+  'n_embd', 'n_layer', 'n_head', 'vocab_size', 'n_positions', 'n_ctx', 'n_inner', 'layer_norm_epsilon', 'activation_function', 'tie_word_embeddings',
+  'scale_attn_weights', 'scale_attn_by_inverse_layer_idx', 'reorder_and_upcast_attn', 'add_cross_attention',
+  'attn_pdrop', 'embd_pdrop', 'resid_pdrop', 'summary_activation', 'summary_first_dropout', 'summary_proj_to_labels', 'summary_type', 'summary_use_proj', 'task_specific_params',
+];
+
 /**
  * Hugging Face `GPT2LMHeadModel` as an ONNX graph: input_ids [batch, seq] int64 → logits
  * [batch, seq, vocab]. Pre-LayerNorm blocks, fused c_attn, learned positions (wpe), GELU in its tanh

@@ -3,8 +3,11 @@ import { UserError } from '../../errors.js';
 import type { Model } from '../model.js';
 import { openSafetensors, readConfigJson, type SafetensorsFile } from '../safetensors.js';
 import type { BuildOptions } from './graph-builder.js';
-import { buildGpt2 } from './gpt2.js';
+import { buildGpt2, GPT2_CONFIG_KEYS } from './gpt2.js';
 import { buildLlama } from './llama.js';
+import { GENERIC_CONFIG_KEYS, LLAMA as LLAMA_VARIANT } from './llama-config.js';
+import { buildQwen2, QWEN2 } from './qwen2.js';
+import { buildQwen3, QWEN3 } from './qwen3.js';
 
 export type { BuildOptions };
 
@@ -26,24 +29,39 @@ export interface ModelFamily {
   writeBack: 'export' | 'same-layout';
   /** `domain:op_type` of nodes beyond the builder's that write-back stores (quantized and 16-bit layers) */
   writableOps: readonly string[];
+  /** config.json keys the builder reads or knows not to matter, beyond GENERIC_CONFIG_KEYS; others are listed by `pare inspect` */
+  configKeys?: readonly string[];
 }
 
-const LLAMA: ModelFamily = {
-  name: 'Llama',
-  build: buildLlama,
-  readsQuantizationConfig: true,
-  writeBack: 'export',
-  writableOps: [':DequantizeLinear', 'com.microsoft:MatMulNBits', ':Cast'],
-};
+/** Llama-architecture families write back through llama-export.ts, quantized layers included. */
+const EXPORTED = { readsQuantizationConfig: true, writeBack: 'export', writableOps: [':DequantizeLinear', 'com.microsoft:MatMulNBits', ':Cast'] } as const;
 
-const GPT2: ModelFamily = { name: 'GPT-2', build: buildGpt2, readsQuantizationConfig: false, writeBack: 'same-layout', writableOps: [] };
+const LLAMA: ModelFamily = { name: 'Llama', build: buildLlama, ...EXPORTED, configKeys: LLAMA_VARIANT.configKeys };
+const QWEN2_FAMILY: ModelFamily = { name: 'Qwen2', build: buildQwen2, ...EXPORTED, configKeys: QWEN2.configKeys };
+const QWEN3_FAMILY: ModelFamily = { name: 'Qwen3', build: buildQwen3, ...EXPORTED, configKeys: QWEN3.configKeys };
+
+const GPT2: ModelFamily = { name: 'GPT-2', build: buildGpt2, readsQuantizationConfig: false, writeBack: 'same-layout', writableOps: [], configKeys: GPT2_CONFIG_KEYS };
 
 /** The families by config.json `model_type`: the one place that names them. */
 export const FAMILIES: Readonly<Record<string, ModelFamily>> = {
   llama: LLAMA,
   mobilellm: LLAMA,
+  qwen2: QWEN2_FAMILY,
+  qwen3: QWEN3_FAMILY,
   gpt2: GPT2,
 };
+
+/**
+ * config.json keys pare does not understand: for a known model_type those its family neither reads
+ * nor knows to be irrelevant; for an unknown one, those no family knows.
+ */
+export function unknownConfigKeys(config: Record<string, unknown>): string[] {
+  const type = config.model_type;
+  const family = typeof type === 'string' && Object.hasOwn(FAMILIES, type) ? FAMILIES[type]! : undefined;
+  if (family && !family.configKeys) return [];
+  const known = new Set([...GENERIC_CONFIG_KEYS, ...(family ? family.configKeys! : Object.values(FAMILIES).flatMap((f) => f.configKeys ?? []))]);
+  return Object.keys(config).filter((k) => !known.has(k));
+}
 
 /** The family a config.json names, or a user error naming the file and what is supported. */
 export function familyOf(config: Record<string, unknown>, configPath: string): ModelFamily {
