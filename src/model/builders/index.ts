@@ -3,8 +3,10 @@ import { UserError } from '../../errors.js';
 import type { Model } from '../model.js';
 import { openSafetensors, readConfigJson, type SafetensorsFile } from '../safetensors.js';
 import type { BuildOptions } from './graph-builder.js';
+import { buildGemma3 } from './gemma3.js';
 import { buildGpt2 } from './gpt2.js';
 import { buildLlama } from './llama.js';
+import { buildPhi3 } from './phi3.js';
 
 export type { BuildOptions };
 
@@ -38,11 +40,17 @@ const LLAMA: ModelFamily = {
 
 const GPT2: ModelFamily = { name: 'GPT-2', build: buildGpt2, readsQuantizationConfig: false, writeBack: 'same-layout', writableOps: [] };
 
+/** Phi-3 and Gemma 3 write back as Llama does, with their own tensor names (fused qkv_proj/gate_up_proj; four norms and q/k norms). */
+const PHI3: ModelFamily = { ...LLAMA, name: 'Phi-3', build: buildPhi3 };
+const GEMMA3: ModelFamily = { ...LLAMA, name: 'Gemma 3', build: buildGemma3 };
+
 /** The families by config.json `model_type`: the one place that names them. */
 export const FAMILIES: Readonly<Record<string, ModelFamily>> = {
   llama: LLAMA,
   mobilellm: LLAMA,
   gpt2: GPT2,
+  phi3: PHI3,
+  gemma3_text: GEMMA3,
 };
 
 /** The family a config.json names, or a user error naming the file and what is supported. */
