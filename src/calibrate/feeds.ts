@@ -1,6 +1,6 @@
 import type { Dataset } from '../data/types.js';
 import { layoutAdapter } from '../data/layout.js';
-import { lmFeeds, modelIo, type ModelIo } from '../model/io.js';
+import { emptyPast, isKvCacheName, lmFeeds, modelIo, type ModelIo } from '../model/io.js';
 import { Model } from '../model/model.js';
 import { ortFeeds } from '../runtime/feeds.js';
 import { ort } from '../runtime/ort.js';
@@ -33,3 +33,15 @@ export function calibrationFeeds(model: Model | ModelIo, data: Dataset, samples:
   return feeds;
 }
 
+
+/**
+ * After a pass changed the KV cache (prune.heads: fewer heads; prune.layers: fewer layers, renumbered),
+ * each feed's empty past as `io` declares it now; token ids, mask and positions stay, since an empty
+ * past leaves them as they were.
+ */
+export function refreshEmptyPast(feeds: Feeds[], io: ModelIo): void {
+  for (const feed of feeds) {
+    for (const name of Object.keys(feed)) if (isKvCacheName(name)) delete feed[name];
+    Object.assign(feed, ortFeeds(emptyPast(io, 1)));
+  }
+}

@@ -6,7 +6,7 @@ import { availableParallelism } from 'node:os';
 import { existsSync, realpathSync } from 'node:fs';
 import { extname, resolve } from 'node:path';
 import { Calibrator } from '../calibrate/calibrator.js';
-import { calibrationFeeds } from '../calibrate/feeds.js';
+import { calibrationFeeds, refreshEmptyPast } from '../calibrate/feeds.js';
 import { modelIo } from '../model/io.js';
 import { resolveKvShapes } from '../runtime/kv-shapes.js';
 import { loadDataset, loadProgressText } from '../data/load.js';
@@ -198,6 +198,8 @@ async function runPasses(model: Model, run: CompressRun, start: number, work: Wo
       hooks: opts.hooks,
     });
     const ms = performance.now() - tp;
+    // later passes calibrate with the past the model now declares
+    if (calibrator && result.summary?.kv_cache) refreshEmptyPast(calibrator.feeds, await resolveKvShapes(model, modelIo(model), threads));
     for (const w of result.warnings) progress.warn(`${pass.id}: ${w}`);
     run.passes.push({ id: pass.id, targets: entry.targets, ignore: entry.ignore, params: entry.params, ms, layers: result.layers, warnings: result.warnings, ...(result.summary ? { summary: result.summary } : {}) });
     progress.passDone(i, total, pass.id, ms);

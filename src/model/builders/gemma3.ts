@@ -1,5 +1,6 @@
 import { UserError } from '../../errors.js';
 import { DataType } from '../dtype.js';
+import { LLAMA_BLOCKS, type BlockLayout } from '../llama-export.js';
 import type { Model } from '../model.js';
 import { fromFloat32, toFloat32 } from '../pack.js';
 import { readQuantizationConfig } from '../quantized-safetensors.js';
@@ -113,6 +114,26 @@ export function gemma3EmbedScale(hidden: number, dataType: number): number {
   const f32 = Float32Array.of(Math.sqrt(hidden));
   return dataType === DataType.FLOAT16 || dataType === DataType.BFLOAT16 ? toFloat32(dataType, fromFloat32(dataType, f32), 1)[0]! : f32[0]!;
 }
+
+/**
+ * Write-back: Llama's projections, head_dim read with Gemma's default (256), and the attention kind of
+ * every surviving block: layer_types is written when the source had it or when the kinds left no
+ * longer follow sliding_window_pattern (which is then dropped, since it would describe other layers).
+ */
+export const GEMMA3_BLOCKS: BlockLayout = {
+  ...LLAMA_BLOCKS,
+  name: 'Gemma 3',
+  headDim: (c) => (typeof c.head_dim === 'number' ? c.head_dim : 256),
+  blockConfig(config, kept) {
+    const types = gemma3LayerTypes(config, 'config.json', config.num_hidden_layers as number);
+    const left = kept.map((i) => types[i]!);
+    const patternKey = ['sliding_window_pattern', '_sliding_window_pattern'].find((k) => config[k] != null);
+    const pattern = patternKey ? (config[patternKey] as number) : 6;
+    const follows = left.every((t, i) => t === ((i + 1) % pattern === 0 ? 'full_attention' : 'sliding_attention'));
+    if (follows && config.layer_types == null) return {};
+    return { layer_types: left, ...(patternKey && !follows ? { [patternKey]: undefined } : {}) };
+  },
+};
 
 export function buildGemma3(st: SafetensorsFile, config: Record<string, unknown>, configPath: string, opts: BuildOptions = {}): Model {
   checkConfigKeys(config, configPath, 'gemma3_text', READS);

@@ -1,12 +1,13 @@
 import { dirname, join } from 'node:path';
 import { UserError } from '../../errors.js';
+import type { BlockLayout } from '../llama-export.js';
 import type { Model } from '../model.js';
 import { openSafetensors, readConfigJson, type SafetensorsFile } from '../safetensors.js';
 import type { BuildOptions } from './graph-builder.js';
-import { buildGemma3 } from './gemma3.js';
+import { buildGemma3, GEMMA3_BLOCKS } from './gemma3.js';
 import { buildGpt2 } from './gpt2.js';
 import { buildLlama } from './llama.js';
-import { buildPhi3 } from './phi3.js';
+import { buildPhi3, PHI3_BLOCKS } from './phi3.js';
 
 export type { BuildOptions };
 
@@ -28,6 +29,8 @@ export interface ModelFamily {
   writeBack: 'export' | 'same-layout';
   /** `domain:op_type` of nodes beyond the builder's that write-back stores (quantized and 16-bit layers) */
   writableOps: readonly string[];
+  /** 'export': the block's projections and the sizes they give (default Llama's) */
+  blocks?: BlockLayout;
 }
 
 const LLAMA: ModelFamily = {
@@ -41,8 +44,8 @@ const LLAMA: ModelFamily = {
 const GPT2: ModelFamily = { name: 'GPT-2', build: buildGpt2, readsQuantizationConfig: false, writeBack: 'same-layout', writableOps: [] };
 
 /** Phi-3 and Gemma 3 write back as Llama does, with their own tensor names (fused qkv_proj/gate_up_proj; four norms and q/k norms). */
-const PHI3: ModelFamily = { ...LLAMA, name: 'Phi-3', build: buildPhi3 };
-const GEMMA3: ModelFamily = { ...LLAMA, name: 'Gemma 3', build: buildGemma3 };
+const PHI3: ModelFamily = { ...LLAMA, name: 'Phi-3', build: buildPhi3, blocks: PHI3_BLOCKS };
+const GEMMA3: ModelFamily = { ...LLAMA, name: 'Gemma 3', build: buildGemma3, blocks: GEMMA3_BLOCKS };
 
 /** The families by config.json `model_type`: the one place that names them. */
 export const FAMILIES: Readonly<Record<string, ModelFamily>> = {

@@ -1,4 +1,5 @@
 import { UserError } from '../../errors.js';
+import { LLAMA_BLOCKS, type BlockLayout } from '../llama-export.js';
 import type { Model } from '../model.js';
 import { readQuantizationConfig } from '../quantized-safetensors.js';
 import type { SafetensorsFile } from '../safetensors.js';
@@ -101,6 +102,26 @@ export function phi3Rope(config: Record<string, unknown>, configPath: string, he
     longrope: longropeFrequencies({ theta, dim: rotaryDim, shortFactor: factors('short_factor'), longFactor: factors('long_factor'), originalMax, factor, attentionFactor }),
   };
 }
+
+/**
+ * Write-back: the fused tensors keep their names and their part order, and give config.json's
+ * sizes: heads = o_proj columns / head_dim, KV heads = (qkv_proj rows − o_proj columns) / (2·head_dim),
+ * intermediate_size = gate_up_proj rows / 2.
+ */
+export const PHI3_BLOCKS: BlockLayout = {
+  name: 'Phi-3',
+  projections: ['self_attn.qkv_proj', 'self_attn.o_proj', 'mlp.gate_up_proj', 'mlp.down_proj'],
+  headDim: LLAMA_BLOCKS.headDim,
+  widths(m, hidden, hd) {
+    const [qkv, o, gateUp, down] = PHI3_BLOCKS.projections.map(m) as [number, number][];
+    const kvRows = (qkv![0] - o![1]) / 2;
+    if (gateUp![0] !== 2 * down![1] || !Number.isInteger(kvRows) || kvRows <= 0 || [qkv![1], o![0], gateUp![1], down![0]].some((d) => d !== hidden)) {
+      return `projections do not fit together (qkv ${qkv}, o ${o}, gate_up ${gateUp}, down ${down})`;
+    }
+    if (o![1] % hd !== 0 || kvRows % hd !== 0) return `o_proj columns ${o![1]} / KV rows ${kvRows} of qkv_proj are not whole heads of head_dim ${hd}`;
+    return { ffn: down![1], heads: o![1] / hd, kv: kvRows / hd };
+  },
+};
 
 export function buildPhi3(st: SafetensorsFile, config: Record<string, unknown>, configPath: string, opts: BuildOptions = {}): Model {
   checkConfigKeys(config, configPath, 'phi3', READS);

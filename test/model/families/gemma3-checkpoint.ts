@@ -2,9 +2,9 @@ import type { CheckpointSpec, TensorSpec } from '../../../fixtures/generate-mode
 
 /**
  * A seeded tiny Gemma 3 (text) checkpoint (data only; the tests generate it with generateCheckpoint):
- * hidden 44 ≠ 4 heads × head_dim 10, intermediate 37, vocab 61, 2 KV heads, 4 layers with
+ * hidden 44 ≠ 4 heads × head_dim 12, intermediate 37, vocab 61, 2 KV heads, 4 layers with
  * sliding_window_pattern 3 (sliding, sliding, full, sliding) and an 8-token window, local and global
- * RoPE bases with linear scaling on the global one, query_pre_attn_scalar 12 (≠ head_dim), final
+ * RoPE bases with linear scaling on the global one, query_pre_attn_scalar 20 (≠ head_dim), final
  * soft-capping at 3, zero-centred norm weights, tied lm_head.
  */
 export function gemma3Spec(): CheckpointSpec {
@@ -13,7 +13,7 @@ export function gemma3Spec(): CheckpointSpec {
     num_hidden_layers: 4,
     num_attention_heads: 4,
     num_key_value_heads: 2,
-    head_dim: 10,
+    head_dim: 12,
     intermediate_size: 37,
     vocab_size: 61,
   };
@@ -28,7 +28,7 @@ export function gemma3Spec(): CheckpointSpec {
     rope_scaling: { rope_type: 'linear', factor: 2.0 },
     sliding_window: 8,
     sliding_window_pattern: 3,
-    query_pre_attn_scalar: 12,
+    query_pre_attn_scalar: 20,
     final_logit_softcapping: 3.0,
     attn_logit_softcapping: null,
     attention_bias: false,
