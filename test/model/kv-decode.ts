@@ -2,7 +2,7 @@ import { emptyPast, lmFeeds, modelIo, presentNames, tokenFeeds, type HostFeeds, 
 import type { Model } from '../../src/model/model.js';
 import { ortFeeds } from '../../src/runtime/feeds.js';
 import { resolveKvShapes } from '../../src/runtime/kv-shapes.js';
-import { ort, sessionFromFile, sessionFromModel } from '../../src/runtime/ort.js';
+import { ort, sessionFromFile, sessionFromModel, type SessionOptions } from '../../src/runtime/ort.js';
 
 /**
  * One ONNX Runtime session over a decoder, fed through model/io: `full` runs whole sequences from an
@@ -18,9 +18,10 @@ export class Decoder {
     readonly io: ModelIo,
   ) {}
 
-  static async open(model: Model, file?: string): Promise<Decoder> {
+  static async open(model: Model, file?: string, options: SessionOptions = {}): Promise<Decoder> {
     const io = await resolveKvShapes(model, modelIo(model));
-    return new Decoder(file ? await sessionFromFile(file, { threads: 1 }) : await sessionFromModel(model, { threads: 1 }), io);
+    const opts = { threads: 1, ...options };
+    return new Decoder(file ? await sessionFromFile(file, opts) : await sessionFromModel(model, opts), io);
   }
 
   /** logits [batch, seq, vocab] of `ids` at past length 0 */

@@ -1,6 +1,7 @@
 import { join } from 'node:path';
 import { generateCheckpoint, tensorValues, type CheckpointSpec } from '../../../fixtures/generate-models.js';
 import type { Model } from '../../../src/model/model.js';
+import type { SessionOptions } from '../../../src/runtime/ort.js';
 import { seededRandom } from '../../../src/util/random.js';
 import { allClose, tempDir } from '../../helpers.js';
 import { argmax, Decoder, position } from '../kv-decode.js';
@@ -43,8 +44,8 @@ export function weightsOf(spec: CheckpointSpec): (name: string) => Float64Array 
 
 export const flat = (logits: Float64Array[][]): Float64Array => Float64Array.from(logits.flatMap((r) => r.flatMap((v) => [...v])));
 
-export async function withDecoders<T>(models: Model[], fn: (...d: Decoder[]) => Promise<T>): Promise<T> {
-  const ds = await Promise.all(models.map((m) => Decoder.open(m)));
+export async function withDecoders<T>(models: Model[], fn: (...d: Decoder[]) => Promise<T>, options: SessionOptions = {}): Promise<T> {
+  const ds = await Promise.all(models.map((m) => Decoder.open(m, undefined, options)));
   try {
     return await fn(...ds);
   } finally {

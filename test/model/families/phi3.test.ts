@@ -1,7 +1,11 @@
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { UserError } from '../../../src/errors.js';
 import { decoderBlocks } from '../../../src/model/blocks.js';
 import { buildFromSafetensors } from '../../../src/model/builders/index.js';
 import { linears } from '../../../src/model/linears.js';
+import { runCli } from '../../cli/run-cli.js';
 import { allClose } from '../../helpers.js';
 import { phi3Forward, type Phi3RefConfig } from '../../reference/phi3-forward.js';
 import { phi3Spec } from './phi3-checkpoint.js';
@@ -54,4 +58,28 @@ describe('Phi-3 builder (tiny seeded checkpoint: GQA 6/2, partial rotary, LongRo
       console.log(`phi3 cached decoding: worst relative error ${Math.max(below.worst, above.worst).toExponential(2)}`);
     });
   }));
+});
+
+describe('Phi-3 config.json the builder cannot build', () => {
+  const refusals: [string, Record<string, unknown>, RegExp][] = [
+    ['an unknown key', { use_flash_magic: true }, /config\.json: key 'use_flash_magic' is not understood by pare's phi3 builder; remove it if it does not change the forward pass, or export the model to \.onnx$/],
+    ['another activation', { hidden_act: 'gelu' }, /config\.json: hidden_act "gelu" is not supported \(Phi-3 uses silu\)$/],
+    ['projection biases', { attention_bias: true }, /config\.json: attention_bias true is not supported \(Phi-3 projections have no bias\)$/],
+    ['another RoPE scaling', { rope_scaling: { type: 'dynamic', factor: 2 } }, /config\.json: rope_scaling type "dynamic" is not supported for phi3; pare builds plain RoPE and longrope \(su\)$/],
+  ];
+  for (const [what, patch, message] of refusals) {
+    it(`${what}: a one-line user error naming the key; pare compress exits 2`, withCheckpoint(spec, async (path) => {
+      const configPath = join(path, '..', 'config.json');
+      writeFileSync(configPath, JSON.stringify({ ...spec.config, ...patch }));
+      expect(() => buildFromSafetensors(path)).toThrow(UserError);
+      expect(() => buildFromSafetensors(path)).toThrow(message);
+      const recipe = join(path, '..', 'recipe.yaml');
+      writeFileSync(recipe, 'version: 1\npasses:\n  - pass: quantize.cast\n    targets: ["layers.*"]\n');
+      const r = await runCli(['compress', path, '-r', recipe, '-o', join(path, '..', 'out.onnx'), '--dry-run']);
+      expect(r.code).toBe(2);
+      const errors = r.err.trim().split('\n').filter((l) => l.startsWith('pare:'));
+      expect(errors).toHaveLength(1);
+      expect(errors[0]).toMatch(message);
+    }));
+  }
 });

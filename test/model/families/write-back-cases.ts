@@ -15,6 +15,8 @@ export interface WriteBackCase {
     calibration: boolean;
     /** config.json values after the run */
     config: Record<string, unknown>;
+    /** config.json keys the run removes */
+    dropped?: string[];
     /** tensor name → [dtype, shape] in the written file */
     tensors: Record<string, [string, number[]]>;
   }[];
@@ -73,9 +75,11 @@ export const WRITE_BACK_CASES: WriteBackCase[] = [
         passes:
           pass('prune.heads', ['layers.*.self_attn.*'], 'sparsity: 0.5, importance: weight') +
           pass('prune.channels', ['layers.*.mlp.*'], 'sparsity: 0.3, importance: weight') +
-          pass('prune.layers', ['layers.*'], 'count: 1') +
+          pass('prune.layers', ['layers.*'], 'blocks: [0]') +
           pass('quantize.rtn', ['layers.*.mlp.*'], 'bits: 8, granularity: channel'),
-        config: { num_hidden_layers: 3, num_attention_heads: 2, num_key_value_heads: 1, head_dim: 12, intermediate_size: 26 },
+        // block 0 gone: sliding, full, sliding no longer follows sliding_window_pattern 3
+        config: { num_hidden_layers: 3, num_attention_heads: 2, num_key_value_heads: 1, head_dim: 12, intermediate_size: 26, layer_types: ['sliding_attention', 'full_attention', 'sliding_attention'] },
+        dropped: ['sliding_window_pattern'],
         tensors: {
           'model.layers.0.self_attn.q_proj.weight': ['F32', [24, 44]],
           'model.layers.0.self_attn.q_norm.weight': ['F32', [12]],
