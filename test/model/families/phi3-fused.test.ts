@@ -1,12 +1,14 @@
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { tensorValues } from '../../../fixtures/generate-models.js';
+import { UserError } from '../../../src/errors.js';
 import { DataType } from '../../../src/model/dtype.js';
 import { linears } from '../../../src/model/linears.js';
 import { loadModel } from '../../../src/model/load.js';
 import type { Model } from '../../../src/model/model.js';
-import { writeSafetensors } from '../../../src/model/safetensors.js';
+import { openSafetensors, writeSafetensors } from '../../../src/model/safetensors.js';
+import { writeModelAsSafetensors } from '../../../src/model/to-safetensors.js';
 import { channels } from '../../../src/prune/channels.js';
 import { heads } from '../../../src/prune/heads.js';
 import { allClose } from '../../helpers.js';
@@ -72,8 +74,37 @@ describe('fused Phi-3 projections under structured pruning', () => {
     await withDecoders([fused, unfused], async (a, b) => {
       for (const seq of [1, 19]) {
         const cmp = allClose(await a.full(tokens(c.vocab_size!, 2, seq, seq)), await b.full(tokens(c.vocab_size!, 2, seq, seq)), 1e-6, 1e-6);
-        expect(cmp.relFro, cmp.worst).toBeLessThanOrEqual(1e-6);
+        expect(cmp.relFro, cmp.worst).toBeLessThanOrEqual(1e-6); // measured 0
       }
     });
+
+    // written back, the fused tensors hold the unfused model's rows in part order, with the same sizes
+    writeModelAsSafetensors(fused, join(dir, 'fused-out', 'model.safetensors'));
+    writeModelAsSafetensors(unfused, join(dir, 'llama-out', 'model.safetensors'));
+    const [f, u] = [openSafetensors(join(dir, 'fused-out', 'model.safetensors')), openSafetensors(join(dir, 'llama-out', 'model.safetensors'))];
+    const cat = (...names: string[]) => Buffer.concat(names.map((n) => u.read(n)));
+    for (let i = 0; i < 3; i++) {
+      const m = `model.layers.${i}`;
+      expect(Buffer.from(f.read(`${m}.self_attn.qkv_proj.weight`)).equals(cat(`${m}.self_attn.q_proj.weight`, `${m}.self_attn.k_proj.weight`, `${m}.self_attn.v_proj.weight`))).toBe(true);
+      expect(Buffer.from(f.read(`${m}.mlp.gate_up_proj.weight`)).equals(cat(`${m}.mlp.gate_proj.weight`, `${m}.mlp.up_proj.weight`))).toBe(true);
+    }
+    f.close();
+    u.close();
+    const sizes = (d: string) => {
+      const j = JSON.parse(readFileSync(join(dir, d, 'config.json'), 'utf8'));
+      return [j.num_attention_heads, j.num_key_value_heads, j.head_dim, j.intermediate_size];
+    };
+    expect(sizes('fused-out')).toEqual([3, 1, 8, keepF]);
+    expect(sizes('llama-out')).toEqual(sizes('fused-out'));
+  }));
+
+  it('prune.heads refuses, in one line naming the layer, a fused qkv_proj whose output is not cut by one Split', withCheckpoint(spec, async (path) => {
+    const model = loadModel(path);
+    const qkv = linears(model).find((l) => l.name === 'layers.1.self_attn.qkv_proj')!;
+    model.graph.node!.push({ op_type: 'Identity', name: '/layers.1/self_attn/qkv_copy', input: [qkv.output], output: ['qkv_copy'] });
+    model.graph.output!.push({ name: 'qkv_copy', type: { tensor_type: { elem_type: DataType.FLOAT } } });
+    const run = heads.apply(model, { sparsity: 0.5, importance: 'weight' }, ctxFor(model));
+    await expect(run).rejects.toThrow(UserError);
+    await expect(run).rejects.toThrow(/^prune\.heads: the output of 'layers\.1\.self_attn\.qkv_proj' must be cut into q, k and v by one Split with constant sizes on the last axis$/);
   }));
 });
