@@ -14,13 +14,45 @@ import type { SafetensorsEntry, SafetensorsTensor } from './safetensors.js';
  * Sizes come from the tensors themselves: the surviving blocks (by node name `/layers.N/`) are
  * renumbered 0..n−1, intermediate_size is the MLP width, heads are q_proj rows / head_dim.
  * Structure one config.json cannot describe (widths that differ between blocks, blocks that share
- * weights) throws `cannot(...)`.
+ * weights) throws `cannot(...)`. Families built the same way with other projections or norms (Phi-3's
+ * fused qkv_proj and gate_up_proj, Gemma 3's four norms per block, q_norm/k_norm and (1 + w) weights)
+ * pass their BlockLayout.
  */
 
-const PROJ = /^\/(?:layers\.(\d+)\/(self_attn|mlp)\/([a-z]+_proj)|(lm_head))\/MatMul(?:\/MatMulNBits)?$/;
-const NORM = /^\/(?:layers\.(\d+)\/(input_layernorm|post_attention_layernorm|self_attn\/q_norm|self_attn\/k_norm)|(norm))\/Mul_1$/;
+const PROJ = /^\/(?:layers\.(\d+)\/(self_attn|mlp)\/([a-z_]+_proj)|(lm_head))\/MatMul(?:\/MatMulNBits)?$/;
+/** an RMSNorm's final Mul by its weight: `/layers.3/post_attention_layernorm/Mul_1`, `/layers.3/self_attn/q_norm/Mul_1`, `/norm/Mul_1` */
+const NORM = /^\/(?:layers\.(\d+)\/((?:self_attn\/)?[a-z_]*norm)|(norm))\/Mul_1$/;
+
 /** a projection's bias (Qwen2's q/k/v), the Add after its MatMul */
 const BIAS = /^\/layers\.(\d+)\/self_attn\/([qkv]_proj)\/Add$/;
+
+/** A family's decoder block as config.json describes it: which projections, and the sizes they give. */
+export interface BlockLayout {
+  /** for messages: 'Llama' */
+  name: string;
+  /** every block's projections, as module names under `model.layers.N.` */
+  projections: readonly string[];
+  /** head_dim as the family reads config.json */
+  headDim(config: Record<string, unknown>): number;
+  /** widths from a block's projection shapes [out, in], or what does not fit together */
+  widths(shape: (projection: string) => [number, number], hidden: number, headDim: number): { ffn: number; heads: number; kv: number } | string;
+  /** config.json keys that follow the surviving blocks (`kept`: their source indices, in order) */
+  blockConfig?(config: Record<string, unknown>, kept: readonly number[]): Record<string, unknown>;
+}
+
+export const LLAMA_BLOCKS: BlockLayout = {
+  name: 'Llama',
+  projections: ['mlp.gate_proj', 'mlp.up_proj', 'mlp.down_proj', 'self_attn.q_proj', 'self_attn.k_proj', 'self_attn.v_proj', 'self_attn.o_proj'],
+  headDim: (c) => (typeof c.head_dim === 'number' ? c.head_dim : (c.hidden_size as number) / (c.num_attention_heads as number)),
+  widths(m, hidden, headDim) {
+    const [gate, up, down, q, k, v, o] = LLAMA_BLOCKS.projections.map(m) as [number, number][];
+    if (gate![0] !== up![0] || up![0] !== down![1] || k![0] !== v![0] || q![0] !== o![1] || [gate![1], up![1], down![0], q![1], k![1], v![1], o![0]].some((d) => d !== hidden)) {
+      return `projections do not fit together (q ${q}, k ${k}, v ${v}, o ${o}, gate ${gate}, up ${up}, down ${down})`;
+    }
+    if (q![0] % headDim !== 0 || k![0] % headDim !== 0) return `q_proj rows ${q![0]} / k_proj rows ${k![0]} are not whole heads of head_dim ${headDim}`;
+    return { ffn: gate![0], heads: q![0] / headDim, kv: k![0] / headDim };
+  },
+};
 
 interface Projection {
   node: NodeProto;
@@ -44,6 +76,7 @@ export function exportLlama(
   model: Model,
   source: { config: Record<string, unknown>; tensors: ReadonlyMap<string, SafetensorsEntry> },
   cannot: (what: string) => Error,
+  layout: BlockLayout = LLAMA_BLOCKS,
 ): LlamaExport {
   const index = new GraphIndex(model.graph);
   const byNode = new Map(linears(model).map((l) => [l.node, l]));
@@ -51,9 +84,10 @@ export function exportLlama(
   const tensors: LlamaExport['tensors'] = [];
   const schemes = new Map<string, QuantScheme>();
 
-  // the initializer behind a node input, through a Cast the builder adds for 16-bit tensors
+  // the initializer behind a node input, through the Add of a (1 + w) norm weight and a Cast the builder adds for 16-bit tensors
   const initializerOf = (value: string, expected: string): string => {
-    const p = index.producer.get(value);
+    let p = index.producer.get(value);
+    if (p?.op_type === 'Add' && isScalar(model, p.input![1]!, 1)) p = index.producer.get((value = p.input![0]!));
     const name = p?.op_type === 'Cast' ? p.input![0]! : value;
     if (!model.hasInitializer(name)) throw cannot(`tensor '${expected}' was removed by a pass`);
     return name;
@@ -155,8 +189,12 @@ export function exportLlama(
   const c = source.config;
   // what the builder assumes for keys config.json leaves out; unchanged values stay left out
   const implied: Record<string, unknown> = { num_key_value_heads: c.num_attention_heads, tie_word_embeddings: !source.tensors.has('lm_head.weight') };
-  for (const [k, v] of Object.entries({ ...llamaSizes(blocks, shapes, hidden, source, cannot), vocab_size: vocab, tie_word_embeddings: tied })) {
+  for (const [k, v] of Object.entries({ ...blockSizes(blocks, shapes, hidden, source, layout, cannot), vocab_size: vocab, tie_word_embeddings: tied })) {
     if (config[k] !== v && !(config[k] === undefined && implied[k] === v)) config[k] = v;
+  }
+  for (const [k, v] of Object.entries(layout.blockConfig?.(c, blocks) ?? {})) {
+    if (v === undefined) delete config[k];
+    else config[k] = v;
   }
   if (schemes.size) config.quantization_config = quantizationConfig(schemes);
   else delete config.quantization_config;
@@ -164,16 +202,16 @@ export function exportLlama(
 }
 
 /** num_hidden_layers, intermediate_size and heads from the projection shapes, uniform across blocks. */
-function llamaSizes(
+function blockSizes(
   blocks: number[],
   shapes: ReadonlyMap<string, [number, number]>,
   hidden: number,
   source: { config: Record<string, unknown>; tensors: ReadonlyMap<string, SafetensorsEntry> },
+  layout: BlockLayout,
   cannot: (what: string) => Error,
 ): Record<string, number> {
   const c = source.config;
-  const sourceHeads = c.num_attention_heads as number;
-  const headDim = typeof c.head_dim === 'number' ? c.head_dim : (c.hidden_size as number) / sourceHeads;
+  const headDim = layout.headDim(c);
   const widths = new Map<number, { ffn: number; heads: number; kv: number }>();
   for (const b of blocks) {
     const m = (x: string) => {
@@ -181,28 +219,25 @@ function llamaSizes(
       if (!s) throw cannot(`tensor 'model.layers.${b}.${x}.weight' was removed by a pass`);
       return s;
     };
-    // within a block the projections must agree; name the one that changed from the source
-    const changed = (x: string, now: [number, number]) => {
-      const was = source.tensors.get(`model.layers.${b}.${x}.weight`)?.shape ?? [];
-      return cannot(`tensor 'model.layers.${b}.${x}.weight' changed shape from [${was.join(', ')}] to [${now.join(', ')}] (structured pruning) without the rest of its block`);
-    };
-    const [gate, up, down] = [m('mlp.gate_proj'), m('mlp.up_proj'), m('mlp.down_proj')];
-    const [q, k, v, o] = [m('self_attn.q_proj'), m('self_attn.k_proj'), m('self_attn.v_proj'), m('self_attn.o_proj')];
-    for (const [x, s] of [['mlp.gate_proj', gate], ['mlp.up_proj', up], ['mlp.down_proj', down], ['self_attn.q_proj', q], ['self_attn.k_proj', k], ['self_attn.v_proj', v], ['self_attn.o_proj', o]] as const) {
-      const was = source.tensors.get(`model.layers.${b}.${x}.weight`)?.shape;
-      const consistent = gate[0] === up[0] && up[0] === down[1] && k[0] === v[0] && q[0] === o[1] && [gate[1], up[1], down[0], q[1], k[1], v[1], o[0]].every((d) => d === hidden);
-      if (!consistent && was && (was[0] !== s[0] || was[1] !== s[1])) throw changed(x, s);
+    const w = layout.widths(m, hidden, headDim);
+    if (typeof w === 'string') {
+      // within a block the projections must agree; name one that changed from the source
+      for (const x of layout.projections) {
+        const [was, now] = [source.tensors.get(`model.layers.${b}.${x}.weight`)?.shape, m(x)];
+        if (was && (was[0] !== now[0] || was[1] !== now[1])) {
+          throw cannot(`tensor 'model.layers.${b}.${x}.weight' changed shape from [${was.join(', ')}] to [${now.join(', ')}] (structured pruning) without the rest of its block`);
+        }
+      }
+      throw cannot(`block ${b}: ${w}`);
     }
-    if (gate[0] !== up[0] || up[0] !== down[1] || k[0] !== v[0] || q[0] !== o[1]) throw cannot(`block ${b}'s projections do not fit together (q ${q}, k ${k}, v ${v}, o ${o}, gate ${gate}, up ${up}, down ${down})`);
-    if (q[0] % headDim !== 0 || k[0] % headDim !== 0) throw cannot(`block ${b}: q_proj rows ${q[0]} / k_proj rows ${k[0]} are not whole heads of head_dim ${headDim}`);
-    widths.set(b, { ffn: gate[0], heads: q[0] / headDim, kv: k[0] / headDim });
+    widths.set(b, w);
   }
   const first = widths.get(blocks[0]!);
   if (!first) throw cannot('no decoder block is left');
   for (const [b, w] of widths) {
-    if (w.ffn !== first.ffn) throw cannot(`MLP widths differ between blocks (layers.${blocks[0]}: ${first.ffn}, layers.${b}: ${w.ffn}); Hugging Face Llama has one intermediate_size`);
+    if (w.ffn !== first.ffn) throw cannot(`MLP widths differ between blocks (layers.${blocks[0]}: ${first.ffn}, layers.${b}: ${w.ffn}); Hugging Face ${layout.name} has one intermediate_size`);
     if (w.heads !== first.heads || w.kv !== first.kv) {
-      throw cannot(`attention heads differ between blocks (layers.${blocks[0]}: ${first.heads}/${first.kv}, layers.${b}: ${w.heads}/${w.kv} query/KV heads); Hugging Face Llama has one num_attention_heads`);
+      throw cannot(`attention heads differ between blocks (layers.${blocks[0]}: ${first.heads}/${first.kv}, layers.${b}: ${w.heads}/${w.kv} query/KV heads); Hugging Face ${layout.name} has one num_attention_heads`);
     }
   }
   if (first.heads % first.kv !== 0) throw cannot(`${first.heads} query heads are not a multiple of ${first.kv} KV heads`);
@@ -210,4 +245,11 @@ function llamaSizes(
   // HF Llama reads head_dim from config.json when set; write it once heads no longer divide hidden_size
   if (typeof c.head_dim === 'number' || first.heads * headDim !== hidden) sizes.head_dim = headDim;
   return sizes;
+}
+
+/** `name` is a one-element constant equal to `value` (the 1 of a (1 + w) norm weight). */
+function isScalar(model: Model, name: string, value: number): boolean {
+  if (!model.hasInitializer(name)) return false;
+  const t = model.tensor(name);
+  return t.dataType === DataType.FLOAT && t.data.byteLength === 4 && new DataView(t.data.buffer, t.data.byteOffset, 4).getFloat32(0, true) === value;
 }

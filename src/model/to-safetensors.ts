@@ -3,7 +3,7 @@ import { UserError } from '../errors.js';
 import { writeFileAtomic } from '../util/atomic-write.js';
 import { Checkpoint } from './checkpoint.js';
 import { modelIo } from './io.js';
-import { exportLlama } from './llama-export.js';
+import { exportLlama, type BlockLayout } from './llama-export.js';
 import { linears } from './linears.js';
 import { formatOf } from './load.js';
 import type { Model } from './model.js';
@@ -46,7 +46,7 @@ export function writeModelAsSafetensors(model: Model, path: string, source: Chec
 
   const sourceConfig = st.config.values;
   const written =
-    st.family.writeBack === 'export' ? exportedTensors(model, st.file, sourceConfig, builtTensors, cannot) : sameLayoutTensors(model, st.file, sourceConfig, builtTensors, cannot);
+    st.family.writeBack === 'export' ? exportedTensors(model, st.file, sourceConfig, builtTensors, cannot, st.family.blocks) : sameLayoutTensors(model, st.file, sourceConfig, builtTensors, cannot);
   const configSource = st.config.path;
   const configTarget = join(dirname(path), 'config.json');
   const changed = JSON.stringify(written.config) !== JSON.stringify(sourceConfig);
@@ -75,8 +75,9 @@ function exportedTensors(
   config: Record<string, unknown>,
   builtTensors: ReadonlySet<string>,
   cannot: (what: string) => Error,
+  blocks?: BlockLayout,
 ): { tensors: SafetensorsTensor[]; config: Record<string, unknown> } {
-  const exp = exportLlama(model, { config, tensors: source.tensors }, cannot);
+  const exp = exportLlama(model, { config, tensors: source.tensors }, cannot, blocks);
   for (const t of model.graph.initializer ?? []) {
     const name = t.name ?? '';
     if (!exp.used.has(name) && !BUILDER_CONSTANT.test(name)) throw cannot(`tensor '${name}' was added by a pass (quantization scales, factors)`);

@@ -210,6 +210,7 @@ async function runPasses(model: Model, run: CompressRun, start: number, work: Wo
       hooks: opts.hooks,
     });
     const ms = performance.now() - tp;
+    // later passes calibrate with the past the model now declares
     for (const w of result.warnings) progress.warn(`${pass.id}: ${w}`);
     run.passes.push({ id: pass.id, targets: entry.targets, ignore: entry.ignore, params: entry.params, ms, layers: result.layers, warnings: result.warnings, ...(result.summary ? { summary: result.summary } : {}) });
     progress.passDone(i, total, pass.id, ms);

@@ -4,6 +4,7 @@ import type { LinearLayer } from '../model/linears.js';
 import type { Model } from '../model/model.js';
 import { isKvCacheName } from '../model/io.js';
 import type { NodeProto } from '../model/onnx-schema.js';
+import { fusedParts, type FusedLinear } from './fused-split.js';
 import { constantInts, shapeElements, type ConstantSource, type ShapeElement } from './shape-elements.js';
 
 /**
@@ -15,7 +16,8 @@ import { constantInts, shapeElements, type ConstantSource, type ShapeElement } f
  * concats on other axes, elementwise ops, batched MatMuls, softmax) and every Reshape/Expand must be
  * a head split, a repeat_kv merge or the final head merge; anything else is a UserError naming the
  * node, never a guess. Head h of the query belongs to KV group ⌊h / r⌋ (repeat_kv puts the repeat
- * axis right after the group axis).
+ * axis right after the group axis). A fused qkv_proj (Phi-3) is followed from the three outputs of
+ * the Split that cuts it into q, k and v (fused-split.ts).
  */
 
 export type HeadKind = 'q' | 'kv';
@@ -38,6 +40,8 @@ export interface HeadCacheValue {
 export interface Attention {
   /** `layers.0.self_attn` */
   name: string;
+  /** q, k and v are one fused layer (qkv_proj): then q, k and v are that layer */
+  fused?: FusedLinear;
   q: LinearLayer;
   k: LinearLayer;
   v: LinearLayer;
@@ -54,7 +58,7 @@ export interface Attention {
 
 /** A constant vector added to a projection's output before its heads are split: it loses the rows its projection loses. */
 export interface HeadBias {
-  projection: LinearLayer;
+  projection: { name: string; outFeatures: number };
   /** the initializer (possibly read through a Cast) */
   tensor: string;
 }
@@ -68,13 +72,13 @@ interface Layout {
   kind: HeadKind;
   /** the inserted axis that repeat_kv expands, when it sits right after the head axis */
   rep?: number;
-  /** the projection a merged tensor comes from */
-  proj?: LinearLayer;
+  /** the projection a merged tensor comes from (a part of a fused one: its name and rows) */
+  proj?: { name: string; outFeatures: number };
 }
 
 const UNARY = new Set(['Neg', 'Sqrt', 'Cast', 'Identity', 'Relu', 'Tanh', 'Exp', 'Erf', 'Sigmoid']);
 const BINARY = new Set(['Add', 'Sub', 'Mul', 'Div', 'Pow', 'Max', 'Min', 'Where']);
-const PROJ = /^(.*)\.(q_proj|k_proj|v_proj|o_proj)$/;
+const PROJ = /^(.*)\.(q_proj|k_proj|v_proj|o_proj|qkv_proj)$/;
 
 /** The attention blocks whose projections `targets` selects, matched fully before anything changes. */
 export function attentions(model: Model, all: LinearLayer[], targets: LinearLayer[]): Attention[] {
@@ -88,20 +92,31 @@ export function attentions(model: Model, all: LinearLayer[], targets: LinearLaye
   const index = new GraphIndex(model.graph);
   const found: Attention[] = [];
   for (const [name, p] of byKey) {
-    if (![p.q_proj, p.k_proj, p.v_proj, p.o_proj].some((l) => l && wanted.has(l.name))) continue;
-    if (!p.q_proj || !p.k_proj || !p.v_proj || !p.o_proj) {
-      throw new UserError(`prune.heads: '${name}' lacks one of q_proj, k_proj, v_proj, o_proj as a linear layer (fused qkv projections are not supported)`);
+    if (![p.q_proj, p.k_proj, p.v_proj, p.o_proj, p.qkv_proj].some((l) => l && wanted.has(l.name))) continue;
+    if (p.qkv_proj && p.o_proj && !p.q_proj && !p.k_proj && !p.v_proj) {
+      const fused = fusedParts(model, index, p.qkv_proj, 3);
+      if (!fused) throw new UserError(`prune.heads: the output of '${p.qkv_proj.name}' must be cut into q, k and v by one Split with constant sizes on the last axis`);
+      found.push(traceAttention(model, index, name, { q: p.qkv_proj, k: p.qkv_proj, v: p.qkv_proj, o: p.o_proj }, fused));
+      continue;
     }
-    found.push(traceAttention(model, index, name, p.q_proj, p.k_proj, p.v_proj, p.o_proj));
+    if (!p.q_proj || !p.k_proj || !p.v_proj || !p.o_proj) {
+      throw new UserError(`prune.heads: '${name}' lacks one of q_proj, k_proj, v_proj, o_proj (or a fused qkv_proj with o_proj) as a linear layer`);
+    }
+    found.push(traceAttention(model, index, name, { q: p.q_proj, k: p.k_proj, v: p.v_proj, o: p.o_proj }));
   }
   return found;
 }
 
-function traceAttention(model: Model, index: GraphIndex, name: string, q: LinearLayer, k: LinearLayer, v: LinearLayer, o: LinearLayer): Attention {
-  const t = new HeadTrace(model, index, name, [q, k, v]);
+function traceAttention(model: Model, index: GraphIndex, name: string, p: Record<'q' | 'k' | 'v' | 'o', LinearLayer>, fused?: FusedLinear): Attention {
+  const { q, k, v, o } = p;
+  // where q, k and v enter as merged [.., heads·d] values: the projections' outputs, or the parts of the fused one
+  const seeds = fused
+    ? (['q', 'kv', 'kv'] as const).map((kind, i) => ({ value: fused.outputs[i]!, kind, proj: { name: `${fused.layer.name}[${['q', 'k', 'v'][i]}]`, outFeatures: fused.widths[i]! } }))
+    : [{ value: q.output, kind: 'q' as const, proj: q }, { value: k.output, kind: 'kv' as const, proj: k }, { value: v.output, kind: 'kv' as const, proj: v }];
+  const t = new HeadTrace(model, index, name, seeds);
   for (const l of [q, k, v, o]) if (l.kind === 'conv') t.fail(l.node, 'a projection is a Conv');
   if (o.bias) t.fail(o.node, 'o_proj has a bias'); // it would need no change, but is untested here
-  const ancestors = ancestorsOf(index, o.input, new Set([q.output, k.output, v.output]));
+  const ancestors = ancestorsOf(index, o.input, new Set(seeds.map((s) => s.value)));
   for (const node of model.graph.node ?? []) {
     if (node === o.node || node.op_type === 'Shape' || !(node.input ?? []).some((x) => t.layouts.has(x))) continue;
     if (!ancestors.has(node) && !t.cacheOutput(node)) t.fail(node, `a head tensor leaves the attention block (it feeds '${node.name}' outside the path to o_proj)`);
@@ -114,7 +129,7 @@ function traceAttention(model: Model, index: GraphIndex, name: string, q: Linear
   if (dims.q === undefined || dims.kv === undefined || headDim === undefined) return t.fail(undefined, 'the head splits of q and k/v were not found');
   if (dims.q % dims.kv !== 0) t.fail(undefined, `${dims.q} query heads are not a multiple of ${dims.kv} KV heads`);
   if (o.inFeatures !== dims.q * headDim) t.fail(o.node, `o_proj reads ${o.inFeatures} features, not ${dims.q} heads × ${headDim}`);
-  return { name, q, k, v, o, heads: dims.q, groups: dims.kv, headDim, constants: t.constants, cache: t.cache, biases: t.biases };
+  return { name, ...(fused ? { fused } : {}), q, k, v, o, heads: dims.q, groups: dims.kv, headDim, constants: t.constants, cache: t.cache, biases: t.biases };
 }
 
 /** The state of one attention block's trace: each head tensor's layout and what the splits told. */
@@ -132,11 +147,9 @@ class HeadTrace {
     readonly model: Model,
     readonly index: GraphIndex,
     readonly name: string,
-    [q, k, v]: LinearLayer[],
+    seeds: { value: string; kind: HeadKind; proj: { name: string; outFeatures: number } }[],
   ) {
-    this.layouts.set(q!.output, { head: -1, merged: true, kind: 'q', proj: q });
-    this.layouts.set(k!.output, { head: -1, merged: true, kind: 'kv', proj: k });
-    this.layouts.set(v!.output, { head: -1, merged: true, kind: 'kv', proj: v });
+    for (const s of seeds) this.layouts.set(s.value, { head: -1, merged: true, kind: s.kind, proj: s.proj });
     this.graphInputs = new Set((model.graph.input ?? []).map((x) => x.name ?? ''));
     this.graphOutputs = new Set((model.graph.output ?? []).map((x) => x.name ?? ''));
   }

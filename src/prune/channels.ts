@@ -5,7 +5,9 @@ import { linears, type LinearLayer } from '../model/linears.js';
 import type { Model } from '../model/model.js';
 import { resizeLayer, takeCols, takeRows } from './reshape-weights.js';
 import { definePass, type LayerStat } from '../pass/pass.js';
+import { GraphIndex } from '../model/graph.js';
 import { convRemovalPlan, removeConvChannels, sliceVector } from './conv-channels.js';
+import { fusedParts, fusedRows, resizeSplit, type FusedLinear } from './fused-split.js';
 
 /**
  * Structured FFN pruning: remove intermediate channels of each MLP, the matching rows of the
@@ -14,7 +16,9 @@ import { convRemovalPlan, removeConvChannels, sliceVector } from './conv-channel
  * ‖W_down[:, c]‖₂ · (‖W_up[c, :]‖₂ + ‖W_gate[c, :]‖₂); `activation` — ‖X_c‖₂ · ‖W_down[:, c]‖₂ with X the
  * down projection's calibration inputs (the Wanda score summed over the channel's outputs).
  * Conv layers among the targets lose their lowest-norm output filters, with the matching input
- * channels of every consumer (see conv-channels.ts).
+ * channels of every consumer (see conv-channels.ts). A fused gate_up_proj (Phi-3: rows gate then up,
+ * cut by one Split) loses channel c's row in both halves inside its one weight, and the Split cuts
+ * the new widths; its weight importance adds both halves' row norms, as for separate gate and up.
  */
 
 const ChannelParams = z.strictObject({
@@ -27,19 +31,27 @@ interface Mlp {
   key: string;
   ins: LinearLayer[];
   down: LinearLayer;
+  /** the one input projection is a fused gate_up_proj whose halves are the channels' gate and up rows */
+  fused?: FusedLinear;
 }
 
-const IN_NAMES = /\.(gate_proj|up_proj|w1|w3|c_fc|fc1)$/;
+const IN_NAMES = /\.(gate_proj|up_proj|gate_up_proj|w1|w3|c_fc|fc1)$/;
 const OUT_NAMES = /\.(down_proj|w2|c_proj|fc2)$/;
 
 /** MLPs whose projections the targets select: the input projections and the down projection of each. */
 function mlps(model: Model, targets: LinearLayer[]): Mlp[] {
   const all = linears(model);
+  const index = new GraphIndex(model.graph);
   const out: Mlp[] = [];
   for (const down of all.filter((l) => OUT_NAMES.test(l.name) && /mlp|feed_forward|ffn/.test(l.name))) {
     const key = down.name.replace(OUT_NAMES, '');
     const ins = all.filter((l) => l.name.startsWith(`${key}.`) && IN_NAMES.test(l.name));
     if (ins.length === 0 || !targets.some((t) => t === down || ins.some((i) => i.name === t.name) || t.name === down.name)) continue;
+    const fused = ins.length === 1 && ins[0]!.outFeatures === 2 * down.inFeatures ? fusedParts(model, index, ins[0]!, 2) : undefined;
+    if (fused) {
+      if (fused.widths.every((w) => w === down.inFeatures)) out.push({ key, ins, down, fused });
+      continue;
+    }
     if (ins.some((l) => l.outFeatures !== down.inFeatures)) continue;
     out.push({ key, ins, down });
   }
@@ -72,7 +84,7 @@ export const channels = definePass({
     const found = mlps(model, ctx.layers);
     const convNames = ctx.layers.filter((l) => l.kind === 'conv').map((l) => l.name);
     if (found.length === 0 && convNames.length === 0) {
-      throw new UserError(`prune.channels: ${ctx.where}.targets select no MLP (projections named like 'layers.0.mlp.down_proj') and no Conv`);
+      throw new UserError(`prune.channels: ${ctx.where}.targets select no MLP (projections named like 'layers.0.mlp.down_proj', with gate_proj/up_proj or a fused gate_up_proj) and no Conv`);
     }
     // the recipe parser requires a calibration section for this (needsCalibration); direct callers must pass one
     if (params.importance === 'activation' && !ctx.calibration) throw new Error(`prune.channels: importance 'activation' needs ctx.calibration`);
@@ -91,8 +103,9 @@ export const channels = definePass({
         const sq = stats.get(mlp.down.input)!.sqnorm!;
         for (let c = 0; c < width; c++) score[c] = Math.sqrt(sq[c]!) * downCols[c]!;
       } else {
+        // a fused layer's rows c and width + c are channel c's gate and up rows
         const inRows = ins.map(({ layer, W }) => rowNorms(W, layer.outFeatures, layer.inFeatures));
-        for (let c = 0; c < width; c++) score[c] = downCols[c]! * inRows.reduce((a, n) => a + n[c]!, 0);
+        for (let c = 0; c < width; c++) score[c] = downCols[c]! * inRows.reduce((a, n) => a + n[c]! + (mlp.fused ? n[width + c]! : 0), 0);
       }
       const keep = Array.from({ length: width }, (_, c) => c)
         .sort((a, b) => score[b]! - score[a]! || a - b)
@@ -100,11 +113,13 @@ export const channels = definePass({
         .sort((a, b) => a - b);
       const before = (Wd.length + ins.reduce((a, x) => a + x.W.length, 0)) * 4;
       for (const { layer, W } of ins) {
-        resizeLayer(model, layer, takeRows(W, layer.inFeatures, keep), keepCount, layer.inFeatures);
-        if (layer.bias) sliceVector(model, layer.bias, keep);
+        const rows = mlp.fused ? fusedRows(mlp.fused, [keep, keep]) : keep;
+        resizeLayer(model, layer, takeRows(W, layer.inFeatures, rows), rows.length, layer.inFeatures);
+        if (layer.bias) sliceVector(model, layer.bias, rows);
       }
+      if (mlp.fused) resizeSplit(model, new GraphIndex(model.graph), mlp.fused, [keepCount, keepCount]);
       resizeLayer(model, mlp.down, takeCols(Wd, mlp.down.outFeatures, width, keep), mlp.down.outFeatures, keepCount);
-      const after = keepCount * (mlp.down.outFeatures + ins.reduce((a, x) => a + x.layer.inFeatures, 0)) * 4;
+      const after = keepCount * (mlp.down.outFeatures + ins.reduce((a, x) => a + x.layer.inFeatures * (mlp.fused ? 2 : 1), 0)) * 4;
       result.push({ name: mlp.key, kind: 'mlp', shape: [width, keepCount], ms: performance.now() - t0, bytes_before: before, bytes_after: after, extra: { channels_before: width, channels_after: keepCount } });
     }
     const warnings: string[] = [];

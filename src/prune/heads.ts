@@ -8,6 +8,7 @@ import { resizeLayer, takeCols, takeRows } from './reshape-weights.js';
 import { definePass, type LayerStat } from '../pass/pass.js';
 import { attentions, newRoleValue, type Attention } from './attention-graph.js';
 import { sliceVector } from './conv-channels.js';
+import { fusedRows, resizeSplit } from './fused-split.js';
 import { applyConstantEdits } from './shape-elements.js';
 
 /**
@@ -19,6 +20,8 @@ import { applyConstantEdits } from './shape-elements.js';
  * Group importance: `weight` — ‖W_o[:, g]‖_F · (‖W_q[g, :]‖_F + ‖W_k[g, :]‖_F + ‖W_v[g, :]‖_F);
  * `activation` — Σ_c ‖X_c‖₂ · ‖W_o[:, c]‖₂ over the group's o_proj input channels c, X the o_proj
  * calibration inputs (the Wanda score summed over the group, as prune.channels does for channels).
+ * A fused qkv_proj (Phi-3) loses the same q, k and v rows inside its one weight, and the Split after
+ * it cuts the new widths, so it stays one layer with the checkpoint's name.
  */
 
 const HeadParams = z.strictObject({
@@ -67,17 +70,40 @@ function spans(groups: number[], per: number): number[] {
   return groups.flatMap((g) => Array.from({ length: per }, (_, i) => g * per + i));
 }
 
+interface Weights {
+  q: Float32Array;
+  k: Float32Array;
+  v: Float32Array;
+  o: Float32Array;
+  /** the fused q|k|v weight, whose row blocks q, k and v are */
+  qkv?: Float32Array;
+}
+
+/** W_q, W_k, W_v and W_o [out, in]; a fused qkv_proj is read once and seen as its three row blocks. */
+function readWeights(model: Model, a: Attention): Weights {
+  const o = readWeight(model, a.o);
+  if (!a.fused) return { q: readWeight(model, a.q), k: readWeight(model, a.k), v: readWeight(model, a.v), o };
+  const qkv = readWeight(model, a.fused.layer);
+  const inF = a.fused.layer.inFeatures;
+  const [wq, wk] = a.fused.widths;
+  return { q: qkv.subarray(0, wq! * inF), k: qkv.subarray(wq! * inF, (wq! + wk!) * inF), v: qkv.subarray((wq! + wk!) * inF), o, qkv };
+}
+
 /** Keep the KV groups `keep` (ascending) of one attention block: weights, biases, then shape constants. */
-function keepGroups(model: Model, a: Attention, keep: number[], W: { q: Float32Array; k: Float32Array; v: Float32Array; o: Float32Array }, index: GraphIndex): void {
+function keepGroups(model: Model, a: Attention, keep: number[], W: Weights, index: GraphIndex): void {
   const r = a.heads / a.groups;
   const qRows = spans(keep, r * a.headDim);
   const kvRows = spans(keep, a.headDim);
   applyConstantEdits(model, index, a.constants.map((c) => ({ source: c.source, value: newRoleValue(c.role, a, keep.length) })));
-  for (const [layer, Wl, rows] of [[a.q, W.q, qRows], [a.k, W.k, kvRows], [a.v, W.v, kvRows]] as const) {
+  const parts = a.fused
+    ? [[a.fused.layer, W.qkv!, fusedRows(a.fused, [qRows, kvRows, kvRows])] as const]
+    : ([[a.q, W.q, qRows], [a.k, W.k, kvRows], [a.v, W.v, kvRows]] as const);
+  for (const [layer, Wl, rows] of parts) {
     resizeLayer(model, layer, takeRows(Wl, layer.inFeatures, rows), rows.length, layer.inFeatures);
     if (layer.bias) sliceVector(model, layer.bias, rows);
     for (const b of a.biases) if (b.projection === layer) sliceVector(model, b.tensor, rows);
   }
+  if (a.fused) resizeSplit(model, index, a.fused, [qRows.length, kvRows.length, kvRows.length]);
   resizeLayer(model, a.o, takeCols(W.o, a.o.outFeatures, a.o.inFeatures, qRows), a.o.outFeatures, qRows.length);
   for (const c of a.cache) setDeclaredDim(model, c.name, c.side, c.axis, c.kind === 'kv' ? keep.length : keep.length * r);
 }
@@ -102,7 +128,7 @@ export const heads = definePass({
     // match every targeted attention block before changing anything
     const found = attentions(model, linears(model), ctx.layers);
     if (found.length === 0) {
-      throw new UserError(`prune.heads: ${ctx.where}.targets select no attention block (projections named like 'layers.0.self_attn.q_proj')`);
+      throw new UserError(`prune.heads: ${ctx.where}.targets select no attention block (projections named like 'layers.0.self_attn.q_proj' or a fused 'layers.0.self_attn.qkv_proj')`);
     }
     // the recipe parser requires a calibration section for this (needsCalibration); direct callers must pass one
     if (params.importance === 'activation' && !ctx.calibration) throw new Error(`prune.heads: importance 'activation' needs ctx.calibration`);
@@ -119,7 +145,7 @@ export const heads = definePass({
         warnings.push(`'${a.name}' kept whole: removing ${params.sparsity} of ${a.groups} ${r > 1 ? 'KV groups' : 'heads'} rounds to none`);
         continue;
       }
-      const W = { q: readWeight(model, a.q), k: readWeight(model, a.k), v: readWeight(model, a.v), o: readWeight(model, a.o) };
+      const W = readWeights(model, a);
       const score = headGroupScores(W.q, W.k, W.v, W.o, { groups: a.groups, heads: a.heads, headDim: a.headDim, hidden: a.q.inFeatures, out: a.o.outFeatures }, stats?.get(a.o.input)?.sqnorm);
       const keep = Array.from({ length: a.groups }, (_, g) => g)
         .sort((x, y) => score[y]! - score[x]! || x - y)

@@ -1,8 +1,8 @@
 import { z } from 'zod';
 import { DataType } from '../model/dtype.js';
-import { GraphIndex } from '../model/graph.js';
+import { attrInt, GraphIndex } from '../model/graph.js';
 import { readWeight, writeWeight } from '../model/linear-weights.js';
-import { linears, type LinearLayer } from '../model/linears.js';
+import { linears, readInt64s, type LinearLayer } from '../model/linears.js';
 import type { Model } from '../model/model.js';
 import { toFloat32 } from '../model/pack.js';
 import { definePass, type LayerStat } from '../pass/pass.js';
@@ -12,16 +12,29 @@ import { definePass, type LayerStat } from '../pass/pass.js';
  * channel scale s_j = max|X_j|^α / max|W_:,j|^(1−α). The identity
  *   X·Wᵀ = (X·diag(1/s)) · (W·diag(s))ᵀ
  * is made exact by folding 1/s into what produces X: a norm's weight (the Mul by a constant vector
- * that ends an exported RMSNorm, or LayerNormalization's scale and bias) or the output rows of the
- * linear that feeds X through an elementwise Mul (SwiGLU's up_proj before down_proj). Layers reading
- * the same X share s. A layer whose input has no such producer is left as is, with a warning.
+ * that ends an exported RMSNorm, the (1 + w) of Gemma's norms — w ← (1 + w)/s − 1 —, or
+ * LayerNormalization's scale and bias) or the output rows of the linear that feeds X through an
+ * elementwise Mul (SwiGLU's up_proj before down_proj; the up rows of a fused gate_up_proj whose Split
+ * hands them on). Layers reading the same X share s. A layer whose input has no such producer is
+ * left as is, with a warning.
  */
 
 const SmoothParams = z.strictObject({
   alpha: z.number().min(0).max(1).default(0.5).describe('migration strength: 0 leaves activations, 1 moves all of their range into the weights'),
 });
 
-type Fold = { kind: 'vector'; name: string } | { kind: 'layernorm'; scale: string; bias?: string } | { kind: 'linear'; layer: LinearLayer };
+type Fold =
+  | { kind: 'vector'; name: string; offset?: number }
+  | { kind: 'layernorm'; scale: string; bias?: string }
+  /** rows from `row0` on (a part of a fused linear) */
+  | { kind: 'linear'; layer: LinearLayer; row0: number };
+
+/** The value of a one-element float constant, or undefined. */
+function scalarValue(model: Model, name: string | undefined): number | undefined {
+  if (!name || !model.hasInitializer(name)) return undefined;
+  const t = model.tensor(name);
+  return t.dims.reduce((a, b) => a * b, 1) === 1 && t.dataType === DataType.FLOAT ? toFloat32(t.dataType, t.data, 1)[0] : undefined;
+}
 
 /** Where 1/s can be folded so the producer of `x` emits x·diag(1/s); undefined when nowhere exact. */
 function foldTarget(model: Model, index: GraphIndex, x: string, all: LinearLayer[]): Fold | undefined {
@@ -41,17 +54,34 @@ function foldTarget(model: Model, index: GraphIndex, x: string, all: LinearLayer
       if ((t.dims?.length ?? 0) === 1) return { kind: 'vector', name: stored };
     }
   }
+  // Mul(x̂, Add(w, c)): Gemma's (1 + w) norm weight
   for (const input of p.input ?? []) {
-    const feeding = all.find((l) => l.output === input && l.kind === 'matmul' && !l.bias);
-    if (feeding && soleUse(input)) return { kind: 'linear', layer: feeding };
+    const add = index.producer.get(input);
+    const [w, c] = add?.op_type === 'Add' ? add.input ?? [] : [];
+    const offset = scalarValue(model, c);
+    if (w && offset !== undefined && soleUse(input) && model.hasInitializer(w) && soleUse(w) && model.tensor(w).dims.length === 1) return { kind: 'vector', name: w, offset };
+  }
+  const feeds = (value: string) => all.find((l) => l.output === value && l.kind === 'matmul' && !l.bias);
+  for (const input of p.input ?? []) {
+    const feeding = feeds(input);
+    if (feeding && soleUse(input)) return { kind: 'linear', layer: feeding, row0: 0 };
+    // a part of a fused linear, cut on the feature axis by a Split with constant sizes
+    const split = index.producer.get(input);
+    const fused = split?.op_type === 'Split' ? feeds(split.input![0]!) : undefined;
+    if (fused && soleUse(input) && soleUse(fused.output) && split!.input![1] && model.hasInitializer(split!.input![1]) && [-1, 2].includes(attrInt(split!, 'axis', 0))) {
+      const sizes = readInt64s(model, split!.input![1]);
+      const part = split!.output!.indexOf(input);
+      return { kind: 'linear', layer: fused, row0: sizes.slice(0, part).reduce((a, b) => a + b, 0) };
+    }
   }
   return undefined;
 }
 
-function scaleVector(model: Model, name: string, inv: Float64Array): void {
+/** v ← (v + offset)·inv − offset, elementwise */
+function scaleVector(model: Model, name: string, inv: Float64Array, offset = 0): void {
   const t = model.tensor(name);
   const v = toFloat32(t.dataType, t.data, t.dims.reduce((a, b) => a * b, 1));
-  for (let j = 0; j < v.length; j++) v[j] = v[j]! * inv[j]!;
+  for (let j = 0; j < v.length; j++) v[j] = (v[j]! + offset) * inv[j]! - offset;
   model.setInitializer({ name, dataType: DataType.FLOAT, dims: t.dims, data: new Uint8Array(v.buffer) });
 }
 
@@ -101,15 +131,15 @@ export const smoothquant = definePass({
         for (let r = 0; r < l.outFeatures; r++) for (let j = 0; j < K; j++) W[r * K + j] = W[r * K + j]! * s[j]!;
         writeWeight(model, l, W);
       });
-      if (fold.kind === 'vector') scaleVector(model, fold.name, inv);
+      if (fold.kind === 'vector') scaleVector(model, fold.name, inv, fold.offset);
       else if (fold.kind === 'layernorm') {
         scaleVector(model, fold.scale, inv);
         if (fold.bias) scaleVector(model, fold.bias, inv);
       } else {
-        // the feeding linear's output rows carry x's channels
+        // the feeding linear's output rows (from row0 on) carry x's channels
         const Wp = readWeight(model, fold.layer);
         const cols = fold.layer.inFeatures;
-        for (let r = 0; r < fold.layer.outFeatures; r++) for (let c = 0; c < cols; c++) Wp[r * cols + c] = Wp[r * cols + c]! * inv[r]!;
+        for (let r = 0; r < K; r++) for (let c = 0; c < cols; c++) Wp[(fold.row0 + r) * cols + c] = Wp[(fold.row0 + r) * cols + c]! * inv[r]!;
         writeWeight(model, fold.layer, Wp);
       }
       const ms = performance.now() - t0;

@@ -68,25 +68,27 @@ describe('Checkpoint', () => {
     mkdirSync(dir);
     copyFileSync(SAFETENSORS, join(dir, 'model.safetensors'));
     writeFileSync(join(dir, 'config.json'), JSON.stringify({ model_type: 'bert' }));
-    expect(() => Checkpoint.open(join(dir, 'model.safetensors'))).toThrow(/bert\/config\.json: model_type "bert" has no graph builder; supported: llama, mobilellm, qwen2, qwen3, gpt2/);
+    expect(() => Checkpoint.open(join(dir, 'model.safetensors'))).toThrow(/bert\/config\.json: model_type "bert" has no graph builder; supported: llama, mobilellm, qwen2, qwen3, gpt2, phi3, gemma3_text/);
   });
 });
 
 describe('model families', () => {
-  it('one row per model_type: Llama, MobileLLM, Qwen2 and Qwen3 export on write-back and read quantized checkpoints, GPT-2 keeps its layout', () => {
+  it('one row per model_type: Llama, MobileLLM, Qwen2, Qwen3, Phi-3 and Gemma 3 export on write-back and read quantized checkpoints, GPT-2 keeps its layout', () => {
     expect(Object.fromEntries(Object.entries(FAMILIES).map(([type, f]) => [type, [f.name, f.writeBack, f.readsQuantizationConfig]]))).toEqual({
       llama: ['Llama', 'export', true],
       mobilellm: ['Llama', 'export', true],
       qwen2: ['Qwen2', 'export', true],
       qwen3: ['Qwen3', 'export', true],
       gpt2: ['GPT-2', 'same-layout', false],
+      phi3: ['Phi-3', 'export', true],
+      gemma3_text: ['Gemma 3', 'export', true],
     });
   });
 
   it('a quantization_config on a family that does not read one is a user error', () => {
     expect(familyOf({ model_type: 'llama', quantization_config: {} }, 'c.json')).toBe(FAMILIES.llama);
     expect(() => familyOf({ model_type: 'gpt2', quantization_config: {} }, 'c.json')).toThrow(
-      new UserError('c.json: quantization_config is read for Llama, Qwen2, Qwen3 checkpoints only; export the GPT-2 model to .onnx instead'),
+      new UserError('c.json: quantization_config is read for Llama, Qwen2, Qwen3, Phi-3, Gemma 3 checkpoints only; export the GPT-2 model to .onnx instead'),
     );
   });
 });

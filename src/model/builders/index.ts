@@ -1,5 +1,6 @@
 import { dirname, join } from 'node:path';
 import { UserError } from '../../errors.js';
+import type { BlockLayout } from '../llama-export.js';
 import type { Model } from '../model.js';
 import { openSafetensors, readConfigJson, type SafetensorsFile } from '../safetensors.js';
 import type { BuildOptions } from './graph-builder.js';
@@ -8,6 +9,8 @@ import { buildLlama } from './llama.js';
 import { GENERIC_CONFIG_KEYS, LLAMA as LLAMA_VARIANT } from './llama-config.js';
 import { buildQwen2, QWEN2 } from './qwen2.js';
 import { buildQwen3, QWEN3 } from './qwen3.js';
+import { buildGemma3, GEMMA3_BLOCKS } from './gemma3.js';
+import { buildPhi3, PHI3_BLOCKS } from './phi3.js';
 
 export type { BuildOptions };
 
@@ -31,6 +34,8 @@ export interface ModelFamily {
   writableOps: readonly string[];
   /** config.json keys the builder reads or knows not to matter, beyond GENERIC_CONFIG_KEYS; others are listed by `pare inspect` */
   configKeys?: readonly string[];
+  /** 'export': the block's projections and the sizes they give (default Llama's) */
+  blocks?: BlockLayout;
 }
 
 /** Llama-architecture families write back through llama-export.ts, quantized layers included. */
@@ -42,6 +47,11 @@ const QWEN3_FAMILY: ModelFamily = { name: 'Qwen3', build: buildQwen3, ...EXPORTE
 
 const GPT2: ModelFamily = { name: 'GPT-2', build: buildGpt2, readsQuantizationConfig: false, writeBack: 'same-layout', writableOps: [], configKeys: GPT2_CONFIG_KEYS };
 
+/** Phi-3 and Gemma 3 write back as Llama does, with their own tensor names (fused qkv_proj/gate_up_proj; four norms and q/k norms). */
+// their builders refuse config keys they do not know (config-keys.ts), so inspect has none to list
+const PHI3: ModelFamily = { name: 'Phi-3', build: buildPhi3, ...EXPORTED, blocks: PHI3_BLOCKS };
+const GEMMA3: ModelFamily = { name: 'Gemma 3', build: buildGemma3, ...EXPORTED, blocks: GEMMA3_BLOCKS };
+
 /** The families by config.json `model_type`: the one place that names them. */
 export const FAMILIES: Readonly<Record<string, ModelFamily>> = {
   llama: LLAMA,
@@ -49,6 +59,8 @@ export const FAMILIES: Readonly<Record<string, ModelFamily>> = {
   qwen2: QWEN2_FAMILY,
   qwen3: QWEN3_FAMILY,
   gpt2: GPT2,
+  phi3: PHI3,
+  gemma3_text: GEMMA3,
 };
 
 /**

@@ -1,0 +1,37 @@
+/**
+ * Per-family data for the every-pass test: for each registered pass a small recipe on the tiny
+ * Phi-3 and Gemma 3 checkpoints (`passes:` list, whether it calibrates), or the one-line refusal a
+ * pass gives when it cannot apply to the family.
+ */
+export type PassCase = { passes: string; calibration?: boolean } | { refuses: RegExp; passes: string };
+
+const pass = (id: string, targets: string[], params = '') => `  - pass: ${id}\n    targets: [${targets.map((t) => `"${t}"`).join(', ')}]\n${params ? `    params: { ${params} }\n` : ''}`;
+
+/** pass id → case; `attention` is the layer a factorization targets (Phi-3's fused qkv_proj, Gemma's q_proj) */
+export function passCases(family: 'phi3' | 'gemma3_text'): Record<string, PassCase> {
+  const attention = family === 'phi3' ? 'layers.*.self_attn.qkv_proj' : 'layers.*.self_attn.q_proj';
+  return {
+    'prune.magnitude': { passes: pass('prune.magnitude', ['layers.*'], 'sparsity: 0.5') },
+    'prune.sparsegpt': { passes: pass('prune.sparsegpt', ['layers.*'], 'sparsity: 0.5'), calibration: true },
+    'prune.wanda': { passes: pass('prune.wanda', ['layers.*'], 'sparsity: 0.5'), calibration: true },
+    'prune.channels': { passes: pass('prune.channels', ['layers.*.mlp.*'], 'sparsity: 0.3'), calibration: true },
+    'prune.heads': { passes: pass('prune.heads', ['layers.*.self_attn.*'], 'sparsity: 0.5'), calibration: true },
+    'prune.layers': { passes: pass('prune.layers', ['layers.*'], 'count: 1'), calibration: true },
+    'quantize.rtn': { passes: pass('quantize.rtn', ['layers.*'], 'bits: 4, granularity: channel') },
+    'quantize.gptq': { passes: pass('quantize.gptq', ['layers.*'], 'bits: 4, granularity: channel'), calibration: true },
+    'quantize.smoothquant': { passes: pass('quantize.smoothquant', ['layers.*'], 'alpha: 0.5'), calibration: true },
+    'quantize.w8a8': { passes: pass('quantize.w8a8', ['layers.*']) },
+    'quantize.cast': { passes: pass('quantize.cast', ['layers.*']) },
+    'decompose.svd': { passes: pass('decompose.svd', ['layers.*'], 'ratio: 0.5') },
+    'decompose.kronecker': { passes: pass('decompose.kronecker', [attention], 'ratio: 0.5') },
+    'share.embeddings':
+      family === 'phi3'
+        ? { passes: pass('share.embeddings', ['lm_head'], 'max_relative_change: 10') }
+        : // Gemma 3 ties lm_head to the embedding already
+          { passes: pass('share.embeddings', ['lm_head']), refuses: /^pare: share\.embeddings: passes\[0\]\.targets select no 44→61 projection with its own weight \(already tied\?\)$/ },
+    'share.layers': { passes: pass('share.layers', ['layers.*'], 'pairs: 1'), calibration: true },
+    'distill.kd': {
+      passes: pass('prune.magnitude', ['layers.*'], 'sparsity: 0.5') + pass('distill.kd', ['layers.*'], 'steps: 3, batch_size: 2, seq_len: 16, samples: 4, warmup: 1, start_token: 1, checkpoint_every: 0'),
+    },
+  };
+}
