@@ -39,13 +39,12 @@ export function readReport(path: string): Report {
   return asReport(parsed.data);
 }
 
-/** Write `report` atomically as pretty JSON with a trailing newline. */
+/** The report as its file holds it: pretty JSON with a trailing newline. */
+export function reportJson(report: Report): string {
+  return `${JSON.stringify(report, null, 2)}\n`;
+}
+
+/** Write `report` atomically (a filesystem failure is a UserError naming `path`). */
 export function writeReport(path: string, report: Report): void {
-  try {
-    writeFileAtomic(path, `${JSON.stringify(report, null, 2)}\n`);
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    if (code === undefined) throw e;
-    throw new UserError(`${path}: cannot write the report (${code}); check that the folder exists and is writable`);
-  }
+  writeFileAtomic(path, reportJson(report));
 }
