@@ -10,7 +10,7 @@ import { registerGenerateCommand } from './generate.js';
 import { formatInspection, runInspect } from './inspect.js';
 import { registerRecipeCommands } from './recipe.js';
 import { registerReportCommands } from './report.js';
-import type { RunHooks } from '../pass/hooks.js';
+import { RunInterrupted, type RunHooks } from '../pass/hooks.js';
 import type { Io } from './io.js';
 
 export type { Io, RunHooks };
@@ -63,6 +63,11 @@ export async function run(argv: string[], io: Io = processIo, hooks?: RunHooks):
       // a recipe's errors are listed one per line (each located); every other message is one line
       io.err(`pare: ${e instanceof RecipeError ? e.message : oneLine(e.message)}`);
       return e.exitCode;
+    }
+    // a hook stopped the run as a signal would: the work folder stays for --resume
+    if (e instanceof RunInterrupted) {
+      io.err(`pare: interrupted (${e.message}); no output was written`);
+      return 130;
     }
     // a filesystem failure no writer turned into a UserError is still the environment's, not a bug
     if (isEnvironmentFsError(e)) {

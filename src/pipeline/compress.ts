@@ -18,7 +18,8 @@ import { sha256Bytes } from '../util/hash.js';
 import { VERSION } from '../version.js';
 import { RunInterrupted, type RunHooks } from '../pass/hooks.js';
 import { OutputPlan } from '../util/output-plan.js';
-import { StagedOutputs } from '../util/staged-outputs.js';
+import { namingPathsAs } from '../util/fs-write.js';
+import { StagedOutputs, stagedNames } from '../util/staged-outputs.js';
 import { compressReport } from './report.js';
 import type { CompressRun, PassRecord } from './compress-run.js';
 import { checkpointInputs, compressOutputs, recipeInputs, type ReportFile, spaceNeeds } from './run-files.js';
@@ -100,6 +101,11 @@ async function compressCheckpoint(input: Checkpoint, outFormat: 'onnx' | 'safete
   const staged = new StagedOutputs();
   try {
     outputs.makeFolders();
+  } catch (e) {
+    outputs.removeMadeFolders();
+    throw e;
+  }
+  try {
     await passesThenOutputs(input, outFormat, run, opts, work, staged, t0);
   } catch (e) {
     staged.discard();
@@ -166,8 +172,12 @@ async function passesThenOutputs(
     if (opts.stream) model.spillTo(work.file('spill.bin'), STREAM_THRESHOLD);
     await runPasses(model, run, saved?.completed ?? 0, work, originalOnnx, threads, opts);
     progress.stage(`writing ${output}`);
-    const stagedModel = join(work.staging(), basename(output));
-    written = outFormat === 'onnx' ? writeOnnx(model, stagedModel, { externalData: recipe.recipe.output.external_data || undefined }).files : writeModelAsSafetensors(model, stagedModel, input);
+    const staging = work.staging();
+    const stagedModel = join(staging, basename(output));
+    // a failure names the file the user asked for, not its staging name
+    written = namingPathsAs(stagedNames(staging, dirname(output)), () =>
+      outFormat === 'onnx' ? writeOnnx(model, stagedModel, { externalData: recipe.recipe.output.external_data || undefined }).files : writeModelAsSafetensors(model, stagedModel, input),
+    );
     if (evalSpec?.reference) referenceOnnx = originalOnnx();
   } finally {
     resumed?.close();

@@ -33,12 +33,28 @@ function check(op: FsWriteOp, path: string): void {
   throw e;
 }
 
+let rename: ((path: string) => string) | undefined;
+
+/**
+ * Runs `fn` (synchronous) with failures named by `as(path)`: a file written under a staging name
+ * is reported under the name the user gave it.
+ */
+export function namingPathsAs<T>(as: (path: string) => string, fn: () => T): T {
+  const outer = rename;
+  rename = (p) => (outer ? outer(as(p)) : as(p));
+  try {
+    return fn();
+  } finally {
+    rename = outer;
+  }
+}
+
 function guarded<T>(op: FsWriteOp, path: string, shown: string, doing: string, fn: () => T): T {
   try {
     check(op, path);
     return fn();
   } catch (e) {
-    throw asFsUserError(e, shown, doing);
+    throw asFsUserError(e, rename ? rename(shown) : shown, doing);
   }
 }
 

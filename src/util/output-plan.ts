@@ -53,7 +53,7 @@ function identify(path: string, what: string): Identity {
   try {
     stats = statSync(lexical);
   } catch (e) {
-    if (!isMissing(e)) throw asFsUserError(e, path, `resolve ${what}`);
+    if (!isMissing(e)) throw asFsUserError(e, path, `open ${what}`);
   }
   const tail: string[] = [];
   let head = lexical;
@@ -61,7 +61,7 @@ function identify(path: string, what: string): Identity {
     try {
       return { path, what, lexical, real: join(realpathSync(head), ...tail), stats };
     } catch (e) {
-      if (!isMissing(e)) throw asFsUserError(e, path, `resolve ${what}`);
+      if (!isMissing(e)) throw asFsUserError(e, path, `open ${what}`);
       const up = dirname(head);
       if (up === head) return { path, what, lexical, real: lexical, stats };
       tail.unshift(basename(head));
@@ -188,13 +188,13 @@ export class OutputPlan {
     } catch (e) {
       const code = errnoOf(e);
       if (code === undefined) throw e;
-      throw new UserError(fsErrorMessage(code, at.path, `write ${out.what} (${basename(out.path)}) in this folder`));
+      throw new UserError(fsErrorMessage(code, out.path, `write ${out.what} in ${at.path}`));
     }
   }
 }
 
 function checkApart(a: Identity & { folder: boolean }, b: Identity & { folder: boolean }): void {
-  if (same(a, b)) throw new UserError(`${b.path}: ${b.what} and ${a.what} (${a.path}) name the same file; give each its own path`);
+  if (same(a, b)) throw new UserError(`${b.path}: ${b.what} names the same file as ${a.what}, ${a.path}; give each its own path`);
   if (a.folder && inside(b, a)) throw new UserError(`${b.path}: ${b.what} lies inside ${a.what} ${a.path}, which the run deletes; choose another path`);
   if (b.folder && inside(a, b)) throw new UserError(`${a.path}: ${a.what} lies inside ${b.what} ${b.path}, which the run deletes; choose another path`);
 }

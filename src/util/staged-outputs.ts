@@ -1,7 +1,7 @@
 import { rmSync } from 'node:fs';
-import { basename, dirname, join } from 'node:path';
+import { basename, dirname, join, relative, sep } from 'node:path';
 import { trackTemp, untrackTemp, writeFileAtomic } from './atomic-write.js';
-import { renameOver } from './fs-write.js';
+import { namingPathsAs, renameOver } from './fs-write.js';
 
 /**
  * A command's outputs, written under other names first and moved into place together by
@@ -14,7 +14,10 @@ import { renameOver } from './fs-write.js';
 export class StagedOutputs {
   private readonly moves: { from: string; to: string }[] = [];
 
-  /** `from`, already written on `to`'s filesystem, becomes `to` at commit. */
+  /**
+   * `from`, already written on `to`'s filesystem, becomes `to` at commit. A folder of staged files
+   * (the model's) can be written under `namingPathsAs(stagedNames(folder, dirname(to)), …)`.
+   */
   add(from: string, to: string): void {
     trackTemp(from);
     this.moves.push({ from, to });
@@ -24,7 +27,7 @@ export class StagedOutputs {
   write(target: string, content: string | Uint8Array): void {
     const staged = join(dirname(target), `.${basename(target)}.${process.pid}.staged`);
     this.add(staged, target);
-    writeFileAtomic(staged, content);
+    namingPathsAs((p) => (p === staged ? target : p), () => writeFileAtomic(staged, content));
   }
 
   /**
@@ -56,4 +59,9 @@ export class StagedOutputs {
     }
     this.moves.length = 0;
   }
+}
+
+/** For namingPathsAs: a path in the staging folder `staging` named as the same file in `target`. */
+export function stagedNames(staging: string, target: string): (path: string) => string {
+  return (p) => (p.startsWith(staging + sep) ? join(target, relative(staging, p)) : p);
 }
