@@ -177,7 +177,7 @@ export class OutputPlan {
   }
 
   private checkWritable(out: Identity & { folder: boolean }): void {
-    if (out.stats && out.folder && !out.stats.isDirectory()) throw new UserError(`${out.path}: is a file, where pare keeps ${out.what}; remove or rename it`);
+    if (out.stats && out.folder && !out.stats.isDirectory()) throw new UserError(`${out.path}: is a file, where ${out.what} (a folder) goes; remove or rename it`);
     if (out.stats && !out.folder && out.stats.isDirectory()) throw new UserError(`${out.path}: ${out.what} names an existing folder (EISDIR); name a file`);
     const dir = out.folder ? out.lexical : dirname(out.lexical);
     const at = nearestExisting(dir);

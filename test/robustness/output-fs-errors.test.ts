@@ -81,7 +81,7 @@ describe('real conditions, refused before the first pass', () => {
     mkdirSync(work);
     writeFileSync(join(work, '.pare-work'), 'not a folder');
     before = snapshot(s.dir);
-    await fails(['compress', s.model, '-r', recipe, '-o', join(work, 'out.onnx')], `${join(work, '.pare-work')}: is a file, where pare keeps pare's work folder`);
+    await fails(['compress', s.model, '-r', recipe, '-o', join(work, 'out.onnx')], `${join(work, '.pare-work')}: is a file, where pare's work folder (a folder) goes; remove or rename it`);
     rmSync(work, { recursive: true });
   });
 
