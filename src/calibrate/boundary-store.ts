@@ -1,7 +1,9 @@
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ort } from '../runtime/ort.js';
+import { withFsErrors } from '../util/fs-errors.js';
+import { makeDirs } from '../util/fs-write.js';
 import { SpillFile } from '../util/spill-file.js';
 
 type TensorData = ort.Tensor['data'];
@@ -97,8 +99,8 @@ export class BoundaryStore {
 
   private openSpill(): SpillFile {
     if (!this.dir) {
-      mkdirSync(this.spillDir, { recursive: true });
-      this.dir = mkdtempSync(join(this.spillDir, 'pare-calib-'));
+      makeDirs(this.spillDir);
+      this.dir = withFsErrors(this.spillDir, 'create a calibration spill folder', () => mkdtempSync(join(this.spillDir, 'pare-calib-')));
     }
     return new SpillFile(join(this.dir, `boundary-${this.files++}.bin`));
   }

@@ -1,14 +1,13 @@
 import type { Command } from 'commander';
 import { UserError } from '../errors.js';
 import { compress, type CompressRun } from '../pipeline/compress.js';
-import { createProgress, wantsFancyProgress } from '../pipeline/progress.js';
-import { compressReport } from '../pipeline/report.js';
 import { describeFailure } from '../report/budget.js';
 import { renderHtml } from '../report/html/render.js';
-import { writeReport, writeText } from '../report/io.js';
+import type { Report } from '../report/schema.js';
+import { reportJson } from '../report/io.js';
 import { renderReportMarkdown } from '../report/markdown.js';
 import type { RunHooks } from '../pass/hooks.js';
-import type { Io } from './io.js';
+import { progressFor, type Io } from './io.js';
 import { bytes, table } from './table.js';
 
 interface CompressFlags {
@@ -23,6 +22,8 @@ interface CompressFlags {
   json?: boolean;
   seed?: string;
   threads?: string;
+  mkdir?: boolean;
+  progress?: boolean;
 }
 
 function integer(flag: string, v: string | undefined): number | undefined {
@@ -57,40 +58,50 @@ export function registerCompressCommand(program: Command, io: Io, setCode: (c: n
     .argument('<model>', '.onnx, or .safetensors with config.json beside it')
     .requiredOption('-r, --recipe <recipe>', 'recipe .yaml')
     .requiredOption('-o, --output <out>', 'output .onnx (or .safetensors for a safetensors input); never the input')
-    .option('--report <report.json>', 'write the JSON report here')
-    .option('--report-html', 'also write the report as a self-contained HTML page beside the JSON (report.html)')
+    .option('--report <report.json>', 'write the JSON report here (moved into place with the model)')
+    .option('--report-html', 'also write the report as a self-contained HTML page beside the JSON (report.html), moved into place with it')
+    .option('--mkdir', 'create the missing folders of -o and --report')
     .option('--dry-run', 'print which layers each pass touches and the expected size; write nothing')
     .option('--resume', 'continue from the last completed pass of an interrupted run')
     .option('--stream', 'keep rewritten weights in a spill file in the work folder instead of in memory')
     .option('--no-kv-cache', 'build a safetensors input as the single-input graph input_ids → logits instead of with the KV cache')
     .option('--json', 'print exactly one JSON document (the report, or the plan with --dry-run) on stdout')
+    .option('--progress', 'print progress lines on stderr even when it is not a terminal')
     .option('--seed <n>', 'seed for every random choice (same input, recipe and seed give identical bytes)', '0')
     .option('--threads <n>', 'ONNX Runtime threads (default: all cores)')
     .action(async (modelPath: string, flags: CompressFlags) => {
       if (flags.reportHtml && !flags.report) throw new UserError('--report-html writes the page beside the JSON report; add --report <report.json>');
-      const progress = createProgress((line) => io.err(line), io.fancy ?? wantsFancyProgress());
-      const run = await compress({
-        model: modelPath,
-        recipe: flags.recipe,
-        output: flags.output,
-        dryRun: flags.dryRun,
-        resume: flags.resume,
-        stream: flags.stream,
-        build: { kvCache: flags.kvCache },
-        seed: integer('--seed', flags.seed),
-        threads: integer('--threads', flags.threads),
-        progress,
-        hooks,
-      });
-      progress.stop();
+      const progress = progressFor(io, flags.progress);
+      let run: CompressRun;
+      try {
+        run = await compress({
+          model: modelPath,
+          recipe: flags.recipe,
+          output: flags.output,
+          reports: [
+            ...(flags.report ? [{ path: flags.report, what: 'the report (--report)', render: reportJson }] : []),
+            ...(flags.report && flags.reportHtml ? [{ path: htmlBeside(flags.report), what: 'the HTML report (--report-html)', render: (report: Report) => renderHtml({ kind: 'report', report }) }] : []),
+          ],
+          mkdir: flags.mkdir,
+          dryRun: flags.dryRun,
+          resume: flags.resume,
+          stream: flags.stream,
+          build: { kvCache: flags.kvCache },
+          seed: integer('--seed', flags.seed),
+          threads: integer('--threads', flags.threads),
+          progress,
+          hooks,
+        });
+      } finally {
+        // a spinner is cleared before the result, or before the error line the CLI prints next
+        progress.stop();
+      }
       if (flags.dryRun) {
         io.out(flags.json ? JSON.stringify({ input: run.input, recipe: run.recipe.path, passes: run.plan }, null, 2) : formatPlan(run));
         setCode(0);
         return;
       }
-      const report = compressReport(run);
-      if (flags.report) writeReport(flags.report, report);
-      if (flags.report && flags.reportHtml) writeText(htmlBeside(flags.report), renderHtml({ kind: 'report', report }), 'HTML report');
+      const report = run.report!;
       io.out(flags.json ? JSON.stringify(report, null, 2) : renderReportMarkdown(report));
       const failed = (report.budgets ?? []).filter((b) => !b.ok);
       for (const b of failed) io.err(`budget failed: ${describeFailure(b)}`);

@@ -2,10 +2,15 @@ import type { Command } from 'commander';
 import { datasetSpecFromCli } from '../data/cli-spec.js';
 import { loadDataset, loadProgressText } from '../data/load.js';
 import { UserError } from '../errors.js';
+import { resolve } from 'node:path';
+import { specFiles } from '../data/spec-files.js';
+import type { DatasetSpec } from '../data/spec.js';
 import { evalReport } from '../report/eval-report.js';
-import { writeReport } from '../report/io.js';
+import { reportJson } from '../report/io.js';
 import { renderReportMarkdown } from '../report/markdown.js';
-import type { Io } from './io.js';
+import { OutputPlan, type PlannedInput } from '../util/output-plan.js';
+import { StagedOutputs } from '../util/staged-outputs.js';
+import { progressFor, type Io } from './io.js';
 
 interface EvalFlags {
   data: string;
@@ -26,6 +31,8 @@ interface EvalFlags {
   kvCache: boolean;
   runs?: string;
   threads?: string;
+  mkdir?: boolean;
+  progress?: boolean;
 }
 
 function num(flag: string, v: string | undefined, integer = true): number | undefined {
@@ -50,6 +57,7 @@ export function registerEvalCommand(program: Command, io: Io, setCode: (c: numbe
     .requiredOption('--data <dataset>', 'a dataset spec (.yaml/.json), or a data file: .txt (with --tokenizer), token ids .bin (with --seq-len), MNIST idx3 (.gz), .npy, raw uint8 images (with --shape)')
     .option('--reference <model>', 'also evaluate this model and measure fidelity (KL, top-1 agreement, cosine) against it')
     .option('-o, --output <report.json>', 'write the JSON report here')
+    .option('--mkdir', 'create the missing folders of -o')
     .option('--json', 'print exactly one JSON document (the report) on stdout')
     .option('--tokenizer <file>', 'text data: llama2.c tokenizer.bin or Hugging Face tokenizer.json')
     .option('--max-length <n>', 'text data: tokens per document, BOS included (default 512)')
@@ -65,6 +73,7 @@ export function registerEvalCommand(program: Command, io: Io, setCode: (c: numbe
     .option('--no-kv-cache', 'build a safetensors model as the single-input graph input_ids → logits instead of with the KV cache')
     .option('--runs <n>', 'latency: timed runs after warm-up (default 20)')
     .option('--threads <n>', 'ONNX Runtime threads (default: all cores)')
+    .option('--progress', 'print progress lines on stderr even when it is not a terminal')
     .action(async (modelPath: string, f: EvalFlags) => {
       const { spec, baseDir } = datasetSpecFromCli(
         f.data,
@@ -82,15 +91,48 @@ export function registerEvalCommand(program: Command, io: Io, setCode: (c: numbe
         },
         process.cwd(),
       );
-      const data = await loadDataset(spec, baseDir, { onProgress: (p) => io.err(`loading ${f.data}: ${loadProgressText(p)}`) });
-      const report = await evalReport(
-        modelPath,
-        data,
-        { threads: num('--threads', f.threads), latency: f.latency ? { runs: num('--runs', f.runs) } : false, dataPath: f.data, build: { kvCache: f.kvCache } },
-        f.reference,
-      );
-      if (f.output) writeReport(f.output, report);
+      // the report may overwrite none of the files read, checked before any of them is loaded
+      const outputs = new OutputPlan(f.output ? [{ path: f.output, what: 'the report (-o)' }] : [], evalInputs(modelPath, f.reference, f.data, spec, baseDir), { mkdir: f.mkdir });
+      const progress = progressFor(io, f.progress);
+      let report;
+      try {
+        const data = await loadDataset(spec, baseDir, { onProgress: (p) => progress.stage(`loading ${f.data}: ${loadProgressText(p)}`) });
+        report = await evalReport(
+          modelPath,
+          data,
+          { threads: num('--threads', f.threads), latency: f.latency ? { runs: num('--runs', f.runs) } : false, dataPath: f.data, build: { kvCache: f.kvCache } },
+          f.reference,
+          (files, which) => outputs.addInputs(files.map((file) => ({ path: file.path, what: `${file.role === 'model' ? 'the' : `${file.role} of the`} ${which === 'model' ? 'model' : 'reference model'}` }))),
+        );
+      } finally {
+        progress.stop();
+      }
+      if (f.output) writeStaged(outputs, f.output, reportJson(report));
       io.out(f.json ? JSON.stringify(report, null, 2) : renderReportMarkdown(report));
       setCode(0);
     });
+}
+
+/** The model, the reference, the --data file and every file its spec names. */
+function evalInputs(model: string, reference: string | undefined, dataArg: string, spec: DatasetSpec, baseDir: string): PlannedInput[] {
+  return [
+    { path: model, what: 'the model' },
+    ...(reference ? [{ path: reference, what: 'the reference model (--reference)' }] : []),
+    { path: dataArg, what: 'the --data file' },
+    ...specFiles(spec).map((file) => ({ path: resolve(baseDir, file.path), what: `the dataset's ${file.field}`, mustExist: true })),
+  ];
+}
+
+/** Writes one output through staging, removing it and any folder --mkdir made when that fails. */
+function writeStaged(outputs: OutputPlan, path: string, content: string): void {
+  const staged = new StagedOutputs();
+  try {
+    outputs.makeFolders();
+    staged.write(path, content);
+    staged.commit();
+  } catch (e) {
+    staged.discard();
+    outputs.removeMadeFolders();
+    throw e;
+  }
 }

@@ -3,7 +3,9 @@
  */
 import { Command, CommanderError } from 'commander';
 import { isExpectedError } from '../errors.js';
+import { RecipeError } from '../recipe/parse.js';
 import { removeTempFiles } from '../util/atomic-write.js';
+import { fsErrorMessage, isEnvironmentFsError } from '../util/fs-errors.js';
 import { VERSION } from '../version.js';
 import { registerCompressCommand } from './compress.js';
 import { registerEvalCommand } from './eval.js';
@@ -12,7 +14,7 @@ import { formatInspection, inspectionWarnings, runInspect } from './inspect.js';
 import { registerRecipeCommands } from './recipe.js';
 import { registerReportCommands } from './report.js';
 import { registerSweepCommand } from './sweep.js';
-import type { RunHooks } from '../pass/hooks.js';
+import { RunInterrupted, type RunHooks } from '../pass/hooks.js';
 import type { Io } from './io.js';
 
 export type { Io, RunHooks };
@@ -64,12 +66,27 @@ export async function run(argv: string[], io: Io = processIo, hooks?: RunHooks):
   } catch (e) {
     if (e instanceof CommanderError) return e.exitCode === 0 ? 0 : 2;
     if (isExpectedError(e)) {
-      io.err(`pare: ${e.message}`);
+      // a recipe's errors are listed one per line (each located); every other message is one line
+      io.err(`pare: ${e instanceof RecipeError ? e.message : oneLine(e.message)}`);
       return e.exitCode;
+    }
+    // a hook stopped the run as a signal would: the work folder stays for --resume
+    if (e instanceof RunInterrupted) {
+      io.err(`pare: interrupted (${e.message}); no output was written`);
+      return 130;
+    }
+    // a filesystem failure no writer turned into a UserError is still the environment's, not a bug
+    if (isEnvironmentFsError(e)) {
+      io.err(`pare: ${fsErrorMessage(e.code!, e.path ?? '(unknown path)', e.syscall ?? 'access the file')}`);
+      return 2;
     }
     io.err(`pare: internal error: ${(e as Error)?.stack ?? String(e)}`);
     return 1;
   }
+}
+
+function oneLine(text: string): string {
+  return text.replace(/\s*[\r\n]+\s*/g, '; ');
 }
 
 export async function main(argv: string[] = process.argv.slice(2), hooks?: RunHooks): Promise<void> {
@@ -77,7 +94,8 @@ export async function main(argv: string[] = process.argv.slice(2), hooks?: RunHo
   for (const [signal, code] of [['SIGINT', 130], ['SIGTERM', 143]] as const) {
     process.once(signal, () => {
       removeTempFiles();
-      process.stderr.write(`\npare: interrupted (${signal}); no output was written\n`);
+      // the work folder stays, so --resume continues from the last completed pass
+      process.stderr.write(`${process.stderr.isTTY ? '\n' : ''}pare: interrupted (${signal}); no output was written\n`);
       process.exit(code);
     });
   }

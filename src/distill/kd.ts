@@ -6,6 +6,7 @@ import type * as tfjs from '@tensorflow/tfjs';
 import { z } from 'zod';
 import { loadDataset } from '../data/load.js';
 import { DatasetSpec } from '../data/spec.js';
+import { specFiles } from '../data/spec-files.js';
 import { UserError } from '../errors.js';
 import { lmFeeds, modelIo } from '../model/io.js';
 import { resolveKvShapes } from '../runtime/kv-shapes.js';
@@ -66,6 +67,10 @@ export const distillKd = definePass({
   params: KdParams,
   needsCalibration: (p) => (p?.data === 'calibration' ? { need: 'required', param: 'data', instead: 'data: teacher' } : { need: 'none' }),
   eligible: (layer) => layer.kind === 'matmul' || layer.kind === 'gemm' || layer.kind === 'conv',
+  inputFiles: (p) => [
+    ...(p.teacher === undefined ? [] : [{ param: 'teacher', path: p.teacher }]),
+    ...(typeof p.data === 'object' ? specFiles(p.data).map((f) => ({ param: `data.${f.field}`, path: f.path })) : []),
+  ],
   async apply(model, params, ctx) {
     return distill(model, params, ctx);
   },

@@ -1,3 +1,4 @@
+import { resolve } from 'node:path';
 import { sha256Bytes, sha256File } from '../util/hash.js';
 import { readInputFile } from '../util/read-file.js';
 import { familyOf, type BuildOptions, type ModelFamily } from './builders/index.js';
@@ -45,11 +46,11 @@ export class Checkpoint {
       const bytes = readInputFile(path, 'ONNX model');
       return new Checkpoint(path, 'onnx', new Model(decodeModelProto(bytes, path), path, 'onnx'), undefined, sha256Bytes(bytes));
     }
-    const config = readConfigFile(path);
-    const family = familyOf(config.values, config.path);
+    // the weights file's own header first: a corrupt file is reported as such even without its config.json
     const file = openSafetensors(path);
     try {
-      const source = { file, config, family };
+      const config = readConfigFile(path);
+      const source = { file, config, family: familyOf(config.values, config.path) };
       return new Checkpoint(path, 'safetensors', build(source, buildOptions), source, undefined, buildOptions);
     } catch (e) {
       file.close();
@@ -60,6 +61,24 @@ export class Checkpoint {
   /** sha256 of the checkpoint file (a safetensors file is hashed the first time this is asked). */
   get sha256(): string {
     return (this.hash ??= sha256File(this.path));
+  }
+
+  /**
+   * The files the checkpoint is read from: the model file, an ONNX model's external data files (as
+   * opened, before any pass changes the graph) or a safetensors checkpoint's config.json.
+   */
+  files(): { path: string; role: 'model' | 'external data' | 'config' }[] {
+    const files: { path: string; role: 'model' | 'external data' | 'config' }[] = [{ path: this.path, role: 'model' }];
+    if (this.safetensors) return [...files, { path: this.safetensors.config.path, role: 'config' }];
+    const seen = new Set<string>();
+    for (const t of this.model.graph.initializer ?? []) {
+      const location = t.data_location === 1 ? t.external_data?.find((e) => e.key === 'location')?.value : undefined;
+      if (location === undefined) continue;
+      const path = resolve(this.model.dir, location);
+      if (!seen.has(path)) files.push({ path, role: 'external data' });
+      seen.add(path);
+    }
+    return files;
   }
 
   /** config.json of a safetensors checkpoint */

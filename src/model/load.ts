@@ -1,6 +1,7 @@
 import { statSync } from 'node:fs';
 import { extname } from 'node:path';
 import { UserError } from '../errors.js';
+import { asFsUserError, errnoOf } from '../util/fs-errors.js';
 import type { Model } from './model.js';
 import { buildFromSafetensors, type BuildOptions } from './builders/index.js';
 import { readOnnx } from './onnx-io.js';
@@ -20,8 +21,9 @@ export function checkModelFile(path: string): void {
   let st;
   try {
     st = statSync(path);
-  } catch {
-    throw new UserError(`${path}: no such model file`);
+  } catch (e) {
+    if (errnoOf(e) === 'ENOENT') throw new UserError(`${path}: no such model file`);
+    throw asFsUserError(e, path, 'read the model');
   }
   if (st.isDirectory()) throw new UserError(`${path}: is a directory, expected a .onnx or .safetensors file`);
 }

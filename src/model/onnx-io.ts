@@ -1,8 +1,9 @@
-import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import { readInputFile } from '../util/read-file.js';
 import { basename, dirname, join } from 'node:path';
 import { UserError } from '../errors.js';
 import { tempPathFor, trackTemp, untrackTemp } from '../util/atomic-write.js';
+import { closeQuietly, makeDirs, openForWrite, renameOver, syncAndClose, writeAllAt } from '../util/fs-write.js';
 import { byteLength, elementCount } from './dtype.js';
 import { Model } from './model.js';
 import { writeModelStreaming, type StreamedTensor } from './onnx-stream.js';
@@ -93,6 +94,7 @@ export function writeOnnx(model: Model, path: string, opts: WriteOnnxOptions = {
     const bytes = writeModelStreaming(path, { ...model.proto, graph: { ...graph, node } }, initializer);
     return { files: [path, dataPath], bytes: bytes + sink.size };
   } catch (e) {
+    // a .data file already moved into place is useless without its .onnx
     sink.abort();
     throw e;
   }
@@ -151,6 +153,7 @@ function estimateBytes(model: Model): number {
 class ExternalSink {
   private readonly tmp: string;
   private fd: number | undefined;
+  private committed = false;
   size = 0;
 
   constructor(
@@ -159,8 +162,13 @@ class ExternalSink {
   ) {
     this.tmp = tempPathFor(target);
     trackTemp(this.tmp);
-    mkdirSync(dirname(target), { recursive: true });
-    this.fd = openSync(this.tmp, 'w');
+    try {
+      makeDirs(dirname(target));
+      this.fd = openForWrite(this.tmp, target);
+    } catch (e) {
+      untrackTemp(this.tmp);
+      throw e;
+    }
   }
 
   add(t: TensorProto, data: Uint8Array): TensorProto {
@@ -181,23 +189,24 @@ class ExternalSink {
   }
 
   commit(): void {
-    fsyncSync(this.fd!);
-    closeSync(this.fd!);
+    const fd = this.fd!;
     this.fd = undefined;
-    renameSync(this.tmp, this.target);
+    syncAndClose(fd, this.tmp, this.target);
+    renameOver(this.tmp, this.target);
+    this.committed = true;
     untrackTemp(this.tmp);
   }
 
+  /** Removes the temp file, or the data file itself once committed. */
   abort(): void {
-    if (this.fd !== undefined) closeSync(this.fd);
+    closeQuietly(this.fd);
     this.fd = undefined;
-    rmSync(this.tmp, { force: true });
+    rmSync(this.committed ? this.target : this.tmp, { force: true });
     untrackTemp(this.tmp);
   }
 
   private write(buf: Uint8Array): void {
-    let off = 0;
-    while (off < buf.byteLength) off += writeSync(this.fd!, buf, off, buf.byteLength - off);
+    writeAllAt(this.fd!, buf, null, this.tmp, this.target);
     this.size += buf.byteLength;
   }
 }

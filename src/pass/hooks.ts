@@ -9,3 +9,14 @@ export interface RunHooks {
   /** after `done` training steps, once the training state of that step is saved */
   afterTrainingStep?(done: number): Promise<void>;
 }
+
+/**
+ * Thrown from a hook to stop the run as a signal would: the work dir stays for --resume (every other
+ * failure removes it).
+ */
+export class RunInterrupted extends Error {
+  constructor(message = 'run interrupted') {
+    super(message);
+    this.name = 'RunInterrupted';
+  }
+}

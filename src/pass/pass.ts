@@ -69,6 +69,14 @@ export interface PassDefinition<P extends ParamsSchema> extends SpecDefinition<P
   checkLayers?(params: z.output<P>, layers: readonly LinearLayer[]): LayerProblem[];
   /** removes, replaces or resizes linear layers (structured pruning, factorization, block removal) */
   changesLayers?: boolean;
+  /** files the params name (a teacher model, a dataset), relative to the recipe: the run checks no output overwrites them */
+  inputFiles?(params: z.output<P>): PassInputFile[];
+}
+
+/** A file a pass reads, by the param that names it (`teacher`, `data.path`). */
+export interface PassInputFile {
+  param: string;
+  path: string;
 }
 
 /**
@@ -83,6 +91,7 @@ export interface ConfiguredPass extends ParsedParams {
   apply(model: Model, ctx: PassContext): Promise<PassResult>;
   estimateBytes(layer: LinearLayer, bytesBefore: number): number;
   checkLayers(layers: readonly LinearLayer[]): LayerProblem[];
+  inputFiles(): PassInputFile[];
 }
 
 export interface Pass<P extends ParamsSchema = ParamsSchema> extends PassDefinition<P>, PassSpec<P, ConfiguredPass> {}
@@ -102,6 +111,7 @@ export function definePass<P extends ParamsSchema>(definition: PassDefinition<P>
         apply: (model, ctx) => pass.apply(model, params, ctx),
         estimateBytes: (layer, bytesBefore) => pass.estimateBytes?.(layer, params, bytesBefore) ?? bytesBefore,
         checkLayers: (layers) => pass.checkLayers?.(params, layers) ?? [],
+        inputFiles: () => pass.inputFiles?.(params) ?? [],
       })),
   };
   return pass;

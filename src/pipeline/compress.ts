@@ -3,8 +3,7 @@
  * and by the CLI); compress.ts runs a recipe on a checkpoint.
  */
 import { availableParallelism } from 'node:os';
-import { existsSync, realpathSync } from 'node:fs';
-import { extname, resolve } from 'node:path';
+import { basename, dirname, extname, join } from 'node:path';
 import { Calibrator } from '../calibrate/calibrator.js';
 import type { CacheCounts, StatsCache } from '../calibrate/stats-cache.js';
 import { calibrationFeeds } from '../calibrate/feeds.js';
@@ -12,7 +11,7 @@ import { modelIo } from '../model/io.js';
 import { resolveKvShapes } from '../runtime/kv-shapes.js';
 import { loadDataset, loadProgressText } from '../data/load.js';
 import { UserError } from '../errors.js';
-import { checkpointFacts, evaluate, type CheckpointFacts, type EvalOptions, type Evaluation, type Measure } from '../eval/evaluate.js';
+import { checkpointFacts, evaluate, type CheckpointFacts, type EvalOptions, type Measure } from '../eval/evaluate.js';
 import { unknownConfigKeys, type BuildOptions } from '../model/builders/index.js';
 import { Checkpoint } from '../model/checkpoint.js';
 import { formatOf } from '../model/load.js';
@@ -23,11 +22,16 @@ import { loadRecipe } from '../recipe/parse.js';
 import { PASSES } from './registry.js';
 import { sha256Bytes } from '../util/hash.js';
 import { VERSION } from '../version.js';
-import type { RunHooks } from '../pass/hooks.js';
-import type { PassReport } from '../report/schema.js';
+import { RunInterrupted, type RunHooks } from '../pass/hooks.js';
+import { OutputPlan } from '../util/output-plan.js';
+import { namingPathsAs } from '../util/fs-write.js';
+import { StagedOutputs, stagedNames } from '../util/staged-outputs.js';
+import { compressReport } from './report.js';
+import type { CompressRun, PassRecord } from './compress-run.js';
+import { checkpointInputs, compressOutputs, recipeInputs, type ReportFile, spaceNeeds } from './run-files.js';
 import { seededRandom } from '../util/random.js';
 import { calibrationScope, modelIdentity } from './calibration-scope.js';
-import { checkLayers, checkLayersUpFront, planRecipe, type PlannedPass, type RunnableRecipe, selectTargets } from './plan.js';
+import { checkLayers, checkLayersUpFront, planRecipe, type RunnableRecipe, selectTargets } from './plan.js';
 import type { Progress } from './progress.js';
 import { WorkDir } from './workdir.js';
 
@@ -36,6 +40,10 @@ export interface CompressOptions {
   /** a recipe file, or a recipe already loaded (a sweep point) */
   recipe: string | RunnableRecipe;
   output: string;
+  /** files rendered from the report, moved into place with the model (--report) */
+  reports?: ReportFile[];
+  /** create the missing folders of the outputs (--mkdir); without it a missing folder is refused */
+  mkdir?: boolean;
   dryRun?: boolean;
   resume?: boolean;
   /** rewritten initializers of at least 16 KiB go to a spill file in the work dir (Model.spillTo) */
@@ -51,31 +59,10 @@ export interface CompressOptions {
   statsCache?: StatsCache;
 }
 
-/** One pass as it ran, for the report and the work dir's state. */
-export type PassRecord = PassReport;
+export type { CompressRun, PassRecord } from './compress-run.js';
 
-export interface CompressRun {
-  input: { path: string; sha256: string; format: string };
-  output?: { path: string; sha256: string; format: string; files: string[] };
-  recipe: RunnableRecipe;
-  seed: number;
-  plan: PlannedPass[];
-  passes: PassRecord[];
-  evaluation?: Evaluation;
-  /** sizes of input and output, measured from the files when the recipe has no eval */
-  sizes?: { reference: Measure; model: Measure };
-  dataDescription?: { description: string; files: { path: string; sha256: string }[] };
-  resumedAfter?: number;
-  /** statistics this run found in (hits) or added to (misses) the shared cache */
-  calibrationCache?: CacheCounts & { dir: string };
-  warnings: string[];
-  timings: { total_ms: number; passes_ms: number; eval_ms?: number };
-}
-
-/** Refuse outputs that would overwrite the input or that the input's format cannot become. */
-function checkOutput(input: string, output: string): 'onnx' | 'safetensors' {
-  const same = resolve(input) === resolve(output) || (existsSync(output) && existsSync(input) && realpathSync(input) === realpathSync(output));
-  if (same) throw new UserError(`${output}: -o names the input model; pare never overwrites its input, choose another output path`);
+/** The format the output path asks for, refused when the input's format cannot become it. */
+function outputFormat(input: string, output: string): 'onnx' | 'safetensors' {
   const ext = extname(output).toLowerCase();
   if (ext === '.onnx') return 'onnx';
   if (ext === '.safetensors') {
@@ -87,24 +74,36 @@ function checkOutput(input: string, output: string): 'onnx' | 'safetensors' {
 
 const STREAM_THRESHOLD = 16 * 1024;
 
+/**
+ * Checks every path the run reads and writes (src/util/output-plan.ts) before the first pass, runs
+ * the passes, then writes the model and the report files under staging names and moves them into
+ * place together once evaluation is done. A failure removes everything the run wrote; only an
+ * interruption (a signal, RunInterrupted) keeps the work dir for --resume.
+ */
 export async function compress(opts: CompressOptions): Promise<CompressRun> {
   const t0 = performance.now();
   const progress = opts.progress;
-  const outFormat = checkOutput(opts.model, opts.output);
+  const outFormat = outputFormat(opts.model, opts.output);
   const recipe = typeof opts.recipe === 'string' ? loadRecipe(opts.recipe, PASSES) : opts.recipe;
   if (recipe.recipe.sweep) throw new UserError(`${recipe.path}: has a sweep: section; run it with pare sweep (pare compress runs one recipe), or remove the section`);
+  const outputs = new OutputPlan(compressOutputs(opts.output, outFormat, opts.reports ?? []), [{ path: opts.model, what: 'the input model' }, ...recipeInputs(recipe)], {
+    mkdir: opts.mkdir,
+  });
   const seed = opts.seed ?? 0;
   progress.stage(`loading ${opts.model}`);
   const input = Checkpoint.open(opts.model, opts.build);
   try {
+    // its external data or config.json, known now that it is open
+    outputs.addInputs(checkpointInputs(input));
     const plan = planRecipe(input.model, recipe);
     // params that do not fit the model's layers fail here, before any pass changes anything
     checkLayersUpFront(input.model, recipe);
+    outputs.checkSpace(spaceNeeds(input, plan, opts.output));
     const run: CompressRun = { input: { path: input.path, sha256: input.sha256, format: input.format }, recipe, seed, plan, passes: [], warnings: [], timings: { total_ms: 0, passes_ms: 0 } };
     const unknownKeys = input.config ? unknownConfigKeys(input.config) : [];
     if (unknownKeys.length) run.warnings.push(`config.json keys pare does not understand, ignored when building: ${unknownKeys.join(', ')}`);
     for (const w of run.warnings) progress.warn(w);
-    if (!opts.dryRun) await compressCheckpoint(input, outFormat, run, opts);
+    if (!opts.dryRun) await compressCheckpoint(input, outFormat, run, opts, outputs, t0);
     run.timings.total_ms = performance.now() - t0;
     return run;
   } finally {
@@ -112,18 +111,64 @@ export async function compress(opts: CompressOptions): Promise<CompressRun> {
   }
 }
 
+/** The run after its checks: everything it writes is removed again when it fails, unless it was interrupted. */
+async function compressCheckpoint(input: Checkpoint, outFormat: 'onnx' | 'safetensors', run: CompressRun, opts: CompressOptions, outputs: OutputPlan, t0: number): Promise<void> {
+  const work = new WorkDir<PassRecord>(opts.output, sha256Bytes(Buffer.from([input.sha256, run.recipe.sha256, run.seed, VERSION].join('\n'))));
+  const staged = new StagedOutputs();
+  try {
+    outputs.makeFolders();
+  } catch (e) {
+    outputs.removeMadeFolders();
+    throw e;
+  }
+  try {
+    await passesThenOutputs(input, outFormat, run, opts, work, staged, t0);
+  } catch (e) {
+    staged.discard();
+    if (!(e instanceof RunInterrupted)) {
+      removeQuietly(() => work.remove());
+      outputs.removeMadeFolders();
+    }
+    throw e;
+  }
+  // the outputs are in place: a work dir that cannot be removed is only a warning
+  removeQuietly(() => work.remove(), (e) => opts.progress.warn(`could not remove the work folder ${work.dir}: ${(e as Error).message}`));
+  opts.progress.stop();
+}
+
+function removeQuietly(remove: () => void, onError: (e: unknown) => void = () => {}): void {
+  try {
+    remove();
+  } catch (e) {
+    onError(e);
+  }
+}
+
 /**
- * The passes on `input` (or on the work dir's checkpoint when resuming), the output written and
- * loaded back once, then eval or sizes. The input is closed once the output is written.
+ * The passes on `input` (or on the work dir's checkpoint when resuming), the output written to
+ * the staging folder and loaded back once, then eval or sizes, the report, and one commit that
+ * moves the model, what goes beside it and the report files into place. The input is closed once
+ * the output is written.
  */
-async function compressCheckpoint(input: Checkpoint, outFormat: 'onnx' | 'safetensors', run: CompressRun, opts: CompressOptions): Promise<void> {
+async function passesThenOutputs(
+  input: Checkpoint,
+  outFormat: 'onnx' | 'safetensors',
+  run: CompressRun,
+  opts: CompressOptions,
+  work: WorkDir<PassRecord>,
+  staged: StagedOutputs,
+  t0: number,
+): Promise<void> {
   const { progress, output } = opts;
-  const { recipe, seed } = run;
+  const { recipe } = run;
   const threads = opts.threads ?? availableParallelism();
   const evalSpec = recipe.recipe.eval;
-  const work = new WorkDir<PassRecord>(output, sha256Bytes(Buffer.from([input.sha256, recipe.sha256, seed, VERSION].join('\n'))));
   const saved = opts.resume ? work.load() : undefined;
-  if (opts.resume && !saved) progress.warn(`--resume: no completed pass to resume from in ${work.dir}; starting from the first pass`);
+  if (opts.resume && !saved) {
+    const warning = `--resume: no completed pass to resume from in ${work.dir}; starting from the first pass`;
+    progress.warn(warning);
+    run.warnings.push(warning);
+  }
   if (!opts.resume) work.reset();
   // the original's size and IO, measured before any pass changes input.model
   const reference = !evalSpec || evalSpec.reference ? await checkpointFacts(input) : undefined;
@@ -143,24 +188,33 @@ async function compressCheckpoint(input: Checkpoint, outFormat: 'onnx' | 'safete
     if (opts.stream) model.spillTo(work.file('spill.bin'), STREAM_THRESHOLD);
     await runPasses(model, run, saved?.completed ?? 0, work, originalOnnx, threads, opts, modelIdentity(input));
     progress.stage(`writing ${output}`);
-    written = outFormat === 'onnx' ? writeOnnx(model, output, { externalData: recipe.recipe.output.external_data || undefined }).files : writeModelAsSafetensors(model, output, input);
+    const staging = work.staging();
+    const stagedModel = join(staging, basename(output));
+    // a failure names the file the user asked for, not its staging name
+    written = namingPathsAs(stagedNames(staging, dirname(output)), () =>
+      outFormat === 'onnx' ? writeOnnx(model, stagedModel, { externalData: recipe.recipe.output.external_data || undefined }).files : writeModelAsSafetensors(model, stagedModel, input),
+    );
     if (evalSpec?.reference) referenceOnnx = originalOnnx();
   } finally {
     resumed?.close();
     input.close();
   }
+  // what goes beside the model (external data, config.json) moves first, the model after it
+  const beside = written.slice(1).map((f) => join(dirname(output), basename(f)));
+  written.slice(1).forEach((f, i) => staged.add(f, beside[i]!));
+  staged.add(written[0]!, output);
 
-  // the output as written, loaded once for its hash, size, IO and ONNX form
-  const compressed = Checkpoint.open(output, opts.build);
+  // the output as written, loaded once for its hash, size, IO and ONNX form; named by its final path
+  const compressed = Checkpoint.open(written[0]!, opts.build);
   let outputFacts: CheckpointFacts;
   let outputOnnx: string | undefined;
   try {
-    outputFacts = await checkpointFacts(compressed, written);
+    outputFacts = { ...(await checkpointFacts(compressed, written)), path: output };
     if (evalSpec) outputOnnx = compressed.onnxPath(() => work.file('compressed.onnx'));
   } finally {
     compressed.close();
   }
-  run.output = { path: output, sha256: outputFacts.sha256, format: outFormat, files: written };
+  run.output = { path: output, sha256: outputFacts.sha256, format: outFormat, files: [output, ...beside] };
 
   if (evalSpec) {
     const te = performance.now();
@@ -175,9 +229,12 @@ async function compressCheckpoint(input: Checkpoint, outFormat: 'onnx' | 'safete
     // without eval the report still gives both sizes (evaluate passes them on when there is one)
     run.sizes = { reference: sizeMeasure(reference!), model: sizeMeasure(outputFacts) };
   }
-  work.remove();
-  progress.stop();
   run.warnings.push(...run.passes.flatMap((p) => (p.warnings ?? []).map((w) => `${p.id}: ${w}`)));
+  run.timings.total_ms = performance.now() - t0;
+  const report = compressReport(run);
+  run.report = report;
+  for (const file of opts.reports ?? []) staged.write(file.path, file.render(report));
+  staged.commit();
 }
 
 /** Passes `start`… of the recipe on `model`, each saved to the work dir before the next. */

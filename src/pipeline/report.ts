@@ -1,6 +1,6 @@
 import { checkBudgets } from '../report/budget.js';
 import { newReport, type Report } from '../report/schema.js';
-import type { CompressRun } from './compress.js';
+import type { CompressRun } from './compress-run.js';
 
 /** The compress run as a report; budgets from the recipe are checked reference → compressed. */
 export function compressReport(run: CompressRun): Report {

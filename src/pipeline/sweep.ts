@@ -7,7 +7,7 @@ import { Checkpoint } from '../model/checkpoint.js';
 import type { RunHooks } from '../pass/hooks.js';
 import { loadRecipe, RecipeError } from '../recipe/parse.js';
 import { expandSweep, type SweepAxis, type SweepPoint } from '../recipe/sweep-axes.js';
-import { readReport, writeReport } from '../report/io.js';
+import { readReport, reportJson } from '../report/io.js';
 import type { ConfiguredPass } from '../pass/pass.js';
 import type { Report } from '../report/schema.js';
 import { canonicalJson } from '../util/canonical-json.js';
@@ -19,7 +19,6 @@ import { compress } from './compress.js';
 import { checkLayersUpFront, planRecipe } from './plan.js';
 import type { Progress } from './progress.js';
 import { PASSES } from './registry.js';
-import { compressReport } from './report.js';
 import { pointCost } from './sweep-cost.js';
 
 /**
@@ -186,10 +185,15 @@ export async function sweep(opts: SweepOptions): Promise<SweepRun> {
     const tp = performance.now();
     // one cache object per point, so each report counts its own hits
     const statsCache = cacheDir ? new StatsCache(cacheDir, (w) => progress.warn(w)) : undefined;
+    const sweepInfo = { id: point.id, index: point.index, count: points.length, settings: point.settings, base: expanded.base };
     const result = await compress({
       model: opts.model,
       recipe: sweepPoint.recipe,
       output: join(point.dir, 'model.onnx'),
+      // report.json moves into place last, with the model: a point with a report is finished
+      reports: [{ path: join(point.dir, 'report.json'), what: `the report of sweep point ${point.id}`, render: (r) => reportJson({ ...r, sweep: sweepInfo }) }],
+      // the point folders are the sweep's own
+      mkdir: true,
       // only a point that was interrupted has a work folder to resume from
       resume: opts.resume && existsSync(join(point.dir, '.pare-work')),
       seed,
@@ -199,11 +203,7 @@ export async function sweep(opts: SweepOptions): Promise<SweepRun> {
       statsCache,
     });
     progress.stop();
-    const report: Report = {
-      ...compressReport(result),
-      sweep: { id: point.id, index: point.index, count: points.length, settings: point.settings, base: expanded.base },
-    };
-    writeReport(join(point.dir, 'report.json'), report);
+    const report: Report = { ...result.report!, sweep: sweepInfo };
     Object.assign(point, { status: 'ran', report });
     if (statsCache) for (const key of ['hits', 'misses', 'unreadable'] as const) totals[key] += statsCache.counts[key];
     doneCost += point.cost;

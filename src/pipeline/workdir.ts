@@ -1,13 +1,15 @@
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import type { Model } from '../model/model.js';
 import { readOnnx, writeOnnx } from '../model/onnx-io.js';
 import { writeFileAtomic } from '../util/atomic-write.js';
+import { makeDirs } from '../util/fs-write.js';
 
 /**
  * The work directory of one compress run: after each pass a checkpoint of the model and a state
  * file naming it, so `--resume` continues from the last completed pass. Its name carries a key of
- * the input, recipe, seed and tool version, so a resume never mixes runs. Removed on success.
+ * the input, recipe, seed and tool version, so a resume never mixes runs. Removed when the run ends,
+ * except when it is interrupted (a signal, kill -9): then --resume continues from it.
  */
 export interface WorkState<P> {
   key: string;
@@ -49,7 +51,7 @@ export class WorkDir<P> {
 
   /** Checkpoint first, then the state that names it: a kill between the two leaves the previous state valid. */
   save(model: Model, completed: number, passes: P[]): void {
-    mkdirSync(this.dir, { recursive: true });
+    makeDirs(this.dir);
     const checkpoint = `after-pass-${completed}.onnx`;
     writeOnnx(model, join(this.dir, checkpoint));
     const state: WorkState<P> = { key: this.key, completed, checkpoint, passes };
@@ -61,14 +63,23 @@ export class WorkDir<P> {
 
   /** A file inside the work dir (e.g. the ONNX form of a safetensors reference model). */
   file(name: string): string {
-    mkdirSync(this.dir, { recursive: true });
+    makeDirs(this.dir);
     return join(this.dir, name);
+  }
+
+  /** An empty folder for outputs written before they are moved into place (src/util/staged-outputs.ts). */
+  staging(): string {
+    const dir = join(this.dir, 'staged');
+    rmSync(dir, { recursive: true, force: true });
+    makeDirs(dir);
+    return dir;
   }
 
   reset(): void {
     rmSync(this.dir, { recursive: true, force: true });
   }
 
+  /** Removes the work dir, and .pare-work when nothing else is left in it. */
   remove(): void {
     this.reset();
     const parent = dirname(this.dir);

@@ -13,12 +13,20 @@ import { checkpointFacts, evaluate, type EvalOptions, type EvalSubject } from '.
  * checkpoint's ONNX form, built with `opts.build`, goes to a temporary folder) and closed before the
  * sessions start.
  */
-export async function evalReport(modelPath: string, data: Dataset, opts: EvalOptions & { build?: BuildOptions }, referencePath?: string): Promise<Report> {
+export async function evalReport(
+  modelPath: string,
+  data: Dataset,
+  opts: EvalOptions & { build?: BuildOptions },
+  referencePath?: string,
+  /** called with each checkpoint's files once it is open (its external data, config.json), before any measurement */
+  onOpened?: (files: { path: string; role: string }[], which: 'model' | 'reference') => void,
+): Promise<Report> {
   const t0 = performance.now();
   const scratch: string[] = [];
-  const subject = async (path: string): Promise<EvalSubject & { format: Checkpoint['format'] }> => {
+  const subject = async (path: string, which: 'model' | 'reference'): Promise<EvalSubject & { format: Checkpoint['format'] }> => {
     const checkpoint = Checkpoint.open(path, opts.build);
     try {
+      onOpened?.(checkpoint.files(), which);
       const onnx = checkpoint.onnxPath(() => {
         const dir = mkdtempSync(join(tmpdir(), 'pare-eval-'));
         scratch.push(dir);
@@ -30,8 +38,8 @@ export async function evalReport(modelPath: string, data: Dataset, opts: EvalOpt
     }
   };
   try {
-    const model = await subject(modelPath);
-    const reference = referencePath ? await subject(referencePath) : undefined;
+    const model = await subject(modelPath, 'model');
+    const reference = referencePath ? await subject(referencePath, 'reference') : undefined;
     const ev = await evaluate(model, data, opts, reference);
     return newReport({
       kind: 'eval',

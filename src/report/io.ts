@@ -89,6 +89,11 @@ export function writeText(path: string, text: string, what: string): void {
   }
 }
 
+/** The report as its file holds it: pretty JSON with a trailing newline. */
+export function reportJson(report: Report): string {
+  return `${JSON.stringify(report, null, 2)}\n`;
+}
+
 /** Write `report` atomically as pretty JSON with a trailing newline. */
 export function writeReport(path: string, report: Report): void {
   writeJsonDocument(path, report, 'report');

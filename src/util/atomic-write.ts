@@ -1,8 +1,9 @@
 /**
  * src/util — layer 1 (above errors/version): small helpers with no knowledge of models.
  */
-import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
+import { closeQuietly, makeDirs, openForWrite, renameOver, syncAndClose, writeAllAt } from './fs-write.js';
 
 /**
  * Writes go to a temp file beside the target and are renamed into place, so a killed run
@@ -12,7 +13,7 @@ export function tempPathFor(target: string): string {
   return join(dirname(target), `.${basename(target)}.${process.pid}.${Date.now().toString(36)}.tmp`);
 }
 
-/** Temp files being written right now, so an interrupted run can remove them before it exits. */
+/** Temp files (and staging folders) being written right now, so an interrupted run can remove them before it exits. */
 const inFlight = new Set<string>();
 
 export function trackTemp(path: string): void {
@@ -23,9 +24,9 @@ export function untrackTemp(path: string): void {
   inFlight.delete(path);
 }
 
-/** Remove every temp file still being written (called from the SIGINT/SIGTERM handler). */
+/** Remove every temp file and staging folder still tracked (called from the SIGINT/SIGTERM handler). */
 export function removeTempFiles(): void {
-  for (const p of inFlight) rmSync(p, { force: true });
+  for (const p of inFlight) rmSync(p, { recursive: true, force: true });
   inFlight.clear();
 }
 
@@ -40,25 +41,26 @@ export function writeFileAtomic(target: string, chunks: Uint8Array | string | (U
 /**
  * Write `target` atomically from `produce`, which hands the file its bytes in order through
  * `write`: small chunks are gathered into 1 MiB writes, large ones go straight to the file, so a
- * large file never exists in memory as a whole. Returns the bytes written.
+ * large file never exists in memory as a whole. Returns the bytes written. A filesystem failure is
+ * a UserError naming `target`; the temp file is removed.
  */
 export function writeFileAtomicStream(target: string, produce: (write: (chunk: Uint8Array) => void) => void): number {
   const tmp = tempPathFor(target);
   let fd: number | undefined;
   trackTemp(tmp);
   try {
-    mkdirSync(dirname(target), { recursive: true });
-    fd = openSync(tmp, 'w');
-    const out = new GatheringWriter(fd);
+    makeDirs(dirname(target));
+    fd = openForWrite(tmp, target);
+    const out = new GatheringWriter(fd, tmp, target);
     produce((chunk) => out.write(chunk));
     out.flush();
-    fsyncSync(fd);
-    closeSync(fd);
+    const done = fd;
     fd = undefined;
-    renameSync(tmp, target);
+    syncAndClose(done, tmp, target);
+    renameOver(tmp, target);
     return out.bytes;
   } catch (e) {
-    if (fd !== undefined) closeSync(fd);
+    closeQuietly(fd);
     rmSync(tmp, { force: true });
     throw e;
   } finally {
@@ -73,7 +75,11 @@ class GatheringWriter {
   private used = 0;
   bytes = 0;
 
-  constructor(private readonly fd: number) {}
+  constructor(
+    private readonly fd: number,
+    private readonly path: string,
+    private readonly shown: string,
+  ) {}
 
   write(chunk: Uint8Array): void {
     this.bytes += chunk.byteLength;
@@ -87,17 +93,12 @@ class GatheringWriter {
       this.buffer.set(chunk);
       this.used = chunk.byteLength;
     } else {
-      writeAll(this.fd, chunk);
+      writeAllAt(this.fd, chunk, null, this.path, this.shown);
     }
   }
 
   flush(): void {
-    writeAll(this.fd, this.buffer.subarray(0, this.used));
+    writeAllAt(this.fd, this.buffer.subarray(0, this.used), null, this.path, this.shown);
     this.used = 0;
   }
-}
-
-function writeAll(fd: number, buf: Uint8Array): void {
-  let off = 0;
-  while (off < buf.byteLength) off += writeSync(fd, buf, off, buf.byteLength - off);
 }

@@ -1,4 +1,5 @@
-import { closeSync, openSync, readSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, readSync, rmSync } from 'node:fs';
+import { openForWrite, writeAllAt } from './fs-write.js';
 
 /** Reads exactly `out.byteLength` bytes at `position`; `short` makes the error when the file ends first. */
 export function readFully(fd: number, out: Uint8Array, position: number, short: (read: number) => Error): Uint8Array {
@@ -16,13 +17,13 @@ export class SpillFile {
   size = 0;
 
   constructor(readonly path: string) {
-    this.fd = openSync(path, 'w+');
+    this.fd = openForWrite(path, path, 'w+');
   }
 
   /** Appends `data` and returns the offset it starts at. */
   append(data: Uint8Array): number {
     const offset = this.size;
-    for (let done = 0; done < data.byteLength; ) done += writeSync(this.fd, data, done, data.byteLength - done, offset + done);
+    writeAllAt(this.fd, data, offset, this.path);
     this.size += data.byteLength;
     return offset;
   }

@@ -130,7 +130,7 @@ describe('compressed stories260K back to safetensors + config.json', () => {
 
   it('pare compress -o model.safetensors writes the checkpoint and config.json, and pare eval runs on it; the input is untouched', async () => {
     const out = join(tmp.dir, 'cli/model.safetensors');
-    const r = await runCli(['compress', INPUT, '-r', recipe('cli', CHANNELS + INT4, true), '-o', out]);
+    const r = await runCli(['compress', INPUT, '-r', recipe('cli', CHANNELS + INT4, true), '-o', out, '--mkdir']);
     expect(r.code, r.err).toBe(0);
     expect(JSON.parse(readFileSync(join(tmp.dir, 'cli/config.json'), 'utf8'))).toMatchObject({ intermediate_size: 128 });
     expect(statSync(out).size).toBeLessThan(statSync(INPUT).size);

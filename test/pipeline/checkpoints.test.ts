@@ -1,8 +1,9 @@
 import { statSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { basename, join, resolve } from 'node:path';
 import { afterAll, afterEach, describe, expect, it, vi } from 'vitest';
 import { Checkpoint } from '../../src/model/checkpoint.js';
 import { Model } from '../../src/model/model.js';
+import { RunInterrupted } from '../../src/pass/hooks.js';
 import { compress, type CompressOptions } from '../../src/pipeline/compress.js';
 import { createProgress } from '../../src/pipeline/progress.js';
 import { WorkDir } from '../../src/pipeline/workdir.js';
@@ -10,7 +11,8 @@ import { sha256File } from '../../src/util/hash.js';
 import { tempDir } from '../helpers.js';
 
 /**
- * The compress path loads each checkpoint once (the input, then the output as written) and closes
+ * The compress path loads each checkpoint once (the input, then the output as written to the work
+ * dir's staging folder, before it is moved into place) and closes
  * every model it opens exactly once: the checkpoints' models, the graphs built from a safetensors
  * source (its ONNX form, the write-back's reference graph) and a resumed work-dir checkpoint.
  * Counted by spies on Checkpoint.open, Checkpoint.buildGraph, WorkDir.loadCheckpoint and Model.close.
@@ -50,8 +52,11 @@ function closeCounts(s: ReturnType<typeof spies>): number[] {
   return models.map((m) => s.closed.mock.contexts.filter((c) => c === m).length);
 }
 
+/** The output's path in the work dir's staging folder, where it is written and evaluated before it is moved into place. */
+const stagedAs = (out: string) => expect.stringMatching(new RegExp(`/\\.pare-work/${basename(out).replace('.', '\\.')}-[0-9a-f]{16}/staged/${basename(out).replace('.', '\\.')}$`));
+
 const run = (model: string, recipePath: string, output: string, extra: Partial<CompressOptions> = {}) =>
-  compress({ model, recipe: recipePath, output, threads: 1, progress: createProgress(() => {}, false), ...extra });
+  compress({ model, recipe: recipePath, output, threads: 1, mkdir: true, progress: createProgress(() => {}, false), ...extra });
 
 describe('one Checkpoint per file on the compress path', () => {
   it('ONNX in and out, with eval: input and output loaded once each, every model closed once', async () => {
@@ -59,7 +64,7 @@ describe('one Checkpoint per file on the compress path', () => {
     const input = join(FIXTURE, 'model.onnx');
     const out = join(tmp.dir, 'onnx/out.onnx');
     const r = await run(input, recipe('onnx', TWO_PASSES, true), out);
-    expect(s.opened.mock.calls.map((c) => c[0])).toEqual([input, out]);
+    expect(s.opened.mock.calls.map((c) => c[0])).toEqual([input, stagedAs(out)]);
     expect(closeCounts(s)).toEqual([1, 1]);
     expect(r.input.sha256).toBe(sha256File(input));
     expect(r.evaluation!.reference).toMatchObject({ path: input, sha256: sha256File(input) });
@@ -72,7 +77,7 @@ describe('one Checkpoint per file on the compress path', () => {
     const input = join(FIXTURE, 'model.safetensors');
     const out = join(tmp.dir, 'st/out.safetensors');
     const r = await run(input, recipe('st', TWO_PASSES, true), out);
-    expect(s.opened.mock.calls.map((c) => c[0])).toEqual([input, out]);
+    expect(s.opened.mock.calls.map((c) => c[0])).toEqual([input, stagedAs(out)]);
     // write-back's reference graph, the input's and the output's ONNX forms
     expect(s.built).toHaveBeenCalledTimes(3);
     expect(closeCounts(s)).toEqual([1, 1, 1, 1, 1]);
@@ -87,7 +92,7 @@ describe('one Checkpoint per file on the compress path', () => {
     const out = join(tmp.dir, 'resume/out.onnx');
     const recipePath = recipe('resume', TWO_PASSES, false);
     let s = spies();
-    const stop = new Error('stopped after pass 1');
+    const stop = new RunInterrupted('stopped after pass 1');
     await expect(run(input, recipePath, out, { hooks: { afterPass: async () => Promise.reject(stop) } })).rejects.toBe(stop);
     expect(closeCounts(s)).toEqual([1]);
     vi.restoreAllMocks();

@@ -75,10 +75,10 @@ describe('pare compress', () => {
     expect(json.measurements.model.size.nonzeros).toBeLessThan(json.measurements.reference.size.nonzeros);
   });
 
-  it('same input, recipe and seed give byte-identical output (folders are created)', async () => {
+  it('same input, recipe and seed give byte-identical output (--mkdir creates the folders)', async () => {
     const a = join(tmp.dir, 'new/folder/a.onnx');
     const b = join(tmp.dir, 'b.onnx');
-    expect((await runCli(['compress', MODEL, '-r', twoPasses, '-o', a])).code).toBe(0);
+    expect((await runCli(['compress', MODEL, '-r', twoPasses, '-o', a, '--mkdir'])).code).toBe(0);
     expect((await runCli(['compress', MODEL, '-r', twoPasses, '-o', b])).code).toBe(0);
     expect(readFileSync(a).equals(readFileSync(b))).toBe(true);
     expect(existsSync(join(tmp.dir, '.pare-work'))).toBe(false);
@@ -168,7 +168,7 @@ passes:
 /** Runs the built CLI as a child, kills it once the first pass's checkpoint is saved. */
 function runUntilCheckpoint(args: string[], signal: NodeJS.Signals): Promise<number | null> {
   return new Promise((done, fail) => {
-    const child = spawn(process.execPath, [HOLD_ENTRY, 'pass', '1', ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const child = spawn(process.execPath, [HOLD_ENTRY, 'pass', '1', ...args, '--progress'], { stdio: ['ignore', 'ignore', 'pipe'] });
     let err = '';
     child.stderr.on('data', (d) => {
       err += String(d);
@@ -187,7 +187,7 @@ describe('interrupted runs', () => {
     await runUntilCheckpoint(['compress', MODEL, '-r', twoPasses, '-o', out], 'SIGKILL');
     expect(existsSync(out)).toBe(false);
     expect(readdirSync(join(tmp.dir, '.pare-work')).length).toBe(1);
-    const r = await runCli(['compress', MODEL, '-r', twoPasses, '-o', out, '--resume']);
+    const r = await runCli(['compress', MODEL, '-r', twoPasses, '-o', out, '--resume', '--progress']);
     expect(r.code).toBe(0);
     expect(r.err).toContain('resuming after pass 1/2');
     expect(readFileSync(out).equals(readFileSync(clean))).toBe(true);
@@ -206,7 +206,7 @@ describe('safetensors in and out', () => {
   const ST = join(ROOT, 'fixtures/stories260K/model.safetensors');
   it('compress a safetensors checkpoint back to safetensors + config.json; it reloads with the pruned weights', async () => {
     const out = join(tmp.dir, 'hf-out/model.safetensors');
-    const r = await runCli(['compress', ST, '-r', twoPasses, '-o', out]);
+    const r = await runCli(['compress', ST, '-r', twoPasses, '-o', out, '--mkdir']);
     expect(r.code, r.err).toBe(0);
     expect(existsSync(join(tmp.dir, 'hf-out/config.json'))).toBe(true);
     const { openSafetensors } = await import('../../src/model/safetensors.js');
@@ -232,7 +232,7 @@ describe('safetensors in and out', () => {
   it('a factored result cannot be written as safetensors: one-line error, no output', async () => {
     const q = recipe('svd.yaml', 'version: 1\npasses:\n  - pass: decompose.svd\n    targets: ["layers.*.mlp.*"]\n    params: { ratio: 0.3 }\n');
     const out = join(tmp.dir, 'q/model.safetensors');
-    const r = await runCli(['compress', ST, '-r', q, '-o', out]);
+    const r = await runCli(['compress', ST, '-r', q, '-o', out, '--mkdir']);
     expect(r.code).toBe(2);
     expect(r.err).toContain('write the output as .onnx');
     expect(existsSync(out)).toBe(false);

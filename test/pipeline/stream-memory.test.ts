@@ -49,7 +49,7 @@ async function compressPeak(model: string, out: string, recipe: string): Promise
   const hook = join(tmp.dir, 'peak-rss.cjs');
   writeFileSync(hook, `process.on('exit', () => require('fs').writeFileSync(process.env.PARE_TEST_PEAK_RSS, /VmHWM:\\s+(\\d+) kB/.exec(require('fs').readFileSync('/proc/self/status', 'utf8'))[1]));\n`);
   const peakFile = `${out}.peak`;
-  const child = spawn(process.execPath, [`--max-old-space-size=${HEAP_CAP_MB}`, '--require', hook, BIN, 'compress', model, '-r', recipe, '-o', out, '--stream', '--threads', '1'], {
+  const child = spawn(process.execPath, [`--max-old-space-size=${HEAP_CAP_MB}`, '--require', hook, BIN, 'compress', model, '-r', recipe, '-o', out, '--mkdir', '--stream', '--threads', '1'], {
     env: { ...process.env, PARE_TEST_PEAK_RSS: peakFile, NO_COLOR: '1' },
     stdio: ['ignore', 'ignore', 'pipe'],
   });

@@ -97,13 +97,13 @@ export function familyOf(config: Record<string, unknown>, configPath: string): M
  * the single-input graph input_ids → logits.
  */
 export function buildFromSafetensors(path: string, opts: BuildOptions = {}): Model {
-  const config = readConfigJson(path);
-  const configPath = join(dirname(path), 'config.json');
-  const family = familyOf(config, configPath);
-  // the header gives names, shapes and offsets; tensor bytes stay on disk until read
+  // the header gives names, shapes and offsets; tensor bytes stay on disk until read. It is read
+  // before config.json, so a corrupt file is reported as such even without its config
   const st = openSafetensors(path);
   try {
-    return family.build(st, config, configPath, opts);
+    const config = readConfigJson(path);
+    const configPath = join(dirname(path), 'config.json');
+    return familyOf(config, configPath).build(st, config, configPath, opts);
   } finally {
     st.close();
   }

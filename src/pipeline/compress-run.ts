@@ -1,0 +1,28 @@
+import type { CacheCounts } from '../calibrate/stats-cache.js';
+import type { Evaluation, Measure } from '../eval/evaluate.js';
+import type { PassReport, Report } from '../report/schema.js';
+import type { PlannedPass, RunnableRecipe } from './plan.js';
+
+/** One pass as it ran, for the report and the work dir's state. */
+export type PassRecord = PassReport;
+
+export interface CompressRun {
+  input: { path: string; sha256: string; format: string };
+  output?: { path: string; sha256: string; format: string; files: string[] };
+  recipe: RunnableRecipe;
+  seed: number;
+  plan: PlannedPass[];
+  passes: PassRecord[];
+  evaluation?: Evaluation;
+  /** sizes of input and output, measured from the files when the recipe has no eval */
+  sizes?: { reference: Measure; model: Measure };
+  dataDescription?: { description: string; files: { path: string; sha256: string }[] };
+  resumedAfter?: number;
+  /** statistics this run found in (hits) or added to (misses) the shared cache */
+  calibrationCache?: CacheCounts & { dir: string };
+  warnings: string[];
+  timings: { total_ms: number; passes_ms: number; eval_ms?: number };
+  /** the report written with the model (absent for --dry-run) */
+  report?: Report;
+}
+
