@@ -93,7 +93,7 @@ describe('pare inspect on safetensors', () => {
     const ck = writeTinyCheckpoint(QWEN3, join(tmp.dir, 'extra-compress'), { overrides: { partial_rotary_factor: 0.5 } });
     const recipe = join(tmp.dir, 'magnitude.yaml');
     writeFileSync(recipe, 'version: 1\npasses:\n  - pass: prune.magnitude\n    targets: ["layers.*"]\n');
-    const r = await runCli(['compress', ck.path, '-r', recipe, '-o', join(tmp.dir, 'out.onnx'), '--json', '--threads', '1']);
+    const r = await runCli(['compress', ck.path, '-r', recipe, '-o', join(tmp.dir, 'out.onnx'), '--json', '--threads', '1', '--progress']);
     expect(r.code, r.err).toBe(0);
     const warning = 'config.json keys pare does not understand, ignored when building: partial_rotary_factor';
     expect(JSON.parse(r.out).warnings).toEqual([warning]);
