@@ -1,6 +1,6 @@
-import { readFileSync } from 'node:fs';
 import { UserError } from '../errors.js';
 import { writeFileAtomic } from '../util/atomic-write.js';
+import { INPUT_LIMITS, readInputFile } from '../util/read-file.js';
 import { VERSION } from '../version.js';
 import { asReport, REPORT_SCHEMA, REPORT_VERSION, ReportSchema, type Report } from './schema.js';
 
@@ -8,11 +8,10 @@ import { asReport, REPORT_SCHEMA, REPORT_VERSION, ReportSchema, type Report } fr
 export function readReport(path: string): Report {
   let text: string;
   try {
-    text = readFileSync(path, 'utf8');
+    text = readInputFile(path, 'file', { maxBytes: INPUT_LIMITS.json }).toString('utf8');
   } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    const why = code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'is a directory, expected a report .json' : `cannot be read (${code ?? (e as Error).message})`;
-    throw new UserError(`${path}: ${why}; pass a report written by pare eval -o or pare compress --report`);
+    if (!(e instanceof UserError)) throw e;
+    throw new UserError(`${e.message}; pass a report written by pare eval -o or pare compress --report`);
   }
   let raw: unknown;
   try {
