@@ -5,6 +5,7 @@ import { Calibrator } from '../calibrate/calibrator.js';
 import { calibrationFeeds } from '../calibrate/feeds.js';
 import { modelIo } from '../model/io.js';
 import { resolveKvShapes } from '../runtime/kv-shapes.js';
+import { checkRuntimeLoads } from '../runtime/load-check.js';
 import { loadDataset, loadProgressText } from '../data/load.js';
 import { UserError } from '../errors.js';
 import { checkpointFacts, evaluate, type CheckpointFacts, type EvalOptions, type Evaluation, type Measure } from '../eval/evaluate.js';
@@ -82,6 +83,7 @@ export async function compress(opts: CompressOptions): Promise<CompressRun> {
   progress.stage(`loading ${opts.model}`);
   const input = Checkpoint.open(opts.model);
   try {
+    if (input.format === 'onnx') await checkRuntimeLoads(input.model);
     const plan = planRecipe(input.model, recipe);
     // params that do not fit the model's layers fail here, before any pass changes anything
     checkLayersUpFront(input.model, recipe);

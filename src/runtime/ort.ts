@@ -2,6 +2,7 @@ import { createRequire } from 'node:module';
 import * as ort from 'onnxruntime-node';
 import { UserError } from '../errors.js';
 import type { Model } from '../model/model.js';
+import { escapeControl } from '../model/validate.js';
 import { encodeInline, encodeInlineWithOutputs } from '../model/onnx-io.js';
 
 export { ort };
@@ -34,8 +35,9 @@ function toOrtOptions(opts: SessionOptions): ort.InferenceSession.SessionOptions
     interOpNumThreads: 1,
     graphOptimizationLevel: opts.optimization ?? 'all',
     executionMode: 'sequential',
-    // capture sessions leave initializers unused on purpose; ORT's warnings about them are noise
-    logSeverityLevel: 3,
+    // capture sessions leave initializers unused on purpose; ORT's warnings about them are noise, and
+    // its errors come back as exceptions (pare prints one line), so only fatal ones are logged
+    logSeverityLevel: 4,
     ...(opts.qdqMatMulNBitsAccuracyLevel !== undefined ? { extra: { session: { qdq_matmulnbits_accuracy_level: String(opts.qdqMatMulNBitsAccuracyLevel) } } } : {}),
   };
 }
@@ -49,13 +51,27 @@ export function calibrationSessionOptions(threads: number): SessionOptions {
   return { threads, qdqMatMulNBitsAccuracyLevel: 0 };
 }
 
-/** A session over a model file on disk (external data resolves against the file's folder). */
+/**
+ * A session over a model file on disk (external data resolves against the file's folder). The file
+ * is the user's: ONNX Runtime refusing it, or failing while running it (an index out of range in a
+ * corrupted constant), is a user error naming it.
+ */
 export async function sessionFromFile(path: string, opts: SessionOptions = {}): Promise<ort.InferenceSession> {
+  let session: ort.InferenceSession;
   try {
-    return await ort.InferenceSession.create(path, toOrtOptions(opts));
+    session = await ort.InferenceSession.create(path, toOrtOptions(opts));
   } catch (e) {
     throw new UserError(`${path}: ONNX Runtime cannot load the model (${firstLine(e)})`);
   }
+  const run = session.run.bind(session) as (...args: unknown[]) => Promise<ort.InferenceSession.OnnxValueMapType>;
+  session.run = (async (...args: unknown[]) => {
+    try {
+      return await run(...args);
+    } catch (e) {
+      throw new UserError(`${path}: ONNX Runtime failed running the model (${firstLine(e)})`);
+    }
+  }) as ort.InferenceSession['run'];
+  return session;
 }
 
 /** A session over an in-memory Model (external tensors are inlined; keep this for models under 2 GB). */
@@ -68,8 +84,9 @@ export async function sessionFromModel(model: Model, opts: SessionOptions = {}):
   }
 }
 
+/** ONNX Runtime's message as one line: the first, with control characters escaped. */
 function firstLine(e: unknown): string {
-  return String((e as Error)?.message ?? e).split('\n')[0];
+  return escapeControl(String((e as Error)?.message ?? e).split('\n')[0]!);
 }
 
 /** A session over `model` whose only outputs are `outputs`, so ONNX Runtime runs just what they need. */
