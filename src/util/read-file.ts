@@ -165,7 +165,7 @@ export const INPUT_LIMITS = {
   /** a text dataset: it is held as one string (V8 strings stop at about 512 M characters) */
   text: 256 * MiB,
   /** token ids, images, IDX and .npy data read into memory (after gunzip for .gz files) */
-  samples: 1024 * MiB,
+  samples: 512 * MiB,
   /** config.json of a safetensors checkpoint and pare report files */
   json: 64 * MiB,
 } as const;

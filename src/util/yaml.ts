@@ -1,4 +1,4 @@
-import { type Document, isAlias, isCollection, isPair, isScalar, LineCounter, type Node, parseDocument } from 'yaml';
+import { type Document, isAlias, isCollection, isPair, LineCounter, type Node, parseDocument } from 'yaml';
 import { UserError } from '../errors.js';
 import { INPUT_LIMITS } from './read-file.js';
 
@@ -71,10 +71,10 @@ function checkShape(doc: Document, lc: LineCounter, file: string): void {
   const fail = (node: Node | undefined, message: string): never => {
     throw new YamlError(file, [{ ...lc.linePos(node?.range?.[0] ?? 0), message }]);
   };
-  // per node: values it expands to and its height; an alias costs what its anchor costs
+  // per node: values it expands to and its height in collections; an alias costs what its anchor costs
   const memo = new Map<unknown, { values: number; height: number }>();
+  /** `depth`: collections around `node` */
   const measure = (node: unknown, depth: number): { values: number; height: number } => {
-    if (depth > YAML_LIMITS.depth) fail(node as Node, `YAML nested deeper than ${YAML_LIMITS.depth} levels`);
     if (node === null || node === undefined) return { values: 0, height: 0 };
     if (isAlias(node)) {
       if (++aliases > YAML_LIMITS.aliases) fail(node, `more than ${YAML_LIMITS.aliases} YAML aliases (*name); write the values out`);
@@ -83,25 +83,26 @@ function checkShape(doc: Document, lc: LineCounter, file: string): void {
       if (depth + m.height > YAML_LIMITS.depth) fail(node, `alias *${node.source} nests the YAML deeper than ${YAML_LIMITS.depth} levels`);
       return m;
     }
-    if (isScalar(node)) return { values: 1, height: 0 };
     if (isPair(node)) {
       const k = measure(node.key, depth);
       const v = measure(node.value, depth);
       return { values: k.values + v.values, height: Math.max(k.height, v.height) };
     }
     if (isCollection(node)) {
+      if (depth + 1 > YAML_LIMITS.depth) fail(node, `YAML nested deeper than ${YAML_LIMITS.depth} levels`);
       let values = 1;
       let height = 0;
       for (const item of node.items) {
         const m = measure(item, depth + 1);
         values += m.values;
-        height = Math.max(height, m.height + 1);
+        height = Math.max(height, m.height);
         if (values > YAML_LIMITS.values) fail(item as Node, `YAML expands to more than ${YAML_LIMITS.values} values (through its aliases)`);
       }
-      const m = { values, height };
+      const m = { values, height: height + 1 };
       memo.set(node, m);
       return m;
     }
+    // scalars (and anything else) are one value
     return { values: 1, height: 0 };
   };
   const total = measure(doc.contents, 0);
