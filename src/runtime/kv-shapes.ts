@@ -5,9 +5,8 @@ import type { Model } from '../model/model.js';
 import type { NodeProto, ValueInfoProto } from '../model/onnx-schema.js';
 import { sliceFor, subModel } from '../model/subgraph.js';
 import { ortFeeds } from './feeds.js';
-import { captureSession } from './ort.js';
+import { captureSession, ortMessage } from './ort.js';
 import { checkRuntimeLoads } from './load-check.js';
-import { escapeControl } from '../model/validate.js';
 
 interface Probe {
   layer: KvLayerIo;
@@ -96,7 +95,7 @@ async function operandShapes(model: Model, io: ModelIo, probes: Probe[], threads
     try {
       out = await session.run(fed, targets);
     } catch (e) {
-      throw new UserError(`${model.path}: ONNX Runtime failed running the model's attention for one token (${escapeControl(String((e as Error)?.message ?? e).split('\n')[0]!)})`);
+      throw new UserError(`${model.path}: ONNX Runtime failed running the model's attention for one token (${ortMessage(e)})`);
     }
     return new Map(targets.map((t) => [t, out[t]!.dims]));
   } finally {

@@ -1,9 +1,8 @@
 import { UserError } from '../errors.js';
 import { byteLength, elementCount } from '../model/dtype.js';
 import type { Model } from '../model/model.js';
-import { escapeControl } from '../model/validate.js';
 import { int64ToNumber, ModelProtoType, type GraphProto, type NodeProto, type TensorProto, type ValueInfoProto } from '../model/onnx-schema.js';
-import { ort } from './ort.js';
+import { ort, ortMessage } from './ort.js';
 
 /**
  * Whether ONNX Runtime accepts a model's graph, asked of ONNX Runtime itself, cheaply: the graph is
@@ -30,7 +29,7 @@ export async function runtimeLoadProblem(model: Model): Promise<string | undefin
   try {
     session = await ort.InferenceSession.create(bytes, { graphOptimizationLevel: 'disabled', intraOpNumThreads: 1, interOpNumThreads: 1, logSeverityLevel: 4 });
   } catch (e) {
-    return `ONNX Runtime cannot load it: ${oneLine(e)}`;
+    return `ONNX Runtime cannot load it: ${ortMessage(e)}`;
   }
   await session.release();
   return undefined;
@@ -82,11 +81,4 @@ function inlineSubgraphs(model: Model, n: NodeProto): NodeProto {
       ...(a.graphs ? { graphs: a.graphs.map(inlineGraph) } : {}),
     })),
   };
-}
-
-/** ONNX Runtime's message on one line: its first line, names' control characters escaped, cut at 400 characters. */
-function oneLine(e: unknown): string {
-  const first = String((e as Error)?.message ?? e).split('\n')[0]!.trim();
-  const clean = escapeControl(first);
-  return clean.length > 400 ? `${clean.slice(0, 397)}...` : clean;
 }

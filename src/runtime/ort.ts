@@ -84,10 +84,18 @@ export async function sessionFromModel(model: Model, opts: SessionOptions = {}):
   }
 }
 
-/** ONNX Runtime's message as one line: the first, with control characters escaped. */
-function firstLine(e: unknown): string {
-  return escapeControl(String((e as Error)?.message ?? e).split('\n')[0]!);
+/**
+ * ONNX Runtime's message as one line for a user: its first line, without the "Load model from …
+ * failed:" and C++ source-location prefixes, control characters escaped, cut at 400 characters.
+ */
+export function ortMessage(e: unknown): string {
+  const first = String((e as Error)?.message ?? e).split('\n')[0]!;
+  const bare = first.replace(/^Load model from .*? failed:/, '').replace(/\/onnxruntime_src\/\S+:\d+ .*?\)(?: const)?\s(?=[A-Z[])/g, '');
+  const clean = escapeControl(bare.trim());
+  return clean.length > 400 ? `${clean.slice(0, 397)}...` : clean;
 }
+
+const firstLine = ortMessage;
 
 /** A session over `model` whose only outputs are `outputs`, so ONNX Runtime runs just what they need. */
 export async function captureSession(model: Model, outputs: string[], opts: SessionOptions = {}): Promise<ort.InferenceSession> {

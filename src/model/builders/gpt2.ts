@@ -18,7 +18,7 @@ import { KvCache } from './kv-cache.js';
 export function buildGpt2(st: SafetensorsFile, config: Record<string, unknown>, configPath: string, opts: BuildOptions = {}): Model {
   const c = configReader(config, configPath);
   const H = c.int('n_embd');
-  const layers = c.int('n_layer');
+  const layers = c.layers('n_layer', st.tensors.size, st.path);
   const nh = c.int('n_head');
   const vocab = c.int('vocab_size');
   const ctxLen = c.int('n_positions', 1024);

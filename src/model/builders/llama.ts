@@ -20,7 +20,7 @@ import { quantizedLinear } from './quantized-linear.js';
 export function buildLlama(st: SafetensorsFile, config: Record<string, unknown>, configPath: string, opts: BuildOptions = {}): Model {
   const c = configReader(config, configPath);
   const H = c.int('hidden_size');
-  const layers = c.int('num_hidden_layers');
+  const layers = c.layers('num_hidden_layers', st.tensors.size, st.path);
   const nh = c.int('num_attention_heads');
   const nkv = c.int('num_key_value_heads', nh);
   const ffn = c.int('intermediate_size');
