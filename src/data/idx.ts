@@ -24,14 +24,14 @@ export function readIdx(path: string, what: string, field?: string): { dims: num
 
 /** idx3 images [N, H, W] as NCHW samples [1, H, W], with the idx1 labels [N] when given. */
 export function loadIdx(spec: IdxSpec, imagesPath: string, labelsPath?: string): TensorDataset {
-  const images = readIdx(imagesPath, 'IDX images', 'images');
+  const images = readIdx(imagesPath, 'IDX images file', 'images');
   if (images.dims.length !== 3) throw new UserError(`${imagesPath}: images: expected an idx3 file [N, H, W], found rank ${images.dims.length}`);
   const [total, h, w] = images.dims as [number, number, number];
   if (total === 0) throw new UserError(`${imagesPath}: images: the file holds no images`);
   const count = Math.min(total, spec.limit ?? total);
   let labels: Int32Array | undefined;
   if (labelsPath) {
-    const l = readIdx(labelsPath, 'IDX labels', 'labels');
+    const l = readIdx(labelsPath, 'IDX labels file', 'labels');
     if (l.dims.length !== 1) throw new UserError(`${labelsPath}: labels: expected an idx1 file [N], found rank ${l.dims.length}`);
     checkLabels(l.data, total, labelsPath, imagesPath);
     labels = Int32Array.from(l.data.subarray(0, count));

@@ -13,7 +13,7 @@ const MAX_HEADER = 65536;
  * uint32 after), a Python-dict header, then the data in C order) as float64 values. With `rows`,
  * only the first `rows` entries along the first axis are read (`shape` is still the whole array's).
  */
-export function readNpy(path: string, what = 'array', field = 'path', rows?: number): { shape: number[]; values: Float64Array; integer: boolean } {
+export function readNpy(path: string, what = '.npy file', field = 'path', rows?: number): { shape: number[]; values: Float64Array; integer: boolean } {
   const size = statInput(path, what, field).size;
   const head = readInputRange(path, what, 0, 12, field);
   if (head.byteLength < 10 || head.toString('latin1', 0, 6) !== '\x93NUMPY') throw new UserError(`${path}: not a .npy file (bad magic)`);
@@ -73,7 +73,7 @@ const DTYPES: Record<string, [number, (v: DataView, o: number) => number, boolea
 const fieldNote = (field: string) => ` (field ${field})`;
 
 export function loadNpy(spec: NpySpec, path: string, labelsPath?: string): TensorDataset {
-  const arr = readNpy(path, 'array', 'path', spec.limit);
+  const arr = readNpy(path, '.npy file', 'path', spec.limit);
   if (arr.shape.length < 2) throw new UserError(`${path}: expected samples along the first axis and at least one feature axis, found shape (${arr.shape.join(', ')})`);
   if (arr.shape[0] === 0) throw new UserError(`${path}: the array holds no samples (shape (${arr.shape.join(', ')}))`);
   const total = arr.shape[0]!;
@@ -81,7 +81,7 @@ export function loadNpy(spec: NpySpec, path: string, labelsPath?: string): Tenso
   const count = Math.min(total, spec.limit ?? total);
   let labels: Int32Array | undefined;
   if (labelsPath) {
-    const l = readNpy(labelsPath, 'labels', 'labels');
+    const l = readNpy(labelsPath, 'labels file', 'labels');
     if (!l.integer || l.shape.length !== 1) throw new UserError(`${labelsPath}: labels: expected a 1-D integer array, found ${l.integer ? '' : 'float '}shape (${l.shape.join(', ')})`);
     checkLabels(l.values, total, labelsPath, path, 'samples');
     labels = Int32Array.from(l.values.subarray(0, count));

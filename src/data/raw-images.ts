@@ -7,7 +7,7 @@ import type { TensorDataset } from './types.js';
 
 /** Raw uint8 images back to back, each of `shape` in `layout` order, with optional uint8 labels (one byte per image). */
 export function loadRawImages(spec: ImagesSpec, path: string, labelsPath?: string): TensorDataset {
-  const size = statInput(path, 'images', 'path').size;
+  const size = statInput(path, 'images file', 'path').size;
   const per = spec.shape.reduce((a, b) => a * b, 1);
   if (size === 0 || size % per !== 0) {
     throw new UserError(`${path}: shape: ${size} bytes is not a whole number of [${spec.shape.join('×')}] uint8 images (${per} bytes each)`);
@@ -18,13 +18,13 @@ export function loadRawImages(spec: ImagesSpec, path: string, labelsPath?: strin
   if (count * per > INPUT_LIMITS.samples) {
     throw new UserError(`${path}: limit: ${count} images of ${per} bytes are more than pare reads (${formatBytes(INPUT_LIMITS.samples)}); set limit (or a smaller one)`);
   }
-  const bytes = readInputRange(path, 'images', 0, count * per, 'path');
+  const bytes = readInputRange(path, 'images file', 0, count * per, 'path');
   let labels: Int32Array | undefined;
   if (labelsPath) {
     // one byte per image: the file's size is its label count
-    const n = statInput(labelsPath, 'labels', 'labels').size;
+    const n = statInput(labelsPath, 'labels file', 'labels').size;
     if (n !== total) throw new UserError(`${labelsPath}: labels: ${n} labels for ${total} images in ${path}`);
-    const l = readInputRange(labelsPath, 'labels', 0, count, 'labels');
+    const l = readInputRange(labelsPath, 'labels file', 0, count, 'labels');
     checkLabels(l, count, labelsPath, path);
     labels = Int32Array.from(l);
   }

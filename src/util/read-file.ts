@@ -40,6 +40,9 @@ function kindOf(st: Stats): string {
   return 'not a regular file';
 }
 
+/** "an IDX images file", "a tokenizer" */
+const article = (what: string) => `${/^(?:[aeio]|IDX|ONNX)/i.test(what) ? 'an' : 'a'} ${what}`;
+
 /** " (field tokenizer)" when a spec field named the file */
 const fieldNote = (field?: string) => (field ? ` (field ${field})` : '');
 
@@ -58,7 +61,7 @@ export function fsReadError(path: string, what: string, e: unknown, field?: stri
     case 'EPERM':
       return new UserError(`${path}: permission denied reading the ${what}${f}; check its permissions`);
     case 'EISDIR':
-      return new UserError(`${path}: is a directory, expected a ${what}${f}`);
+      return new UserError(`${path}: is a directory, expected ${article(what)}${f}`);
     case 'EMFILE':
     case 'ENFILE':
       return new UserError(`${path}: too many open files to read the ${what}${f}; raise the limit (ulimit -n)`);
@@ -68,8 +71,8 @@ export function fsReadError(path: string, what: string, e: unknown, field?: stri
 }
 
 function notRegular(path: string, what: string, st: Stats, field?: string): UserError {
-  if (st.isDirectory()) return new UserError(`${path}: is a directory, expected a ${what}${fieldNote(field)}`);
-  return new UserError(`${path}: is ${kindOf(st)}, expected a ${what}${fieldNote(field)}; pare reads only regular files`);
+  if (st.isDirectory()) return new UserError(`${path}: is a directory, expected ${article(what)}${fieldNote(field)}`);
+  return new UserError(`${path}: is ${kindOf(st)}, expected ${article(what)}${fieldNote(field)}; pare reads only regular files`);
 }
 
 /**

@@ -30,7 +30,7 @@ const evalWith = (...data: string[]) => runCli(['eval', FIXTURES.stories, '--dat
 
 describe('devices and FIFOs are refused before they are read', () => {
   it('a spec whose text is /dev/zero', async () => {
-    expectUserError(await evalWith(file('zero.data.yaml', textSpec('/dev/zero', FIXTURES.tok512))), '/dev/zero: is a character device, expected a text (field path); pare reads only regular files');
+    expectUserError(await evalWith(file('zero.data.yaml', textSpec('/dev/zero', FIXTURES.tok512))), '/dev/zero: is a character device, expected a text file (field path); pare reads only regular files');
   });
 
   it('a spec whose tokenizer is /dev/urandom', async () => {
@@ -61,9 +61,9 @@ describe('devices and FIFOs are refused before they are read', () => {
 
   it('images, IDX and .npy paths that are devices', async () => {
     const cases: [string, string[], string][] = [
-      ['images', ['/dev/zero', '--shape', '28x28x1'], '/dev/zero: is a character device, expected a images (field path)'],
-      ['npy', [file('zero-npy.data.yaml', 'kind: npy\npath: /dev/zero\n')], '/dev/zero: is a character device, expected a array (field path)'],
-      ['idx', [file('zero-idx.data.yaml', `kind: idx\nimages: ${FIXTURES.mnistImages}\nlabels: /dev/urandom\n`)], '/dev/urandom: is a character device, expected a IDX labels (field labels)'],
+      ['images', ['/dev/zero', '--shape', '28x28x1'], '/dev/zero: is a character device, expected an images file (field path)'],
+      ['npy', [file('zero-npy.data.yaml', 'kind: npy\npath: /dev/zero\n')], '/dev/zero: is a character device, expected a .npy file (field path)'],
+      ['idx', [file('zero-idx.data.yaml', `kind: idx\nimages: ${FIXTURES.mnistImages}\nlabels: /dev/urandom\n`)], '/dev/urandom: is a character device, expected an IDX labels file (field labels)'],
     ];
     for (const [, args, message] of cases) expectUserError(await runCli(['eval', FIXTURES.mnist, '--data', ...args, '--no-latency']), message);
   });
@@ -113,7 +113,7 @@ describe('reads are bounded by what the spec needs', () => {
     const text = join(tmp.dir, 'huge.txt');
     writeFileSync(text, 'Once upon a time');
     truncateSync(text, INPUT_LIMITS.text + 1);
-    expectUserError(await evalWith(text, '--tokenizer', FIXTURES.tok512), `${text}: text of 256.0 MiB (field path) is larger than pare reads (256.0 MiB); split it into smaller files`);
+    expectUserError(await evalWith(text, '--tokenizer', FIXTURES.tok512), `${text}: text file of 256.0 MiB (field path) is larger than pare reads (256.0 MiB); split it into smaller files`);
     const tok = join(tmp.dir, 'huge-tok.bin');
     writeFileSync(tok, readFileSync(FIXTURES.tok512));
     truncateSync(tok, INPUT_LIMITS.tokenizer + 1);
