@@ -66,7 +66,7 @@ export function formatInspection(r: OnnxInspection | SafetensorsInspection): str
   }
   const s = r.size;
   const broken = r.problems?.length
-    ? [`BROKEN: pare and ONNX Runtime refuse this model (${r.problems.length} problem${r.problems.length === 1 ? '' : 's'}; sizes and layers below leave out the broken tensors):`, ...r.problems.map((p) => `  - ${p}`), '']
+    ? [`BROKEN: pare refuses this model (${r.problems.length} problem${r.problems.length === 1 ? '' : 's'}; sizes and layers below leave out the broken tensors):`, ...r.problems.map((p) => `  - ${p}`), '']
     : [];
   const lines = [
     ...broken,
