@@ -5,6 +5,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { loadDataset } from '../../src/data/load.js';
 import { INPUT_LIMITS } from '../../src/util/read-file.js';
 import { runCli } from '../cli/run-cli.js';
+import { idx } from '../data/build.js';
 import { FIXTURES, tempDir } from '../helpers.js';
 import { expectUserError, sha256 } from './input-helpers.js';
 
@@ -107,6 +108,16 @@ describe('reads are bounded by what the spec needs', () => {
     const ds = await loadDataset({ kind: 'images', path: images, shape: [2, 2, 3], layout: 'nhwc', scale: 1, limit: 2 }, tmp.dir);
     expect(ds.kind === 'tensors' && [...ds.data]).toEqual(Array.from({ length: 24 }, (_, i) => i));
     await expect(loadDataset({ kind: 'images', path: images, shape: [2, 2, 3], layout: 'nhwc', scale: 1 }, tmp.dir)).rejects.toThrow(`${images}: limit: 52428800 images of 12 bytes are more than pare reads (512.0 MiB); set limit (or a smaller one)`);
+  });
+
+  it('an uncompressed IDX file is read only as far as the limit asks', async () => {
+    // 700,000 images of 28×28 (549 MB, sparse): past the cap, but the first 2 are 1,568 bytes
+    const images = join(tmp.dir, 'big-images-idx3-ubyte');
+    writeFileSync(images, idx([700_000, 28, 28], Uint8Array.from({ length: 2 * 784 }, (_, i) => i % 251)));
+    truncateSync(images, 16 + 700_000 * 784);
+    const ds = await loadDataset({ kind: 'idx', images, scale: 1, limit: 2 }, tmp.dir);
+    expect(ds.kind === 'tensors' && [...ds.data]).toEqual(Array.from({ length: 2 * 784 }, (_, i) => i % 251));
+    await expect(loadDataset({ kind: 'idx', images, scale: 1 }, tmp.dir)).rejects.toThrow(`${images}: IDX images file data of 523.4 MiB is more than pare reads (512.0 MiB) (field images); set limit (or a smaller one)`);
   });
 
   it('text and tokenizer files over their caps are refused by size, before they are read', async () => {
