@@ -9,7 +9,8 @@ import { ort, ortMessage } from './ort.js';
  * loaded with its weights replaced by graph inputs of the same type and shape, so ONNX Runtime
  * checks what src/model/validate.ts cannot (operator names and versions, types, attributes, shape
  * inference through the constants that stay) without allocating the weights. A session is created
- * with graph optimizations off and released at once.
+ * with graph optimizations off and released at once. Only when the skeleton is refused is the file
+ * itself loaded, so that a refusal is always ONNX Runtime's verdict on the real model.
  *
  * Only checkpoints read from ONNX files need this; graphs pare builds itself are its own to get right.
  */
@@ -25,15 +26,21 @@ export async function runtimeLoadProblem(model: Model): Promise<string | undefin
   } catch (e) {
     return `cannot be encoded again (${(e as Error).message})`;
   }
-  let session: ort.InferenceSession;
   try {
-    session = await ort.InferenceSession.create(bytes, { graphOptimizationLevel: 'disabled', intraOpNumThreads: 1, interOpNumThreads: 1, logSeverityLevel: 4 });
+    await (await ort.InferenceSession.create(bytes, OPTIONS)).release();
+    return undefined;
   } catch (e) {
-    return `ONNX Runtime cannot load it: ${ortMessage(e)}`;
+    // a kernel that insists on a constant weight would refuse the skeleton alone: the file decides
+    try {
+      await (await ort.InferenceSession.create(model.path, OPTIONS)).release();
+      return undefined;
+    } catch {
+      return `ONNX Runtime cannot load it: ${ortMessage(e)}`;
+    }
   }
-  await session.release();
-  return undefined;
 }
+
+const OPTIONS: ort.InferenceSession.SessionOptions = { graphOptimizationLevel: 'disabled', intraOpNumThreads: 1, interOpNumThreads: 1, logSeverityLevel: 4 };
 
 /** A user error naming the model when ONNX Runtime would refuse it. */
 export async function checkRuntimeLoads(model: Model): Promise<void> {
