@@ -1,17 +1,44 @@
 import { inspectOnnx, inspectSafetensors, summarizeKvCache, type KvCacheSummary, type OnnxInspection, type SafetensorsInspection } from '../model/inspect.js';
 import { modelIo } from '../model/io.js';
 import { resolveKvShapes } from '../runtime/kv-shapes.js';
+import { checkRuntimeLoads, runtimeLoadProblem } from '../runtime/load-check.js';
 import { formatOf, loadModel } from '../model/load.js';
+import { readOnnxLenient } from '../model/onnx-io.js';
 import { bytes, count, pct, table } from './table.js';
 
-export async function runInspect(path: string): Promise<OnnxInspection | SafetensorsInspection> {
+/**
+ * `pare inspect`: a model pare or ONNX Runtime would refuse is a user error, as in every command.
+ * `lenient` shows it anyway, its problems listed and its broken tensors left out.
+ */
+export async function runInspect(path: string, opts: { lenient?: boolean } = {}): Promise<OnnxInspection | SafetensorsInspection> {
   if (formatOf(path) === 'safetensors') return inspectSafetensors(path);
+  if (opts.lenient) return inspectLenient(path);
   const model = loadModel(path);
   try {
     const r = inspectOnnx(model);
     // KV heads the graph leaves symbolic are read by running the attention's first step
     if (r.kv_cache) r.kv_cache = summarizeKvCache((await resolveKvShapes(model, modelIo(model))).kv!);
+    await checkRuntimeLoads(model);
     return r;
+  } finally {
+    model.close();
+  }
+}
+
+async function inspectLenient(path: string): Promise<OnnxInspection> {
+  const { model, problems } = readOnnxLenient(path);
+  try {
+    // ONNX Runtime is asked only about a model that passed pare's own checks
+    const ortProblem = problems.length === 0 ? await runtimeLoadProblem(model) : undefined;
+    if (ortProblem) problems.push(ortProblem);
+    if (problems.length === 0) return inspectOnnx(model);
+    let r: OnnxInspection;
+    try {
+      r = inspectOnnx(model);
+    } catch {
+      r = inspectOnnx(model, { readWeights: false });
+    }
+    return { ...r, problems };
   } finally {
     model.close();
   }
@@ -41,7 +68,11 @@ export function formatInspection(r: OnnxInspection | SafetensorsInspection): str
     return out.join('\n');
   }
   const s = r.size;
+  const broken = r.problems?.length
+    ? [`BROKEN: pare refuses this model (${r.problems.length} problem${r.problems.length === 1 ? '' : 's'}; sizes and layers below leave out the broken tensors):`, ...r.problems.map((p) => `  - ${p}`), '']
+    : [];
   const lines = [
+    ...broken,
     `${r.path}  (ONNX IR ${r.ir_version}, ${r.opsets.map((o) => `${o.domain} ${o.version}`).join(', ')}${r.producer ? `, from ${r.producer}` : ''})`,
     `file ${bytes(s.file_bytes)}, ${count(s.params)} params, ${s.bits_per_weight.toFixed(2)} bits/weight, ${pct(1 - s.nonzeros / Math.max(s.params, 1))} zeros`,
     `bytes by dtype: ${Object.entries(s.bytes_by_dtype).map(([k, v]) => `${k} ${bytes(v)}`).join(', ')}`,

@@ -37,8 +37,9 @@ function buildProgram(io: Io, setCode: (code: number) => void, hooks?: RunHooks)
     .description('sizes, parameters by dtype, ops, inputs/outputs and linear layers of an ONNX or safetensors checkpoint')
     .argument('<model>', '.onnx or .safetensors file')
     .option('--json', 'print one JSON document')
-    .action(async (path: string, opts: { json?: boolean }) => {
-      const result = await runInspect(path);
+    .option('--lenient', 'show a model pare would refuse, marked as broken, with its problems listed')
+    .action(async (path: string, opts: { json?: boolean; lenient?: boolean }) => {
+      const result = await runInspect(path, { lenient: opts.lenient });
       for (const w of inspectionWarnings(result)) io.err(w);
       io.out(opts.json ? JSON.stringify(result, null, 2) : formatInspection(result));
       setCode(0);

@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { loadModel } from '../model/load.js';
+import { checkRuntimeLoads } from '../runtime/load-check.js';
 import { describePasses, type PassDescription } from '../recipe/describe.js';
 import { loadRecipe } from '../recipe/parse.js';
 import { expandSweep } from '../recipe/sweep-axes.js';
@@ -25,7 +26,7 @@ export function registerRecipeCommands(program: Command, io: Io, setCode: (c: nu
     .description('check a recipe: YAML, every pass id and params, and (with --model) that each pass selects layers its params fit')
     .argument('<recipe>', 'recipe .yaml file')
     .option('--model <model>', 'also check each pass\'s targets and params against this model\'s layers')
-    .action((path: string, opts: { model?: string }) => {
+    .action(async (path: string, opts: { model?: string }) => {
       const loaded = loadRecipe(path, PASSES);
       const lines = [`${path}: ok, ${loaded.recipe.passes.length} pass${loaded.recipe.passes.length === 1 ? '' : 'es'}`];
       // a sweep: section's points are validated as pare sweep would
@@ -33,6 +34,7 @@ export function registerRecipeCommands(program: Command, io: Io, setCode: (c: nu
       if (opts.model) {
         const model = loadModel(opts.model);
         try {
+          if (model.format === 'onnx') await checkRuntimeLoads(model);
           const plan = planRecipe(model, loaded);
           checkLayersUpFront(model, loaded);
           const checked = passesCheckedUpFront(loaded);

@@ -1,8 +1,8 @@
 import { existsSync } from 'node:fs';
 import { basename, dirname, extname, join, resolve } from 'node:path';
-import { parse as parseYaml } from 'yaml';
 import { UserError } from '../errors.js';
-import { readInputFile } from '../util/read-file.js';
+import { INPUT_LIMITS, readInputFile } from '../util/read-file.js';
+import { parseYamlBounded, YamlError } from '../util/yaml.js';
 import { DatasetSpec } from './spec.js';
 
 export interface DataFlags {
@@ -30,10 +30,11 @@ export function datasetSpecFromCli(arg: string, flags: DataFlags, cwd: string): 
   if (ext === '.yaml' || ext === '.yml' || ext === '.json') {
     let raw: unknown;
     try {
-      raw = parseYaml(readInputFile(path, 'dataset spec').toString('utf8'));
+      raw = parseYamlBounded(readInputFile(path, 'dataset spec', { maxBytes: INPUT_LIMITS.yaml, fix: 'a dataset spec is a short YAML file' }).toString('utf8'), arg).data;
     } catch (e) {
-      if (e instanceof UserError) throw e;
-      throw new UserError(`${arg}: not a readable dataset spec (${(e as Error).message.split('\n')[0]})`);
+      if (!(e instanceof YamlError)) throw e;
+      const first = e.issues[0]!;
+      throw new UserError(`${arg}:${first.line}:${first.col} not a readable dataset spec (${first.message})`);
     }
     const given = Object.entries(flags).filter(([, v]) => v !== undefined).map(([k]) => `--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`);
     if (given.length > 0) throw new UserError(`${arg}: ${given.join(', ')} cannot be combined with a dataset spec file; set the field in the file instead`);

@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { Tokenizer as HfLibTokenizer } from '@huggingface/tokenizers';
 import { UserError } from '../errors.js';
-import { readInputFile } from '../util/read-file.js';
+import { INPUT_LIMITS, readInputFile } from '../util/read-file.js';
 import type { Tokenizer } from './tokenizer-types.js';
 
 /** BOS and EOS spellings tried, in order, when tokenizer_config.json does not name them. */
@@ -73,7 +73,7 @@ export class HfTokenizer implements Tokenizer {
 }
 
 function readJson(path: string, what: string): unknown {
-  const text = readInputFile(path, what).toString('utf8').replace(/^\uFEFF/, '');
+  const text = readInputFile(path, what, { maxBytes: INPUT_LIMITS.tokenizer, field: 'tokenizer' }).toString('utf8').replace(/^\uFEFF/, '');
   try {
     return JSON.parse(text);
   } catch (e) {

@@ -1,16 +1,20 @@
 import { gunzipSync } from 'node:zlib';
 import { UserError } from '../errors.js';
-import { readInputFile } from '../util/read-file.js';
+import { formatBytes, INPUT_LIMITS, readInputFile } from '../util/read-file.js';
 import { sha256File } from '../util/hash.js';
 import type { TensorDataset } from './types.js';
 
-/** Reads a file, gunzipping it when it starts with the gzip magic bytes. */
-export function readMaybeGzip(path: string, what: string): Uint8Array {
-  const raw = readInputFile(path, what);
+/** Reads a file, gunzipping it when it starts with the gzip magic bytes; both sides are capped at INPUT_LIMITS.samples. */
+export function readMaybeGzip(path: string, what: string, field?: string): Uint8Array {
+  const cap = INPUT_LIMITS.samples;
+  const raw = readInputFile(path, what, { maxBytes: cap, field, fix: 'use a smaller file' });
   if (raw[0] === 0x1f && raw[1] === 0x8b) {
     try {
-      return gunzipSync(raw);
+      return gunzipSync(raw, { maxOutputLength: cap });
     } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE') {
+        throw new UserError(`${path}: ${what} decompresses to more than pare reads (${formatBytes(cap)})${field ? ` (field ${field})` : ''}; use a smaller file`);
+      }
       throw new UserError(`${path}: corrupt gzip data (${(e as Error).message})`);
     }
   }

@@ -1,6 +1,6 @@
 import { basename } from 'node:path';
 import { UserError } from '../errors.js';
-import { readInputFile } from '../util/read-file.js';
+import { INPUT_LIMITS, readInputFile } from '../util/read-file.js';
 import { mergeBestPairs, mergeRanks } from './bpe-merge.js';
 import type { Tokenizer } from './tokenizer-types.js';
 
@@ -45,7 +45,7 @@ export class Llama2cTokenizer implements Tokenizer {
 
   /** Reads `vocabSize` records when given (trailing bytes are ignored, as run.c does), else every record to EOF. */
   static read(path: string, vocabSize?: number): Llama2cTokenizer {
-    const buf = readInputFile(path, 'tokenizer');
+    const buf = readInputFile(path, 'tokenizer', { maxBytes: INPUT_LIMITS.tokenizer, field: 'tokenizer' });
     const fail = (why: string) => new UserError(`${path}: not a llama2.c tokenizer.bin (${why})`);
     if (buf.byteLength < 4) throw fail('file shorter than its 4-byte header');
     const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);

@@ -1,31 +1,37 @@
 import { basename } from 'node:path';
 import { UserError } from '../errors.js';
-import { readInputFile } from '../util/read-file.js';
+import { formatBytes, INPUT_LIMITS, readInputRange, statInput } from '../util/read-file.js';
 import { checkLabels, fileRef, normalise, normText } from './images.js';
 import type { NpySpec } from './spec.js';
 import type { TensorDataset } from './types.js';
 
+/** NumPy writes headers of a few hundred bytes; a longer one is not a .npy header. */
+const MAX_HEADER = 65536;
+
 /**
  * A NumPy .npy array (format 1.0–3.0: magic, version, little-endian header length (uint16 in 1.0,
- * uint32 after), a Python-dict header, then the data in C order) as float64 values.
+ * uint32 after), a Python-dict header, then the data in C order) as float64 values. With `rows`,
+ * only the first `rows` entries along the first axis are read (`shape` is still the whole array's).
  */
-export function readNpy(path: string, what = 'array'): { shape: number[]; values: Float64Array; integer: boolean } {
-  const buf = readInputFile(path, what);
-  if (buf.byteLength < 10 || buf.toString('latin1', 0, 6) !== '\x93NUMPY') throw new UserError(`${path}: not a .npy file (bad magic)`);
-  const major = buf[6]!;
-  if (major < 1 || major > 3) throw new UserError(`${path}: .npy format version ${major}.${buf[7]} is not supported (1.0 to 3.0 are)`);
+export function readNpy(path: string, what = '.npy file', field = 'path', rows?: number): { shape: number[]; values: Float64Array; integer: boolean } {
+  const size = statInput(path, what, field).size;
+  const head = readInputRange(path, what, 0, 12, field);
+  if (head.byteLength < 10 || head.toString('latin1', 0, 6) !== '\x93NUMPY') throw new UserError(`${path}: not a .npy file (bad magic)`);
+  const major = head[6]!;
+  if (major < 1 || major > 3) throw new UserError(`${path}: .npy format version ${major}.${head[7]} is not supported (1.0 to 3.0 are)`);
   const start = major === 1 ? 10 : 12;
-  if (buf.byteLength < start) throw new UserError(`${path}: .npy header truncated`);
-  const headerLen = major === 1 ? buf.readUInt16LE(8) : buf.readUInt32LE(8);
-  if (start + headerLen > buf.byteLength) throw new UserError(`${path}: .npy header of ${headerLen} bytes runs past the end of the file`);
-  const header = buf.toString(major === 3 ? 'utf8' : 'latin1', start, start + headerLen);
+  if (head.byteLength < start) throw new UserError(`${path}: .npy header truncated`);
+  const headerLen = major === 1 ? head.readUInt16LE(8) : head.readUInt32LE(8);
+  if (start + headerLen > size) throw new UserError(`${path}: .npy header of ${headerLen} bytes runs past the end of the file`);
+  if (headerLen > MAX_HEADER) throw new UserError(`${path}: .npy header of ${headerLen} bytes is longer than a NumPy header (at most ${MAX_HEADER})`);
+  const header = readInputRange(path, what, start, headerLen, field).toString(major === 3 ? 'utf8' : 'latin1');
   const descr = /'descr':\s*'([^']+)'/.exec(header)?.[1];
   const fortran = /'fortran_order':\s*(True|False)/.exec(header)?.[1];
   const shapeText = /'shape':\s*\(([^)]*)\)/.exec(header)?.[1];
   if (!descr || !fortran || shapeText === undefined) throw new UserError(`${path}: .npy header is not readable: ${header.trim()}`);
   if (fortran === 'True') throw new UserError(`${path}: Fortran-order arrays are not supported (fortran_order: True); save with np.ascontiguousarray`);
   const shape = shapeText.split(',').map((s) => s.trim()).filter(Boolean).map(Number);
-  if (shape.some((d) => !Number.isInteger(d) || d < 0)) throw new UserError(`${path}: .npy shape (${shapeText}) is not a tuple of sizes`);
+  if (shape.some((d) => !Number.isSafeInteger(d) || d < 0)) throw new UserError(`${path}: .npy shape (${shapeText}) is not a tuple of sizes`);
   const count = shape.reduce((a, b) => a * b, 1);
   // one-byte types carry '|' (or any byte order); wider ones must be little-endian ('<', or '=' as NumPy writes on little-endian hosts)
   const kind = DTYPES[descr.length === 3 && descr[2] === '1' ? `|${descr.slice(1)}` : descr.replace(/^=/, '<')];
@@ -35,10 +41,18 @@ export function readNpy(path: string, what = 'array'): { shape: number[]; values
   }
   const [width, get, integer] = kind;
   const offset = start + headerLen;
-  if (buf.byteLength - offset !== count * width) throw new UserError(`${path}: header shape (${shape.join(', ')}) of ${descr} needs ${count * width} bytes of data, the file holds ${buf.byteLength - offset}`);
-  const view = new DataView(buf.buffer, buf.byteOffset + offset, count * width);
-  const values = new Float64Array(count);
-  for (let i = 0; i < count; i++) values[i] = get(view, i * width);
+  if (size - offset !== count * width) throw new UserError(`${path}: header shape (${shape.join(', ')}) of ${descr} needs ${count * width} bytes of data, the file holds ${size - offset}`);
+  // the rows asked for, as float64: capped like every sample read (8 bytes a value in memory)
+  const perRow = shape.length > 0 && shape[0]! > 0 ? count / shape[0]! : count;
+  const n = rows === undefined || shape.length === 0 ? count : Math.min(count, rows * perRow);
+  if (n * 8 > INPUT_LIMITS.samples) {
+    throw new UserError(`${path}: ${n} values are more than pare reads (${formatBytes(INPUT_LIMITS.samples)} as float64)${fieldNote(field)}; set limit (or a smaller one)`);
+  }
+  const buf = readInputRange(path, what, offset, n * width, field);
+  if (buf.byteLength !== n * width) throw new UserError(`${path}: the file ended while it was read`);
+  const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+  const values = new Float64Array(n);
+  for (let i = 0; i < n; i++) values[i] = get(view, i * width);
   return { shape, values, integer };
 }
 
@@ -56,8 +70,10 @@ const DTYPES: Record<string, [number, (v: DataView, o: number) => number, boolea
   '<u8': [8, (v, o) => Number(v.getBigUint64(o, true)), true],
 };
 
+const fieldNote = (field: string) => ` (field ${field})`;
+
 export function loadNpy(spec: NpySpec, path: string, labelsPath?: string): TensorDataset {
-  const arr = readNpy(path);
+  const arr = readNpy(path, '.npy file', 'path', spec.limit);
   if (arr.shape.length < 2) throw new UserError(`${path}: expected samples along the first axis and at least one feature axis, found shape (${arr.shape.join(', ')})`);
   if (arr.shape[0] === 0) throw new UserError(`${path}: the array holds no samples (shape (${arr.shape.join(', ')}))`);
   const total = arr.shape[0]!;
@@ -65,7 +81,7 @@ export function loadNpy(spec: NpySpec, path: string, labelsPath?: string): Tenso
   const count = Math.min(total, spec.limit ?? total);
   let labels: Int32Array | undefined;
   if (labelsPath) {
-    const l = readNpy(labelsPath, 'labels');
+    const l = readNpy(labelsPath, 'labels file', 'labels');
     if (!l.integer || l.shape.length !== 1) throw new UserError(`${labelsPath}: labels: expected a 1-D integer array, found ${l.integer ? '' : 'float '}shape (${l.shape.join(', ')})`);
     checkLabels(l.values, total, labelsPath, path, 'samples');
     labels = Int32Array.from(l.values.subarray(0, count));

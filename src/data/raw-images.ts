@@ -1,24 +1,32 @@
 import { basename } from 'node:path';
 import { UserError } from '../errors.js';
-import { readInputFile } from '../util/read-file.js';
+import { formatBytes, INPUT_LIMITS, readInputRange, statInput } from '../util/read-file.js';
 import { checkLabels, fileRef, normalise, normText } from './images.js';
 import type { ImagesSpec } from './spec.js';
 import type { TensorDataset } from './types.js';
 
 /** Raw uint8 images back to back, each of `shape` in `layout` order, with optional uint8 labels (one byte per image). */
 export function loadRawImages(spec: ImagesSpec, path: string, labelsPath?: string): TensorDataset {
-  const bytes = readInputFile(path, 'images');
+  const size = statInput(path, 'images file', 'path').size;
   const per = spec.shape.reduce((a, b) => a * b, 1);
-  if (bytes.byteLength === 0 || bytes.byteLength % per !== 0) {
-    throw new UserError(`${path}: shape: ${bytes.byteLength} bytes is not a whole number of [${spec.shape.join('×')}] uint8 images (${per} bytes each)`);
+  if (size === 0 || size % per !== 0) {
+    throw new UserError(`${path}: shape: ${size} bytes is not a whole number of [${spec.shape.join('×')}] uint8 images (${per} bytes each)`);
   }
-  const total = bytes.byteLength / per;
+  const total = size / per;
   const count = Math.min(total, spec.limit ?? total);
+  // only the images the limit asks for are read
+  if (count * per > INPUT_LIMITS.samples) {
+    throw new UserError(`${path}: limit: ${count} images of ${per} bytes are more than pare reads (${formatBytes(INPUT_LIMITS.samples)}); set limit (or a smaller one)`);
+  }
+  const bytes = readInputRange(path, 'images file', 0, count * per, 'path');
   let labels: Int32Array | undefined;
   if (labelsPath) {
-    const l = readInputFile(labelsPath, 'labels');
-    checkLabels(l, total, labelsPath, path);
-    labels = Int32Array.from(l.subarray(0, count));
+    // one byte per image: the file's size is its label count
+    const n = statInput(labelsPath, 'labels file', 'labels').size;
+    if (n !== total) throw new UserError(`${labelsPath}: labels: ${n} labels for ${total} images in ${path}`);
+    const l = readInputRange(labelsPath, 'labels file', 0, count, 'labels');
+    checkLabels(l, count, labelsPath, path);
+    labels = Int32Array.from(l);
   }
   return {
     kind: 'tensors',

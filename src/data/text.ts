@@ -1,6 +1,6 @@
 import { basename } from 'node:path';
 import { UserError } from '../errors.js';
-import { readInputFile } from '../util/read-file.js';
+import { INPUT_LIMITS, readInputFile } from '../util/read-file.js';
 import { sha256File } from '../util/hash.js';
 import { reportEverySecond } from '../util/throttle.js';
 import { parseSelection } from './selection.js';
@@ -31,7 +31,7 @@ import type { LoadOptions, TokenDataset } from './types.js';
  * many sequences exist, so the sequences that come out are the first ones a full load gives.
  */
 export function loadText(spec: TextSpec, path: string, tokenizerPath: string, opts: LoadOptions = {}): TokenDataset {
-  const text = readInputFile(path, 'text').toString('utf8');
+  const text = readInputFile(path, 'text file', { maxBytes: INPUT_LIMITS.text, field: 'path', fix: 'split it into smaller files' }).toString('utf8');
   const tokenizer = loadTokenizer(tokenizerPath);
   let docs = text.split(spec.separator).map((d) => d.trim()).filter((d) => d.length > 0);
   if (docs.length === 0) throw new UserError(`${path}: no documents found (separator ${JSON.stringify(spec.separator)})`);

@@ -1,6 +1,6 @@
 import { basename } from 'node:path';
 import { UserError } from '../errors.js';
-import { readInputFile } from '../util/read-file.js';
+import { formatBytes, INPUT_LIMITS, readInputRange, statInput } from '../util/read-file.js';
 import { sha256File } from '../util/hash.js';
 import type { TokensSpec } from './spec.js';
 import type { TokenDataset } from './types.js';
@@ -11,17 +11,26 @@ import type { TokenDataset } from './types.js';
  * most `count`. Each window is evaluated on its own: seq_len − 1 predicted tokens.
  */
 export function loadTokenFile(spec: TokensSpec, path: string): TokenDataset {
-  const buf = readInputFile(path, 'token file');
   const width = spec.dtype === 'uint16' ? 2 : 4;
-  if (buf.byteLength % width !== 0) throw new UserError(`${path}: dtype: ${buf.byteLength} bytes is not a whole number of ${spec.dtype} ids`);
-  const total = buf.byteLength / width;
-  const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+  const size = statInput(path, 'token file', 'path').size;
+  if (size % width !== 0) throw new UserError(`${path}: dtype: ${size} bytes is not a whole number of ${spec.dtype} ids`);
+  const total = size / width;
   const stride = spec.stride ?? spec.seq_len;
+  // only the tokens the windows cover are read: up to the end of window `count`, or the whole file
+  const end = spec.count === undefined ? total : Math.min(total, spec.offset + (spec.count - 1) * stride + spec.seq_len);
+  const from = Math.min(spec.offset, end);
+  if ((end - from) * width > INPUT_LIMITS.samples) {
+    throw new UserError(`${path}: count: the windows asked for span ${formatBytes((end - from) * width)} of token ids, more than pare reads (${formatBytes(INPUT_LIMITS.samples)}); set count (or a smaller one)`);
+  }
+  const buf = readInputRange(path, 'token file', from * width, (end - from) * width, 'path');
+  const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+  const available = from + buf.byteLength / width;
   const sequences: Int32Array[] = [];
-  for (let start = spec.offset; start + spec.seq_len <= total; start += stride) {
+  for (let start = spec.offset; start + spec.seq_len <= available; start += stride) {
     if (spec.count !== undefined && sequences.length === spec.count) break;
     const seq = new Int32Array(spec.seq_len);
-    for (let i = 0; i < spec.seq_len; i++) seq[i] = width === 2 ? view.getUint16((start + i) * 2, true) : view.getUint32((start + i) * 4, true);
+    const at = start - from;
+    for (let i = 0; i < spec.seq_len; i++) seq[i] = width === 2 ? view.getUint16((at + i) * 2, true) : view.getUint32((at + i) * 4, true);
     sequences.push(seq);
   }
   if (sequences.length === 0) throw new UserError(`${path}: seq_len: ${total} tokens from offset ${spec.offset} do not fill one window of ${spec.seq_len}`);

@@ -1,6 +1,6 @@
 import { extname } from 'node:path';
 import { UserError } from '../errors.js';
-import { readInputFile } from '../util/read-file.js';
+import { readInputRange } from '../util/read-file.js';
 import { HfTokenizer } from './hf-tokenizer.js';
 import { Llama2cTokenizer } from './llama2c-tokenizer.js';
 import type { Tokenizer } from './tokenizer-types.js';
@@ -19,7 +19,7 @@ export function loadTokenizer(path: string): Tokenizer {
   if (ext === '.model') {
     throw new UserError(`${path}: SentencePiece .model files are not read directly; use the llama2.c tokenizer.bin exported from it (llama2.c tokenizer.py) or a Hugging Face tokenizer.json`);
   }
-  const head = readInputFile(path, 'tokenizer').subarray(0, 64);
+  const head = readInputRange(path, 'tokenizer', 0, 64, 'tokenizer');
   const first = head.find((b) => b !== 0x20 && b !== 0x09 && b !== 0x0a && b !== 0x0d && b !== 0xef && b !== 0xbb && b !== 0xbf);
   if (first === 0x7b) return HfTokenizer.read(path);
   if (head.length >= 12) {

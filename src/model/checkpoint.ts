@@ -1,10 +1,9 @@
 import { resolve } from 'node:path';
 import { sha256Bytes, sha256File } from '../util/hash.js';
-import { readInputFile } from '../util/read-file.js';
 import { familyOf, type BuildOptions, type ModelFamily } from './builders/index.js';
 import { checkModelFile, formatOf, type CheckpointFormat } from './load.js';
 import { Model } from './model.js';
-import { decodeModelProto, writeOnnx } from './onnx-io.js';
+import { readOnnxFile, writeOnnx } from './onnx-io.js';
 import { openSafetensors, readConfigFile, type ConfigFile, type SafetensorsFile } from './safetensors.js';
 
 /** What a safetensors checkpoint was built from, read once at open and kept for write-back. */
@@ -39,12 +38,15 @@ export class Checkpoint {
     this.hash = hash;
   }
 
-  /** Reads `path` (.onnx, or .safetensors with config.json beside it). An ONNX file is hashed from the bytes it was decoded from. */
+  /**
+   * Reads `path` (.onnx, or .safetensors with config.json beside it). An ONNX file is validated
+   * (src/model/validate.ts) and hashed from the bytes it was decoded from.
+   */
   static open(path: string, buildOptions: BuildOptions = {}): Checkpoint {
     checkModelFile(path);
     if (formatOf(path) === 'onnx') {
-      const bytes = readInputFile(path, 'ONNX model');
-      return new Checkpoint(path, 'onnx', new Model(decodeModelProto(bytes, path), path, 'onnx'), undefined, sha256Bytes(bytes));
+      const { model, bytes } = readOnnxFile(path);
+      return new Checkpoint(path, 'onnx', model, undefined, sha256Bytes(bytes));
     }
     // the weights file's own header first: a corrupt file is reported as such even without its config.json
     const file = openSafetensors(path);

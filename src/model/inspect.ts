@@ -40,6 +40,8 @@ export interface OnnxInspection {
   /** why pare could not describe the model's inputs (it can still be inspected, not evaluated) */
   io_problem?: string;
   linears: LinearSummary[];
+  /** `inspect --lenient` of a model pare refuses: what is wrong with it (sizes and layers leave out the broken tensors) */
+  problems?: string[];
 }
 
 export interface KvCacheSummary {
@@ -69,7 +71,12 @@ export interface SafetensorsInspection {
   unknown_config_keys?: string[];
 }
 
-export function inspectOnnx(model: Model): OnnxInspection {
+/**
+ * What `pare inspect` shows of an ONNX model. `readWeights: false` leaves out what needs tensor
+ * values (layers, nonzeros): the fallback for a broken model shown by `inspect --lenient`.
+ */
+export function inspectOnnx(model: Model, opts: { readWeights?: boolean } = {}): OnnxInspection {
+  const readWeights = opts.readWeights ?? true;
   const ops: Record<string, number> = {};
   for (const n of model.graph.node ?? []) {
     const key = n.domain ? `${n.domain}.${n.op_type}` : (n.op_type ?? '');
@@ -90,13 +97,13 @@ export function inspectOnnx(model: Model): OnnxInspection {
     ir_version: int64ToNumber(model.proto.ir_version),
     producer: [model.proto.producer_name, model.proto.producer_version].filter(Boolean).join(' '),
     opsets: (model.proto.opset_import ?? []).map((o) => ({ domain: o.domain || 'ai.onnx', version: int64ToNumber(o.version) })),
-    size: modelSize(model),
+    size: modelSize(model, undefined, { readWeights }),
     ops: Object.fromEntries(Object.entries(ops).sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]))),
     inputs: (model.graph.input ?? []).filter((v) => !inits.has(v.name)).map(summarizeValue),
     outputs: (model.graph.output ?? []).map(summarizeValue),
     ...(io?.kv ? { kv_cache: summarizeKvCache(io.kv) } : {}),
     ...(ioProblem ? { io_problem: ioProblem } : {}),
-    linears: linears(model).map((l) => {
+    linears: (readWeights ? linears(model) : []).map((l) => {
       const W = readWeight(model, l);
       let zeros = 0;
       for (let i = 0; i < W.length; i++) if (W[i] === 0) zeros++;

@@ -1,7 +1,7 @@
 import { statSync } from 'node:fs';
 import { extname } from 'node:path';
 import { UserError } from '../errors.js';
-import { asFsUserError, errnoOf } from '../util/fs-errors.js';
+import { statInput } from '../util/read-file.js';
 import type { Model } from './model.js';
 import { buildFromSafetensors, type BuildOptions } from './builders/index.js';
 import { readOnnx } from './onnx-io.js';
@@ -16,16 +16,16 @@ export function formatOf(path: string): CheckpointFormat {
   throw new UserError(`${path}: unknown checkpoint format '${ext || '(no extension)'}', expected .onnx or .safetensors`);
 }
 
-/** A user error unless `path` is a file (a model checkpoint, by the caller's reading). */
+/** A user error unless `path` is a regular file (a model checkpoint, by the caller's reading). */
 export function checkModelFile(path: string): void {
-  let st;
+  let directory = false;
   try {
-    st = statSync(path);
-  } catch (e) {
-    if (errnoOf(e) === 'ENOENT') throw new UserError(`${path}: no such model file`);
-    throw asFsUserError(e, path, 'read the model');
+    directory = statSync(path).isDirectory();
+  } catch {
+    // statInput names the errno
   }
-  if (st.isDirectory()) throw new UserError(`${path}: is a directory, expected a .onnx or .safetensors file`);
+  if (directory) throw new UserError(`${path}: is a directory, expected a .onnx or .safetensors file`);
+  statInput(path, 'model file');
 }
 
 /**

@@ -6,6 +6,7 @@ import { tempPathFor, trackTemp, untrackTemp } from '../util/atomic-write.js';
 import { closeQuietly, makeDirs, openForWrite, renameOver, syncAndClose, writeAllAt } from '../util/fs-write.js';
 import { byteLength, elementCount } from './dtype.js';
 import { Model } from './model.js';
+import { checkModel, modelProblems, type ModelProblem } from './validate.js';
 import { writeModelStreaming, type StreamedTensor } from './onnx-stream.js';
 import {
   int64ToNumber,
@@ -37,9 +38,43 @@ export function decodeModelProto(bytes: Uint8Array, path: string): ModelProto {
   return proto;
 }
 
+/** An ONNX file as read: the decoded model and the bytes it came from (hashed by the caller). */
+export interface ReadOnnx {
+  model: Model;
+  bytes: Uint8Array;
+}
+
+/**
+ * Read, decode and validate an ONNX file (src/model/validate.ts): a model ONNX Runtime would refuse,
+ * or whose tensors do not match what the file holds, is a user error naming the node or tensor.
+ */
+export function readOnnxFile(path: string): ReadOnnx {
+  const bytes = readOnnxBytes(path);
+  const proto = decodeModelProto(bytes, path);
+  checkModel(proto, path, bytes.byteLength);
+  return { model: new Model(proto, path, 'onnx'), bytes };
+}
+
+/**
+ * `pare inspect --lenient`: the model as far as it decodes, its problems listed instead of thrown,
+ * and every tensor a problem names left out of the graph so that reading the rest is safe.
+ */
+export function readOnnxLenient(path: string): { model: Model; problems: string[] } {
+  const bytes = readOnnxBytes(path);
+  const proto = decodeModelProto(bytes, path);
+  const problems: ModelProblem[] = modelProblems(proto, path, bytes.byteLength);
+  const broken = new Set(problems.flatMap((p) => (p.tensor ? [p.tensor] : [])));
+  if (broken.size > 0) proto.graph!.initializer = (proto.graph!.initializer ?? []).filter((t) => !broken.has(t));
+  return { model: new Model(proto, path, 'onnx'), problems: problems.map((p) => p.message) };
+}
+
 export function readOnnx(path: string): Model {
-  const bytes = readInputFile(path, 'ONNX model');
-  return new Model(decodeModelProto(bytes, path), path, 'onnx');
+  return readOnnxFile(path).model;
+}
+
+/** A protobuf message stops at 2 GiB; a bigger .onnx is not a model. */
+function readOnnxBytes(path: string): Buffer {
+  return readInputFile(path, 'ONNX model', { maxBytes: PROTO_LIMIT, fix: 'an ONNX file past 2 GiB is not a valid protobuf; larger models keep their weights in external data files' });
 }
 
 export interface WriteOnnxOptions {

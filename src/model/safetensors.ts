@@ -5,7 +5,8 @@
  * gap or overlap. Reading parses only the header and reads each tensor on demand, so a multi-GB
  * checkpoint is never loaded whole.
  */
-import { closeSync, fstatSync, openSync, readFileSync, statSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, statSync } from 'node:fs';
+import { INPUT_LIMITS, readInputFile, statInput } from '../util/read-file.js';
 import { basename, dirname, join } from 'node:path';
 import { UserError } from '../errors.js';
 import { writeFileAtomicStream } from '../util/atomic-write.js';
@@ -134,7 +135,10 @@ function parseHeader(path: string, text: string, dataLength: number): { entries:
 export function openSafetensors(path: string): SafetensorsFile {
   let fd: number;
   try {
-    if (statSync(path).isDirectory()) throw new UserError(`${path}: is a directory, expected a .safetensors file`);
+    const st = statSync(path);
+    if (st.isDirectory()) throw new UserError(`${path}: is a directory, expected a .safetensors file`);
+    // a FIFO or a device is refused before it is opened
+    if (!st.isFile()) statInput(path, 'safetensors file');
     fd = openSync(path, 'r');
   } catch (e) {
     if (e instanceof UserError) throw e;
@@ -267,15 +271,15 @@ export function readConfigFile(dirOrPath: string): ConfigFile {
   } catch {
     if (basename(dirOrPath) !== 'config.json') file = join(dirname(dirOrPath), 'config.json');
   }
-  let bytes: Buffer;
   try {
-    bytes = readFileSync(file);
+    statSync(file);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     throw new UserError(
       `${file}: cannot read model config (${code === 'ENOENT' ? 'no such file' : (e as Error).message}); a safetensors checkpoint needs the Hugging Face config.json beside it`,
     );
   }
+  const bytes = readInputFile(file, 'model config', { maxBytes: INPUT_LIMITS.json, fix: 'config.json is a short JSON file' });
   let config: unknown;
   try {
     config = JSON.parse(bytes.toString('utf8'));

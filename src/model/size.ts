@@ -35,7 +35,7 @@ const WEIGHT_TYPES = new Set<number>([
 
 /** Sizes of a model as stored. Parameter rule: every float or quantized initializer counts, except
  * quantization scales/zero points and integer index/shape tensors; MatMulNBits' packed B counts as K·N. */
-export function modelSize(model: Model, files: string[] = [model.path]): SizeStats {
+export function modelSize(model: Model, files: string[] = [model.path], opts: { readWeights?: boolean } = {}): SizeStats {
   const index = new GraphIndex(model.graph);
   const quantParams = new Set<string>();
   const logicalCount = new Map<string, number>();
@@ -57,7 +57,8 @@ export function modelSize(model: Model, files: string[] = [model.path]): SizeSta
     const logical = logicalCount.get(t.name ?? '') ?? count;
     stats.params += logical;
     stats.params_by_dtype[name] = (stats.params_by_dtype[name] ?? 0) + logical;
-    const nz = logicalCount.has(t.name ?? '') ? logical : countNonzeros(model, t, count);
+    // without reading weights every element counts as nonzero
+    const nz = logicalCount.has(t.name ?? '') || opts.readWeights === false ? logical : countNonzeros(model, t, count);
     stats.nonzeros += nz;
     stats.sparse_bytes += Math.ceil(logical / 8) + Math.ceil((nz * dtypeBits(dt)) / 8);
   }

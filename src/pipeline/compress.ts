@@ -9,6 +9,7 @@ import type { CacheCounts, StatsCache } from '../calibrate/stats-cache.js';
 import { calibrationFeeds } from '../calibrate/feeds.js';
 import { modelIo } from '../model/io.js';
 import { resolveKvShapes } from '../runtime/kv-shapes.js';
+import { checkRuntimeLoads } from '../runtime/load-check.js';
 import { loadDataset, loadProgressText } from '../data/load.js';
 import { UserError } from '../errors.js';
 import { checkpointFacts, evaluate, type CheckpointFacts, type EvalOptions, type Measure } from '../eval/evaluate.js';
@@ -95,6 +96,7 @@ export async function compress(opts: CompressOptions): Promise<CompressRun> {
   try {
     // its external data or config.json, known now that it is open
     outputs.addInputs(checkpointInputs(input));
+    if (input.format === 'onnx') await checkRuntimeLoads(input.model);
     const plan = planRecipe(input.model, recipe);
     // params that do not fit the model's layers fail here, before any pass changes anything
     checkLayersUpFront(input.model, recipe);

@@ -3,10 +3,12 @@
  * handed the pass list, never imports the registry.
  */
 import { createHash } from 'node:crypto';
-import { readFileSync, statSync } from 'node:fs';
+import { statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
-import { type Document, isAlias, isMap, isScalar, isSeq, LineCounter, type Node, parseDocument } from 'yaml';
+import { type Document, isAlias, isMap, isScalar, isSeq, type LineCounter, type Node } from 'yaml';
 import { UserError } from '../errors.js';
+import { INPUT_LIMITS, readInputFile } from '../util/read-file.js';
+import { parseYamlBounded, YAML_LIMITS, YamlError } from '../util/yaml.js';
 import type { ParamsSchema, ParsedParams, PassSpec } from '../pass/pass-spec.js';
 import { type Recipe, RecipeSchema } from './schema.js';
 import { didYouMean, formatPath, isPlainObject, type Problem, problemsFromZod } from './issues.js';
@@ -118,17 +120,18 @@ function locate(doc: Document, lc: LineCounter, p: Problem): { line: number; col
   return lc.linePos(offset);
 }
 
-/** The recipe's YAML document with a line counter for locating problems; a syntax error is a RecipeError. */
+/**
+ * The recipe's YAML document with a line counter for locating problems, read within the bounds of
+ * src/util/yaml.ts; a syntax error or an exceeded limit is a RecipeError at its line and column.
+ */
 export function parseRecipeYaml(text: string, file: string): { doc: Document; lc: LineCounter } {
-  const lc = new LineCounter();
-  const doc = parseDocument(text, { lineCounter: lc, prettyErrors: false });
-  if (doc.errors.length > 0) {
-    throw new RecipeError(
-      file,
-      doc.errors.map((e) => ({ path: '', ...lc.linePos(e.pos[0]), message: `YAML syntax error: ${e.message.split('\n')[0]}` })),
-    );
+  try {
+    const { doc, lc } = parseYamlBounded(text, file);
+    return { doc, lc };
+  } catch (e) {
+    if (e instanceof YamlError) throw new RecipeError(file, e.issues.map((i) => ({ path: '', ...i })));
+    throw e;
   }
-  return { doc, lc };
 }
 
 function locatedError(doc: Document, lc: LineCounter, file: string, problems: readonly Problem[]): RecipeError {
@@ -159,7 +162,8 @@ export function parseRecipe<Parsed extends ParsedParams>(text: string, file: str
  * problems are located through the document's nodes, so an edited value keeps its place in the file.
  */
 export function parseRecipeDocument<Parsed extends ParsedParams>(doc: Document, lc: LineCounter, file: string, passes: readonly PassSpec<ParamsSchema, Parsed>[]): Recipe<Parsed> {
-  const data: unknown = doc.toJS({ maxAliasCount: 1000 });
+  // the document was measured when it was read (a sweep adds a few scalars); the library's count stays as a guard
+  const data: unknown = doc.toJS({ maxAliasCount: YAML_LIMITS.values });
 
   const problems: Problem[] = [];
   const r = RecipeSchema.safeParse(data);
@@ -194,16 +198,14 @@ export function recipeErrorAt(recipe: Pick<LoadedRecipe, 'text' | 'path'>, probl
 }
 
 export function loadRecipe<Parsed extends ParsedParams>(path: string, passes: readonly PassSpec<ParamsSchema, Parsed>[]): LoadedRecipe<Parsed> {
-  let bytes: Buffer;
   try {
     if (statSync(path).isDirectory()) throw new UserError(`recipe ${path} is a directory; pass the recipe's .yaml file`);
-    bytes = readFileSync(path);
   } catch (e) {
     if (e instanceof UserError) throw e;
-    const code = (e as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT') throw new UserError(`recipe ${path} not found; check the path (examples are in recipes/)`);
-    throw new UserError(`recipe ${path} could not be read (${code ?? (e as Error).message}); check its permissions`);
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw new UserError(`recipe ${path} not found; check the path (examples are in recipes/)`);
   }
+  // a regular file only, read up to the YAML cap: a recipe is a short text file
+  const bytes = readInputFile(path, 'recipe', { maxBytes: INPUT_LIMITS.yaml, fix: 'a recipe is a short YAML file' });
   const text = bytes.toString('utf8');
   return {
     recipe: parseRecipe(text, path, passes),

@@ -1,6 +1,6 @@
-import { readFileSync } from 'node:fs';
 import { UserError } from '../errors.js';
 import { writeFileAtomic } from '../util/atomic-write.js';
+import { INPUT_LIMITS, readInputFile } from '../util/read-file.js';
 import { VERSION } from '../version.js';
 import { asDiff, DIFF_SCHEMA, DiffDocumentSchema, type DiffDocument } from './diff-document.js';
 import { asReport, REPORT_SCHEMA, REPORT_VERSION, ReportSchema, type Report } from './schema.js';
@@ -20,11 +20,10 @@ function readJson(path: string, accept: readonly string[]): { schema: string; ra
   const wanted = accept.map((s) => SCHEMAS[s]!.what).join(', or ');
   let text: string;
   try {
-    text = readFileSync(path, 'utf8');
+    text = readInputFile(path, 'file', { maxBytes: INPUT_LIMITS.json }).toString('utf8');
   } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    const why = code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'is a directory, expected a .json file' : `cannot be read (${code ?? (e as Error).message})`;
-    throw new UserError(`${path}: ${why}; pass ${wanted}`);
+    if (!(e instanceof UserError)) throw e;
+    throw new UserError(`${e.message}; pass ${wanted}`);
   }
   let raw: unknown;
   try {

@@ -5,7 +5,8 @@ import type { Model } from '../model/model.js';
 import type { NodeProto, ValueInfoProto } from '../model/onnx-schema.js';
 import { sliceFor, subModel } from '../model/subgraph.js';
 import { ortFeeds } from './feeds.js';
-import { captureSession } from './ort.js';
+import { captureSession, ortMessage } from './ort.js';
+import { checkRuntimeLoads } from './load-check.js';
 
 interface Probe {
   layer: KvLayerIo;
@@ -80,10 +81,22 @@ async function operandShapes(model: Model, io: ModelIo, probes: Probe[], threads
   // an operand computed from the past itself cannot be probed at past length 0 without knowing its shape
   if (slice.reads.some((r) => !feeds[r])) return new Map();
   const sub = subModel(probeModel, slice.nodes, slice.reads.map((r) => inputs.get(r) as ValueInfoProto));
-  const session = await captureSession(sub, targets, { threads });
+  let session: Awaited<ReturnType<typeof captureSession>>;
+  try {
+    session = await captureSession(sub, targets, { threads });
+  } catch (e) {
+    // the user's model when ONNX Runtime refuses it as a whole; pare's slicing otherwise
+    await checkRuntimeLoads(model);
+    throw e;
+  }
   try {
     const fed = ortFeeds(Object.fromEntries(slice.reads.map((r) => [r, feeds[r]!])));
-    const out = await session.run(fed, targets);
+    let out: Awaited<ReturnType<typeof session.run>>;
+    try {
+      out = await session.run(fed, targets);
+    } catch (e) {
+      throw new UserError(`${model.path}: ONNX Runtime failed running the model's attention for one token (${ortMessage(e)})`);
+    }
     return new Map(targets.map((t) => [t, out[t]!.dims]));
   } finally {
     await session.release();

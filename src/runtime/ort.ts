@@ -6,6 +6,7 @@ import { createRequire } from 'node:module';
 import * as ort from 'onnxruntime-node';
 import { UserError } from '../errors.js';
 import type { Model } from '../model/model.js';
+import { escapeControl } from '../model/validate.js';
 import { encodeInline, encodeInlineWithOutputs } from '../model/onnx-io.js';
 
 export { ort };
@@ -38,8 +39,9 @@ function toOrtOptions(opts: SessionOptions): ort.InferenceSession.SessionOptions
     interOpNumThreads: 1,
     graphOptimizationLevel: opts.optimization ?? 'all',
     executionMode: 'sequential',
-    // capture sessions leave initializers unused on purpose; ORT's warnings about them are noise
-    logSeverityLevel: 3,
+    // capture sessions leave initializers unused on purpose; ORT's warnings about them are noise, and
+    // its errors come back as exceptions (pare prints one line), so only fatal ones are logged
+    logSeverityLevel: 4,
     ...(opts.qdqMatMulNBitsAccuracyLevel !== undefined ? { extra: { session: { qdq_matmulnbits_accuracy_level: String(opts.qdqMatMulNBitsAccuracyLevel) } } } : {}),
   };
 }
@@ -53,13 +55,27 @@ export function calibrationSessionOptions(threads: number): SessionOptions {
   return { threads, qdqMatMulNBitsAccuracyLevel: 0 };
 }
 
-/** A session over a model file on disk (external data resolves against the file's folder). */
+/**
+ * A session over a model file on disk (external data resolves against the file's folder). The file
+ * is the user's: ONNX Runtime refusing it, or failing while running it (an index out of range in a
+ * corrupted constant), is a user error naming it.
+ */
 export async function sessionFromFile(path: string, opts: SessionOptions = {}): Promise<ort.InferenceSession> {
+  let session: ort.InferenceSession;
   try {
-    return await ort.InferenceSession.create(path, toOrtOptions(opts));
+    session = await ort.InferenceSession.create(path, toOrtOptions(opts));
   } catch (e) {
     throw new UserError(`${path}: ONNX Runtime cannot load the model (${firstLine(e)})`);
   }
+  const run = session.run.bind(session) as (...args: unknown[]) => Promise<ort.InferenceSession.OnnxValueMapType>;
+  session.run = (async (...args: unknown[]) => {
+    try {
+      return await run(...args);
+    } catch (e) {
+      throw new UserError(`${path}: ONNX Runtime failed running the model (${firstLine(e)})`);
+    }
+  }) as ort.InferenceSession['run'];
+  return session;
 }
 
 /** A session over an in-memory Model (external tensors are inlined; keep this for models under 2 GB). */
@@ -72,9 +88,18 @@ export async function sessionFromModel(model: Model, opts: SessionOptions = {}):
   }
 }
 
-function firstLine(e: unknown): string {
-  return String((e as Error)?.message ?? e).split('\n')[0];
+/**
+ * ONNX Runtime's message as one line for a user: its first line, without the "Load model from …
+ * failed:" and C++ source-location prefixes, control characters escaped, cut at 400 characters.
+ */
+export function ortMessage(e: unknown): string {
+  const first = String((e as Error)?.message ?? e).split('\n')[0]!;
+  const bare = first.replace(/^Load model from .*? failed:/, '').replace(/\/onnxruntime_src\/\S+:\d+ .*?\)(?: const)?\s(?=[A-Z[])/g, '');
+  const clean = escapeControl(bare.trim());
+  return clean.length > 400 ? `${clean.slice(0, 397)}...` : clean;
 }
+
+const firstLine = ortMessage;
 
 /** A session over `model` whose only outputs are `outputs`, so ONNX Runtime runs just what they need. */
 export async function captureSession(model: Model, outputs: string[], opts: SessionOptions = {}): Promise<ort.InferenceSession> {

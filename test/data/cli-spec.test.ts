@@ -54,7 +54,7 @@ describe('dataset spec files', () => {
     expect(message).toContain('strid');
     expect(message).not.toContain('\n');
     userError(() => datasetSpecFromCli(file('kind.yaml', 'kind: audio\npath: a.wav\n'), {}, tmp.dir), /kind\.yaml: kind: /);
-    userError(() => datasetSpecFromCli(file('syntax.yaml', 'kind: [text\n'), {}, tmp.dir), /syntax\.yaml: not a readable dataset spec/);
+    userError(() => datasetSpecFromCli(file('syntax.yaml', 'kind: [text\n'), {}, tmp.dir), /syntax\.yaml:2:1 not a readable dataset spec \(YAML syntax error: /);
     userError(() => datasetSpecFromCli('absent.yaml', {}, tmp.dir), /absent\.yaml: no such dataset spec/);
     userError(() => datasetSpecFromCli(file('ok.yaml', 'kind: tokens\npath: x.bin\nseq_len: 8\n'), { seqLen: 16 }, tmp.dir), /ok\.yaml: --seq-len cannot be combined with a dataset spec file/);
   });

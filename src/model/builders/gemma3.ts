@@ -139,7 +139,7 @@ export function buildGemma3(st: SafetensorsFile, config: Record<string, unknown>
   checkConfigKeys(config, configPath, 'gemma3_text', READS);
   const c = configReader(config, configPath);
   const H = c.int('hidden_size');
-  const layers = c.int('num_hidden_layers');
+  const layers = c.layers('num_hidden_layers', st.tensors.size, st.path);
   const nh = c.int('num_attention_heads');
   // transformers' Gemma3TextConfig defaults, where they differ from Llama's
   const nkv = c.int('num_key_value_heads', 4);

@@ -201,6 +201,12 @@ export function configReader(config: Record<string, unknown>, configPath: string
       }
       return v;
     },
+    /** A layer count, at most `tensors` (each layer has tensors of its own): a corrupt count never builds millions of layers. */
+    layers(key: string, tensors: number, file: string): number {
+      const v = this.int(key);
+      if (v > tensors) throw new UserError(`${configPath}: ${key} ${v} is more layers than ${file} has tensors (${tensors}); check config.json`);
+      return v;
+    },
     num(key: string, fallback: number): number {
       const v = config[key] ?? fallback;
       if (typeof v !== 'number' || !Number.isFinite(v)) throw new UserError(`${configPath}: ${key} must be a number, found ${JSON.stringify(config[key])}`);

@@ -2,7 +2,7 @@ import { UserError } from '../../errors.js';
 import type { Model } from '../model.js';
 import type { SafetensorsFile } from '../safetensors.js';
 import { readQuantizationConfig } from '../quantized-safetensors.js';
-import { attr, type BuildOptions, causalMask, GraphBuilder, positions } from './graph-builder.js';
+import { attr, type BuildOptions, causalMask, configReader, GraphBuilder, positions } from './graph-builder.js';
 import { KvCache } from './kv-cache.js';
 import { LLAMA, readLlamaConfig, type LlamaVariant } from './llama-config.js';
 import { linearLayers, rmsNorm, ropeTables, rotate } from './llama-parts.js';
@@ -27,6 +27,8 @@ export function buildLlamaFamily(variant: LlamaVariant) {
 export const buildLlama = buildLlamaFamily(LLAMA);
 
 function build(variant: LlamaVariant, st: SafetensorsFile, config: Record<string, unknown>, configPath: string, opts: BuildOptions): Model {
+  // a layer count the file's tensors cannot hold is refused before anything is sized by it
+  configReader(config, configPath).layers('num_hidden_layers', st.tensors.size, st.path);
   const { hidden: H, layers, heads: nh, kvHeads: nkv, headDim: hd, ffn, vocab, eps, invFreq } = readLlamaConfig(config, configPath, variant);
   const g = new GraphBuilder(st, `a ${variant.name} model with ${layers} layers`);
   const shapes: [string, number[]][] = [['model.embed_tokens.weight', [vocab, H]], ['lm_head.weight', [vocab, H]], ['model.norm.weight', [H]]];

@@ -127,7 +127,7 @@ export function buildPhi3(st: SafetensorsFile, config: Record<string, unknown>, 
   checkConfigKeys(config, configPath, 'phi3', READS);
   const c = configReader(config, configPath);
   const H = c.int('hidden_size');
-  const layers = c.int('num_hidden_layers');
+  const layers = c.layers('num_hidden_layers', st.tensors.size, st.path);
   const nh = c.int('num_attention_heads');
   const nkv = c.int('num_key_value_heads', nh);
   const F = c.int('intermediate_size');
