@@ -5,6 +5,7 @@ import { UserError } from '../errors.js';
 import { evalReport } from '../report/eval-report.js';
 import { writeReport } from '../report/io.js';
 import { renderReportMarkdown } from '../report/markdown.js';
+import { runtimesFor } from '../runtime/session.js';
 import type { Io } from './io.js';
 
 interface EvalFlags {
@@ -26,6 +27,7 @@ interface EvalFlags {
   kvCache: boolean;
   runs?: string;
   threads?: string;
+  runtime: string;
 }
 
 function num(flag: string, v: string | undefined, integer = true): number | undefined {
@@ -65,7 +67,9 @@ export function registerEvalCommand(program: Command, io: Io, setCode: (c: numbe
     .option('--no-kv-cache', 'build a safetensors model as the single-input graph input_ids → logits instead of with the KV cache')
     .option('--runs <n>', 'latency: timed runs after warm-up (default 20)')
     .option('--threads <n>', 'ONNX Runtime threads (default: all cores)')
+    .option('--runtime <runtimes>', 'node: onnxruntime-node; web: also onnxruntime-web (wasm, one thread: the browser\'s runtime), side by side', 'node')
     .action(async (modelPath: string, f: EvalFlags) => {
+      const runtimes = runtimesFor(f.runtime, '--runtime');
       const { spec, baseDir } = datasetSpecFromCli(
         f.data,
         {
@@ -86,9 +90,10 @@ export function registerEvalCommand(program: Command, io: Io, setCode: (c: numbe
       const report = await evalReport(
         modelPath,
         data,
-        { threads: num('--threads', f.threads), latency: f.latency ? { runs: num('--runs', f.runs) } : false, dataPath: f.data, build: { kvCache: f.kvCache } },
+        { threads: num('--threads', f.threads), latency: f.latency ? { runs: num('--runs', f.runs) } : false, dataPath: f.data, build: { kvCache: f.kvCache }, runtimes },
         f.reference,
       );
+      for (const w of report.warnings) io.err(`warning: ${w}`);
       if (f.output) writeReport(f.output, report);
       io.out(f.json ? JSON.stringify(report, null, 2) : renderReportMarkdown(report));
       setCode(0);

@@ -7,6 +7,7 @@ import * as ort from 'onnxruntime-node';
 import { UserError } from '../errors.js';
 import type { Model } from '../model/model.js';
 import { encodeInline, encodeInlineWithOutputs } from '../model/onnx-io.js';
+import { firstLine } from './session.js';
 
 export { ort };
 
@@ -72,9 +73,6 @@ export async function sessionFromModel(model: Model, opts: SessionOptions = {}):
   }
 }
 
-function firstLine(e: unknown): string {
-  return String((e as Error)?.message ?? e).split('\n')[0];
-}
 
 /** A session over `model` whose only outputs are `outputs`, so ONNX Runtime runs just what they need. */
 export async function captureSession(model: Model, outputs: string[], opts: SessionOptions = {}): Promise<ort.InferenceSession> {
@@ -85,3 +83,4 @@ export async function captureSession(model: Model, outputs: string[], opts: Sess
     throw new Error(`ONNX Runtime cannot build a capture session for ${outputs.join(', ')} of ${model.path}: ${firstLine(e)}`);
   }
 }
+
