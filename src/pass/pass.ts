@@ -69,6 +69,8 @@ export interface PassDefinition<P extends ParamsSchema> extends SpecDefinition<P
   checkLayers?(params: z.output<P>, layers: readonly LinearLayer[]): LayerProblem[];
   /** removes, replaces or resizes linear layers (structured pruning, factorization, block removal) */
   changesLayers?: boolean;
+  /** rewrites the graph as a whole (float16 conversion, the token embedding): `targets` select no layers and `ctx.layers` is empty */
+  graphWide?: boolean;
 }
 
 /**
@@ -79,6 +81,8 @@ export interface ConfiguredPass extends ParsedParams {
   readonly id: string;
   /** later passes' model checks wait until they start: this pass changes the layers they would see */
   readonly changesLayers: boolean;
+  /** the pass selects no layers (PassDefinition.graphWide) */
+  readonly graphWide: boolean;
   eligible(layer: LinearLayer): boolean;
   apply(model: Model, ctx: PassContext): Promise<PassResult>;
   estimateBytes(layer: LinearLayer, bytesBefore: number): number;
@@ -98,6 +102,7 @@ export function definePass<P extends ParamsSchema>(definition: PassDefinition<P>
         written,
         calibration: pass.needsCalibration(params),
         changesLayers: pass.changesLayers ?? false,
+        graphWide: pass.graphWide ?? false,
         eligible: (layer) => pass.eligible?.(layer) ?? true,
         apply: (model, ctx) => pass.apply(model, params, ctx),
         estimateBytes: (layer, bytesBefore) => pass.estimateBytes?.(layer, params, bytesBefore) ?? bytesBefore,

@@ -26,9 +26,10 @@ export interface PlannedPass {
 
 export type RunnableRecipe = LoadedRecipe<ConfiguredPass>;
 
-/** Layers of `model` the recipe's pass `index` selects; an empty selection is a user error naming its targets. */
+/** Layers of `model` the recipe's pass `index` selects; an empty selection is a user error naming its targets. A graph-wide pass selects none. */
 export function selectTargets(model: Model, recipe: RunnableRecipe, index: number): LinearLayer[] {
   const entry: PassEntry<ConfiguredPass> = recipe.recipe.passes[index]!;
+  if (entry.parsed.graphWide) return [];
   const eligible = linears(model).filter((l) => entry.parsed.eligible(l));
   const names = selectLayersOrThrow(`${recipe.path}: passes[${index}]`, eligible.map((l) => l.name), entry.targets, entry.ignore);
   const chosen = new Set(names);
