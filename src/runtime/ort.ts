@@ -4,10 +4,9 @@
  */
 import { createRequire } from 'node:module';
 import * as ort from 'onnxruntime-node';
-import { UserError } from '../errors.js';
 import type { Model } from '../model/model.js';
 import { encodeInline, encodeInlineWithOutputs } from '../model/onnx-io.js';
-import { firstLine } from './session.js';
+import { failingOperator, firstLine, RuntimeFailure } from './session.js';
 
 export { ort };
 
@@ -59,7 +58,7 @@ export async function sessionFromFile(path: string, opts: SessionOptions = {}): 
   try {
     return await ort.InferenceSession.create(path, toOrtOptions(opts));
   } catch (e) {
-    throw new UserError(`${path}: ONNX Runtime cannot load the model (${firstLine(e)})`);
+    throw new RuntimeFailure('node', path, firstLine(e), failingOperator(String((e as Error)?.message ?? e)));
   }
 }
 
