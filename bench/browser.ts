@@ -41,6 +41,8 @@ import { ortWebVersion } from '../src/runtime/ort-web.js';
 import { ortVersion } from '../src/runtime/ort.js';
 import type { RuntimeName } from '../src/runtime/session.js';
 import { generateCheckpoint, MODELS } from '../fixtures/generate-models.js';
+import { measureLatency } from '../src/eval/latency.js';
+import { mlpStack } from './latency.js';
 import { BLOCK_LINEAR } from './models.js';
 
 const ROOT = resolve(import.meta.dirname, '../..');
@@ -121,6 +123,29 @@ const text = async (select: string, segment?: number): Promise<TokenDataset> =>
 
 const mb = (bytes: number) => `${(bytes / 2 ** 20).toFixed(1)} MiB`;
 const pct = (x: number) => (x !== 0 && Math.abs(x) < 1e-4 ? `${(x * 100).toExponential(1)} %` : `${(x * 100).toFixed(3)} %`);
+
+/**
+ * One-token latency of a stack of MobileLLM-125M-wide MLP blocks (24 × 576→1536→576, the linears
+ * alone) as fp32 MatMul and as 4-bit g32 MatMulNBits at accuracy levels 0 and 4, per runtime.
+ */
+async function gemvRows(work: string): Promise<string[]> {
+  const rows: string[] = [];
+  const feed = { x: { type: 'float32' as const, data: new Float32Array(576).fill(0.1), dims: [1, 1, 576] } };
+  for (const [label, accuracy] of [['fp32 MatMul', undefined], ['4-bit g32 MatMulNBits, accuracy_level 0', 0], ['4-bit g32 MatMulNBits, accuracy_level 4', 4]] as const) {
+    const model = mlpStack(576, 1536, 24);
+    if (accuracy !== undefined) await run(model, rtn, { ...Q4, accuracy_level: accuracy });
+    const out = join(work, 'mlp.onnx');
+    writeOnnx(model, out);
+    const cells: string[] = [];
+    for (const runtime of ['web', 'node'] as RuntimeName[]) {
+      const session = await openSession(runtime, out, { threads: 1 });
+      cells.push((await measureLatency(session, feed, { runs: 20, warmup: 3, threads: 1, batch: 1 })).median_ms.toFixed(2));
+      await session.release();
+    }
+    rows.push(`| ${label} | ${cells.join(' | ')} |`);
+  }
+  return rows;
+}
 
 /** MobileLLM-125M's bytes per variant (with the target line) and its decode-speed rows. */
 async function mobilellm(work: string): Promise<{ sizeLines: string[]; speedRows: string[] }> {
@@ -211,6 +236,16 @@ export async function benchBrowser(opts: { mobilellm?: boolean } = {}): Promise<
       await embCost('shakespeare-char, val.u16.bin 64 × 256', join(SHARED, 'models/shakespeare-char/model.onnx'), val);
     }
     lines.push('### quantize.embeddings: quality cost (onnxruntime-node; the web column is onnxruntime-web on the same file)', '', '| model | embedding | perplexity | change | onnxruntime-web |', '| --- | --- | ---: | ---: | ---: |', ...embRows, '');
+
+    process.stderr.write('browser: MatMulNBits one-token latency\n');
+    lines.push(
+      '### One token through 24 MLP blocks of MobileLLM-125M width (576→1536→576, linears only): median ms, one thread',
+      '',
+      '| weights | onnxruntime-web (wasm) | onnxruntime-node |',
+      '| --- | ---: | ---: |',
+      ...(await gemvRows(work)),
+      '',
+    );
 
     // decode speed with the KV cache
     process.stderr.write('browser: decode speed\n');
