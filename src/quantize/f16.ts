@@ -148,6 +148,7 @@ export const f16 = definePass({
   params: F16Params,
   needsCalibration: () => ({ need: 'optional' }),
   graphWide: true,
+  runsLast: true,
   async apply(model, params: F16Params, ctx) {
     const t0 = performance.now();
     const threads = ctx.calibration?.threads || availableParallelism();

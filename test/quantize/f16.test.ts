@@ -161,3 +161,13 @@ describe('quantize.f16', () => {
     expect(f16.parse({ keep_fp32: ['re:('] }).success).toBe(false);
   });
 });
+
+describe('quantize.f16 in a recipe', () => {
+  it('must be the last pass: a pass after it is a recipe error at its line', async () => {
+    const path = join(tmp.dir, 'not-last.yaml');
+    writeFileSync(path, 'version: 1\npasses:\n  - pass: quantize.f16\n  - pass: prune.magnitude\n    params: { sparsity: 0.5 }\n');
+    const r = await runCli(['recipe', 'validate', path]);
+    expect(r.code).toBe(2);
+    expect(r.err).toContain(`${path}:3:11 passes[0].pass: quantize.f16 must be the last pass: the passes after it would meet a float16 graph; move it to the end`);
+  });
+});
