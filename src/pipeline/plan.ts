@@ -21,6 +21,8 @@ export interface PlannedPass {
   targets: string[];
   ignore: string[];
   needs_calibration: boolean;
+  /** the pass rewrites the graph as a whole and selects no layers */
+  graph_wide: boolean;
   layers: PlannedLayer[];
 }
 
@@ -49,6 +51,7 @@ export function planRecipe(model: Model, recipe: RunnableRecipe): PlannedPass[] 
     targets: entry.targets,
     ignore: entry.ignore,
     needs_calibration: entry.parsed.calibration.need === 'required',
+    graph_wide: entry.parsed.graphWide,
     layers: selectTargets(model, recipe, index).map((l) => {
       const before = weightBytes(model, l);
       return { name: l.name, kind: l.kind, shape: [l.outFeatures, l.inFeatures], bytes_before: before, bytes_after: entry.parsed.estimateBytes(l, before) };
