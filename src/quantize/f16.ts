@@ -71,7 +71,7 @@ function asFloat32(t: ort.Tensor): Float32Array {
   return t.type === 'float16' ? float16ToFloat32(t.data as Uint16Array) : (t.data as Float32Array);
 }
 
-interface Fidelity {
+interface OutputError {
   /** relative Frobenius error of the first output over all samples, and its largest absolute error */
   relError: number;
   maxAbsError: number;
@@ -81,7 +81,7 @@ interface Fidelity {
  * Runs the converted model on every sample: every float16 value it computes and every output must be
  * finite and below 65504 in magnitude; the first output is compared with the float32 model's.
  */
-async function verify(model: Model, plan: F16Plan, ranges: ReadonlyMap<string, ValueRange>, feeds: Feeds[], reference: ort.InferenceSession, output: string, threads: number, where: string): Promise<Fidelity> {
+async function verify(model: Model, plan: F16Plan, ranges: ReadonlyMap<string, ValueRange>, feeds: Feeds[], reference: ort.InferenceSession, output: string, threads: number, where: string): Promise<OutputError> {
   const outputs = (model.graph.output ?? []).map((v) => v.name ?? '');
   const halfValues = [...plan.nodes].filter(([, p]) => p.precision === 'float16').flatMap(([n]) => (n.output ?? []).filter((o) => o && plan.float.has(o) && !outputs.includes(o)));
   const produced = new Set((model.graph.node ?? []).flatMap((n) => n.output ?? []));
@@ -167,7 +167,7 @@ export const f16 = definePass({
       ctx.progress.layer(1, 3, 'converting to float16');
       const rewrite = applyFloat16(model, plan, params.io);
       ctx.progress.layer(2, 3, 'checking the float16 model');
-      const fidelity = await verify(model, plan, ranges, feeds, reference, output, threads, ctx.where);
+      const error = await verify(model, plan, ranges, feeds, reference, output, threads, ctx.where);
       const counts = countBy(plan);
       const half = [...plan.nodes.values()].filter((p) => p.precision === 'float16').length;
       const rows = keptRows(plan);
@@ -185,8 +185,8 @@ export const f16 = definePass({
           kept_unsupported: counts.unsupported,
           kept_float32_inputs: counts['float32 inputs'],
           casts: rewrite.casts,
-          [`${output}_rel_error`]: fidelity.relError,
-          [`${output}_max_abs_error`]: fidelity.maxAbsError,
+          [`${output}_rel_error`]: error.relError,
+          [`${output}_max_abs_error`]: error.maxAbsError,
           samples: feeds.length,
         },
       };
