@@ -21,7 +21,9 @@ import { seededRandom } from '../src/util/random.js';
 import { cast } from '../src/quantize/cast.js';
 import { rtn } from '../src/quantize/rtn.js';
 import { w8a8 } from '../src/quantize/w8a8.js';
-import { ort, sessionFromModel } from '../src/runtime/ort.js';
+import type { HostFeeds } from '../src/model/io.js';
+import { nodeSession } from '../src/runtime/node-session.js';
+import { sessionFromModel } from '../src/runtime/ort.js';
 import { BLOCK_LINEAR, realisticModelPath } from './models.js';
 
 const ROOT = resolve(import.meta.dirname, '../..');
@@ -74,8 +76,8 @@ const FORMATS: Format[] = [
   { label: 'W8A8 per-token (MatMulInteger)', pass: w8a8 as Pass, params: { epsilon: 1e-8 } },
 ];
 
-async function timeModel(model: Model, feed: (batch: number, seq: number) => Record<string, ort.Tensor>, threads: number): Promise<[number, number]> {
-  const s = await sessionFromModel(model, { threads });
+async function timeModel(model: Model, feed: (batch: number, seq: number) => HostFeeds, threads: number): Promise<[number, number]> {
+  const s = nodeSession(await sessionFromModel(model, { threads }), model.path);
   const one = await measureLatency(s, feed(1, 1), { runs: 50, warmup: 5, threads, batch: 1, seqLen: 1 });
   const big = await measureLatency(s, feed(8, 128), { runs: 5, warmup: 1, threads, batch: 8, seqLen: 128 });
   await s.release();
@@ -84,24 +86,24 @@ async function timeModel(model: Model, feed: (batch: number, seq: number) => Rec
 
 export async function benchLatency(): Promise<string> {
   const threads = availableParallelism();
-  const subjects: { name: string; load: () => Model; filter: (n: string) => boolean; feed: (b: number, s: number) => Record<string, ort.Tensor> }[] = [
+  const subjects: { name: string; load: () => Model; filter: (n: string) => boolean; feed: (b: number, s: number) => HostFeeds }[] = [
     {
       name: 'stories260K (35 block linears)',
       load: () => readOnnx(join(ROOT, 'fixtures/stories260K/model.onnx')),
       filter: (n) => n.startsWith('layers.') && !n.endsWith('down_proj'),
-      feed: (b, s) => ({ input_ids: new ort.Tensor('int64', new BigInt64Array(b * s).fill(5n), [b, s]) }),
+      feed: (b, s) => ({ input_ids: { type: 'int64' as const, data: new BigInt64Array(b * s).fill(5n), dims: [b, s] } }),
     },
     ...['mobilellm-125m', 'gpt2-small'].map((name) => ({
       name: `${name} (every block linear)`,
       load: () => loadModel(realisticModelPath(name)),
       filter: (n: string) => BLOCK_LINEAR.test(n),
-      feed: (b: number, s: number) => ({ input_ids: new ort.Tensor('int64', new BigInt64Array(b * s).fill(5n), [b, s]) }),
+      feed: (b: number, s: number) => ({ input_ids: { type: 'int64' as const, data: new BigInt64Array(b * s).fill(5n), dims: [b, s] } }),
     })),
     {
       name: 'MLP stack, MobileLLM-125M widths (24 × 576→1536→576)',
       load: () => mlpStack(576, 1536, 24),
       filter: () => true,
-      feed: (b, s) => ({ x: new ort.Tensor('float32', new Float32Array(b * s * 576).fill(0.1), [b, s, 576]) }),
+      feed: (b, s) => ({ x: { type: 'float32', data: new Float32Array(b * s * 576).fill(0.1), dims: [b, s, 576] } }),
     },
   ];
   const lines = [`${threads} ONNX Runtime threads; median ms.`, '', '| model | format | batch 1 × 1 token (ms) | speed-up | 8 × 128 tokens (ms) | speed-up |', '| --- | --- | ---: | ---: | ---: | ---: |'];

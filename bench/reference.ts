@@ -20,6 +20,7 @@ import { loadDataset } from '../src/data/load.js';
 import type { TokenDataset } from '../src/data/types.js';
 import { modelIo } from '../src/model/io.js';
 import { evaluateCausalLM } from '../src/eval/lm.js';
+import { nodeSession } from '../src/runtime/node-session.js';
 import { readWeight, writeWeight } from '../src/model/linear-weights.js';
 import { linears } from '../src/model/linears.js';
 import { loadModel } from '../src/model/load.js';
@@ -131,7 +132,7 @@ async function perplexity(model: Model, data: TokenDataset, threads: number, flo
   const io = modelIo(model);
   const session = await sessionFromModel(model, { threads, ...(floatArithmetic ? { qdqMatMulNBitsAccuracyLevel: 0 as const } : {}) });
   try {
-    return (await evaluateCausalLM({ session, io }, data, {})).quality.perplexity;
+    return (await evaluateCausalLM({ session: nodeSession(session, model.path), io }, data, {})).quality.perplexity;
   } finally {
     await session.release();
   }

@@ -14,6 +14,7 @@ import { benchDistill } from './distill.js';
 import { benchReference } from './reference.js';
 import { benchScale } from './scale.js';
 import { benchTokenize } from './tokenize.js';
+import { benchBrowser } from './browser.js';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 
@@ -26,6 +27,7 @@ const sections: [string, string, () => Promise<string>][] = [
   ['Linear algebra kernels', 'node dist/bench/linalg.js', benchLinalg],
   ['Passes at realistic scale (MobileLLM-125M, GPT-2 small)', 'node dist/bench/scale.js', benchScale],
   ['Tokenizing a WikiText-2-sized text', 'node dist/bench/tokenize.js', benchTokenize],
+  ['Shipping to the browser: onnxruntime-web', 'node dist/bench/browser.js', benchBrowser],
 ];
 
 const machine = `${cpus()[0]?.model ?? 'cpu'} × ${availableParallelism()} threads, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}, onnxruntime-node ${ortVersion()}`;

@@ -36,13 +36,19 @@ function formatPlan(run: CompressRun): string {
   const lines = [`plan for ${run.input.path} with ${run.recipe.path} (dry run: nothing written)`];
   let before = 0;
   let after = 0;
+  const selecting = run.plan.filter((p) => !p.graph_wide);
   for (const p of run.plan) {
+    if (p.graph_wide) {
+      lines.push('', `passes[${p.index}] ${p.pass}${p.needs_calibration ? ' (calibration)' : ''}: the whole graph (no layer selection)`);
+      continue;
+    }
     lines.push('', `passes[${p.index}] ${p.pass}${p.needs_calibration ? ' (calibration)' : ''}: ${p.layers.length} layers`);
     lines.push(table(['layer', 'kind', 'shape', 'bytes', 'expected'], p.layers.map((l) => [l.name, l.kind, `${l.shape[0]}×${l.shape[1]}`, bytes(l.bytes_before), bytes(l.bytes_after)])));
-    if (p.index === 0) for (const l of p.layers) before += l.bytes_before;
-    if (p.index === run.plan.length - 1) for (const l of p.layers) after += l.bytes_after;
+    if (p === selecting[0]) for (const l of p.layers) before += l.bytes_before;
+    if (p === selecting.at(-1)) for (const l of p.layers) after += l.bytes_after;
   }
-  lines.push('', `targeted weights: ${bytes(before)} before, about ${bytes(after)} after the last pass`);
+  const wide = run.plan.filter((p) => p.graph_wide).map((p) => p.pass);
+  lines.push('', `targeted weights: ${bytes(before)} before, about ${bytes(after)} after the last pass that selects layers${wide.length ? ` (then ${wide.join(', ')} on the whole graph)` : ''}`);
   return lines.join('\n');
 }
 

@@ -11,6 +11,7 @@ import { renderReportMarkdown } from '../report/markdown.js';
 import { OutputPlan, type PlannedInput } from '../util/output-plan.js';
 import { StagedOutputs } from '../util/staged-outputs.js';
 import { progressFor, type Io } from './io.js';
+import { runtimesFor } from '../runtime/session.js';
 
 interface EvalFlags {
   data: string;
@@ -33,6 +34,7 @@ interface EvalFlags {
   threads?: string;
   mkdir?: boolean;
   progress?: boolean;
+  runtime: string;
 }
 
 function num(flag: string, v: string | undefined, integer = true): number | undefined {
@@ -74,7 +76,9 @@ export function registerEvalCommand(program: Command, io: Io, setCode: (c: numbe
     .option('--runs <n>', 'latency: timed runs after warm-up (default 20)')
     .option('--threads <n>', 'ONNX Runtime threads (default: all cores)')
     .option('--progress', 'print progress lines on stderr even when it is not a terminal')
+    .option('--runtime <runtimes>', 'node: onnxruntime-node; web: also onnxruntime-web (wasm, one thread: the browser\'s runtime), side by side', 'node')
     .action(async (modelPath: string, f: EvalFlags) => {
+      const runtimes = runtimesFor(f.runtime, '--runtime');
       const { spec, baseDir } = datasetSpecFromCli(
         f.data,
         {
@@ -100,7 +104,7 @@ export function registerEvalCommand(program: Command, io: Io, setCode: (c: numbe
         report = await evalReport(
           modelPath,
           data,
-          { threads: num('--threads', f.threads), latency: f.latency ? { runs: num('--runs', f.runs) } : false, dataPath: f.data, build: { kvCache: f.kvCache } },
+          { threads: num('--threads', f.threads), latency: f.latency ? { runs: num('--runs', f.runs) } : false, dataPath: f.data, build: { kvCache: f.kvCache }, runtimes },
           f.reference,
           (files, which) => outputs.addInputs(files.map((file) => ({ path: file.path, what: `${file.role === 'model' ? 'the' : `${file.role} of the`} ${which === 'model' ? 'model' : 'reference model'}` }))),
         );

@@ -1,8 +1,11 @@
 import type { TensorDataset } from '../data/types.js';
 import { UserError } from '../errors.js';
-import { ort } from '../runtime/ort.js';
+import { floatOutput, type RuntimeSession } from '../runtime/session.js';
 import { FidelityAccumulator, type Fidelity } from './fidelity.js';
 import { layoutAdapter } from '../data/layout.js';
+import { DataType } from '../model/dtype.js';
+import type { HostFeeds } from '../model/io.js';
+import { float32ToFloat16 } from '../model/pack.js';
 
 export interface ClassificationQuality {
   task: 'classification';
@@ -16,15 +19,17 @@ export interface ClassifierInput {
   /** declared input dims; a symbolic dim is -1 */
   inputDims: number[];
   outputName: string;
+  /** the input's element type; a float16 input (a model converted by quantize.f16) is fed half floats */
+  inputType?: number;
   dataPath?: string;
 }
 
 /** Top-1/top-5 accuracy, batching where the model's batch axis is symbolic. */
 export async function evaluateClassifier(
-  session: ort.InferenceSession,
+  session: RuntimeSession,
   data: TensorDataset,
   io: ClassifierInput,
-  reference?: ort.InferenceSession,
+  reference?: RuntimeSession,
 ): Promise<{ quality?: ClassificationQuality; fidelity?: Fidelity }> {
   const adapt = layoutAdapter(data, io);
   const fixedBatch = io.inputDims[0] > 0 ? io.inputDims[0] : 0;
@@ -41,10 +46,12 @@ export async function evaluateClassifier(
     const n = Math.min(batch, data.count - start);
     const input = new Float32Array(n * per);
     for (let k = 0; k < n; k++) adapt.copy(start + k, input.subarray(k * per, (k + 1) * per));
-    const feeds = { [io.inputName]: new ort.Tensor('float32', input, [n, ...adapt.dims]) };
-    const out = (await session.run(feeds, [io.outputName]))[io.outputName].data as Float32Array;
+    const dims = [n, ...adapt.dims];
+    const feeds: HostFeeds = { [io.inputName]: io.inputType === DataType.FLOAT16 ? { type: 'float16', data: float32ToFloat16(input), dims } : { type: 'float32', data: input, dims } };
+    const where = io.dataPath ?? 'model';
+    const out = floatOutput((await session.run(feeds, [io.outputName]))[io.outputName]!, io.outputName, where);
     classes = out.length / n;
-    const ref = reference ? ((await reference.run(feeds, [io.outputName]))[io.outputName].data as Float32Array) : undefined;
+    const ref = reference ? floatOutput((await reference.run(feeds, [io.outputName]))[io.outputName]!, io.outputName, where) : undefined;
     for (let k = 0; k < n; k++) {
       const row = asLogits(out.subarray(k * classes, (k + 1) * classes));
       if (fidelity && ref) fidelity.add(asLogits(ref.subarray(k * classes, (k + 1) * classes)), row);

@@ -6,13 +6,17 @@ import type { Dataset } from '../data/types.js';
 import { UserError } from '../errors.js';
 import type { Checkpoint } from '../model/checkpoint.js';
 import { modelSize, type SizeStats } from '../model/size.js';
-import { ort, sessionFromFile } from '../runtime/ort.js';
+import { DataType } from '../model/dtype.js';
+import { float32ToFloat16 } from '../model/pack.js';
+import { openSession } from '../runtime/open.js';
+import { ortVersion } from '../runtime/ort.js';
+import { ortWebVersion } from '../runtime/ort-web.js';
+import { RUNTIME_PACKAGE, RuntimeFailure, type RuntimeName, type RuntimeSession } from '../runtime/session.js';
 import { evaluateClassifier, type ClassificationQuality } from './classify.js';
 import type { Fidelity } from './fidelity.js';
 import { measureLatency, type Latency } from './latency.js';
 import { evaluateCausalLM, type LMQuality } from './lm.js';
-import { lmFeeds, modelIo, type ModelIo } from '../model/io.js';
-import { ortFeeds } from '../runtime/feeds.js';
+import { lmFeeds, modelIo, type HostFeed, type ModelIo } from '../model/io.js';
 import { resolveKvShapes } from '../runtime/kv-shapes.js';
 
 export interface Measure {
@@ -36,12 +40,33 @@ export interface EvalOptions {
   /** false skips latency */
   latency?: Partial<LatencyOptions> | false;
   dataPath?: string;
+  /** the runtimes to measure in, the primary first (default: node) */
+  runtimes?: RuntimeName[];
+}
+
+/** Quality and latency as one runtime measured them. */
+export interface RuntimeMeasure {
+  quality?: LMQuality | ClassificationQuality;
+  latency?: Latency;
+}
+
+/** One runtime's measurements, or why it could not run a model (the operator, when ONNX Runtime names one). */
+export interface RuntimeEvaluation {
+  /** the package: onnxruntime-node or onnxruntime-web */
+  runtime: string;
+  version: string;
+  model?: RuntimeMeasure;
+  reference?: RuntimeMeasure;
+  fidelity?: Fidelity;
+  error?: { path: string; message: string; op?: string; node?: string };
 }
 
 export interface Evaluation {
   model: Measure;
   reference?: Measure;
   fidelity?: Fidelity;
+  /** per runtime, when more than onnxruntime-node was asked for */
+  runtimes?: RuntimeEvaluation[];
 }
 
 /**
@@ -69,34 +94,73 @@ export async function checkpointFacts(checkpoint: Checkpoint, files?: string[]):
   return { path: checkpoint.path, sha256: checkpoint.sha256, size: modelSize(checkpoint.model, files), io };
 }
 
-/** Run `model` (and `reference`, when given) in ONNX Runtime on `data`, measuring quality and latency beside the size each already has. */
+/**
+ * Run `model` (and `reference`, when given) on `data` in each of `opts.runtimes` (default: node
+ * alone), measuring quality and latency beside the size each already has. The first runtime is the
+ * primary: its numbers are `model`, `reference` and `fidelity`, and a model it cannot run is the
+ * user's error. Every runtime's numbers also go to `runtimes` when more than node was asked for; a
+ * later runtime that cannot run a model is recorded there with the operator that failed.
+ */
 export async function evaluate(model: EvalSubject, data: Dataset, opts: EvalOptions = {}, reference?: EvalSubject): Promise<Evaluation> {
-  const threads = opts.threads ?? availableParallelism();
   const io = model.io;
   checkTask(io, data, model.path, opts.dataPath);
   if (reference) checkSameIo(io, reference.io, model.path, reference.path);
-  const session = await sessionFromFile(model.onnx, { threads });
-  const refSession = reference ? await sessionFromFile(reference.onnx, { threads }) : undefined;
-
-  const run = async (s: ort.InferenceSession, sIo: ModelIo, ref?: { session: ort.InferenceSession; io: ModelIo }) =>
-    data.kind === 'tokens'
-      ? evaluateCausalLM({ session: s, io: sIo }, data, { vocab: io.outputWidth, reference: ref, dataPath: opts.dataPath })
-      : evaluateClassifier(s, data, { ...io, dataPath: opts.dataPath }, ref?.session);
-
-  const main = await run(session, io, reference && refSession ? { session: refSession, io: reference.io } : undefined);
-  const measure = async (subject: EvalSubject, s: ort.InferenceSession, quality: Measure['quality']): Promise<Measure> => ({
-    path: subject.path,
-    sha256: subject.sha256,
-    size: subject.size,
-    quality,
-    latency: opts.latency === false ? undefined : await latencyOf(s, io, data, threads, opts.latency ?? {}),
-  });
-  const result: Evaluation = { model: await measure(model, session, main.quality), fidelity: main.fidelity };
-  if (reference && refSession) {
-    const refQuality = (await run(refSession, reference.io)).quality;
-    result.reference = await measure(reference, refSession, refQuality);
+  const runtimes = opts.runtimes?.length ? opts.runtimes : (['node'] as RuntimeName[]);
+  const measured: RuntimeEvaluation[] = [];
+  let primary: Measured | undefined;
+  for (const [i, runtime] of runtimes.entries()) {
+    try {
+      const m = await measureIn(runtime, model, data, opts, reference);
+      primary ??= m;
+      measured.push({ runtime: RUNTIME_PACKAGE[runtime], version: runtimeVersion(runtime), model: m.model, ...(m.reference ? { reference: m.reference } : {}), ...(m.fidelity ? { fidelity: m.fidelity } : {}) });
+    } catch (e) {
+      if (i === 0 || !(e instanceof RuntimeFailure)) throw e;
+      measured.push({ runtime: RUNTIME_PACKAGE[runtime], version: runtimeVersion(runtime), error: { path: e.path, message: e.detail, ...(e.op ? { op: e.op.type, ...(e.op.node ? { node: e.op.node } : {}) } : {}) } });
+    }
   }
+  const result: Evaluation = { model: { ...facts(model), ...primary!.model }, fidelity: primary!.fidelity };
+  if (reference && primary!.reference) result.reference = { ...facts(reference), ...primary!.reference };
+  if (runtimes.length > 1 || runtimes[0] !== 'node') result.runtimes = measured;
   return result;
+}
+
+/** What one runtime measured: quality and latency of the model (and the reference), and the fidelity between them. */
+interface Measured {
+  model: RuntimeMeasure;
+  reference?: RuntimeMeasure;
+  fidelity?: Fidelity;
+}
+
+async function measureIn(runtime: RuntimeName, model: EvalSubject, data: Dataset, opts: EvalOptions, reference?: EvalSubject): Promise<Measured> {
+  // onnxruntime-web runs one thread, as a page does
+  const threads = runtime === 'web' ? 1 : (opts.threads ?? availableParallelism());
+  const io = model.io;
+  const open = (subject: EvalSubject) => openSession(runtime, subject.onnx, { threads });
+  const run = async (s: RuntimeSession, subject: EvalSubject, ref?: { session: RuntimeSession; subject: EvalSubject }) =>
+    data.kind === 'tokens'
+      ? evaluateCausalLM({ session: s, io: subject.io, path: subject.path }, data, { vocab: io.outputWidth, reference: ref && { session: ref.session, io: ref.subject.io, path: ref.subject.path }, dataPath: opts.dataPath })
+      : evaluateClassifier(s, data, { ...subject.io, dataPath: opts.dataPath }, ref?.session);
+  const latency = (s: RuntimeSession, subject: EvalSubject) => (opts.latency === false ? undefined : latencyOf(s, subject.io, data, threads, opts.latency ?? {}));
+
+  const session = await open(model);
+  const refSession = reference ? await open(reference) : undefined;
+  try {
+    const main = await run(session, model, reference && refSession ? { session: refSession, subject: reference } : undefined);
+    const out: Measured = { model: { quality: main.quality, latency: await latency(session, model) }, fidelity: main.fidelity };
+    if (reference && refSession) out.reference = { quality: (await run(refSession, reference)).quality, latency: await latency(refSession, reference) };
+    return out;
+  } finally {
+    await session.release();
+    await refSession?.release();
+  }
+}
+
+function facts(subject: EvalSubject): Pick<Measure, 'path' | 'sha256' | 'size'> {
+  return { path: subject.path, sha256: subject.sha256, size: subject.size };
+}
+
+function runtimeVersion(runtime: RuntimeName): string {
+  return runtime === 'web' ? ortWebVersion() : ortVersion();
 }
 
 function checkTask(io: ModelIo, data: Dataset, modelPath: string, dataPath?: string): void {
@@ -114,7 +178,7 @@ function checkSameIo(a: ModelIo, b: ModelIo, pathA: string, pathB: string): void
   }
 }
 
-async function latencyOf(s: ort.InferenceSession, io: ModelIo, data: Dataset, threads: number, o: Partial<LatencyOptions>): Promise<Latency> {
+async function latencyOf(s: RuntimeSession, io: ModelIo, data: Dataset, threads: number, o: Partial<LatencyOptions>): Promise<Latency> {
   const runs = o.runs ?? 20;
   const warmup = o.warmup ?? 3;
   if (data.kind === 'tokens') {
@@ -123,13 +187,13 @@ async function latencyOf(s: ort.InferenceSession, io: ModelIo, data: Dataset, th
     const ids = new Int32Array(batch * seqLen);
     const source = data.sequences.flatMap((s) => Array.from(s));
     for (let i = 0; i < ids.length; i++) ids[i] = source[i % Math.max(source.length, 1)] ?? 0;
-    const feeds = ortFeeds(lmFeeds(io, ids, batch, seqLen));
-    return measureLatency(s, feeds, { runs, warmup, threads, batch, seqLen });
+    return measureLatency(s, lmFeeds(io, ids, batch, seqLen), { runs, warmup, threads, batch, seqLen });
   }
   const batch = io.inputDims[0] > 0 ? io.inputDims[0] : (o.batch ?? 1);
   const dims = [batch, ...io.inputDims.slice(1).map((d, i) => (d > 0 ? d : data.sampleShape[i] ?? 1))];
   const size = dims.reduce((a, b) => a * b, 1);
   const input = new Float32Array(size);
   input.set(data.data.subarray(0, Math.min(size, data.data.length)));
-  return measureLatency(s, { [io.inputName]: new ort.Tensor('float32', input, dims) }, { runs, warmup, threads, batch });
+  const feed: HostFeed = io.inputType === DataType.FLOAT16 ? { type: 'float16', data: float32ToFloat16(input), dims } : { type: 'float32', data: input, dims };
+  return measureLatency(s, { [io.inputName]: feed }, { runs, warmup, threads, batch });
 }

@@ -1,9 +1,12 @@
 import { UserError } from '../errors.js';
 import { emptyPast, lmFeeds, modelIo, presentNames, tokenFeeds, type ModelIo } from '../model/io.js';
 import { loadModel } from '../model/load.js';
-import { ortFeeds } from '../runtime/feeds.js';
 import { resolveKvShapes } from '../runtime/kv-shapes.js';
-import { ort, sessionFromFile, sessionFromModel } from '../runtime/ort.js';
+import { nodeSession } from '../runtime/node-session.js';
+import { openSession } from '../runtime/open.js';
+import { sessionFromModel } from '../runtime/ort.js';
+import { asFeed, floatOutput, RuntimeFailure, type HostOutput, type RuntimeName, type RuntimeSession } from '../runtime/session.js';
+import type { HostFeeds } from '../model/io.js';
 import { tokenPicker, type Sampling } from './sampling.js';
 
 /**
@@ -18,14 +21,14 @@ import { tokenPicker, type Sampling } from './sampling.js';
 export interface CausalLm {
   path: string;
   io: ModelIo;
-  session: ort.InferenceSession;
+  session: RuntimeSession;
 }
 
 /**
  * Opens `path` for generation: an .onnx file as it is, a .safetensors checkpoint built with the KV
- * cache. A model whose data input is not token ids is a user error.
+ * cache (onnxruntime-node only). A model whose data input is not token ids is a user error.
  */
-export async function openCausalLm(path: string, threads?: number): Promise<CausalLm> {
+export async function openCausalLm(path: string, threads?: number, runtime: RuntimeName = 'node'): Promise<CausalLm> {
   const model = loadModel(path);
   try {
     const declared = modelIo(model);
@@ -34,7 +37,8 @@ export async function openCausalLm(path: string, threads?: number): Promise<Caus
     }
     const io = await resolveKvShapes(model, declared);
     const opts = { threads: threads ?? 0 };
-    const session = model.format === 'onnx' ? await sessionFromFile(path, opts) : await sessionFromModel(model, opts);
+    if (model.format !== 'onnx' && runtime === 'web') throw new UserError(`${path}: onnxruntime-web runs .onnx files; compress or export the checkpoint to .onnx first`);
+    const session = model.format === 'onnx' ? await openSession(runtime, path, opts) : nodeSession(await sessionFromModel(model, opts), path);
     return { path, io, session };
   } finally {
     model.close();
@@ -109,11 +113,11 @@ type Step = (ids: number[]) => Promise<Float32Array>;
 
 function cachedSteps(lm: CausalLm): Step {
   const layers = lm.io.kv!.layers;
-  let past: Record<string, ort.Tensor> = ortFeeds(emptyPast(lm.io, 1, lm.path));
+  let past: HostFeeds = emptyPast(lm.io, 1, lm.path);
   let length = 0;
   return async (ids) => {
-    const out = await run(lm, { ...ortFeeds(tokenFeeds(lm.io, ids, 1, ids.length, length)), ...past }, [lm.io.outputName, ...presentNames(lm.io)], length + ids.length);
-    past = Object.fromEntries(layers.flatMap((l) => [[l.pastKey, out[l.presentKey]!], [l.pastValue, out[l.presentValue]!]]));
+    const out = await run(lm, { ...tokenFeeds(lm.io, ids, 1, ids.length, length), ...past }, [lm.io.outputName, ...presentNames(lm.io)], length + ids.length);
+    past = Object.fromEntries(layers.flatMap((l) => [[l.pastKey, asFeed(out[l.presentKey]!, l.presentKey)], [l.pastValue, asFeed(out[l.presentValue]!, l.presentValue)]]));
     length += ids.length;
     return lastRow(lm, out[lm.io.outputName]!);
   };
@@ -123,29 +127,30 @@ function fullSteps(lm: CausalLm): Step {
   const sequence: number[] = [];
   return async (ids) => {
     sequence.push(...ids);
-    const out = await run(lm, ortFeeds(lmFeeds(lm.io, sequence, 1, sequence.length, lm.path)), [lm.io.outputName], sequence.length);
+    const out = await run(lm, lmFeeds(lm.io, sequence, 1, sequence.length, lm.path), [lm.io.outputName], sequence.length);
     return lastRow(lm, out[lm.io.outputName]!);
   };
 }
 
-async function run(lm: CausalLm, feeds: Record<string, ort.Tensor>, outputs: string[], length: number): Promise<ort.InferenceSession.ReturnType> {
+async function run(lm: CausalLm, feeds: HostFeeds, outputs: string[], length: number): Promise<Record<string, HostOutput>> {
   try {
     return await lm.session.run(feeds, outputs);
   } catch (e) {
+    if (!(e instanceof RuntimeFailure)) throw e;
     // a model's positions run out (GPT-2's wpe table) or its graph does not take what io describes
-    const why = String((e as Error)?.message ?? e).split('\n')[0];
-    throw new UserError(`${lm.path}: ONNX Runtime failed at sequence length ${length} (${why}); try a shorter --prompt or fewer --max-new-tokens`);
+    throw new UserError(`${lm.path}: ONNX Runtime failed at sequence length ${length} (${e.detail}); try a shorter --prompt or fewer --max-new-tokens`);
   }
 }
 
-function lastRow(lm: CausalLm, logits: ort.Tensor): Float32Array {
+/** The last position's logits as float32 (a q4f16 model's float16 logits are widened). */
+function lastRow(lm: CausalLm, logits: HostOutput): Float32Array {
   const dims = logits.dims;
-  if (dims.length !== 3 || dims[0] !== 1 || logits.type !== 'float32') {
-    throw new UserError(`${lm.path}: output '${lm.io.outputName}' is ${logits.type}[${dims.join(', ')}]; pare generate needs float32 logits [batch, sequence, vocab]`);
+  if (dims.length !== 3 || dims[0] !== 1 || (logits.type !== 'float32' && logits.type !== 'float16')) {
+    throw new UserError(`${lm.path}: output '${lm.io.outputName}' is ${logits.type}[${dims.join(', ')}]; pare generate needs float32 or float16 logits [batch, sequence, vocab]`);
   }
   const vocab = dims[2]!;
-  const data = logits.data as Float32Array;
-  return data.subarray(data.length - vocab);
+  const last = { ...logits, data: (logits.data as Float32Array | Uint16Array).subarray(logits.data.length - vocab) };
+  return floatOutput(last, lm.io.outputName, lm.path);
 }
 
 /** Index of the first new token where two generations differ; null when one is a prefix of the other. */

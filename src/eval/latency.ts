@@ -1,4 +1,5 @@
-import { ort } from '../runtime/ort.js';
+import type { HostFeeds } from '../model/io.js';
+import type { RuntimeSession } from '../runtime/session.js';
 
 export interface Latency {
   median_ms: number;
@@ -10,10 +11,10 @@ export interface Latency {
   seq_len?: number;
 }
 
-/** ONNX Runtime wall time per `session.run` on fixed feeds: median and p90 over `runs` after `warmup`. */
+/** Wall time per `session.run` on fixed feeds (either runtime): median and p90 over `runs` after `warmup`. */
 export async function measureLatency(
-  session: ort.InferenceSession,
-  feeds: Record<string, ort.Tensor>,
+  session: RuntimeSession,
+  feeds: HostFeeds,
   opts: { runs: number; warmup: number; threads: number; batch: number; seqLen?: number },
 ): Promise<Latency> {
   for (let i = 0; i < opts.warmup; i++) await session.run(feeds);

@@ -1,8 +1,7 @@
 import type { TokenDataset } from '../data/types.js';
 import { UserError } from '../errors.js';
 import { lmFeeds, type ModelIo } from '../model/io.js';
-import { ortFeeds } from '../runtime/feeds.js';
-import type { ort } from '../runtime/ort.js';
+import { floatOutput, type RuntimeSession } from '../runtime/session.js';
 import { FidelityAccumulator, type Fidelity } from './fidelity.js';
 import { logSumExp } from './log-sum-exp.js';
 
@@ -69,16 +68,17 @@ export async function evaluateCausalLM(
   };
 }
 
-/** A causal LM's session with the description of what it takes. */
+/** A causal LM's session with the description of what it takes; `path` names it in errors. */
 export interface LMSession {
-  session: ort.InferenceSession;
+  session: RuntimeSession;
   io: ModelIo;
+  path?: string;
 }
 
-/** Logits [1, L, vocab] of one sequence from scratch (an empty KV cache when the model has one). */
-async function runLogits({ session, io }: LMSession, seq: Int32Array): Promise<Float32Array> {
-  const out = await session.run(ortFeeds(lmFeeds(io, seq, 1, seq.length)), [io.outputName]);
-  return out[io.outputName].data as Float32Array;
+/** Logits [1, L, vocab] of one sequence from scratch (an empty KV cache when the model has one), as float32. */
+async function runLogits({ session, io, path }: LMSession, seq: Int32Array): Promise<Float32Array> {
+  const out = await session.run(lmFeeds(io, seq, 1, seq.length), [io.outputName]);
+  return floatOutput(out[io.outputName]!, io.outputName, path ?? 'model');
 }
 
 function checkVocab(vocab: number, data: TokenDataset, dataPath: string | undefined): void {

@@ -24,6 +24,7 @@ const QUANT_PARAM_INPUTS: Record<string, number[]> = {
   DequantizeLinear: [1, 2],
   QuantizeLinear: [1, 2],
   MatMulNBits: [2, 3, 4],
+  GatherBlockQuantized: [1, 2, 3],
   MatMulInteger: [2, 3],
   DynamicQuantizeMatMul: [2, 3],
 };
@@ -34,7 +35,7 @@ const WEIGHT_TYPES = new Set<number>([
 ]);
 
 /** Sizes of a model as stored. Parameter rule: every float or quantized initializer counts, except
- * quantization scales/zero points and integer index/shape tensors; MatMulNBits' packed B counts as K·N. */
+ * quantization scales/zero points and integer index/shape tensors; MatMulNBits' packed B counts as K·N, GatherBlockQuantized's codes as the values they hold. */
 export function modelSize(model: Model, files: string[] = [model.path], opts: { readWeights?: boolean } = {}): SizeStats {
   const index = new GraphIndex(model.graph);
   const quantParams = new Set<string>();
@@ -43,6 +44,11 @@ export function modelSize(model: Model, files: string[] = [model.path], opts: { 
     for (const i of QUANT_PARAM_INPUTS[n.op_type ?? ''] ?? []) if (n.input?.[i]) quantParams.add(n.input[i]);
     if (n.op_type === 'MatMulNBits' && n.input?.[1]) logicalCount.set(n.input[1], attrInt(n, 'K', 0) * attrInt(n, 'N', 0));
     if (n.op_type === 'Gather' && n.input?.[1]) quantParams.add(n.input[1]);
+    // uint8 codes [rows, cols·bits/8] hold rows × cols values
+    if (n.op_type === 'GatherBlockQuantized' && n.input?.[0] && model.hasInitializer(n.input[0])) {
+      const dims = (model.initializer(n.input[0])!.dims ?? []).map(int64ToNumber);
+      logicalCount.set(n.input[0], (elementCount(dims) * 8) / attrInt(n, 'bits', 4));
+    }
   }
   const stats: SizeStats = { file_bytes: fileBytes(model, files), params: 0, bytes_by_dtype: {}, params_by_dtype: {}, nonzeros: 0, sparse_bytes: 0, bits_per_weight: 0 };
   let allBytes = 0;

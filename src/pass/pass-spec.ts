@@ -53,6 +53,8 @@ export interface PassSpec<P extends ParamsSchema = ParamsSchema, Parsed extends 
   needsCalibration(params: z.output<P> | undefined): CalibrationNeed;
   /** recipe params -> the params parsed, or zod's issues */
   parse(raw: unknown): ParamsResult<Parsed>;
+  /** the pass must be the recipe's last (it changes the graph's float type; passes after it would meet float16) */
+  runsLast?: boolean;
 }
 
 export type SpecDefinition<P extends ParamsSchema> = Omit<PassSpec<P>, 'parse'>;

@@ -71,6 +71,8 @@ export interface PassDefinition<P extends ParamsSchema> extends SpecDefinition<P
   changesLayers?: boolean;
   /** files the params name (a teacher model, a dataset), relative to the recipe: the run checks no output overwrites them */
   inputFiles?(params: z.output<P>): PassInputFile[];
+  /** rewrites the graph as a whole (float16 conversion, the token embedding): `targets` select no layers and `ctx.layers` is empty */
+  graphWide?: boolean;
 }
 
 /** A file a pass reads, by the param that names it (`teacher`, `data.path`). */
@@ -87,6 +89,8 @@ export interface ConfiguredPass extends ParsedParams {
   readonly id: string;
   /** later passes' model checks wait until they start: this pass changes the layers they would see */
   readonly changesLayers: boolean;
+  /** the pass selects no layers (PassDefinition.graphWide) */
+  readonly graphWide: boolean;
   eligible(layer: LinearLayer): boolean;
   apply(model: Model, ctx: PassContext): Promise<PassResult>;
   estimateBytes(layer: LinearLayer, bytesBefore: number): number;
@@ -107,6 +111,7 @@ export function definePass<P extends ParamsSchema>(definition: PassDefinition<P>
         written,
         calibration: pass.needsCalibration(params),
         changesLayers: pass.changesLayers ?? false,
+        graphWide: pass.graphWide ?? false,
         eligible: (layer) => pass.eligible?.(layer) ?? true,
         apply: (model, ctx) => pass.apply(model, params, ctx),
         estimateBytes: (layer, bytesBefore) => pass.estimateBytes?.(layer, params, bytesBefore) ?? bytesBefore,

@@ -19,6 +19,8 @@ import { formatOf } from '../model/load.js';
 import type { Model } from '../model/model.js';
 import { writeOnnx } from '../model/onnx-io.js';
 import { writeModelAsSafetensors } from '../model/to-safetensors.js';
+import { runtimeWarnings } from '../report/eval-report.js';
+import { runtimesFor } from '../runtime/session.js';
 import { loadRecipe } from '../recipe/parse.js';
 import { PASSES } from './registry.js';
 import { sha256Bytes } from '../util/hash.js';
@@ -224,8 +226,9 @@ async function passesThenOutputs(
     const data = await loadDataset(evalSpec.data, recipe.dir, { onProgress: (p) => progress.stage(`loading evaluation data: ${loadProgressText(p)}`) });
     run.dataDescription = { description: data.description, files: data.files };
     const latency = evalSpec.latency ? { runs: evalSpec.latency.runs, warmup: evalSpec.latency.warmup } : false;
-    const evalOpts: EvalOptions = { threads: evalSpec.latency?.threads ?? threads, latency, dataPath: recipe.path };
+    const evalOpts: EvalOptions = { threads: evalSpec.latency?.threads ?? threads, latency, dataPath: recipe.path, runtimes: runtimesFor(evalSpec.runtime, `${recipe.path}: eval.runtime`) };
     run.evaluation = await evaluate({ ...outputFacts, onnx: outputOnnx! }, data, evalOpts, referenceOnnx ? { ...reference!, onnx: referenceOnnx } : undefined);
+    run.warnings.push(...runtimeWarnings(run.evaluation.runtimes));
     run.timings.eval_ms = performance.now() - te;
   } else {
     // without eval the report still gives both sizes (evaluate passes them on when there is one)

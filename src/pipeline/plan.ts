@@ -21,14 +21,17 @@ export interface PlannedPass {
   targets: string[];
   ignore: string[];
   needs_calibration: boolean;
+  /** the pass rewrites the graph as a whole and selects no layers */
+  graph_wide: boolean;
   layers: PlannedLayer[];
 }
 
 export type RunnableRecipe = LoadedRecipe<ConfiguredPass>;
 
-/** Layers of `model` the recipe's pass `index` selects; an empty selection is a user error naming its targets. */
+/** Layers of `model` the recipe's pass `index` selects; an empty selection is a user error naming its targets. A graph-wide pass selects none. */
 export function selectTargets(model: Model, recipe: RunnableRecipe, index: number): LinearLayer[] {
   const entry: PassEntry<ConfiguredPass> = recipe.recipe.passes[index]!;
+  if (entry.parsed.graphWide) return [];
   const eligible = linears(model).filter((l) => entry.parsed.eligible(l));
   const names = selectLayersOrThrow(`${recipe.path}: passes[${index}]`, eligible.map((l) => l.name), entry.targets, entry.ignore);
   const chosen = new Set(names);
@@ -48,6 +51,7 @@ export function planRecipe(model: Model, recipe: RunnableRecipe): PlannedPass[] 
     targets: entry.targets,
     ignore: entry.ignore,
     needs_calibration: entry.parsed.calibration.need === 'required',
+    graph_wide: entry.parsed.graphWide,
     layers: selectTargets(model, recipe, index).map((l) => {
       const before = weightBytes(model, l);
       return { name: l.name, kind: l.kind, shape: [l.outFeatures, l.inFeatures], bytes_before: before, bytes_after: entry.parsed.estimateBytes(l, before) };

@@ -18,6 +18,7 @@ export function compressReport(run: CompressRun): Report {
     passes: run.passes,
     measurements: ev ? { reference: ev.reference, model: ev.model } : run.sizes!,
     fidelity: ev?.fidelity,
+    ...(ev?.runtimes ? { runtimes: ev.runtimes } : {}),
     budgets: checks,
     warnings: run.warnings,
     timings: run.timings,

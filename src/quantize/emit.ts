@@ -16,9 +16,9 @@ import type { QuantizedMatrix } from './grid.js';
  * `dequantizeMatrix` returns.
  */
 
-const MS_DOMAIN = 'com.microsoft';
+export const MS_DOMAIN = 'com.microsoft';
 
-function ensureOpset(model: Model, domain: string, version: number): void {
+export function ensureOpset(model: Model, domain: string, version: number): void {
   const imports = (model.proto.opset_import ??= []);
   if (!imports.some((o) => (o.domain ?? '') === domain)) imports.push({ domain, version });
 }

@@ -62,6 +62,9 @@ function passProblems<Parsed extends ParsedParams>(data: unknown, passes: readon
       });
       return;
     }
+    if (spec.runsLast && i < (data.passes as unknown[]).length - 1) {
+      problems.push({ path: ['passes', i, 'pass'], at: 'value', message: `${spec.id} must be the last pass: the passes after it would meet a float16 graph; move it to the end` });
+    }
     const raw = entry.params ?? {};
     // a non-mapping params is the schema's to report; calibration is then judged as for any params
     const r = isPlainObject(raw) ? spec.parse(raw) : undefined;

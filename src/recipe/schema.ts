@@ -49,6 +49,8 @@ export const Eval = z.strictObject({
   /** evaluate the original model too, for the before/after columns and budgets */
   reference: z.boolean().default(true),
   latency: Latency.optional(),
+  /** node: onnxruntime-node; web: onnxruntime-web (wasm) measured beside it */
+  runtime: z.enum(['node', 'web']).default('node'),
   budgets: z
     .strictObject({
       max_ppl_increase: BudgetSpec.optional(),

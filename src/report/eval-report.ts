@@ -5,7 +5,7 @@ import type { Dataset } from '../data/types.js';
 import type { BuildOptions } from '../model/builders/index.js';
 import { Checkpoint } from '../model/checkpoint.js';
 import { newReport, type Report } from './schema.js';
-import { checkpointFacts, evaluate, type EvalOptions, type EvalSubject } from '../eval/evaluate.js';
+import { checkpointFacts, evaluate, type EvalOptions, type EvalSubject, type RuntimeEvaluation } from '../eval/evaluate.js';
 
 /**
  * `pare eval` as data: measures `model` (and `reference`) on `data` and returns the report. Each
@@ -48,10 +48,16 @@ export async function evalReport(
       passes: [],
       measurements: { model: ev.model, reference: ev.reference },
       fidelity: ev.fidelity,
-      warnings: [],
+      ...(ev.runtimes ? { runtimes: ev.runtimes } : {}),
+      warnings: runtimeWarnings(ev.runtimes),
       timings: { total_ms: performance.now() - t0, eval_ms: performance.now() - t0 },
     });
   } finally {
     for (const d of scratch) rmSync(d, { recursive: true, force: true });
   }
+}
+
+/** A runtime that could not run a model, as a warning line: the report's runtimes section holds the details. */
+export function runtimeWarnings(runtimes: RuntimeEvaluation[] | undefined): string[] {
+  return (runtimes ?? []).flatMap((r) => (r.error ? [`${r.runtime} cannot run ${r.error.path}${r.error.op ? `: operator ${r.error.op}${r.error.node ? ` (node '${r.error.node}')` : ''}` : ''} (${r.error.message})`] : []));
 }

@@ -1,6 +1,7 @@
 import { describeFailure, formatChange } from './budget.js';
 import { bytes, collapsible, count, formatDelta, formatValue, mdTable, percent } from './format.js';
 import { fidelityRows, measureRows } from './rows.js';
+import type { RuntimeMeasure } from '../eval/evaluate.js';
 import type { LayerStat, PassReport, Report } from './schema.js';
 
 /** Layer tables longer than this fold into <details>. */
@@ -11,6 +12,7 @@ export function renderReportMarkdown(report: Report): string {
   const parts = [header(report), summary(report)];
   const fid = fidelity(report);
   if (fid) parts.push(fid);
+  if (report.runtimes?.length) parts.push(runtimes(report));
   if (report.budgets?.length) parts.push(budgets(report));
   if (report.passes.length) parts.push(passes(report.passes));
   for (const [i, p] of report.passes.entries()) if (p.layers.length) parts.push(layers(i, p));
@@ -65,6 +67,28 @@ function fidelity(r: Report): string | undefined {
   if (!r.fidelity) return undefined;
   const rows = fidelityRows(undefined, r.fidelity).map((row) => [row.label, formatValue(row.b, row.unit)]);
   return [`### Fidelity to the reference`, '', mdTable(['metric', 'model'], rows, ['l', 'r']), '', `Over ${count(r.fidelity.positions)} output positions.`].join('\n');
+}
+
+/** Each runtime's numbers side by side: quality and latency of the model (and the reference), or the operator it could not run. */
+function runtimes(r: Report): string {
+  const list = r.runtimes ?? [];
+  const hasRef = list.some((x) => x.reference);
+  const quality = (m: RuntimeMeasure | undefined) => {
+    const q = m?.quality;
+    if (!q) return '';
+    return q.task === 'causal-lm' ? formatValue(q.perplexity, 'ppl') : formatValue(q.top1, 'fraction');
+  };
+  const latency = (m: RuntimeMeasure | undefined) => (m?.latency ? `${formatValue(m.latency.median_ms, 'ms')} (${m.latency.threads} thread${m.latency.threads === 1 ? '' : 's'})` : '');
+  const metric = list.find((x) => x.model?.quality)?.model?.quality?.task === 'classification' ? 'top-1' : 'perplexity';
+  const rows = list.map((x) => {
+    if (x.error) {
+      const cannot = `cannot run \`${x.error.path}\`${x.error.op ? `: operator ${x.error.op}${x.error.node ? ` (node \`${x.error.node}\`)` : ''}` : ''}`;
+      return [`${x.runtime} ${x.version}`, cannot, '', ...(hasRef ? ['', ''] : [])];
+    }
+    return [`${x.runtime} ${x.version}`, quality(x.model), latency(x.model), ...(hasRef ? [quality(x.reference), latency(x.reference)] : [])];
+  });
+  const headers = ['runtime', `model ${metric}`, 'model latency', ...(hasRef ? [`reference ${metric}`, 'reference latency'] : [])];
+  return ['### Runtimes', '', mdTable(headers, rows, ['l', 'r', 'r', 'r', 'r'])].join('\n');
 }
 
 function budgets(r: Report): string {

@@ -2,7 +2,7 @@
  * src/report — layer 9 (above eval): the versioned report, its Markdown, diffs and budgets.
  */
 import { z } from 'zod';
-import type { Measure } from '../eval/evaluate.js';
+import type { Measure, RuntimeEvaluation } from '../eval/evaluate.js';
 import type { Fidelity } from '../eval/fidelity.js';
 import { ortVersion } from '../runtime/ort.js';
 import { VERSION } from '../version.js';
@@ -105,6 +105,8 @@ export interface Report {
   passes: PassReport[];
   measurements: { reference?: Measure; model: Measure };
   fidelity?: Fidelity;
+  /** quality and latency per runtime (onnxruntime-node, onnxruntime-web) when more than node was asked for */
+  runtimes?: RuntimeEvaluation[];
   budgets?: BudgetCheck[];
   warnings: string[];
   timings: { total_ms: number; passes_ms?: number; eval_ms?: number };
@@ -172,6 +174,17 @@ const FidelitySchema = z.looseObject({
   positions: num,
 });
 
+const RuntimeMeasureSchema = z.looseObject({ quality: QualitySchema.optional(), latency: LatencySchema.optional() });
+
+const RuntimeEvaluationSchema = z.looseObject({
+  runtime: z.string(),
+  version: z.string(),
+  model: RuntimeMeasureSchema.optional(),
+  reference: RuntimeMeasureSchema.optional(),
+  fidelity: FidelitySchema.optional(),
+  error: z.looseObject({ path: z.string(), message: z.string(), op: z.string().optional(), node: z.string().optional() }).optional(),
+});
+
 const LayerStatSchema = z.looseObject({
   name: z.string(),
   kind: z.string().optional(),
@@ -229,6 +242,7 @@ export const ReportSchema = z.looseObject({
   passes: z.array(PassReportSchema),
   measurements: z.looseObject({ reference: MeasureSchema.optional(), model: MeasureSchema }),
   fidelity: FidelitySchema.optional(),
+  runtimes: z.array(RuntimeEvaluationSchema).optional(),
   budgets: z.array(BudgetCheckSchema).optional(),
   warnings: z.array(z.string()),
   timings: z.looseObject({ total_ms: num, passes_ms: num.optional(), eval_ms: num.optional() }),

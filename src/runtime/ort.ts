@@ -4,10 +4,11 @@
  */
 import { createRequire } from 'node:module';
 import * as ort from 'onnxruntime-node';
-import { UserError } from '../errors.js';
 import type { Model } from '../model/model.js';
 import { escapeControl } from '../model/validate.js';
 import { encodeInline, encodeInlineWithOutputs } from '../model/onnx-io.js';
+import { UserError } from '../errors.js';
+import { failingOperator, RuntimeFailure } from './session.js';
 
 export { ort };
 
@@ -65,7 +66,7 @@ export async function sessionFromFile(path: string, opts: SessionOptions = {}): 
   try {
     session = await ort.InferenceSession.create(path, toOrtOptions(opts));
   } catch (e) {
-    throw new UserError(`${path}: ONNX Runtime cannot load the model (${firstLine(e)})`);
+    throw new RuntimeFailure('node', path, firstLine(e), failingOperator(String((e as Error)?.message ?? e)));
   }
   const run = session.run.bind(session) as (...args: unknown[]) => Promise<ort.InferenceSession.OnnxValueMapType>;
   session.run = (async (...args: unknown[]) => {
@@ -110,3 +111,4 @@ export async function captureSession(model: Model, outputs: string[], opts: Sess
     throw new Error(`ONNX Runtime cannot build a capture session for ${outputs.join(', ')} of ${model.path}: ${firstLine(e)}`);
   }
 }
+

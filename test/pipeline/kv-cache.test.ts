@@ -4,7 +4,6 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generate, openCausalLm, type CausalLm } from '../../src/eval/generate.js';
 import { lmFeeds, modelIo, type ModelIo } from '../../src/model/io.js';
 import { readOnnx, writeOnnx } from '../../src/model/onnx-io.js';
-import { ortFeeds } from '../../src/runtime/feeds.js';
 import { tempDir } from '../helpers.js';
 import { runCli } from '../cli/run-cli.js';
 
@@ -55,7 +54,7 @@ async function uncachedGreedy(lm: CausalLm, prompt: number[], steps: number): Pr
   const ids = [...prompt];
   let logits = new Float32Array();
   for (let s = 0; s < steps; s++) {
-    const out = await lm.session.run(ortFeeds(lmFeeds(lm.io, ids, 1, ids.length)), [lm.io.outputName]);
+    const out = await lm.session.run(lmFeeds(lm.io, ids, 1, ids.length), [lm.io.outputName]);
     const all = out[lm.io.outputName]!.data as Float32Array;
     const vocab = all.length / ids.length;
     logits = all.slice((ids.length - 1) * vocab);
