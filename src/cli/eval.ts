@@ -1,7 +1,9 @@
+import { extname } from 'node:path';
 import type { Command } from 'commander';
 import { datasetSpecFromCli } from '../data/cli-spec.js';
 import { loadDataset, loadProgressText } from '../data/load.js';
 import { UserError } from '../errors.js';
+import { folderTokenizer } from '../model/hf-folder.js';
 import { evalReport } from '../report/eval-report.js';
 import { writeReport } from '../report/io.js';
 import { renderReportMarkdown } from '../report/markdown.js';
@@ -46,12 +48,12 @@ export function registerEvalCommand(program: Command, io: Io, setCode: (c: numbe
   program
     .command('eval')
     .description('measure a model in ONNX Runtime: perplexity or top-1/top-5, fidelity to a reference, size, latency')
-    .argument('<model>', '.onnx, or .safetensors with config.json beside it')
+    .argument('<model>', '.onnx, .safetensors with config.json beside it, or a transformers.js model folder')
     .requiredOption('--data <dataset>', 'a dataset spec (.yaml/.json), or a data file: .txt (with --tokenizer), token ids .bin (with --seq-len), MNIST idx3 (.gz), .npy, raw uint8 images (with --shape)')
     .option('--reference <model>', 'also evaluate this model and measure fidelity (KL, top-1 agreement, cosine) against it')
     .option('-o, --output <report.json>', 'write the JSON report here')
     .option('--json', 'print exactly one JSON document (the report) on stdout')
-    .option('--tokenizer <file>', 'text data: llama2.c tokenizer.bin or Hugging Face tokenizer.json')
+    .option('--tokenizer <file>', "text data: llama2.c tokenizer.bin or Hugging Face tokenizer.json (default: a model folder's tokenizer.json)")
     .option('--max-length <n>', 'text data: tokens per document, BOS included (default 512)')
     .option('--select <ranges>', 'text data: documents to use, 1-based, e.g. "1-10"')
     .option('--seq-len <n>', 'token-id data: window length')
@@ -66,10 +68,12 @@ export function registerEvalCommand(program: Command, io: Io, setCode: (c: numbe
     .option('--runs <n>', 'latency: timed runs after warm-up (default 20)')
     .option('--threads <n>', 'ONNX Runtime threads (default: all cores)')
     .action(async (modelPath: string, f: EvalFlags) => {
+      // a model folder's own tokenizer reads text data when --tokenizer is not given
+      const tokenizer = f.tokenizer ?? (extname(f.data).toLowerCase() === '.txt' ? folderTokenizer(modelPath) : undefined);
       const { spec, baseDir } = datasetSpecFromCli(
         f.data,
         {
-          tokenizer: f.tokenizer,
+          tokenizer,
           seqLen: num('--seq-len', f.seqLen),
           count: num('--count', f.count),
           maxLength: num('--max-length', f.maxLength),

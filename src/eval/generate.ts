@@ -1,7 +1,7 @@
 import { UserError } from '../errors.js';
 import { emptyPast, lmFeeds, modelIo, presentNames, tokenFeeds, type ModelIo } from '../model/io.js';
 import { loadModel } from '../model/load.js';
-import { ortFeeds } from '../runtime/feeds.js';
+import { float32Data, ortFeeds } from '../runtime/feeds.js';
 import { resolveKvShapes } from '../runtime/kv-shapes.js';
 import { ort, sessionFromFile, sessionFromModel } from '../runtime/ort.js';
 import { tokenPicker, type Sampling } from './sampling.js';
@@ -34,7 +34,7 @@ export async function openCausalLm(path: string, threads?: number): Promise<Caus
     }
     const io = await resolveKvShapes(model, declared);
     const opts = { threads: threads ?? 0 };
-    const session = model.format === 'onnx' ? await sessionFromFile(path, opts) : await sessionFromModel(model, opts);
+    const session = model.format === 'onnx' ? await sessionFromFile(model.path, opts) : await sessionFromModel(model, opts);
     return { path, io, session };
   } finally {
     model.close();
@@ -140,11 +140,11 @@ async function run(lm: CausalLm, feeds: Record<string, ort.Tensor>, outputs: str
 
 function lastRow(lm: CausalLm, logits: ort.Tensor): Float32Array {
   const dims = logits.dims;
-  if (dims.length !== 3 || dims[0] !== 1 || logits.type !== 'float32') {
-    throw new UserError(`${lm.path}: output '${lm.io.outputName}' is ${logits.type}[${dims.join(', ')}]; pare generate needs float32 logits [batch, sequence, vocab]`);
+  if (dims.length !== 3 || dims[0] !== 1 || (logits.type !== 'float32' && logits.type !== 'float16')) {
+    throw new UserError(`${lm.path}: output '${lm.io.outputName}' is ${logits.type}[${dims.join(', ')}]; pare generate needs float32 or float16 logits [batch, sequence, vocab]`);
   }
   const vocab = dims[2]!;
-  const data = logits.data as Float32Array;
+  const data = float32Data(logits);
   return data.subarray(data.length - vocab);
 }
 

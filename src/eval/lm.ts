@@ -1,7 +1,7 @@
 import type { TokenDataset } from '../data/types.js';
 import { UserError } from '../errors.js';
 import { lmFeeds, type ModelIo } from '../model/io.js';
-import { ortFeeds } from '../runtime/feeds.js';
+import { float32Data, ortFeeds } from '../runtime/feeds.js';
 import type { ort } from '../runtime/ort.js';
 import { FidelityAccumulator, type Fidelity } from './fidelity.js';
 import { logSumExp } from './log-sum-exp.js';
@@ -78,7 +78,7 @@ export interface LMSession {
 /** Logits [1, L, vocab] of one sequence from scratch (an empty KV cache when the model has one). */
 async function runLogits({ session, io }: LMSession, seq: Int32Array): Promise<Float32Array> {
   const out = await session.run(ortFeeds(lmFeeds(io, seq, 1, seq.length)), [io.outputName]);
-  return out[io.outputName].data as Float32Array;
+  return float32Data(out[io.outputName]!);
 }
 
 function checkVocab(vocab: number, data: TokenDataset, dataPath: string | undefined): void {

@@ -1,6 +1,7 @@
 import { sha256Bytes, sha256File } from '../util/hash.js';
 import { readInputFile } from '../util/read-file.js';
 import { familyOf, type BuildOptions, type ModelFamily } from './builders/index.js';
+import { modelFileOf } from './hf-folder.js';
 import { checkModelFile, formatOf, type CheckpointFormat } from './load.js';
 import { Model } from './model.js';
 import { decodeModelProto, writeOnnx } from './onnx-io.js';
@@ -38,8 +39,12 @@ export class Checkpoint {
     this.hash = hash;
   }
 
-  /** Reads `path` (.onnx, or .safetensors with config.json beside it). An ONNX file is hashed from the bytes it was decoded from. */
-  static open(path: string, buildOptions: BuildOptions = {}): Checkpoint {
+  /**
+   * Reads `path` (.onnx, .safetensors with config.json beside it, or a Hugging Face model folder:
+   * its fp32 model). An ONNX file is hashed from the bytes it was decoded from.
+   */
+  static open(modelPath: string, buildOptions: BuildOptions = {}): Checkpoint {
+    const path = modelFileOf(modelPath);
     checkModelFile(path);
     if (formatOf(path) === 'onnx') {
       const bytes = readInputFile(path, 'ONNX model');

@@ -4,8 +4,10 @@
  */
 import { availableParallelism } from 'node:os';
 import { existsSync, realpathSync } from 'node:fs';
-import { extname, resolve } from 'node:path';
+import { extname, join, relative, resolve, sep } from 'node:path';
 import { Calibrator } from '../calibrate/calibrator.js';
+import type { Fidelity } from '../eval/fidelity.js';
+import { isFolderOutput, parseDtypes, type WebDtype } from '../model/hf-folder.js';
 import { calibrationFeeds } from '../calibrate/feeds.js';
 import { modelIo } from '../model/io.js';
 import { resolveKvShapes } from '../runtime/kv-shapes.js';
@@ -20,7 +22,7 @@ import { writeOnnx } from '../model/onnx-io.js';
 import { writeModelAsSafetensors } from '../model/to-safetensors.js';
 import { loadRecipe } from '../recipe/parse.js';
 import { PASSES } from './registry.js';
-import { sha256Bytes } from '../util/hash.js';
+import { sha256Bytes, sha256File } from '../util/hash.js';
 import { VERSION } from '../version.js';
 import type { RunHooks } from '../pass/hooks.js';
 import type { PassReport } from '../report/schema.js';
@@ -28,6 +30,7 @@ import { seededRandom } from '../util/random.js';
 import { checkLayers, checkLayersUpFront, planRecipe, type PlannedPass, type RunnableRecipe, selectTargets } from './plan.js';
 import type { Progress } from './progress.js';
 import { WorkDir } from './workdir.js';
+import { planModelFolder, writeModelFolder, type FolderPlan, type FolderSources, type WrittenFolder } from './model-folder.js';
 
 export interface CompressOptions {
   model: string;
@@ -44,6 +47,10 @@ export interface CompressOptions {
   hooks?: RunHooks;
   /** how a safetensors input is built into a graph (default: with the KV cache) */
   build?: BuildOptions;
+  /** a model folder's files, one per dtype (overrides the recipe's output.dtypes) */
+  dtypes?: string[];
+  /** config.json and tokenizer for a model folder whose input carries none */
+  folder?: FolderSources;
 }
 
 /** One pass as it ran, for the report and the work dir's state. */
@@ -57,6 +64,10 @@ export interface CompressRun {
   plan: PlannedPass[];
   passes: PassRecord[];
   evaluation?: Evaluation;
+  /** a model folder output: what it holds, planned before the passes */
+  folder?: FolderPlan;
+  /** a model folder output: each dtype's file as written and measured (evaluated when the recipe has eval) */
+  variants?: VariantRecord[];
   /** sizes of input and output, measured from the files when the recipe has no eval */
   sizes?: { reference: Measure; model: Measure };
   dataDescription?: { description: string; files: { path: string; sha256: string }[] };
@@ -65,17 +76,62 @@ export interface CompressRun {
   timings: { total_ms: number; passes_ms: number; eval_ms?: number };
 }
 
+/** One dtype's file of a model folder output, as written and measured. */
+export interface VariantRecord {
+  dtype: WebDtype;
+  path: string;
+  files: string[];
+  passes: PassRecord[];
+  warnings: string[];
+  measure: Measure;
+  fidelity?: Fidelity;
+}
+
 /** Refuse outputs that would overwrite the input or that the input's format cannot become. */
-function checkOutput(input: string, output: string): 'onnx' | 'safetensors' {
+function checkOutput(input: string, output: string): OutputFormat {
   const same = resolve(input) === resolve(output) || (existsSync(output) && existsSync(input) && realpathSync(input) === realpathSync(output));
   if (same) throw new UserError(`${output}: -o names the input model; pare never overwrites its input, choose another output path`);
+  if (isFolderOutput(output)) {
+    const inside = (path: string, dir: string) => resolve(path).startsWith(`${resolve(dir)}${sep}`);
+    if (inside(input, output) || (existsSync(output) && existsSync(input) && inside(realpathSync(input), realpathSync(output)))) {
+      throw new UserError(`${output}: the model folder would be written over the input ${input} and the files beside it; pare never modifies its input, choose another folder`);
+    }
+    return 'folder';
+  }
   const ext = extname(output).toLowerCase();
   if (ext === '.onnx') return 'onnx';
   if (ext === '.safetensors') {
     if (formatOf(input) !== 'safetensors') throw new UserError(`${output}: safetensors output needs a safetensors input; write .onnx for an ONNX model`);
     return 'safetensors';
   }
-  throw new UserError(`${output}: unknown output format '${ext || '(none)'}'; use .onnx (or .safetensors for a safetensors input)`);
+  throw new UserError(`${output}: unknown output format '${ext || '(none)'}'; use .onnx (or .safetensors for a safetensors input), or end it with / for a transformers.js model folder`);
+}
+
+type OutputFormat = 'onnx' | 'safetensors' | 'folder';
+
+/**
+ * The dtypes a folder output holds: --dtypes, else the recipe's output.dtypes, each made from the
+ * base model by its own conversion; else one file, the base as the recipe's passes leave it, named
+ * by the dtype those passes make.
+ */
+function folderDtypes(opts: CompressOptions, recipe: RunnableRecipe, outFormat: OutputFormat): { dtypes: WebDtype[]; asIs: boolean } | undefined {
+  const given = opts.dtypes ? parseDtypes(opts.dtypes, '--dtypes') : recipe.recipe.output.dtypes;
+  if (outFormat !== 'folder') {
+    if (given) throw new UserError(`${opts.output}: ${opts.dtypes ? '--dtypes' : `${recipe.path}: output.dtypes`} names the files of a model folder; write -o DIR/ (a folder), or leave the dtypes out`);
+    if (opts.folder?.tokenizer || opts.folder?.config) throw new UserError(`${opts.output}: --tokenizer and --config describe a model folder output; write -o DIR/ or leave them out`);
+    return undefined;
+  }
+  return given ? { dtypes: given, asIs: false } : { dtypes: [madeByRecipe(recipe)], asIs: true };
+}
+
+/** The transformers.js dtype of the model the recipe's passes leave, told from their ids and bits. */
+function madeByRecipe(recipe: RunnableRecipe): WebDtype {
+  const quantizers = recipe.recipe.passes.filter((p) => p.pass.startsWith('quantize.') && p.pass !== 'quantize.smoothquant');
+  const half = quantizers.some((p) => p.pass === 'quantize.cast' || p.pass === 'quantize.f16');
+  const bits = quantizers.filter((p) => typeof p.params.bits === 'number').map((p) => p.params.bits as number);
+  if (bits.some((b) => b <= 4)) return quantizers.some((p) => p.pass === 'quantize.f16') ? 'q4f16' : 'q4';
+  if (bits.includes(8) || quantizers.some((p) => p.pass === 'quantize.w8a8')) return 'q8';
+  return half ? 'fp16' : 'fp32';
 }
 
 const STREAM_THRESHOLD = 16 * 1024;
@@ -85,6 +141,7 @@ export async function compress(opts: CompressOptions): Promise<CompressRun> {
   const progress = opts.progress;
   const outFormat = checkOutput(opts.model, opts.output);
   const recipe = loadRecipe(opts.recipe, PASSES);
+  const dtypes = folderDtypes(opts, recipe, outFormat);
   const seed = opts.seed ?? 0;
   progress.stage(`loading ${opts.model}`);
   const input = Checkpoint.open(opts.model, opts.build);
@@ -93,6 +150,7 @@ export async function compress(opts: CompressOptions): Promise<CompressRun> {
     // params that do not fit the model's layers fail here, before any pass changes anything
     checkLayersUpFront(input.model, recipe);
     const run: CompressRun = { input: { path: input.path, sha256: input.sha256, format: input.format }, recipe, seed, plan, passes: [], warnings: [], timings: { total_ms: 0, passes_ms: 0 } };
+    if (dtypes) run.folder = planModelFolder(opts.output, dtypes.dtypes, opts.model, input, modelIo(input.model), recipe, { ...opts.folder, asIs: dtypes.asIs });
     if (!opts.dryRun) await compressCheckpoint(input, outFormat, run, opts);
     run.timings.total_ms = performance.now() - t0;
     return run;
@@ -105,7 +163,7 @@ export async function compress(opts: CompressOptions): Promise<CompressRun> {
  * The passes on `input` (or on the work dir's checkpoint when resuming), the output written and
  * loaded back once, then eval or sizes. The input is closed once the output is written.
  */
-async function compressCheckpoint(input: Checkpoint, outFormat: 'onnx' | 'safetensors', run: CompressRun, opts: CompressOptions): Promise<void> {
+async function compressCheckpoint(input: Checkpoint, outFormat: OutputFormat, run: CompressRun, opts: CompressOptions): Promise<void> {
   const { progress, output } = opts;
   const { recipe, seed } = run;
   const threads = opts.threads ?? availableParallelism();
@@ -119,7 +177,8 @@ async function compressCheckpoint(input: Checkpoint, outFormat: 'onnx' | 'safete
   // the input as ONNX: the reference of eval and the teacher of distillation
   const originalOnnx = (): string => input.onnxPath(() => work.file('reference.onnx'));
 
-  let written: string[];
+  let written: string[] = [];
+  let folder: WrittenFolder | undefined;
   let referenceOnnx: string | undefined;
   const resumed = saved ? work.loadCheckpoint(saved) : undefined;
   try {
@@ -132,25 +191,41 @@ async function compressCheckpoint(input: Checkpoint, outFormat: 'onnx' | 'safete
     if (opts.stream) model.spillTo(work.file('spill.bin'), STREAM_THRESHOLD);
     await runPasses(model, run, saved?.completed ?? 0, work, originalOnnx, threads, opts);
     progress.stage(`writing ${output}`);
-    written = outFormat === 'onnx' ? writeOnnx(model, output, { externalData: recipe.recipe.output.external_data || undefined }).files : writeModelAsSafetensors(model, output, input);
+    if (run.folder) {
+      let calibration: Promise<Calibrator | undefined> | undefined;
+      folder = await writeModelFolder(model, run.folder, {
+        seed,
+        progress,
+        recipe,
+        io: await resolveKvShapes(model, modelIo(model), threads),
+        calibration: () => (calibration ??= calibratorFor(model, recipe, threads, progress, work.file('calibration'))),
+        workFile: (name) => work.file(name),
+      });
+    } else {
+      written = outFormat === 'onnx' ? writeOnnx(model, output, { externalData: recipe.recipe.output.external_data || undefined }).files : writeModelAsSafetensors(model, output, input);
+    }
     if (evalSpec?.reference) referenceOnnx = originalOnnx();
   } finally {
     resumed?.close();
     input.close();
   }
 
-  // the output as written, loaded once for its hash, size, IO and ONNX form
-  const compressed = Checkpoint.open(output, opts.build);
-  let outputFacts: CheckpointFacts;
-  let outputOnnx: string | undefined;
-  try {
-    outputFacts = await checkpointFacts(compressed, written);
-    if (evalSpec) outputOnnx = compressed.onnxPath(() => work.file('compressed.onnx'));
-  } finally {
-    compressed.close();
+  // every model file as written (a folder's: one per dtype), loaded once for its hash, size, IO and ONNX form
+  const outputs = folder ? folder.variants.map((v) => ({ path: v.path, files: v.files })) : [{ path: output, files: written }];
+  const measured: { facts: CheckpointFacts; onnx?: string }[] = [];
+  for (const [i, o] of outputs.entries()) {
+    const compressed = Checkpoint.open(o.path, opts.build);
+    try {
+      measured.push({ facts: await checkpointFacts(compressed, o.files), onnx: evalSpec ? compressed.onnxPath(() => work.file(`compressed-${i}.onnx`)) : undefined });
+    } finally {
+      compressed.close();
+    }
   }
-  run.output = { path: output, sha256: outputFacts.sha256, format: outFormat, files: written };
+  run.output = folder
+    ? { path: output, sha256: folderSha256(folder.dir, folder.files), format: 'folder', files: folder.files }
+    : { path: output, sha256: measured[0]!.facts.sha256, format: outFormat, files: written };
 
+  const measures: { measure: Measure; fidelity?: Fidelity }[] = [];
   if (evalSpec) {
     const te = performance.now();
     progress.stage('evaluating original and compressed models');
@@ -158,11 +233,21 @@ async function compressCheckpoint(input: Checkpoint, outFormat: 'onnx' | 'safete
     run.dataDescription = { description: data.description, files: data.files };
     const latency = evalSpec.latency ? { runs: evalSpec.latency.runs, warmup: evalSpec.latency.warmup } : false;
     const evalOpts: EvalOptions = { threads: evalSpec.latency?.threads ?? threads, latency, dataPath: recipe.path };
-    run.evaluation = await evaluate({ ...outputFacts, onnx: outputOnnx! }, data, evalOpts, referenceOnnx ? { ...reference!, onnx: referenceOnnx } : undefined);
+    for (const [i, m] of measured.entries()) {
+      if (measured.length > 1) progress.stage(`evaluating ${folder!.variants[i]!.dtype} and the original`);
+      const ev = await evaluate({ ...m.facts, onnx: m.onnx! }, data, evalOpts, referenceOnnx ? { ...reference!, onnx: referenceOnnx } : undefined);
+      run.evaluation ??= ev;
+      measures.push({ measure: ev.model, fidelity: ev.fidelity });
+    }
     run.timings.eval_ms = performance.now() - te;
   } else {
     // without eval the report still gives both sizes (evaluate passes them on when there is one)
-    run.sizes = { reference: sizeMeasure(reference!), model: sizeMeasure(outputFacts) };
+    run.sizes = { reference: sizeMeasure(reference!), model: sizeMeasure(measured[0]!.facts) };
+    measures.push(...measured.map((m) => ({ measure: sizeMeasure(m.facts) })));
+  }
+  if (folder) {
+    run.variants = folder.variants.map((v, i) => ({ dtype: v.dtype, path: v.path, files: v.files, passes: v.passes, warnings: v.warnings, ...measures[i]! }));
+    run.warnings.push(...folder.warnings, ...folder.variants.flatMap((v) => v.warnings));
   }
   work.remove();
   progress.stop();
@@ -212,13 +297,25 @@ async function runPasses(model: Model, run: CompressRun, start: number, work: Wo
 
 async function makeCalibrator(model: Model, recipe: RunnableRecipe, start: number, threads: number, progress: Progress, spillDir: string): Promise<Calibrator | undefined> {
   // passes that can use calibration optionally (prune.channels) get it whenever the recipe has it
+  if (start >= recipe.recipe.passes.length) return undefined;
+  return calibratorFor(model, recipe, threads, progress, spillDir);
+}
+
+/** The recipe's calibration data on `model`; undefined when the recipe has none. */
+async function calibratorFor(model: Model, recipe: RunnableRecipe, threads: number, progress: Progress, spillDir: string): Promise<Calibrator | undefined> {
   const cal = recipe.recipe.calibration;
-  if (!cal || start >= recipe.recipe.passes.length) return undefined;
+  if (!cal) return undefined;
   progress.stage('loading calibration data');
   // calibration runs the first `samples` sequences; text is tokenized only that far
   const data = await loadDataset(cal.data, recipe.dir, { sequences: cal.samples, onProgress: (p) => progress.stage(`loading calibration data: ${loadProgressText(p)}`) });
   const io = await resolveKvShapes(model, modelIo(model), threads);
   return new Calibrator(calibrationFeeds(io, data, cal.samples, cal.seq_len, recipe.path), cal.mode, threads, { spillDir, onWarning: (w) => progress.warn(`calibration: ${w}`) });
+}
+
+/** A folder's hash: sha256 of its `sha256sum`-style listing (file hash, two spaces, path relative to the folder; sorted by path). */
+function folderSha256(dir: string, files: string[]): string {
+  const lines = files.map((f) => relative(dir, f).split(sep).join('/')).sort().map((rel) => `${sha256File(join(dir, rel))}  ${rel}\n`);
+  return sha256Bytes(lines.join(''));
 }
 
 function sizeMeasure(facts: CheckpointFacts): Measure {

@@ -18,6 +18,7 @@ export function compressReport(run: CompressRun): Report {
     passes: run.passes,
     measurements: ev ? { reference: ev.reference, model: ev.model } : run.sizes!,
     fidelity: ev?.fidelity,
+    ...(run.variants ? { variants: run.variants } : {}),
     budgets: checks,
     warnings: run.warnings,
     timings: run.timings,

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { DatasetSpec } from '../data/spec.js';
 import { BudgetSpec } from '../report/budget-spec.js';
+import { DTYPES, parseDtypes } from '../model/hf-folder.js';
 import type { ParsedParams } from '../pass/pass-spec.js';
 import { patternError } from './targets.js';
 
@@ -61,15 +62,24 @@ export const Eval = z.strictObject({
 export const Output = z.strictObject({
   /** force ONNX external data even under 2 GB */
   external_data: z.boolean().default(false),
+  /** a model folder output (-o DIR/): one file per transformers.js dtype, each a conversion of the passes' result */
+  dtypes: z
+    .array(z.enum([...DTYPES, 'quantized']))
+    .min(1)
+    .transform((names) => parseDtypes(names, 'output.dtypes'))
+    .optional(),
 });
 
 export const RecipeSchema = z.strictObject({
   version: z.literal(1),
   /** required when any pass needs calibration */
   calibration: Calibration.optional(),
-  passes: z.array(PassEntry).min(1),
+  passes: z.array(PassEntry),
   eval: Eval.optional(),
   output: Output.prefault({}),
+}).superRefine((r, ctx) => {
+  // a recipe that only converts (output.dtypes) may have no passes of its own
+  if (r.passes.length === 0 && !r.output.dtypes) ctx.addIssue({ code: 'custom', path: ['passes'], message: 'a recipe needs at least one pass, or output.dtypes to convert the model into a transformers.js folder' });
 });
 
 /** One entry of `passes`, its params parsed by the pass's own schema. */

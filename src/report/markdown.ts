@@ -11,6 +11,7 @@ export function renderReportMarkdown(report: Report): string {
   const parts = [header(report), summary(report)];
   const fid = fidelity(report);
   if (fid) parts.push(fid);
+  if (report.variants?.length) parts.push(variants(report));
   if (report.budgets?.length) parts.push(budgets(report));
   if (report.passes.length) parts.push(passes(report.passes));
   for (const [i, p] of report.passes.entries()) if (p.layers.length) parts.push(layers(i, p));
@@ -65,6 +66,22 @@ function fidelity(r: Report): string | undefined {
   if (!r.fidelity) return undefined;
   const rows = fidelityRows(undefined, r.fidelity).map((row) => [row.label, formatValue(row.b, row.unit)]);
   return [`### Fidelity to the reference`, '', mdTable(['metric', 'model'], rows, ['l', 'r']), '', `Over ${count(r.fidelity.positions)} output positions.`].join('\n');
+}
+
+/** A model folder's files side by side: size against the first, and quality when measured. */
+function variants(r: Report): string {
+  const list = r.variants ?? [];
+  const first = list[0]!.measure.size.file_bytes;
+  const measured = list.some((v) => v.measure.quality);
+  const lm = list.some((v) => v.measure.quality?.task === 'causal-lm');
+  const rows = list.map((v) => {
+    const q = v.measure.quality;
+    const quality = q === undefined ? '' : q.task === 'causal-lm' ? formatValue(q.perplexity, 'ppl') : percent(q.top1, 2);
+    const row = [v.dtype, `\`${v.path}\``, bytes(v.measure.size.file_bytes), `${(v.measure.size.file_bytes / first).toFixed(3)}×`, v.passes.map((p) => p.id).join(', ') || '(as the passes left it)'];
+    return measured ? [...row, quality] : row;
+  });
+  const headers = ['dtype', 'file', 'bytes', `vs ${list[0]!.dtype}`, 'made by', ...(measured ? [lm ? 'perplexity' : 'top-1'] : [])];
+  return ['### Model folder', '', mdTable(headers, rows, ['l', 'l', 'r', 'r', 'l', 'r'])].join('\n');
 }
 
 function budgets(r: Report): string {

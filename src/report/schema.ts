@@ -68,6 +68,22 @@ export interface FileRef {
   sha256: string;
 }
 
+/** One dtype's file of a model folder output (compress -o DIR/): how it was made and what it measures. */
+export interface VariantReport {
+  /** the transformers.js dtype: fp32, fp16, q8, q4, q4f16 */
+  dtype: string;
+  /** the variant's .onnx */
+  path: string;
+  /** the .onnx and its external data */
+  files: string[];
+  /** the passes that made it from the recipe's result (none for the result itself) */
+  passes: PassReport[];
+  warnings: string[];
+  /** its size (and quality and latency when the recipe has eval) */
+  measure: Measure;
+  fidelity?: Fidelity;
+}
+
 export interface Report {
   schema: typeof REPORT_SCHEMA;
   version: typeof REPORT_VERSION;
@@ -84,6 +100,8 @@ export interface Report {
   passes: PassReport[];
   measurements: { reference?: Measure; model: Measure };
   fidelity?: Fidelity;
+  /** compress into a model folder: every dtype's file; measurements.model is the first */
+  variants?: VariantReport[];
   budgets?: BudgetCheck[];
   warnings: string[];
   timings: { total_ms: number; passes_ms?: number; eval_ms?: number };
@@ -182,6 +200,16 @@ const BudgetCheckSchema = z.looseObject({
   ok: z.boolean(),
 });
 
+const VariantReportSchema = z.looseObject({
+  dtype: z.string(),
+  path: z.string(),
+  files: z.array(z.string()),
+  passes: z.array(PassReportSchema),
+  warnings: z.array(z.string()),
+  measure: MeasureSchema,
+  fidelity: FidelitySchema.optional(),
+});
+
 export const ReportSchema = z.looseObject({
   schema: z.literal(REPORT_SCHEMA),
   version: z.literal(REPORT_VERSION),
@@ -196,6 +224,7 @@ export const ReportSchema = z.looseObject({
   passes: z.array(PassReportSchema),
   measurements: z.looseObject({ reference: MeasureSchema.optional(), model: MeasureSchema }),
   fidelity: FidelitySchema.optional(),
+  variants: z.array(VariantReportSchema).optional(),
   budgets: z.array(BudgetCheckSchema).optional(),
   warnings: z.array(z.string()),
   timings: z.looseObject({ total_ms: num, passes_ms: num.optional(), eval_ms: num.optional() }),

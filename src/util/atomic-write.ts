@@ -23,9 +23,9 @@ export function untrackTemp(path: string): void {
   inFlight.delete(path);
 }
 
-/** Remove every temp file still being written (called from the SIGINT/SIGTERM handler). */
+/** Remove every temp file (or staging folder) still being written (called from the SIGINT/SIGTERM handler). */
 export function removeTempFiles(): void {
-  for (const p of inFlight) rmSync(p, { force: true });
+  for (const p of inFlight) rmSync(p, { force: true, recursive: true });
   inFlight.clear();
 }
 
