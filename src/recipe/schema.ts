@@ -74,12 +74,10 @@ export const RecipeSchema = z.strictObject({
   version: z.literal(1),
   /** required when any pass needs calibration */
   calibration: Calibration.optional(),
+  /** may be empty in a recipe that only converts the model into a folder's dtypes (output.dtypes or --dtypes) */
   passes: z.array(PassEntry),
   eval: Eval.optional(),
   output: Output.prefault({}),
-}).superRefine((r, ctx) => {
-  // a recipe that only converts (output.dtypes) may have no passes of its own
-  if (r.passes.length === 0 && !r.output.dtypes) ctx.addIssue({ code: 'custom', path: ['passes'], message: 'a recipe needs at least one pass, or output.dtypes to convert the model into a transformers.js folder' });
 });
 
 /** One entry of `passes`, its params parsed by the pass's own schema. */
