@@ -86,7 +86,7 @@ function variants(r: Report): string {
 
 function budgets(r: Report): string {
   const checks = r.budgets ?? [];
-  const rows = checks.map((c) => [c.ok ? '✅' : '❌', c.name, c.limit, formatChange(c)]);
+  const rows = checks.map((c) => [c.ok ? '✅' : '❌', c.dtype ? `${c.name} (${c.dtype})` : c.name, c.limit, formatChange(c)]);
   const failed = checks.filter((c) => !c.ok);
   return [
     '### Budgets',

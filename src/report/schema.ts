@@ -61,6 +61,8 @@ export interface BudgetCheck {
   change: number;
   allowed: number;
   ok: boolean;
+  /** a model folder output: the dtype file checked (every one is) */
+  dtype?: string;
 }
 
 export interface FileRef {
@@ -198,6 +200,7 @@ const BudgetCheckSchema = z.looseObject({
   change: num,
   allowed: num,
   ok: z.boolean(),
+  dtype: z.string().optional(),
 });
 
 const VariantReportSchema = z.looseObject({

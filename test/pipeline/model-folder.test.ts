@@ -205,10 +205,14 @@ describe('model folder sizes and storage', () => {
     expect(json.measurements.model.quality.perplexity).toBeLessThan(1.1 * json.measurements.reference.quality.perplexity);
 
     const cal = join(tmp.dir, 'cal-q4/');
-    const c = await runCli(['compress', KV_ONNX, '-r', recipe('cal.yaml', `version: 1\n${CALIBRATION}passes: []\noutput: { dtypes: [q4] }\n`), '-o', cal, '--tokenizer', FIXTURES.tok512, '--json', '--threads', '1']);
-    expect(c.code, c.err).toBe(0);
-    const q4 = JSON.parse(c.out).variants[0];
-    expect(q4.passes.map((p: { id: string; layers: unknown[] }) => [p.id, p.layers.length])).toEqual([['quantize.gptq', 31]]);
+    // every dtype's file is held to the budgets: fp32 meets a 0 % perplexity budget, q4 does not (exit 3)
+    const budget = `${EVAL}  budgets: { max_ppl_increase: 0% }\n`;
+    const c = await runCli(['compress', KV_ONNX, '-r', recipe('cal.yaml', `version: 1\n${CALIBRATION}${budget}passes: []\noutput: { dtypes: [fp32, q4] }\n`), '-o', cal, '--tokenizer', FIXTURES.tok512, '--json', '--threads', '1']);
+    expect(c.code, c.err).toBe(3);
+    const cj = JSON.parse(c.out);
+    expect(cj.variants[1].passes.map((p: { id: string; layers: unknown[] }) => [p.id, p.layers.length])).toEqual([['quantize.gptq', 31]]);
+    expect(cj.budgets.map((b: { dtype: string; ok: boolean }) => [b.dtype, b.ok])).toEqual([['fp32', true], ['q4', false]]);
+    expect(c.err).toMatch(/budget failed: q4: max_ppl_increase 0%/);
   }, 120_000);
 });
 
