@@ -70,6 +70,10 @@ export function planModelFolder(dir: string, dtypes: readonly WebDtype[], modelA
       `${modelArg}: transformers.js decodes with the KV cache (past_key_values.N / present.N), which this model has none of; compress the safetensors checkpoint (built with the cache) or an Optimum-style export instead`,
     );
   }
+  for (const sub of ['onnx', 'config.json', 'tokenizer.json']) {
+    const path = join(dir, sub);
+    if (existsSync(path) && isDirectory(path) !== (sub === 'onnx')) throw new UserError(`${path}: is ${sub === 'onnx' ? 'a file' : 'a folder'} where the model folder needs ${sub === 'onnx' ? 'a folder' : 'a file'}; remove it or choose another folder`);
+  }
   const inputFolder = isDirectory(modelArg) ? readModelFolder(modelArg) : undefined;
   const config = folderConfigSource(dir, modelArg, input, inputFolder, sources.config);
   const tokenizer = tokenizerSource(dir, modelArg, inputFolder, sources.tokenizer, config.values);
@@ -198,9 +202,11 @@ export async function writeModelFolder(base: Model, plan: FolderPlan, ctx: Folde
   const stepsOf = new Map(plan.variants.map((v) => [v.dtype, form.adapt(v.dtype, v.steps)]));
   const config = folderConfig(base, plan.config.values, ctx.io, plan.dir);
 
+  const created = !existsSync(plan.dir);
   mkdirSync(plan.dir, { recursive: true });
   const stage = tempPathFor(join(plan.dir, 'stage'));
   trackTemp(stage);
+  let done = false;
   try {
     mkdirSync(join(stage, 'onnx'), { recursive: true });
     const variants: WrittenVariant[] = [];
@@ -265,10 +271,13 @@ export async function writeModelFolder(base: Model, plan: FolderPlan, ctx: Folde
     const warnings = stale.length
       ? [`${plan.dir}: ${stale.join(', ')} ${stale.length === 1 ? 'was' : 'were'} there before this run and ${stale.length === 1 ? 'is' : 'are'} not from this model; remove ${stale.length === 1 ? 'it' : 'them'}`]
       : [];
+    done = true;
     return { dir: plan.dir, files: moves.map((rel) => join(plan.dir, rel)), variants, warnings };
   } finally {
     rmSync(stage, { recursive: true, force: true });
     untrackTemp(stage);
+    // a failed run leaves no folder it made
+    if (!done && created && readdirSync(plan.dir).length === 0) rmSync(plan.dir, { recursive: true, force: true });
   }
 }
 

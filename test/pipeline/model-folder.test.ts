@@ -271,6 +271,24 @@ describe('model folder refusals: one line, exit 2, nothing written', () => {
     await refuse([KV_ONNX, '-r', recipe('empty.yaml', 'version: 1\npasses: []\n'), '-o', join(tmp.dir, 'e/'), '--tokenizer', FIXTURES.tok512], /1 error/, join(tmp.dir, 'e/'));
   });
 
+  it('a run that fails while converting leaves nothing: no file under its name, no staging folder, no folder it made', async () => {
+    const out = join(tmp.dir, 'failing/');
+    // the calibration data is read when q4's GPTQ first needs it, after fp32 is staged
+    const missing = recipe('missing-data.yaml', `version: 1\n${CALIBRATION.replace('valid-head.txt', 'absent.txt')}passes: []\noutput: { dtypes: [fp32, q4] }\n`);
+    await refuse([KV_ONNX, '-r', missing, '-o', out, '--tokenizer', FIXTURES.tok512], /absent\.txt/);
+    expect(existsSync(out)).toBe(false);
+    // into an existing folder: what was there stays, nothing is added
+    const kept = join(tmp.dir, 'kept');
+    mkdirSync(kept);
+    writeFileSync(join(kept, 'README.md'), 'mine');
+    await refuse([KV_ONNX, '-r', missing, '-o', kept, '--tokenizer', FIXTURES.tok512], /absent\.txt/);
+    expect(listing(kept)).toEqual(['README.md']);
+    const onnxFile = join(tmp.dir, 'onnx-file');
+    mkdirSync(onnxFile);
+    writeFileSync(join(onnxFile, 'onnx'), '');
+    await refuse([KV_ONNX, '-r', convertOnly, '-o', onnxFile, '--tokenizer', FIXTURES.tok512], /onnx: is a file where the model folder needs a folder/);
+  }, 60_000);
+
   it('--dry-run lists the folder and writes nothing', async () => {
     const out = join(tmp.dir, 'dry/');
     const r = await runCli(['compress', KV_ONNX, '-r', convertOnly, '-o', out, '--tokenizer', FIXTURES.tok512, '--dry-run']);
