@@ -7,7 +7,7 @@ import { existsSync, realpathSync } from 'node:fs';
 import { extname, join, relative, resolve, sep } from 'node:path';
 import { Calibrator } from '../calibrate/calibrator.js';
 import type { Fidelity } from '../eval/fidelity.js';
-import { isFolderOutput, parseDtypes, type WebDtype } from '../model/hf-folder.js';
+import { isFolderOutput, type WebDtype } from '../model/hf-folder.js';
 import { calibrationFeeds } from '../calibrate/feeds.js';
 import { modelIo } from '../model/io.js';
 import { resolveKvShapes } from '../runtime/kv-shapes.js';
@@ -30,7 +30,8 @@ import { seededRandom } from '../util/random.js';
 import { checkLayers, checkLayersUpFront, planRecipe, type PlannedPass, type RunnableRecipe, selectTargets } from './plan.js';
 import type { Progress } from './progress.js';
 import { WorkDir } from './workdir.js';
-import { planModelFolder, writeModelFolder, type FolderPlan, type FolderSources, type WrittenFolder } from './model-folder.js';
+import { folderDtypes, planModelFolder, type FolderPlan, type FolderSources } from './folder-plan.js';
+import { writeModelFolder, type WrittenFolder } from './folder-write.js';
 
 export interface CompressOptions {
   model: string;
@@ -109,31 +110,6 @@ function checkOutput(input: string, output: string): OutputFormat {
 
 type OutputFormat = 'onnx' | 'safetensors' | 'folder';
 
-/**
- * The dtypes a folder output holds: --dtypes, else the recipe's output.dtypes, each made from the
- * base model by its own conversion; else one file, the base as the recipe's passes leave it, named
- * by the dtype those passes make.
- */
-function folderDtypes(opts: CompressOptions, recipe: RunnableRecipe, outFormat: OutputFormat): { dtypes: WebDtype[]; asIs: boolean } | undefined {
-  const given = opts.dtypes ? parseDtypes(opts.dtypes, '--dtypes') : recipe.recipe.output.dtypes;
-  if (outFormat !== 'folder') {
-    if (given) throw new UserError(`${opts.output}: ${opts.dtypes ? '--dtypes' : `${recipe.path}: output.dtypes`} names the files of a model folder; write -o DIR/ (a folder), or leave the dtypes out`);
-    if (opts.folder?.tokenizer || opts.folder?.config) throw new UserError(`${opts.output}: --tokenizer and --config describe a model folder output; write -o DIR/ or leave them out`);
-    return undefined;
-  }
-  return given ? { dtypes: given, asIs: false } : { dtypes: [madeByRecipe(recipe)], asIs: true };
-}
-
-/** The transformers.js dtype of the model the recipe's passes leave, told from their ids and bits. */
-function madeByRecipe(recipe: RunnableRecipe): WebDtype {
-  const quantizers = recipe.recipe.passes.filter((p) => p.pass.startsWith('quantize.') && p.pass !== 'quantize.smoothquant');
-  const half = quantizers.some((p) => p.pass === 'quantize.cast' || p.pass === 'quantize.f16');
-  const bits = quantizers.filter((p) => typeof p.params.bits === 'number').map((p) => p.params.bits as number);
-  if (bits.some((b) => b <= 4)) return quantizers.some((p) => p.pass === 'quantize.f16') ? 'q4f16' : 'q4';
-  if (bits.includes(8) || quantizers.some((p) => p.pass === 'quantize.w8a8')) return 'q8';
-  return half ? 'fp16' : 'fp32';
-}
-
 const STREAM_THRESHOLD = 16 * 1024;
 
 export async function compress(opts: CompressOptions): Promise<CompressRun> {
@@ -141,7 +117,7 @@ export async function compress(opts: CompressOptions): Promise<CompressRun> {
   const progress = opts.progress;
   const outFormat = checkOutput(opts.model, opts.output);
   const recipe = loadRecipe(opts.recipe, PASSES);
-  const dtypes = folderDtypes(opts, recipe, outFormat);
+  const dtypes = folderDtypes(recipe, outFormat === 'folder', opts);
   const seed = opts.seed ?? 0;
   progress.stage(`loading ${opts.model}`);
   const input = Checkpoint.open(opts.model, opts.build);
