@@ -118,6 +118,9 @@ export async function compress(opts: CompressOptions): Promise<CompressRun> {
   const outFormat = checkOutput(opts.model, opts.output);
   const recipe = loadRecipe(opts.recipe, PASSES);
   const dtypes = folderDtypes(recipe, outFormat === 'folder', opts);
+  if (recipe.recipe.passes.length === 0 && !(dtypes && !dtypes.asIs)) {
+    throw new UserError(`${recipe.path}: passes is empty and no dtypes are asked for, so there is nothing to do; add a pass, or convert into a model folder (-o DIR/ with --dtypes or output.dtypes)`);
+  }
   const seed = opts.seed ?? 0;
   progress.stage(`loading ${opts.model}`);
   const input = Checkpoint.open(opts.model, opts.build);

@@ -74,14 +74,10 @@ export const RecipeSchema = z.strictObject({
   version: z.literal(1),
   /** required when any pass needs calibration */
   calibration: Calibration.optional(),
-  /** empty only in a recipe that converts the model into a folder's dtypes (output.dtypes) */
+  /** empty in a recipe that only converts the model into a folder's dtypes (output.dtypes or --dtypes); compress refuses a run with nothing to do */
   passes: z.array(PassEntry),
   eval: Eval.optional(),
   output: Output.prefault({}),
-}).superRefine((r, ctx) => {
-  if (r.passes.length === 0 && !r.output.dtypes) {
-    ctx.addIssue({ code: 'custom', path: ['passes'], message: 'expected at least 1 item, got 0 (a recipe without passes only converts: give output.dtypes)' });
-  }
 });
 
 /** One entry of `passes`, its params parsed by the pass's own schema. */

@@ -131,7 +131,7 @@ describe('pare compress -o DIR/ (a transformers.js folder)', () => {
 
   it('a model folder as input: its fp32 model is compressed, its tokenizer and configs carried over byte for byte', async () => {
     const out = join(tmp.dir, 'from-folder/');
-    const r = await runCli(['compress', dir, '-r', convertOnly, '-o', out, '--dtypes', 'q8', '--json', '--threads', '1']);
+    const r = await runCli(['compress', dir, '-r', recipe('no-passes.yaml', 'version: 1\npasses: []\n'), '-o', out, '--dtypes', 'q8', '--json', '--threads', '1']);
     expect(r.code, r.err).toBe(0);
     const json = JSON.parse(r.out);
     expect(json.input.path).toBe(join(dir, 'onnx/model.onnx'));
@@ -267,8 +267,10 @@ describe('model folder refusals: one line, exit 2, nothing written', () => {
     await refuse([KV_ONNX, '-r', convertOnly, '-o', out, '--tokenizer', FIXTURES.tok512, '--dtypes', 'fp32,q4f16'], /output\.dtypes: q4f16 needs the quantize\.f16 pass, which this version of pare does not have/, out);
   });
 
-  it('a recipe with no passes is refused unless it converts (output.dtypes)', async () => {
-    await refuse([KV_ONNX, '-r', recipe('empty.yaml', 'version: 1\npasses: []\n'), '-o', join(tmp.dir, 'e/'), '--tokenizer', FIXTURES.tok512], /1 error/, join(tmp.dir, 'e/'));
+  it('a recipe with no passes converts only: without dtypes to make there is nothing to do', async () => {
+    const empty = recipe('empty.yaml', 'version: 1\npasses: []\n');
+    await refuse([KV_ONNX, '-r', empty, '-o', join(tmp.dir, 'e.onnx')], /passes is empty and no dtypes are asked for, so there is nothing to do/);
+    await refuse([KV_ONNX, '-r', empty, '-o', join(tmp.dir, 'e/'), '--tokenizer', FIXTURES.tok512], /passes is empty and no dtypes are asked for/, join(tmp.dir, 'e/'));
   });
 
   it('a run that fails while converting leaves nothing: no file under its name, no staging folder, no folder it made', async () => {

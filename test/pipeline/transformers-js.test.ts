@@ -9,7 +9,8 @@ import { FIXTURES, tempDir } from '../helpers.js';
 /**
  * The real client: transformers.js (@huggingface/transformers 4.3, on onnxruntime-node in Node)
  * loads the folder pare writes for stories260K, local files only, and its greedy continuation
- * equals `pare generate` on the same folder token for token, in every dtype: through
+ * equals `pare generate` on the same folder token for token, in every dtype (fp32, fp16, q8, q4,
+ * q4f16): through
  * AutoModelForCausalLM.generate and through pipeline('text-generation').
  */
 
@@ -18,7 +19,7 @@ const tmp = tempDir('pare-tjs-');
 afterAll(() => tmp.cleanup());
 
 const HAS_F16 = PASSES.some((p) => p.id === 'quantize.f16');
-const DTYPES = HAS_F16 ? ['fp32', 'q4', 'q4f16'] : ['fp32', 'q4'];
+const DTYPES = ['fp32', 'fp16', 'q8', 'q4', ...(HAS_F16 ? ['q4f16'] : [])];
 /** the second prompt's story ends (BOS) after 210 tokens: generation_config.json must stop there too */
 const PROMPTS: [string, number][] = [
   ['Once upon a time', 48],
@@ -89,7 +90,7 @@ describe('transformers.js runs the folder pare writes for stories260K', () => {
     expect(r.code, r.err).toBe(0);
   }, 60_000);
 
-  for (const dtype of ['fp32', 'q4', 'q4f16']) {
+  for (const dtype of ['fp32', 'fp16', 'q8', 'q4', 'q4f16']) {
     const name = `AutoModelForCausalLM.generate in ${dtype} equals pare generate token for token, stopping where it stops`;
     const test = async () => {
       const stops: string[] = [];
