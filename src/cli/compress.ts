@@ -24,6 +24,9 @@ interface CompressFlags {
   threads?: string;
   mkdir?: boolean;
   progress?: boolean;
+  dtypes?: string;
+  tokenizer?: string;
+  config?: string;
 }
 
 function integer(flag: string, v: string | undefined): number | undefined {
@@ -49,6 +52,11 @@ function formatPlan(run: CompressRun): string {
   }
   const wide = run.plan.filter((p) => p.graph_wide).map((p) => p.pass);
   lines.push('', `targeted weights: ${bytes(before)} before, about ${bytes(after)} after the last pass that selects layers${wide.length ? ` (then ${wide.join(', ')} on the whole graph)` : ''}`);
+  if (run.folder) {
+    lines.push('', `model folder ${run.folder.dir}:`);
+    for (const v of run.folder.variants) lines.push(`  ${v.file}  ${v.dtype}${v.steps.length ? `: ${v.steps.map((s) => s.pass).join(' then ')}` : ''}`);
+    lines.push(`  ${run.folder.files.filter((f) => !f.startsWith('onnx/')).join(', ')}`);
+  }
   return lines.join('\n');
 }
 
@@ -61,9 +69,12 @@ export function registerCompressCommand(program: Command, io: Io, setCode: (c: n
   program
     .command('compress')
     .description('run a recipe of compression passes on a model and write the compressed checkpoint')
-    .argument('<model>', '.onnx, or .safetensors with config.json beside it')
+    .argument('<model>', '.onnx, .safetensors with config.json beside it, or a transformers.js model folder')
     .requiredOption('-r, --recipe <recipe>', 'recipe .yaml')
-    .requiredOption('-o, --output <out>', 'output .onnx (or .safetensors for a safetensors input); never the input')
+    .requiredOption('-o, --output <out>', 'output .onnx (or .safetensors for a safetensors input), or DIR/ for a transformers.js model folder; never the input')
+    .option('--dtypes <list>', 'model folder: one file per dtype, e.g. fp32,q4,q4f16 (fp32, fp16, q8, q4, q4f16); default: the dtype the recipe makes')
+    .option('--tokenizer <file>', 'model folder: the tokenizer to ship, a llama2.c tokenizer.bin (written as tokenizer.json) or a tokenizer.json')
+    .option('--config <config.json>', "model folder: the model's config.json, for an input with none beside it")
     .option('--report <report.json>', 'write the JSON report here (moved into place with the model)')
     .option('--report-html', 'also write the report as a self-contained HTML page beside the JSON (report.html), moved into place with it')
     .option('--mkdir', 'create the missing folders of -o and --report')
@@ -93,6 +104,8 @@ export function registerCompressCommand(program: Command, io: Io, setCode: (c: n
           resume: flags.resume,
           stream: flags.stream,
           build: { kvCache: flags.kvCache },
+          dtypes: flags.dtypes?.split(','),
+          folder: { tokenizer: flags.tokenizer, config: flags.config },
           seed: integer('--seed', flags.seed),
           threads: integer('--threads', flags.threads),
           progress,
@@ -103,7 +116,7 @@ export function registerCompressCommand(program: Command, io: Io, setCode: (c: n
         progress.stop();
       }
       if (flags.dryRun) {
-        io.out(flags.json ? JSON.stringify({ input: run.input, recipe: run.recipe.path, passes: run.plan }, null, 2) : formatPlan(run));
+        io.out(flags.json ? JSON.stringify({ input: run.input, recipe: run.recipe.path, passes: run.plan, ...(run.folder ? { folder: { dir: run.folder.dir, files: run.folder.files, variants: run.folder.variants } } : {}) }, null, 2) : formatPlan(run));
         setCode(0);
         return;
       }

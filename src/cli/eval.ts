@@ -1,3 +1,4 @@
+import { extname } from 'node:path';
 import type { Command } from 'commander';
 import { datasetSpecFromCli } from '../data/cli-spec.js';
 import { loadDataset, loadProgressText } from '../data/load.js';
@@ -5,6 +6,7 @@ import { UserError } from '../errors.js';
 import { resolve } from 'node:path';
 import { specFiles } from '../data/spec-files.js';
 import type { DatasetSpec } from '../data/spec.js';
+import { folderTokenizer } from '../model/hf-folder.js';
 import { evalReport } from '../report/eval-report.js';
 import { reportJson } from '../report/io.js';
 import { renderReportMarkdown } from '../report/markdown.js';
@@ -55,13 +57,13 @@ export function registerEvalCommand(program: Command, io: Io, setCode: (c: numbe
   program
     .command('eval')
     .description('measure a model in ONNX Runtime: perplexity or top-1/top-5, fidelity to a reference, size, latency')
-    .argument('<model>', '.onnx, or .safetensors with config.json beside it')
+    .argument('<model>', '.onnx, .safetensors with config.json beside it, or a transformers.js model folder')
     .requiredOption('--data <dataset>', 'a dataset spec (.yaml/.json), or a data file: .txt (with --tokenizer), token ids .bin (with --seq-len), MNIST idx3 (.gz), .npy, raw uint8 images (with --shape)')
     .option('--reference <model>', 'also evaluate this model and measure fidelity (KL, top-1 agreement, cosine) against it')
     .option('-o, --output <report.json>', 'write the JSON report here')
     .option('--mkdir', 'create the missing folders of -o')
     .option('--json', 'print exactly one JSON document (the report) on stdout')
-    .option('--tokenizer <file>', 'text data: llama2.c tokenizer.bin or Hugging Face tokenizer.json')
+    .option('--tokenizer <file>', "text data: llama2.c tokenizer.bin or Hugging Face tokenizer.json (default: a model folder's tokenizer.json)")
     .option('--max-length <n>', 'text data: tokens per document, BOS included (default 512)')
     .option('--select <ranges>', 'text data: documents to use, 1-based, e.g. "1-10"')
     .option('--seq-len <n>', 'token-id data: window length')
@@ -79,10 +81,12 @@ export function registerEvalCommand(program: Command, io: Io, setCode: (c: numbe
     .option('--runtime <runtimes>', 'node: onnxruntime-node; web: also onnxruntime-web (wasm, one thread: the browser\'s runtime), side by side', 'node')
     .action(async (modelPath: string, f: EvalFlags) => {
       const runtimes = runtimesFor(f.runtime, '--runtime');
+      // a model folder's own tokenizer reads text data when --tokenizer is not given
+      const tokenizer = f.tokenizer ?? (extname(f.data).toLowerCase() === '.txt' ? folderTokenizer(modelPath) : undefined);
       const { spec, baseDir } = datasetSpecFromCli(
         f.data,
         {
-          tokenizer: f.tokenizer,
+          tokenizer,
           seqLen: num('--seq-len', f.seqLen),
           count: num('--count', f.count),
           maxLength: num('--max-length', f.maxLength),

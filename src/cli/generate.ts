@@ -1,13 +1,14 @@
 import type { Command } from 'commander';
 import { loadTokenizer, type Tokenizer } from '../data/tokenizer.js';
 import { UserError } from '../errors.js';
+import { folderTokenizer, folderVariant } from '../model/hf-folder.js';
 import { divergence, generate, openCausalLm, type Decoded } from '../eval/generate.js';
 import type { Sampling } from '../eval/sampling.js';
 import type { Io } from './io.js';
 
 interface GenerateFlags {
   prompt: string;
-  tokenizer: string;
+  tokenizer?: string;
   maxNewTokens?: string;
   temperature?: string;
   topK?: string;
@@ -15,6 +16,7 @@ interface GenerateFlags {
   reference?: string;
   threads?: string;
   json?: boolean;
+  dtype?: string;
 }
 
 export interface Generated extends Decoded {
@@ -132,9 +134,10 @@ export function registerGenerateCommand(program: Command, io: Io, setCode: (c: n
   program
     .command('generate')
     .description("continue a prompt with a causal LM (KV cache when the model has one), beside a reference model's continuation")
-    .argument('<model>', '.onnx, or .safetensors with config.json beside it (built with a KV cache)')
+    .argument('<model>', '.onnx, .safetensors with config.json beside it (built with a KV cache), or a transformers.js model folder (its fp32 model)')
     .requiredOption('--prompt <text>', 'the text to continue (BOS is prepended)')
-    .requiredOption('--tokenizer <file>', 'llama2.c tokenizer.bin or Hugging Face tokenizer.json')
+    .option('--tokenizer <file>', "llama2.c tokenizer.bin or Hugging Face tokenizer.json (default: a model folder's tokenizer.json)")
+    .option('--dtype <dtype>', "a model folder's file for this transformers.js dtype (fp32, fp16, q8, q4, q4f16) instead of its fp32 model")
     .option('--max-new-tokens <n>', 'stop after this many new tokens (default 64), or earlier at EOS or BOS')
     .option('--temperature <t>', 'sample at this temperature instead of decoding greedily')
     .option('--top-k <k>', 'sampling: draw from the k most likely tokens only')
@@ -143,8 +146,10 @@ export function registerGenerateCommand(program: Command, io: Io, setCode: (c: n
     .option('--threads <n>', 'ONNX Runtime threads (default: all cores)')
     .option('--json', 'print exactly one JSON document')
     .action(async (modelPath: string, f: GenerateFlags) => {
-      const tokenizer = loadTokenizer(f.tokenizer);
-      const report = await runGenerate(modelPath, f, tokenizer);
+      const tokenizerPath = f.tokenizer ?? folderTokenizer(modelPath);
+      if (!tokenizerPath) throw new UserError(`${modelPath}: pass --tokenizer (a llama2.c tokenizer.bin or a tokenizer.json); only a model folder carries its own`);
+      const tokenizer = loadTokenizer(tokenizerPath);
+      const report = await runGenerate(f.dtype ? folderVariant(modelPath, f.dtype) : modelPath, { ...f, tokenizer: tokenizerPath }, tokenizer);
       io.out(f.json ? JSON.stringify(report, null, 2) : formatGeneration(report, tokenizer));
       setCode(0);
     });

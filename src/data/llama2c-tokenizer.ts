@@ -96,6 +96,11 @@ export class Llama2cTokenizer implements Tokenizer {
     return mergeBestPairs(out, this.pairId, this.ranks);
   }
 
+  /** The raw bytes of piece `id` as the file stores them (run.c compares these). */
+  pieceBytes(id: number): Buffer {
+    return Buffer.from(this.raw[id]!, 'latin1');
+  }
+
   /** The piece whose bytes are piece a's followed by piece b's, or -1 (memoised by id pair). */
   private readonly pairId = (a: number, b: number): number => {
     const key = a * this.vocabSize + b;

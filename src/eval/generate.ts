@@ -38,7 +38,7 @@ export async function openCausalLm(path: string, threads?: number, runtime: Runt
     const io = await resolveKvShapes(model, declared);
     const opts = { threads: threads ?? 0 };
     if (model.format !== 'onnx' && runtime === 'web') throw new UserError(`${path}: onnxruntime-web runs .onnx files; compress or export the checkpoint to .onnx first`);
-    const session = model.format === 'onnx' ? await openSession(runtime, path, opts) : nodeSession(await sessionFromModel(model, opts), path);
+    const session = model.format === 'onnx' ? await openSession(runtime, model.path, opts) : nodeSession(await sessionFromModel(model, opts), path);
     return { path, io, session };
   } finally {
     model.close();

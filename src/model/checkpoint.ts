@@ -1,6 +1,7 @@
 import { resolve } from 'node:path';
 import { sha256Bytes, sha256File } from '../util/hash.js';
 import { familyOf, type BuildOptions, type ModelFamily } from './builders/index.js';
+import { modelFileOf } from './hf-folder.js';
 import { checkModelFile, formatOf, type CheckpointFormat } from './load.js';
 import { Model } from './model.js';
 import { readOnnxFile, writeOnnx } from './onnx-io.js';
@@ -39,10 +40,12 @@ export class Checkpoint {
   }
 
   /**
-   * Reads `path` (.onnx, or .safetensors with config.json beside it). An ONNX file is validated
-   * (src/model/validate.ts) and hashed from the bytes it was decoded from.
+   * Reads `path` (.onnx, .safetensors with config.json beside it, or a Hugging Face model folder:
+   * its fp32 model). An ONNX file is validated (src/model/validate.ts) and hashed from the bytes it
+   * was decoded from.
    */
-  static open(path: string, buildOptions: BuildOptions = {}): Checkpoint {
+  static open(modelPath: string, buildOptions: BuildOptions = {}): Checkpoint {
+    const path = modelFileOf(modelPath);
     checkModelFile(path);
     if (formatOf(path) === 'onnx') {
       const { model, bytes } = readOnnxFile(path);

@@ -4,6 +4,7 @@ import { UserError } from '../errors.js';
 import { statInput } from '../util/read-file.js';
 import type { Model } from './model.js';
 import { buildFromSafetensors, type BuildOptions } from './builders/index.js';
+import { modelFileOf } from './hf-folder.js';
 import { readOnnx } from './onnx-io.js';
 
 export type CheckpointFormat = 'onnx' | 'safetensors';
@@ -29,11 +30,12 @@ export function checkModelFile(path: string): void {
 }
 
 /**
- * Load a checkpoint as a Model (ONNX graph). safetensors checkpoints are built into a graph from
+ * Load a checkpoint (or a model folder's fp32 model) as a Model (ONNX graph). safetensors checkpoints are built into a graph from
  * config.json, with `build`'s options (an ONNX file is read as it is). The compress and eval paths
  * open a `Checkpoint` instead, which also holds the hash and the safetensors source.
  */
-export function loadModel(path: string, build: BuildOptions = {}): Model {
+export function loadModel(modelPath: string, build: BuildOptions = {}): Model {
+  const path = modelFileOf(modelPath);
   checkModelFile(path);
   const format = formatOf(path);
   if (format === 'onnx') return readOnnx(path);

@@ -81,6 +81,8 @@ export interface WriteOnnxOptions {
   /** true: every tensor of at least `externalThreshold` bytes goes to `<file>.data`; default: only when the model passes 2 GB */
   externalData?: boolean;
   externalThreshold?: number;
+  /** name of the external data file beside `path` (default `<file>.data`; transformers.js folders use `<file>_data`) */
+  externalDataName?: string;
 }
 
 export interface WrittenFiles {
@@ -105,7 +107,7 @@ export function writeOnnx(model: Model, path: string, opts: WriteOnnxOptions = {
     return { files: [path], bytes };
   }
 
-  const dataName = `${basename(path)}.data`;
+  const dataName = opts.externalDataName ?? `${basename(path)}.data`;
   const dataPath = join(dirname(path), dataName);
   const sink = new ExternalSink(dataPath, dataName);
   try {

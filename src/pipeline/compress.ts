@@ -3,8 +3,11 @@
  * and by the CLI); compress.ts runs a recipe on a checkpoint.
  */
 import { availableParallelism } from 'node:os';
-import { basename, dirname, extname, join } from 'node:path';
+import { existsSync, realpathSync, rmSync } from 'node:fs';
+import { basename, dirname, extname, join, relative, resolve, sep } from 'node:path';
 import { Calibrator } from '../calibrate/calibrator.js';
+import type { Fidelity } from '../eval/fidelity.js';
+import { isFolderOutput } from '../model/hf-folder.js';
 import type { CacheCounts, StatsCache } from '../calibrate/stats-cache.js';
 import { calibrationFeeds } from '../calibrate/feeds.js';
 import { modelIo } from '../model/io.js';
@@ -23,11 +26,11 @@ import { runtimeWarnings } from '../report/eval-report.js';
 import { runtimesFor } from '../runtime/session.js';
 import { loadRecipe } from '../recipe/parse.js';
 import { PASSES } from './registry.js';
-import { sha256Bytes } from '../util/hash.js';
+import { sha256Bytes, sha256File } from '../util/hash.js';
 import { VERSION } from '../version.js';
 import { RunInterrupted, type RunHooks } from '../pass/hooks.js';
 import { OutputPlan } from '../util/output-plan.js';
-import { namingPathsAs } from '../util/fs-write.js';
+import { makeDirs, namingPathsAs } from '../util/fs-write.js';
 import { StagedOutputs, stagedNames } from '../util/staged-outputs.js';
 import { compressReport } from './report.js';
 import type { CompressRun, PassRecord } from './compress-run.js';
@@ -37,6 +40,8 @@ import { calibrationScope, modelIdentity } from './calibration-scope.js';
 import { checkLayers, checkLayersUpFront, planRecipe, type RunnableRecipe, selectTargets } from './plan.js';
 import type { Progress } from './progress.js';
 import { WorkDir } from './workdir.js';
+import { folderDtypes, planModelFolder, type FolderSources } from './folder-plan.js';
+import { writeModelFolder, type WrittenFolder } from './folder-write.js';
 
 export interface CompressOptions {
   model: string;
@@ -60,19 +65,32 @@ export interface CompressOptions {
   build?: BuildOptions;
   /** calibration statistics shared with other runs (pare sweep --cache) */
   statsCache?: StatsCache;
+  /** a model folder's files, one per dtype (overrides the recipe's output.dtypes) */
+  dtypes?: string[];
+  /** config.json and tokenizer for a model folder whose input carries none */
+  folder?: FolderSources;
 }
 
 export type { CompressRun, PassRecord } from './compress-run.js';
 
+type OutputFormat = 'onnx' | 'safetensors' | 'folder';
+
 /** The format the output path asks for, refused when the input's format cannot become it. */
-function outputFormat(input: string, output: string): 'onnx' | 'safetensors' {
+function outputFormat(input: string, output: string): OutputFormat {
+  if (isFolderOutput(output)) {
+    const inside = (path: string, dir: string) => resolve(path).startsWith(`${resolve(dir)}${sep}`);
+    if (inside(input, output) || (existsSync(output) && existsSync(input) && inside(realpathSync(input), realpathSync(output)))) {
+      throw new UserError(`${output}: the model folder would be written over the input ${input} and the files beside it; pare never modifies its input, choose another folder`);
+    }
+    return 'folder';
+  }
   const ext = extname(output).toLowerCase();
   if (ext === '.onnx') return 'onnx';
   if (ext === '.safetensors') {
     if (formatOf(input) !== 'safetensors') throw new UserError(`${output}: safetensors output needs a safetensors input; write .onnx for an ONNX model`);
     return 'safetensors';
   }
-  throw new UserError(`${output}: unknown output format '${ext || '(none)'}'; use .onnx (or .safetensors for a safetensors input)`);
+  throw new UserError(`${output}: unknown output format '${ext || '(none)'}'; use .onnx (or .safetensors for a safetensors input), or end it with / for a transformers.js model folder`);
 }
 
 const STREAM_THRESHOLD = 16 * 1024;
@@ -89,6 +107,10 @@ export async function compress(opts: CompressOptions): Promise<CompressRun> {
   const outFormat = outputFormat(opts.model, opts.output);
   const recipe = typeof opts.recipe === 'string' ? loadRecipe(opts.recipe, PASSES) : opts.recipe;
   if (recipe.recipe.sweep) throw new UserError(`${recipe.path}: has a sweep: section; run it with pare sweep (pare compress runs one recipe), or remove the section`);
+  const dtypes = folderDtypes(recipe, outFormat === 'folder', opts);
+  if (recipe.recipe.passes.length === 0 && !(dtypes && !dtypes.asIs)) {
+    throw new UserError(`${recipe.path}: passes is empty and no dtypes are asked for, so there is nothing to do; add a pass, or convert into a model folder (-o DIR/ with --dtypes or output.dtypes)`);
+  }
   const outputs = new OutputPlan(compressOutputs(opts.output, outFormat, opts.reports ?? []), [{ path: opts.model, what: 'the input model' }, ...recipeInputs(recipe)], {
     mkdir: opts.mkdir,
   });
@@ -107,6 +129,7 @@ export async function compress(opts: CompressOptions): Promise<CompressRun> {
     const unknownKeys = input.config ? unknownConfigKeys(input.config) : [];
     if (unknownKeys.length) run.warnings.push(`config.json keys pare does not understand, ignored when building: ${unknownKeys.join(', ')}`);
     for (const w of run.warnings) progress.warn(w);
+    if (dtypes) run.folder = planModelFolder(opts.output, dtypes.dtypes, opts.model, input, modelIo(input.model), recipe, { ...opts.folder, asIs: dtypes.asIs });
     if (!opts.dryRun) await compressCheckpoint(input, outFormat, run, opts, outputs, t0);
     run.timings.total_ms = performance.now() - t0;
     return run;
@@ -116,7 +139,7 @@ export async function compress(opts: CompressOptions): Promise<CompressRun> {
 }
 
 /** The run after its checks: everything it writes is removed again when it fails, unless it was interrupted. */
-async function compressCheckpoint(input: Checkpoint, outFormat: 'onnx' | 'safetensors', run: CompressRun, opts: CompressOptions, outputs: OutputPlan, t0: number): Promise<void> {
+async function compressCheckpoint(input: Checkpoint, outFormat: OutputFormat, run: CompressRun, opts: CompressOptions, outputs: OutputPlan, t0: number): Promise<void> {
   const work = new WorkDir<PassRecord>(opts.output, sha256Bytes(Buffer.from([input.sha256, run.recipe.sha256, run.seed, VERSION].join('\n'))));
   const staged = new StagedOutputs();
   try {
@@ -156,7 +179,7 @@ function removeQuietly(remove: () => void, onError: (e: unknown) => void = () =>
  */
 async function passesThenOutputs(
   input: Checkpoint,
-  outFormat: 'onnx' | 'safetensors',
+  outFormat: OutputFormat,
   run: CompressRun,
   opts: CompressOptions,
   work: WorkDir<PassRecord>,
@@ -179,7 +202,8 @@ async function passesThenOutputs(
   // the input as ONNX: the reference of eval and the teacher of distillation
   const originalOnnx = (): string => input.onnxPath(() => work.file('reference.onnx'));
 
-  let written: string[];
+  let written: string[] = [];
+  let folder: WrittenFolder | undefined;
   let referenceOnnx: string | undefined;
   const resumed = saved ? work.loadCheckpoint(saved) : undefined;
   try {
@@ -193,33 +217,54 @@ async function passesThenOutputs(
     await runPasses(model, run, saved?.completed ?? 0, work, originalOnnx, threads, opts, modelIdentity(input));
     progress.stage(`writing ${output}`);
     const staging = work.staging();
-    const stagedModel = join(staging, basename(output));
-    // a failure names the file the user asked for, not its staging name
-    written = namingPathsAs(stagedNames(staging, dirname(output)), () =>
-      outFormat === 'onnx' ? writeOnnx(model, stagedModel, { externalData: recipe.recipe.output.external_data || undefined }).files : writeModelAsSafetensors(model, stagedModel, input),
-    );
+    if (run.folder) {
+      let calibration: Promise<Calibrator | undefined> | undefined;
+      folder = await writeModelFolder(model, run.folder, staging, {
+        seed: run.seed,
+        progress,
+        recipe,
+        io: await resolveKvShapes(model, modelIo(model), threads),
+        calibration: () => (calibration ??= makeCalibrator(model, recipe, threads, progress, work.file('calibration'), undefined).then((c) => c.calibrator)),
+        workFile: (name) => work.file(name),
+      });
+    } else {
+      const stagedModel = join(staging, basename(output));
+      // a failure names the file the user asked for, not its staging name
+      written = namingPathsAs(stagedNames(staging, dirname(output)), () =>
+        outFormat === 'onnx' ? writeOnnx(model, stagedModel, { externalData: recipe.recipe.output.external_data || undefined }).files : writeModelAsSafetensors(model, stagedModel, input),
+      );
+    }
     if (evalSpec?.reference) referenceOnnx = originalOnnx();
   } finally {
     resumed?.close();
     input.close();
   }
-  // what goes beside the model (external data, config.json) moves first, the model after it
-  const beside = written.slice(1).map((f) => join(dirname(output), basename(f)));
-  written.slice(1).forEach((f, i) => staged.add(f, beside[i]!));
-  staged.add(written[0]!, output);
-
-  // the output as written, loaded once for its hash, size, IO and ONNX form; named by its final path
-  const compressed = Checkpoint.open(written[0]!, opts.build);
-  let outputFacts: CheckpointFacts;
-  let outputOnnx: string | undefined;
-  try {
-    outputFacts = { ...(await checkpointFacts(compressed, written)), path: output };
-    if (evalSpec) outputOnnx = compressed.onnxPath(() => work.file('compressed.onnx'));
-  } finally {
-    compressed.close();
+  // what goes beside a model (external data, config.json) moves before it; a folder's config.json moves last
+  let beside: string[] = [];
+  if (folder) {
+    for (const m of folder.moves) staged.add(m.from, m.to);
+  } else {
+    beside = written.slice(1).map((f) => join(dirname(output), basename(f)));
+    written.slice(1).forEach((f, i) => staged.add(f, beside[i]!));
+    staged.add(written[0]!, output);
   }
-  run.output = { path: output, sha256: outputFacts.sha256, format: outFormat, files: [output, ...beside] };
 
+  // every model file as written (a folder's: one per dtype), loaded once for its hash, size, IO and ONNX form; named by its final path
+  const models = folder ? folder.variants.map((v) => ({ staged: v.staged, files: v.stagedFiles, path: v.path })) : [{ staged: written[0]!, files: written, path: output }];
+  const measured: { facts: CheckpointFacts; onnx?: string }[] = [];
+  for (const [i, m] of models.entries()) {
+    const compressed = Checkpoint.open(m.staged, opts.build);
+    try {
+      measured.push({ facts: { ...(await checkpointFacts(compressed, m.files)), path: m.path }, onnx: evalSpec ? compressed.onnxPath(() => work.file(`compressed-${i}.onnx`)) : undefined });
+    } finally {
+      compressed.close();
+    }
+  }
+  run.output = folder
+    ? { path: output, sha256: folderSha256(folder.moves), format: 'folder', files: folder.files }
+    : { path: output, sha256: measured[0]!.facts.sha256, format: outFormat, files: [output, ...beside] };
+
+  const measures: { measure: Measure; fidelity?: Fidelity }[] = [];
   if (evalSpec) {
     const te = performance.now();
     progress.stage('evaluating original and compressed models');
@@ -227,26 +272,44 @@ async function passesThenOutputs(
     run.dataDescription = { description: data.description, files: data.files };
     const latency = evalSpec.latency ? { runs: evalSpec.latency.runs, warmup: evalSpec.latency.warmup } : false;
     const evalOpts: EvalOptions = { threads: evalSpec.latency?.threads ?? threads, latency, dataPath: recipe.path, runtimes: runtimesFor(evalSpec.runtime, `${recipe.path}: eval.runtime`) };
-    run.evaluation = await evaluate({ ...outputFacts, onnx: outputOnnx! }, data, evalOpts, referenceOnnx ? { ...reference!, onnx: referenceOnnx } : undefined);
-    run.warnings.push(...runtimeWarnings(run.evaluation.runtimes));
+    for (const [i, m] of measured.entries()) {
+      if (measured.length > 1) progress.stage(`evaluating ${folder!.variants[i]!.dtype} and the original`);
+      const ev = await evaluate({ ...m.facts, onnx: m.onnx! }, data, evalOpts, referenceOnnx ? { ...reference!, onnx: referenceOnnx } : undefined);
+      run.evaluation ??= ev;
+      run.warnings.push(...runtimeWarnings(ev.runtimes));
+      measures.push({ measure: ev.model, fidelity: ev.fidelity });
+    }
     run.timings.eval_ms = performance.now() - te;
   } else {
     // without eval the report still gives both sizes (evaluate passes them on when there is one)
-    run.sizes = { reference: sizeMeasure(reference!), model: sizeMeasure(outputFacts) };
+    run.sizes = { reference: sizeMeasure(reference!), model: sizeMeasure(measured[0]!.facts) };
+    measures.push(...measured.map((m) => ({ measure: sizeMeasure(m.facts) })));
+  }
+  if (folder) {
+    run.variants = folder.variants.map((v, i) => ({ dtype: v.dtype, path: v.path, files: v.files, passes: v.passes, warnings: v.warnings, ...measures[i]! }));
+    run.warnings.push(...folder.warnings, ...folder.variants.flatMap((v) => v.warnings));
   }
   run.warnings.push(...run.passes.flatMap((p) => (p.warnings ?? []).map((w) => `${p.id}: ${w}`)));
   run.timings.total_ms = performance.now() - t0;
   const report = compressReport(run);
   run.report = report;
   for (const file of opts.reports ?? []) staged.write(file.path, file.render(report));
-  staged.commit();
+  // a model folder and its onnx/ are made just before the commit moves the files into them
+  const made = folder ? [...new Set(folder.moves.map((m) => dirname(m.to)))].map((d) => makeDirs(d)).filter((d): d is string => d !== undefined) : [];
+  try {
+    staged.commit();
+  } catch (e) {
+    for (const d of made.reverse()) removeQuietly(() => rmSync(d, { recursive: true }));
+    throw e;
+  }
 }
 
 /** Passes `start`… of the recipe on `model`, each saved to the work dir before the next. */
 async function runPasses(model: Model, run: CompressRun, start: number, work: WorkDir<PassRecord>, originalOnnx: () => string, threads: number, opts: CompressOptions, modelKey: string): Promise<void> {
   const { recipe, seed } = run;
   const progress = opts.progress;
-  const { calibrator, files } = await makeCalibrator(model, recipe, start, threads, progress, work.file('calibration'), opts.statsCache);
+  // passes that can use calibration optionally (prune.channels) get it whenever the recipe has it
+  const { calibrator, files } = start < recipe.recipe.passes.length ? await makeCalibrator(model, recipe, threads, progress, work.file('calibration'), opts.statsCache) : { files: [] };
   const tPasses = performance.now();
   const total = recipe.recipe.passes.length;
   for (let i = start; i < total; i++) {
@@ -289,24 +352,29 @@ async function runPasses(model: Model, run: CompressRun, start: number, work: Wo
   }
 }
 
+/** The recipe's calibration data on `model`; none when the recipe has no calibration section. */
 async function makeCalibrator(
   model: Model,
   recipe: RunnableRecipe,
-  start: number,
   threads: number,
   progress: Progress,
   spillDir: string,
   cache: StatsCache | undefined,
 ): Promise<{ calibrator?: Calibrator; files: { sha256: string }[] }> {
-  // passes that can use calibration optionally (prune.channels) get it whenever the recipe has it
   const cal = recipe.recipe.calibration;
-  if (!cal || start >= recipe.recipe.passes.length) return { files: [] };
+  if (!cal) return { files: [] };
   progress.stage('loading calibration data');
   // calibration runs the first `samples` sequences; text is tokenized only that far
   const data = await loadDataset(cal.data, recipe.dir, { sequences: cal.samples, onProgress: (p) => progress.stage(`loading calibration data: ${loadProgressText(p)}`) });
   const io = await resolveKvShapes(model, modelIo(model), threads);
   const calibrator = new Calibrator(calibrationFeeds(io, data, cal.samples, cal.seq_len, recipe.path), cal.mode, threads, { spillDir, onWarning: (w) => progress.warn(`calibration: ${w}`), cache });
   return { calibrator, files: data.files };
+}
+
+/** A folder's hash: sha256 of its `sha256sum`-style listing (file hash, two spaces, path relative to the folder; sorted by path), over the staged files. */
+function folderSha256(moves: readonly { from: string; to: string; rel: string }[]): string {
+  const lines = [...moves].sort((a, b) => (a.rel < b.rel ? -1 : a.rel > b.rel ? 1 : 0)).map((m) => `${sha256File(m.from)}  ${m.rel}\n`);
+  return sha256Bytes(lines.join(''));
 }
 
 function sizeMeasure(facts: CheckpointFacts): Measure {

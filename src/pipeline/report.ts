@@ -6,7 +6,12 @@ import type { CompressRun } from './compress-run.js';
 export function compressReport(run: CompressRun): Report {
   const ev = run.evaluation;
   const budgets = run.recipe.recipe.eval?.budgets;
-  const checks = ev?.reference && budgets ? checkBudgets(ev.reference, ev.model, budgets, { base: 'reference', candidate: 'compressed model' }) : undefined;
+  // a model folder: every dtype's file against the budgets
+  const candidates = run.variants ? run.variants.map((v) => ({ measure: v.measure, dtype: v.dtype as string | undefined })) : ev ? [{ measure: ev.model, dtype: undefined }] : [];
+  const checks =
+    ev?.reference && budgets
+      ? candidates.flatMap((c) => checkBudgets(ev.reference!, c.measure, budgets, { base: 'reference', candidate: c.dtype ?? 'compressed model' }).map((b) => (c.dtype ? { ...b, dtype: c.dtype } : b)))
+      : undefined;
   if (budgets && ev && !ev.reference) run.warnings.push('eval.budgets were not checked: eval.reference is false, so there is no original measurement to compare with');
   return newReport({
     kind: 'compress',
@@ -19,6 +24,7 @@ export function compressReport(run: CompressRun): Report {
     measurements: ev ? { reference: ev.reference, model: ev.model } : run.sizes!,
     fidelity: ev?.fidelity,
     ...(ev?.runtimes ? { runtimes: ev.runtimes } : {}),
+    ...(run.variants ? { variants: run.variants } : {}),
     budgets: checks,
     warnings: run.warnings,
     timings: run.timings,

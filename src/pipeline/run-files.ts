@@ -43,7 +43,12 @@ export function checkpointInputs(checkpoint: Checkpoint, role = 'the input model
 }
 
 /** The model file and what is written beside it, the report files, and the work folder. */
-export function compressOutputs(output: string, format: 'onnx' | 'safetensors', reports: readonly { path: string; what: string }[]): PlannedOutput[] {
+export function compressOutputs(output: string, format: 'onnx' | 'safetensors' | 'folder', reports: readonly { path: string; what: string }[]): PlannedOutput[] {
+  if (format === 'folder') {
+    // the folder is the output; its work folder sits beside it, as a file output's does
+    const dir = output.replace(/[\\/]+$/, '');
+    return [{ path: dir, what: 'the model folder (-o)', folder: true }, ...reports, { path: join(dirname(dir), WORK_FOLDER), what: "pare's work folder", folder: true }];
+  }
   const beside =
     format === 'onnx'
       ? { path: `${output}.data`, what: 'the external data of the output model' }

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { DatasetSpec } from '../data/spec.js';
 import { BudgetSpec } from '../report/budget-spec.js';
+import { DTYPES, parseDtypes } from '../model/hf-folder.js';
 import type { ParsedParams } from '../pass/pass-spec.js';
 import { patternError } from './targets.js';
 
@@ -63,13 +64,20 @@ export const Eval = z.strictObject({
 export const Output = z.strictObject({
   /** force ONNX external data even under 2 GB */
   external_data: z.boolean().default(false),
+  /** a model folder output (-o DIR/): one file per transformers.js dtype, each a conversion of the passes' result */
+  dtypes: z
+    .array(z.enum([...DTYPES, 'quantized']))
+    .min(1)
+    .transform((names) => parseDtypes(names, 'output.dtypes'))
+    .optional(),
 });
 
 export const RecipeSchema = z.strictObject({
   version: z.literal(1),
   /** required when any pass needs calibration */
   calibration: Calibration.optional(),
-  passes: z.array(PassEntry).min(1),
+  /** empty in a recipe that only converts the model into a folder's dtypes (output.dtypes or --dtypes); compress refuses a run with nothing to do */
+  passes: z.array(PassEntry),
   eval: Eval.optional(),
   output: Output.prefault({}),
   /** `pare sweep`: recipe paths (`passes[0].params.sparsity`) and the values each takes; the points are their product */

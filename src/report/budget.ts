@@ -104,5 +104,5 @@ export function describeFailure(c: BudgetCheck): string {
   const unit = c.metric === 'top1_percent' ? 'top-1 %' : c.metric === 'file_bytes' ? 'file bytes' : 'perplexity';
   const fmt = (v: number) => (c.metric === 'file_bytes' ? v.toFixed(0) : +v.toPrecision(6));
   const what = c.metric === 'top1_percent' ? 'drop' : 'increase';
-  return `${c.name} ${c.limit}: ${unit} ${fmt(c.base)} -> ${fmt(c.candidate)} (${what} ${formatChange(c)})`;
+  return `${c.dtype ? `${c.dtype}: ` : ''}${c.name} ${c.limit}: ${unit} ${fmt(c.base)} -> ${fmt(c.candidate)} (${what} ${formatChange(c)})`;
 }

@@ -13,6 +13,7 @@ export function renderReportMarkdown(report: Report): string {
   const fid = fidelity(report);
   if (fid) parts.push(fid);
   if (report.runtimes?.length) parts.push(runtimes(report));
+  if (report.variants?.length) parts.push(variants(report));
   if (report.budgets?.length) parts.push(budgets(report));
   if (report.passes.length) parts.push(passes(report.passes));
   for (const [i, p] of report.passes.entries()) if (p.layers.length) parts.push(layers(i, p));
@@ -91,9 +92,25 @@ function runtimes(r: Report): string {
   return ['### Runtimes', '', mdTable(headers, rows, ['l', 'r', 'r', 'r', 'r'])].join('\n');
 }
 
+/** A model folder's files side by side: size against the first, and quality when measured. */
+function variants(r: Report): string {
+  const list = r.variants ?? [];
+  const first = list[0]!.measure.size.file_bytes;
+  const measured = list.some((v) => v.measure.quality);
+  const lm = list.some((v) => v.measure.quality?.task === 'causal-lm');
+  const rows = list.map((v) => {
+    const q = v.measure.quality;
+    const quality = q === undefined ? '' : q.task === 'causal-lm' ? formatValue(q.perplexity, 'ppl') : percent(q.top1, 2);
+    const row = [v.dtype, `\`${v.path}\``, bytes(v.measure.size.file_bytes), `${(v.measure.size.file_bytes / first).toFixed(3)}×`, v.passes.map((p) => p.id).join(', ') || '(as the passes left it)'];
+    return measured ? [...row, quality] : row;
+  });
+  const headers = ['dtype', 'file', 'bytes', `vs ${list[0]!.dtype}`, 'made by', ...(measured ? [lm ? 'perplexity' : 'top-1'] : [])];
+  return ['### Model folder', '', mdTable(headers, rows, ['l', 'l', 'r', 'r', 'l', 'r'])].join('\n');
+}
+
 function budgets(r: Report): string {
   const checks = r.budgets ?? [];
-  const rows = checks.map((c) => [c.ok ? '✅' : '❌', c.name, c.limit, formatChange(c)]);
+  const rows = checks.map((c) => [c.ok ? '✅' : '❌', c.dtype ? `${c.name} (${c.dtype})` : c.name, c.limit, formatChange(c)]);
   const failed = checks.filter((c) => !c.ok);
   return [
     '### Budgets',

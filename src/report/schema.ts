@@ -61,6 +61,8 @@ export interface BudgetCheck {
   change: number;
   allowed: number;
   ok: boolean;
+  /** a model folder output: the dtype file checked (every one is) */
+  dtype?: string;
 }
 
 export interface FileRef {
@@ -89,6 +91,22 @@ export interface SweepPointRecord {
   base: FileRef;
 }
 
+/** One dtype's file of a model folder output (compress -o DIR/): how it was made and what it measures. */
+export interface VariantReport {
+  /** the transformers.js dtype: fp32, fp16, q8, q4, q4f16 */
+  dtype: string;
+  /** the variant's .onnx */
+  path: string;
+  /** the .onnx and its external data */
+  files: string[];
+  /** the passes that made it from the recipe's result (none for the result itself) */
+  passes: PassReport[];
+  warnings: string[];
+  /** its size (and quality and latency when the recipe has eval) */
+  measure: Measure;
+  fidelity?: Fidelity;
+}
+
 export interface Report {
   schema: typeof REPORT_SCHEMA;
   version: typeof REPORT_VERSION;
@@ -107,6 +125,8 @@ export interface Report {
   fidelity?: Fidelity;
   /** quality and latency per runtime (onnxruntime-node, onnxruntime-web) when more than node was asked for */
   runtimes?: RuntimeEvaluation[];
+  /** compress into a model folder: every dtype's file; measurements.model is the first */
+  variants?: VariantReport[];
   budgets?: BudgetCheck[];
   warnings: string[];
   timings: { total_ms: number; passes_ms?: number; eval_ms?: number };
@@ -216,6 +236,17 @@ const BudgetCheckSchema = z.looseObject({
   change: num,
   allowed: num,
   ok: z.boolean(),
+  dtype: z.string().optional(),
+});
+
+const VariantReportSchema = z.looseObject({
+  dtype: z.string(),
+  path: z.string(),
+  files: z.array(z.string()),
+  passes: z.array(PassReportSchema),
+  warnings: z.array(z.string()),
+  measure: MeasureSchema,
+  fidelity: FidelitySchema.optional(),
 });
 
 export const CacheCountsSchema = z.looseObject({ dir: z.string(), hits: num, misses: num, unreadable: num });
@@ -243,6 +274,7 @@ export const ReportSchema = z.looseObject({
   measurements: z.looseObject({ reference: MeasureSchema.optional(), model: MeasureSchema }),
   fidelity: FidelitySchema.optional(),
   runtimes: z.array(RuntimeEvaluationSchema).optional(),
+  variants: z.array(VariantReportSchema).optional(),
   budgets: z.array(BudgetCheckSchema).optional(),
   warnings: z.array(z.string()),
   timings: z.looseObject({ total_ms: num, passes_ms: num.optional(), eval_ms: num.optional() }),

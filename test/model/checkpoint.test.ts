@@ -63,7 +63,8 @@ describe('Checkpoint', () => {
 
   it('a missing file, a folder and an unknown model_type are one-line user errors naming the file', () => {
     expect(() => Checkpoint.open(join(tmp.dir, 'absent.onnx'))).toThrow(new UserError(`${join(tmp.dir, 'absent.onnx')}: no such model file`));
-    expect(() => Checkpoint.open(tmp.dir)).toThrow(/is a directory, expected a \.onnx or \.safetensors file/);
+    // a folder is read as a Hugging Face model folder
+    expect(() => Checkpoint.open(tmp.dir)).toThrow(/no fp32 model in the folder \(expected onnx\/model\.onnx or model\.safetensors\)/);
     const dir = join(tmp.dir, 'bert');
     mkdirSync(dir);
     copyFileSync(SAFETENSORS, join(dir, 'model.safetensors'));

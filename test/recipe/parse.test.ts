@@ -132,7 +132,7 @@ describe('parseRecipe', () => {
       '9:17 eval.data.kind: expected text|tokens|idx|images|npy, got "csv"',
       '10:20 eval.latency.runs: expected integer >= 1, got 0',
       '11:32 eval.budgets.max_ppl_increase: expected percentage like "2%" or number >= 0, got "2 percent"',
-      '12:11 output.external: unknown key; known keys: external_data',
+      '12:11 output.external: unknown key; known keys: external_data, dtypes',
     ]);
   });
 
@@ -173,8 +173,12 @@ describe('parseRecipe', () => {
     expect(e.errors[0]!.message).toMatch(/recipe is empty/);
   });
 
-  it('rejects an empty passes list and a non-mapping params', () => {
-    expect(recipeError('version: 1\npasses: []\n').errors.map((x) => x.message)).toEqual(['expected at least 1 item, got 0']);
+  it('reads an empty passes list (a recipe that only converts: output.dtypes or --dtypes), and rejects a non-mapping params', () => {
+    expect(parseRecipe('version: 1\npasses: []\n', 'r.yaml', PASSES).passes).toEqual([]);
+    expect(parseRecipe('version: 1\npasses: []\noutput: { dtypes: [fp32, quantized, q4] }\n', 'r.yaml', PASSES).output.dtypes).toEqual(['fp32', 'q8', 'q4']);
+    expect(recipeError('version: 1\npasses: []\noutput: { dtypes: [int3] }\n').errors.map((x) => `${x.line}:${x.col} ${x.path}: ${x.message}`)).toEqual([
+      '3:20 output.dtypes[0]: expected fp32|fp16|q8|q4|q4f16|quantized, got "int3"',
+    ]);
     expect(recipeError('version: 1\npasses:\n  - pass: quantize.rtn\n    params: 8\n').errors).toEqual([
       { path: 'passes[0].params', line: 4, col: 13, message: 'expected mapping, got 8' },
     ]);

@@ -69,7 +69,7 @@ describe('real conditions, refused before the first pass', () => {
   it('EISDIR: -o or --report naming an existing folder', async () => {
     mkdirSync(join(s.dir, 'folder.onnx'));
     before = snapshot(s.dir);
-    await fails(['compress', s.model, '-r', recipe, '-o', join(s.dir, 'folder.onnx')], `${join(s.dir, 'folder.onnx')}: the output model (-o) names an existing folder (EISDIR)`);
+    await fails(['compress', s.model, '-r', recipe, '-o', join(s.dir, 'folder.onnx')], `${join(s.dir, 'folder.onnx')}: is a directory; name a model file, or write ${join(s.dir, 'folder.onnx')}/ for a model folder`);
     await fails(['compress', s.model, '-r', recipe, '-o', out, '--report', join(s.dir, 'folder.onnx')], `${join(s.dir, 'folder.onnx')}: the report (--report) names an existing folder (EISDIR)`);
     await fails(['eval', s.model, '--data', s.text, '--tokenizer', s.tokenizer, '-o', join(s.dir, 'folder.onnx')], '(EISDIR)');
     rmSync(join(s.dir, 'folder.onnx'), { recursive: true });
