@@ -43,6 +43,9 @@ export const PASS_CASES: readonly PassCase[] = [
   { id: 'quantize.smoothquant', passes: pass('quantize.smoothquant', '"layers.*"', 'alpha: 0.5'), calibration: true, exact: 1e-5 },
   { id: 'quantize.w8a8', passes: pass('quantize.w8a8', '"layers.*"') },
   { id: 'quantize.cast', passes: pass('quantize.cast', '"*"', 'dtype: float16') },
+  // graph-wide passes select no layers; hidden 48 takes blocks of 16
+  { id: 'quantize.embeddings', passes: pass('quantize.embeddings', '"*"', 'bits: 8, block_size: 16') },
+  { id: 'quantize.f16', passes: pass('quantize.f16', '"*"', 'io: float32') },
   { id: 'decompose.svd', passes: pass('decompose.svd', '"layers.*"', 'ratio: 0.5') },
   { id: 'decompose.kronecker', passes: pass('decompose.kronecker', '"layers.*.mlp.up_proj"', 'm1: 8, n1: 6, terms: 2') },
   { id: 'share.embeddings', passes: pass('share.embeddings', '"lm_head"', 'max_relative_change: 2') },

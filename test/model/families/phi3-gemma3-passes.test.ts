@@ -58,7 +58,8 @@ for (const [family, spec] of [['phi3', phi3Spec()], ['gemma3_text', gemma3Spec()
         // float32 arithmetic for int8 weights ONNX Runtime would fuse into int8-activation MatMulNBits (see README)
         await withDecoders([model], async (d) => {
           const r = await cachedAgainstFull(d, d, tokens(vocab, 2, 5, 3), 8, vocab);
-          expect(r.worst, r.worstAt).toBeLessThanOrEqual(1e-5);
+          // float16 arithmetic rounds the cached and the full attention differently (measured ≤ 2.2e-4)
+          expect(r.worst, r.worstAt).toBeLessThanOrEqual(id === 'quantize.f16' ? 1e-3 : 1e-5);
           expect(r.cachedTokens).toEqual(r.fullTokens);
         }, { qdqMatMulNBitsAccuracyLevel: 0 });
         const passes = JSON.parse(readFileSync(report, 'utf8')).passes as { id: string; layers: unknown[]; warnings?: string[] }[];
