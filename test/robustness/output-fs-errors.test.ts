@@ -85,7 +85,7 @@ describe('real conditions, refused before the first pass', () => {
     rmSync(work, { recursive: true });
   });
 
-  (PERMISSIONS_APPLY ? it : it.skip)(`EACCES: a 0555 output folder, for a process that is not root${PERMISSIONS_APPLY ? '' : ' (skipped: root here and no setpriv to drop it)'}`, () => {
+  (PERMISSIONS_APPLY ? it : it.skip)(`EACCES: a 0555 output folder, for a process that is not root${PERMISSIONS_APPLY ? '' : ' (skipped: root here, and no setpriv to drop it or nobody cannot run pare from this checkout)'}`, () => {
     const locked = join(s.dir, 'locked');
     mkdirSync(locked);
     chmodSync(locked, 0o555);

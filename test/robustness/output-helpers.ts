@@ -151,11 +151,14 @@ export function mountTmpfs(parent: string, name: string, options: string): { dir
   return { dir, unmount: () => spawnSync('umount', ['-l', dir], { timeout: 10_000, killSignal: 'SIGKILL' }) };
 }
 
-/** The command prefix that runs a child as nobody, when this process is root and setpriv works; undefined otherwise. */
+/**
+ * The command prefix that runs a child as nobody, when this process is root, setpriv works and nobody can
+ * run pare from this checkout (a clone under a 0700 temp folder is out of nobody's reach); undefined otherwise.
+ */
 export const AS_NOBODY: string[] | undefined = (() => {
   const prefix = ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups'];
   if (!IS_ROOT) return undefined;
-  return probe(prefix[0]!, [...prefix.slice(1), 'true']) ? prefix : undefined;
+  return probe(prefix[0]!, [...prefix.slice(1), process.execPath, BIN, '--version']) ? prefix : undefined;
 })();
 /** Permissions bind only a process that is not root. */
 export const PERMISSIONS_APPLY = !IS_ROOT || AS_NOBODY !== undefined;
