@@ -11,6 +11,14 @@ import { SMALL_FLOPS } from './gemm.js';
 /** rows per Gemm call are capped so one chunk holds at most this many elements (64 MiB once cast to double) */
 const CHUNK_ELEMENTS = 1 << 23;
 
+/**
+ * Small adds (one image is one row at a classifier's fc layer) are copied into a block of up to
+ * BLOCK_ROWS rows and BLOCK_ELEMENTS float32 values (16 MiB), and each full block is one Gram: a
+ * Gemm per one-row sample would cost a dim×dim double output and an ONNX Runtime call every time.
+ */
+const BLOCK_ROWS = 4096;
+const BLOCK_ELEMENTS = 1 << 22;
+
 function gramGraph(cast: boolean): () => KernelGraph {
   return () => ({
     inputs: [{ name: 'X', dtype: cast ? 'float32' : 'float64', dims: ['rows', 'dim'] }],
@@ -52,14 +60,23 @@ export class GramAccumulator {
   readonly dim: number;
   private readonly H: Float64Array;
   private readonly chunkRows: number;
+  private readonly blockRows: number;
   private rows = 0;
+  /** float32 rows waiting for a full block */
+  private pending?: Float32Array;
+  private pendingRows = 0;
 
-  /** `chunkRows` bounds the rows per Gemm call (default: 8 Mi elements per chunk) */
-  constructor(dim: number, opts: { chunkRows?: number } = {}) {
+  /**
+   * `chunkRows` bounds the rows per Gemm call (default: 8 Mi elements per chunk); `blockRows` is the
+   * block small adds are buffered into (default: 4096 rows, at most 4 Mi elements; 1 adds each
+   * call on its own)
+   */
+  constructor(dim: number, opts: { chunkRows?: number; blockRows?: number } = {}) {
     if (!Number.isInteger(dim) || dim <= 0) throw new Error(`GramAccumulator: dim must be a positive integer, got ${dim}`);
     this.dim = dim;
     this.H = new Float64Array(dim * dim);
     this.chunkRows = opts.chunkRows ?? Math.max(1, Math.floor(CHUNK_ELEMENTS / dim));
+    this.blockRows = opts.blockRows ?? Math.max(1, Math.min(BLOCK_ROWS, Math.floor(BLOCK_ELEMENTS / dim)));
   }
 
   /** rows added so far (tokens or positions); the Hessian of ‖WX − ŴX‖² is 2/count · result() */
@@ -67,10 +84,38 @@ export class GramAccumulator {
     return this.rows;
   }
 
-  /** H += XᵀX for X [rows, dim] row-major. */
+  /** H += XᵀX for X [rows, dim] row-major (float32 rows may wait in a block until it fills or result() is asked for). */
   async add(X: FloatArray, rows: number): Promise<void> {
     const d = this.dim;
     if (X.length !== rows * d) throw new Error(`GramAccumulator.add: X has ${X.length} elements, expected rows·dim = ${rows}·${d}`);
+    this.rows += rows;
+    // float64 rows and adds of a block or more go straight in
+    if (!(X instanceof Float32Array) || this.blockRows <= 1 || (this.pendingRows === 0 && rows >= this.blockRows)) {
+      await this.flush();
+      await this.accumulate(X, rows);
+      return;
+    }
+    for (let r = 0; r < rows; ) {
+      const take = Math.min(this.blockRows - this.pendingRows, rows - r);
+      this.pending ??= new Float32Array(this.blockRows * d);
+      this.pending.set(X.subarray(r * d, (r + take) * d), this.pendingRows * d);
+      this.pendingRows += take;
+      r += take;
+      if (this.pendingRows === this.blockRows) await this.flush();
+    }
+  }
+
+  /** the buffered rows as one Gram */
+  private async flush(): Promise<void> {
+    if (this.pendingRows === 0) return;
+    const n = this.pendingRows;
+    this.pendingRows = 0;
+    await this.accumulate(this.pending!.subarray(0, n * this.dim), n);
+  }
+
+  /** H += XᵀX, in chunks of at most chunkRows rows */
+  private async accumulate(X: FloatArray, rows: number): Promise<void> {
+    const d = this.dim;
     const step = this.chunkRows;
     for (let r0 = 0; r0 < rows; r0 += step) {
       const r1 = Math.min(rows, r0 + step);
@@ -81,7 +126,6 @@ export class GramAccumulator {
         for (let i = 0; i < G.length; i++) this.H[i] += G[i]!;
       }
     }
-    this.rows += rows;
   }
 
   /**
@@ -89,6 +133,8 @@ export class GramAccumulator {
    * buffer (no copy: Hessians reach 3072² doubles); later add() calls keep writing into it.
    */
   async result(): Promise<Float64Array> {
+    await this.flush();
+    this.pending = undefined;
     const d = this.dim;
     const H = this.H;
     for (let i = 0; i < d; i++) {

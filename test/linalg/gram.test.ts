@@ -39,6 +39,49 @@ describe('GramAccumulator', () => {
     expect(c.ok, c.worst).toBe(true);
   });
 
+  it('buffers one-row samples into blocks: equal to the float64 reference and to adding each sample on its own', async () => {
+    // mnist-8's fc input is 256 wide and each image is one row: the case the blocks are for
+    const dim = 256;
+    const rows = 300;
+    const X = Float32Array.from(gaussianMatrix(rows * dim, 13));
+    const ref = gramRef(X, rows, dim);
+    const perSample = new GramAccumulator(dim, { blockRows: 1 });
+    const blocked = new GramAccumulator(dim, { blockRows: 128 });
+    for (let r = 0; r < rows; r++) {
+      await perSample.add(X.subarray(r * dim, (r + 1) * dim), 1);
+      await blocked.add(X.subarray(r * dim, (r + 1) * dim), 1);
+    }
+    expect(blocked.count).toBe(rows);
+    const a = await perSample.result();
+    const b = await blocked.result();
+    // float32 inputs are exact in double; only summation order differs
+    const c = allClose(b, a, 1e-12, 1e-10); // measured relFro 1.2e-16
+    expect(c.ok, c.worst).toBe(true);
+    expect(c.relFro).toBeLessThan(1e-14);
+    expect(allClose(b, ref, 1e-12, 1e-10).ok).toBe(true);
+  });
+
+  it('mixed add sizes across block edges, result() midway and adding on after it', async () => {
+    const dim = 40;
+    const sizes = [3, 1, 25, 60, 2, 7, 100];
+    const rows = sizes.reduce((a, b) => a + b, 0);
+    const X = Float32Array.from(gaussianMatrix(rows * dim, 14));
+    const acc = new GramAccumulator(dim, { blockRows: 16, chunkRows: 8 });
+    let r0 = 0;
+    for (const [i, n] of sizes.entries()) {
+      await acc.add(X.subarray(r0 * dim, (r0 + n) * dim), n);
+      r0 += n;
+      if (i === 2) {
+        // the rows still waiting in the block are in the result
+        const mid = allClose(await acc.result(), gramRef(X.subarray(0, r0 * dim), r0, dim), 1e-12, 1e-10);
+        expect(mid.ok, mid.worst).toBe(true);
+      }
+    }
+    const c = allClose(await acc.result(), gramRef(X, rows, dim), 1e-12, 1e-10);
+    expect(c.ok, c.worst).toBe(true);
+    expect(acc.count).toBe(rows);
+  });
+
   it('rejects a batch whose length is not rows·dim', async () => {
     await expect(new GramAccumulator(4).add(new Float32Array(10), 3)).rejects.toThrow(/expected rows·dim = 3·4/);
   });
