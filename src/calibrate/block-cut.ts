@@ -5,6 +5,7 @@ import type { Model } from '../model/model.js';
 import type { ValueInfoProto } from '../model/onnx-schema.js';
 import { hasSubgraph, sliceFor, subModel } from '../model/subgraph.js';
 import { calibrationSessionOptions, captureSession } from '../runtime/ort.js';
+import { phases } from '../util/phase-timer.js';
 import type { LayerGroup } from './blocks.js';
 import type { BoundaryStore } from './boundary-store.js';
 import type { Feeds } from './feeds.js';
@@ -88,27 +89,35 @@ export class BlockCut {
     const outputs = [...new Set([...computed, ...cache])];
     this.trace.push({ group: this.groups[j]!.key, nodes: slice.nodes.length, fed: slice.reads, cached: cache });
 
-    const session = outputs.length > 0 ? await captureSession(subModel(model, slice.nodes, slice.reads.map((r) => this.inputInfo(r))), outputs, calibrationSessionOptions(this.threads)) : undefined;
+    const session =
+      outputs.length > 0
+        ? await phases.time('calibrate.session', () => captureSession(subModel(model, slice.nodes, slice.reads.map((r) => this.inputInfo(r))), outputs, calibrationSessionOptions(this.threads)))
+        : undefined;
     try {
       for (const [s, feed] of this.feeds.entries()) {
-        const fed: Feeds = {};
-        for (const r of slice.reads) fed[r] = this.value(r, s, feed);
-        const out = session ? await session.run(fed, outputs) : {};
+        const fed: Feeds = phases.timeSync('calibrate.boundary', () => {
+          const f: Feeds = {};
+          for (const r of slice.reads) f[r] = this.value(r, s, feed);
+          return f;
+        });
+        const out = session ? await phases.time('calibrate.forward', () => session.run(fed, outputs)) : {};
         for (const [name, acc] of accumulators) {
           const t = out[name] ?? this.value(name, s, feed);
-          await acc.add(t.data as Float32Array, t.dims as number[]);
+          await phases.time('calibrate.xtx', () => acc.add(t.data as Float32Array, t.dims as number[]));
         }
-        for (const c of cache) this.store.put(c, s, out[c]!);
+        phases.timeSync('calibrate.boundary', () => {
+          for (const c of cache) this.store.put(c, s, out[c]!);
+        });
       }
     } finally {
-      await session?.release();
+      if (session) await phases.time('calibrate.session', () => session.release());
     }
     for (const c of cache) this.expires.set(c, nearest.get(c) ?? Infinity);
     // values no later step reads are freed now
     for (const name of this.store.names()) if (!laterReads.has(name)) this.drop(name);
 
     const stats = new Map<string, InputStats>();
-    for (const [name, acc] of accumulators) stats.set(name, await acc.result());
+    for (const [name, acc] of accumulators) stats.set(name, await phases.time('calibrate.xtx', () => acc.result()));
     return stats;
   }
 

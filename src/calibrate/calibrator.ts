@@ -6,6 +6,7 @@ import { UserError } from '../errors.js';
 import type { LinearLayer } from '../model/linears.js';
 import type { Model } from '../model/model.js';
 import { calibrationSessionOptions, captureSession } from '../runtime/ort.js';
+import { phases } from '../util/phase-timer.js';
 import { BlockCut, uncuttable, type StepTrace } from './block-cut.js';
 import { groupIntoBlocks, type LayerGroup } from './blocks.js';
 import { BoundaryStore, DEFAULT_RESIDENT_BYTES } from './boundary-store.js';
@@ -100,20 +101,20 @@ export class Calibrator {
     }
     const names = [...byTensor.keys()];
     if (names.length === 0) return stats;
-    const session = await captureSession(model, names, calibrationSessionOptions(this.threads));
+    const session = await phases.time('calibrate.session', () => captureSession(model, names, calibrationSessionOptions(this.threads)));
     try {
       for (const feed of this.feedsFor(model)) {
-        const out = await session.run(feed, names);
+        const out = await phases.time('calibrate.forward', () => session.run(feed, names));
         for (const name of names) {
           const t = out[name]!;
-          await byTensor.get(name)!.add(t.data as Float32Array, t.dims as number[]);
+          await phases.time('calibrate.xtx', () => byTensor.get(name)!.add(t.data as Float32Array, t.dims as number[]));
           t.dispose?.();
         }
       }
     } finally {
-      await session.release();
+      await phases.time('calibrate.session', () => session.release());
     }
-    for (const [name, acc] of byTensor) stats.set(name, await acc.result());
+    for (const [name, acc] of byTensor) stats.set(name, await phases.time('calibrate.xtx', () => acc.result()));
     if (scope !== undefined) for (const name of names) this.options.cache!.put(scope, stats.get(name)!);
     return stats;
   }

@@ -1,6 +1,7 @@
 import { UserError } from '../errors.js';
 import { dampen, fixDeadColumns, hessianInverseUpperCholesky, NotPositiveDefiniteError, zeroColumns } from '../linalg/cholesky.js';
 import type { InputStats } from '../calibrate/stats.js';
+import { phases } from '../util/phase-timer.js';
 
 /**
  * From calibration statistics to what the OBS loop needs: H = 2/n · XᵀX (float64), dead inputs
@@ -20,6 +21,10 @@ export async function prepareHessian(
   rows: number,
   opts: { dampening: number; actOrder?: boolean; pass: string; layer: string },
 ): Promise<PreparedHessian> {
+  return phases.time('solve.hessian', () => prepare(stats, W, rows, opts));
+}
+
+async function prepare(stats: InputStats, W: Float32Array, rows: number, opts: { dampening: number; actOrder?: boolean; pass: string; layer: string }): Promise<PreparedHessian> {
   const n = stats.dim;
   if (!stats.xtx) throw new Error(`${opts.pass}: no Hessian for '${opts.layer}'`);
   const H = new Float64Array(n * n);
