@@ -27,6 +27,8 @@ export interface CalibratorOptions {
   onWarning?: (message: string) => void;
   /** statistics shared across runs (see beginPass) */
   cache?: StatsCache;
+  /** sequential cut steps feed float initializers of this many bytes or more as inputs instead of inlining them (default 16 MiB) */
+  fedWeightBytes?: number;
 }
 
 /**
@@ -146,7 +148,7 @@ export class Calibrator {
     this.trace = [];
     const why = this.options.cut === false ? 'disabled' : uncuttable(model);
     if (why && why !== 'disabled') this.warn(`sequential calibration re-runs the whole model prefix for every block (O(blocks²) work): ${why}`);
-    let cut = why ? undefined : new BlockCut(model, groups, this.feedsFor(model), new BoundaryStore(this.options.residentBytes ?? DEFAULT_RESIDENT_BYTES, this.options.spillDir), this.threads);
+    let cut = why ? undefined : new BlockCut(model, groups, this.feedsFor(model), new BoundaryStore(this.options.residentBytes ?? DEFAULT_RESIDENT_BYTES, this.options.spillDir), this.threads, this.options.fedWeightBytes);
     if (cut) this.trace = cut.trace;
     try {
       for (const [j, group] of groups.entries()) {
