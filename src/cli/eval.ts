@@ -26,6 +26,7 @@ interface EvalFlags {
   maxLength?: string;
   select?: string;
   labels?: string;
+  labelsDtype?: 'uint8' | 'uint16' | 'int32';
   shape?: string;
   layout?: 'nhwc' | 'nchw';
   scale?: string;
@@ -68,7 +69,8 @@ export function registerEvalCommand(program: Command, io: Io, setCode: (c: numbe
     .option('--select <ranges>', 'text data: documents to use, 1-based, e.g. "1-10"')
     .option('--seq-len <n>', 'token-id data: window length')
     .option('--count <n>', 'token-id data: number of windows')
-    .option('--labels <file>', 'image/array data: labels file')
+    .option('--labels <file>', 'image/array data: labels file (.npy, or raw integers of --labels-dtype)')
+    .option('--labels-dtype <dtype>', 'raw labels file: uint8 (default), uint16 or int32, little-endian')
     .option('--shape <HxWxC>', 'raw image data: per-image shape in file order, e.g. 32x32x3')
     .option('--layout <layout>', 'raw image data: nhwc or nchw')
     .option('--scale <x>', 'image data: multiply pixels by this first, e.g. 1/255')
@@ -92,6 +94,7 @@ export function registerEvalCommand(program: Command, io: Io, setCode: (c: numbe
           maxLength: num('--max-length', f.maxLength),
           select: f.select,
           labels: f.labels,
+          labelsDtype: f.labelsDtype,
           shape: f.shape?.split(/[x,×]/).map((d) => num('--shape', d)!),
           layout: f.layout,
           scale: scale(f.scale),

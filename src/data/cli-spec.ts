@@ -12,6 +12,7 @@ export interface DataFlags {
   maxLength?: number;
   select?: string;
   labels?: string;
+  labelsDtype?: 'uint8' | 'uint16' | 'int32';
   shape?: number[];
   layout?: 'nhwc' | 'nchw';
   scale?: number;
@@ -50,11 +51,11 @@ export function datasetSpecFromCli(arg: string, flags: DataFlags, cwd: string): 
     const labels = flags.labels ? resolve(cwd, flags.labels) : labelsBeside(path);
     raw = { kind: 'idx', images: path, labels, ...norm };
   } else if (ext === '.npy') {
-    raw = { kind: 'npy', path, labels: flags.labels && resolve(cwd, flags.labels), layout: flags.layout, ...norm };
+    raw = { kind: 'npy', path, labels: flags.labels && resolve(cwd, flags.labels), labels_dtype: flags.labelsDtype, layout: flags.layout, ...norm };
   } else if (flags.shape && flags.seqLen) {
     throw new UserError(`${arg}: give --shape (raw images) or --seq-len (token ids), not both`);
   } else if (flags.shape) {
-    raw = { kind: 'images', path, shape: flags.shape, layout: flags.layout, labels: flags.labels && resolve(cwd, flags.labels), ...norm };
+    raw = { kind: 'images', path, shape: flags.shape, layout: flags.layout, labels: flags.labels && resolve(cwd, flags.labels), labels_dtype: flags.labelsDtype, ...norm };
   } else if (flags.seqLen) {
     raw = { kind: 'tokens', path, seq_len: flags.seqLen, count: flags.count, dtype: /u32/i.test(basename(path)) ? 'uint32' : 'uint16' };
   } else {

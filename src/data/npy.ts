@@ -1,7 +1,8 @@
 import { basename } from 'node:path';
 import { UserError } from '../errors.js';
 import { formatBytes, INPUT_LIMITS, readInputRange, statInput } from '../util/read-file.js';
-import { checkLabels, fileRef, normalise, normText } from './images.js';
+import { fileRef, normalise, normText } from './images.js';
+import { readLabelFile } from './labels.js';
 import type { NpySpec } from './spec.js';
 import type { TensorDataset } from './types.js';
 
@@ -79,13 +80,7 @@ export function loadNpy(spec: NpySpec, path: string, labelsPath?: string): Tenso
   const total = arr.shape[0]!;
   const sampleShape = arr.shape.slice(1);
   const count = Math.min(total, spec.limit ?? total);
-  let labels: Int32Array | undefined;
-  if (labelsPath) {
-    const l = readNpy(labelsPath, 'labels file', 'labels');
-    if (!l.integer || l.shape.length !== 1) throw new UserError(`${labelsPath}: labels: expected a 1-D integer array, found ${l.integer ? '' : 'float '}shape (${l.shape.join(', ')})`);
-    checkLabels(l.values, total, labelsPath, path, 'samples');
-    labels = Int32Array.from(l.values.subarray(0, count));
-  }
+  const labels = labelsPath ? readLabelFile(labelsPath, total, count, spec.labels_dtype ?? 'uint8', path, 'samples') : undefined;
   if (spec.layout && sampleShape.length !== 3) {
     throw new UserError(`${path}: layout ${spec.layout} needs samples with 3 axes, found (${sampleShape.join(', ')}) (field layout)`);
   }

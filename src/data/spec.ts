@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { LABEL_DTYPES } from './labels.js';
 
 /**
  * A dataset spec: the same object appears in a recipe's `calibration.data` and `eval.data`
@@ -71,8 +72,10 @@ export const ImagesSpec = z
     /** [H, W, C] for nhwc files, [C, H, W] for nchw files */
     shape: z.array(z.number().int().positive()).length(3),
     layout: z.enum(['nhwc', 'nchw']).default('nhwc'),
-    /** one uint8 label per image */
+    /** one label per image: a .npy integer array, or raw little-endian integers of labels_dtype */
     labels: z.string().optional(),
+    /** default uint8 */
+    labels_dtype: z.enum(LABEL_DTYPES).optional(),
     ...Normalize,
   })
   .strict();
@@ -82,8 +85,10 @@ export const NpySpec = z
     kind: z.literal('npy'),
     /** array whose first axis indexes samples */
     path: z.string(),
-    /** integer .npy of one label per sample */
+    /** one label per sample: an integer .npy array, or raw little-endian integers of labels_dtype */
     labels: z.string().optional(),
+    /** default uint8 */
+    labels_dtype: z.enum(LABEL_DTYPES).optional(),
     layout: z.enum(['nhwc', 'nchw']).optional(),
     ...Normalize,
   })
