@@ -2,9 +2,8 @@ import { UserError } from '../errors.js';
 import { readInputRange, statInput } from '../util/read-file.js';
 import { checkLabels } from './images.js';
 import { readNpy } from './npy.js';
+import { LABEL_DTYPES, type LabelDtype } from './spec.js';
 
-export const LABEL_DTYPES = ['uint8', 'uint16', 'int32'] as const;
-export type LabelDtype = (typeof LABEL_DTYPES)[number];
 const WIDTH: Record<LabelDtype, number> = { uint8: 1, uint16: 2, int32: 4 };
 
 /**

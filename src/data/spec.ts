@@ -1,5 +1,4 @@
 import { z } from 'zod';
-import { LABEL_DTYPES } from './labels.js';
 
 /**
  * A dataset spec: the same object appears in a recipe's `calibration.data` and `eval.data`
@@ -44,6 +43,10 @@ export const TokensSpec = z
     count: z.number().int().positive().optional(),
   })
   .strict();
+
+/** raw labels files: little-endian integers of this type, one per sample */
+export const LABEL_DTYPES = ['uint8', 'uint16', 'int32'] as const;
+export type LabelDtype = (typeof LABEL_DTYPES)[number];
 
 const Normalize = {
   /** pixel * scale, then (x - mean[c]) / std[c] */
