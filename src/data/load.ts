@@ -3,7 +3,7 @@
  */
 import { isAbsolute, resolve } from 'node:path';
 import { loadIdx } from './idx.js';
-import { loadNpy } from './npy.js';
+import { loadNpy } from './npy-dataset.js';
 import { loadRawImages } from './raw-images.js';
 import type { DatasetSpec } from './spec.js';
 import { loadText } from './text.js';
