@@ -30,6 +30,14 @@ interface EvalFlags {
   shape?: string;
   layout?: 'nhwc' | 'nchw';
   scale?: string;
+  mean?: string;
+  std?: string;
+  preset?: string;
+  resize?: string;
+  crop?: string;
+  color?: string;
+  labelFrom?: string;
+  labelPattern?: string;
   limit?: string;
   latency: boolean;
   kvCache: boolean;
@@ -47,6 +55,16 @@ function num(flag: string, v: string | undefined, integer = true): number | unde
   return n;
 }
 
+/** "0.485,0.456,0.406" */
+function numList(flag: string, v: string | undefined): number[] | undefined {
+  if (v === undefined) return undefined;
+  return v.split(',').map((x) => {
+    const n = Number(x);
+    if (x.trim() === '' || !Number.isFinite(n)) throw new UserError(`${flag} expects numbers separated by commas, got ${v}`);
+    return n;
+  });
+}
+
 /** "1/255" or "0.0039" */
 function scale(v: string | undefined): number | undefined {
   if (v === undefined) return undefined;
@@ -59,7 +77,7 @@ export function registerEvalCommand(program: Command, io: Io, setCode: (c: numbe
     .command('eval')
     .description('measure a model in ONNX Runtime: perplexity or top-1/top-5, fidelity to a reference, size, latency')
     .argument('<model>', '.onnx, .safetensors with config.json beside it, or a transformers.js model folder')
-    .requiredOption('--data <dataset>', 'a dataset spec (.yaml/.json), or a data file: .txt (with --tokenizer), token ids .bin (with --seq-len), MNIST idx3 (.gz), .npy, raw uint8 images (with --shape)')
+    .requiredOption('--data <dataset>', 'a dataset spec (.yaml/.json), or a data file: .txt (with --tokenizer), token ids .bin (with --seq-len), MNIST idx3 (.gz), .npy, raw uint8 images (with --shape), or a folder of JPEG/PNG/WebP images')
     .option('--reference <model>', 'also evaluate this model and measure fidelity (KL, top-1 agreement, cosine) against it')
     .option('-o, --output <report.json>', 'write the JSON report here')
     .option('--mkdir', 'create the missing folders of -o')
@@ -74,6 +92,14 @@ export function registerEvalCommand(program: Command, io: Io, setCode: (c: numbe
     .option('--shape <HxWxC>', 'raw image data: per-image shape in file order, e.g. 32x32x3')
     .option('--layout <layout>', 'raw image data: nhwc or nchw')
     .option('--scale <x>', 'image data: multiply pixels by this first, e.g. 1/255')
+    .option('--mean <m>', 'image data: per-channel mean subtracted after --scale, e.g. 0.485,0.456,0.406')
+    .option('--std <s>', 'image data: per-channel std divided by after the mean, e.g. 0.229,0.224,0.225')
+    .option('--preset <name>', 'image folder: imagenet (resize 256, crop 224, /255, ImageNet mean/std), minus1to1 or 0to1')
+    .option('--resize <n>', 'image folder: resize the shorter side to n pixels')
+    .option('--crop <HxW>', 'image folder: centre crop, e.g. 224 or 224x224')
+    .option('--color <c>', 'image folder: rgb (default), bgr or gray')
+    .option('--label-from <how>', 'image folder: folders, csv (--labels file.csv), filename or none')
+    .option('--label-pattern <regex>', 'image folder: with --label-from filename, a regex whose first group is the class number')
     .option('--limit <n>', 'image/array data: first n samples only')
     .option('--no-latency', 'skip the latency measurement')
     .option('--no-kv-cache', 'build a safetensors model as the single-input graph input_ids → logits instead of with the KV cache')
@@ -98,6 +124,14 @@ export function registerEvalCommand(program: Command, io: Io, setCode: (c: numbe
           shape: f.shape?.split(/[x,×]/).map((d) => num('--shape', d)!),
           layout: f.layout,
           scale: scale(f.scale),
+          mean: numList('--mean', f.mean),
+          std: numList('--std', f.std),
+          preset: f.preset,
+          resize: num('--resize', f.resize),
+          crop: f.crop?.split(/[x,×]/).map((d) => num('--crop', d)!),
+          color: f.color,
+          labelFrom: f.labelFrom,
+          labelPattern: f.labelPattern,
           limit: num('--limit', f.limit),
         },
         process.cwd(),

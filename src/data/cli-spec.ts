@@ -1,4 +1,4 @@
-import { existsSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { basename, dirname, extname, join, resolve } from 'node:path';
 import { UserError } from '../errors.js';
 import { INPUT_LIMITS, readInputFile } from '../util/read-file.js';
@@ -16,14 +16,25 @@ export interface DataFlags {
   shape?: number[];
   layout?: 'nhwc' | 'nchw';
   scale?: number;
+  mean?: number[];
+  std?: number[];
   limit?: number;
+  /** image folders only */
+  preset?: string;
+  resize?: number;
+  crop?: number[];
+  color?: string;
+  labelFrom?: string;
+  labelPattern?: string;
 }
+
+const FOLDER_FLAGS = ['preset', 'resize', 'crop', 'color', 'labelFrom', 'labelPattern'] as const;
 
 /**
  * `--data` plus flags → a dataset spec. A .yaml/.json argument is a spec file (paths in it resolve
  * against its folder); otherwise the kind follows the file: .txt is text (needs --tokenizer),
  * *-idx3-ubyte[.gz] is IDX (the matching idx1 labels file beside it is found), .npy is NumPy, and a
- * .bin is token ids with --seq-len or raw uint8 images with --shape.
+ * .bin is token ids with --seq-len or raw uint8 images with --shape; a folder is JPEG/PNG/WebP images.
  */
 export function datasetSpecFromCli(arg: string, flags: DataFlags, cwd: string): { spec: DatasetSpec; baseDir: string } {
   const path = resolve(cwd, arg);
@@ -41,7 +52,28 @@ export function datasetSpecFromCli(arg: string, flags: DataFlags, cwd: string): 
     if (given.length > 0) throw new UserError(`${arg}: ${given.join(', ')} cannot be combined with a dataset spec file; set the field in the file instead`);
     return { spec: validate(raw, arg), baseDir: dirname(path) };
   }
-  const norm = { scale: flags.scale ?? 1, limit: flags.limit };
+  if (isFolder(path)) {
+    const raw = {
+      kind: 'image-folder',
+      path,
+      labels: flags.labels && resolve(cwd, flags.labels),
+      label_from: flags.labelFrom,
+      label_pattern: flags.labelPattern,
+      preset: flags.preset,
+      color: flags.color,
+      resize: flags.resize,
+      crop: flags.crop?.length === 1 ? flags.crop[0] : flags.crop,
+      layout: flags.layout,
+      scale: flags.scale,
+      mean: flags.mean,
+      std: flags.std,
+      limit: flags.limit,
+    };
+    return { spec: validate(Object.fromEntries(Object.entries(raw).filter(([, v]) => v !== undefined)), arg), baseDir: cwd };
+  }
+  const folderOnly = FOLDER_FLAGS.filter((k) => flags[k] !== undefined).map((k) => `--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`);
+  if (folderOnly.length > 0) throw new UserError(`${arg}: ${folderOnly.join(', ')} apply only to a folder of images; this is a file`);
+  const norm = { scale: flags.scale ?? 1, mean: flags.mean, std: flags.std, limit: flags.limit };
   const need = (what: string, flag: string) => new UserError(`${arg}: ${what} data needs ${flag}`);
   let raw: Record<string, unknown>;
   if (ext === '.txt') {
@@ -64,6 +96,10 @@ export function datasetSpecFromCli(arg: string, flags: DataFlags, cwd: string): 
   }
   const clean = Object.fromEntries(Object.entries(raw).filter(([, v]) => v !== undefined));
   return { spec: validate(clean, arg), baseDir: cwd };
+}
+
+function isFolder(path: string): boolean {
+  return statSync(path, { throwIfNoEntry: false })?.isDirectory() ?? false;
 }
 
 /** Every schema issue at once, by field path, on one line: `eval.yaml: seq_len: expected number…; kind: …`. */

@@ -3,6 +3,7 @@
  */
 import { isAbsolute, resolve } from 'node:path';
 import { loadIdx } from './idx.js';
+import { loadImageFolder } from './image-folder.js';
 import { loadNpy } from './npy-dataset.js';
 import { loadRawImages } from './raw-images.js';
 import type { DatasetSpec } from './spec.js';
@@ -27,6 +28,8 @@ export async function loadDataset(spec: DatasetSpec, baseDir: string, opts: Load
       return loadRawImages(spec, at(spec.path), spec.labels ? at(spec.labels) : undefined);
     case 'npy':
       return loadNpy(spec, at(spec.path), spec.labels ? at(spec.labels) : undefined);
+    case 'image-folder':
+      return loadImageFolder(spec, at(spec.path), spec.labels ? at(spec.labels) : undefined);
   }
 }
 
@@ -42,6 +45,7 @@ export function datasetFiles(spec: DatasetSpec, baseDir: string): string[] {
       return [at(spec.images), ...(spec.labels ? [at(spec.labels)] : [])];
     case 'images':
     case 'npy':
+    case 'image-folder':
       return [at(spec.path), ...(spec.labels ? [at(spec.labels)] : [])];
   }
 }

@@ -12,6 +12,7 @@ export function specFiles(spec: DatasetSpec): { field: string; path: string }[] 
       return [...named('images', spec.images), ...named('labels', spec.labels)];
     case 'images':
     case 'npy':
+    case 'image-folder':
       return [...named('path', spec.path), ...named('labels', spec.labels)];
   }
 }

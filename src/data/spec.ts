@@ -97,10 +97,44 @@ export const NpySpec = z
   })
   .strict();
 
-export const DatasetSpec = z.discriminatedUnion('kind', [TextSpec, TokensSpec, IdxSpec, ImagesSpec, NpySpec]);
+export const IMAGE_PRESETS = ['imagenet', 'minus1to1', '0to1'] as const;
+
+/** JPEG/PNG/WebP files in a folder, decoded, resized, cropped and normalised in that order (see image-transforms.ts). */
+export const ImageFolderSpec = z
+  .object({
+    kind: z.literal('image-folder'),
+    /** the folder; images in class sub-folders, or anywhere below it with labels from a CSV or the file names */
+    path: z.string(),
+    /** CSV of `file,label` rows (file relative to the folder; label a class name or an integer) */
+    labels: z.string().optional(),
+    /** default: csv when labels is set, folders when the folder has sub-folders, else none */
+    label_from: z.enum(['folders', 'csv', 'filename', 'none']).optional(),
+    /** label_from filename: a regex with one group that captures the class number; default the last number in the name */
+    label_pattern: z.string().optional(),
+    /** defaults for the fields below: imagenet (resize 256, crop 224, /255, ImageNet mean/std), minus1to1, 0to1 */
+    preset: z.enum(IMAGE_PRESETS).optional(),
+    /** channels and their order; gray is one channel (default rgb) */
+    color: z.enum(['rgb', 'bgr', 'gray']).optional(),
+    /** resize so the shorter side has this many pixels, keeping the aspect ratio */
+    resize: z.number().int().positive().optional(),
+    /** centre crop to this size (one number: square), after resize */
+    crop: z.union([z.number().int().positive(), z.array(z.number().int().positive()).length(2)]).optional(),
+    interpolation: z.enum(['bilinear', 'bicubic', 'nearest', 'lanczos3']).optional(),
+    /** layout of the samples (default nchw); evaluation transposes to the model's input layout anyway */
+    layout: z.enum(['nhwc', 'nchw']).optional(),
+    /** pixel (0..255) * scale, then (x - mean[c]) / std[c]; default 1 or the preset's */
+    scale: z.number().positive().optional(),
+    mean: z.array(z.number()).optional(),
+    std: z.array(z.number()).optional(),
+    limit: z.number().int().positive().optional(),
+  })
+  .strict();
+
+export const DatasetSpec = z.discriminatedUnion('kind', [TextSpec, TokensSpec, IdxSpec, ImagesSpec, NpySpec, ImageFolderSpec]);
 export type DatasetSpec = z.infer<typeof DatasetSpec>;
 export type TextSpec = z.infer<typeof TextSpec>;
 export type TokensSpec = z.infer<typeof TokensSpec>;
 export type IdxSpec = z.infer<typeof IdxSpec>;
 export type ImagesSpec = z.infer<typeof ImagesSpec>;
 export type NpySpec = z.infer<typeof NpySpec>;
+export type ImageFolderSpec = z.infer<typeof ImageFolderSpec>;

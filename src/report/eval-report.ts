@@ -44,7 +44,7 @@ export async function evalReport(
     return newReport({
       kind: 'eval',
       input: { path: model.path, sha256: model.sha256, format: model.format },
-      data: { description: data.description, files: data.files },
+      data: { description: data.description, files: data.files, ...(data.classes ? { classes: data.classes } : {}) },
       passes: [],
       measurements: { model: ev.model, reference: ev.reference },
       fidelity: ev.fidelity,

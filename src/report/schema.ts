@@ -118,8 +118,8 @@ export interface Report {
   output?: FileRef & { format: string; files?: string[] };
   recipe?: FileRef;
   seed?: number;
-  /** the evaluation data, pinned by hash: two reports compare only when these match */
-  data?: { description: string; files: FileRef[] };
+  /** the evaluation data, pinned by hash: two reports compare only when these match; `classes`: class names by index when the data names them */
+  data?: { description: string; files: FileRef[]; classes?: string[] };
   passes: PassReport[];
   measurements: { reference?: Measure; model: Measure };
   fidelity?: Fidelity;
@@ -269,7 +269,7 @@ export const ReportSchema = z.looseObject({
   output: FileRefSchema.extend({ format: z.string(), files: z.array(z.string()).optional() }).optional(),
   recipe: FileRefSchema.optional(),
   seed: num.optional(),
-  data: z.looseObject({ description: z.string(), files: z.array(FileRefSchema) }).optional(),
+  data: z.looseObject({ description: z.string(), files: z.array(FileRefSchema), classes: z.array(z.string()).optional() }).optional(),
   passes: z.array(PassReportSchema),
   measurements: z.looseObject({ reference: MeasureSchema.optional(), model: MeasureSchema }),
   fidelity: FidelitySchema.optional(),
