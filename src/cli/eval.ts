@@ -8,6 +8,7 @@ import { specFiles } from '../data/spec-files.js';
 import type { DatasetSpec } from '../data/spec.js';
 import { folderTokenizer } from '../model/hf-folder.js';
 import { evalReport } from '../report/eval-report.js';
+import type { EvalTask } from '../eval/evaluate.js';
 import { reportJson } from '../report/io.js';
 import { renderReportMarkdown } from '../report/markdown.js';
 import { OutputPlan, type PlannedInput } from '../util/output-plan.js';
@@ -46,12 +47,29 @@ interface EvalFlags {
   mkdir?: boolean;
   progress?: boolean;
   runtime: string;
+  task?: string;
+  dataRange?: string;
+  targets?: string;
 }
 
 function num(flag: string, v: string | undefined, integer = true): number | undefined {
   if (v === undefined) return undefined;
   const n = Number(v);
   if (!Number.isFinite(n) || (integer && !Number.isInteger(n)) || n < 0) throw new UserError(`${flag} expects a ${integer ? 'non-negative integer' : 'number'}, got ${v}`);
+  return n;
+}
+
+const TASKS = ['classification', 'regression', 'image-to-image', 'lm'] as const;
+
+function evalTask(v: string | undefined): EvalTask | undefined {
+  if (v === undefined) return undefined;
+  if (!(TASKS as readonly string[]).includes(v)) throw new UserError(`--task expects ${TASKS.join(', ')}, got ${v}`);
+  return v as EvalTask;
+}
+
+function positive(flag: string, v: string | undefined): number | undefined {
+  const n = num(flag, v, false);
+  if (n === 0) throw new UserError(`${flag} expects a number > 0, got ${v}`);
   return n;
 }
 
@@ -101,6 +119,9 @@ export function registerEvalCommand(program: Command, io: Io, setCode: (c: numbe
     .option('--label-from <how>', 'image folder: folders, csv (--labels file.csv), filename or none')
     .option('--label-pattern <regex>', 'image folder: with --label-from filename, a regex whose first group is the class number')
     .option('--limit <n>', 'image/array data: first n samples only')
+    .option('--task <task>', 'classification, regression, image-to-image or lm (default: lm on token data, else from the output: [N, C] classification, [N, C, H, W] image-to-image, else regression)')
+    .option('--data-range <L>', 'regression / image-to-image: the data range of PSNR and SSIM, 1 or 255 (default: 255 when targets pass 2, else 1)')
+    .option('--targets <file.npy>', '.npy data: what the model should output, one per sample (regression / image-to-image)')
     .option('--no-latency', 'skip the latency measurement')
     .option('--no-kv-cache', 'build a safetensors model as the single-input graph input_ids → logits instead of with the KV cache')
     .option('--runs <n>', 'latency: timed runs after warm-up (default 20)')
@@ -121,6 +142,7 @@ export function registerEvalCommand(program: Command, io: Io, setCode: (c: numbe
           select: f.select,
           labels: f.labels,
           labelsDtype: f.labelsDtype,
+          targets: f.targets,
           shape: f.shape?.split(/[x,×]/).map((d) => num('--shape', d)!),
           layout: f.layout,
           scale: scale(f.scale),
@@ -145,13 +167,14 @@ export function registerEvalCommand(program: Command, io: Io, setCode: (c: numbe
         report = await evalReport(
           modelPath,
           data,
-          { threads: num('--threads', f.threads), latency: f.latency ? { runs: num('--runs', f.runs) } : false, dataPath: f.data, build: { kvCache: f.kvCache }, runtimes },
+          { threads: num('--threads', f.threads), latency: f.latency ? { runs: num('--runs', f.runs) } : false, dataPath: f.data, build: { kvCache: f.kvCache }, runtimes, task: evalTask(f.task), dataRange: positive('--data-range', f.dataRange) },
           f.reference,
           (files, which) => outputs.addInputs(files.map((file) => ({ path: file.path, what: `${file.role === 'model' ? 'the' : `${file.role} of the`} ${which === 'model' ? 'model' : 'reference model'}` }))),
         );
       } finally {
         progress.stop();
       }
+      for (const w of report.warnings) io.err(`warning: ${w}`);
       if (f.output) writeStaged(outputs, f.output, reportJson(report));
       io.out(f.json ? JSON.stringify(report, null, 2) : renderReportMarkdown(report));
       setCode(0);

@@ -13,6 +13,8 @@ export interface DataFlags {
   select?: string;
   labels?: string;
   labelsDtype?: 'uint8' | 'uint16' | 'int32';
+  /** .npy data: regression targets */
+  targets?: string;
   shape?: number[];
   layout?: 'nhwc' | 'nchw';
   scale?: number;
@@ -74,6 +76,7 @@ export function datasetSpecFromCli(arg: string, flags: DataFlags, cwd: string): 
   const folderOnly = FOLDER_FLAGS.filter((k) => flags[k] !== undefined).map((k) => `--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`);
   if (folderOnly.length > 0) throw new UserError(`${arg}: ${folderOnly.join(', ')} apply only to a folder of images; this is a file`);
   const norm = { scale: flags.scale ?? 1, mean: flags.mean, std: flags.std, limit: flags.limit };
+  if (flags.targets && ext !== '.npy') throw new UserError(`${arg}: --targets applies only to .npy data`);
   const need = (what: string, flag: string) => new UserError(`${arg}: ${what} data needs ${flag}`);
   let raw: Record<string, unknown>;
   if (ext === '.txt') {
@@ -83,7 +86,7 @@ export function datasetSpecFromCli(arg: string, flags: DataFlags, cwd: string): 
     const labels = flags.labels ? resolve(cwd, flags.labels) : labelsBeside(path);
     raw = { kind: 'idx', images: path, labels, ...norm };
   } else if (ext === '.npy') {
-    raw = { kind: 'npy', path, labels: flags.labels && resolve(cwd, flags.labels), labels_dtype: flags.labelsDtype, layout: flags.layout, ...norm };
+    raw = { kind: 'npy', path, labels: flags.labels && resolve(cwd, flags.labels), labels_dtype: flags.labelsDtype, targets: flags.targets && resolve(cwd, flags.targets), layout: flags.layout, ...norm };
   } else if (flags.shape && flags.seqLen) {
     throw new UserError(`${arg}: give --shape (raw images) or --seq-len (token ids), not both`);
   } else if (flags.shape) {

@@ -27,7 +27,7 @@ export async function loadDataset(spec: DatasetSpec, baseDir: string, opts: Load
     case 'images':
       return loadRawImages(spec, at(spec.path), spec.labels ? at(spec.labels) : undefined);
     case 'npy':
-      return loadNpy(spec, at(spec.path), spec.labels ? at(spec.labels) : undefined);
+      return loadNpy(spec, at(spec.path), spec.labels ? at(spec.labels) : undefined, spec.targets ? at(spec.targets) : undefined);
     case 'image-folder':
       return loadImageFolder(spec, at(spec.path), spec.labels ? at(spec.labels) : undefined);
   }
@@ -43,8 +43,9 @@ export function datasetFiles(spec: DatasetSpec, baseDir: string): string[] {
       return [at(spec.path)];
     case 'idx':
       return [at(spec.images), ...(spec.labels ? [at(spec.labels)] : [])];
-    case 'images':
     case 'npy':
+      return [at(spec.path), ...(spec.labels ? [at(spec.labels)] : []), ...(spec.targets ? [at(spec.targets)] : [])];
+    case 'images':
     case 'image-folder':
       return [at(spec.path), ...(spec.labels ? [at(spec.labels)] : [])];
   }

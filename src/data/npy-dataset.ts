@@ -7,7 +7,7 @@ import type { NpySpec } from './spec.js';
 import type { TensorDataset } from './types.js';
 
 /** A .npy array whose first axis indexes samples, with optional labels, as a float32 dataset. */
-export function loadNpy(spec: NpySpec, path: string, labelsPath?: string): TensorDataset {
+export function loadNpy(spec: NpySpec, path: string, labelsPath?: string, targetsPath?: string): TensorDataset {
   const arr = readNpy(path, '.npy file', 'path', spec.limit);
   if (arr.shape.length < 2) throw new UserError(`${path}: expected samples along the first axis and at least one feature axis, found shape (${arr.shape.join(', ')})`);
   if (arr.shape[0] === 0) throw new UserError(`${path}: the array holds no samples (shape (${arr.shape.join(', ')}))`);
@@ -19,6 +19,12 @@ export function loadNpy(spec: NpySpec, path: string, labelsPath?: string): Tenso
     throw new UserError(`${path}: layout ${spec.layout} needs samples with 3 axes, found (${sampleShape.join(', ')}) (field layout)`);
   }
   const layout = spec.layout;
+  let targets: TensorDataset['targets'];
+  if (targetsPath) {
+    const t = readNpy(targetsPath, 'targets file', 'targets', count);
+    if (t.shape[0] !== total) throw new UserError(`${targetsPath}: targets: ${t.shape[0] ?? 0} targets for ${total} samples in ${path} (field targets)`);
+    targets = { data: Float32Array.from(t.values), sampleShape: t.shape.slice(1) };
+  }
   return {
     kind: 'tensors',
     sampleShape,
@@ -26,7 +32,8 @@ export function loadNpy(spec: NpySpec, path: string, labelsPath?: string): Tenso
     data: normalise(arr.values, count, sampleShape, layout, spec, path),
     count,
     labels,
-    files: [fileRef(path), ...(labelsPath ? [fileRef(labelsPath)] : [])],
-    description: `npy ${basename(path)}, ${count}${count < total ? ` of ${total}` : ''} × (${sampleShape.join(', ')})${layout ? ` ${layout}` : ''}${labels ? ' with labels' : ''}${normText(spec)}`,
+    ...(targets ? { targets } : {}),
+    files: [fileRef(path), ...(labelsPath ? [fileRef(labelsPath)] : []), ...(targetsPath ? [fileRef(targetsPath)] : [])],
+    description: `npy ${basename(path)}, ${count}${count < total ? ` of ${total}` : ''} × (${sampleShape.join(', ')})${layout ? ` ${layout}` : ''}${labels ? ' with labels' : ''}${targets ? ` with targets ${basename(targetsPath!)} (${targets.sampleShape.join(', ')})` : ''}${normText(spec)}`,
   };
 }

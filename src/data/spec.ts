@@ -92,6 +92,8 @@ export const NpySpec = z
     labels: z.string().optional(),
     /** default uint8 */
     labels_dtype: z.enum(LABEL_DTYPES).optional(),
+    /** what a regression / image-to-image model should output: a float .npy with one entry per sample along the first axis */
+    targets: z.string().optional(),
     layout: z.enum(['nhwc', 'nchw']).optional(),
     ...Normalize,
   })

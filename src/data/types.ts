@@ -35,6 +35,8 @@ export interface TensorDataset extends DatasetSource {
   data: Float32Array;
   count: number;
   labels?: Int32Array;
+  /** what a regression or image-to-image model should output, per sample, back to back */
+  targets?: { data: Float32Array; sampleShape: number[] };
 }
 
 export type Dataset = TokenDataset | TensorDataset;

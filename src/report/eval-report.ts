@@ -49,7 +49,7 @@ export async function evalReport(
       measurements: { model: ev.model, reference: ev.reference },
       fidelity: ev.fidelity,
       ...(ev.runtimes ? { runtimes: ev.runtimes } : {}),
-      warnings: runtimeWarnings(ev.runtimes),
+      warnings: [...ev.warnings, ...runtimeWarnings(ev.runtimes)],
       timings: { total_ms: performance.now() - t0, eval_ms: performance.now() - t0 },
     });
   } finally {
