@@ -95,7 +95,7 @@ export function registerEvalCommand(program: Command, io: Io, setCode: (c: numbe
     .command('eval')
     .description('measure a model in ONNX Runtime: perplexity or top-1/top-5, fidelity to a reference, size, latency')
     .argument('<model>', '.onnx, .safetensors with config.json beside it, or a transformers.js model folder')
-    .requiredOption('--data <dataset>', 'a dataset spec (.yaml/.json), or a data file: .txt (with --tokenizer), token ids .bin (with --seq-len), MNIST idx3 (.gz), .npy, raw uint8 images (with --shape), or a folder of JPEG/PNG/WebP images')
+    .requiredOption('--data <dataset>', 'a dataset spec (.yaml/.json), or a data file: .txt (with --tokenizer), token ids .bin (with --seq-len), MNIST idx3 (.gz), .npy, raw uint8 images (with --shape), a folder of JPEG/PNG/WebP images, or random:uniform / random:normal (with --shape, --count)')
     .option('--reference <model>', 'also evaluate this model and measure fidelity (KL, top-1 agreement, cosine) against it')
     .option('-o, --output <report.json>', 'write the JSON report here')
     .option('--mkdir', 'create the missing folders of -o')

@@ -54,6 +54,12 @@ export function datasetSpecFromCli(arg: string, flags: DataFlags, cwd: string): 
     if (given.length > 0) throw new UserError(`${arg}: ${given.join(', ')} cannot be combined with a dataset spec file; set the field in the file instead`);
     return { spec: validate(raw, arg), baseDir: dirname(path) };
   }
+  if (arg.startsWith('random:')) {
+    // random:uniform, random:normal
+    const raw = { kind: 'random', distribution: arg.slice('random:'.length), shape: flags.shape, count: flags.count, layout: flags.layout };
+    if (!flags.shape) throw new UserError(`${arg}: random data needs --shape (per sample, e.g. 3x224x224)`);
+    return { spec: validate(Object.fromEntries(Object.entries(raw).filter(([, v]) => v !== undefined)), arg), baseDir: cwd };
+  }
   if (isFolder(path)) {
     const raw = {
       kind: 'image-folder',

@@ -5,6 +5,7 @@ import { isAbsolute, resolve } from 'node:path';
 import { loadIdx } from './idx.js';
 import { loadImageFolder } from './image-folder.js';
 import { loadNpy } from './npy-dataset.js';
+import { loadRandom } from './random.js';
 import { loadRawImages } from './raw-images.js';
 import type { DatasetSpec } from './spec.js';
 import { loadText } from './text.js';
@@ -30,6 +31,8 @@ export async function loadDataset(spec: DatasetSpec, baseDir: string, opts: Load
       return loadNpy(spec, at(spec.path), spec.labels ? at(spec.labels) : undefined, spec.targets ? at(spec.targets) : undefined);
     case 'image-folder':
       return loadImageFolder(spec, at(spec.path), spec.labels ? at(spec.labels) : undefined);
+    case 'random':
+      return loadRandom(spec);
   }
 }
 
@@ -48,6 +51,8 @@ export function datasetFiles(spec: DatasetSpec, baseDir: string): string[] {
     case 'images':
     case 'image-folder':
       return [at(spec.path), ...(spec.labels ? [at(spec.labels)] : [])];
+    case 'random':
+      return [];
   }
 }
 

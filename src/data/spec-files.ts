@@ -12,6 +12,8 @@ export function specFiles(spec: DatasetSpec): { field: string; path: string }[] 
       return [...named('images', spec.images), ...named('labels', spec.labels)];
     case 'npy':
       return [...named('path', spec.path), ...named('labels', spec.labels), ...named('targets', spec.targets)];
+    case 'random':
+      return [];
     case 'images':
     case 'image-folder':
       return [...named('path', spec.path), ...named('labels', spec.labels)];

@@ -132,7 +132,26 @@ export const ImageFolderSpec = z
   })
   .strict();
 
-export const DatasetSpec = z.discriminatedUnion('kind', [TextSpec, TokensSpec, IdxSpec, ImagesSpec, NpySpec, ImageFolderSpec]);
+/** Seeded random samples, for fidelity-only runs (compressed against original) on models without data. */
+export const RandomSpec = z
+  .object({
+    kind: z.literal('random'),
+    /** per-sample shape, without the batch axis */
+    shape: z.array(z.number().int().positive()).min(1),
+    count: z.number().int().positive().default(16),
+    /** uniform on [low, high), or normal(mean, std) */
+    distribution: z.enum(['uniform', 'normal']).default('uniform'),
+    low: z.number().default(0),
+    high: z.number().default(1),
+    mean: z.number().default(0),
+    std: z.number().nonnegative().default(1),
+    seed: z.number().int().min(0).default(0),
+    /** the layout of `shape` when it is an image; evaluation transposes to the model's */
+    layout: z.enum(['nhwc', 'nchw']).optional(),
+  })
+  .strict();
+
+export const DatasetSpec = z.discriminatedUnion('kind', [TextSpec, TokensSpec, IdxSpec, ImagesSpec, NpySpec, ImageFolderSpec, RandomSpec]);
 export type DatasetSpec = z.infer<typeof DatasetSpec>;
 export type TextSpec = z.infer<typeof TextSpec>;
 export type TokensSpec = z.infer<typeof TokensSpec>;
@@ -140,3 +159,4 @@ export type IdxSpec = z.infer<typeof IdxSpec>;
 export type ImagesSpec = z.infer<typeof ImagesSpec>;
 export type NpySpec = z.infer<typeof NpySpec>;
 export type ImageFolderSpec = z.infer<typeof ImageFolderSpec>;
+export type RandomSpec = z.infer<typeof RandomSpec>;
