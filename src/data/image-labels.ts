@@ -4,8 +4,9 @@ import { UserError } from '../errors.js';
 import { fsReadError, INPUT_LIMITS, readInputFile } from '../util/read-file.js';
 import type { ImageFolderSpec } from './spec.js';
 
+type LabelFields = Pick<ImageFolderSpec, 'label_from' | 'label_pattern'>;
+
 export const IMAGE_EXTENSIONS = ['.jpg', '.jpeg', '.png', '.webp'];
-const isImage = (name: string) => IMAGE_EXTENSIONS.some((e) => name.toLowerCase().endsWith(e));
 /** "img2" before "img10" */
 const byName = (a: string, b: string) => a.localeCompare(b, 'en', { numeric: true });
 
@@ -20,8 +21,8 @@ export interface LabelledImages {
   source: string;
 }
 
-/** Every image file below `dir`, relative, sorted by name with numbers in numeric order. */
-function listImages(dir: string): string[] {
+/** Every file below `dir` with one of `extensions`, relative, sorted by name with numbers in numeric order. */
+function listFiles(dir: string, extensions: string[]): string[] {
   const out: string[] = [];
   const walk = (d: string) => {
     let entries;
@@ -34,7 +35,7 @@ function listImages(dir: string): string[] {
       const p = join(d, e.name);
       const isDir = e.isDirectory() || (e.isSymbolicLink() && statSync(p, { throwIfNoEntry: false })?.isDirectory());
       if (isDir) walk(p);
-      else if (isImage(e.name)) out.push(relative(dir, p).split(sep).join('/'));
+      else if (extensions.some((x) => e.name.toLowerCase().endsWith(x))) out.push(relative(dir, p).split(sep).join('/'));
     }
   };
   walk(dir);
@@ -47,9 +48,9 @@ function listImages(dir: string): string[] {
  * number in the file name, or none. Sub-folder classes are interleaved (the first image of every
  * class, then the second…) so that `limit` and calibration's first samples span the classes.
  */
-export function labelledImages(spec: ImageFolderSpec, dir: string, csvPath: string | undefined): LabelledImages {
-  const files = listImages(dir);
-  if (files.length === 0) throw new UserError(`${dir}: no ${IMAGE_EXTENSIONS.join('/')} images in the folder (field path)`);
+export function labelledImages(spec: LabelFields, dir: string, csvPath: string | undefined, extensions = IMAGE_EXTENSIONS, noun = 'images'): LabelledImages {
+  const files = listFiles(dir, extensions);
+  if (files.length === 0) throw new UserError(`${dir}: no ${extensions.join('/')} ${noun} in the folder (field path)`);
   const hasFolders = files.some((f) => f.includes('/'));
   const from = spec.label_from ?? (csvPath ? 'csv' : hasFolders ? 'folders' : 'none');
   if (from === 'csv' && !csvPath) throw new UserError(`${dir}: label_from csv needs labels: <file.csv> (--labels)`);

@@ -6,6 +6,7 @@ import { loadIdx } from './idx.js';
 import { loadImageFolder } from './image-folder.js';
 import { loadNpy } from './npy-dataset.js';
 import { loadRandom } from './random.js';
+import { loadWavFolder } from './wav-folder.js';
 import { loadRawImages } from './raw-images.js';
 import type { DatasetSpec } from './spec.js';
 import { loadText } from './text.js';
@@ -33,6 +34,8 @@ export async function loadDataset(spec: DatasetSpec, baseDir: string, opts: Load
       return loadImageFolder(spec, at(spec.path), spec.labels ? at(spec.labels) : undefined);
     case 'random':
       return loadRandom(spec);
+    case 'wav-folder':
+      return loadWavFolder(spec, at(spec.path));
   }
 }
 
@@ -53,6 +56,8 @@ export function datasetFiles(spec: DatasetSpec, baseDir: string): string[] {
       return [at(spec.path), ...(spec.labels ? [at(spec.labels)] : [])];
     case 'random':
       return [];
+    case 'wav-folder':
+      return [at(spec.path)];
   }
 }
 

@@ -14,6 +14,8 @@ export function specFiles(spec: DatasetSpec): { field: string; path: string }[] 
       return [...named('path', spec.path), ...named('labels', spec.labels), ...named('targets', spec.targets)];
     case 'random':
       return [];
+    case 'wav-folder':
+      return named('path', spec.path);
     case 'images':
     case 'image-folder':
       return [...named('path', spec.path), ...named('labels', spec.labels)];

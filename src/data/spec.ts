@@ -151,7 +151,34 @@ export const RandomSpec = z
   })
   .strict();
 
-export const DatasetSpec = z.discriminatedUnion('kind', [TextSpec, TokensSpec, IdxSpec, ImagesSpec, NpySpec, ImageFolderSpec, RandomSpec]);
+/** WAV clips in a folder (labels from class sub-folders), as log-mel or MFCC features (see audio-features.ts). */
+export const WavFolderSpec = z
+  .object({
+    kind: z.literal('wav-folder'),
+    path: z.string(),
+    /** default: folders when the folder has sub-folders, else none */
+    label_from: z.enum(['folders', 'filename', 'none']).optional(),
+    label_pattern: z.string().optional(),
+    /** clips at another rate are refused (no resampling) */
+    sample_rate: z.number().int().positive().default(16000),
+    /** every clip is cut or zero-padded to this many seconds */
+    clip_seconds: z.number().positive().default(1),
+    features: z.enum(['logmel', 'mfcc', 'waveform']).default('logmel'),
+    /** FFT size, a power of two; also the window length */
+    n_fft: z.number().int().min(2).default(512),
+    hop: z.number().int().positive().default(160),
+    window: z.enum(['hann', 'rect']).default('hann'),
+    n_mels: z.number().int().positive().default(40),
+    fmin: z.number().min(0).default(0),
+    /** default sample_rate / 2 */
+    fmax: z.number().positive().optional(),
+    log_offset: z.number().positive().default(1e-6),
+    n_mfcc: z.number().int().positive().default(13),
+    limit: z.number().int().positive().optional(),
+  })
+  .strict();
+
+export const DatasetSpec = z.discriminatedUnion('kind', [TextSpec, TokensSpec, IdxSpec, ImagesSpec, NpySpec, ImageFolderSpec, RandomSpec, WavFolderSpec]);
 export type DatasetSpec = z.infer<typeof DatasetSpec>;
 export type TextSpec = z.infer<typeof TextSpec>;
 export type TokensSpec = z.infer<typeof TokensSpec>;
@@ -160,3 +187,4 @@ export type ImagesSpec = z.infer<typeof ImagesSpec>;
 export type NpySpec = z.infer<typeof NpySpec>;
 export type ImageFolderSpec = z.infer<typeof ImageFolderSpec>;
 export type RandomSpec = z.infer<typeof RandomSpec>;
+export type WavFolderSpec = z.infer<typeof WavFolderSpec>;
