@@ -22,7 +22,7 @@ export interface LabelledImages {
 }
 
 /** Every file below `dir` with one of `extensions`, relative, sorted by name with numbers in numeric order. */
-function listFiles(dir: string, extensions: string[]): string[] {
+export function listFiles(dir: string, extensions: string[]): string[] {
   const out: string[] = [];
   const walk = (d: string) => {
     let entries;

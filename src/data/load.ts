@@ -1,7 +1,8 @@
 /**
  * src/data — layer 4 (above linalg): datasets and tokenizers; no models, no runtimes.
  */
-import { isAbsolute, resolve } from 'node:path';
+import { isAbsolute, join, resolve } from 'node:path';
+import { IMAGE_EXTENSIONS, listFiles } from './image-labels.js';
 import { loadIdx } from './idx.js';
 import { loadImageFolder } from './image-folder.js';
 import { loadNpy } from './npy-dataset.js';
@@ -52,12 +53,14 @@ export function datasetFiles(spec: DatasetSpec, baseDir: string): string[] {
     case 'npy':
       return [at(spec.path), ...(spec.labels ? [at(spec.labels)] : []), ...(spec.targets ? [at(spec.targets)] : [])];
     case 'images':
-    case 'image-folder':
       return [at(spec.path), ...(spec.labels ? [at(spec.labels)] : [])];
+    // a folder's files, each (a sweep hashes what it reads)
+    case 'image-folder':
+      return [...listFiles(at(spec.path), IMAGE_EXTENSIONS).map((f) => join(at(spec.path), f)), ...(spec.labels ? [at(spec.labels)] : [])];
     case 'random':
       return [];
     case 'wav-folder':
-      return [at(spec.path)];
+      return listFiles(at(spec.path), ['.wav']).map((f) => join(at(spec.path), f));
   }
 }
 

@@ -159,3 +159,14 @@ describe('mnist-8 through an image folder', () => {
     expect(r.err).toMatch(/3 channels.*1 channel.*color gray/);
   });
 });
+
+describe('datasetFiles of folders', () => {
+  it('lists each image (and the CSV), so a sweep hashes what it reads', async () => {
+    const { datasetFiles } = await import('../../src/data/load.js');
+    const dir = join(tmp.dir, 'listed');
+    await writeImage(join(dir, 'a', '2.png'), ramp(2, 2), 2, 2, 3);
+    await writeImage(join(dir, 'a', '10.jpg'), ramp(2, 2), 2, 2, 3);
+    writeFileSync(join(dir, 'README.txt'), 'not an image');
+    expect(datasetFiles({ kind: 'image-folder', path: 'listed', labels: 'l.csv' }, tmp.dir)).toEqual([join(dir, 'a', '2.png'), join(dir, 'a', '10.jpg'), join(tmp.dir, 'l.csv')]);
+  });
+});
