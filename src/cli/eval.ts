@@ -39,6 +39,7 @@ interface EvalFlags {
   color?: string;
   labelFrom?: string;
   labelPattern?: string;
+  features?: string;
   limit?: string;
   latency: boolean;
   kvCache: boolean;
@@ -118,6 +119,7 @@ export function registerEvalCommand(program: Command, io: Io, setCode: (c: numbe
     .option('--color <c>', 'image folder: rgb (default), bgr or gray')
     .option('--label-from <how>', 'image folder: folders, csv (--labels file.csv), filename or none')
     .option('--label-pattern <regex>', 'image folder: with --label-from filename, a regex whose first group is the class number')
+    .option('--features <f>', 'WAV folder: logmel (default), mfcc or waveform; other audio parameters go in a dataset spec file')
     .option('--limit <n>', 'image/array data: first n samples only')
     .option('--task <task>', 'classification, regression, image-to-image or lm (default: lm on token data, else from the output: [N, C] classification, [N, C, H, W] image-to-image, else regression)')
     .option('--data-range <L>', 'regression / image-to-image: the data range of PSNR and SSIM, 1 or 255 (default: 255 when targets pass 2, else 1)')
@@ -154,6 +156,7 @@ export function registerEvalCommand(program: Command, io: Io, setCode: (c: numbe
           color: f.color,
           labelFrom: f.labelFrom,
           labelPattern: f.labelPattern,
+          features: f.features,
           limit: num('--limit', f.limit),
         },
         process.cwd(),

@@ -3,6 +3,7 @@ import { basename, dirname, extname, join, resolve } from 'node:path';
 import { UserError } from '../errors.js';
 import { INPUT_LIMITS, readInputFile } from '../util/read-file.js';
 import { parseYamlBounded, YamlError } from '../util/yaml.js';
+import { IMAGE_EXTENSIONS, listFiles } from './image-labels.js';
 import { DatasetSpec } from './spec.js';
 
 export interface DataFlags {
@@ -28,6 +29,8 @@ export interface DataFlags {
   color?: string;
   labelFrom?: string;
   labelPattern?: string;
+  /** WAV folders: logmel, mfcc or waveform */
+  features?: string;
 }
 
 const FOLDER_FLAGS = ['preset', 'resize', 'crop', 'color', 'labelFrom', 'labelPattern'] as const;
@@ -36,7 +39,7 @@ const FOLDER_FLAGS = ['preset', 'resize', 'crop', 'color', 'labelFrom', 'labelPa
  * `--data` plus flags → a dataset spec. A .yaml/.json argument is a spec file (paths in it resolve
  * against its folder); otherwise the kind follows the file: .txt is text (needs --tokenizer),
  * *-idx3-ubyte[.gz] is IDX (the matching idx1 labels file beside it is found), .npy is NumPy, and a
- * .bin is token ids with --seq-len or raw uint8 images with --shape; a folder is JPEG/PNG/WebP images.
+ * .bin is token ids with --seq-len or raw uint8 images with --shape; a folder is JPEG/PNG/WebP images (or WAV clips, when it holds only those).
  */
 export function datasetSpecFromCli(arg: string, flags: DataFlags, cwd: string): { spec: DatasetSpec; baseDir: string } {
   const path = resolve(cwd, arg);
@@ -60,6 +63,13 @@ export function datasetSpecFromCli(arg: string, flags: DataFlags, cwd: string): 
     if (!flags.shape) throw new UserError(`${arg}: random data needs --shape (per sample, e.g. 3x224x224)`);
     return { spec: validate(Object.fromEntries(Object.entries(raw).filter(([, v]) => v !== undefined)), arg), baseDir: cwd };
   }
+  if (isFolder(path) && listFiles(path, ['.wav']).length > 0 && listFiles(path, IMAGE_EXTENSIONS).length === 0) {
+    const imageOnly = (['preset', 'resize', 'crop', 'color'] as const).filter((k) => flags[k] !== undefined).map((k) => `--${k}`);
+    if (imageOnly.length > 0) throw new UserError(`${arg}: ${imageOnly.join(', ')} apply to images; this folder holds WAV files`);
+    const raw = { kind: 'wav-folder', path, label_from: flags.labelFrom, label_pattern: flags.labelPattern, features: flags.features, limit: flags.limit };
+    return { spec: validate(Object.fromEntries(Object.entries(raw).filter(([, v]) => v !== undefined)), arg), baseDir: cwd };
+  }
+  if (flags.features !== undefined) throw new UserError(`${arg}: --features applies only to a folder of WAV files`);
   if (isFolder(path)) {
     const raw = {
       kind: 'image-folder',

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import wavefile from 'wavefile';
 import { afterAll, describe, expect, it } from 'vitest';
 import { audioFeatures, fft, hzToMel, melFilterbank, melToHz, type FeatureParams } from '../../src/data/audio-features.js';
+import { datasetSpecFromCli } from '../../src/data/cli-spec.js';
 import { loadDataset } from '../../src/data/load.js';
 import { WavFolderSpec } from '../../src/data/spec.js';
 import type { TensorDataset } from '../../src/data/types.js';
@@ -117,5 +118,10 @@ describe('wav-folder datasets', () => {
     await expect(load({ sample_rate: 8000 })).rejects.toThrow(/a\.wav: sampled at 16000 Hz, sample_rate is 8000 \(field sample_rate\)/);
     await expect(load({ n_fft: 500 })).rejects.toThrow(/n_fft 500 is not a power of two \(field n_fft\)/);
     await expect(load({ fmax: 9000 })).rejects.toThrow(/\(field fmax\)/);
+  });
+
+  it('a folder holding only WAV files is a wav-folder on the command line, with --features', () => {
+    expect(datasetSpecFromCli(dir, { features: 'mfcc', labelFrom: 'folders' }, tmp.dir).spec).toMatchObject({ kind: 'wav-folder', path: dir, features: 'mfcc', label_from: 'folders', n_mels: 40 });
+    expect(() => datasetSpecFromCli(dir, { color: 'gray' }, tmp.dir)).toThrow(/--color apply to images; this folder holds WAV files/);
   });
 });
