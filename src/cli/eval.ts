@@ -123,7 +123,7 @@ export function registerEvalCommand(program: Command, io: Io, setCode: (c: numbe
     .option('--limit <n>', 'image/array data: first n samples only')
     .option('--task <task>', 'classification, regression, image-to-image or lm (default: lm on token data, else from the output: [N, C] classification, [N, C, H, W] image-to-image, else regression)')
     .option('--data-range <L>', 'regression / image-to-image: the data range of PSNR and SSIM, 1 or 255 (default: 255 when targets pass 2, else 1)')
-    .option('--targets <file.npy>', '.npy data: what the model should output, one per sample (regression / image-to-image)')
+    .option('--targets <path>', 'what the model should output (regression / image-to-image): a .npy for .npy data, a folder of same-named images for an image folder')
     .option('--no-latency', 'skip the latency measurement')
     .option('--no-kv-cache', 'build a safetensors model as the single-input graph input_ids → logits instead of with the KV cache')
     .option('--runs <n>', 'latency: timed runs after warm-up (default 20)')

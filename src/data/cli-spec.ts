@@ -75,6 +75,7 @@ export function datasetSpecFromCli(arg: string, flags: DataFlags, cwd: string): 
       kind: 'image-folder',
       path,
       labels: flags.labels && resolve(cwd, flags.labels),
+      targets: flags.targets && resolve(cwd, flags.targets),
       label_from: flags.labelFrom,
       label_pattern: flags.labelPattern,
       preset: flags.preset,
@@ -92,7 +93,7 @@ export function datasetSpecFromCli(arg: string, flags: DataFlags, cwd: string): 
   const folderOnly = FOLDER_FLAGS.filter((k) => flags[k] !== undefined).map((k) => `--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`);
   if (folderOnly.length > 0) throw new UserError(`${arg}: ${folderOnly.join(', ')} apply only to a folder of images; this is a file`);
   const norm = { scale: flags.scale ?? 1, mean: flags.mean, std: flags.std, limit: flags.limit };
-  if (flags.targets && ext !== '.npy') throw new UserError(`${arg}: --targets applies only to .npy data`);
+  if (flags.targets && ext !== '.npy') throw new UserError(`${arg}: --targets applies only to .npy data and image folders`);
   const need = (what: string, flag: string) => new UserError(`${arg}: ${what} data needs ${flag}`);
   let raw: Record<string, unknown>;
   if (ext === '.txt') {

@@ -73,28 +73,21 @@ function place(p: Pixels, t: ImageTransforms, dst: Uint8Array): void {
   }
 }
 
-/** A folder of JPEG/PNG/WebP images, labelled by sub-folder, CSV or file name, preprocessed as the spec says. */
-export async function loadImageFolder(spec: ImageFolderSpec, dir: string, csvPath?: string): Promise<TensorDataset> {
-  let st;
-  try {
-    st = statSync(dir);
-  } catch (e) {
-    throw fsReadError(dir, 'image folder', e, 'path');
-  }
-  if (!st.isDirectory()) throw new UserError(`${dir}: is a file, expected a folder of images (field path)`);
-  const t = imageTransforms(spec, dir);
-  const listed = labelledImages(spec, dir, csvPath);
-  const total = listed.files.length;
-  const count = Math.min(total, spec.limit ?? total);
-  const files = listed.files.slice(0, count);
+/** `files` (relative to `dir`) decoded through `t` into one uint8 array in the dataset's layout, all of one size; sha256 pins names and bytes. */
+async function decodeAll(dir: string, files: string[], t: ImageTransforms, field: string): Promise<{ pixels: Uint8Array; shape: number[]; sha256: string }> {
+  const count = files.length;
   let pixels: Uint8Array | undefined;
   let shape: number[] = [];
   let first = '';
   const hash = createHash('sha256');
   for (let start = 0; start < count; start += IN_FLIGHT) {
     const batch = files.slice(start, start + IN_FLIGHT);
-    const bytes = batch.map((f) => readInputFile(join(dir, f), 'image', { maxBytes: INPUT_LIMITS.samples, field: 'path' }));
-    const decoded = await Promise.all(bytes.map((b, i) => decode(b, t, join(dir, batch[i]!))));
+    const bytes = batch.map((f) => readInputFile(join(dir, f), 'image', { maxBytes: INPUT_LIMITS.samples, field }));
+    // the first failure in file order, whichever finished first
+    const settled = await Promise.allSettled(bytes.map((b, i) => decode(b, t, join(dir, batch[i]!))));
+    const failed = settled.find((r) => r.status === 'rejected');
+    if (failed) throw failed.reason;
+    const decoded = settled.map((r) => (r as PromiseFulfilledResult<Pixels>).value);
     for (const [i, p] of decoded.entries()) {
       const f = batch[i]!;
       hash.update(`${f}\0${createHash('sha256').update(bytes[i]!).digest('hex')}\n`);
@@ -113,16 +106,43 @@ export async function loadImageFolder(spec: ImageFolderSpec, dir: string, csvPat
       place(p, t, pixels.subarray((start + i) * per, (start + i + 1) * per));
     }
   }
-  const folderHash = hash.digest('hex');
+  return { pixels: pixels!, shape, sha256: hash.digest('hex') };
+}
+
+/** A folder of JPEG/PNG/WebP images, labelled by sub-folder, CSV or file name, preprocessed as the spec says. */
+export async function loadImageFolder(spec: ImageFolderSpec, dir: string, csvPath?: string, targetsDir?: string): Promise<TensorDataset> {
+  let st;
+  try {
+    st = statSync(dir);
+  } catch (e) {
+    throw fsReadError(dir, 'image folder', e, 'path');
+  }
+  if (!st.isDirectory()) throw new UserError(`${dir}: is a file, expected a folder of images (field path)`);
+  const t = imageTransforms(spec, dir);
+  const listed = labelledImages(spec, dir, csvPath);
+  const total = listed.files.length;
+  const count = Math.min(total, spec.limit ?? total);
+  const files = listed.files.slice(0, count);
+  const { pixels, shape, sha256 } = await decodeAll(dir, files, t, 'path');
+  let targets: TensorDataset['targets'];
+  let targetsHash: string | undefined;
+  if (targetsDir) {
+    // the same file names in the targets folder: colour, layout and scale, never resized, cropped or centred
+    const tt: ImageTransforms = { ...t, resize: undefined, crop: undefined, mean: undefined, std: undefined };
+    const decoded = await decodeAll(targetsDir, files, tt, 'targets');
+    targets = { data: normalise(decoded.pixels, count, decoded.shape, t.layout, { scale: t.scale }, targetsDir), sampleShape: decoded.shape };
+    targetsHash = decoded.sha256;
+  }
   return {
     kind: 'tensors',
     sampleShape: shape,
     layout: t.layout,
-    data: normalise(pixels!, count, shape, t.layout, t, dir),
+    data: normalise(pixels, count, shape, t.layout, t, dir),
     count,
     ...(listed.labels ? { labels: listed.labels.subarray(0, count) } : {}),
     ...(listed.classes ? { classes: listed.classes } : {}),
-    files: [{ path: dir, sha256: folderHash }, ...(csvPath ? [fileRef(csvPath)] : [])],
-    description: `image-folder ${basename(dir)}, ${count}${count < total ? ` of ${total}` : ''} images ${shape.join('×')}, ${listed.source}; ${transformsText(t)}`,
+    ...(targets ? { targets } : {}),
+    files: [{ path: dir, sha256 }, ...(csvPath ? [fileRef(csvPath)] : []), ...(targetsDir ? [{ path: targetsDir, sha256: targetsHash! }] : [])],
+    description: `image-folder ${basename(dir)}, ${count}${count < total ? ` of ${total}` : ''} images ${shape.join('×')}, ${listed.source}; ${transformsText(t)}${targets ? `; targets ${basename(targetsDir!)} ${targets.sampleShape.join('×')} (same names, ${t.color}, ${t.layout}${t.scale !== 1 ? `, scale ${+t.scale.toPrecision(6)}` : ''})` : ''}`,
   };
 }

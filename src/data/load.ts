@@ -32,7 +32,7 @@ export async function loadDataset(spec: DatasetSpec, baseDir: string, opts: Load
     case 'npy':
       return loadNpy(spec, at(spec.path), spec.labels ? at(spec.labels) : undefined, spec.targets ? at(spec.targets) : undefined);
     case 'image-folder':
-      return loadImageFolder(spec, at(spec.path), spec.labels ? at(spec.labels) : undefined);
+      return loadImageFolder(spec, at(spec.path), spec.labels ? at(spec.labels) : undefined, spec.targets ? at(spec.targets) : undefined);
     case 'random':
       return loadRandom(spec);
     case 'wav-folder':
@@ -56,7 +56,7 @@ export function datasetFiles(spec: DatasetSpec, baseDir: string): string[] {
       return [at(spec.path), ...(spec.labels ? [at(spec.labels)] : [])];
     // a folder's files, each (a sweep hashes what it reads)
     case 'image-folder':
-      return [...listFiles(at(spec.path), IMAGE_EXTENSIONS).map((f) => join(at(spec.path), f)), ...(spec.labels ? [at(spec.labels)] : [])];
+      return [...listFiles(at(spec.path), IMAGE_EXTENSIONS).map((f) => join(at(spec.path), f)), ...(spec.labels ? [at(spec.labels)] : []), ...(spec.targets ? listFiles(at(spec.targets), IMAGE_EXTENSIONS).map((f) => join(at(spec.targets!), f)) : [])];
     case 'random':
       return [];
     case 'wav-folder':

@@ -16,8 +16,9 @@ export function specFiles(spec: DatasetSpec): { field: string; path: string }[] 
       return [];
     case 'wav-folder':
       return named('path', spec.path);
-    case 'images':
     case 'image-folder':
+      return [...named('path', spec.path), ...named('labels', spec.labels), ...named('targets', spec.targets)];
+    case 'images':
       return [...named('path', spec.path), ...named('labels', spec.labels)];
   }
 }

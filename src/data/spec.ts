@@ -113,6 +113,8 @@ export const ImageFolderSpec = z
     label_from: z.enum(['folders', 'csv', 'filename', 'none']).optional(),
     /** label_from filename: a regex with one group that captures the class number; default the last number in the name */
     label_pattern: z.string().optional(),
+    /** image-to-image: a folder with an image of the same relative name per input, read with color, layout and scale only (no resize, crop, mean or std) */
+    targets: z.string().optional(),
     /** defaults for the fields below: imagenet (resize 256, crop 224, /255, ImageNet mean/std), minus1to1, 0to1 */
     preset: z.enum(IMAGE_PRESETS).optional(),
     /** channels and their order; gray is one channel (default rgb) */

@@ -1,4 +1,5 @@
-import { writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import sharp from 'sharp';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { RegressionAccumulator, inferDataRange } from '../../src/eval/regression.js';
@@ -108,6 +109,25 @@ describe('metrics by task in pare eval', () => {
     const check = checkBudgets(m.reference, worse, { max_psnr_drop: { kind: 'absolute', value: 0.5 } })[0]!;
     expect(check).toMatchObject({ metric: 'psnr_db', ok: false });
     expect(check.change).toBeCloseTo(m.reference.quality.psnr - worse.quality.psnr, 9);
+  });
+
+  it('an image folder with a folder of same-named target images: the error of the outputs against the targets, in the data\'s scale', async () => {
+    const [lr, hr] = [join(tmp.dir, 'lr'), join(tmp.dir, 'hr')];
+    mkdirSync(lr);
+    mkdirSync(hr);
+    for (let s = 0; s < n; s++) {
+      const px = Uint8Array.from({ length: h * w }, () => Math.floor(r() * 200));
+      await sharp(Buffer.from(px), { raw: { width: w, height: h, channels: 1 } }).png().toFile(join(lr, `${s}.png`));
+      await sharp(Buffer.from(px.map((v) => v + 10)), { raw: { width: w, height: h, channels: 1 } }).png().toFile(join(hr, `${s}.png`));
+    }
+    const res = await runCli(['eval', reference, '--data', lr, '--targets', hr, '--color', 'gray', '--preset', '0to1', '--no-latency', '--json']);
+    expect(res.code, res.err).toBe(0);
+    const report = JSON.parse(res.out);
+    const q = report.measurements.model.quality;
+    expect(q).toMatchObject({ task: 'image-to-image', against: 'targets', data_range: 1, samples: n });
+    expect(q.rmse).toBeCloseTo(10 / 255, 6);
+    expect(q.psnr).toBeCloseTo(20 * Math.log10(25.5), 4);
+    expect(report.data.description).toMatch(/; targets hr 1×16×16 \(same names, gray, nchw, scale 0\.00392157\)$/);
   });
 
   it('--task regression on a classifier-shaped output; a 3-axis output is regression by default', async () => {
