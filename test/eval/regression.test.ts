@@ -111,6 +111,21 @@ describe('metrics by task in pare eval', () => {
     expect(check.change).toBeCloseTo(m.reference.quality.psnr - worse.quality.psnr, 9);
   });
 
+  it('pare report diff --max-psnr-drop fails (exit 3) when the new model is further from the targets', async () => {
+    const targets = join(tmp.dir, 't2.npy');
+    writeFileSync(targets, npy('<f4', [n, c, h, w], x.map((v) => v + 0.05)));
+    const [a, b] = [join(tmp.dir, 'a.json'), join(tmp.dir, 'b.json')];
+    expect((await runCli(['eval', reference, '--data', data, '--targets', targets, '--no-latency', '-o', a])).code).toBe(0);
+    expect((await runCli(['eval', affineModel('far.onnx', [c, h, w], 1, 0.2), '--data', data, '--targets', targets, '--no-latency', '-o', b])).code).toBe(0);
+    const ok = await runCli(['report', 'diff', a, b, '--max-psnr-drop', '10']);
+    expect(ok.code, ok.err).toBe(0);
+    const res = await runCli(['report', 'diff', a, b, '--max-psnr-drop', '1', '--max-rmse-increase', '0.2']);
+    expect(res.code).toBe(3);
+    // rmse 0.05 -> 0.15: PSNR falls by 20·log10(3) = 9.54 dB; RMSE rises 0.1, inside its budget
+    expect(res.err).toMatch(/budget failed: max_psnr_drop 1: PSNR dB [\d.]+ -> [\d.]+ \(drop \+9\.54\d*\)/);
+    expect(res.err).not.toMatch(/max_rmse_increase/);
+  });
+
   it('an image folder with a folder of same-named target images: the error of the outputs against the targets, in the data\'s scale', async () => {
     const [lr, hr] = [join(tmp.dir, 'lr'), join(tmp.dir, 'hr')];
     mkdirSync(lr);
