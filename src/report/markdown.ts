@@ -30,7 +30,7 @@ function header(r: Report): string {
   if (r.output) item('output', `\`${r.output.path}\` (${r.output.format}, sha256 ${r.output.sha256.slice(0, 12)})`);
   if (r.recipe) item('recipe', `\`${r.recipe.path}\` (sha256 ${r.recipe.sha256.slice(0, 12)})`);
   if (r.seed !== undefined) item('seed', String(r.seed));
-  if (r.data) item('data', `${r.data.description} (${r.data.files.map((f) => `${f.path} ${f.sha256.slice(0, 12)}`).join(', ')})`);
+  if (r.data) item('data', `${r.data.description}${r.data.files.length ? ` (${r.data.files.map((f) => `${f.path} ${f.sha256.slice(0, 12)}`).join(', ')})` : ''}`);
   const t = r.timings;
   const split = [t.passes_ms !== undefined ? `passes ${seconds(t.passes_ms)}` : '', t.eval_ms !== undefined ? `eval ${seconds(t.eval_ms)}` : ''].filter(Boolean);
   item('time', `${seconds(t.total_ms)}${split.length ? ` (${split.join(', ')})` : ''}`);
