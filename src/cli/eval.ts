@@ -106,7 +106,7 @@ export function registerEvalCommand(program: Command, io: Io, setCode: (c: numbe
     .option('--select <ranges>', 'text data: documents to use, 1-based, e.g. "1-10"')
     .option('--seq-len <n>', 'token-id data: window length')
     .option('--count <n>', 'token-id data: number of windows')
-    .option('--labels <file>', 'image/array data: labels file (.npy, or raw integers of --labels-dtype)')
+    .option('--labels <file>', 'labels: a .npy or raw integers (--labels-dtype) for arrays and raw images, a file,label CSV for an image folder')
     .option('--labels-dtype <dtype>', 'raw labels file: uint8 (default), uint16 or int32, little-endian')
     .option('--shape <HxWxC>', 'raw image data: per-image shape in file order, e.g. 32x32x3')
     .option('--layout <layout>', 'raw image data: nhwc or nchw')
