@@ -15,6 +15,7 @@ import { benchReference } from './reference.js';
 import { benchScale } from './scale.js';
 import { benchTokenize } from './tokenize.js';
 import { benchBrowser } from './browser.js';
+import { benchCalibration } from './calibration.js';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 
@@ -28,6 +29,7 @@ const sections: [string, string, () => Promise<string>][] = [
   ['Passes at realistic scale (MobileLLM-125M, GPT-2 small)', 'node dist/bench/scale.js', benchScale],
   ['Tokenizing a WikiText-2-sized text', 'node dist/bench/tokenize.js', benchTokenize],
   ['Shipping to the browser: onnxruntime-web', 'node dist/bench/browser.js', benchBrowser],
+  ['Calibration cost on one-row samples (batched Gram)', 'node dist/bench/calibration.js', benchCalibration],
 ];
 
 const machine = `${cpus()[0]?.model ?? 'cpu'} × ${availableParallelism()} threads, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}, onnxruntime-node ${ortVersion()}`;

@@ -269,9 +269,9 @@ async function passesThenOutputs(
     const te = performance.now();
     progress.stage('evaluating original and compressed models');
     const data = await loadDataset(evalSpec.data, recipe.dir, { onProgress: (p) => progress.stage(`loading evaluation data: ${loadProgressText(p)}`) });
-    run.dataDescription = { description: data.description, files: data.files };
+    run.dataDescription = { description: data.description, files: data.files, ...(data.classes ? { classes: data.classes } : {}) };
     const latency = evalSpec.latency ? { runs: evalSpec.latency.runs, warmup: evalSpec.latency.warmup } : false;
-    const evalOpts: EvalOptions = { threads: evalSpec.latency?.threads ?? threads, latency, dataPath: recipe.path, runtimes: runtimesFor(evalSpec.runtime, `${recipe.path}: eval.runtime`) };
+    const evalOpts: EvalOptions = { threads: evalSpec.latency?.threads ?? threads, latency, dataPath: recipe.path, runtimes: runtimesFor(evalSpec.runtime, `${recipe.path}: eval.runtime`), task: evalSpec.task, dataRange: evalSpec.data_range };
     for (const [i, m] of measured.entries()) {
       if (measured.length > 1) progress.stage(`evaluating ${folder!.variants[i]!.dtype} and the original`);
       const ev = await evaluate({ ...m.facts, onnx: m.onnx! }, data, evalOpts, referenceOnnx ? { ...reference!, onnx: referenceOnnx } : undefined);
