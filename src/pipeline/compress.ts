@@ -12,7 +12,7 @@ import type { CacheCounts, StatsCache } from '../calibrate/stats-cache.js';
 import { calibrationFeeds } from '../calibrate/feeds.js';
 import { modelIo } from '../model/io.js';
 import { resolveKvShapes } from '../runtime/kv-shapes.js';
-import { checkRuntimeLoads } from '../runtime/load-check.js';
+import { assertWrittenLoads, checkRuntimeLoads } from '../runtime/load-check.js';
 import { loadDataset, loadProgressText } from '../data/load.js';
 import { UserError } from '../errors.js';
 import { checkpointFacts, evaluate, type CheckpointFacts, type EvalOptions, type Measure } from '../eval/evaluate.js';
@@ -255,6 +255,7 @@ async function passesThenOutputs(
   for (const [i, m] of models.entries()) {
     const compressed = Checkpoint.open(m.staged, opts.build);
     try {
+      if (compressed.format === 'onnx') await assertWrittenLoads(compressed.model, m.path);
       measured.push({ facts: { ...(await checkpointFacts(compressed, m.files)), path: m.path }, onnx: evalSpec ? compressed.onnxPath(() => work.file(`compressed-${i}.onnx`)) : undefined });
     } finally {
       compressed.close();
