@@ -5,7 +5,9 @@
  * a generated ResNet-like graph (fixtures/generate-vision.ts). The ResNet-like one has random weights,
  * so its column is top-1 agreement with the original and the cosine of their logits on MNIST digits,
  * not accuracy (a random network's top-1 barely changes across inputs, so agreement is nearly all or
- * nothing; the cosine is the finer measure). Wall and CPU
+ * nothing; the cosine is the finer measure). distill.kd trains on the first 1,000 of the evaluation
+ * images, without their labels (it matches the original's outputs), so its rows are not held-out
+ * accuracy. Wall and CPU
  * seconds of each whole run (compress plus evaluation), in this process (process.cpuUsage).
  *
  *   node dist/bench/vision.js
@@ -30,16 +32,19 @@ interface Subject {
   fidelity?: boolean;
   /** the Gemm/MatMul layers (4-bit MatMulNBits takes only these) */
   fc: string[];
+  /** distill.kd's temperature and peak learning rate: raw logits in the hundreds (mnist-8) need T > 1; a Softmax output is compared on log-probabilities, best at T = 1 */
+  kd: { temperature: number; lr: number };
 }
 
 const SUBJECTS: Subject[] = [
-  { name: 'mnist-8', model: () => join(ROOT, 'fixtures/mnist-8/model.onnx'), data: { ...MNIST, scale: 1 }, fc: ['Times212'] },
+  { name: 'mnist-8', model: () => join(ROOT, 'fixtures/mnist-8/model.onnx'), data: { ...MNIST, scale: 1 }, fc: ['Times212'], kd: { temperature: 4, lr: 2e-3 } },
   ...(existsSync(join(SHARED, 'models/squeezenet-cifar10/model.onnx'))
     ? [{
         name: 'squeezenet-cifar10',
         model: () => join(SHARED, 'models/squeezenet-cifar10/model.onnx'),
         data: { kind: 'images', path: join(SHARED, 'data/cifar10/test_x_u8_nhwc_10000x32x32x3.bin'), labels: join(SHARED, 'data/cifar10/test_y_u8_10000.bin'), shape: [32, 32, 3], layout: 'nhwc', scale: 1 / 255, limit: 2000 },
         fc: [],
+        kd: { temperature: 1, lr: 5e-4 },
       }]
     : []),
   {
@@ -52,16 +57,25 @@ const SUBJECTS: Subject[] = [
     data: { kind: 'idx', images: MNIST.images, scale: 1 / 255 },
     fidelity: true,
     fc: ['fc'],
+    kd: { temperature: 4, lr: 2e-3 },
   },
 ];
 
-const METHODS: { label: string; passes: unknown[]; fcOnly?: boolean }[] = [
+const METHODS: { label: string; passes: unknown[]; fcOnly?: boolean; kd?: boolean }[] = [
   { label: 'int8 per tensor (QDQ)', passes: [{ pass: 'quantize.rtn', targets: ['*'], params: { bits: 8, granularity: 'tensor' } }] },
   { label: 'int8 per channel (QDQ)', passes: [{ pass: 'quantize.rtn', targets: ['*'], params: { bits: 8, granularity: 'channel' } }] },
   { label: '4-bit MatMulNBits group 32 (fc layers; convs stay float)', passes: [{ pass: 'quantize.rtn', targets: ['*'], params: { bits: 4, granularity: 'group', group_size: 32, format: 'matmulnbits' } }], fcOnly: true },
   { label: 'conv channels 30 % (filter L2 norm, no recovery)', passes: [{ pass: 'prune.channels', targets: ['*'], params: { sparsity: 0.3, importance: 'weight' } }] },
   { label: 'conv channels 50 % (filter L2 norm, no recovery)', passes: [{ pass: 'prune.channels', targets: ['*'], params: { sparsity: 0.5, importance: 'weight' } }] },
+  { label: 'conv channels 30 % + distill.kd (100 steps of 16 images)', passes: [{ pass: 'prune.channels', targets: ['*'], params: { sparsity: 0.3, importance: 'weight' } }], kd: true },
+  { label: 'conv channels 50 % + distill.kd (100 steps of 16 images)', passes: [{ pass: 'prune.channels', targets: ['*'], params: { sparsity: 0.5, importance: 'weight' } }], kd: true },
 ];
+
+/** distill.kd on the evaluation images without their labels (the teacher's distributions are the targets) */
+const kdPass = (s: Subject) => {
+  const { labels: _labels, ...images } = s.data;
+  return { pass: 'distill.kd', targets: ['*'], params: { steps: 100, batch_size: 16, warmup: 5, samples: 1000, checkpoint_every: 0, ...s.kd, data: images } };
+};
 
 const pct = (x: number) => `${(x * 100).toFixed(2)} %`;
 
@@ -79,7 +93,7 @@ export async function benchVision(): Promise<string> {
         }
         const recipe = join(dir, `r${i}.yaml`);
         // opset 13 for per-channel DequantizeLinear (mnist-8 is opset 8)
-        const passes = m.fcOnly ? (m.passes as { targets: string[] }[]).map((p) => ({ ...p, targets: s.fc })) : m.passes;
+        const passes = m.fcOnly ? (m.passes as { targets: string[] }[]).map((p) => ({ ...p, targets: s.fc })) : m.kd ? [...m.passes, kdPass(s)] : m.passes;
         writeFileSync(recipe, JSON.stringify({ version: 1, output: { opset: 13 }, passes, eval: { data: s.data } }));
         const report = join(dir, `r${i}.json`);
         let err = '';

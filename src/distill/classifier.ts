@@ -3,7 +3,6 @@ import { layoutAdapter } from '../data/layout.js';
 import { loadDataset } from '../data/load.js';
 import type { DatasetSpec } from '../data/spec.js';
 import { UserError } from '../errors.js';
-import { GraphIndex } from '../model/graph.js';
 import type { ModelIo } from '../model/io.js';
 import { loadModel } from '../model/load.js';
 import { modelIo } from '../model/io.js';
@@ -18,8 +17,9 @@ import { layerStats, pruningMasks } from './trainable.js';
 /**
  * Distillation of an image (or any float-input) classifier: the student (the compressed model, in
  * pare's tfjs executor) learns the teacher's (the original's, in ONNX Runtime) class distribution on
- * the samples of a dataset, with KL at temperature T between their logits. A model whose output is a
- * Softmax is compared on log-probabilities, which are logits up to a constant. Pruned zeros stay
+ * the samples of a dataset, with KL at temperature T between their logits. A model whose outputs are
+ * probabilities (non-negative, summing to 1: a Softmax head) is compared on log-probabilities, which
+ * are logits up to a constant. Pruned zeros stay
  * zero and fake-quantized weights return to their grid as for language models (kd.ts); a model
  * whose batch axis is fixed at 1 runs its samples one at a time and averages their losses.
  */
@@ -65,20 +65,14 @@ async function trainingSamples(p: ClassifierKdParams, ctx: PassContext, io: Mode
   return { rows, dims: adapt.dims };
 }
 
-function outputIsSoftmax(model: Model, output: string): boolean {
-  return new GraphIndex(model.graph).producer.get(output)?.op_type === 'Softmax';
-}
-
 export async function distillClassifier(model: Model, p: ClassifierKdParams, ctx: PassContext, teacherPath: string, names: Set<string>): Promise<PassResult> {
   const t0 = performance.now();
   const io = modelIo(model);
   const { rows, dims } = await trainingSamples(p, ctx, io);
   if (rows.length === 0) throw new UserError(`${ctx.where}: distill.kd data has no samples`);
   const teacherModel = loadModel(teacherPath);
-  const teacherProbabilities = outputIsSoftmax(teacherModel, modelIo(teacherModel).outputName);
   const teacherOutput = modelIo(teacherModel).outputName;
   teacherModel.close();
-  const studentProbabilities = outputIsSoftmax(model, io.outputName);
   const teacher = await sessionFromFile(teacherPath, { threads: 1 });
   const exec = await OnnxExecutor.create(model, { trainable: (n) => names.has(n) });
   const tf = exec.tf;
@@ -87,12 +81,14 @@ export async function distillClassifier(model: Model, p: ClassifierKdParams, ctx
   const oneAtATime = io.inputDims[0] === 1;
   try {
     // teacher logits for every sample, once
-    const targets: Float32Array[] = [];
+    const outputs: Float32Array[] = [];
     for (const row of rows) {
       const out = await teacher.run({ [io.inputName]: new ort.Tensor('float32', row, [1, ...dims]) });
-      const y = out[teacherOutput]!.data as Float32Array;
-      targets.push(teacherProbabilities ? y.map((v) => Math.log(Math.max(v, 1e-30))) : y.slice());
+      outputs.push((out[teacherOutput]!.data as Float32Array).slice());
     }
+    // probabilities (a Softmax head, however the graph spells it) are compared as log-probabilities; the student's head is the teacher's
+    const probabilities = outputs.every((y) => y.every((v) => v >= 0) && Math.abs(y.reduce((a, b) => a + b, 0) - 1) < 1e-3);
+    const targets = probabilities ? outputs.map((y) => y.map((v) => Math.log(Math.max(v, 1e-30)))) : outputs;
     const classes = targets[0]!.length;
     const masks = pruningMasks(exec, model);
     const adam = new MaskedAdam(tf, exec.variables, masks, { lr: p.lr, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: p.weight_decay, clip: p.clip, warmup: p.warmup, schedule: p.schedule, steps: p.steps });
@@ -116,7 +112,7 @@ export async function distillClassifier(model: Model, p: ClassifierKdParams, ctx
           g.forEach((i, k) => input.set(rows[i]!, k * rows[0]!.length));
           const feeds = exec.feeds({ [io.inputName]: { type: 'float32', dims: [g.length, ...dims], data: input } });
           let out = tf.reshape(exec.run(feeds, [io.outputName])[io.outputName]!, [g.length, classes]) as tfjs.Tensor2D;
-          if (studentProbabilities) out = tf.log(tf.maximum(out, 1e-30)) as tfjs.Tensor2D;
+          if (probabilities) out = tf.log(tf.maximum(out, 1e-30)) as tfjs.Tensor2D;
           const target = tf.tensor2d(Float32Array.from(g.flatMap((i) => Array.from(targets[i]!))), [g.length, classes]);
           total = tf.add(total, tf.mul(klLoss(tf, out, target, p.temperature, p.kl), g.length / picked.length));
         }
