@@ -84,6 +84,8 @@ export const channels = definePass({
   params: ChannelParams,
   needsCalibration: (p) => (p?.importance === 'activation' ? { need: 'required', param: 'importance', instead: 'importance: weight' } : { need: 'none' }),
   changesLayers: true,
+  // an estimate: each selected layer loses `sparsity` of its rows or of its input columns (a conv between two pruned ones loses both, a layer kept whole none)
+  estimateBytes: (_layer, params, bytesBefore) => Math.round(bytesBefore * (1 - params.sparsity)),
   async apply(model, params, ctx) {
     const found = mlps(model, ctx.layers);
     // every other selected layer is a producer whose output channels are traced through the graph
