@@ -11,6 +11,7 @@ import { benchLatency } from './latency.js';
 import { benchLinalg } from './linalg.js';
 import { benchConvQuality, benchQuality } from './quality.js';
 import { benchDistill } from './distill.js';
+import { benchVision } from './vision.js';
 import { benchReference } from './reference.js';
 import { benchScale } from './scale.js';
 import { benchTokenize } from './tokenize.js';
@@ -22,6 +23,7 @@ const ROOT = resolve(import.meta.dirname, '../..');
 const sections: [string, string, () => Promise<string>][] = [
   ['Quality on stories260K', 'node dist/bench/quality.js', benchQuality],
   ['Structured conv pruning on squeezenet-cifar10', 'node dist/bench/quality.js', benchConvQuality],
+  ['Vision models: int8, 4-bit and conv channel pruning', 'node dist/bench/vision.js', benchVision],
   ['pare vs float64 reference SparseGPT/GPTQ on stories260K', 'node dist/bench/reference.js', benchReference],
   ['Distillation recovery on stories260K', 'node dist/bench/distill.js', benchDistill],
   ['ONNX Runtime latency by weight format', 'node dist/bench/latency.js', benchLatency],

@@ -6,6 +6,7 @@ import { shareEmbeddings } from '../share/embeddings.js';
 import { shareLayers } from '../share/layers.js';
 import { magnitude } from '../prune/magnitude.js';
 import { channels } from '../prune/channels.js';
+import { dequantizePass } from '../quantize/dequantize.js';
 import { heads } from '../prune/heads.js';
 import { layers } from '../prune/layers.js';
 import { sparsegpt } from '../prune/sparsegpt.js';
@@ -19,7 +20,7 @@ import { smoothquant } from '../quantize/smoothquant.js';
 import { w8a8 } from '../quantize/w8a8.js';
 
 /** Every pass pare knows, in the order `pare recipe passes` lists them. */
-export const PASSES: readonly Pass[] = [magnitude, sparsegpt, wanda, channels, heads, layers, rtn, gptq, smoothquant, w8a8, cast, embeddings, f16, svdPass, kronecker, shareEmbeddings, shareLayers, distillKd];
+export const PASSES: readonly Pass[] = [magnitude, sparsegpt, wanda, channels, heads, layers, rtn, gptq, smoothquant, w8a8, cast, embeddings, f16, dequantizePass, svdPass, kronecker, shareEmbeddings, shareLayers, distillKd];
 
 function checkUnique(passes: readonly Pass[]): void {
   const seen = new Set<string>();

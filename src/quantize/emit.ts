@@ -40,8 +40,10 @@ function consumedCodes(layer: LinearLayer, m: QuantizedMatrix, signed: boolean):
  */
 export function emitDequantizeLinear(model: Model, layer: LinearLayer, m: QuantizedMatrix): void {
   if (m.groupSize !== m.cols) throw new UserError(`format qdq: per-group scales need blocked DequantizeLinear (opset 21); use granularity: channel or format: matmulnbits`);
-  if (model.opset() < 13) throw new UserError(`format qdq: ${model.path} imports ONNX opset ${model.opset()}; per-channel DequantizeLinear needs opset 13 or newer`);
   const perTensor = m.scales.every((s) => s === m.scales[0]) && m.zeros.every((z) => z === m.zeros[0]);
+  // DequantizeLinear came in opset 10 (one scale per tensor); its axis, for one scale per channel, in 13
+  if (model.opset() < 10) throw new UserError(`format qdq: ${model.path} imports ONNX opset ${model.opset()}; DequantizeLinear needs opset 10 or newer: add --opset 13 (or output.opset: 13) to upgrade the model first`);
+  if (!perTensor && model.opset() < 13) throw new UserError(`format qdq: ${model.path} imports ONNX opset ${model.opset()}; per-channel DequantizeLinear needs opset 13 or newer: add --opset 13 (or output.opset: 13), or use granularity: tensor`);
   const { data, axis } = consumedCodes(layer, m, m.symmetric);
   const base = layer.name;
   const qName = uniqueInitializerName(model, `${base}.weight_quantized`);

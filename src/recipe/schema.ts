@@ -77,6 +77,8 @@ export const Output = z.strictObject({
     .min(1)
     .transform((names) => parseDtypes(names, 'output.dtypes'))
     .optional(),
+  /** upgrade the model's default-domain opset to this before the first pass (src/model/opset-upgrade.ts) */
+  opset: z.number().int().min(7).max(21).optional(),
 });
 
 export const RecipeSchema = z.strictObject({

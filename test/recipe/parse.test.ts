@@ -132,7 +132,7 @@ describe('parseRecipe', () => {
       '9:17 eval.data.kind: expected text|tokens|idx|images|npy|image-folder|random|wav-folder, got "csv"',
       '10:20 eval.latency.runs: expected integer >= 1, got 0',
       '11:32 eval.budgets.max_ppl_increase: expected percentage like "2%" or number >= 0, got "2 percent"',
-      '12:11 output.external: unknown key; known keys: external_data, dtypes',
+      '12:11 output.external: unknown key; known keys: external_data, dtypes, opset',
     ]);
   });
 

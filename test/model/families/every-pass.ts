@@ -46,6 +46,8 @@ export const PASS_CASES: readonly PassCase[] = [
   // graph-wide passes select no layers; hidden 48 takes blocks of 16
   { id: 'quantize.embeddings', passes: pass('quantize.embeddings', '"*"', 'bits: 8, block_size: 16') },
   { id: 'quantize.f16', passes: pass('quantize.f16', '"*"', 'io: float32') },
+  // a QDQ int8 model made by quantize.rtn, back to float
+  { id: 'quantize.dequantize', passes: pass('quantize.rtn', '"layers.*"', 'bits: 8') + '  - pass: quantize.dequantize\n' },
   { id: 'decompose.svd', passes: pass('decompose.svd', '"layers.*"', 'ratio: 0.5') },
   { id: 'decompose.kronecker', passes: pass('decompose.kronecker', '"layers.*.mlp.up_proj"', 'm1: 8, n1: 6, terms: 2') },
   { id: 'share.embeddings', passes: pass('share.embeddings', '"lm_head"', 'max_relative_change: 2') },
