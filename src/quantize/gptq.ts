@@ -6,8 +6,8 @@ import { permuteColumns, prepareHessian } from '../obs/hessian.js';
 import { reconstructionError } from '../obs/output-error.js';
 import { eachCalibratedLayer } from '../pass/layer-loop.js';
 import { assertLayersFit, definePass, onValidFields } from '../pass/pass.js';
-import { dequantizeMatrix, type Granularity, groupLength, groupParams, quantizeValue, type QuantizedMatrix } from './grid.js';
-import { gridSpec, quantizedBytes, quantizeLayerProblems, WEIGHT_QUANT_FIELDS, weightQuantRules } from './params.js';
+import { dequantizeMatrix, gridParams, type GridSpec, groupCount, groupLength, quantizeValue, type QuantizedMatrix } from './grid.js';
+import { gridSpec, quantizedBytes, prepareOpset, quantizeLayerProblems, WEIGHT_QUANT_FIELDS, weightQuantRules } from './params.js';
 import { emitQuantized } from './rtn.js';
 
 /**
@@ -29,35 +29,6 @@ const GptqParams = z
   .superRefine(weightQuantRules, onValidFields);
 type GptqParams = z.output<typeof GptqParams>;
 
-/** Grid parameters per (row, group) from W before any update. */
-function staticParams(W: Float32Array, rows: number, cols: number, g: number, bits: number, symmetric: boolean, perTensor: boolean): { scales: Float32Array; zeros: Uint8Array } {
-  const groups = cols / g;
-  const scales = new Float32Array(rows * groups);
-  const zeros = new Uint8Array(rows * groups);
-  let tmin = Infinity;
-  let tmax = -Infinity;
-  if (perTensor) for (const v of W) [tmin, tmax] = [Math.min(tmin, v), Math.max(tmax, v)];
-  for (let r = 0; r < rows; r++) {
-    for (let k = 0; k < groups; k++) {
-      let min = tmin;
-      let max = tmax;
-      if (!perTensor) {
-        min = Infinity;
-        max = -Infinity;
-        for (let j = k * g; j < (k + 1) * g; j++) {
-          const v = W[r * cols + j]!;
-          if (v < min) min = v;
-          if (v > max) max = v;
-        }
-      }
-      const p = groupParams(min, max, bits, symmetric);
-      scales[r * groups + k] = p.scale;
-      zeros[r * groups + k] = p.zero;
-    }
-  }
-  return { scales, zeros };
-}
-
 /** GPTQ on one layer: returns the quantized matrix (natural column order) and the OBS loss. */
 export async function gptqQuantize(
   W: Float32Array,
@@ -65,11 +36,11 @@ export async function gptqQuantize(
   cols: number,
   Hinv: Float64Array,
   perm: Int32Array | undefined,
-  opts: { bits: number; granularity: Granularity; symmetric: boolean; blockSize: number },
+  opts: GridSpec & { blockSize: number },
 ): Promise<{ m: QuantizedMatrix; loss: number }> {
   const g = groupLength(opts.granularity, cols);
-  const { scales, zeros } = staticParams(W, rows, cols, g, opts.bits, opts.symmetric, opts.granularity.kind === 'tensor');
-  const groups = cols / g;
+  const { scales, zeros } = gridParams(W, rows, cols, opts);
+  const groups = groupCount(cols, g);
   const Wp = perm ? permuteColumns(W, rows, cols, perm) : W;
   const codesP = new Uint8Array(rows * cols);
   const { loss } = await obsBlockLoop(Wp, rows, cols, Hinv, opts.blockSize, {
@@ -100,6 +71,7 @@ export const gptq = definePass({
   },
   async apply(model, params: GptqParams, ctx) {
     assertLayersFit(quantizeLayerProblems(this.id, params, ctx.layers));
+    prepareOpset(model, this.id, params);
     const spec = gridSpec(params);
     const layers = await eachCalibratedLayer(model, ctx, { hessian: true }, async (layer, s) => {
       const rows = layer.outFeatures;

@@ -90,27 +90,50 @@ function clippedParams(W: Float32Array, start: number, len: number, min: number,
   return best;
 }
 
-/** Quantize W [rows, cols] onto the grid. `cols` must be a multiple of the group size. */
-export function quantizeMatrix(W: Float32Array, rows: number, cols: number, spec: GridSpec): QuantizedMatrix {
+/** Groups per row: the last one is shorter when the group size does not divide the inputs. */
+export function groupCount(cols: number, g: number): number {
+  return Math.ceil(cols / g);
+}
+
+/** Length of group k of a row of `cols` inputs in groups of `g`. */
+export function groupSpan(k: number, cols: number, g: number): number {
+  return Math.min(g, cols - k * g);
+}
+
+/** Scale and zero point of every (row, group) of W [rows, cols], rows × groups each. */
+export function gridParams(W: Float32Array, rows: number, cols: number, spec: GridSpec): { scales: Float32Array; zeros: Uint8Array } {
   const g = groupLength(spec.granularity, cols);
-  if (cols % g !== 0) throw new Error(`quantizeMatrix: ${cols} inputs are not a multiple of group size ${g}`);
-  const groups = cols / g;
-  const q = new Uint8Array(rows * cols);
+  const groups = groupCount(cols, g);
   const scales = new Float32Array(rows * groups);
   const zeros = new Uint8Array(rows * groups);
   const tensor = spec.granularity.kind === 'tensor' ? rangeOf(W, 0, W.length) : undefined;
   const tensorParams = tensor ? clippedParams(W, 0, W.length, tensor.min, tensor.max, spec) : undefined;
   for (let r = 0; r < rows; r++) {
     for (let k = 0; k < groups; k++) {
-      const start = r * cols + k * g;
       let p = tensorParams;
       if (!p) {
-        const { min, max } = rangeOf(W, start, g);
-        p = clippedParams(W, start, g, min, max, spec);
+        const start = r * cols + k * g;
+        const len = groupSpan(k, cols, g);
+        const { min, max } = rangeOf(W, start, len);
+        p = clippedParams(W, start, len, min, max, spec);
       }
       scales[r * groups + k] = p.scale;
       zeros[r * groups + k] = p.zero;
-      for (let i = start; i < start + g; i++) q[i] = quantizeValue(W[i]!, Math.fround(p.scale), p.zero, spec.bits);
+    }
+  }
+  return { scales, zeros };
+}
+
+/** Quantize W [rows, cols] onto the grid; a last group shorter than the group size has its own scale. */
+export function quantizeMatrix(W: Float32Array, rows: number, cols: number, spec: GridSpec): QuantizedMatrix {
+  const g = groupLength(spec.granularity, cols);
+  const groups = groupCount(cols, g);
+  const { scales, zeros } = gridParams(W, rows, cols, spec);
+  const q = new Uint8Array(rows * cols);
+  for (let r = 0; r < rows; r++) {
+    for (let j = 0; j < cols; j++) {
+      const k = r * groups + Math.floor(j / g);
+      q[r * cols + j] = quantizeValue(W[r * cols + j]!, scales[k]!, zeros[k]!, spec.bits);
     }
   }
   return { rows, cols, bits: spec.bits, groupSize: g, symmetric: spec.symmetric, q, scales, zeros };
@@ -119,13 +142,13 @@ export function quantizeMatrix(W: Float32Array, rows: number, cols: number, spec
 /** ŵ = scale · (q − zero), float32, exactly as DequantizeLinear/MatMulNBits compute it. */
 export function dequantizeMatrix(m: QuantizedMatrix): Float32Array {
   const out = new Float32Array(m.rows * m.cols);
-  const groups = m.cols / m.groupSize;
+  const groups = groupCount(m.cols, m.groupSize);
   for (let r = 0; r < m.rows; r++) {
     for (let k = 0; k < groups; k++) {
       const s = m.scales[r * groups + k]!;
       const z = m.zeros[r * groups + k]!;
       const start = r * m.cols + k * m.groupSize;
-      for (let i = start; i < start + m.groupSize; i++) out[i] = Math.fround((m.q[i]! - z) * s);
+      for (let i = start; i < start + groupSpan(k, m.cols, m.groupSize); i++) out[i] = Math.fround((m.q[i]! - z) * s);
     }
   }
   return out;
