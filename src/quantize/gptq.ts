@@ -24,10 +24,16 @@ const GptqParams = z
     ...WEIGHT_QUANT_FIELDS,
     dampening: z.number().min(0).max(1).default(0.01).describe('λ: H += λ·mean(diag H)·I'),
     block_size: z.number().int().min(1).default(128).describe('columns per lazy-update block'),
-    act_order: z.boolean().default(false).describe('quantize inputs in order of decreasing Hessian diagonal'),
+    act_order: z.boolean().default(false).describe('quantize inputs in order of decreasing Hessian diagonal (groups keep their static scales, so the result stores as MatMulNBits without g_idx)'),
+    mse_clip: z.boolean().default(false).describe('per group/channel, search a shrunken range (factors 1 … 0.21) for the lowest Hessian-diagonal-weighted rounding error before the column loop'),
   })
   .superRefine(weightQuantRules, onValidFields);
 type GptqParams = z.output<typeof GptqParams>;
+
+/** diag(XᵀX): how much each input's rounding error weighs in the layer's output error. */
+function inputEnergy(xtx: Float64Array, cols: number): Float32Array {
+  return Float32Array.from({ length: cols }, (_, j) => xtx[j * cols + j]!);
+}
 
 /** GPTQ on one layer: returns the quantized matrix (natural column order) and the OBS loss. */
 export async function gptqQuantize(
@@ -81,9 +87,9 @@ export const gptq = definePass({
       if (s.dim !== cols) throw new UserError(`${this.id}: '${layer.name}' has ${cols} inputs but its activations have ${s.dim} channels`);
       const prepared = await prepareHessian(s, W, rows, { dampening: params.dampening, actOrder: params.act_order, pass: this.id, layer: layer.name });
       const { m, loss } = await gptqQuantize(W, rows, cols, prepared.Hinv, prepared.perm, {
-        bits: params.bits,
-        granularity: spec.granularity,
-        symmetric: params.symmetric,
+        ...spec,
+        mseClip: params.mse_clip,
+        clipWeights: params.mse_clip ? inputEnergy(s.xtx!, cols) : undefined,
         blockSize: params.block_size,
       });
       emitQuantized(model, layer, m, params);

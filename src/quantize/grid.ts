@@ -4,7 +4,8 @@
  * Symmetric grids fix zero = 2^(bits−1) and scale = max|w| / (2^(bits−1) − 1), so q − zero is a
  * signed value in ±(2^(bits−1) − 1) (int8 [−127, 127], int4 [−7, 7]); asymmetric grids map
  * [min, max] (always including 0) onto [0, 2^bits − 1]. Optional MSE clipping shrinks the range
- * while that lowers the group's ‖w − ŵ‖^2.4 (GPTQ reference `find_params(mse=True)`).
+ * to the factor that gives the group's lowest Σ c_j·|w_j − ŵ_j|^2.4 (GPTQ reference
+ * `find_params(mse=True)`, llama.cpp's search on the scale), c_j an optional per-input weight.
  */
 
 /** Which weights share a scale: the whole tensor, each output row, or `size` consecutive inputs of a row. */
@@ -14,8 +15,10 @@ export interface GridSpec {
   bits: number;
   granularity: Granularity;
   symmetric: boolean;
-  /** search shrink factors 1, 0.99, … down to 1 − maxShrink for the lowest error */
+  /** search shrink factors 1, 0.99, …, 0.21 of the range for the lowest error */
   mseClip?: boolean;
+  /** per input column, the weight of its error in the clipping search (GPTQ: the Hessian diagonal, E[x_j²]) */
+  clipWeights?: Float32Array;
 }
 
 export interface QuantizedMatrix {
@@ -73,21 +76,37 @@ function rangeOf(W: Float32Array, start: number, len: number): { min: number; ma
   return { min, max };
 }
 
-function clippedParams(W: Float32Array, start: number, len: number, min: number, max: number, spec: GridSpec): { scale: number; zero: number } {
+/**
+ * The group's grid after the clipping search: shrink factors 1, 0.99, …, 0.21 applied to min and max,
+ * keeping the one with the lowest Σ c_j·|w_j − ŵ_j|^2.4 (c_j = `spec.clipWeights` of the group's
+ * input column, 1 without). The exponent is GPTQ's reference `find_params(mse=True, norm=2.4)`.
+ */
+function clippedParams(W: Float32Array, start: number, len: number, min: number, max: number, spec: GridSpec, cols: number): { scale: number; zero: number } {
   let best = groupParams(min, max, spec.bits, spec.symmetric);
   if (!spec.mseClip) return best;
+  const c = spec.clipWeights;
   let bestErr = Infinity;
-  for (let i = 0; i < GRID_STEPS * MAX_SHRINK; i++) {
-    const p = 1 - i / GRID_STEPS;
-    const cand = groupParams(p * min, p * max, spec.bits, spec.symmetric);
+  for (let i = 0; i < CLIP_CANDIDATES; i++) {
+    const cand = clipCandidate(min, max, i, spec);
     let err = 0;
     for (let k = start; k < start + len; k++) {
       const w = W[k]!;
-      err += Math.abs(cand.scale * (quantizeValue(w, cand.scale, cand.zero, spec.bits) - cand.zero) - w) ** MSE_NORM;
+      const e = Math.abs(cand.scale * (quantizeValue(w, cand.scale, cand.zero, spec.bits) - cand.zero) - w) ** MSE_NORM;
+      err += c ? c[k % cols]! * e : e;
     }
     if (err < bestErr) [best, bestErr] = [cand, err];
   }
   return best;
+}
+
+/** How many candidates the clipping search tries. */
+export const CLIP_CANDIDATES = GRID_STEPS * MAX_SHRINK;
+
+/** Candidate i of the clipping search: the range shrunk by 1 − i/100, its scale rounded to float32 as stored. */
+export function clipCandidate(min: number, max: number, i: number, spec: Pick<GridSpec, 'bits' | 'symmetric'>): { scale: number; zero: number } {
+  const p = 1 - i / GRID_STEPS;
+  const cand = groupParams(p * min, p * max, spec.bits, spec.symmetric);
+  return { scale: Math.fround(cand.scale), zero: cand.zero };
 }
 
 /** Groups per row: the last one is shorter when the group size does not divide the inputs. */
@@ -107,7 +126,7 @@ export function gridParams(W: Float32Array, rows: number, cols: number, spec: Gr
   const scales = new Float32Array(rows * groups);
   const zeros = new Uint8Array(rows * groups);
   const tensor = spec.granularity.kind === 'tensor' ? rangeOf(W, 0, W.length) : undefined;
-  const tensorParams = tensor ? clippedParams(W, 0, W.length, tensor.min, tensor.max, spec) : undefined;
+  const tensorParams = tensor ? clippedParams(W, 0, W.length, tensor.min, tensor.max, spec, cols) : undefined;
   for (let r = 0; r < rows; r++) {
     for (let k = 0; k < groups; k++) {
       let p = tensorParams;
@@ -115,7 +134,7 @@ export function gridParams(W: Float32Array, rows: number, cols: number, spec: Gr
         const start = r * cols + k * g;
         const len = groupSpan(k, cols, g);
         const { min, max } = rangeOf(W, start, len);
-        p = clippedParams(W, start, len, min, max, spec);
+        p = clippedParams(W, start, len, min, max, spec, cols);
       }
       scales[r * groups + k] = p.scale;
       zeros[r * groups + k] = p.zero;
