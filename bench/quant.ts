@@ -64,6 +64,11 @@ export const QUANT_ROWS: Row[] = [
   { id: 'gptq4g32-mse', label: 'GPTQ 4-bit g32 + MSE clipping (H-diagonal weighted)', passes: [{ pass: 'quantize.gptq', params: { bits: 4, ...G32, mse_clip: true } }] },
   { id: 'gptq4g32-mse-act', label: 'GPTQ 4-bit g32 + MSE clipping + act_order (static groups)', passes: [{ pass: 'quantize.gptq', params: { bits: 4, ...G32, mse_clip: true, act_order: true } }] },
   { id: 'gptq3g32', label: 'GPTQ 3-bit g32, every block linear', passes: [{ pass: 'quantize.gptq', params: { bits: 3, ...G32 } }] },
+  { id: 'awq-gptq3g32', label: 'AWQ (3-bit g32 grid) + GPTQ 3-bit g32', passes: [{ pass: 'quantize.awq', params: { bits: 3, ...G32 } }, { pass: 'quantize.gptq', params: { bits: 3, ...G32 } }] },
+  { id: 'awq-gptq3g32-mse-act', label: 'AWQ + GPTQ 3-bit g32 + MSE clipping + act_order', passes: [{ pass: 'quantize.awq', params: { bits: 3, ...G32 } }, { pass: 'quantize.gptq', params: { bits: 3, ...G32, mse_clip: true, act_order: true } }] },
+  { id: 'awq-rtn3g32', label: 'AWQ + RTN 3-bit g32', passes: [{ pass: 'quantize.awq', params: { bits: 3, ...G32 } }, { pass: 'quantize.rtn', params: { bits: 3, ...G32 } }] },
+  { id: 'rtn3g32', label: 'RTN 3-bit g32', passes: [{ pass: 'quantize.rtn', params: { bits: 3, ...G32 } }] },
+  { id: 'awq-gptq4g32-mse', label: 'AWQ + GPTQ 4-bit g32 + MSE clipping', passes: [{ pass: 'quantize.awq', params: { bits: 4, ...G32 } }, { pass: 'quantize.gptq', params: { bits: 4, ...G32, mse_clip: true } }] },
   { id: 'gptq3g32-mse-act', label: 'GPTQ 3-bit g32 + MSE clipping + act_order', passes: [{ pass: 'quantize.gptq', params: { bits: 3, ...G32, mse_clip: true, act_order: true } }] },
 ];
 
