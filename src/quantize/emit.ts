@@ -7,7 +7,7 @@ import { gemmBiasVector } from '../model/gemm-epilogue.js';
 import type { LinearLayer } from '../model/linears.js';
 import type { Model } from '../model/model.js';
 import { transpose2d } from '../model/ndarray.js';
-import { packInt4, packUint4 } from '../model/pack.js';
+import { packInt4, packUint2, packUint4 } from '../model/pack.js';
 import { groupCount, type QuantizedMatrix } from './grid.js';
 
 /**
@@ -17,6 +17,11 @@ import { groupCount, type QuantizedMatrix } from './grid.js';
  */
 
 export const MS_DOMAIN = 'com.microsoft';
+
+/** MatMulNBits' code width for a grid: 8, 4 or 2 bits (ONNX Runtime's CPU kernel has no 3-bit form). */
+export function matMulNBitsContainer(bits: number): 8 | 4 | 2 {
+  return bits === 8 ? 8 : bits === 2 ? 2 : 4;
+}
 
 export function ensureOpset(model: Model, domain: string, version: number): void {
   const imports = (model.proto.opset_import ??= []);
@@ -119,13 +124,13 @@ function paddedBlocks(m: QuantizedMatrix, width: number, shift: number): Uint8Ar
 /**
  * MatMul(x, W) -> com.microsoft.MatMulNBits(x, B, scales, zero_points)
  * Gemm(x, W, C) -> com.microsoft.MatMulNBits(x, B, scales, zero_points, , bias)
- * B is uint8 [N, ⌈K/block⌉, block·bits/8], 8-bit codes as bytes or 4-bit codes packed low nibble first
- * along K, the last block padded past K (MatMulNBits reads K of them); zero points are stored the same way per row (omitted for symmetric grids, whose zero
+ * B is uint8 [N, ⌈K/block⌉, block·bits/8], 8-bit codes as bytes, 4-bit codes packed low nibble first
+ * along K (3-bit grids too), 2-bit codes four to a byte, low bits first, the last block padded past K (MatMulNBits reads K of them); zero points are stored the same way per row (omitted for symmetric grids, whose zero
  * point 2^(bits−1) is the default).
  */
 export function emitMatMulNBits(model: Model, layer: LinearLayer, m: QuantizedMatrix, accuracyLevel = 0): void {
   if (layer.kind === 'conv') throw new UserError(`format matmulnbits: '${layer.name}' is a conv; MatMulNBits replaces MatMul and Gemm only (use format: qdq)`);
-  if (m.bits > 4 && m.bits !== 8) throw new UserError(`format matmulnbits: '${layer.name}' has ${m.bits}-bit weights; MatMulNBits takes 8-bit codes or up to 4 bits in a 4-bit container`);
+  if (m.bits > 4 && m.bits !== 8) throw new UserError(`format matmulnbits: '${layer.name}' has ${m.bits}-bit weights; MatMulNBits takes 8-, 4- or 2-bit codes (3 bits in a 4-bit container)`);
   const block = m.groupSize;
   if (block < 16 || block > 256 || (block & (block - 1)) !== 0) {
     throw new UserError(`format matmulnbits: group_size ${block} for '${layer.name}'; MatMulNBits needs a power of two from 16 to 256`);
@@ -133,11 +138,11 @@ export function emitMatMulNBits(model: Model, layer: LinearLayer, m: QuantizedMa
   const N = m.rows;
   const K = m.cols;
   const kBlocks = groupCount(K, block);
-  // 8-bit codes are stored as they are; fewer bits sit in a 4-bit container re-centred on its zero point 8
-  const container = m.bits === 8 ? 8 : 4;
+  // 8- and 2-bit codes are stored as they are; 3 bits sit in a 4-bit container re-centred on its zero point 8
+  const container = matMulNBitsContainer(m.bits);
   const shift = m.symmetric ? 2 ** (container - 1) - 2 ** (m.bits - 1) : 0;
   const codes = paddedBlocks(m, kBlocks * block, shift);
-  const pack = (values: Uint8Array) => (container === 8 ? values.slice() : packUint4(values));
+  const pack = (values: Uint8Array) => (container === 8 ? values.slice() : container === 4 ? packUint4(values) : packUint2(values));
   const base = layer.name;
   const bName = uniqueInitializerName(model, `${base}.weight_q${container}`);
   model.setInitializer({ name: bName, dataType: DataType.UINT8, dims: [N, kBlocks, (block * container) / 8], data: pack(codes) });

@@ -5,12 +5,12 @@ import type { LayerProblem } from '../pass/pass.js';
 import { UserError } from '../errors.js';
 import type { Model } from '../model/model.js';
 import { upgradeOpset } from '../model/opset-upgrade.js';
-import { BLOCKED_DQ_OPSET } from './emit.js';
+import { BLOCKED_DQ_OPSET, matMulNBitsContainer } from './emit.js';
 import type { Granularity, GridSpec } from './grid.js';
 
 /** Params every weight quantizer shares: the grid and the storage format. */
 export const WEIGHT_QUANT_FIELDS = {
-  bits: z.union([z.literal(2), z.literal(3), z.literal(4), z.literal(8)]).default(8).describe('bits per weight (2 and 3 are stored in a 4-bit container)'),
+  bits: z.union([z.literal(2), z.literal(3), z.literal(4), z.literal(8)]).default(8).describe('bits per weight (MatMulNBits stores 3 in a 4-bit container; DequantizeLinear 2 and 3 in 4-bit (per group) or 8-bit containers)'),
   granularity: z.enum(['tensor', 'channel', 'group']).default('channel').describe('one scale per tensor, per output channel, or per group of inputs'),
   group_size: z.number().int().min(8).default(128).describe('inputs per group when granularity is group'),
   symmetric: z.boolean().default(true).describe('symmetric grid (zero point fixed at the middle) or asymmetric (min..max)'),
@@ -82,8 +82,7 @@ export function prepareOpset(model: Model, pass: string, p: WeightQuantParams): 
  */
 export function quantizedBytes(rows: number, cols: number, p: WeightQuantParams): number {
   const format = formatOf(p);
-  const packed = p.bits < 8 && (format === 'matmulnbits' || p.granularity === 'group');
-  const container = packed ? 4 : 8;
+  const container = format === 'matmulnbits' ? matMulNBitsContainer(p.bits) : p.bits < 8 && p.granularity === 'group' ? 4 : 8;
   const groups = p.granularity === 'tensor' ? 1 / rows : p.granularity === 'channel' ? 1 : Math.ceil(cols / p.group_size);
   const storedCols = format === 'matmulnbits' ? Math.ceil(cols / p.group_size) * p.group_size : cols;
   const scaleBytes = Math.ceil(rows * groups) * 4;

@@ -44,6 +44,7 @@ const base = { granularity: 'group', accuracy_level: 0 } as const;
 const forms: [string, Omit<WeightQuantParams, 'group_size' | 'granularity' | 'accuracy_level'>, string][] = [
   ['MatMulNBits 4-bit symmetric', { bits: 4, symmetric: true, format: 'matmulnbits' }, 'MatMulNBits'],
   ['MatMulNBits 3-bit asymmetric', { bits: 3, symmetric: false, format: 'matmulnbits' }, 'MatMulNBits'],
+  ['MatMulNBits 2-bit asymmetric (four codes a byte)', { bits: 2, symmetric: false, format: 'matmulnbits' }, 'MatMulNBits'],
   ['blocked DequantizeLinear int4', { bits: 4, symmetric: true, format: 'qdq', opset: 21 }, 'DequantizeLinear'],
   ['blocked DequantizeLinear uint4', { bits: 4, symmetric: false, format: 'qdq', opset: 21 }, 'DequantizeLinear'],
   ['blocked DequantizeLinear int8', { bits: 8, symmetric: true, format: 'qdq', opset: 21 }, 'DequantizeLinear'],
