@@ -69,6 +69,9 @@ export const QUANT_ROWS: Row[] = [
   { id: 'awq-rtn3g32', label: 'AWQ + RTN 3-bit g32', passes: [{ pass: 'quantize.awq', params: { bits: 3, ...G32 } }, { pass: 'quantize.rtn', params: { bits: 3, ...G32 } }] },
   { id: 'rtn3g32', label: 'RTN 3-bit g32', passes: [{ pass: 'quantize.rtn', params: { bits: 3, ...G32 } }] },
   { id: 'awq-gptq4g32-mse', label: 'AWQ + GPTQ 4-bit g32 + MSE clipping', passes: [{ pass: 'quantize.awq', params: { bits: 4, ...G32 } }, { pass: 'quantize.gptq', params: { bits: 4, ...G32, mse_clip: true } }] },
+  { id: 'mixed3.5', label: 'mixed precision ≤ 3.5 bits/weight (2/3/4/8-bit × g32/64/128, GPTQ + MSE clipping)', passes: [{ pass: 'quantize.mixed', params: { budget_bits: 3.5 } }] },
+  { id: 'mixed3.5-act', label: 'mixed precision ≤ 3.5 bits/weight, GPTQ act_order', passes: [{ pass: 'quantize.mixed', params: { budget_bits: 3.5, act_order: true } }] },
+  { id: 'gptq2g64', label: 'GPTQ 2-bit g64 + MSE clipping (uniform, for comparison)', passes: [{ pass: 'quantize.gptq', params: { bits: 2, ...G32, group_size: 64, mse_clip: true } }] },
   { id: 'gptq3g32-mse-act', label: 'GPTQ 3-bit g32 + MSE clipping + act_order', passes: [{ pass: 'quantize.gptq', params: { bits: 3, ...G32, mse_clip: true, act_order: true } }] },
 ];
 
