@@ -10,7 +10,7 @@
  * 0 computes with the dequantized float weights).
  *
  * Run all rows: npx tsc -p tsconfig.json && node dist/bench/quant.js
- * One row: node dist/bench/quant.js <row id>   (ids in the last column); PARE_BENCH_STORIES_ONLY=1 skips shakespeare-char
+ * One row: node dist/bench/quant.js <row id>   (ids in the last column); PARE_BENCH_MODEL=stories260K (or shakespeare-char) runs one model
  */
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -62,6 +62,7 @@ export const QUANT_ROWS: Row[] = [
   { id: 'rtn4g32-mse', label: 'RTN 4-bit g32 + MSE clipping', passes: [{ pass: 'quantize.rtn', params: { bits: 4, ...G32, mse_clip: true } }] },
   { id: 'gptq4g32', label: 'GPTQ 4-bit g32, every block linear', passes: [{ pass: 'quantize.gptq', params: { bits: 4, ...G32 } }] },
   { id: 'gptq4g32-mse', label: 'GPTQ 4-bit g32 + MSE clipping (H-diagonal weighted)', passes: [{ pass: 'quantize.gptq', params: { bits: 4, ...G32, mse_clip: true } }] },
+  { id: 'gptq4g32-mse-dyn', label: 'GPTQ 4-bit g32 + MSE clipping, dynamic groups (the reference default)', passes: [{ pass: 'quantize.gptq', params: { bits: 4, ...G32, mse_clip: true, static_groups: false } }] },
   { id: 'gptq4g32-mse-act', label: 'GPTQ 4-bit g32 + MSE clipping + act_order (static groups)', passes: [{ pass: 'quantize.gptq', params: { bits: 4, ...G32, mse_clip: true, act_order: true } }] },
   { id: 'gptq3g32', label: 'GPTQ 3-bit g32, every block linear', passes: [{ pass: 'quantize.gptq', params: { bits: 3, ...G32 } }] },
   { id: 'awq-gptq3g32', label: 'AWQ (3-bit g32 grid) + GPTQ 3-bit g32', passes: [{ pass: 'quantize.awq', params: { bits: 3, ...G32 } }, { pass: 'quantize.gptq', params: { bits: 3, ...G32 } }] },
@@ -96,7 +97,8 @@ export async function benchQuant(ids: string[] = []): Promise<string> {
     '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |',
   ];
   const rows = QUANT_ROWS.filter((r) => ids.length === 0 || ids.includes(r.id));
-  const subjects = [STORIES, ...(process.env.PARE_BENCH_STORIES_ONLY ? [] : [shakespeare()])].filter((s): s is Subject => s !== undefined);
+  const only = process.env.PARE_BENCH_MODEL;
+  const subjects = [STORIES, shakespeare()].filter((s): s is Subject => s !== undefined && (!only || s.name === only));
   try {
     for (const subject of subjects) {
       let dense = false;
@@ -109,7 +111,7 @@ export async function benchQuant(ids: string[] = []): Promise<string> {
         const code = await run(['compress', subject.model, '-r', path, '-o', join(dir, `${subject.name}-${row.id}.onnx`), '--report', report], { out: () => {}, err: (s: string) => process.stderr.write(s), fancy: false });
         const cpu = process.cpuUsage(c0);
         const wall = (performance.now() - t0) / 1000;
-        const command = `\`node dist/bench/quant.js ${row.id}\``;
+        const command = `\`${only ? `PARE_BENCH_MODEL=${only} ` : ''}node dist/bench/quant.js ${row.id}\``;
         if (code !== 0) {
           lines.push(`| ${subject.name} | ${row.label} | – | – | failed (exit ${code}) | | | | ${command} |`);
           continue;
