@@ -56,6 +56,8 @@ interface Row {
 }
 
 const G32 = { granularity: 'group', group_size: 32, symmetric: false, format: 'matmulnbits' } as const;
+/** the grid AWQ optimises for (it stores nothing itself) */
+const AWQ_G32 = { granularity: 'group', group_size: 32, symmetric: false } as const;
 
 export const QUANT_ROWS: Row[] = [
   { id: 'rtn4g32', label: 'RTN 4-bit g32, every block linear (MatMulNBits; stories\' 172-wide down_proj in a padded last block)', passes: [{ pass: 'quantize.rtn', params: { bits: 4, ...G32 } }] },
@@ -65,11 +67,11 @@ export const QUANT_ROWS: Row[] = [
   { id: 'gptq4g32-mse-dyn', label: 'GPTQ 4-bit g32 + MSE clipping, dynamic groups (the reference default)', passes: [{ pass: 'quantize.gptq', params: { bits: 4, ...G32, mse_clip: true, static_groups: false } }] },
   { id: 'gptq4g32-mse-act', label: 'GPTQ 4-bit g32 + MSE clipping + act_order (static groups)', passes: [{ pass: 'quantize.gptq', params: { bits: 4, ...G32, mse_clip: true, act_order: true } }] },
   { id: 'gptq3g32', label: 'GPTQ 3-bit g32, every block linear', passes: [{ pass: 'quantize.gptq', params: { bits: 3, ...G32 } }] },
-  { id: 'awq-gptq3g32', label: 'AWQ (3-bit g32 grid) + GPTQ 3-bit g32', passes: [{ pass: 'quantize.awq', params: { bits: 3, ...G32 } }, { pass: 'quantize.gptq', params: { bits: 3, ...G32 } }] },
-  { id: 'awq-gptq3g32-mse-act', label: 'AWQ + GPTQ 3-bit g32 + MSE clipping + act_order', passes: [{ pass: 'quantize.awq', params: { bits: 3, ...G32 } }, { pass: 'quantize.gptq', params: { bits: 3, ...G32, mse_clip: true, act_order: true } }] },
-  { id: 'awq-rtn3g32', label: 'AWQ + RTN 3-bit g32', passes: [{ pass: 'quantize.awq', params: { bits: 3, ...G32 } }, { pass: 'quantize.rtn', params: { bits: 3, ...G32 } }] },
+  { id: 'awq-gptq3g32', label: 'AWQ (3-bit g32 grid) + GPTQ 3-bit g32', passes: [{ pass: 'quantize.awq', params: { bits: 3, ...AWQ_G32 } }, { pass: 'quantize.gptq', params: { bits: 3, ...G32 } }] },
+  { id: 'awq-gptq3g32-mse-act', label: 'AWQ + GPTQ 3-bit g32 + MSE clipping + act_order', passes: [{ pass: 'quantize.awq', params: { bits: 3, ...AWQ_G32 } }, { pass: 'quantize.gptq', params: { bits: 3, ...G32, mse_clip: true, act_order: true } }] },
+  { id: 'awq-rtn3g32', label: 'AWQ + RTN 3-bit g32', passes: [{ pass: 'quantize.awq', params: { bits: 3, ...AWQ_G32 } }, { pass: 'quantize.rtn', params: { bits: 3, ...G32 } }] },
   { id: 'rtn3g32', label: 'RTN 3-bit g32', passes: [{ pass: 'quantize.rtn', params: { bits: 3, ...G32 } }] },
-  { id: 'awq-gptq4g32-mse', label: 'AWQ + GPTQ 4-bit g32 + MSE clipping', passes: [{ pass: 'quantize.awq', params: { bits: 4, ...G32 } }, { pass: 'quantize.gptq', params: { bits: 4, ...G32, mse_clip: true } }] },
+  { id: 'awq-gptq4g32-mse', label: 'AWQ + GPTQ 4-bit g32 + MSE clipping', passes: [{ pass: 'quantize.awq', params: { bits: 4, ...AWQ_G32 } }, { pass: 'quantize.gptq', params: { bits: 4, ...G32, mse_clip: true } }] },
   { id: 'mixed3.5', label: 'mixed precision ≤ 3.5 bits/weight (2/3/4/8-bit × g32/64/128, GPTQ + MSE clipping)', passes: [{ pass: 'quantize.mixed', params: { budget_bits: 3.5 } }] },
   { id: 'mixed3.5-act', label: 'mixed precision ≤ 3.5 bits/weight, GPTQ act_order', passes: [{ pass: 'quantize.mixed', params: { budget_bits: 3.5, act_order: true } }] },
   { id: 'gptq2g64', label: 'GPTQ 2-bit g64 + MSE clipping (uniform, for comparison)', passes: [{ pass: 'quantize.gptq', params: { bits: 2, ...G32, group_size: 64, mse_clip: true } }] },

@@ -2,9 +2,9 @@ import { z } from 'zod';
 import { GraphIndex } from '../model/graph.js';
 import { readWeight, writeWeight } from '../model/linear-weights.js';
 import { linears, type LinearLayer } from '../model/linears.js';
-import { definePass, type LayerStat, onValidFields } from '../pass/pass.js';
+import { definePass, type LayerStat } from '../pass/pass.js';
 import { dequantizeMatrix, quantizeMatrix, type GridSpec } from './grid.js';
-import { gridSpec, WEIGHT_QUANT_FIELDS, weightQuantRules } from './params.js';
+import { WEIGHT_QUANT_FIELDS } from './params.js';
 import { foldInverse, foldName, foldTarget } from './smoothquant.js';
 
 /**
@@ -23,13 +23,19 @@ import { foldInverse, foldName, foldTarget } from './smoothquant.js';
  * is not scaled (no exact fold through grouped-query attention).
  */
 
-const AwqParams = z
-  .strictObject({
-    ...WEIGHT_QUANT_FIELDS,
-    grid: z.number().int().min(1).max(100).default(20).describe('α candidates 0, 1/grid, …, (grid−1)/grid'),
-  })
-  .superRefine(weightQuantRules, onValidFields);
+/** The grid the next pass rounds to; AWQ itself stores nothing, so no storage format. */
+const AwqParams = z.strictObject({
+  bits: WEIGHT_QUANT_FIELDS.bits,
+  granularity: WEIGHT_QUANT_FIELDS.granularity,
+  group_size: WEIGHT_QUANT_FIELDS.group_size,
+  symmetric: WEIGHT_QUANT_FIELDS.symmetric,
+  grid: z.number().int().min(1).max(100).default(20).describe('α candidates 0, 1/grid, …, (grid−1)/grid'),
+});
 type AwqParams = z.output<typeof AwqParams>;
+
+function awqGrid(p: AwqParams): GridSpec {
+  return { bits: p.bits, granularity: p.granularity === 'group' ? { kind: 'group', size: p.group_size } : { kind: p.granularity }, symmetric: p.symmetric };
+}
 
 /** Σ_rows Δwᵀ·G·Δw for Δw = W − Ŵ ([rows, K]), G = XᵀX (float64, K×K). */
 export function gramError(W: Float32Array, Wq: Float32Array, rows: number, K: number, G: Float64Array): number {
@@ -96,7 +102,7 @@ export const awq = definePass({
   needsCalibration: () => ({ need: 'required' }),
   eligible: (layer) => layer.kind === 'matmul' || layer.kind === 'gemm',
   async apply(model, params: AwqParams, ctx) {
-    const spec = gridSpec(params);
+    const spec = awqGrid(params);
     const stats = await ctx.calibration!.collect(model, ctx.layers, { hessian: true });
     const index = new GraphIndex(model.graph);
     // targets rewritten earlier in this pass are found as their updated selves

@@ -27,7 +27,7 @@ describe('quantize.awq', () => {
     const before = await logits(model);
     const data = await loadDataset({ kind: 'text', path: 'tinystories/valid-head.txt', tokenizer: 'stories260K/tok512.bin', separator: '<|endoftext|>', bos: true, max_length: 512, select: '1-10', segment: 128 }, join(ROOT, 'fixtures'));
     const layers = linears(model).filter((l) => l.name.startsWith('layers.'));
-    const result = await awq.apply(model, { bits: 3, granularity: 'group', group_size: 32, symmetric: false, format: 'auto', accuracy_level: 0, grid: 20 }, {
+    const result = await awq.apply(model, { bits: 3, granularity: 'group', group_size: 32, symmetric: false, grid: 20 }, {
       layers,
       seed: 0,
       random: Math.random,
