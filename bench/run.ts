@@ -13,6 +13,7 @@ import { benchConvQuality, benchQuality } from './quality.js';
 import { benchDistill } from './distill.js';
 import { benchVision } from './vision.js';
 import { benchReference } from './reference.js';
+import { benchQuant } from './quant.js';
 import { benchScale } from './scale.js';
 import { benchTokenize } from './tokenize.js';
 import { benchBrowser } from './browser.js';
@@ -25,6 +26,7 @@ const sections: [string, string, () => Promise<string>][] = [
   ['Structured conv pruning on squeezenet-cifar10', 'node dist/bench/quality.js', benchConvQuality],
   ['Vision models: int8, 4-bit and conv channel pruning', 'node dist/bench/vision.js', benchVision],
   ['pare vs float64 reference SparseGPT/GPTQ on stories260K', 'node dist/bench/reference.js', benchReference],
+  ['Weight quantization: any K, MSE clipping, AWQ, mixed precision (issue #22)', 'node dist/bench/quant.js', () => benchQuant()],
   ['Distillation recovery on stories260K', 'node dist/bench/distill.js', benchDistill],
   ['ONNX Runtime latency by weight format', 'node dist/bench/latency.js', benchLatency],
   ['Linear algebra kernels', 'node dist/bench/linalg.js', benchLinalg],

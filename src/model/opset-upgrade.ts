@@ -80,6 +80,22 @@ op(['MatMul'], [1, 9, 13]);
 op(['Flatten'], [1, 9, 11, 13, 21]);
 op(['Transpose', 'Gather', 'Shape', 'Identity', 'Cast', 'Constant', 'Erf', 'Expand', 'Where', 'Equal', 'Greater', 'Less', 'Not', 'ConstantOfShape', 'ArgMax', 'ArgMin'], [1, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 19, 20, 21]);
 op(['Tile'], [1, 6, 13]);
+op(['Sin', 'Cos'], [7, 22]);
+op(['Range'], [11]);
+op(['Einsum'], [12]);
+op(['Trilu'], [14]);
+op(['LayerNormalization'], [17]);
+op(['Gelu'], [20]);
+op(['GreaterOrEqual', 'LessOrEqual'], [12, 16]);
+op(['And', 'Or', 'Xor'], [1, 7]);
+op(['Mod'], [10, 13]);
+op(['Size'], [1, 13, 19, 21]);
+op(['CumSum'], [11, 14]);
+op(['ScatterND'], [11, 13, 16, 18]);
+op(['IsNaN', 'IsInf'], [9, 10, 13, 20]);
+op(['Sign'], [9, 13]);
+op(['Softplus', 'Softsign'], [1, 22]);
+op(['HardSwish'], [14, 22]);
 op(['Concat'], [1, 4, 11, 13], {
   4: (u, node) => {
     if (!findAttribute(node, 'axis')) node.attribute = [...(node.attribute ?? []), attr.int('axis', 1)];

@@ -12,7 +12,7 @@ import { rtn } from '../../src/quantize/rtn.js';
 const ctx = (layers: ReturnType<typeof linears>) => ({ layers, seed: 0, random: Math.random, progress: { layer() {} }, where: 'passes[0]' });
 
 describe('MatMulNBits for any K', () => {
-  it.skip('fc layers with 250 and 3136 inputs get 4-bit MatMulNBits at group 32 (skipped: needs MatMulNBits with K not a multiple of the block, issue #22)', async () => {
+  it('fc layers with 250 and 3136 inputs get 4-bit MatMulNBits at group 32', async () => {
     for (const features of [250, 3136]) {
       const model = denseChain(features, [32, 10]);
       const result = await rtn.apply(model, rtn.params.parse({ bits: 4, granularity: 'group', group_size: 32, format: 'matmulnbits' }), ctx(linears(model)));

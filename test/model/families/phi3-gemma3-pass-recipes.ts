@@ -19,6 +19,8 @@ export function passCases(family: 'phi3' | 'gemma3_text'): Record<string, PassCa
     'prune.layers': { passes: pass('prune.layers', ['layers.*'], 'count: 1'), calibration: true },
     'quantize.rtn': { passes: pass('quantize.rtn', ['layers.*'], 'bits: 4, granularity: channel') },
     'quantize.gptq': { passes: pass('quantize.gptq', ['layers.*'], 'bits: 4, granularity: channel'), calibration: true },
+    'quantize.awq': { passes: pass('quantize.awq', ['layers.*'], 'bits: 4, granularity: group, group_size: 16'), calibration: true },
+    'quantize.mixed': { passes: pass('quantize.mixed', ['layers.*'], 'budget_bits: 9, bits: [4, 8], group_sizes: [16], sensitivity: output'), calibration: true },
     'quantize.smoothquant': { passes: pass('quantize.smoothquant', ['layers.*'], 'alpha: 0.5'), calibration: true },
     'quantize.w8a8': { passes: pass('quantize.w8a8', ['layers.*']) },
     'quantize.cast': { passes: pass('quantize.cast', ['layers.*']) },
