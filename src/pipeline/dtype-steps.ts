@@ -13,11 +13,11 @@ import type { Pass } from '../pass/pass.js';
  * | fp32  | none: the base as it is | model.onnx |
  * | fp16  | quantize.f16 (the graph in float16) when registered, else quantize.cast (float16 weights) | model_fp16.onnx |
  * | q8    | quantize.rtn 8-bit per-channel DequantizeLinear (ONNX Runtime fuses it into an 8-bit MatMulNBits) | model_quantized.onnx |
- * | q4    | 4-bit MatMulNBits, symmetric blocks of 32: quantize.gptq when the recipe has calibration, else quantize.rtn | model_q4.onnx |
+ * | q4    | 4-bit MatMulNBits, symmetric blocks of 32 (the last one shorter where 32 does not divide the inputs), MSE-clipped scales: quantize.gptq when the recipe has calibration, else quantize.rtn | model_q4.onnx |
  * | q4f16 | q4, then quantize.f16 | model_q4f16.onnx |
  *
- * Quantizers take the layers still in float32 that their params fit; the others (4-bit blocks of
- * 32 need inputs divisible by 32) stay as they are and are named in a warning.
+ * Quantizers take the layers still in float32 that their params fit; the others stay as they are
+ * and are named in a warning.
  */
 
 export interface Step {
@@ -32,7 +32,7 @@ const F16 = 'quantize.f16';
 
 const q4 = (calibrated: boolean): Step => ({
   pass: calibrated ? 'quantize.gptq' : 'quantize.rtn',
-  params: { bits: 4, granularity: 'group', group_size: Q4_BLOCK, symmetric: true, format: 'matmulnbits' },
+  params: { bits: 4, granularity: 'group', group_size: Q4_BLOCK, symmetric: true, format: 'matmulnbits', mse_clip: true },
   layers: 'float',
 });
 const f16: Step = { pass: F16, params: {}, layers: 'all' };
