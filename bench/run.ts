@@ -12,6 +12,7 @@ import { benchLinalg } from './linalg.js';
 import { benchConvQuality, benchQuality } from './quality.js';
 import { benchDistill } from './distill.js';
 import { benchReference } from './reference.js';
+import { benchOwl } from './owl.js';
 import { benchScale } from './scale.js';
 import { benchTokenize } from './tokenize.js';
 import { benchBrowser } from './browser.js';
@@ -22,6 +23,7 @@ const sections: [string, string, () => Promise<string>][] = [
   ['Quality on stories260K', 'node dist/bench/quality.js', benchQuality],
   ['Structured conv pruning on squeezenet-cifar10', 'node dist/bench/quality.js', benchConvQuality],
   ['pare vs float64 reference SparseGPT/GPTQ on stories260K', 'node dist/bench/reference.js', benchReference],
+  ['OWL layerwise sparsity vs uniform (SparseGPT, Wanda 60 %)', 'node dist/bench/owl.js', benchOwl],
   ['Distillation recovery on stories260K', 'node dist/bench/distill.js', benchDistill],
   ['ONNX Runtime latency by weight format', 'node dist/bench/latency.js', benchLatency],
   ['Linear algebra kernels', 'node dist/bench/linalg.js', benchLinalg],
