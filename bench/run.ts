@@ -13,6 +13,7 @@ import { benchConvQuality, benchQuality } from './quality.js';
 import { benchDistill } from './distill.js';
 import { benchReference } from './reference.js';
 import { benchOwl } from './owl.js';
+import { benchKroneckerLatency } from './kronecker-latency.js';
 import { benchScale } from './scale.js';
 import { benchTokenize } from './tokenize.js';
 import { benchBrowser } from './browser.js';
@@ -26,6 +27,7 @@ const sections: [string, string, () => Promise<string>][] = [
   ['OWL layerwise sparsity vs uniform (SparseGPT, Wanda 60 %)', 'node dist/bench/owl.js', benchOwl],
   ['Distillation recovery on stories260K', 'node dist/bench/distill.js', benchDistill],
   ['ONNX Runtime latency by weight format', 'node dist/bench/latency.js', benchLatency],
+  ['Kronecker latency and memory in ONNX Runtime', 'node dist/bench/kronecker-latency.js', benchKroneckerLatency],
   ['Linear algebra kernels', 'node dist/bench/linalg.js', benchLinalg],
   ['Passes at realistic scale (MobileLLM-125M, GPT-2 small)', 'node dist/bench/scale.js', benchScale],
   ['Tokenizing a WikiText-2-sized text', 'node dist/bench/tokenize.js', benchTokenize],
