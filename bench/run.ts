@@ -14,6 +14,7 @@ import { benchDistill } from './distill.js';
 import { benchReference } from './reference.js';
 import { benchOwl } from './owl.js';
 import { benchKroneckerLatency } from './kronecker-latency.js';
+import { benchKroneckerAls } from './kronecker-als.js';
 import { benchScale } from './scale.js';
 import { benchTokenize } from './tokenize.js';
 import { benchBrowser } from './browser.js';
@@ -28,6 +29,7 @@ const sections: [string, string, () => Promise<string>][] = [
   ['Distillation recovery on stories260K', 'node dist/bench/distill.js', benchDistill],
   ['ONNX Runtime latency by weight format', 'node dist/bench/latency.js', benchLatency],
   ['Kronecker latency and memory in ONNX Runtime', 'node dist/bench/kronecker-latency.js', benchKroneckerLatency],
+  ['Kronecker ALS (iterative mode) time per layer', 'node dist/bench/kronecker-als.js', () => benchKroneckerAls()],
   ['Linear algebra kernels', 'node dist/bench/linalg.js', benchLinalg],
   ['Passes at realistic scale (MobileLLM-125M, GPT-2 small)', 'node dist/bench/scale.js', benchScale],
   ['Tokenizing a WikiText-2-sized text', 'node dist/bench/tokenize.js', benchTokenize],
