@@ -15,6 +15,7 @@ import { benchReference } from './reference.js';
 import { benchOwl } from './owl.js';
 import { benchKroneckerLatency } from './kronecker-latency.js';
 import { benchKroneckerAls } from './kronecker-als.js';
+import { benchDistillGptq3 } from './distill-gptq3.js';
 import { benchScale } from './scale.js';
 import { benchTokenize } from './tokenize.js';
 import { benchBrowser } from './browser.js';
@@ -27,6 +28,7 @@ const sections: [string, string, () => Promise<string>][] = [
   ['pare vs float64 reference SparseGPT/GPTQ on stories260K', 'node dist/bench/reference.js', benchReference],
   ['OWL layerwise sparsity vs uniform (SparseGPT, Wanda 60 %)', 'node dist/bench/owl.js', benchOwl],
   ['Distillation recovery on stories260K', 'node dist/bench/distill.js', benchDistill],
+  ['GPTQ 3-bit + distillation with early stopping on stories260K', 'node dist/bench/distill-gptq3.js', () => benchDistillGptq3()],
   ['ONNX Runtime latency by weight format', 'node dist/bench/latency.js', benchLatency],
   ['Kronecker latency and memory in ONNX Runtime', 'node dist/bench/kronecker-latency.js', benchKroneckerLatency],
   ['Kronecker ALS (iterative mode) time per layer', 'node dist/bench/kronecker-als.js', () => benchKroneckerAls()],
