@@ -17,6 +17,7 @@ import { Calibrator } from '../src/calibrate/calibrator.js';
 import type { Feeds } from '../src/calibrate/feeds.js';
 import { svdPass } from '../src/decompose/svd.js';
 import { byteLength } from '../src/model/dtype.js';
+import { lmFeeds, modelIo } from '../src/model/io.js';
 import { linears, type LinearLayer } from '../src/model/linears.js';
 import { loadModel } from '../src/model/load.js';
 import type { Model } from '../src/model/model.js';
@@ -26,7 +27,8 @@ import { seededRandom } from '../src/util/random.js';
 import { sparsegpt } from '../src/prune/sparsegpt.js';
 import { gptq } from '../src/quantize/gptq.js';
 import { rtn } from '../src/quantize/rtn.js';
-import { ort } from '../src/runtime/ort.js';
+import { ortFeeds } from '../src/runtime/feeds.js';
+import { phases, type PhaseTime } from '../src/util/phase-timer.js';
 import { BLOCK_LINEAR, realisticModelPath } from './models.js';
 
 const ROOT = resolve(import.meta.dirname, '../..');
@@ -54,6 +56,12 @@ const JOBS: Job[] = [
 
 interface ChildResult {
   passMs: number;
+  /** CPU time of the pass, every thread of the process */
+  passCpuMs: number;
+  /** exclusive wall and CPU time per phase of the pass (src/util/phase-timer.ts) */
+  phases: Record<string, PhaseTime>;
+  /** one forward of the block linears and attention over all calibration tokens, GFLOP */
+  forwardGflop: number;
   calibrationMs: number;
   gramGflop: number;
   layers: number;
@@ -65,12 +73,13 @@ interface ChildResult {
   warnings: string[];
 }
 
+/** seeded random ids with the decoder inputs the model declares (mask, positions, an empty KV cache) */
 function tokenFeeds(model: Model, samples: number, seq: number, vocab: number): Feeds[] {
   const rand = seededRandom(1234);
-  const name = model.graph.input![0]!.name!;
+  const io = modelIo(model);
   return Array.from({ length: samples }, () => {
-    const ids = BigInt64Array.from({ length: seq }, () => BigInt(Math.floor(rand() * vocab)));
-    return { [name]: new ort.Tensor('int64', ids, [1, seq]) };
+    const ids = Array.from({ length: seq }, () => Math.floor(rand() * vocab));
+    return ortFeeds(lmFeeds(io, ids, 1, seq));
   });
 }
 
@@ -102,6 +111,8 @@ async function child(jobIndex: number, path: string, samples: number, seq: numbe
     };
     calibration = cal;
   }
+  phases.reset();
+  const cpu0 = process.cpuUsage();
   const t0 = performance.now();
   const result = await pass.apply(model, {
     layers,
@@ -112,10 +123,14 @@ async function child(jobIndex: number, path: string, samples: number, seq: numbe
     where: 'passes[0]',
   });
   const passMs = performance.now() - t0;
+  const cpu = process.cpuUsage(cpu0);
   const nodes = model.graph.node?.length ?? 1;
   const trace = calibration?.trace ?? [];
   const out: ChildResult = {
     passMs,
+    passCpuMs: (cpu.user + cpu.system) / 1000,
+    phases: phases.snapshot(),
+    forwardGflop: forwardGflop(layers, samples, seq),
     calibrationMs,
     gramGflop,
     layers: result.layers.length,
@@ -132,6 +147,23 @@ async function child(jobIndex: number, path: string, samples: number, seq: numbe
   model.close();
   process.stdout.write(`${JSON.stringify(out)}\n`);
 }
+
+/**
+ * One forward over the calibration tokens: 2·tokens per weight of the block linears, plus QKᵀ and
+ * PV at full seq² (ONNX Runtime does not skip the causal half), 4·seq²·width per sample and block,
+ * width being the attention output projection's input.
+ */
+function forwardGflop(layers: readonly LinearLayer[], samples: number, seq: number): number {
+  let flop = 0;
+  for (const l of layers) {
+    flop += 2 * samples * seq * l.inFeatures * l.outFeatures;
+    if (/(?:o_proj|attn\.c_proj)$/.test(l.name)) flop += 4 * samples * seq * seq * l.inFeatures;
+  }
+  return flop / 1e9;
+}
+
+/** The GEMM rate the FLOP floor assumes: what ONNX Runtime's float32 MatMul reaches on this 2-core machine (issue 21). */
+const FLOOR_GFLOPS = 60;
 
 /**
  * This process's peak RSS. Linux's getrusage maxRSS survives fork + exec, so a child would report at
@@ -169,6 +201,12 @@ export async function benchScale(opts: { models?: string[]; samples?: number; se
     '| model | pass | layers | wall | target | calibration | XᵀX GFLOP/s (lower bound) | sub-graph nodes run / graph nodes | output size | peak RSS | RSS above fp32 weights (≤ 1.5 GB) / above one block for --stream (≤ 1 GB) |',
     '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
   ];
+  const split = [
+    `Time split of the calibrated rows: exclusive wall / CPU seconds per phase (CPU counts every thread, so ONNX Runtime's 2 threads can make CPU > wall). FLOP floor: one forward of the block linears and attention plus the XᵀX products, at ${FLOOR_GFLOPS} GFLOP/s.`,
+    '',
+    '| model | pass | pass wall / CPU | FLOP floor | forward (sub-graph runs) | XᵀX | sub-graph build | boundary values | Hessian prep (Cholesky) | OBS loop (JS) | OBS lazy-update GEMM | layer error | other (pass JS, weights) |',
+    '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
+  ];
   const sizes: string[] = [];
   const warnings: string[] = [];
   for (const name of opts.models ?? ['mobilellm-125m', 'gpt2-small']) {
@@ -194,11 +232,27 @@ export async function benchScale(opts: { models?: string[]; samples?: number; se
       rows.push(
         `| ${name} | ${job.label} | ${r.layers} | ${fmt(min, 2)} min | ≤ ${job.targetMin} min ${min <= job.targetMin ? '✓' : '✗'} | ${cal} | ${gflops} | ${r.nodesRunPerGraphNode !== undefined ? fmt(r.nodesRunPerGraphNode, 2) : '—'} | ${fmt(r.outputMb, 0)} MB | ${fmt(r.maxRssMb, 0)} MB | ${fmt(above, 0)} MB ${above <= limit ? '✓' : '✗'} |`,
       );
+      if (r.calibrationMs > 0) split.push(splitRow(name, job.label, r));
       for (const w of new Set(r.warnings)) warnings.push(`- ${name}, ${job.label}: ${w}`);
     }
     sizes.push(`${name}: fp32 weights ${fmt(weights.all, 0)} MB, one block ${fmt(weights.block, 1)} MB.`);
   }
-  return [...rows, '', sizes.join(' '), ...(warnings.length > 0 ? ['', 'Warnings:', ...warnings] : [])].join('\n');
+  return [...rows, '', sizes.join(' '), ...(split.length > 4 ? ['', ...split] : []), ...(warnings.length > 0 ? ['', 'Warnings:', ...warnings] : [])].join('\n');
+}
+
+const SPLIT_PHASES = ['calibrate.forward', 'calibrate.xtx', 'calibrate.session', 'calibrate.boundary', 'solve.hessian', 'solve.obs', 'solve.obs-gemm', 'solve.error'];
+
+function splitRow(model: string, label: string, r: ChildResult): string {
+  const s = (ms: number) => (ms / 1000).toFixed(1);
+  const cell = (p?: PhaseTime) => (p ? `${s(p.wallMs)} / ${s(p.cpuMs)}` : '—');
+  let wall = r.passMs;
+  let cpu = r.passCpuMs;
+  for (const name of SPLIT_PHASES) {
+    wall -= r.phases[name]?.wallMs ?? 0;
+    cpu -= r.phases[name]?.cpuMs ?? 0;
+  }
+  const floor = (r.forwardGflop + r.gramGflop) / FLOOR_GFLOPS;
+  return `| ${model} | ${label} | ${s(r.passMs)} / ${s(r.passCpuMs)} s | ${floor.toFixed(0)} s (${(r.forwardGflop / 1000).toFixed(2)} + ${(r.gramGflop / 1000).toFixed(2)} TFLOP) | ${SPLIT_PHASES.map((p) => cell(r.phases[p])).join(' | ')} | ${s(wall)} / ${s(cpu)} |`;
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {

@@ -1,14 +1,23 @@
-import { dtypeFromName } from '../model/dtype.js';
+import { byteLength, DataType, dtypeFromName, elementCount } from '../model/dtype.js';
 import { GraphIndex } from '../model/graph.js';
 import type { LinearLayer } from '../model/linears.js';
 import type { Model } from '../model/model.js';
-import type { ValueInfoProto } from '../model/onnx-schema.js';
+import { int64ToNumber, type NodeProto, type ValueInfoProto } from '../model/onnx-schema.js';
 import { hasSubgraph, sliceFor, subModel } from '../model/subgraph.js';
-import { calibrationSessionOptions, captureSession } from '../runtime/ort.js';
+import { calibrationSessionOptions, captureSession, ort } from '../runtime/ort.js';
+import { phases } from '../util/phase-timer.js';
 import type { LayerGroup } from './blocks.js';
 import type { BoundaryStore } from './boundary-store.js';
 import type { Feeds } from './feeds.js';
 import { InputStatsAccumulator, type InputStats, type StatsNeeds } from './stats.js';
+
+/**
+ * Float initializers at least this large that a step reads (the token embedding the first step
+ * Gathers from: 147 MB in GPT-2 small) are fed as inputs instead of inlined: ONNX Runtime reads a
+ * fed tensor in place, where an inline one exists twice while the session is built (in the encoded
+ * model and in the session).
+ */
+export const FED_WEIGHT_BYTES = 16 * 2 ** 20;
 
 /** What one step ran, for tests and the scale bench. */
 export interface StepTrace {
@@ -19,6 +28,8 @@ export interface StepTrace {
   fed: string[];
   /** values it computed and cached for later steps */
   cached: string[];
+  /** initializers it was fed as inputs rather than inlined (see FED_WEIGHT_BYTES) */
+  weights: string[];
 }
 
 /** Why a graph cannot be cut into per-block sub-graphs, or undefined when it can. */
@@ -52,6 +63,7 @@ export class BlockCut {
     private readonly feeds: readonly Feeds[],
     private readonly store: BoundaryStore,
     private readonly threads: number,
+    private readonly fedWeightBytes = FED_WEIGHT_BYTES,
   ) {
     this.graphInputs = new Map((model.graph.input ?? []).filter((v) => !model.hasInitializer(v.name ?? '')).map((v) => [v.name ?? '', v]));
   }
@@ -86,29 +98,38 @@ export class BlockCut {
     if (wantStats) for (const layer of this.groups[j]!.layers) if (!accumulators.has(layer.input)) accumulators.set(layer.input, new InputStatsAccumulator(layer, needs));
     const computed = wantStats ? targets.filter((t) => !known(t)) : [];
     const outputs = [...new Set([...computed, ...cache])];
-    this.trace.push({ group: this.groups[j]!.key, nodes: slice.nodes.length, fed: slice.reads, cached: cache });
+    const weights = outputs.length > 0 ? this.largeWeights(slice.nodes) : {};
+    this.trace.push({ group: this.groups[j]!.key, nodes: slice.nodes.length, fed: slice.reads, cached: cache, weights: Object.keys(weights) });
 
-    const session = outputs.length > 0 ? await captureSession(subModel(model, slice.nodes, slice.reads.map((r) => this.inputInfo(r))), outputs, calibrationSessionOptions(this.threads)) : undefined;
+    const session =
+      outputs.length > 0
+        ? await phases.time('calibrate.session', () => captureSession(this.stepModel(slice.nodes, slice.reads, weights), outputs, calibrationSessionOptions(this.threads)))
+        : undefined;
     try {
       for (const [s, feed] of this.feeds.entries()) {
-        const fed: Feeds = {};
-        for (const r of slice.reads) fed[r] = this.value(r, s, feed);
-        const out = session ? await session.run(fed, outputs) : {};
+        const fed: Feeds = phases.timeSync('calibrate.boundary', () => {
+          const f: Feeds = { ...weights };
+          for (const r of slice.reads) f[r] = this.value(r, s, feed);
+          return f;
+        });
+        const out = session ? await phases.time('calibrate.forward', () => session.run(fed, outputs)) : {};
         for (const [name, acc] of accumulators) {
           const t = out[name] ?? this.value(name, s, feed);
-          await acc.add(t.data as Float32Array, t.dims as number[]);
+          await phases.time('calibrate.xtx', () => acc.add(t.data as Float32Array, t.dims as number[]));
         }
-        for (const c of cache) this.store.put(c, s, out[c]!);
+        phases.timeSync('calibrate.boundary', () => {
+          for (const c of cache) this.store.put(c, s, out[c]!);
+        });
       }
     } finally {
-      await session?.release();
+      if (session) await phases.time('calibrate.session', () => session.release());
     }
     for (const c of cache) this.expires.set(c, nearest.get(c) ?? Infinity);
     // values no later step reads are freed now
     for (const name of this.store.names()) if (!laterReads.has(name)) this.drop(name);
 
     const stats = new Map<string, InputStats>();
-    for (const [name, acc] of accumulators) stats.set(name, await acc.result());
+    for (const [name, acc] of accumulators) stats.set(name, await phases.time('calibrate.xtx', () => acc.result()));
     return stats;
   }
 
@@ -132,6 +153,38 @@ export class BlockCut {
     const v = feed[name];
     if (!v) throw new Error(`calibration: graph input '${name}' is not in the calibration feeds`);
     return v;
+  }
+
+  /** The step's sub-graph: `reads` and the fed weights are its inputs, other initializers it uses stay inline. */
+  private stepModel(nodes: NodeProto[], reads: string[], weights: Feeds): Model {
+    const sub = subModel(this.model, nodes, reads.map((r) => this.inputInfo(r)));
+    if (Object.keys(weights).length === 0) return sub;
+    const g = sub.graph;
+    const weightInputs = Object.entries(weights).map(([name, t]): ValueInfoProto => ({
+      name,
+      type: { tensor_type: { elem_type: dtypeFromName(t.type), shape: { dim: t.dims.map((d) => ({ dim_value: d })) } } },
+    }));
+    return sub.derive({ ...sub.proto, graph: { ...g, input: [...(g.input ?? []), ...weightInputs], initializer: (g.initializer ?? []).filter((t) => !(t.name! in weights)) } });
+  }
+
+  /** The float32/float16 initializers of fedWeightBytes or more that `nodes` read, as tensors to feed. */
+  private largeWeights(nodes: readonly NodeProto[]): Feeds {
+    const weights: Feeds = {};
+    for (const name of new Set(nodes.flatMap((n) => n.input ?? []))) {
+      const init = this.model.initializer(name);
+      const type = init?.data_type;
+      if (!init || (type !== DataType.FLOAT && type !== DataType.FLOAT16)) continue;
+      const dims = (init.dims ?? []).map(int64ToNumber);
+      if (byteLength(type, elementCount(dims)) < this.fedWeightBytes) continue;
+      const bytes = this.model.tensor(init).data;
+      // a typed view needs an aligned offset; raw_data inside a parsed file (a Node Buffer, whose slice() is a view) may not have one
+      const own = bytes.byteOffset % 4 === 0 ? bytes : new Uint8Array(bytes);
+      weights[name] =
+        type === DataType.FLOAT
+          ? new ort.Tensor('float32', new Float32Array(own.buffer, own.byteOffset, own.byteLength / 4), dims)
+          : new ort.Tensor('float16', new Uint16Array(own.buffer, own.byteOffset, own.byteLength / 2), dims);
+    }
+    return weights;
   }
 
   private inputInfo(name: string): ValueInfoProto {

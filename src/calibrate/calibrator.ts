@@ -6,6 +6,7 @@ import { UserError } from '../errors.js';
 import type { LinearLayer } from '../model/linears.js';
 import type { Model } from '../model/model.js';
 import { calibrationSessionOptions, captureSession } from '../runtime/ort.js';
+import { phases } from '../util/phase-timer.js';
 import { BlockCut, uncuttable, type StepTrace } from './block-cut.js';
 import { groupIntoBlocks, type LayerGroup } from './blocks.js';
 import { BoundaryStore, DEFAULT_RESIDENT_BYTES } from './boundary-store.js';
@@ -26,6 +27,8 @@ export interface CalibratorOptions {
   onWarning?: (message: string) => void;
   /** statistics shared across runs (see beginPass) */
   cache?: StatsCache;
+  /** sequential cut steps feed float initializers of this many bytes or more as inputs instead of inlining them (default 16 MiB) */
+  fedWeightBytes?: number;
 }
 
 /**
@@ -100,20 +103,20 @@ export class Calibrator {
     }
     const names = [...byTensor.keys()];
     if (names.length === 0) return stats;
-    const session = await captureSession(model, names, calibrationSessionOptions(this.threads));
+    const session = await phases.time('calibrate.session', () => captureSession(model, names, calibrationSessionOptions(this.threads)));
     try {
       for (const feed of this.feedsFor(model)) {
-        const out = await session.run(feed, names);
+        const out = await phases.time('calibrate.forward', () => session.run(feed, names));
         for (const name of names) {
           const t = out[name]!;
-          await byTensor.get(name)!.add(t.data as Float32Array, t.dims as number[]);
+          await phases.time('calibrate.xtx', () => byTensor.get(name)!.add(t.data as Float32Array, t.dims as number[]));
           t.dispose?.();
         }
       }
     } finally {
-      await session.release();
+      await phases.time('calibrate.session', () => session.release());
     }
-    for (const [name, acc] of byTensor) stats.set(name, await acc.result());
+    for (const [name, acc] of byTensor) stats.set(name, await phases.time('calibrate.xtx', () => acc.result()));
     if (scope !== undefined) for (const name of names) this.options.cache!.put(scope, stats.get(name)!);
     return stats;
   }
@@ -145,7 +148,7 @@ export class Calibrator {
     this.trace = [];
     const why = this.options.cut === false ? 'disabled' : uncuttable(model);
     if (why && why !== 'disabled') this.warn(`sequential calibration re-runs the whole model prefix for every block (O(blocks²) work): ${why}`);
-    let cut = why ? undefined : new BlockCut(model, groups, this.feedsFor(model), new BoundaryStore(this.options.residentBytes ?? DEFAULT_RESIDENT_BYTES, this.options.spillDir), this.threads);
+    let cut = why ? undefined : new BlockCut(model, groups, this.feedsFor(model), new BoundaryStore(this.options.residentBytes ?? DEFAULT_RESIDENT_BYTES, this.options.spillDir), this.threads, this.options.fedWeightBytes);
     if (cut) this.trace = cut.trace;
     try {
       for (const [j, group] of groups.entries()) {

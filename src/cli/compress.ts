@@ -25,6 +25,7 @@ interface CompressFlags {
   mkdir?: boolean;
   progress?: boolean;
   dtypes?: string;
+  opset?: string;
   tokenizer?: string;
   config?: string;
 }
@@ -77,6 +78,7 @@ export function registerCompressCommand(program: Command, io: Io, setCode: (c: n
     .option('--config <config.json>', "model folder: the model's config.json, for an input with none beside it")
     .option('--report <report.json>', 'write the JSON report here (moved into place with the model)')
     .option('--report-html', 'also write the report as a self-contained HTML page beside the JSON (report.html), moved into place with it')
+    .option('--opset <n>', "upgrade the model's default-domain ONNX opset to n before the first pass (overrides output.opset)")
     .option('--mkdir', 'create the missing folders of -o and --report')
     .option('--dry-run', 'print which layers each pass touches and the expected size; write nothing')
     .option('--resume', 'continue from the last completed pass of an interrupted run')
@@ -105,6 +107,7 @@ export function registerCompressCommand(program: Command, io: Io, setCode: (c: n
           stream: flags.stream,
           build: { kvCache: flags.kvCache },
           dtypes: flags.dtypes?.split(','),
+          opset: integer('--opset', flags.opset),
           folder: { tokenizer: flags.tokenizer, config: flags.config },
           seed: integer('--seed', flags.seed),
           threads: integer('--threads', flags.threads),

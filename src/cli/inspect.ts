@@ -88,6 +88,17 @@ export function formatInspection(r: OnnxInspection | SafetensorsInspection): str
       r.linears.map((l) => [l.name, l.kind, `${l.shape[0]} x ${l.shape[1]}`, l.dtype, pct(l.sparsity)]),
       ['l', 'l', 'r', 'l', 'r'],
     ),
+    ...(r.quantized_layers
+      ? [
+          '',
+          `${r.quantized_layers.length} quantized layers (already ${r.quantized_layers[0]!.dtype}; \`quantize.dequantize\` turns them back into float layers)`,
+          table(
+            ['layer', 'op', 'out x in', 'dtype', 'scales'],
+            r.quantized_layers.map((l) => [l.name, l.op, `${l.shape[0]} x ${l.shape[1]}`, l.dtype, `per ${l.granularity}`]),
+            ['l', 'l', 'r', 'l', 'l'],
+          ),
+        ]
+      : []),
   ];
   return lines.join('\n');
 }

@@ -15,6 +15,8 @@ import type { Io } from './io.js';
 
 interface DiffFlags {
   maxPplIncrease?: string;
+  maxPsnrDrop?: string;
+  maxRmseIncrease?: string;
   maxAccuracyDrop?: string;
   maxSizeIncrease?: string;
   format: 'md' | 'json';
@@ -27,6 +29,8 @@ function budgetsFrom(flags: DiffFlags): Budgets {
   if (flags.maxPplIncrease !== undefined) budgets.max_ppl_increase = parseBudget('--max-ppl-increase', flags.maxPplIncrease);
   if (flags.maxAccuracyDrop !== undefined) budgets.max_accuracy_drop = parseBudget('--max-accuracy-drop', flags.maxAccuracyDrop);
   if (flags.maxSizeIncrease !== undefined) budgets.max_size_increase = parseBudget('--max-size-increase', flags.maxSizeIncrease);
+  if (flags.maxPsnrDrop !== undefined) budgets.max_psnr_drop = parseBudget('--max-psnr-drop', flags.maxPsnrDrop);
+  if (flags.maxRmseIncrease !== undefined) budgets.max_rmse_increase = parseBudget('--max-rmse-increase', flags.maxRmseIncrease);
   return budgets;
 }
 
@@ -67,6 +71,8 @@ export function registerReportCommands(program: Command, io: Io, setCode: (c: nu
     .option('--max-ppl-increase <budget>', 'perplexity may rise at most this much: "2%" of base, or an absolute amount like 0.5')
     .option('--max-accuracy-drop <budget>', 'top-1 may fall at most this much: percentage points like 0.5, or "1%" of base')
     .option('--max-size-increase <budget>', 'file size may grow at most this much: "0%" of base, or bytes')
+    .option('--max-psnr-drop <budget>', 'regression / image-to-image PSNR may fall at most this much: dB like 0.5, or "2%" of base')
+    .option('--max-rmse-increase <budget>', 'regression / image-to-image RMSE may rise at most this much: an amount, or "10%" of base')
     .addOption(formatOption())
     .action((basePath: string, nextPath: string, flags: DiffFlags) => {
       const budgets = budgetsFrom(flags);

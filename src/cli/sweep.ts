@@ -34,7 +34,8 @@ function seconds(ms: number): string {
 function quality(p: SweepPointRun): string {
   const q = p.report?.measurements.model.quality;
   if (!q) return '–';
-  return q.task === 'causal-lm' ? `ppl ${q.perplexity.toFixed(3)}` : `top-1 ${(q.top1 * 100).toFixed(2)}%`;
+  if (q.task === 'causal-lm') return `ppl ${q.perplexity.toFixed(3)}`;
+  return q.task === 'classification' ? `top-1 ${(q.top1 * 100).toFixed(2)}%` : q.psnr !== undefined ? `PSNR ${q.psnr.toFixed(2)} dB` : `RMSE ${q.rmse.toPrecision(4)}`;
 }
 
 function formatSweep(run: SweepRun, dryRun: boolean): string {

@@ -1,9 +1,13 @@
 /**
  * src/data — layer 4 (above linalg): datasets and tokenizers; no models, no runtimes.
  */
-import { isAbsolute, resolve } from 'node:path';
+import { isAbsolute, join, resolve } from 'node:path';
+import { IMAGE_EXTENSIONS, listFiles } from './image-labels.js';
 import { loadIdx } from './idx.js';
-import { loadNpy } from './npy.js';
+import { loadImageFolder } from './image-folder.js';
+import { loadNpy } from './npy-dataset.js';
+import { loadRandom } from './random.js';
+import { loadWavFolder } from './wav-folder.js';
 import { loadRawImages } from './raw-images.js';
 import type { DatasetSpec } from './spec.js';
 import { loadText } from './text.js';
@@ -26,7 +30,13 @@ export async function loadDataset(spec: DatasetSpec, baseDir: string, opts: Load
     case 'images':
       return loadRawImages(spec, at(spec.path), spec.labels ? at(spec.labels) : undefined);
     case 'npy':
-      return loadNpy(spec, at(spec.path), spec.labels ? at(spec.labels) : undefined);
+      return loadNpy(spec, at(spec.path), spec.labels ? at(spec.labels) : undefined, spec.targets ? at(spec.targets) : undefined);
+    case 'image-folder':
+      return loadImageFolder(spec, at(spec.path), spec.labels ? at(spec.labels) : undefined, spec.targets ? at(spec.targets) : undefined);
+    case 'random':
+      return loadRandom(spec);
+    case 'wav-folder':
+      return loadWavFolder(spec, at(spec.path));
   }
 }
 
@@ -40,9 +50,17 @@ export function datasetFiles(spec: DatasetSpec, baseDir: string): string[] {
       return [at(spec.path)];
     case 'idx':
       return [at(spec.images), ...(spec.labels ? [at(spec.labels)] : [])];
-    case 'images':
     case 'npy':
+      return [at(spec.path), ...(spec.labels ? [at(spec.labels)] : []), ...(spec.targets ? [at(spec.targets)] : [])];
+    case 'images':
       return [at(spec.path), ...(spec.labels ? [at(spec.labels)] : [])];
+    // a folder's files, each (a sweep hashes what it reads)
+    case 'image-folder':
+      return [...listFiles(at(spec.path), IMAGE_EXTENSIONS).map((f) => join(at(spec.path), f)), ...(spec.labels ? [at(spec.labels)] : []), ...(spec.targets ? listFiles(at(spec.targets), IMAGE_EXTENSIONS).map((f) => join(at(spec.targets!), f)) : [])];
+    case 'random':
+      return [];
+    case 'wav-folder':
+      return listFiles(at(spec.path), ['.wav']).map((f) => join(at(spec.path), f));
   }
 }
 

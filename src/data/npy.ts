@@ -1,9 +1,5 @@
-import { basename } from 'node:path';
 import { UserError } from '../errors.js';
 import { formatBytes, INPUT_LIMITS, readInputRange, statInput } from '../util/read-file.js';
-import { checkLabels, fileRef, normalise, normText } from './images.js';
-import type { NpySpec } from './spec.js';
-import type { TensorDataset } from './types.js';
 
 /** NumPy writes headers of a few hundred bytes; a longer one is not a .npy header. */
 const MAX_HEADER = 65536;
@@ -71,33 +67,3 @@ const DTYPES: Record<string, [number, (v: DataView, o: number) => number, boolea
 };
 
 const fieldNote = (field: string) => ` (field ${field})`;
-
-export function loadNpy(spec: NpySpec, path: string, labelsPath?: string): TensorDataset {
-  const arr = readNpy(path, '.npy file', 'path', spec.limit);
-  if (arr.shape.length < 2) throw new UserError(`${path}: expected samples along the first axis and at least one feature axis, found shape (${arr.shape.join(', ')})`);
-  if (arr.shape[0] === 0) throw new UserError(`${path}: the array holds no samples (shape (${arr.shape.join(', ')}))`);
-  const total = arr.shape[0]!;
-  const sampleShape = arr.shape.slice(1);
-  const count = Math.min(total, spec.limit ?? total);
-  let labels: Int32Array | undefined;
-  if (labelsPath) {
-    const l = readNpy(labelsPath, 'labels file', 'labels');
-    if (!l.integer || l.shape.length !== 1) throw new UserError(`${labelsPath}: labels: expected a 1-D integer array, found ${l.integer ? '' : 'float '}shape (${l.shape.join(', ')})`);
-    checkLabels(l.values, total, labelsPath, path, 'samples');
-    labels = Int32Array.from(l.values.subarray(0, count));
-  }
-  if (spec.layout && sampleShape.length !== 3) {
-    throw new UserError(`${path}: layout ${spec.layout} needs samples with 3 axes, found (${sampleShape.join(', ')}) (field layout)`);
-  }
-  const layout = spec.layout;
-  return {
-    kind: 'tensors',
-    sampleShape,
-    layout,
-    data: normalise(arr.values, count, sampleShape, layout, spec, path),
-    count,
-    labels,
-    files: [fileRef(path), ...(labelsPath ? [fileRef(labelsPath)] : [])],
-    description: `npy ${basename(path)}, ${count}${count < total ? ` of ${total}` : ''} × (${sampleShape.join(', ')})${layout ? ` ${layout}` : ''}${labels ? ' with labels' : ''}${normText(spec)}`,
-  };
-}

@@ -1,11 +1,12 @@
 import { basename } from 'node:path';
 import { UserError } from '../errors.js';
 import { formatBytes, INPUT_LIMITS, readInputRange, statInput } from '../util/read-file.js';
-import { checkLabels, fileRef, normalise, normText } from './images.js';
+import { fileRef, normalise, normText } from './images.js';
+import { readLabelFile } from './labels.js';
 import type { ImagesSpec } from './spec.js';
 import type { TensorDataset } from './types.js';
 
-/** Raw uint8 images back to back, each of `shape` in `layout` order, with optional uint8 labels (one byte per image). */
+/** Raw uint8 images back to back, each of `shape` in `layout` order, with optional labels (raw integers of labels_dtype, or .npy). */
 export function loadRawImages(spec: ImagesSpec, path: string, labelsPath?: string): TensorDataset {
   const size = statInput(path, 'images file', 'path').size;
   const per = spec.shape.reduce((a, b) => a * b, 1);
@@ -19,15 +20,7 @@ export function loadRawImages(spec: ImagesSpec, path: string, labelsPath?: strin
     throw new UserError(`${path}: limit: ${count} images of ${per} bytes are more than pare reads (${formatBytes(INPUT_LIMITS.samples)}); set limit (or a smaller one)`);
   }
   const bytes = readInputRange(path, 'images file', 0, count * per, 'path');
-  let labels: Int32Array | undefined;
-  if (labelsPath) {
-    // one byte per image: the file's size is its label count
-    const n = statInput(labelsPath, 'labels file', 'labels').size;
-    if (n !== total) throw new UserError(`${labelsPath}: labels: ${n} labels for ${total} images in ${path}`);
-    const l = readInputRange(labelsPath, 'labels file', 0, count, 'labels');
-    checkLabels(l, count, labelsPath, path);
-    labels = Int32Array.from(l);
-  }
+  const labels = labelsPath ? readLabelFile(labelsPath, total, count, spec.labels_dtype ?? 'uint8', path) : undefined;
   return {
     kind: 'tensors',
     sampleShape: spec.shape,

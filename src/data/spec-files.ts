@@ -10,8 +10,15 @@ export function specFiles(spec: DatasetSpec): { field: string; path: string }[] 
       return named('path', spec.path);
     case 'idx':
       return [...named('images', spec.images), ...named('labels', spec.labels)];
-    case 'images':
     case 'npy':
+      return [...named('path', spec.path), ...named('labels', spec.labels), ...named('targets', spec.targets)];
+    case 'random':
+      return [];
+    case 'wav-folder':
+      return named('path', spec.path);
+    case 'image-folder':
+      return [...named('path', spec.path), ...named('labels', spec.labels), ...named('targets', spec.targets)];
+    case 'images':
       return [...named('path', spec.path), ...named('labels', spec.labels)];
   }
 }

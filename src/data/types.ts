@@ -5,6 +5,8 @@ export interface DatasetSource {
   files: { path: string; sha256: string }[];
   /** one line a person can read: "text valid-head.txt docs 11-46, tok512.bin, bos, max_length 512" */
   description: string;
+  /** class names by index, when the data names its classes (image sub-folders, a CSV of names) */
+  classes?: string[];
 }
 
 /** Token sequences for causal LMs; each already carries its BOS when the spec asks for one. */
@@ -33,6 +35,8 @@ export interface TensorDataset extends DatasetSource {
   data: Float32Array;
   count: number;
   labels?: Int32Array;
+  /** what a regression or image-to-image model should output, per sample, back to back */
+  targets?: { data: Float32Array; sampleShape: number[] };
 }
 
 export type Dataset = TokenDataset | TensorDataset;

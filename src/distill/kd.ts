@@ -21,11 +21,13 @@ import { BestState, splitHeldOut } from './early-stop.js';
 import { crossEntropy, hiddenMse, klLoss } from './loss.js';
 import { MaskedAdam } from './optimizer.js';
 import { Teacher } from './teacher.js';
-import { trainableInitializers } from './trainable.js';
+import { layerStats, pruningMasks, trainableInitializers } from './trainable.js';
+import { distillClassifier } from './classifier.js';
 
 /**
  * Knowledge-distillation recovery: the compressed model (student, run by pare's tfjs executor with
- * autodiff) learns to match the original (teacher, run by ONNX Runtime) on token windows. Loss:
+ * autodiff) learns to match the original (teacher, run by ONNX Runtime) on token windows (a
+ * classifier, on the samples of an image dataset: classifier.ts). Loss:
  * KL at temperature T (forward or reverse), optional MSE between block outputs, optional
  * cross-entropy on the next token. Constraints hold: pruned weights stay exactly zero (masked
  * Adam), factorized layers train their factors, quantized layers train through fake quantization
@@ -54,8 +56,8 @@ const KdParams = z.strictObject({
   data: z
     .union([z.enum(['teacher', 'calibration']), DatasetSpec])
     .default('teacher')
-    .describe('teacher: text sampled from the teacher (data-free); calibration: the recipe calibration set; or a dataset spec'),
-  samples: z.number().int().min(1).default(256).describe('windows sampled from the teacher, or the most windows taken from the data'),
+    .describe('teacher: text sampled from the teacher (data-free); calibration: the recipe calibration set; or a dataset spec (a classifier: calibration or an image dataset)'),
+  samples: z.number().int().min(1).default(256).describe('windows sampled from the teacher, or the most windows (a classifier: samples) taken from the data'),
   sample_temperature: z.number().min(0).default(1).describe('temperature of teacher sampling; 0 = greedy'),
   start_token: z.number().int().min(0).optional().describe('first token of every sampled window (e.g. BOS = 1 for Llama tokenizers); random when absent'),
   teacher: z.string().optional().describe('teacher ONNX file (relative to the recipe); the model before the first pass when absent'),
@@ -84,10 +86,14 @@ export const distillKd = definePass({
 async function distill(model: Model, p: KdParams, ctx: PassContext) {
   const t0 = performance.now();
   const warnings: string[] = [];
-  const io = await resolveKvShapes(model, modelIo(model));
-  if (io.task !== 'causal-lm') throw new UserError(`${ctx.where}: distill.kd trains language models (token ids in, logits out); ${model.path} takes '${io.inputName}' as floats`);
   const teacherPath = p.teacher ? resolve(ctx.recipeDir ?? '.', p.teacher) : ctx.original?.();
   if (!teacherPath) throw new UserError(`${ctx.where}: distill.kd needs a teacher: give params.teacher or run it inside \`pare compress\``);
+  if (modelIo(model).task !== 'causal-lm') {
+    const trained = trainableInitializers(model, ctx.layers);
+    if (trained.size === 0) throw new UserError(`${ctx.where}: distill.kd found nothing to train among the targets`);
+    return distillClassifier(model, p, ctx, teacherPath, trained);
+  }
+  const io = await resolveKvShapes(model, modelIo(model));
 
   const hiddenBlocks = p.loss_weights.hidden > 0 ? decoderBlocks(model) : [];
   const teacher = await Teacher.open(teacherPath, hiddenBlocks.map((b) => b.index));
@@ -299,30 +305,6 @@ function heldOutKl(exec: OnnxExecutor, p: KdParams, io: ReturnType<typeof modelI
   return total / tokens;
 }
 
-/**
- * Zeros to keep: for float weights every exact zero (a dense trained weight has essentially none, a
- * pruned one its mask); for fake-quantized weights only when at least 40 % are zero, since rounding
- * alone puts some small weights on the zero code and those must stay free to move.
- */
-function pruningMasks(exec: OnnxExecutor, model: Model): Map<string, tfjs.Tensor> {
-  const tf = exec.tf;
-  const masks = new Map<string, tfjs.Tensor>();
-  for (const [name, v] of exec.variables) {
-    const data = v.dataSync();
-    let zeros = 0;
-    for (let i = 0; i < data.length; i++) if (data[i] === 0) zeros++;
-    const quantized = !isFloatInitializer(model, name);
-    if (zeros === 0 || (quantized && zeros < 0.4 * data.length)) continue;
-    masks.set(name, tf.tidy(() => tf.cast(tf.notEqual(v, 0), 'float32')));
-  }
-  return masks;
-}
-
-function isFloatInitializer(model: Model, name: string): boolean {
-  const dt = model.graph.initializer?.find((t) => t.name === name)?.data_type;
-  return dt === 1 || dt === 10 || dt === 16;
-}
-
 function snapshot(exec: OnnxExecutor, adam: MaskedAdam): Record<string, Float32Array> {
   const arrays: Record<string, Float32Array> = {};
   for (const [name, v] of exec.variables) arrays[`var:${name}`] = v.dataSync() as Float32Array;
@@ -344,26 +326,4 @@ function restore(exec: OnnxExecutor, adam: MaskedAdam, arrays: Record<string, Fl
     v[name] = arrays[`v:${name}`]!;
   }
   adam.restore({ step: arrays['adam:step']![0]!, m, v });
-}
-
-/** One row per trained tensor: bytes unchanged (shapes and dtypes are kept), sparsity after training. */
-function layerStats(model: Model, names: Set<string>, ctx: PassContext): LayerStat[] {
-  const stats: LayerStat[] = [];
-  for (const name of names) {
-    const t = model.tensor(name);
-    const layer = ctx.layers.find((l) => l.weight === name || l.bias === name);
-    const floats = t.dataType === 1 ? new Float32Array(t.data.slice().buffer) : undefined;
-    let zeros = 0;
-    if (floats) for (const x of floats) if (x === 0) zeros++;
-    stats.push({
-      name: layer ? (layer.bias === name ? `${layer.name}.bias` : layer.name) : name,
-      kind: layer?.kind,
-      shape: t.dims,
-      ms: 0,
-      bytes_before: t.data.byteLength,
-      bytes_after: t.data.byteLength,
-      ...(floats ? { sparsity: zeros / floats.length } : {}),
-    });
-  }
-  return stats;
 }

@@ -3,6 +3,9 @@ import { GraphIndex } from '../model/graph.js';
 import { linears, type LinearLayer } from '../model/linears.js';
 import type { Model } from '../model/model.js';
 import { int64ToNumber } from '../model/onnx-schema.js';
+import type * as tfjs from '@tensorflow/tfjs';
+import type { OnnxExecutor } from '../runtime/tfjs/executor.js';
+import type { LayerStat, PassContext } from '../pass/pass.js';
 
 const MATMUL_LIKE = new Set(['MatMul', 'Gemm', 'Conv', 'MatMulNBits']);
 const CHAIN = new Set(['Transpose', 'Reshape', 'DequantizeLinear', 'Cast']);
@@ -48,4 +51,50 @@ export function trainableInitializers(model: Model, selected: readonly LinearLay
     }
   }
   return names;
+}
+
+/**
+ * Zeros to keep: for float weights every exact zero (a dense trained weight has essentially none, a
+ * pruned one its mask); for fake-quantized weights only when at least 40 % are zero, since rounding
+ * alone puts some small weights on the zero code and those must stay free to move.
+ */
+export function pruningMasks(exec: OnnxExecutor, model: Model): Map<string, tfjs.Tensor> {
+  const tf = exec.tf;
+  const masks = new Map<string, tfjs.Tensor>();
+  for (const [name, v] of exec.variables) {
+    const data = v.dataSync();
+    let zeros = 0;
+    for (let i = 0; i < data.length; i++) if (data[i] === 0) zeros++;
+    const quantized = !isFloatInitializer(model, name);
+    if (zeros === 0 || (quantized && zeros < 0.4 * data.length)) continue;
+    masks.set(name, tf.tidy(() => tf.cast(tf.notEqual(v, 0), 'float32')));
+  }
+  return masks;
+}
+
+function isFloatInitializer(model: Model, name: string): boolean {
+  const dt = model.graph.initializer?.find((t) => t.name === name)?.data_type;
+  return dt === 1 || dt === 10 || dt === 16;
+}
+
+/** One row per trained tensor: bytes unchanged (shapes and dtypes are kept), sparsity after training. */
+export function layerStats(model: Model, names: Set<string>, ctx: PassContext): LayerStat[] {
+  const stats: LayerStat[] = [];
+  for (const name of names) {
+    const t = model.tensor(name);
+    const layer = ctx.layers.find((l) => l.weight === name || l.bias === name);
+    const floats = t.dataType === 1 ? new Float32Array(t.data.slice().buffer) : undefined;
+    let zeros = 0;
+    if (floats) for (const x of floats) if (x === 0) zeros++;
+    stats.push({
+      name: layer ? (layer.bias === name ? `${layer.name}.bias` : layer.name) : name,
+      kind: layer?.kind,
+      shape: t.dims,
+      ms: 0,
+      bytes_before: t.data.byteLength,
+      bytes_after: t.data.byteLength,
+      ...(floats ? { sparsity: zeros / floats.length } : {}),
+    });
+  }
+  return stats;
 }

@@ -2,10 +2,7 @@ import type { TensorDataset } from '../data/types.js';
 import { UserError } from '../errors.js';
 import { floatOutput, type RuntimeSession } from '../runtime/session.js';
 import { FidelityAccumulator, type Fidelity } from './fidelity.js';
-import { layoutAdapter } from '../data/layout.js';
-import { DataType } from '../model/dtype.js';
-import type { HostFeeds } from '../model/io.js';
-import { float32ToFloat16 } from '../model/pack.js';
+import { tensorBatches, type TensorInput } from './tensor-batches.js';
 
 export interface ClassificationQuality {
   task: 'classification';
@@ -14,15 +11,7 @@ export interface ClassificationQuality {
   samples: number;
 }
 
-export interface ClassifierInput {
-  inputName: string;
-  /** declared input dims; a symbolic dim is -1 */
-  inputDims: number[];
-  outputName: string;
-  /** the input's element type; a float16 input (a model converted by quantize.f16) is fed half floats */
-  inputType?: number;
-  dataPath?: string;
-}
+export type ClassifierInput = TensorInput;
 
 /** Top-1/top-5 accuracy, batching where the model's batch axis is symbolic. */
 export async function evaluateClassifier(
@@ -31,23 +20,11 @@ export async function evaluateClassifier(
   io: ClassifierInput,
   reference?: RuntimeSession,
 ): Promise<{ quality?: ClassificationQuality; fidelity?: Fidelity }> {
-  const adapt = layoutAdapter(data, io);
-  const fixedBatch = io.inputDims[0] > 0 ? io.inputDims[0] : 0;
-  const batch = fixedBatch || 64;
-  if (fixedBatch > 1 && data.count % fixedBatch !== 0) {
-    throw new UserError(`${io.dataPath ?? 'dataset'}: ${data.count} samples do not fill the model's fixed batch of ${fixedBatch}`);
-  }
-  const per = adapt.sampleSize;
   let top1 = 0;
   let top5 = 0;
   const fidelity = reference ? new FidelityAccumulator() : undefined;
   let classes = 0;
-  for (let start = 0; start < data.count; start += batch) {
-    const n = Math.min(batch, data.count - start);
-    const input = new Float32Array(n * per);
-    for (let k = 0; k < n; k++) adapt.copy(start + k, input.subarray(k * per, (k + 1) * per));
-    const dims = [n, ...adapt.dims];
-    const feeds: HostFeeds = { [io.inputName]: io.inputType === DataType.FLOAT16 ? { type: 'float16', data: float32ToFloat16(input), dims } : { type: 'float32', data: input, dims } };
+  for (const { start, n, feeds } of tensorBatches(data, io)) {
     const where = io.dataPath ?? 'model';
     const out = floatOutput((await session.run(feeds, [io.outputName]))[io.outputName]!, io.outputName, where);
     classes = out.length / n;

@@ -13,6 +13,8 @@ import { ortVersion } from '../runtime/ort.js';
 import { ortWebVersion } from '../runtime/ort-web.js';
 import { RUNTIME_PACKAGE, RuntimeFailure, type RuntimeName, type RuntimeSession } from '../runtime/session.js';
 import { evaluateClassifier, type ClassificationQuality } from './classify.js';
+import { evaluateRegression, inferTensorTask } from './regress.js';
+import type { RegressionQuality, TensorTask } from './regression.js';
 import type { Fidelity } from './fidelity.js';
 import { measureLatency, type Latency } from './latency.js';
 import { evaluateCausalLM, type LMQuality } from './lm.js';
@@ -23,9 +25,13 @@ export interface Measure {
   path: string;
   sha256: string;
   size: SizeStats;
-  quality?: LMQuality | ClassificationQuality;
+  quality?: Quality;
   latency?: Latency;
 }
+
+export type Quality = LMQuality | ClassificationQuality | RegressionQuality;
+/** what a model's quality is measured as; `lm` is a causal LM on token data */
+export type EvalTask = TensorTask | 'lm';
 
 export interface LatencyOptions {
   runs: number;
@@ -42,11 +48,15 @@ export interface EvalOptions {
   dataPath?: string;
   /** the runtimes to measure in, the primary first (default: node) */
   runtimes?: RuntimeName[];
+  /** default: lm on token data, else from the model's output (see inferTensorTask) */
+  task?: EvalTask;
+  /** L of PSNR and SSIM; default from the targets (255 past 2, else 1) */
+  dataRange?: number;
 }
 
 /** Quality and latency as one runtime measured them. */
 export interface RuntimeMeasure {
-  quality?: LMQuality | ClassificationQuality;
+  quality?: Quality;
   latency?: Latency;
 }
 
@@ -67,6 +77,8 @@ export interface Evaluation {
   fidelity?: Fidelity;
   /** per runtime, when more than onnxruntime-node was asked for */
   runtimes?: RuntimeEvaluation[];
+  /** one line each, for stderr and the report: what was not measured and why */
+  warnings: string[];
 }
 
 /**
@@ -103,7 +115,7 @@ export async function checkpointFacts(checkpoint: Checkpoint, files?: string[]):
  */
 export async function evaluate(model: EvalSubject, data: Dataset, opts: EvalOptions = {}, reference?: EvalSubject): Promise<Evaluation> {
   const io = model.io;
-  checkTask(io, data, model.path, opts.dataPath);
+  checkTask(io, data, model.path, opts.dataPath, opts.task);
   if (reference) checkSameIo(io, reference.io, model.path, reference.path);
   const runtimes = opts.runtimes?.length ? opts.runtimes : (['node'] as RuntimeName[]);
   const measured: RuntimeEvaluation[] = [];
@@ -118,7 +130,8 @@ export async function evaluate(model: EvalSubject, data: Dataset, opts: EvalOpti
       measured.push({ runtime: RUNTIME_PACKAGE[runtime], version: runtimeVersion(runtime), error: { path: e.path, message: e.detail, ...(e.op ? { op: e.op.type, ...(e.op.node ? { node: e.op.node } : {}) } : {}) } });
     }
   }
-  const result: Evaluation = { model: { ...facts(model), ...primary!.model }, fidelity: primary!.fidelity };
+  const warnings = data.kind === 'tensors' && !data.labels && !data.targets && !reference ? [`${opts.dataPath ?? 'dataset'}: no labels, no targets and no reference model, so no quality number (size and latency only); give labels, targets or --reference <original model>`] : [];
+  const result: Evaluation = { model: { ...facts(model), ...primary!.model }, fidelity: primary!.fidelity, warnings };
   if (reference && primary!.reference) result.reference = { ...facts(reference), ...primary!.reference };
   if (runtimes.length > 1 || runtimes[0] !== 'node') result.runtimes = measured;
   return result;
@@ -136,14 +149,17 @@ async function measureIn(runtime: RuntimeName, model: EvalSubject, data: Dataset
   const threads = runtime === 'web' ? 1 : (opts.threads ?? availableParallelism());
   const io = model.io;
   const open = (subject: EvalSubject) => openSession(runtime, subject.onnx, { threads });
-  const run = async (s: RuntimeSession, subject: EvalSubject, ref?: { session: RuntimeSession; subject: EvalSubject }) =>
-    data.kind === 'tokens'
-      ? evaluateCausalLM({ session: s, io: subject.io, path: subject.path }, data, { vocab: io.outputWidth, reference: ref && { session: ref.session, io: ref.subject.io, path: ref.subject.path }, dataPath: opts.dataPath })
-      : evaluateClassifier(s, data, { ...subject.io, dataPath: opts.dataPath }, ref?.session);
-  const latency = (s: RuntimeSession, subject: EvalSubject) => (opts.latency === false ? undefined : latencyOf(s, subject.io, data, threads, opts.latency ?? {}));
-
   const session = await open(model);
   const refSession = reference ? await open(reference) : undefined;
+  const task = data.kind === 'tokens' ? 'lm' : (opts.task ?? (await inferTensorTask(session, data, { ...io, dataPath: opts.dataPath })));
+  const run = async (s: RuntimeSession, subject: EvalSubject, ref?: { session: RuntimeSession; subject: EvalSubject }): Promise<{ quality?: Quality; fidelity?: Fidelity }> => {
+    if (data.kind === 'tokens') return evaluateCausalLM({ session: s, io: subject.io, path: subject.path }, data, { vocab: io.outputWidth, reference: ref && { session: ref.session, io: ref.subject.io, path: ref.subject.path }, dataPath: opts.dataPath });
+    const tio = { ...subject.io, dataPath: opts.dataPath };
+    if (task === 'classification') return evaluateClassifier(s, data, tio, ref?.session);
+    return evaluateRegression(s, data, tio, task as 'regression' | 'image-to-image', { reference: ref?.session, dataRange: opts.dataRange });
+  };
+  const latency = (s: RuntimeSession, subject: EvalSubject) => (opts.latency === false ? undefined : latencyOf(s, subject.io, data, threads, opts.latency ?? {}));
+
   try {
     const main = await run(session, model, reference && refSession ? { session: refSession, subject: reference } : undefined);
     const out: Measured = { model: { quality: main.quality, latency: await latency(session, model) }, fidelity: main.fidelity };
@@ -163,7 +179,9 @@ function runtimeVersion(runtime: RuntimeName): string {
   return runtime === 'web' ? ortWebVersion() : ortVersion();
 }
 
-function checkTask(io: ModelIo, data: Dataset, modelPath: string, dataPath?: string): void {
+function checkTask(io: ModelIo, data: Dataset, modelPath: string, dataPath?: string, task?: EvalTask): void {
+  if (task === 'lm' && data.kind !== 'tokens') throw new UserError(`${dataPath ?? 'dataset'}: task lm needs token data, the dataset holds ${data.kind} (field task)`);
+  if (task && task !== 'lm' && data.kind === 'tokens') throw new UserError(`${dataPath ?? 'dataset'}: task ${task} needs tensor data, the dataset holds token ids (field task)`);
   if (io.task === 'causal-lm' && data.kind !== 'tokens') {
     throw new UserError(`${dataPath ?? 'dataset'}: model ${modelPath} takes token ids ('${io.inputName}') but the dataset holds ${data.kind}`);
   }

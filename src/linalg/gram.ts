@@ -19,6 +19,43 @@ const CHUNK_ELEMENTS = 1 << 23;
 const BLOCK_ROWS = 4096;
 const BLOCK_ELEMENTS = 1 << 22;
 
+/**
+ * Inputs this wide and wider are cut into column blocks of about SYMMETRIC_BLOCK and only the blocks
+ * on and above the diagonal are computed (XᵀX is symmetric): 2 blocks do 3/4 of the multiply-adds,
+ * 3 blocks 2/3 (GPT-2's 3072-wide c_proj input; narrower inputs gained nothing measurable). Each block
+ * of H is the same dot products over the same rows, and MLAS returns them bit for bit as the full
+ * product does (test/linalg/gram.test.ts checks it), so H does not change.
+ */
+const SYMMETRIC_MIN_DIM = 2048;
+const SYMMETRIC_BLOCK = 1024;
+
+/** Cast(A)ᵀ·Cast(B): one off-diagonal block of XᵀX from two column slices of the same rows */
+function crossGraph(cast: boolean): () => KernelGraph {
+  const dtype = cast ? 'float32' : 'float64';
+  return () => ({
+    inputs: [
+      { name: 'A', dtype, dims: ['rows', 'a'] },
+      { name: 'B', dtype, dims: ['rows', 'b'] },
+    ],
+    outputs: [{ name: 'Y', dtype: 'float64', dims: ['a2', 'b2'] }],
+    nodes: (cast
+      ? [
+          { op: 'Cast', inputs: ['A'], outputs: ['Ad'], attrs: { to: 11 } },
+          { op: 'Cast', inputs: ['B'], outputs: ['Bd'], attrs: { to: 11 } },
+          { op: 'Gemm', inputs: ['Ad', 'Bd'], outputs: ['Y'], attrs: { transA: 1 } },
+        ]
+      : [{ op: 'Gemm', inputs: ['A', 'B'], outputs: ['Y'], attrs: { transA: 1 } }]) as KernelNode[],
+  });
+}
+
+/** columns [c0, c1) of X [rows, dim], as a new row-major [rows, c1 − c0] array */
+function columnSlice(X: FloatArray, rows: number, dim: number, c0: number, c1: number): FloatArray {
+  const w = c1 - c0;
+  const out = X instanceof Float32Array ? new Float32Array(rows * w) : new Float64Array(rows * w);
+  for (let r = 0; r < rows; r++) out.set(X.subarray(r * dim + c0, r * dim + c1), r * w);
+  return out;
+}
+
 function gramGraph(cast: boolean): () => KernelGraph {
   return () => ({
     inputs: [{ name: 'X', dtype: cast ? 'float32' : 'float64', dims: ['rows', 'dim'] }],
@@ -62,6 +99,8 @@ export class GramAccumulator {
   private readonly chunkRows: number;
   private readonly blockRows: number;
   private rows = 0;
+  /** column block boundaries when only H's upper block triangle is computed (undefined: the full product) */
+  private readonly columnBlocks?: number[];
   /** float32 rows waiting for a full block */
   private pending?: Float32Array;
   private pendingRows = 0;
@@ -71,9 +110,11 @@ export class GramAccumulator {
    * block small adds are buffered into (default: 4096 rows, at most 4 Mi elements; 1 adds each
    * call on its own)
    */
-  constructor(dim: number, opts: { chunkRows?: number; blockRows?: number } = {}) {
+  constructor(dim: number, opts: { chunkRows?: number; blockRows?: number; columnBlocks?: number } = {}) {
     if (!Number.isInteger(dim) || dim <= 0) throw new Error(`GramAccumulator: dim must be a positive integer, got ${dim}`);
     this.dim = dim;
+    const blocks = opts.columnBlocks ?? (dim >= SYMMETRIC_MIN_DIM ? Math.round(dim / SYMMETRIC_BLOCK) : 1);
+    if (blocks > 1) this.columnBlocks = Array.from({ length: blocks + 1 }, (_, p) => Math.round((p * dim) / blocks));
     this.H = new Float64Array(dim * dim);
     this.chunkRows = opts.chunkRows ?? Math.max(1, Math.floor(CHUNK_ELEMENTS / dim));
     this.blockRows = opts.blockRows ?? Math.max(1, Math.min(BLOCK_ROWS, Math.floor(BLOCK_ELEMENTS / dim)));
@@ -121,9 +162,33 @@ export class GramAccumulator {
       const r1 = Math.min(rows, r0 + step);
       const chunk = X.subarray(r0 * d, r1 * d);
       if ((r1 - r0) * d * d < SMALL_FLOPS) addGramJs(this.H, chunk, r1 - r0, d);
+      else if (this.columnBlocks) await this.accumulateUpper(chunk, r1 - r0);
       else {
         const G = await gram(chunk, r1 - r0, d);
         for (let i = 0; i < G.length; i++) this.H[i] += G[i]!;
+      }
+    }
+  }
+
+  /** H's blocks on and above the diagonal += XᵀX's, from column slices of X */
+  private async accumulateUpper(X: FloatArray, rows: number): Promise<void> {
+    const d = this.dim;
+    const bounds = this.columnBlocks!;
+    const cast = X instanceof Float32Array;
+    const slices = bounds.slice(1).map((c1, p) => columnSlice(X, rows, d, bounds[p]!, c1));
+    for (let p = 0; p < slices.length; p++) {
+      for (let q = p; q < slices.length; q++) {
+        const a = bounds[p + 1]! - bounds[p]!;
+        const b = bounds[q + 1]! - bounds[q]!;
+        // always ONNX Runtime, even for a small chunk: the JS loop's sums would round differently
+        const G =
+          p === q
+            ? ((await runKernel(cast ? 'gram_f32_f64' : 'gram_f64', gramGraph(cast), { X: { data: slices[p]!, dims: [rows, a] } })) as Float64Array)
+            : ((await runKernel(cast ? 'cross_gram_f32_f64' : 'cross_gram_f64', crossGraph(cast), { A: { data: slices[p]!, dims: [rows, a] }, B: { data: slices[q]!, dims: [rows, b] } })) as Float64Array);
+        for (let i = 0; i < a; i++) {
+          const h = (bounds[p]! + i) * d + bounds[q]!;
+          for (let j = 0; j < b; j++) this.H[h + j] += G[i * b + j]!;
+        }
       }
     }
   }
@@ -137,9 +202,13 @@ export class GramAccumulator {
     this.pending = undefined;
     const d = this.dim;
     const H = this.H;
+    // block of each column; blocks below the diagonal were never computed and mirror the ones above
+    const block = new Int32Array(d);
+    const bounds = this.columnBlocks ?? [0, d];
+    for (let p = 0; p + 1 < bounds.length; p++) block.fill(p, bounds[p]!, bounds[p + 1]!);
     for (let i = 0; i < d; i++) {
       for (let j = i + 1; j < d; j++) {
-        const v = 0.5 * (H[i * d + j]! + H[j * d + i]!);
+        const v = block[i] === block[j] ? 0.5 * (H[i * d + j]! + H[j * d + i]!) : H[i * d + j]!;
         H[i * d + j] = v;
         H[j * d + i] = v;
       }

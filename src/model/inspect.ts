@@ -9,6 +9,7 @@ import type { Model } from './model.js';
 import { int64ToNumber, type ValueInfoProto } from './onnx-schema.js';
 import { openSafetensors, readConfigJson } from './safetensors.js';
 import { modelSize, type SizeStats } from './size.js';
+import { quantizedLayers } from './quantized-layers.js';
 
 export interface ValueSummary {
   name: string;
@@ -23,6 +24,15 @@ export interface LinearSummary {
   shape: [number, number];
   dtype: string;
   sparsity: number;
+}
+
+export interface QuantizedSummary {
+  name: string;
+  op: string;
+  /** [out, in] (conv: [out, in/g·kh·kw]) */
+  shape: [number, number];
+  dtype: string;
+  granularity: 'channel' | 'tensor';
 }
 
 export interface OnnxInspection {
@@ -40,6 +50,8 @@ export interface OnnxInspection {
   /** why pare could not describe the model's inputs (it can still be inspected, not evaluated) */
   io_problem?: string;
   linears: LinearSummary[];
+  /** layers stored in integers (QLinearConv, QLinearMatMul, QDQ), when the model has any */
+  quantized_layers?: QuantizedSummary[];
   /** `inspect --lenient` of a model pare refuses: what is wrong with it (sizes and layers leave out the broken tensors) */
   problems?: string[];
 }
@@ -91,6 +103,7 @@ export function inspectOnnx(model: Model, opts: { readWeights?: boolean } = {}):
     if (!(e instanceof UserError)) throw e;
     ioProblem = e.message;
   }
+  const quantized = quantizedLayers(model);
   return {
     format: 'onnx',
     path: model.path,
@@ -103,6 +116,7 @@ export function inspectOnnx(model: Model, opts: { readWeights?: boolean } = {}):
     outputs: (model.graph.output ?? []).map(summarizeValue),
     ...(io?.kv ? { kv_cache: summarizeKvCache(io.kv) } : {}),
     ...(ioProblem ? { io_problem: ioProblem } : {}),
+    ...(quantized.length ? { quantized_layers: quantized.map((q) => ({ name: q.name, op: q.op, shape: q.shape, dtype: q.dtype, granularity: q.perChannel ? ('channel' as const) : ('tensor' as const) })) } : {}),
     linears: (readWeights ? linears(model) : []).map((l) => {
       const W = readWeight(model, l);
       let zeros = 0;

@@ -41,7 +41,9 @@ export function writeWeight(model: Model, layer: LinearLayer, W: Float32Array, d
   const consumed = fromOutIn(layer, W);
   const index = new GraphIndex(model.graph);
   const transposesOnly = layer.weightChain.every((n) => n.op_type === 'Transpose' && index.consumerCount(n.output![0]!) === 1);
-  const sole = transposesOnly && index.consumerCount(layer.weight) === 1 && !isGraphInput(model, layer.weight);
+  // an initializer also listed as a graph input (IR < 4) is still this layer's own: setInitializer updates that declaration
+  const sole = transposesOnly && index.consumerCount(layer.weight) === 1;
+  nameAfterLayer(layer);
   if (sole) {
     // undo the chain's transposes so the initializer keeps its stored name and layout
     let data = consumed;
@@ -82,8 +84,13 @@ function resolveReshape(shape: number[], target: number[]): number[] {
   return fixed.map((d) => (d === -1 ? total / rest : d));
 }
 
-function isGraphInput(model: Model, name: string): boolean {
-  return (model.graph.input ?? []).some((v) => v.name === name);
+/**
+ * A layer's name is derived from its node's name, or from its weight's when the node has none; a
+ * rewrite that renames the weight would rename the layer, so such a node is named after the layer
+ * first and later lookups by name find it.
+ */
+export function nameAfterLayer(layer: LinearLayer): void {
+  if (!layer.node.name) layer.node.name = layer.name.replace(/#\d+$/, '');
 }
 
 /**

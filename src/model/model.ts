@@ -115,6 +115,7 @@ export class Model {
     } else {
       inits[i] = proto;
     }
+    declareAs(this.graph, t);
   }
 
   removeInitializer(name: string): void {
@@ -181,6 +182,18 @@ export class Model {
       this.storage.fds.set(file, fd);
     }
     return readFully(fd, new Uint8Array(length), offset, () => new UserError(`${file}: external data ends before tensor '${t.name}' (offset ${offset}, length ${length})`));
+  }
+}
+
+/**
+ * Every other declaration of an initializer's name follows its new type and shape: its graph-input
+ * entry (IR < 4 models list weights as inputs, and ONNX Runtime refuses an initializer whose shape
+ * differs from it) and any value_info entry.
+ */
+function declareAs(graph: GraphProto, t: HostTensor): void {
+  for (const v of [...(graph.input ?? []), ...(graph.value_info ?? [])]) {
+    if (v.name !== t.name) continue;
+    v.type = { tensor_type: { elem_type: t.dataType, shape: { dim: t.dims.map((d) => ({ dim_value: d })) } } };
   }
 }
 

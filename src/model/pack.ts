@@ -130,6 +130,17 @@ export function packUint4(values: ArrayLike<number>): Uint8Array {
   return pack4(values, 0, 15, 'Uint4');
 }
 
+/** Pack values in 0..3 four per byte, element 4k + i in bits 2i..2i+1 of byte k (MatMulNBits' 2-bit layout). */
+export function packUint2(values: ArrayLike<number>): Uint8Array {
+  const out = new Uint8Array((values.length + 3) >>> 2);
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i]!;
+    if (!(v >= 0 && v <= 3) || v !== Math.trunc(v)) throw new RangeError(`packUint2: element ${i} is ${v}, expected an integer in 0..3`);
+    out[i >>> 2] |= v << ((i & 3) << 1);
+  }
+  return out;
+}
+
 export function unpackInt4(bytes: Uint8Array, count: number, out: Int8Array = new Int8Array(count)): Int8Array {
   checkPacked(bytes, count, 'Int4');
   for (let i = 0; i < count; i++) {

@@ -5,6 +5,7 @@ import { attrInt, GraphIndex } from './graph.js';
 import type { Model } from './model.js';
 import { int64ToNumber, type TensorProto } from './onnx-schema.js';
 import { toFloat32 } from './pack.js';
+import { QOPERATOR_PARAM_INPUTS, quantizedBiases } from './quantized-layers.js';
 
 export interface SizeStats {
   /** the .onnx or .safetensors file plus every external data file it names */
@@ -27,6 +28,7 @@ const QUANT_PARAM_INPUTS: Record<string, number[]> = {
   GatherBlockQuantized: [1, 2, 3],
   MatMulInteger: [2, 3],
   DynamicQuantizeMatMul: [2, 3],
+  ...QOPERATOR_PARAM_INPUTS,
 };
 
 const WEIGHT_TYPES = new Set<number>([
@@ -35,7 +37,7 @@ const WEIGHT_TYPES = new Set<number>([
 ]);
 
 /** Sizes of a model as stored. Parameter rule: every float or quantized initializer counts, except
- * quantization scales/zero points and integer index/shape tensors; MatMulNBits' packed B counts as K·N, GatherBlockQuantized's codes as the values they hold. */
+ * quantization scales/zero points and integer index/shape tensors (the int32 biases of quantized layers count); MatMulNBits' packed B counts as K·N, GatherBlockQuantized's codes as the values they hold. */
 export function modelSize(model: Model, files: string[] = [model.path], opts: { readWeights?: boolean } = {}): SizeStats {
   const index = new GraphIndex(model.graph);
   const quantParams = new Set<string>();
@@ -50,6 +52,7 @@ export function modelSize(model: Model, files: string[] = [model.path], opts: { 
       logicalCount.set(n.input[0], (elementCount(dims) * 8) / attrInt(n, 'bits', 4));
     }
   }
+  const biases = quantizedBiases(model);
   const stats: SizeStats = { file_bytes: fileBytes(model, files), params: 0, bytes_by_dtype: {}, params_by_dtype: {}, nonzeros: 0, sparse_bytes: 0, bits_per_weight: 0 };
   let allBytes = 0;
   for (const t of model.graph.initializer ?? []) {
@@ -59,7 +62,7 @@ export function modelSize(model: Model, files: string[] = [model.path], opts: { 
     const name = dtypeName(dt);
     stats.bytes_by_dtype[name] = (stats.bytes_by_dtype[name] ?? 0) + bytes;
     allBytes += bytes;
-    if (!countsAsWeight(t, quantParams) || index.consumerCount(t.name ?? '') === 0) continue;
+    if (!(countsAsWeight(t, quantParams) || biases.has(t.name ?? '')) || index.consumerCount(t.name ?? '') === 0) continue;
     const logical = logicalCount.get(t.name ?? '') ?? count;
     stats.params += logical;
     stats.params_by_dtype[name] = (stats.params_by_dtype[name] ?? 0) + logical;

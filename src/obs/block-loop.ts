@@ -8,6 +8,7 @@
  * columns after the block by one GEMM (lazy batch update).
  */
 import { matmul } from '../linalg/gemm.js';
+import { phases } from '../util/phase-timer.js';
 
 export interface ColumnRule {
   /** called when a block [i1, i2) starts, with the block's columns [rows, count] and Hinv's block diagonal */
@@ -23,6 +24,10 @@ export interface BlockLoopResult {
 
 /** In place: W becomes the compressed weight. */
 export async function obsBlockLoop(W: Float32Array, rows: number, cols: number, Hinv: Float64Array, blockSize: number, rule: ColumnRule): Promise<BlockLoopResult> {
+  return phases.time('solve.obs', () => blockLoop(W, rows, cols, Hinv, blockSize, rule));
+}
+
+async function blockLoop(W: Float32Array, rows: number, cols: number, Hinv: Float64Array, blockSize: number, rule: ColumnRule): Promise<BlockLoopResult> {
   let loss = 0;
   const w = new Float32Array(rows);
   const q = new Float32Array(rows);
@@ -59,7 +64,7 @@ export async function obsBlockLoop(W: Float32Array, rows: number, cols: number, 
     const rest = cols - i2;
     const HinvRest = new Float32Array(count * rest);
     for (let a = 0; a < count; a++) for (let b = 0; b < rest; b++) HinvRest[a * rest + b] = Hinv[(i1 + a) * cols + i2 + b]!;
-    const update = (await matmul(Err1, HinvRest, rows, count, rest)) as Float32Array;
+    const update = (await phases.time('solve.obs-gemm', () => matmul(Err1, HinvRest, rows, count, rest))) as Float32Array;
     for (let r = 0; r < rows; r++) {
       const off = r * cols + i2;
       for (let b = 0; b < rest; b++) W[off + b]! -= update[r * rest + b]!;

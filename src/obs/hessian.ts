@@ -1,6 +1,7 @@
 import { UserError } from '../errors.js';
 import { dampen, fixDeadColumns, hessianInverseUpperCholesky, NotPositiveDefiniteError, zeroColumns } from '../linalg/cholesky.js';
 import type { InputStats } from '../calibrate/stats.js';
+import { phases } from '../util/phase-timer.js';
 
 /**
  * From calibration statistics to what the OBS loop needs: H = 2/n · XᵀX (float64), dead inputs
@@ -14,12 +15,34 @@ export interface PreparedHessian {
   perm?: Int32Array;
 }
 
+/**
+ * Hinv depends only on the statistics and the options, so layers that read the same input (q/k/v,
+ * gate/up) share one factorization: it is kept per InputStats object for as long as that object
+ * lives. Callers only read Hinv and perm.
+ */
+const prepared = new WeakMap<InputStats, Map<string, PreparedHessian & { deadColumns: number[] }>>();
+
 export async function prepareHessian(
   stats: InputStats,
   W: Float32Array,
   rows: number,
   opts: { dampening: number; actOrder?: boolean; pass: string; layer: string },
 ): Promise<PreparedHessian> {
+  return phases.time('solve.hessian', async () => {
+    const key = `${opts.dampening}/${opts.actOrder ?? false}`;
+    let byOptions = prepared.get(stats);
+    let p = byOptions?.get(key);
+    if (!p) {
+      p = await prepare(stats, opts);
+      if (!byOptions) prepared.set(stats, (byOptions = new Map()));
+      byOptions.set(key, p);
+    }
+    zeroColumns(W, rows, stats.dim, p.deadColumns);
+    return { Hinv: p.Hinv, dead: p.dead, perm: p.perm };
+  });
+}
+
+async function prepare(stats: InputStats, opts: { dampening: number; actOrder?: boolean; pass: string; layer: string }): Promise<PreparedHessian & { deadColumns: number[] }> {
   const n = stats.dim;
   if (!stats.xtx) throw new Error(`${opts.pass}: no Hessian for '${opts.layer}'`);
   const H = new Float64Array(n * n);
@@ -27,7 +50,6 @@ export async function prepareHessian(
   for (let i = 0; i < H.length; i++) H[i] = stats.xtx[i]! * scale;
   // mask dead Hessian columns: an input that never fires gets H_jj = 1 and zero weights
   const deadColumns = fixDeadColumns(H, n);
-  zeroColumns(W, rows, n, deadColumns);
   const dead = deadColumns.length;
   let perm: Int32Array | undefined;
   let Hp = H;
@@ -38,7 +60,7 @@ export async function prepareHessian(
   }
   dampen(Hp, n, opts.dampening);
   try {
-    return { Hinv: await hessianInverseUpperCholesky(Hp, n), dead, perm };
+    return { Hinv: await hessianInverseUpperCholesky(Hp, n), dead, perm, deadColumns };
   } catch (e) {
     if (e instanceof NotPositiveDefiniteError) {
       throw new UserError(

@@ -1,11 +1,16 @@
 import type { InputStats } from '../calibrate/stats.js';
 import { matmul } from '../linalg/gemm.js';
+import { phases } from '../util/phase-timer.js';
 
 /**
  * The layer's reconstruction error on its calibration inputs, per token:
  * ‖(W − Ŵ) Xᵀ‖²_F / n = Σ_r Δw_r (XᵀX) Δw_rᵀ / n, from the accumulated XᵀX (float64, one GEMM).
  */
 export async function reconstructionError(W: Float32Array, Wq: Float32Array, rows: number, stats: InputStats): Promise<number> {
+  return phases.time('solve.error', () => outputError(W, Wq, rows, stats));
+}
+
+async function outputError(W: Float32Array, Wq: Float32Array, rows: number, stats: InputStats): Promise<number> {
   const d = stats.dim;
   const dW = new Float64Array(rows * d);
   for (let i = 0; i < dW.length; i++) dW[i] = W[i]! - Wq[i]!;

@@ -1,6 +1,7 @@
 import type { LinearLayer } from '../model/linears.js';
 import type { Model } from '../model/model.js';
 import type { InputStats, StatsNeeds } from '../calibrate/stats.js';
+import { phases } from '../util/phase-timer.js';
 import type { LayerStat, PassContext } from './pass.js';
 
 /** What a pass says about one layer; the loop adds name, kind, shape and time. */
@@ -38,7 +39,7 @@ export async function eachCalibratedLayer(
     for (const layer of group.layers) {
       ctx.progress.layer(done++, ctx.layers.length, layer.name);
       const t0 = performance.now();
-      const outcome = await fn(layer, stats.get(layer.input)!);
+      const outcome = await phases.time('solve', () => fn(layer, stats.get(layer.input)!));
       if (outcome) out.push(stat(layer, t0, outcome));
     }
   }

@@ -34,7 +34,7 @@ export interface CompressRun {
   variants?: VariantRecord[];
   /** sizes of input and output, measured from the files when the recipe has no eval */
   sizes?: { reference: Measure; model: Measure };
-  dataDescription?: { description: string; files: { path: string; sha256: string }[] };
+  dataDescription?: { description: string; files: { path: string; sha256: string }[]; classes?: string[] };
   resumedAfter?: number;
   /** statistics this run found in (hits) or added to (misses) the shared cache */
   calibrationCache?: CacheCounts & { dir: string };

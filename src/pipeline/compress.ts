@@ -12,7 +12,7 @@ import type { CacheCounts, StatsCache } from '../calibrate/stats-cache.js';
 import { calibrationFeeds } from '../calibrate/feeds.js';
 import { modelIo } from '../model/io.js';
 import { resolveKvShapes } from '../runtime/kv-shapes.js';
-import { checkRuntimeLoads } from '../runtime/load-check.js';
+import { assertWrittenLoads, checkRuntimeLoads } from '../runtime/load-check.js';
 import { loadDataset, loadProgressText } from '../data/load.js';
 import { UserError } from '../errors.js';
 import { checkpointFacts, evaluate, type CheckpointFacts, type EvalOptions, type Measure } from '../eval/evaluate.js';
@@ -21,6 +21,7 @@ import { Checkpoint } from '../model/checkpoint.js';
 import { formatOf } from '../model/load.js';
 import type { Model } from '../model/model.js';
 import { writeOnnx } from '../model/onnx-io.js';
+import { upgradeOpset } from '../model/opset-upgrade.js';
 import { writeModelAsSafetensors } from '../model/to-safetensors.js';
 import { runtimeWarnings } from '../report/eval-report.js';
 import { runtimesFor } from '../runtime/session.js';
@@ -65,6 +66,8 @@ export interface CompressOptions {
   build?: BuildOptions;
   /** calibration statistics shared with other runs (pare sweep --cache) */
   statsCache?: StatsCache;
+  /** upgrade the input's default-domain opset to this before the first pass (--opset; overrides output.opset) */
+  opset?: number;
   /** a model folder's files, one per dtype (overrides the recipe's output.dtypes) */
   dtypes?: string[];
   /** config.json and tokenizer for a model folder whose input carries none */
@@ -108,7 +111,8 @@ export async function compress(opts: CompressOptions): Promise<CompressRun> {
   const recipe = typeof opts.recipe === 'string' ? loadRecipe(opts.recipe, PASSES) : opts.recipe;
   if (recipe.recipe.sweep) throw new UserError(`${recipe.path}: has a sweep: section; run it with pare sweep (pare compress runs one recipe), or remove the section`);
   const dtypes = folderDtypes(recipe, outFormat === 'folder', opts);
-  if (recipe.recipe.passes.length === 0 && !(dtypes && !dtypes.asIs)) {
+  const opset = opts.opset ?? recipe.recipe.output.opset;
+  if (recipe.recipe.passes.length === 0 && !(dtypes && !dtypes.asIs) && opset === undefined) {
     throw new UserError(`${recipe.path}: passes is empty and no dtypes are asked for, so there is nothing to do; add a pass, or convert into a model folder (-o DIR/ with --dtypes or output.dtypes)`);
   }
   const outputs = new OutputPlan(compressOutputs(opts.output, outFormat, opts.reports ?? []), [{ path: opts.model, what: 'the input model' }, ...recipeInputs(recipe)], {
@@ -121,6 +125,10 @@ export async function compress(opts: CompressOptions): Promise<CompressRun> {
     // its external data or config.json, known now that it is open
     outputs.addInputs(checkpointInputs(input));
     if (input.format === 'onnx') await checkRuntimeLoads(input.model);
+    if (opset !== undefined) {
+      const up = upgradeOpset(input.model, opset);
+      if (up.from !== up.to) progress.stage(`upgraded from opset ${up.from} to ${up.to}`);
+    }
     const plan = planRecipe(input.model, recipe);
     // params that do not fit the model's layers fail here, before any pass changes anything
     checkLayersUpFront(input.model, recipe);
@@ -255,6 +263,7 @@ async function passesThenOutputs(
   for (const [i, m] of models.entries()) {
     const compressed = Checkpoint.open(m.staged, opts.build);
     try {
+      if (compressed.format === 'onnx') await assertWrittenLoads(compressed.model, m.path);
       measured.push({ facts: { ...(await checkpointFacts(compressed, m.files)), path: m.path }, onnx: evalSpec ? compressed.onnxPath(() => work.file(`compressed-${i}.onnx`)) : undefined });
     } finally {
       compressed.close();
@@ -269,9 +278,9 @@ async function passesThenOutputs(
     const te = performance.now();
     progress.stage('evaluating original and compressed models');
     const data = await loadDataset(evalSpec.data, recipe.dir, { onProgress: (p) => progress.stage(`loading evaluation data: ${loadProgressText(p)}`) });
-    run.dataDescription = { description: data.description, files: data.files };
+    run.dataDescription = { description: data.description, files: data.files, ...(data.classes ? { classes: data.classes } : {}) };
     const latency = evalSpec.latency ? { runs: evalSpec.latency.runs, warmup: evalSpec.latency.warmup } : false;
-    const evalOpts: EvalOptions = { threads: evalSpec.latency?.threads ?? threads, latency, dataPath: recipe.path, runtimes: runtimesFor(evalSpec.runtime, `${recipe.path}: eval.runtime`) };
+    const evalOpts: EvalOptions = { threads: evalSpec.latency?.threads ?? threads, latency, dataPath: recipe.path, runtimes: runtimesFor(evalSpec.runtime, `${recipe.path}: eval.runtime`), task: evalSpec.task, dataRange: evalSpec.data_range };
     for (const [i, m] of measured.entries()) {
       if (measured.length > 1) progress.stage(`evaluating ${folder!.variants[i]!.dtype} and the original`);
       const ev = await evaluate({ ...m.facts, onnx: m.onnx! }, data, evalOpts, referenceOnnx ? { ...reference!, onnx: referenceOnnx } : undefined);

@@ -4,7 +4,9 @@ import type { Model } from '../model/model.js';
 import type { ConfiguredPass } from '../pass/pass.js';
 import { type LoadedRecipe, recipeErrorAt } from '../recipe/parse.js';
 import type { PassEntry } from '../recipe/schema.js';
-import { selectLayersOrThrow } from '../recipe/targets.js';
+import { selectLayers, selectLayersOrThrow } from '../recipe/targets.js';
+import { qoperatorOp } from '../model/quantized-layers.js';
+import { UserError } from '../errors.js';
 
 /** Which layers a pass touches and what they weigh before and (by the pass's estimate) after. */
 export interface PlannedLayer {
@@ -33,6 +35,10 @@ export function selectTargets(model: Model, recipe: RunnableRecipe, index: numbe
   const entry: PassEntry<ConfiguredPass> = recipe.recipe.passes[index]!;
   if (entry.parsed.graphWide) return [];
   const eligible = linears(model).filter((l) => entry.parsed.eligible(l));
+  const op = qoperatorOp(model);
+  if (op && selectLayers(eligible.map((l) => l.name), entry.targets, entry.ignore).length === 0) {
+    throw new UserError(`${recipe.path}: passes[${index}] (${entry.pass}): the model is already quantized (${op}); use \`quantize.dequantize\` first`);
+  }
   const names = selectLayersOrThrow(`${recipe.path}: passes[${index}]`, eligible.map((l) => l.name), entry.targets, entry.ignore);
   const chosen = new Set(names);
   return eligible.filter((l) => chosen.has(l.name));
@@ -45,6 +51,8 @@ function weightBytes(model: Model, layer: LinearLayer): number {
 
 /** The plan `--dry-run` prints: every pass's layers on the input model, with expected sizes. */
 export function planRecipe(model: Model, recipe: RunnableRecipe): PlannedPass[] {
+  // after a pass that makes new layers of the whole graph (quantize.dequantize) the input model has no say: those passes are planned when they start
+  const remade = recipe.recipe.passes.findIndex((entry) => entry.parsed.graphWide && entry.parsed.changesLayers);
   return recipe.recipe.passes.map((entry, index) => ({
     index,
     pass: entry.pass,
@@ -52,7 +60,7 @@ export function planRecipe(model: Model, recipe: RunnableRecipe): PlannedPass[] 
     ignore: entry.ignore,
     needs_calibration: entry.parsed.calibration.need === 'required',
     graph_wide: entry.parsed.graphWide,
-    layers: selectTargets(model, recipe, index).map((l) => {
+    layers: (remade >= 0 && index > remade ? [] : selectTargets(model, recipe, index)).map((l) => {
       const before = weightBytes(model, l);
       return { name: l.name, kind: l.kind, shape: [l.outFeatures, l.inFeatures], bytes_before: before, bytes_after: entry.parsed.estimateBytes(l, before) };
     }),

@@ -6,6 +6,7 @@ import { shareEmbeddings } from '../share/embeddings.js';
 import { shareLayers } from '../share/layers.js';
 import { magnitude } from '../prune/magnitude.js';
 import { channels } from '../prune/channels.js';
+import { dequantizePass } from '../quantize/dequantize.js';
 import { heads } from '../prune/heads.js';
 import { layers } from '../prune/layers.js';
 import { sparsegpt } from '../prune/sparsegpt.js';
@@ -16,10 +17,12 @@ import { embeddings } from '../quantize/embeddings.js';
 import { f16 } from '../quantize/f16.js';
 import { rtn } from '../quantize/rtn.js';
 import { smoothquant } from '../quantize/smoothquant.js';
+import { awq } from '../quantize/awq.js';
+import { mixed } from '../quantize/mixed.js';
 import { w8a8 } from '../quantize/w8a8.js';
 
 /** Every pass pare knows, in the order `pare recipe passes` lists them. */
-export const PASSES: readonly Pass[] = [magnitude, sparsegpt, wanda, channels, heads, layers, rtn, gptq, smoothquant, w8a8, cast, embeddings, f16, svdPass, kronecker, shareEmbeddings, shareLayers, distillKd];
+export const PASSES: readonly Pass[] = [magnitude, sparsegpt, wanda, channels, heads, layers, rtn, gptq, awq, mixed, smoothquant, w8a8, cast, embeddings, f16, dequantizePass, svdPass, kronecker, shareEmbeddings, shareLayers, distillKd];
 
 function checkUnique(passes: readonly Pass[]): void {
   const seen = new Set<string>();

@@ -6,7 +6,8 @@ import type { Model } from '../model/model.js';
 import { resizeLayer, takeCols, takeRows } from './reshape-weights.js';
 import { definePass, type LayerStat } from '../pass/pass.js';
 import { GraphIndex } from '../model/graph.js';
-import { convRemovalPlan, removeConvChannels, sliceVector } from './conv-channels.js';
+import { removeChannels, sliceVector } from './channel-removal.js';
+import { traceChannels } from './channel-flow.js';
 import { fusedParts, fusedRows, resizeSplit, type FusedLinear } from './fused-split.js';
 
 /**
@@ -15,8 +16,11 @@ import { fusedParts, fusedRows, resizeSplit, type FusedLinear } from './fused-sp
  * physically smaller and runs as fast as its new width. Channel importance: `weight` —
  * ‖W_down[:, c]‖₂ · (‖W_up[c, :]‖₂ + ‖W_gate[c, :]‖₂); `activation` — ‖X_c‖₂ · ‖W_down[:, c]‖₂ with X the
  * down projection's calibration inputs (the Wanda score summed over the channel's outputs).
- * Conv layers among the targets lose their lowest-norm output filters, with the matching input
- * channels of every consumer (see conv-channels.ts). A fused gate_up_proj (Phi-3: rows gate then up,
+ * Every other selected layer (a Conv, a Gemm or MatMul of a CNN's or MLP's classifier head) loses
+ * its lowest-norm output channels, found by graph structure (channel-flow.ts): the matching input
+ * columns of every layer that reads them and the per-channel constants on the way go with them
+ * (channel-removal.ts). A layer whose channels cannot be followed is kept whole, with a warning
+ * naming the op; when no selected layer can be pruned, the pass is a user error naming them all. A fused gate_up_proj (Phi-3: rows gate then up,
  * cut by one Split) loses channel c's row in both halves inside its one weight, and the Split cuts
  * the new widths; its weight importance adds both halves' row norms, as for separate gate and up.
  */
@@ -80,11 +84,15 @@ export const channels = definePass({
   params: ChannelParams,
   needsCalibration: (p) => (p?.importance === 'activation' ? { need: 'required', param: 'importance', instead: 'importance: weight' } : { need: 'none' }),
   changesLayers: true,
+  // an estimate: each selected layer loses `sparsity` of its rows or of its input columns (a conv between two pruned ones loses both, a layer kept whole none)
+  estimateBytes: (_layer, params, bytesBefore) => Math.round(bytesBefore * (1 - params.sparsity)),
   async apply(model, params, ctx) {
     const found = mlps(model, ctx.layers);
-    const convNames = ctx.layers.filter((l) => l.kind === 'conv').map((l) => l.name);
-    if (found.length === 0 && convNames.length === 0) {
-      throw new UserError(`prune.channels: ${ctx.where}.targets select no MLP (projections named like 'layers.0.mlp.down_proj', with gate_proj/up_proj or a fused gate_up_proj) and no Conv`);
+    // every other selected layer is a producer whose output channels are traced through the graph
+    const inMlps = new Set(found.flatMap((m) => [m.down, ...m.ins].map((l) => l.name)));
+    const producers = ctx.layers.map((l) => l.name).filter((n) => !inMlps.has(n));
+    if (found.length === 0 && producers.length === 0) {
+      throw new UserError(`prune.channels: ${ctx.where}.targets select no layer`);
     }
     // the recipe parser requires a calibration section for this (needsCalibration); direct callers must pass one
     if (params.importance === 'activation' && !ctx.calibration) throw new Error(`prune.channels: importance 'activation' needs ctx.calibration`);
@@ -123,28 +131,43 @@ export const channels = definePass({
       result.push({ name: mlp.key, kind: 'mlp', shape: [width, keepCount], ms: performance.now() - t0, bytes_before: before, bytes_after: after, extra: { channels_before: width, channels_after: keepCount } });
     }
     const warnings: string[] = [];
-    for (const [j, name] of convNames.entries()) {
-      ctx.progress.layer(found.length + j, found.length + convNames.length, name);
+    const refused: string[] = [];
+    for (const [j, name] of producers.entries()) {
+      ctx.progress.layer(found.length + j, found.length + producers.length, name);
       const t0 = performance.now();
-      const conv = linears(model).find((l) => l.name === name)!;
-      const p = convRemovalPlan(model, conv);
-      if (!p) {
-        warnings.push(`'${name}' kept whole: its output channels reach an op that cannot drop them (the classifier, a reshape or a graph output)`);
+      // layers are looked up again by name: an earlier removal rewrote their weights and shapes
+      const all = linears(model);
+      const layer = all.find((l) => l.name === name);
+      if (!layer) throw new Error(`prune.channels: layer '${name}' vanished after an earlier removal`);
+      const trace = traceChannels(model, new GraphIndex(model.graph), all, layer);
+      if ('refused' in trace) {
+        refused.push(`'${name}' (${trace.refused})`);
         continue;
       }
-      const width = conv.outFeatures;
+      const width = layer.outFeatures;
       const keepCount = Math.max(params.multiple_of, Math.round((width * (1 - params.sparsity)) / params.multiple_of) * params.multiple_of);
-      // filter importance: L2 norm of each output filter
-      const norms = rowNorms(readWeight(model, conv), width, conv.inFeatures);
+      if (keepCount >= width) continue;
+      // channel importance: the L2 norm of each output row (a conv's filter)
+      const norms = rowNorms(readWeight(model, layer), width, layer.inFeatures);
       const keep = Array.from({ length: width }, (_, c) => c)
         .sort((a, b) => norms[b]! - norms[a]! || a - b)
         .slice(0, keepCount)
         .sort((a, b) => a - b);
-      const before = width * conv.inFeatures * 4 + p.convs.reduce((a, c) => a + c.layer.outFeatures * c.layer.inFeatures * 4, 0);
-      removeConvChannels(model, conv, keep, p);
-      const after = keepCount * conv.inFeatures * 4 + p.convs.reduce((a, c) => a + c.layer.outFeatures * c.layer.inFeatures * 4, 0);
-      result.push({ name, kind: 'conv', shape: [width, keepCount], ms: performance.now() - t0, bytes_before: before, bytes_after: after, extra: { channels_before: width, channels_after: keepCount, consumers: p.convs.length } });
+      const r = removeChannels(model, trace.plan, keep);
+      result.push({
+        name,
+        kind: layer.kind === 'conv' ? 'conv' : 'channels',
+        shape: [width, keepCount],
+        ms: performance.now() - t0,
+        bytes_before: r.bytesBefore,
+        bytes_after: r.bytesAfter,
+        extra: { channels_before: width, channels_after: keepCount, consumers: trace.plan.consumers.length },
+      });
     }
+    if (result.length === 0 && refused.length > 0) {
+      throw new UserError(`prune.channels: ${ctx.where}.targets: no selected layer's channels can be removed: ${refused.join('; ')}. Target layers whose outputs feed other layers only through ops that keep channels apart`);
+    }
+    if (refused.length > 0) warnings.push(`kept whole: ${refused.join('; ')}`);
     return { layers: result, warnings };
   },
 });

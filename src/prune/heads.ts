@@ -7,7 +7,7 @@ import type { Model } from '../model/model.js';
 import { resizeLayer, takeCols, takeRows } from './reshape-weights.js';
 import { definePass, type LayerStat } from '../pass/pass.js';
 import { attentions, newRoleValue, type Attention } from './attention-graph.js';
-import { sliceVector } from './conv-channels.js';
+import { sliceVector } from './channel-removal.js';
 import { fusedRows, resizeSplit } from './fused-split.js';
 import { applyConstantEdits } from './shape-elements.js';
 

@@ -7,8 +7,45 @@
 /** The `count`-th smallest value of `scores` (1-based); 0 count → -Infinity. */
 export function kthSmallest(scores: Float32Array, count: number): number {
   if (count <= 0) return -Infinity;
-  const sorted = Float32Array.from(scores).sort();
-  return sorted[Math.min(count, sorted.length) - 1]!;
+  const a = Float32Array.from(scores);
+  const k = Math.min(count, a.length) - 1;
+  // NaN compares false both ways and would stall the partition: sort, which puts NaN last
+  if (a.some(Number.isNaN)) return a.sort()[k]!;
+  return select(a, k);
+}
+
+/**
+ * The k-th (0-based) smallest of `a` by quickselect (Hoare partition, median-of-three pivot), O(n)
+ * expected where a full sort is O(n log n); reorders `a`. Same value as sort()[k], except that
+ * −0 and +0 may come back for each other (they compare equal).
+ */
+function select(a: Float32Array, k: number): number {
+  let lo = 0;
+  let hi = a.length - 1;
+  while (hi > lo) {
+    const x = a[lo]!;
+    const y = a[(lo + hi) >>> 1]!;
+    const z = a[hi]!;
+    const pivot = x < y ? (y < z ? y : x < z ? z : x) : x < z ? x : y < z ? z : y;
+    let i = lo;
+    let j = hi;
+    while (i <= j) {
+      while (a[i]! < pivot) i++;
+      while (a[j]! > pivot) j--;
+      if (i <= j) {
+        const t = a[i]!;
+        a[i] = a[j]!;
+        a[j] = t;
+        i++;
+        j--;
+      }
+    }
+    // a[lo..j] ≤ pivot ≤ a[i..hi], and everything between equals the pivot
+    if (k <= j) hi = j;
+    else if (k >= i) lo = i;
+    else return a[k]!;
+  }
+  return a[k]!;
 }
 
 /** Mark exactly `count` entries with the smallest scores: all below the threshold, then ties by index. */

@@ -1,3 +1,4 @@
+import { attrInt } from '../model/graph.js';
 import { writeWeight } from '../model/linear-weights.js';
 import type { LinearLayer } from '../model/linears.js';
 import type { Model } from '../model/model.js';
@@ -16,10 +17,19 @@ export function takeCols(W: Float32Array, rows: number, cols: number, keep: numb
   return out;
 }
 
-/** Store W [out, in] under a layer whose shape changed (structured pruning). */
+/**
+ * Store W [out, in] under a layer whose shape changed (structured pruning); its consumed shape
+ * follows its kind: Conv [O, I/g, ...kernel] (`inn` counts I/g · kernel), Gemm [out, in] with
+ * transB and [in, out] without, MatMul [in, out].
+ */
 export function resizeLayer(model: Model, layer: LinearLayer, W: Float32Array, out: number, inn: number): void {
+  if (layer.kind === 'conv') {
+    const kernel = layer.weightShape.slice(2);
+    layer.weightShape = [out, inn / kernel.reduce((a, b) => a * b, 1), ...kernel];
+  } else {
+    layer.weightShape = layer.kind === 'gemm' && attrInt(layer.node, 'transB', 0) === 1 ? [out, inn] : [inn, out];
+  }
   layer.outFeatures = out;
   layer.inFeatures = inn;
-  layer.weightShape = layer.kind === 'matmul' ? [inn, out] : [out, inn];
   writeWeight(model, layer, W);
 }

@@ -7,8 +7,8 @@ import { gemmBiasVector } from '../model/gemm-epilogue.js';
 import type { LinearLayer } from '../model/linears.js';
 import type { Model } from '../model/model.js';
 import { transpose2d } from '../model/ndarray.js';
-import { packUint4 } from '../model/pack.js';
-import type { QuantizedMatrix } from './grid.js';
+import { packInt4, packUint2, packUint4 } from '../model/pack.js';
+import { groupCount, type QuantizedMatrix } from './grid.js';
 
 /**
  * Graph rewrites that store a quantized weight in a form ONNX Runtime executes natively, so the
@@ -17,6 +17,11 @@ import type { QuantizedMatrix } from './grid.js';
  */
 
 export const MS_DOMAIN = 'com.microsoft';
+
+/** MatMulNBits' code width for a grid: 8, 4 or 2 bits (ONNX Runtime's CPU kernel has no 3-bit form). */
+export function matMulNBitsContainer(bits: number): 8 | 4 | 2 {
+  return bits === 8 ? 8 : bits === 2 ? 2 : 4;
+}
 
 export function ensureOpset(model: Model, domain: string, version: number): void {
   const imports = (model.proto.opset_import ??= []);
@@ -39,9 +44,11 @@ function consumedCodes(layer: LinearLayer, m: QuantizedMatrix, signed: boolean):
  * MatMulNBits is the packed 4-bit form.
  */
 export function emitDequantizeLinear(model: Model, layer: LinearLayer, m: QuantizedMatrix): void {
-  if (m.groupSize !== m.cols) throw new UserError(`format qdq: per-group scales need blocked DequantizeLinear (opset 21); use granularity: channel or format: matmulnbits`);
-  if (model.opset() < 13) throw new UserError(`format qdq: ${model.path} imports ONNX opset ${model.opset()}; per-channel DequantizeLinear needs opset 13 or newer`);
+  if (m.groupSize !== m.cols) return emitBlockedDequantizeLinear(model, layer, m);
   const perTensor = m.scales.every((s) => s === m.scales[0]) && m.zeros.every((z) => z === m.zeros[0]);
+  // DequantizeLinear came in opset 10 (one scale per tensor); its axis, for one scale per channel, in 13
+  if (model.opset() < 10) throw new UserError(`format qdq: ${model.path} imports ONNX opset ${model.opset()}; DequantizeLinear needs opset 10 or newer: add --opset 13 (or output.opset: 13) to upgrade the model first`);
+  if (!perTensor && model.opset() < 13) throw new UserError(`format qdq: ${model.path} imports ONNX opset ${model.opset()}; per-channel DequantizeLinear needs opset 13 or newer: add --opset 13 (or output.opset: 13), or use granularity: tensor`);
   const { data, axis } = consumedCodes(layer, m, m.symmetric);
   const base = layer.name;
   const qName = uniqueInitializerName(model, `${base}.weight_quantized`);
@@ -63,28 +70,81 @@ export function emitDequantizeLinear(model: Model, layer: LinearLayer, m: Quanti
   removeUnused(model);
 }
 
+/** The minimum default-domain opset of DequantizeLinear's `block_size` and of int4/uint4 codes. */
+export const BLOCKED_DQ_OPSET = 21;
+
+/**
+ * DequantizeLinear(q, scale, zero, axis, block_size) -> layer      per group of inputs (opset 21)
+ * q in the consumed layout, int4/uint4 (packed) for grids of ≤ 4 bits, else int8/uint8; scale and
+ * zero point of q's rank with ⌈K/block⌉ along the input axis (the last block may be shorter).
+ */
+function emitBlockedDequantizeLinear(model: Model, layer: LinearLayer, m: QuantizedMatrix): void {
+  if (layer.kind === 'conv') throw new UserError(`format qdq: '${layer.name}' is a conv; per-group scales (blocked DequantizeLinear) cover MatMul and Gemm weights only, use granularity: channel`);
+  if (model.opset() < BLOCKED_DQ_OPSET) {
+    throw new UserError(`format qdq: ${model.path} imports ONNX opset ${model.opset()}; per-group scales need blocked DequantizeLinear (opset ${BLOCKED_DQ_OPSET}): add opset: ${BLOCKED_DQ_OPSET} to the pass's params, or use format: matmulnbits`);
+  }
+  const groups = groupCount(m.cols, m.groupSize);
+  const { data, axis: channelAxis } = consumedCodes(layer, m, m.symmetric);
+  const blockAxis = 1 - channelAxis;
+  const narrow = m.bits <= 4;
+  const codeType = narrow ? (m.symmetric ? DataType.INT4 : DataType.UINT4) : m.symmetric ? DataType.INT8 : DataType.UINT8;
+  const encode = (values: Int8Array | Uint8Array) => (!narrow ? new Uint8Array(values.buffer.slice(values.byteOffset, values.byteOffset + values.byteLength)) : m.symmetric ? packInt4(values) : packUint4(values));
+  // scales are rows × groups: transposed when the input axis comes first
+  const scaleDims = blockAxis === 1 ? [m.rows, groups] : [groups, m.rows];
+  const inBlockLayout = <T extends Float32Array | Uint8Array>(v: T, make: (f: Float32Array) => T): T => (blockAxis === 1 ? v : make(transpose2d(Float32Array.from(v), m.rows, groups)));
+  const base = layer.name;
+  const qName = uniqueInitializerName(model, `${base}.weight_quantized`);
+  model.setInitializer({ name: qName, dataType: codeType, dims: layer.weightShape, data: encode(data) });
+  const sName = uniqueInitializerName(model, `${base}.weight_scale`);
+  const scales = inBlockLayout(m.scales, (f) => f);
+  model.setInitializer({ name: sName, dataType: DataType.FLOAT, dims: scaleDims, data: new Uint8Array(scales.buffer.slice(scales.byteOffset, scales.byteOffset + scales.byteLength)) });
+  const inputs = [qName, sName];
+  if (!m.symmetric) {
+    const zName = uniqueInitializerName(model, `${base}.weight_zero_point`);
+    model.setInitializer({ name: zName, dataType: codeType, dims: scaleDims, data: encode(inBlockLayout(m.zeros, (f) => Uint8Array.from(f))) });
+    inputs.push(zName);
+  }
+  const out = `${base}.weight_dequantized`;
+  const dq = makeNode('DequantizeLinear', inputs, [out], `${layer.node.name ?? base}/DequantizeLinear`, [attr.int('axis', blockAxis), attr.int('block_size', m.groupSize)]);
+  insertBefore(model.graph, layer.node, [dq]);
+  layer.node.input![1] = out;
+  removeUnused(model);
+}
+
+/** Codes rows × `width` (≥ cols), each plus `shift`; the padding past cols holds the row's last zero point, a 0 weight. */
+function paddedBlocks(m: QuantizedMatrix, width: number, shift: number): Uint8Array {
+  if (width === m.cols && !shift) return m.q;
+  const groups = groupCount(m.cols, m.groupSize);
+  const out = new Uint8Array(m.rows * width);
+  for (let r = 0; r < m.rows; r++) {
+    for (let j = 0; j < m.cols; j++) out[r * width + j] = m.q[r * m.cols + j]! + shift;
+    out.fill(m.zeros[r * groups + groups - 1]! + shift, r * width + m.cols, (r + 1) * width);
+  }
+  return out;
+}
+
 /**
  * MatMul(x, W) -> com.microsoft.MatMulNBits(x, B, scales, zero_points)
  * Gemm(x, W, C) -> com.microsoft.MatMulNBits(x, B, scales, zero_points, , bias)
- * B is uint8 [N, K/block, block·bits/8], 8-bit codes as bytes or 4-bit codes packed low nibble first
- * along K; zero points are stored the same way per row (omitted for symmetric grids, whose zero
+ * B is uint8 [N, ⌈K/block⌉, block·bits/8], 8-bit codes as bytes, 4-bit codes packed low nibble first
+ * along K (3-bit grids too), 2-bit codes four to a byte, low bits first, the last block padded past K (MatMulNBits reads K of them); zero points are stored the same way per row (omitted for symmetric grids, whose zero
  * point 2^(bits−1) is the default).
  */
 export function emitMatMulNBits(model: Model, layer: LinearLayer, m: QuantizedMatrix, accuracyLevel = 0): void {
   if (layer.kind === 'conv') throw new UserError(`format matmulnbits: '${layer.name}' is a conv; MatMulNBits replaces MatMul and Gemm only (use format: qdq)`);
-  if (m.bits > 4 && m.bits !== 8) throw new UserError(`format matmulnbits: '${layer.name}' has ${m.bits}-bit weights; MatMulNBits takes 8-bit codes or up to 4 bits in a 4-bit container`);
+  if (m.bits > 4 && m.bits !== 8) throw new UserError(`format matmulnbits: '${layer.name}' has ${m.bits}-bit weights; MatMulNBits takes 8-, 4- or 2-bit codes (3 bits in a 4-bit container)`);
   const block = m.groupSize;
   if (block < 16 || block > 256 || (block & (block - 1)) !== 0) {
     throw new UserError(`format matmulnbits: group_size ${block} for '${layer.name}'; MatMulNBits needs a power of two from 16 to 256`);
   }
   const N = m.rows;
   const K = m.cols;
-  const kBlocks = K / block;
-  // 8-bit codes are stored as they are; fewer bits sit in a 4-bit container re-centred on its zero point 8
-  const container = m.bits === 8 ? 8 : 4;
+  const kBlocks = groupCount(K, block);
+  // 8- and 2-bit codes are stored as they are; 3 bits sit in a 4-bit container re-centred on its zero point 8
+  const container = matMulNBitsContainer(m.bits);
   const shift = m.symmetric ? 2 ** (container - 1) - 2 ** (m.bits - 1) : 0;
-  const codes = shift ? Uint8Array.from(m.q, (q) => q + shift) : m.q;
-  const pack = (values: Uint8Array) => (container === 8 ? values.slice() : packUint4(values));
+  const codes = paddedBlocks(m, kBlocks * block, shift);
+  const pack = (values: Uint8Array) => (container === 8 ? values.slice() : container === 4 ? packUint4(values) : packUint2(values));
   const base = layer.name;
   const bName = uniqueInitializerName(model, `${base}.weight_q${container}`);
   model.setInitializer({ name: bName, dataType: DataType.UINT8, dims: [N, kBlocks, (block * container) / 8], data: pack(codes) });

@@ -4,7 +4,8 @@
  * Symmetric grids fix zero = 2^(bits−1) and scale = max|w| / (2^(bits−1) − 1), so q − zero is a
  * signed value in ±(2^(bits−1) − 1) (int8 [−127, 127], int4 [−7, 7]); asymmetric grids map
  * [min, max] (always including 0) onto [0, 2^bits − 1]. Optional MSE clipping shrinks the range
- * while that lowers the group's ‖w − ŵ‖^2.4 (GPTQ reference `find_params(mse=True)`).
+ * to the factor that gives the group's lowest Σ c_j·|w_j − ŵ_j|^2.4 (GPTQ reference
+ * `find_params(mse=True)`, llama.cpp's search on the scale), c_j an optional per-input weight.
  */
 
 /** Which weights share a scale: the whole tensor, each output row, or `size` consecutive inputs of a row. */
@@ -14,8 +15,10 @@ export interface GridSpec {
   bits: number;
   granularity: Granularity;
   symmetric: boolean;
-  /** search shrink factors 1, 0.99, … down to 1 − maxShrink for the lowest error */
+  /** search shrink factors 1, 0.99, …, 0.21 of the range for the lowest error */
   mseClip?: boolean;
+  /** per input column, the weight of its error in the clipping search (GPTQ: the Hessian diagonal, E[x_j²]) */
+  clipWeights?: Float32Array;
 }
 
 export interface QuantizedMatrix {
@@ -73,44 +76,83 @@ function rangeOf(W: Float32Array, start: number, len: number): { min: number; ma
   return { min, max };
 }
 
-function clippedParams(W: Float32Array, start: number, len: number, min: number, max: number, spec: GridSpec): { scale: number; zero: number } {
+/**
+ * The group's grid after the clipping search: shrink factors 1, 0.99, …, 0.21 applied to min and max,
+ * keeping the one with the lowest Σ c_j·|w_j − ŵ_j|^2.4 (c_j = `spec.clipWeights` of the group's
+ * input column, 1 without). The exponent is GPTQ's reference `find_params(mse=True, norm=2.4)`.
+ */
+function clippedParams(W: Float32Array, start: number, len: number, min: number, max: number, spec: GridSpec, cols: number): { scale: number; zero: number } {
   let best = groupParams(min, max, spec.bits, spec.symmetric);
   if (!spec.mseClip) return best;
+  const c = spec.clipWeights;
   let bestErr = Infinity;
-  for (let i = 0; i < GRID_STEPS * MAX_SHRINK; i++) {
-    const p = 1 - i / GRID_STEPS;
-    const cand = groupParams(p * min, p * max, spec.bits, spec.symmetric);
+  for (let i = 0; i < CLIP_CANDIDATES; i++) {
+    const cand = clipCandidate(min, max, i, spec);
     let err = 0;
     for (let k = start; k < start + len; k++) {
       const w = W[k]!;
-      err += Math.abs(cand.scale * (quantizeValue(w, cand.scale, cand.zero, spec.bits) - cand.zero) - w) ** MSE_NORM;
+      const e = Math.abs(cand.scale * (quantizeValue(w, cand.scale, cand.zero, spec.bits) - cand.zero) - w) ** MSE_NORM;
+      err += c ? c[k % cols]! * e : e;
     }
     if (err < bestErr) [best, bestErr] = [cand, err];
   }
   return best;
 }
 
-/** Quantize W [rows, cols] onto the grid. `cols` must be a multiple of the group size. */
-export function quantizeMatrix(W: Float32Array, rows: number, cols: number, spec: GridSpec): QuantizedMatrix {
+/** How many candidates the clipping search tries. */
+export const CLIP_CANDIDATES = GRID_STEPS * MAX_SHRINK;
+
+/** Candidate i of the clipping search: the range shrunk by 1 − i/100, its scale rounded to float32 as stored. */
+export function clipCandidate(min: number, max: number, i: number, spec: Pick<GridSpec, 'bits' | 'symmetric'>): { scale: number; zero: number } {
+  const p = 1 - i / GRID_STEPS;
+  const cand = groupParams(p * min, p * max, spec.bits, spec.symmetric);
+  return { scale: Math.fround(cand.scale), zero: cand.zero };
+}
+
+/** Groups per row: the last one is shorter when the group size does not divide the inputs. */
+export function groupCount(cols: number, g: number): number {
+  return Math.ceil(cols / g);
+}
+
+/** Length of group k of a row of `cols` inputs in groups of `g`. */
+export function groupSpan(k: number, cols: number, g: number): number {
+  return Math.min(g, cols - k * g);
+}
+
+/** Scale and zero point of every (row, group) of W [rows, cols], rows × groups each. */
+export function gridParams(W: Float32Array, rows: number, cols: number, spec: GridSpec): { scales: Float32Array; zeros: Uint8Array } {
   const g = groupLength(spec.granularity, cols);
-  if (cols % g !== 0) throw new Error(`quantizeMatrix: ${cols} inputs are not a multiple of group size ${g}`);
-  const groups = cols / g;
-  const q = new Uint8Array(rows * cols);
+  const groups = groupCount(cols, g);
   const scales = new Float32Array(rows * groups);
   const zeros = new Uint8Array(rows * groups);
   const tensor = spec.granularity.kind === 'tensor' ? rangeOf(W, 0, W.length) : undefined;
-  const tensorParams = tensor ? clippedParams(W, 0, W.length, tensor.min, tensor.max, spec) : undefined;
+  const tensorParams = tensor ? clippedParams(W, 0, W.length, tensor.min, tensor.max, spec, cols) : undefined;
   for (let r = 0; r < rows; r++) {
     for (let k = 0; k < groups; k++) {
-      const start = r * cols + k * g;
       let p = tensorParams;
       if (!p) {
-        const { min, max } = rangeOf(W, start, g);
-        p = clippedParams(W, start, g, min, max, spec);
+        const start = r * cols + k * g;
+        const len = groupSpan(k, cols, g);
+        const { min, max } = rangeOf(W, start, len);
+        p = clippedParams(W, start, len, min, max, spec, cols);
       }
       scales[r * groups + k] = p.scale;
       zeros[r * groups + k] = p.zero;
-      for (let i = start; i < start + g; i++) q[i] = quantizeValue(W[i]!, Math.fround(p.scale), p.zero, spec.bits);
+    }
+  }
+  return { scales, zeros };
+}
+
+/** Quantize W [rows, cols] onto the grid; a last group shorter than the group size has its own scale. */
+export function quantizeMatrix(W: Float32Array, rows: number, cols: number, spec: GridSpec): QuantizedMatrix {
+  const g = groupLength(spec.granularity, cols);
+  const groups = groupCount(cols, g);
+  const { scales, zeros } = gridParams(W, rows, cols, spec);
+  const q = new Uint8Array(rows * cols);
+  for (let r = 0; r < rows; r++) {
+    for (let j = 0; j < cols; j++) {
+      const k = r * groups + Math.floor(j / g);
+      q[r * cols + j] = quantizeValue(W[r * cols + j]!, scales[k]!, zeros[k]!, spec.bits);
     }
   }
   return { rows, cols, bits: spec.bits, groupSize: g, symmetric: spec.symmetric, q, scales, zeros };
@@ -119,13 +161,13 @@ export function quantizeMatrix(W: Float32Array, rows: number, cols: number, spec
 /** ŵ = scale · (q − zero), float32, exactly as DequantizeLinear/MatMulNBits compute it. */
 export function dequantizeMatrix(m: QuantizedMatrix): Float32Array {
   const out = new Float32Array(m.rows * m.cols);
-  const groups = m.cols / m.groupSize;
+  const groups = groupCount(m.cols, m.groupSize);
   for (let r = 0; r < m.rows; r++) {
     for (let k = 0; k < groups; k++) {
       const s = m.scales[r * groups + k]!;
       const z = m.zeros[r * groups + k]!;
       const start = r * m.cols + k * m.groupSize;
-      for (let i = start; i < start + m.groupSize; i++) out[i] = Math.fround((m.q[i]! - z) * s);
+      for (let i = start; i < start + groupSpan(k, m.cols, m.groupSize); i++) out[i] = Math.fround((m.q[i]! - z) * s);
     }
   }
   return out;

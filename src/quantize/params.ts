@@ -2,18 +2,23 @@ import { z } from 'zod';
 import { attrFloat } from '../model/graph.js';
 import type { LinearLayer } from '../model/linears.js';
 import type { LayerProblem } from '../pass/pass.js';
+import { UserError } from '../errors.js';
+import type { Model } from '../model/model.js';
+import { upgradeOpset } from '../model/opset-upgrade.js';
+import { BLOCKED_DQ_OPSET, matMulNBitsContainer } from './emit.js';
 import type { Granularity, GridSpec } from './grid.js';
 
 /** Params every weight quantizer shares: the grid and the storage format. */
 export const WEIGHT_QUANT_FIELDS = {
-  bits: z.union([z.literal(2), z.literal(3), z.literal(4), z.literal(8)]).default(8).describe('bits per weight (2 and 3 are stored in a 4-bit container)'),
+  bits: z.union([z.literal(2), z.literal(3), z.literal(4), z.literal(8)]).default(8).describe('bits per weight (MatMulNBits stores 3 in a 4-bit container; DequantizeLinear 2 and 3 in 4-bit (per group) or 8-bit containers)'),
   granularity: z.enum(['tensor', 'channel', 'group']).default('channel').describe('one scale per tensor, per output channel, or per group of inputs'),
   group_size: z.number().int().min(8).default(128).describe('inputs per group when granularity is group'),
   symmetric: z.boolean().default(true).describe('symmetric grid (zero point fixed at the middle) or asymmetric (min..max)'),
   format: z
     .enum(['auto', 'qdq', 'matmulnbits'])
     .default('auto')
-    .describe('qdq: DequantizeLinear feeding the layer (codes in an 8-bit container); matmulnbits: com.microsoft MatMulNBits with per-group scales, 8-bit or packed ≤ 4-bit; auto: matmulnbits for ≤ 4-bit groups, qdq otherwise'),
+    .describe('qdq: DequantizeLinear feeding the layer (per tensor/channel: codes in an 8-bit container; per group: blocked DequantizeLinear, opset 21, int4/uint4 codes for ≤ 4 bits); matmulnbits: com.microsoft MatMulNBits with per-group scales, 8-bit or packed ≤ 4-bit; auto: matmulnbits for ≤ 4-bit groups, qdq otherwise'),
+  opset: z.literal(BLOCKED_DQ_OPSET).optional().describe(`raise the model's ONNX opset to ${BLOCKED_DQ_OPSET} first (Reduce ops rewritten to match), as format qdq with groups needs`),
   accuracy_level: z
     .union([z.literal(0), z.literal(1), z.literal(2), z.literal(3), z.literal(4)])
     .default(0)
@@ -45,16 +50,13 @@ export function formatOf(p: WeightQuantParams): 'qdq' | 'matmulnbits' {
   return p.bits <= 4 && p.granularity === 'group' ? 'matmulnbits' : 'qdq';
 }
 
-/** The layers' own rules: groups must tile the inputs, and each storage format takes only some layers. */
+/** The layers' own rules: each storage format takes only some layers. A group size that does not divide the inputs leaves a shorter last group. */
 export function quantizeLayerProblems(pass: string, p: WeightQuantParams, layers: readonly LinearLayer[]): LayerProblem[] {
   const problems: LayerProblem[] = [];
   const format = formatOf(p);
   for (const layer of layers) {
-    const n = layer.inFeatures;
-    if (p.granularity === 'group' && n % p.group_size !== 0) {
-      problems.push({ param: 'group_size', message: `${pass}: '${layer.name}' has ${n} inputs, not a multiple of group_size ${p.group_size}; pick a divisor or add it to ignore:` });
-    } else if (format === 'qdq' && p.granularity === 'group' && n !== p.group_size) {
-      problems.push({ param: 'granularity', message: `${pass}: '${layer.name}': format qdq stores one scale per output channel, not per group of ${p.group_size} of its ${n} inputs; use format: matmulnbits or granularity: channel` });
+    if (format === 'qdq' && p.granularity === 'group' && layer.kind === 'conv') {
+      problems.push({ param: 'granularity', message: `${pass}: '${layer.name}' is a conv; per-group scales cover MatMul and Gemm weights only, use granularity: channel or leave it out of targets` });
     }
     if (format === 'matmulnbits' && layer.kind === 'conv') {
       problems.push({ param: 'format', message: `${pass}: '${layer.name}' is a conv; format matmulnbits rewrites MatMul and Gemm only, use format: qdq (8-bit) or leave it out of targets` });
@@ -66,11 +68,24 @@ export function quantizeLayerProblems(pass: string, p: WeightQuantParams, layers
   return problems;
 }
 
-/** Stored bytes of a quantized layer: codes plus float32 scales (plus zero points when asymmetric). */
+/** Raise the model's opset when the params ask; refuse per-group DequantizeLinear on an older model that they don't. */
+export function prepareOpset(model: Model, pass: string, p: WeightQuantParams): void {
+  if (p.opset !== undefined && model.opset() < p.opset) upgradeOpset(model, p.opset);
+  if (formatOf(p) === 'qdq' && p.granularity === 'group' && model.opset() < BLOCKED_DQ_OPSET) {
+    throw new UserError(`${pass}: format qdq with granularity group needs blocked DequantizeLinear (ONNX opset ${BLOCKED_DQ_OPSET}) and ${model.path} imports opset ${model.opset()}; add opset: ${BLOCKED_DQ_OPSET} to the pass's params or use format: matmulnbits`);
+  }
+}
+
+/**
+ * Stored bytes of a quantized layer: codes (MatMulNBits pads the last block) plus float32 scales
+ * (plus zero points when asymmetric). Bits per weight everywhere is these bytes · 8 over rows · cols.
+ */
 export function quantizedBytes(rows: number, cols: number, p: WeightQuantParams): number {
-  const container = formatOf(p) === 'matmulnbits' && p.bits < 8 ? 4 : 8;
+  const format = formatOf(p);
+  const container = format === 'matmulnbits' ? matMulNBitsContainer(p.bits) : p.bits < 8 && p.granularity === 'group' ? 4 : 8;
   const groups = p.granularity === 'tensor' ? 1 / rows : p.granularity === 'channel' ? 1 : Math.ceil(cols / p.group_size);
+  const storedCols = format === 'matmulnbits' ? Math.ceil(cols / p.group_size) * p.group_size : cols;
   const scaleBytes = Math.ceil(rows * groups) * 4;
-  const zeroBytes = p.symmetric ? 0 : Math.ceil((rows * groups * container) / 8);
-  return Math.ceil((rows * cols * container) / 8) + scaleBytes + zeroBytes;
+  const zeroBytes = p.symmetric ? 0 : format === 'matmulnbits' ? rows * Math.ceil((groups * container) / 8) : Math.ceil((rows * groups * container) / 8);
+  return Math.ceil((rows * storedCols * container) / 8) + scaleBytes + zeroBytes;
 }

@@ -10,7 +10,7 @@ import { eachLayer } from '../pass/layer-loop.js';
 import { assertLayersFit, definePass, onValidFields } from '../pass/pass.js';
 import { emitDequantizeLinear, emitMatMulNBits } from './emit.js';
 import { dequantizeMatrix, quantizeMatrix, type QuantizedMatrix } from './grid.js';
-import { formatOf, gridSpec, quantizedBytes, quantizeLayerProblems, WEIGHT_QUANT_FIELDS, type WeightQuantParams, weightQuantRules } from './params.js';
+import { formatOf, gridSpec, quantizedBytes, prepareOpset, quantizeLayerProblems, WEIGHT_QUANT_FIELDS, type WeightQuantParams, weightQuantRules } from './params.js';
 
 /**
  * Round-to-nearest weight-only quantization: each weight goes to the nearest point of its group's
@@ -46,6 +46,7 @@ export const rtn = definePass({
   },
   async apply(model, params, ctx) {
     assertLayersFit(quantizeLayerProblems(this.id, params, ctx.layers));
+    prepareOpset(model, this.id, params);
     const layers = await eachLayer(ctx, (layer) => {
       const W = readWeight(model, layer);
       const m = quantizeMatrix(W, layer.outFeatures, layer.inFeatures, gridSpec(params, params.mse_clip));

@@ -23,7 +23,7 @@ const SmoothParams = z.strictObject({
   alpha: z.number().min(0).max(1).default(0.5).describe('migration strength: 0 leaves activations, 1 moves all of their range into the weights'),
 });
 
-type Fold =
+export type Fold =
   | { kind: 'vector'; name: string; offset?: number }
   | { kind: 'layernorm'; scale: string; bias?: string }
   /** rows from `row0` on (a part of a fused linear) */
@@ -37,7 +37,7 @@ function scalarValue(model: Model, name: string | undefined): number | undefined
 }
 
 /** Where 1/s can be folded so the producer of `x` emits x·diag(1/s); undefined when nowhere exact. */
-function foldTarget(model: Model, index: GraphIndex, x: string, all: LinearLayer[]): Fold | undefined {
+export function foldTarget(model: Model, index: GraphIndex, x: string, all: LinearLayer[]): Fold | undefined {
   const p = index.producer.get(x);
   if (!p) return undefined;
   const soleUse = (name: string) => index.consumerCount(name) === 1;
@@ -83,6 +83,26 @@ function scaleVector(model: Model, name: string, inv: Float64Array, offset = 0):
   const v = toFloat32(t.dataType, t.data, t.dims.reduce((a, b) => a * b, 1));
   for (let j = 0; j < v.length; j++) v[j] = (v[j]! + offset) * inv[j]! - offset;
   model.setInitializer({ name, dataType: DataType.FLOAT, dims: t.dims, data: new Uint8Array(v.buffer) });
+}
+
+/** Make the producer that `fold` names emit x·diag(inv). */
+export function foldInverse(model: Model, fold: Fold, inv: Float64Array): void {
+  if (fold.kind === 'vector') scaleVector(model, fold.name, inv, fold.offset);
+  else if (fold.kind === 'layernorm') {
+    scaleVector(model, fold.scale, inv);
+    if (fold.bias) scaleVector(model, fold.bias, inv);
+  } else {
+    // the feeding linear's output rows (from row0 on) carry x's channels
+    const Wp = readWeight(model, fold.layer);
+    const cols = fold.layer.inFeatures;
+    for (let r = 0; r < inv.length; r++) for (let c = 0; c < cols; c++) Wp[(fold.row0 + r) * cols + c] = Wp[(fold.row0 + r) * cols + c]! * inv[r]!;
+    writeWeight(model, fold.layer, Wp);
+  }
+}
+
+/** What a fold rewrote, for the report. */
+export function foldName(fold: Fold): string {
+  return fold.kind === 'linear' ? fold.layer.name : fold.kind === 'vector' ? fold.name : fold.scale;
 }
 
 export const smoothquant = definePass({
@@ -131,23 +151,13 @@ export const smoothquant = definePass({
         for (let r = 0; r < l.outFeatures; r++) for (let j = 0; j < K; j++) W[r * K + j] = W[r * K + j]! * s[j]!;
         writeWeight(model, l, W);
       });
-      if (fold.kind === 'vector') scaleVector(model, fold.name, inv, fold.offset);
-      else if (fold.kind === 'layernorm') {
-        scaleVector(model, fold.scale, inv);
-        if (fold.bias) scaleVector(model, fold.bias, inv);
-      } else {
-        // the feeding linear's output rows (from row0 on) carry x's channels
-        const Wp = readWeight(model, fold.layer);
-        const cols = fold.layer.inFeatures;
-        for (let r = 0; r < K; r++) for (let c = 0; c < cols; c++) Wp[(fold.row0 + r) * cols + c] = Wp[(fold.row0 + r) * cols + c]! * inv[r]!;
-        writeWeight(model, fold.layer, Wp);
-      }
+      foldInverse(model, fold, inv);
       const ms = performance.now() - t0;
       let maxS = 0;
       for (const v of s) maxS = Math.max(maxS, v);
       for (const l of group) {
         const bytes = l.outFeatures * l.inFeatures * 4;
-        layers.push({ name: l.name, kind: l.kind, shape: [l.outFeatures, l.inFeatures], ms: ms / group.length, bytes_before: bytes, bytes_after: bytes, extra: { folded_into: fold.kind === 'linear' ? fold.layer.name : fold.kind === 'vector' ? fold.name : fold.scale, max_scale: maxS } });
+        layers.push({ name: l.name, kind: l.kind, shape: [l.outFeatures, l.inFeatures], ms: ms / group.length, bytes_before: bytes, bytes_after: bytes, extra: { folded_into: foldName(fold), max_scale: maxS } });
       }
     }
     return { layers, warnings };

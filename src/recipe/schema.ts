@@ -57,8 +57,15 @@ export const Eval = z.strictObject({
       max_ppl_increase: BudgetSpec.optional(),
       max_accuracy_drop: BudgetSpec.optional(),
       max_size_increase: BudgetSpec.optional(),
+      /** PSNR (dB) may fall at most this much: regression / image-to-image models measured against targets */
+      max_psnr_drop: BudgetSpec.optional(),
+      max_rmse_increase: BudgetSpec.optional(),
     })
     .optional(),
+  /** how quality is measured; default lm on token data, else from the model's output: [N, C] classification, [N, C, H, W] image-to-image, else regression */
+  task: z.enum(['classification', 'regression', 'image-to-image', 'lm']).optional(),
+  /** L of PSNR and SSIM (1 for [0, 1] images, 255 for raw pixels); default from the targets */
+  data_range: z.number().positive().optional(),
 });
 
 export const Output = z.strictObject({
@@ -70,6 +77,8 @@ export const Output = z.strictObject({
     .min(1)
     .transform((names) => parseDtypes(names, 'output.dtypes'))
     .optional(),
+  /** upgrade the model's default-domain opset to this before the first pass (src/model/opset-upgrade.ts) */
+  opset: z.number().int().min(7).max(21).optional(),
 });
 
 export const RecipeSchema = z.strictObject({

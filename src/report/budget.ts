@@ -10,11 +10,13 @@ import type { BudgetCheck, BudgetName } from './schema.js';
  *   max_ppl_increase    "2%": cand ≤ base·1.02        0.5: cand ≤ base + 0.5      (perplexity)
  *   max_accuracy_drop   "2%": cand ≥ base·0.98        0.5: cand ≥ base − 0.5      (top-1, in percent)
  *   max_size_increase   "0%": cand ≤ base             1e6: cand ≤ base + 1e6      (file bytes)
+ *   max_psnr_drop       "5%": cand ≥ base·0.95        1:   cand ≥ base − 1 dB     (PSNR against targets)
+ *   max_rmse_increase   "10%": cand ≤ base·1.1        0.01: cand ≤ base + 0.01    (RMSE against targets)
  */
 
 export type Budgets = Partial<Record<BudgetName, Budget>>;
 
-export const BUDGET_NAMES: readonly BudgetName[] = ['max_ppl_increase', 'max_accuracy_drop', 'max_size_increase'];
+export const BUDGET_NAMES: readonly BudgetName[] = ['max_ppl_increase', 'max_accuracy_drop', 'max_size_increase', 'max_psnr_drop', 'max_rmse_increase'];
 
 /** The budget as a person writes it: "2%" or "0.5". */
 export function formatBudget(b: Budget): string {
@@ -50,6 +52,18 @@ const METRICS: Record<BudgetName, Metric> = {
     value: (m) => (m.quality?.task === 'classification' ? m.quality.top1 * 100 : undefined),
     missing: (m) => (m.quality?.task === 'causal-lm' ? 'perplexity (a language model), not top-1 accuracy; use max_ppl_increase' : 'no top-1 accuracy (it was not evaluated on labelled data)'),
   },
+  max_psnr_drop: {
+    metric: 'psnr_db',
+    direction: 'drop',
+    value: (m) => regression(m)?.psnr,
+    missing: (m) => regressionMissing(m, 'PSNR'),
+  },
+  max_rmse_increase: {
+    metric: 'rmse',
+    direction: 'increase',
+    value: (m) => regression(m)?.rmse,
+    missing: (m) => regressionMissing(m, 'RMSE'),
+  },
   max_size_increase: {
     metric: 'file_bytes',
     direction: 'increase',
@@ -57,6 +71,14 @@ const METRICS: Record<BudgetName, Metric> = {
     missing: () => 'no file size',
   },
 };
+
+const regression = (m: Measure) => (m.quality?.task === 'regression' || m.quality?.task === 'image-to-image' ? m.quality : undefined);
+
+function regressionMissing(m: Measure, what: string): string {
+  if (m.quality?.task === 'regression' || m.quality?.task === 'image-to-image') return `no ${what} (its outputs equal the ${m.quality.against})`;
+  if (m.quality) return `${m.quality.task === 'causal-lm' ? 'perplexity' : 'top-1 accuracy'}, not ${what}; use ${m.quality.task === 'causal-lm' ? 'max_ppl_increase' : 'max_accuracy_drop'}`;
+  return `no ${what}: an original model has one only against targets (give the dataset targets), or compare two reports of models measured against the same reference`;
+}
 
 /** Check every budget that is set; a budget whose metric either side lacks is a UserError naming the side. */
 export function checkBudgets(
@@ -101,8 +123,8 @@ export function formatChange(c: BudgetCheck): string {
 
 /** One line per failed check: `max_ppl_increase 2%: perplexity 8.12 -> 8.41 (+3.57%)`. */
 export function describeFailure(c: BudgetCheck): string {
-  const unit = c.metric === 'top1_percent' ? 'top-1 %' : c.metric === 'file_bytes' ? 'file bytes' : 'perplexity';
+  const unit = { top1_percent: 'top-1 %', file_bytes: 'file bytes', perplexity: 'perplexity', psnr_db: 'PSNR dB', rmse: 'RMSE' }[c.metric];
   const fmt = (v: number) => (c.metric === 'file_bytes' ? v.toFixed(0) : +v.toPrecision(6));
-  const what = c.metric === 'top1_percent' ? 'drop' : 'increase';
+  const what = c.metric === 'top1_percent' || c.metric === 'psnr_db' ? 'drop' : 'increase';
   return `${c.dtype ? `${c.dtype}: ` : ''}${c.name} ${c.limit}: ${unit} ${fmt(c.base)} -> ${fmt(c.candidate)} (${what} ${formatChange(c)})`;
 }

@@ -31,7 +31,7 @@ export interface ReportDiff {
 }
 
 /** Which row each budget's metric lands on. */
-const BUDGET_ROW: Record<BudgetCheck['metric'], string> = { perplexity: 'perplexity', top1_percent: 'top1', file_bytes: 'file_bytes' };
+const BUDGET_ROW: Record<BudgetCheck['metric'], string> = { perplexity: 'perplexity', top1_percent: 'top1', file_bytes: 'file_bytes', psnr_db: 'psnr', rmse: 'rmse' };
 
 /**
  * Compare the model measured in `base` with the one in `next`, checking `budgets` (base as the

@@ -44,12 +44,12 @@ export async function evalReport(
     return newReport({
       kind: 'eval',
       input: { path: model.path, sha256: model.sha256, format: model.format },
-      data: { description: data.description, files: data.files },
+      data: { description: data.description, files: data.files, ...(data.classes ? { classes: data.classes } : {}) },
       passes: [],
       measurements: { model: ev.model, reference: ev.reference },
       fidelity: ev.fidelity,
       ...(ev.runtimes ? { runtimes: ev.runtimes } : {}),
-      warnings: runtimeWarnings(ev.runtimes),
+      warnings: [...ev.warnings, ...runtimeWarnings(ev.runtimes)],
       timings: { total_ms: performance.now() - t0, eval_ms: performance.now() - t0 },
     });
   } finally {

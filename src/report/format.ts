@@ -1,6 +1,6 @@
 /** Markdown tables and number formatting shared by the report and diff renderings. */
 
-export type Unit = 'bytes' | 'count' | 'bits' | 'fraction' | 'ms' | 'ppl' | 'nats' | 'ratio';
+export type Unit = 'bytes' | 'count' | 'bits' | 'fraction' | 'ms' | 'ppl' | 'nats' | 'ratio' | 'db' | 'value';
 
 /** A GitHub-flavoured Markdown table; cells are escaped so a `|` in a layer name cannot split a row. */
 export function mdTable(headers: string[], rows: (string | number)[][], align: ('l' | 'r')[] = []): string {
@@ -54,6 +54,10 @@ export function formatValue(v: number | undefined | null, unit: Unit): string {
     case 'nats':
     case 'ratio':
       return v.toFixed(4);
+    case 'db':
+      return `${v.toFixed(2)} dB`;
+    case 'value':
+      return String(+v.toPrecision(4));
   }
 }
 

@@ -30,7 +30,7 @@ function header(r: Report): string {
   if (r.output) item('output', `\`${r.output.path}\` (${r.output.format}, sha256 ${r.output.sha256.slice(0, 12)})`);
   if (r.recipe) item('recipe', `\`${r.recipe.path}\` (sha256 ${r.recipe.sha256.slice(0, 12)})`);
   if (r.seed !== undefined) item('seed', String(r.seed));
-  if (r.data) item('data', `${r.data.description} (${r.data.files.map((f) => `${f.path} ${f.sha256.slice(0, 12)}`).join(', ')})`);
+  if (r.data) item('data', `${r.data.description}${r.data.files.length ? ` (${r.data.files.map((f) => `${f.path} ${f.sha256.slice(0, 12)}`).join(', ')})` : ''}`);
   const t = r.timings;
   const split = [t.passes_ms !== undefined ? `passes ${seconds(t.passes_ms)}` : '', t.eval_ms !== undefined ? `eval ${seconds(t.eval_ms)}` : ''].filter(Boolean);
   item('time', `${seconds(t.total_ms)}${split.length ? ` (${split.join(', ')})` : ''}`);
@@ -61,7 +61,8 @@ function qualityNote(r: Report): string | undefined {
   const q = r.measurements.model.quality;
   if (!q) return undefined;
   if (q.task === 'causal-lm') return `Perplexity over ${count(q.tokens)} predicted tokens in ${count(q.sequences)} sequences, with its 95% interval.`;
-  return `Accuracy over ${count(q.samples)} labelled samples.`;
+  if (q.task === 'classification') return `Accuracy over ${count(q.samples)} labelled samples.`;
+  return `${q.task === 'image-to-image' ? 'Image-to-image' : 'Regression'} error over ${count(q.samples)} samples (${count(q.values)} output values) against the ${q.against === 'targets' ? 'targets' : "reference model's outputs"}; PSNR with data range ${q.data_range}.`;
 }
 
 function fidelity(r: Report): string | undefined {
@@ -77,10 +78,12 @@ function runtimes(r: Report): string {
   const quality = (m: RuntimeMeasure | undefined) => {
     const q = m?.quality;
     if (!q) return '';
-    return q.task === 'causal-lm' ? formatValue(q.perplexity, 'ppl') : formatValue(q.top1, 'fraction');
+    if (q.task === 'regression' || q.task === 'image-to-image') return formatValue(q.psnr, 'db');
+    return q.task === 'causal-lm' ? formatValue(q.perplexity, 'ppl') : q.task === 'classification' ? formatValue(q.top1, 'fraction') : '';
   };
   const latency = (m: RuntimeMeasure | undefined) => (m?.latency ? `${formatValue(m.latency.median_ms, 'ms')} (${m.latency.threads} thread${m.latency.threads === 1 ? '' : 's'})` : '');
-  const metric = list.find((x) => x.model?.quality)?.model?.quality?.task === 'classification' ? 'top-1' : 'perplexity';
+  const task = list.find((x) => x.model?.quality)?.model?.quality?.task;
+  const metric = task === 'classification' ? 'top-1' : task === 'regression' || task === 'image-to-image' ? 'PSNR' : 'perplexity';
   const rows = list.map((x) => {
     if (x.error) {
       const cannot = `cannot run \`${x.error.path}\`${x.error.op ? `: operator ${x.error.op}${x.error.node ? ` (node \`${x.error.node}\`)` : ''}` : ''}`;
@@ -100,7 +103,7 @@ function variants(r: Report): string {
   const lm = list.some((v) => v.measure.quality?.task === 'causal-lm');
   const rows = list.map((v) => {
     const q = v.measure.quality;
-    const quality = q === undefined ? '' : q.task === 'causal-lm' ? formatValue(q.perplexity, 'ppl') : percent(q.top1, 2);
+    const quality = q === undefined ? '' : q.task === 'causal-lm' ? formatValue(q.perplexity, 'ppl') : q.task === 'classification' ? percent(q.top1, 2) : formatValue(q.psnr, 'db');
     const row = [v.dtype, `\`${v.path}\``, bytes(v.measure.size.file_bytes), `${(v.measure.size.file_bytes / first).toFixed(3)}×`, v.passes.map((p) => p.id).join(', ') || '(as the passes left it)'];
     return measured ? [...row, quality] : row;
   });

@@ -32,6 +32,11 @@ export function measureRows(a: Measure | undefined, b: Measure | undefined): Met
   add('nll', 'NLL (nats/token)', 'nats', (m) => (m.quality?.task === 'causal-lm' ? m.quality.nll : undefined));
   add('top1', 'top-1 accuracy', 'fraction', (m) => (m.quality?.task === 'classification' ? m.quality.top1 : undefined));
   add('top5', 'top-5 accuracy', 'fraction', (m) => (m.quality?.task === 'classification' ? m.quality.top5 : undefined));
+  const reg = (m: Measure) => (m.quality?.task === 'regression' || m.quality?.task === 'image-to-image' ? m.quality : undefined);
+  add('mse', 'MSE', 'value', (m) => reg(m)?.mse);
+  add('rmse', 'RMSE', 'value', (m) => reg(m)?.rmse);
+  add('psnr', 'PSNR', 'db', (m) => reg(m)?.psnr);
+  add('ssim', 'SSIM', 'ratio', (m) => reg(m)?.ssim);
 
   const setup = latencySetup(a, b);
   add('latency.median_ms', `latency median${setup}`, 'ms', (m) => m.latency?.median_ms);

@@ -47,14 +47,14 @@ export interface PassReport {
   summary?: Record<string, number | string>;
 }
 
-export type BudgetName = 'max_ppl_increase' | 'max_accuracy_drop' | 'max_size_increase';
+export type BudgetName = 'max_ppl_increase' | 'max_accuracy_drop' | 'max_size_increase' | 'max_psnr_drop' | 'max_rmse_increase';
 
 /** One budget checked: `base` and `candidate` are in `metric`'s units; `change` and `allowed` in the limit's (a fraction for "2%", else metric units). */
 export interface BudgetCheck {
   name: BudgetName;
   /** as written: "2%" or "0.5" */
   limit: string;
-  metric: 'perplexity' | 'top1_percent' | 'file_bytes';
+  metric: 'perplexity' | 'top1_percent' | 'file_bytes' | 'psnr_db' | 'rmse';
   base: number;
   candidate: number;
   /** the increase (or, for accuracy, the drop) from base to candidate */
@@ -118,8 +118,8 @@ export interface Report {
   output?: FileRef & { format: string; files?: string[] };
   recipe?: FileRef;
   seed?: number;
-  /** the evaluation data, pinned by hash: two reports compare only when these match */
-  data?: { description: string; files: FileRef[] };
+  /** the evaluation data, pinned by hash: two reports compare only when these match; `classes`: class names by index when the data names them */
+  data?: { description: string; files: FileRef[]; classes?: string[] };
   passes: PassReport[];
   measurements: { reference?: Measure; model: Measure };
   fidelity?: Fidelity;
@@ -164,6 +164,9 @@ const SizeSchema = z.looseObject({
 const QualitySchema = z.discriminatedUnion('task', [
   z.looseObject({ task: z.literal('causal-lm'), nll: num, perplexity: num, ppl_ci95: z.tuple([num, num]), tokens: num, sequences: num }),
   z.looseObject({ task: z.literal('classification'), top1: num, top5: num, samples: num }),
+  ...(['regression', 'image-to-image'] as const).map((task) =>
+    z.looseObject({ task: z.literal(task), against: z.enum(['targets', 'reference']), mse: num, rmse: num, psnr: num.optional(), data_range: num, ssim: num.optional(), samples: num, values: num }),
+  ),
 ]);
 
 const LatencySchema = z.looseObject({
@@ -228,9 +231,9 @@ const PassReportSchema = z.looseObject({
 });
 
 const BudgetCheckSchema = z.looseObject({
-  name: z.enum(['max_ppl_increase', 'max_accuracy_drop', 'max_size_increase']),
+  name: z.enum(['max_ppl_increase', 'max_accuracy_drop', 'max_size_increase', 'max_psnr_drop', 'max_rmse_increase']),
   limit: z.string(),
-  metric: z.enum(['perplexity', 'top1_percent', 'file_bytes']),
+  metric: z.enum(['perplexity', 'top1_percent', 'file_bytes', 'psnr_db', 'rmse']),
   base: num,
   candidate: num,
   change: num,
@@ -269,7 +272,7 @@ export const ReportSchema = z.looseObject({
   output: FileRefSchema.extend({ format: z.string(), files: z.array(z.string()).optional() }).optional(),
   recipe: FileRefSchema.optional(),
   seed: num.optional(),
-  data: z.looseObject({ description: z.string(), files: z.array(FileRefSchema) }).optional(),
+  data: z.looseObject({ description: z.string(), files: z.array(FileRefSchema), classes: z.array(z.string()).optional() }).optional(),
   passes: z.array(PassReportSchema),
   measurements: z.looseObject({ reference: MeasureSchema.optional(), model: MeasureSchema }),
   fidelity: FidelitySchema.optional(),

@@ -48,6 +48,16 @@ export async function checkRuntimeLoads(model: Model): Promise<void> {
   if (problem) throw new UserError(`${model.path}: ${problem}`);
 }
 
+/**
+ * A model pare has just written must load: when ONNX Runtime refuses it, a pass wrote a broken graph,
+ * which is a bug (a plain Error, exit 1) reported with ONNX Runtime's words (they name the failing
+ * node or initializer) before the file is moved to where the user asked for it.
+ */
+export async function assertWrittenLoads(model: Model, shownAs: string): Promise<void> {
+  const problem = await runtimeLoadProblem(model);
+  if (problem) throw new Error(`the compressed model for ${shownAs} was not written: ${problem}`);
+}
+
 function skeleton(model: Model) {
   const g = model.graph;
   const inputs = new Set((g.input ?? []).map((v) => v.name));

@@ -116,6 +116,22 @@ describe('sequential calibration on cut block sub-graphs', () => {
     }, 60_000);
   }
 
+  it('weights fed as inputs instead of inlined give bit-identical statistics', async () => {
+    // threshold 1 byte: every float initializer a step reads is fed (in real models only the token embedding is)
+    const fed = await sequentialStats(SOURCES['exported graph'], { fedWeightBytes: 1 });
+    const inline = await sequentialStats(SOURCES['exported graph'], {});
+    expect(fed.cal.warnings).toEqual([]);
+    expect(fed.cal.trace[0]!.weights.length).toBeGreaterThan(0);
+    expect(inline.cal.trace.every((t) => t.weights.length === 0)).toBe(true);
+    expect(fed.stats.length).toBe(inline.stats.length);
+    for (const [j, want] of inline.stats.entries()) {
+      for (const [name, w] of want) {
+        const got = fed.stats[j]!.get(name)!;
+        for (const field of ['xtx', 'absmax', 'sqnorm'] as const) expect(got[field], `${name}.${field}`).toEqual(w[field]);
+      }
+    }
+  }, 60_000);
+
   it('spilled boundary values give the same statistics and their files are removed', async () => {
     const { dir, cleanup } = tempDir();
     try {

@@ -113,7 +113,7 @@ describe('pare recipe', () => {
   it('validate names each pass and, with --model, how many layers it selects', async () => {
     const r = await runCli(['recipe', 'validate', join(ROOT, 'recipes/gptq-4bit.yaml'), '--model', FIXTURES.stories]);
     expect(r.code).toBe(0);
-    expect(r.out).toContain('passes[0] quantize.gptq: 30 layers');
+    expect(r.out).toContain('passes[0] quantize.gptq: 35 layers');
   });
 
   it('passes lists every pass with params and defaults', async () => {

@@ -80,6 +80,7 @@ describe('data files guessed from flags', () => {
   it('.npy is an array; .bin with --shape raw images, with --seq-len token ids', () => {
     expect(datasetSpecFromCli('x.npy', { labels: 'y.npy', layout: 'nchw' }, tmp.dir).spec).toMatchObject({ kind: 'npy', labels: join(tmp.dir, 'y.npy'), layout: 'nchw' });
     expect(datasetSpecFromCli('x.bin', { shape: [32, 32, 3], scale: 1 / 255, labels: 'y.bin' }, tmp.dir).spec).toMatchObject({ kind: 'images', shape: [32, 32, 3], layout: 'nhwc', labels: join(tmp.dir, 'y.bin') });
+    expect(datasetSpecFromCli('x.bin', { shape: [32, 32, 3], labels: 'y.bin', labelsDtype: 'uint16' }, tmp.dir).spec).toMatchObject({ kind: 'images', labels_dtype: 'uint16' });
     expect(datasetSpecFromCli('val.u16.bin', { seqLen: 256, count: 64 }, tmp.dir).spec).toMatchObject({ kind: 'tokens', dtype: 'uint16', seq_len: 256, count: 64, offset: 0 });
     expect(datasetSpecFromCli('val.u32.bin', { seqLen: 8 }, tmp.dir).spec).toMatchObject({ dtype: 'uint32' });
   });

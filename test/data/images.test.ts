@@ -7,7 +7,7 @@ import type { DatasetSpec } from '../../src/data/spec.js';
 import type { TensorDataset } from '../../src/data/types.js';
 import { UserError } from '../../src/errors.js';
 import { tempDir } from '../helpers.js';
-import { idx } from './build.js';
+import { idx, npy } from './build.js';
 
 const tmp = tempDir('pare-img-');
 afterAll(() => tmp.cleanup());
@@ -84,11 +84,36 @@ describe('raw uint8 images', () => {
     expect(Array.from(ds.labels!)).toEqual([9, 4]);
   });
 
+  it('labels past 255 survive as uint16 or int32 (1000 classes do not wrap mod 256)', async () => {
+    const spec = { kind: 'images', path: nhwc, shape: [1, 2, 3], layout: 'nhwc' };
+    const u16 = await load({ ...spec, labels: file('y16.bin', new Uint8Array(Uint16Array.of(999, 256).buffer)), labels_dtype: 'uint16' });
+    expect(Array.from(u16.labels!)).toEqual([999, 256]);
+    const i32 = await load({ ...spec, labels: file('y32.bin', new Uint8Array(Int32Array.of(70000, 511).buffer)), labels_dtype: 'int32' });
+    expect(Array.from(i32.labels!)).toEqual([70000, 511]);
+    expect(i32.labels).toBeInstanceOf(Int32Array);
+  });
+
+  it('a .npy labels file is read as .npy (by its magic bytes), not as raw bytes with the header taken for labels', async () => {
+    const spec = { kind: 'images', path: nhwc, shape: [1, 2, 3], layout: 'nhwc' };
+    const ds = await load({ ...spec, labels: file('y.npy', npy('<i8', [2], BigInt64Array.of(999n, 3n))) });
+    expect(Array.from(ds.labels!)).toEqual([999, 3]);
+    const renamed = await load({ ...spec, labels: file('y-npy.bin', npy('<u2', [2], Uint16Array.of(5, 700))) });
+    expect(Array.from(renamed.labels!)).toEqual([5, 700]);
+    await rejects({ ...spec, labels: file('yf.npy', npy('<f4', [2], Float32Array.of(1, 2))) }, /yf\.npy: labels: expected a 1-D integer array, found float shape \(2\)/);
+  });
+
+  it('a labels file of another width per image names the labels_dtype that fits', async () => {
+    const spec = { kind: 'images', path: nhwc, shape: [1, 2, 3], layout: 'nhwc' };
+    await rejects({ ...spec, labels: file('w16.bin', new Uint8Array(Uint16Array.of(1, 2).buffer)) }, /w16\.bin: labels: 4 uint8 labels for 2 images in .*raw\.bin; the file holds 2 bytes per image: set labels_dtype: uint16/);
+    await rejects({ ...spec, labels: file('w32.bin', new Uint8Array(Int32Array.of(1, 2).buffer)), labels_dtype: 'uint16' }, /w32\.bin: labels: 4 uint16 labels for 2 images .*set labels_dtype: int32/);
+    await rejects({ ...spec, labels: file('neg.bin', new Uint8Array(Int32Array.of(1, -2).buffer)), labels_dtype: 'int32' }, /neg\.bin: labels: label -2 of sample 1 is not a class index/);
+  });
+
   it('wrong sizes, label counts and normalisation lengths are user errors naming the file and field', async () => {
     const spec = { kind: 'images', path: nhwc, shape: [1, 2, 3], layout: 'nhwc' };
     await rejects({ ...spec, shape: [2, 2, 2] }, /raw\.bin: shape: 12 bytes is not a whole number of \[2×2×2\] uint8 images/);
     await rejects({ ...spec, path: file('empty.bin', new Uint8Array(0)) }, /empty\.bin: shape: 0 bytes/);
-    await rejects({ ...spec, labels: file('test_y.bin', Uint8Array.of(1, 2, 3)) }, /test_y\.bin: labels: 3 labels for 2 images/);
+    await rejects({ ...spec, labels: file('test_y.bin', Uint8Array.of(1, 2, 3)) }, /test_y\.bin: labels: 3 uint8 labels for 2 images/);
     await rejects({ ...spec, mean: [1, 2] }, /raw\.bin: mean has 2 values for 3 channels \(nhwc\) \(field mean\)/);
     await rejects({ ...spec, std: [1, 0, 1] }, /raw\.bin: std\[1\] is 0 \(field std\)/);
     await rejects({ ...spec, labels: join(tmp.dir, 'nolabels.bin') }, /nolabels\.bin: no such labels/);

@@ -160,9 +160,11 @@ describe('distill.kd', () => {
     expect(Math.abs((await firstLoss({ kl: 0, hidden: 0, ce: 1 })) - nll) / nll).toBeLessThan(1e-4);
   }, 120_000);
 
-  it('refuses a model that does not take token ids', async () => {
+  it('a classifier (float input) cannot learn from text sampled from the teacher: it names the data it needs', async () => {
     const mnist = readOnnx(FIXTURES.mnist);
-    await expect(distillKd.apply(mnist, distillKd.params.parse({}), context(mnist))).rejects.toThrow(/token ids/);
+    await expect(distillKd.apply(mnist, distillKd.params.parse({}), { ...context(mnist), layers: linears(mnist), original: () => FIXTURES.mnist })).rejects.toThrow(
+      /data: teacher samples token text; a classifier learns from images: set params.data to calibration or a dataset/,
+    );
   });
 });
 

@@ -82,6 +82,27 @@ describe('GramAccumulator', () => {
     expect(acc.count).toBe(rows);
   });
 
+  it('upper column blocks only: bit for bit the full product, float32 and float64 inputs, result() midway', async () => {
+    // 3 uneven blocks of a 200-wide input; chunks of 48 rows so several Gemms add into each block
+    const dim = 200;
+    const rows = 150;
+    for (const X of [Float32Array.from(gaussianMatrix(rows * dim, 15)), gaussianMatrix(rows * dim, 16)]) {
+      const full = new GramAccumulator(dim, { chunkRows: 48, blockRows: 1, columnBlocks: 1 });
+      const upper = new GramAccumulator(dim, { chunkRows: 48, blockRows: 1, columnBlocks: 3 });
+      for (const [r0, r1] of [[0, 100], [100, 150]] as const) {
+        await full.add(X.subarray(r0 * dim, r1 * dim), r1 - r0);
+        await upper.add(X.subarray(r0 * dim, r1 * dim), r1 - r0);
+        const a = await full.result();
+        const b = await upper.result();
+        let differing = 0;
+        for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) differing++;
+        expect(differing).toBe(0);
+      }
+      const c = allClose(await upper.result(), gramRef(X, rows, dim), 1e-12, 1e-10);
+      expect(c.ok, c.worst).toBe(true);
+    }
+  });
+
   it('rejects a batch whose length is not rows·dim', async () => {
     await expect(new GramAccumulator(4).add(new Float32Array(10), 3)).rejects.toThrow(/expected rows·dim = 3·4/);
   });

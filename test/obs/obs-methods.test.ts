@@ -136,6 +136,30 @@ describe('GPTQ', () => {
   });
 });
 
+describe('prepareHessian', () => {
+  it('layers reading the same statistics share one factorization, equal to a fresh one, and each gets its dead columns zeroed', async () => {
+    // input 5 never fires: a dead column
+    const xtx = stats.xtx!.slice();
+    for (let k = 0; k < d; k++) xtx[5 * d + k] = xtx[k * d + 5] = 0;
+    const shared: InputStats = { ...stats, xtx };
+    const opts = { dampening: 0.01, pass: 'prune.sparsegpt', layer: 'q' };
+    const Wq = W0.slice();
+    const Wk = normals(16 * d, 10);
+    const a = await prepareHessian(shared, Wq, rows, opts);
+    const b = await prepareHessian(shared, Wk, 16, { ...opts, layer: 'k' });
+    expect(b.Hinv).toBe(a.Hinv);
+    expect([a.dead, b.dead]).toEqual([1, 1]);
+    for (let r = 0; r < rows; r++) expect(Wq[r * d + 5]).toBe(0);
+    for (let r = 0; r < 16; r++) expect(Wk[r * d + 5]).toBe(0);
+    const fresh = await prepareHessian({ ...shared, xtx: xtx.slice() }, W0.slice(), rows, opts);
+    expect(fresh.Hinv).not.toBe(a.Hinv);
+    expect(fresh.Hinv).toEqual(a.Hinv);
+    // other options are another factorization
+    const damped = await prepareHessian(shared, W0.slice(), rows, { ...opts, dampening: 0.1 });
+    expect(damped.Hinv).not.toEqual(a.Hinv);
+  });
+});
+
 describe('reconstructionError', () => {
   it('equals ‖(W − Ŵ)Xᵀ‖² / n computed by a float64 loop', async () => {
     const Wq = W0.map((v) => Math.round(v * 4) / 4);

@@ -173,8 +173,8 @@ describe('pare sweep: bad input is one line, exit 2, before anything runs', () =
   });
 
   it("a --set value that does not fit the model's layers (checked for every point before the first runs)", async () => {
-    const r = await runCli(['sweep', MODEL, '-r', RECIPE, '--set', 'passes[1].params.group_size=32,128', '-o', out]);
-    expectOneLine(r, new RegExp(`^pare: sweep point sparsity=0\\.2,bits=8,group_size=128: ${RECIPE.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}:\\d+:\\d+ passes\\[1\\]\\.params\\.group_size: quantize\\.rtn: 'layers\\.0\\.self_attn\\.q_proj' has 64 inputs, not a multiple of group_size 128`));
+    const r = await runCli(['sweep', MODEL, '-r', RECIPE, '--set', 'passes[0].params.pattern=2:4,4:8', '-o', out]);
+    expectOneLine(r, new RegExp(`^pare: sweep point sparsity=0\\.2,bits=8,pattern=4_8: ${RECIPE.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}:\\d+:\\d+ passes\\[0\\]\\.params\\.pattern: prune\\.sparsegpt: 'layers\\.0\\.mlp\\.down_proj' has 172 inputs, not a multiple of 8 for pattern 4:8`));
   });
 
   it('--shard 4/3', async () => {

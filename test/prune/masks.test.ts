@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { magnitudePrune } from '../../src/prune/magnitude.js';
-import { nmMask, rowwiseSmallestMask, smallestMask } from '../../src/prune/masks.js';
+import { kthSmallest, nmMask, rowwiseSmallestMask, smallestMask } from '../../src/prune/masks.js';
 import { seededRandom } from '../../src/util/random.js';
 
 function randomMatrix(n: number, seed: number): Float32Array {
@@ -23,6 +23,27 @@ describe('mask selection', () => {
     const expected = new Uint8Array(scores.length);
     for (const i of order.slice(0, count)) expected[i] = 1;
     expect(smallestMask(scores, count)).toEqual(expected);
+  });
+
+  it('kthSmallest (quickselect) equals the sorted array at every k: ties, sorted and reversed input, NaN, ±Infinity', () => {
+    const rand = seededRandom(5);
+    const cases: Float32Array[] = [
+      Float32Array.from({ length: 1001 }, () => rand() - 0.5),
+      Float32Array.from({ length: 500 }, () => Math.floor(rand() * 4)), // heavy ties
+      Float32Array.from({ length: 300 }, (_, i) => i),
+      Float32Array.from({ length: 300 }, (_, i) => -i),
+      new Float32Array(64), // all equal
+      Float32Array.from([3, NaN, 1, -Infinity, 2, Infinity, NaN, 0]),
+      Float32Array.from([7]),
+    ];
+    for (const scores of cases) {
+      const sorted = Float32Array.from(scores).sort();
+      const before = scores.slice();
+      for (let k = 1; k <= scores.length; k++) expect(kthSmallest(scores, k)).toBe(sorted[k - 1]);
+      expect(kthSmallest(scores, scores.length + 5)).toBe(sorted[scores.length - 1]);
+      expect(scores).toEqual(before); // the input is not reordered
+    }
+    expect(kthSmallest(Float32Array.from([1, 2]), 0)).toBe(-Infinity);
   });
 
   it('rowwiseSmallestMask prunes the same count in every row', () => {

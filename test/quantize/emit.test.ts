@@ -33,7 +33,7 @@ const cases: [string, WeightQuantParams][] = [
   ['4-bit group 32 symmetric as MatMulNBits', { bits: 4, granularity: 'group', group_size: 32, symmetric: true, format: 'matmulnbits', accuracy_level: 0 }],
   ['4-bit group 16 asymmetric as MatMulNBits', { bits: 4, granularity: 'group', group_size: 16, symmetric: false, format: 'matmulnbits', accuracy_level: 0 }],
   ['3-bit group 32 asymmetric in a 4-bit container', { bits: 3, granularity: 'group', group_size: 32, symmetric: false, format: 'matmulnbits', accuracy_level: 0 }],
-  ['2-bit group 16 symmetric in a 4-bit container', { bits: 2, granularity: 'group', group_size: 16, symmetric: true, format: 'matmulnbits', accuracy_level: 0 }],
+  ['2-bit group 16 symmetric as 2-bit MatMulNBits', { bits: 2, granularity: 'group', group_size: 16, symmetric: true, format: 'matmulnbits', accuracy_level: 0 }],
   ['4-bit per-channel asymmetric in an 8-bit DequantizeLinear container', { bits: 4, granularity: 'channel', group_size: 128, symmetric: false, format: 'qdq', accuracy_level: 0 }],
   ['3-bit per-channel symmetric in an 8-bit DequantizeLinear container', { bits: 3, granularity: 'channel', group_size: 128, symmetric: true, format: 'qdq', accuracy_level: 0 }],
 ];

@@ -1,6 +1,7 @@
 import { existsSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { readWeight } from '../../src/model/linear-weights.js';
 import { linears } from '../../src/model/linears.js';
 import { readOnnx } from '../../src/model/onnx-io.js';
 import { runCli } from '../cli/run-cli.js';
@@ -158,7 +159,7 @@ describe('rules on the model: checkLayers, before any pass runs', () => {
   ];
   const expected = [
     "7:24 passes[1].params.pattern: prune.magnitude: 'layers.0.mlp.down_proj' has 172 inputs, not a multiple of 8 for pattern 4:8; add it to ignore:",
-    ...[0, 1, 2, 3, 4].map((b) => `10:56 passes[2].params.group_size: quantize.rtn: 'layers.${b}.mlp.down_proj' has 172 inputs, not a multiple of group_size 32; pick a divisor or add it to ignore:`),
+    // quantize.rtn group 32 fits down_proj's 172 inputs: the last group is 12 wide
     "13:19 passes[3].params.m1: decompose.kronecker: 'layers.1.mlp.down_proj' is 64×172; m1 3 must divide its 64 outputs",
   ];
 
@@ -180,27 +181,28 @@ describe('rules on the model: checkLayers, before any pass runs', () => {
   });
 
   // prune.channels changes layer widths, so the passes after it are checked on the model it leaves:
-  // multiple_of 32 keeps 128 of down_proj's 172 inputs (a multiple of 32), multiple_of 1 keeps 120 (not one)
+  // multiple_of 32 keeps 128 of down_proj's 172 inputs (a multiple of 32), multiple_of 1 keeps 120 (not one), and 16:32 sparsity needs whole groups of 32
   const afterChannels = (multipleOf: number) => [
     'version: 1', // 1
     'passes:', // 2
     '  - pass: prune.channels', // 3
     '    targets: ["layers.*.mlp.*"]', // 4
     `    params: { sparsity: 0.3, importance: weight, multiple_of: ${multipleOf} }`, // 5
-    '  - pass: quantize.rtn', // 6
+    '  - pass: prune.magnitude', // 6
     '    targets: ["layers.0.mlp.down_proj"]', // 7
-    '    params: { bits: 4, granularity: group, group_size: 32 }', // 8
+    '    params: { pattern: "16:32" }', // 8
   ];
 
   it('after a pass that changes layers, a pass is checked on the layers it will see, not the input model', async () => {
     const path = recipe('after-channels.yaml', afterChannels(32));
-    expect(await accepted(path, '--model', MODEL)).toContain('passes[1] quantize.rtn: 1 layers (params checked against its layers when it runs: passes[0] changes layers)');
+    expect(await accepted(path, '--model', MODEL)).toContain('passes[1] prune.magnitude: 1 layers (params checked against its layers when it runs: passes[0] changes layers)');
     const out = join(tmp.dir, 'after-channels.onnx');
     const r = await runCli(['compress', MODEL, '-r', path, '-o', out]);
     expect(r.code, r.err).toBe(0);
     const written = readOnnx(out);
-    expect(linears(written).find((l) => l.name === 'layers.0.mlp.down_proj')).toBeUndefined(); // now a MatMulNBits
-    expect(written.graph.node!.filter((n) => n.op_type === 'MatMulNBits')).toHaveLength(1);
+    const down = linears(written).find((l) => l.name === 'layers.0.mlp.down_proj')!;
+    expect(down.inFeatures).toBe(128);
+    expect(readWeight(written, down).filter((w) => w === 0).length).toBe((64 * 128) / 2);
   });
 
   it('a later pass whose params do not fit the changed layers fails, located, before it changes anything', async () => {
@@ -209,7 +211,7 @@ describe('rules on the model: checkLayers, before any pass runs', () => {
     const r = await runCli(['compress', MODEL, '-r', path, '-o', out]);
     expect(r.code, r.err).toBe(2);
     expect(errors(r.err, path)).toEqual([
-      "8:56 passes[1].params.group_size: quantize.rtn: 'layers.0.mlp.down_proj' has 120 inputs, not a multiple of group_size 32; pick a divisor or add it to ignore:",
+      "8:24 passes[1].params.pattern: prune.magnitude: 'layers.0.mlp.down_proj' has 120 inputs, not a multiple of 32 for pattern 16:32; add it to ignore:",
     ]);
     expect(r.err).not.toContain('pass 2/2');
     expect(existsSync(out)).toBe(false);

@@ -54,7 +54,7 @@ describe('parseRecipe', () => {
         pass: 'quantize.gptq',
         targets: ['*'],
         ignore: [],
-        params: { bits: 8, granularity: 'channel', group_size: 128, symmetric: true, format: 'auto', accuracy_level: 0, dampening: 0.01, block_size: 128, act_order: false },
+        params: { bits: 8, granularity: 'channel', group_size: 128, symmetric: true, format: 'auto', accuracy_level: 0, dampening: 0.01, block_size: 128, act_order: false, static_groups: true, mse_clip: false },
       },
     ]);
     expect(r.eval?.reference).toBe(true);
@@ -124,15 +124,15 @@ describe('parseRecipe', () => {
     const e = recipeError(text);
     expect(e.errors.map((x) => `${x.line}:${x.col} ${x.path}: ${x.message}`)).toEqual([
       '1:10 version: expected 1, got 2',
-      '2:1 calibration.data: missing required key (expected mapping with kind: text|tokens|idx|images|npy)',
+      '2:1 calibration.data: missing required key (expected mapping with kind: text|tokens|idx|images|npy|image-folder|random|wav-folder)',
       '3:12 calibration.samples: expected integer >= 1, got 0',
       '6:15 passes[0].targets[0]: invalid regular expression "re:model.(": Unterminated group',
       '7:21 passes[0].params.bits: expected 2|3|4|8, got 5',
       '7:37 passes[0].params.granularity: expected tensor|channel|group, got "row"',
-      '9:17 eval.data.kind: expected text|tokens|idx|images|npy, got "csv"',
+      '9:17 eval.data.kind: expected text|tokens|idx|images|npy|image-folder|random|wav-folder, got "csv"',
       '10:20 eval.latency.runs: expected integer >= 1, got 0',
       '11:32 eval.budgets.max_ppl_increase: expected percentage like "2%" or number >= 0, got "2 percent"',
-      '12:11 output.external: unknown key; known keys: external_data, dtypes',
+      '12:11 output.external: unknown key; known keys: external_data, dtypes, opset',
     ]);
   });
 
@@ -140,7 +140,7 @@ describe('parseRecipe', () => {
     const e = recipeError('passes:\n  - pass: prune.magnitude\ncalibration:\n  samples: 8\n');
     expect(e.errors).toEqual([
       { path: 'version', line: 1, col: 1, message: 'missing required key (expected 1)' },
-      { path: 'calibration.data', line: 3, col: 1, message: 'missing required key (expected mapping with kind: text|tokens|idx|images|npy)' },
+      { path: 'calibration.data', line: 3, col: 1, message: 'missing required key (expected mapping with kind: text|tokens|idx|images|npy|image-folder|random|wav-folder)' },
     ]);
   });
 

@@ -1,6 +1,7 @@
 /**
  * com.microsoft.MatMulNBits weight layout, as src/quantize/emit.ts writes it: B is uint8
- * [N, ceil(K/block), block·bits/8] with 4-bit codes packed low nibble first along K; scales
+ * [N, ceil(K/block), block·bits/8] with 4-bit codes packed low nibble first along K (2-bit codes four
+ * to a byte, low bits first); scales
  * [N·kBlocks]; zero points (optional, default 2^(bits−1)) packed the same way, ceil(kBlocks·bits/8)
  * bytes per row. Decoded here into per-element codes, scales and zero points over W [N, K].
  */
@@ -21,12 +22,13 @@ export interface NBitsDecoded {
 
 function readCode(bytes: Uint8Array, index: number, bits: number): number {
   if (bits === 8) return bytes[index]!;
+  if (bits === 2) return (bytes[index >> 2]! >> ((index & 3) << 1)) & 3;
   const b = bytes[index >> 1]!;
   return index & 1 ? b >> 4 : b & 15;
 }
 
 export function decodeNBits(B: Uint8Array, scales: Float32Array, zeros: Uint8Array | undefined, l: NBitsLayout): NBitsDecoded {
-  if (l.bits !== 4 && l.bits !== 8) throw new Error(`MatMulNBits with bits=${l.bits} is not supported (4 or 8)`);
+  if (l.bits !== 2 && l.bits !== 4 && l.bits !== 8) throw new Error(`MatMulNBits with bits=${l.bits} is not supported (2, 4 or 8)`);
   const kBlocks = Math.ceil(l.K / l.block);
   const rowCodes = kBlocks * l.block;
   const zpPerRow = Math.ceil((kBlocks * l.bits) / 8);
@@ -56,6 +58,7 @@ export function encodeNBits(codes: ArrayLike<number>, l: NBitsLayout): Uint8Arra
       const q = codes[n * l.K + k]!;
       const index = n * rowCodes + k;
       if (l.bits === 8) out[index] = q;
+      else if (l.bits === 2) out[index >> 2] |= q << ((index & 3) << 1);
       else out[index >> 1] |= index & 1 ? q << 4 : q;
     }
   }

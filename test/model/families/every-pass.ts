@@ -40,12 +40,17 @@ export const PASS_CASES: readonly PassCase[] = [
   { id: 'prune.layers', passes: pass('prune.layers', '"layers.*"', 'count: 1'), calibration: true },
   { id: 'quantize.rtn', passes: pass('quantize.rtn', '"layers.*.self_attn.*"', 'bits: 8') + pass('quantize.rtn', '"layers.*.mlp.gate_proj", "layers.*.mlp.up_proj"', 'bits: 4, granularity: group, group_size: 16') },
   { id: 'quantize.gptq', passes: pass('quantize.gptq', '"layers.*"', 'bits: 4, granularity: channel, block_size: 16'), calibration: true },
+  // AWQ alone only rescales and folds: the float outputs stay
+  { id: 'quantize.awq', passes: pass('quantize.awq', '"layers.*"', 'bits: 4, granularity: group, group_size: 16'), calibration: true, exact: 1e-5 },
+  { id: 'quantize.mixed', passes: pass('quantize.mixed', '"layers.*"', 'budget_bits: 9, bits: [4, 8], group_sizes: [16], sensitivity: output, block_size: 16'), calibration: true },
   { id: 'quantize.smoothquant', passes: pass('quantize.smoothquant', '"layers.*"', 'alpha: 0.5'), calibration: true, exact: 1e-5 },
   { id: 'quantize.w8a8', passes: pass('quantize.w8a8', '"layers.*"') },
   { id: 'quantize.cast', passes: pass('quantize.cast', '"*"', 'dtype: float16') },
   // graph-wide passes select no layers; hidden 48 takes blocks of 16
   { id: 'quantize.embeddings', passes: pass('quantize.embeddings', '"*"', 'bits: 8, block_size: 16') },
   { id: 'quantize.f16', passes: pass('quantize.f16', '"*"', 'io: float32') },
+  // a QDQ int8 model made by quantize.rtn, back to float
+  { id: 'quantize.dequantize', passes: pass('quantize.rtn', '"layers.*"', 'bits: 8') + '  - pass: quantize.dequantize\n' },
   { id: 'decompose.svd', passes: pass('decompose.svd', '"layers.*"', 'ratio: 0.5') },
   { id: 'decompose.kronecker', passes: pass('decompose.kronecker', '"layers.*.mlp.up_proj"', 'm1: 8, n1: 6, terms: 2') },
   { id: 'share.embeddings', passes: pass('share.embeddings', '"lm_head"', 'max_relative_change: 2') },

@@ -19,6 +19,8 @@ export function passCases(family: 'phi3' | 'gemma3_text'): Record<string, PassCa
     'prune.layers': { passes: pass('prune.layers', ['layers.*'], 'count: 1'), calibration: true },
     'quantize.rtn': { passes: pass('quantize.rtn', ['layers.*'], 'bits: 4, granularity: channel') },
     'quantize.gptq': { passes: pass('quantize.gptq', ['layers.*'], 'bits: 4, granularity: channel'), calibration: true },
+    'quantize.awq': { passes: pass('quantize.awq', ['layers.*'], 'bits: 4, granularity: group, group_size: 16'), calibration: true },
+    'quantize.mixed': { passes: pass('quantize.mixed', ['layers.*'], 'budget_bits: 9, bits: [4, 8], group_sizes: [16], sensitivity: output'), calibration: true },
     'quantize.smoothquant': { passes: pass('quantize.smoothquant', ['layers.*'], 'alpha: 0.5'), calibration: true },
     'quantize.w8a8': { passes: pass('quantize.w8a8', ['layers.*']) },
     'quantize.cast': { passes: pass('quantize.cast', ['layers.*']) },
@@ -26,6 +28,8 @@ export function passCases(family: 'phi3' | 'gemma3_text'): Record<string, PassCa
     // the tiny checkpoints' hidden 44 takes no block of 16 to 256 (real Phi-3 and Gemma 3 widths do)
     'quantize.embeddings': { passes: pass('quantize.embeddings', ['*'], 'bits: 8, block_size: 16'), refuses: /^pare: quantize\.embeddings: the embedding 'model\.embed_tokens\.weight' is 44 wide, not a multiple of passes\[0\]\.params\.block_size 16; pick a power of two that divides 44$/ },
     'quantize.f16': { passes: pass('quantize.f16', ['*'], 'io: float32') },
+    // a QDQ int8 model made by quantize.rtn, back to float
+    'quantize.dequantize': { passes: pass('quantize.rtn', ['layers.*'], 'bits: 8') + '  - pass: quantize.dequantize\n' },
     'decompose.svd': { passes: pass('decompose.svd', ['layers.*'], 'ratio: 0.5') },
     'decompose.kronecker': { passes: pass('decompose.kronecker', [attention], 'ratio: 0.5') },
     'share.embeddings':

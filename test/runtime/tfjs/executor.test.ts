@@ -77,6 +77,7 @@ describe('tfjs executor matches ONNX Runtime on pare outputs (stories260K)', asy
 
   const cases: [string, (m: Model) => Promise<unknown>, string][] = [
     ['rtn 4-bit group 32 as MatMulNBits', (m) => rtn.apply(m, { bits: 4, granularity: 'group', group_size: 32, symmetric: false, format: 'matmulnbits', accuracy_level: 0, mse_clip: false }, ctx(blocks(m).filter((l) => l.inFeatures % 32 === 0))), 'MatMulNBits'],
+    ['rtn 2-bit group 32 as MatMulNBits, down_proj in a padded last block', (m) => rtn.apply(m, { bits: 2, granularity: 'group', group_size: 32, symmetric: false, format: 'matmulnbits', accuracy_level: 0, mse_clip: false }, ctx(blocks(m))), 'MatMulNBits'],
     ['rtn 8-bit group 64 as MatMulNBits', (m) => rtn.apply(m, { bits: 8, granularity: 'group', group_size: 64, symmetric: true, format: 'matmulnbits', accuracy_level: 0, mse_clip: false }, ctx(blocks(m).filter((l) => l.inFeatures % 64 === 0))), 'MatMulNBits'],
     ['rtn int8 per-channel as DequantizeLinear', (m) => rtn.apply(m, { bits: 8, granularity: 'channel', group_size: 128, symmetric: true, format: 'qdq', accuracy_level: 0, mse_clip: false }, ctx(blocks(m))), 'DequantizeLinear'],
     ['w8a8 per-token (MatMulInteger, Round, Clip, ReduceMax)', (m) => w8a8.apply(m, { epsilon: 1e-8 }, ctx(blocks(m))), 'MatMulInteger'],

@@ -1,0 +1,142 @@
+/**
+ * Weight quantization beyond the papers' code (issue #22): every block linear at any group size,
+ * MSE clipping, AWQ and mixed precision, on stories260K under bench/quality.ts's protocol
+ * (calibration = stories 1–10 of valid-head.txt, 128-token segments, 128 samples; eval = stories
+ * 11–46; targets = the 35 block linears), and on shakespeare-char when ../shared holds it.
+ *
+ * Bits per weight is counted one way for every row: the bytes each pass reports for its layers
+ * after quantization (codes, MatMulNBits' padding included, + float32 scales + zero points) · 8 over
+ * the layers' weight count. Perplexity is pare's report (ONNX Runtime; MatMulNBits at accuracy level
+ * 0 computes with the dequantized float weights).
+ *
+ * Run all rows: npx tsc -p tsconfig.json && node dist/bench/quant.js
+ * One row: node dist/bench/quant.js <row id>   (ids in the last column); PARE_BENCH_MODEL=stories260K (or shakespeare-char) runs one model
+ */
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { run } from '../src/cli/main.js';
+
+const ROOT = resolve(import.meta.dirname, '../..');
+const TEXT = join(ROOT, 'fixtures/tinystories/valid-head.txt');
+const TOK = join(ROOT, 'fixtures/stories260K/tok512.bin');
+const SHARED = resolve(ROOT, '../shared');
+
+interface Subject {
+  name: string;
+  model: string;
+  calibration: Record<string, unknown>;
+  eval: Record<string, unknown>;
+}
+
+const STORIES: Subject = {
+  name: 'stories260K',
+  model: join(ROOT, 'fixtures/stories260K/model.onnx'),
+  calibration: { data: { kind: 'text', path: TEXT, tokenizer: TOK, select: '1-10', segment: 128 }, samples: 128 },
+  eval: { data: { kind: 'text', path: TEXT, tokenizer: TOK, select: '11-46' } },
+};
+
+/** shakespeare-char (../shared): calibration 128 × 128-token windows of train.u16.bin, eval the README's 64 × 256 of val.u16.bin. */
+function shakespeare(): Subject | undefined {
+  const dir = join(SHARED, 'models/shakespeare-char');
+  if (!existsSync(join(dir, 'model.onnx'))) return undefined;
+  return {
+    name: 'shakespeare-char',
+    model: join(dir, 'model.onnx'),
+    calibration: { data: { kind: 'tokens', path: join(dir, 'train.u16.bin'), dtype: 'uint16', seq_len: 128, count: 128, offset: 0 }, samples: 128 },
+    eval: { data: { kind: 'tokens', path: join(dir, 'val.u16.bin'), dtype: 'uint16', seq_len: 256, count: 64, offset: 0 } },
+  };
+}
+
+interface Row {
+  id: string;
+  label: string;
+  passes: { pass: string; params: Record<string, unknown> }[];
+}
+
+const G32 = { granularity: 'group', group_size: 32, symmetric: false, format: 'matmulnbits' } as const;
+/** the grid AWQ optimises for (it stores nothing itself) */
+const AWQ_G32 = { granularity: 'group', group_size: 32, symmetric: false } as const;
+
+export const QUANT_ROWS: Row[] = [
+  { id: 'rtn4g32', label: 'RTN 4-bit g32, every block linear (MatMulNBits; stories\' 172-wide down_proj in a padded last block)', passes: [{ pass: 'quantize.rtn', params: { bits: 4, ...G32 } }] },
+  { id: 'rtn4g32-mse', label: 'RTN 4-bit g32 + MSE clipping', passes: [{ pass: 'quantize.rtn', params: { bits: 4, ...G32, mse_clip: true } }] },
+  { id: 'gptq4g32', label: 'GPTQ 4-bit g32, every block linear', passes: [{ pass: 'quantize.gptq', params: { bits: 4, ...G32 } }] },
+  { id: 'gptq4g32-mse', label: 'GPTQ 4-bit g32 + MSE clipping (H-diagonal weighted)', passes: [{ pass: 'quantize.gptq', params: { bits: 4, ...G32, mse_clip: true } }] },
+  { id: 'gptq4g32-mse-dyn', label: 'GPTQ 4-bit g32 + MSE clipping, dynamic groups (the reference default)', passes: [{ pass: 'quantize.gptq', params: { bits: 4, ...G32, mse_clip: true, static_groups: false } }] },
+  { id: 'gptq4g32-mse-act', label: 'GPTQ 4-bit g32 + MSE clipping + act_order (static groups)', passes: [{ pass: 'quantize.gptq', params: { bits: 4, ...G32, mse_clip: true, act_order: true } }] },
+  { id: 'gptq3g32', label: 'GPTQ 3-bit g32, every block linear', passes: [{ pass: 'quantize.gptq', params: { bits: 3, ...G32 } }] },
+  { id: 'awq-gptq3g32', label: 'AWQ (3-bit g32 grid) + GPTQ 3-bit g32', passes: [{ pass: 'quantize.awq', params: { bits: 3, ...AWQ_G32 } }, { pass: 'quantize.gptq', params: { bits: 3, ...G32 } }] },
+  { id: 'awq-gptq3g32-mse-act', label: 'AWQ + GPTQ 3-bit g32 + MSE clipping + act_order', passes: [{ pass: 'quantize.awq', params: { bits: 3, ...AWQ_G32 } }, { pass: 'quantize.gptq', params: { bits: 3, ...G32, mse_clip: true, act_order: true } }] },
+  { id: 'awq-rtn3g32', label: 'AWQ + RTN 3-bit g32', passes: [{ pass: 'quantize.awq', params: { bits: 3, ...AWQ_G32 } }, { pass: 'quantize.rtn', params: { bits: 3, ...G32 } }] },
+  { id: 'rtn3g32', label: 'RTN 3-bit g32', passes: [{ pass: 'quantize.rtn', params: { bits: 3, ...G32 } }] },
+  { id: 'awq-gptq4g32-mse', label: 'AWQ + GPTQ 4-bit g32 + MSE clipping', passes: [{ pass: 'quantize.awq', params: { bits: 4, ...AWQ_G32 } }, { pass: 'quantize.gptq', params: { bits: 4, ...G32, mse_clip: true } }] },
+  { id: 'mixed3.5', label: 'mixed precision ≤ 3.5 bits/weight (2/3/4/8-bit × g32/64/128, GPTQ + MSE clipping)', passes: [{ pass: 'quantize.mixed', params: { budget_bits: 3.5 } }] },
+  { id: 'mixed3.5-act', label: 'mixed precision ≤ 3.5 bits/weight, GPTQ act_order', passes: [{ pass: 'quantize.mixed', params: { budget_bits: 3.5, act_order: true } }] },
+  { id: 'gptq2g64', label: 'GPTQ 2-bit g64 + MSE clipping (uniform, for comparison)', passes: [{ pass: 'quantize.gptq', params: { bits: 2, ...G32, group_size: 64, mse_clip: true } }] },
+  { id: 'gptq3g32-mse-act', label: 'GPTQ 3-bit g32 + MSE clipping + act_order', passes: [{ pass: 'quantize.gptq', params: { bits: 3, ...G32, mse_clip: true, act_order: true } }] },
+];
+
+function recipe(subject: Subject, row: Row): string {
+  return JSON.stringify({
+    version: 1,
+    calibration: subject.calibration,
+    passes: row.passes.map((p) => ({ pass: p.pass, targets: ['layers.*'], params: p.params })),
+    eval: subject.eval,
+  });
+}
+
+interface LayerEntry {
+  bytes_before: number;
+  bytes_after: number;
+}
+
+export async function benchQuant(ids: string[] = []): Promise<string> {
+  const dir = mkdtempSync(join(tmpdir(), 'pare-bench-quant-'));
+  const lines = [
+    '| model | method | layers | bits/weight | perplexity | file bytes | wall (s) | CPU (s) | command |',
+    '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |',
+  ];
+  const rows = QUANT_ROWS.filter((r) => ids.length === 0 || ids.includes(r.id));
+  const only = process.env.PARE_BENCH_MODEL;
+  const subjects = [STORIES, shakespeare()].filter((s): s is Subject => s !== undefined && (!only || s.name === only));
+  try {
+    for (const subject of subjects) {
+      let dense = false;
+      for (const row of rows) {
+        const path = join(dir, `${subject.name}-${row.id}.yaml`);
+        writeFileSync(path, recipe(subject, row));
+        const report = join(dir, `${subject.name}-${row.id}.json`);
+        const t0 = performance.now();
+        const c0 = process.cpuUsage();
+        const code = await run(['compress', subject.model, '-r', path, '-o', join(dir, `${subject.name}-${row.id}.onnx`), '--report', report], { out: () => {}, err: (s: string) => process.stderr.write(s), fancy: false });
+        const cpu = process.cpuUsage(c0);
+        const wall = (performance.now() - t0) / 1000;
+        const command = `\`${only ? `PARE_BENCH_MODEL=${only} ` : ''}node dist/bench/quant.js ${row.id}\``;
+        if (code !== 0) {
+          lines.push(`| ${subject.name} | ${row.label} | – | – | failed (exit ${code}) | | | | ${command} |`);
+          continue;
+        }
+        const r = JSON.parse(readFileSync(report, 'utf8'));
+        if (!dense) {
+          dense = true;
+          lines.push(`| ${subject.name} | dense fp32 | – | 32 | ${r.measurements.reference.quality.perplexity.toFixed(3)} | ${r.measurements.reference.size.file_bytes} | – | – | – |`);
+        }
+        // the last pass that writes the layers decides their stored bytes
+        const layers: LayerEntry[] = r.passes.at(-1).layers;
+        const weights = layers.reduce((a, l) => a + l.bytes_before / 4, 0);
+        const bpw = (layers.reduce((a, l) => a + l.bytes_after, 0) * 8) / weights;
+        const ppl = r.measurements.model.quality.perplexity as number;
+        lines.push(`| ${subject.name} | ${row.label} | ${layers.length} | ${bpw.toFixed(3)} | ${ppl.toFixed(3)} | ${r.measurements.model.size.file_bytes} | ${wall.toFixed(1)} | ${((cpu.user + cpu.system) / 1e6).toFixed(1)} | ${command} |`);
+      }
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+  return lines.join('\n');
+}
+
+if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
+  process.stdout.write(`${await benchQuant(process.argv.slice(2))}\n`);
+}

@@ -1,0 +1,159 @@
+import { z } from 'zod';
+import { UserError } from '../errors.js';
+import { feedsNll } from '../eval/feeds-loss.js';
+import { readWeight, writeWeight } from '../model/linear-weights.js';
+import { prepareHessian } from '../obs/hessian.js';
+import { reconstructionError } from '../obs/output-error.js';
+import { eachCalibratedLayer } from '../pass/layer-loop.js';
+import { assertLayersFit, definePass, onValidFields } from '../pass/pass.js';
+import { allocate, type Option } from './allocate.js';
+import { gramError } from './awq.js';
+import { gptqQuantize } from './gptq.js';
+import { dequantizeMatrix, quantizeMatrix } from './grid.js';
+import { gridSpec, quantizedBytes, quantizeLayerProblems, type WeightQuantParams } from './params.js';
+import { emitQuantized } from './rtn.js';
+
+/**
+ * Mixed precision to a budget: each layer gets its own bits and group size (MatMulNBits), chosen to
+ * minimise the predicted increase of the model's loss with the stored bytes of the targets (codes +
+ * scales + zero points) within the budget.
+ *
+ * Prediction: layer l at choice c raises the loss by λ_l·E_l(c), E_l(c) = ‖X·(W − Q_c(W))ᵀ‖²/n its
+ * output error under round-to-nearest at c on the calibration inputs (from XᵀX), and λ_l the loss
+ * increase measured by rounding layer l alone at its most damaging choice, divided by that choice's
+ * E_l: how much a unit of this layer's output error costs at the model's output. The prediction
+ * treats layers as independent (their increases add) and is linear in E, which the report checks:
+ * it lists the predicted total beside the loss increase measured after quantizing. The allocation
+ * is an exact multiple-choice knapsack (allocate.ts); the layers are then quantized with GPTQ (or
+ * RTN), block by block, each at its choice. `sensitivity: output` skips the model runs and weighs every
+ * layer's output error alike (λ_l = 1).
+ */
+
+const CHOICE_BITS = z.union([z.literal(2), z.literal(3), z.literal(4), z.literal(8)]);
+
+const MixedParams = z
+  .strictObject({
+    budget_bits: z.number().min(1).max(32).optional().describe('stored bits per weight over the targets (codes + scales + zero points) · 8 / weights'),
+    budget_bytes: z.number().int().min(1).optional().describe('stored bytes of the targets'),
+    bits: z.array(CHOICE_BITS).min(1).default([2, 3, 4, 8]).describe('bit widths a layer may get'),
+    group_sizes: z.array(z.number().int()).min(1).default([32, 64, 128]).describe('group sizes a layer may get (MatMulNBits: powers of two from 16 to 256)'),
+    symmetric: z.boolean().default(false).describe('symmetric grids (no zero points) or asymmetric'),
+    method: z.enum(['gptq', 'rtn']).default('gptq').describe('how the layers are quantized once their choices are made'),
+    mse_clip: z.boolean().default(true).describe('search each group\'s clipping range (weighted by the Hessian diagonal) when quantizing'),
+    act_order: z.boolean().default(false).describe('GPTQ: inputs in order of decreasing Hessian diagonal (static groups)'),
+    dampening: z.number().min(0).max(1).default(0.01).describe('GPTQ: H += λ·mean(diag H)·I'),
+    block_size: z.number().int().min(1).default(128).describe('GPTQ: columns per lazy-update block'),
+    sensitivity: z
+      .enum(['loss', 'output'])
+      .default('loss')
+      .describe('loss: weight each layer\'s output error by the calibration-loss increase measured when it alone is rounded (one model run per layer); output: the output errors as they are (no model runs)'),
+    sensitivity_samples: z.number().int().min(1).default(32).describe('calibration samples the loss is measured on for each layer\'s sensitivity'),
+    accuracy_level: z.union([z.literal(0), z.literal(1), z.literal(2), z.literal(3), z.literal(4)]).default(0).describe('MatMulNBits compute type (0: float32)'),
+  })
+  .superRefine((p, ctx) => {
+    if ((p.budget_bits === undefined) === (p.budget_bytes === undefined)) {
+      ctx.addIssue({ code: 'custom', path: ['budget_bits'], message: 'give exactly one of budget_bits and budget_bytes' });
+    }
+    for (const g of p.group_sizes) {
+      if (g < 16 || g > 256 || (g & (g - 1)) !== 0) ctx.addIssue({ code: 'custom', path: ['group_sizes'], message: `MatMulNBits needs group sizes that are powers of two from 16 to 256, got ${g}` });
+    }
+  }, onValidFields);
+type MixedParams = z.output<typeof MixedParams>;
+
+function choices(p: MixedParams): WeightQuantParams[] {
+  return p.bits.flatMap((bits) => p.group_sizes.map((group_size) => ({ bits, granularity: 'group' as const, group_size, symmetric: p.symmetric, format: 'matmulnbits' as const, accuracy_level: p.accuracy_level })));
+}
+
+const label = (c: WeightQuantParams) => `${c.bits}-bit g${c.group_size}`;
+
+export const mixed = definePass({
+  id: 'quantize.mixed',
+  summary: 'mixed precision to a budget: per-layer bits and group size (MatMulNBits) from measured sensitivities, an exact knapsack, then GPTQ or RTN',
+  params: MixedParams,
+  needsCalibration: () => ({ need: 'required' }),
+  eligible: (layer) => layer.kind !== 'conv',
+  checkLayers(params, layers) {
+    return quantizeLayerProblems(this.id, choices(params)[0]!, layers);
+  },
+  async apply(model, params: MixedParams, ctx) {
+    assertLayersFit(quantizeLayerProblems(this.id, choices(params)[0]!, ctx.layers));
+    const options = choices(params);
+    const calibration = ctx.calibration!;
+    const stats = await calibration.collect(model, ctx.layers, { hessian: true });
+    const measure = params.sensitivity === 'loss';
+    const feeds = calibration.feedsFor(model).slice(0, params.sensitivity_samples);
+    const threads = calibration.threads || 1;
+    const baseLoss = measure ? await feedsNll(model, feeds, threads) : 0;
+
+    // sensitivities: output error per choice (closed form from XᵀX), scaled by the loss one rounding costs
+    const predicted: number[][] = [];
+    const lambdas: number[] = [];
+    for (const [i, layer] of ctx.layers.entries()) {
+      ctx.progress.layer(i, ctx.layers.length, `${layer.name} (sensitivity)`);
+      const s = stats.get(layer.input)!;
+      const [rows, cols] = [layer.outFeatures, layer.inFeatures];
+      const W = readWeight(model, layer);
+      // plain min-max grids: the clipping search at every choice would cost more than it tells
+      const rounded = options.map((c) => dequantizeMatrix(quantizeMatrix(W, rows, cols, gridSpec(c))));
+      const errors = rounded.map((Wq) => gramError(W, Wq, rows, cols, s.xtx!) / Math.max(s.rows, 1));
+      let lambda = 1;
+      if (measure) {
+        const worst = errors.indexOf(Math.max(...errors));
+        writeWeight(model, layer, rounded[worst]!);
+        const loss = await feedsNll(model, feeds, threads);
+        writeWeight(model, layer, W);
+        lambda = errors[worst]! > 0 ? Math.max(loss - baseLoss, 0) / errors[worst]! : 0;
+      }
+      lambdas.push(lambda);
+      predicted.push(errors.map((e) => lambda * e));
+    }
+
+    const weights = ctx.layers.reduce((a, l) => a + l.outFeatures * l.inFeatures, 0);
+    const budget = params.budget_bytes ?? Math.floor((params.budget_bits! * weights) / 8);
+    const table: Option[][] = ctx.layers.map((l, i) => options.map((c, k) => ({ bytes: quantizedBytes(l.outFeatures, l.inFeatures, c), cost: predicted[i]![k]! })));
+    const plan = allocate(table, budget);
+    if (!plan) {
+      const least = table.reduce((a, row) => a + Math.min(...row.map((o) => o.bytes)), 0);
+      throw new UserError(`${this.id}: ${ctx.where}.params: a budget of ${budget} bytes (${((budget * 8) / weights).toFixed(3)} bits per weight) is below the smallest choices' ${least} bytes (${((least * 8) / weights).toFixed(3)} bits per weight); raise the budget or add smaller bits/group_sizes`);
+    }
+
+    const position = new Map(ctx.layers.map((l, i) => [l.node, i]));
+    const layers = await eachCalibratedLayer(model, ctx, { hessian: true }, async (layer, s) => {
+      const i = position.get(layer.node)!;
+      const choice = options[plan.picks[i]!]!;
+      const [rows, cols] = [layer.outFeatures, layer.inFeatures];
+      const W = readWeight(model, layer);
+      const original = W.slice();
+      const clipWeights = Float32Array.from({ length: cols }, (_, j) => s.xtx![j * cols + j]!);
+      const spec = { ...gridSpec(choice, params.mse_clip), clipWeights };
+      let m;
+      if (params.method === 'rtn') m = quantizeMatrix(W, rows, cols, spec);
+      else {
+        const prepared = await prepareHessian(s, W, rows, { dampening: params.dampening, actOrder: params.act_order, pass: this.id, layer: layer.name });
+        ({ m } = await gptqQuantize(W, rows, cols, prepared.Hinv, prepared.perm, { ...spec, blockSize: params.block_size }));
+      }
+      emitQuantized(model, layer, m, choice);
+      return {
+        bytes_before: rows * cols * 4,
+        bytes_after: quantizedBytes(rows, cols, choice),
+        objective: await reconstructionError(original, dequantizeMatrix(m), rows, s),
+        extra: { choice: label(choice), bits: choice.bits, group_size: choice.group_size, predicted_loss_increase: predicted[i]![plan.picks[i]!]!, loss_per_output_error: lambdas[i]! },
+      };
+    });
+    const measuredLoss = measure ? await feedsNll(model, feeds, threads) : 0;
+    const counts = new Map<string, number>();
+    for (const k of plan.picks) counts.set(label(options[k]!), (counts.get(label(options[k]!)) ?? 0) + 1);
+    return {
+      layers,
+      warnings: [],
+      summary: {
+        budget_bytes: budget,
+        bytes: plan.bytes,
+        bits_per_weight: (plan.bytes * 8) / weights,
+        allocation: [...counts].map(([c, n]) => `${n}× ${c}`).join(', '),
+        ...(measure ? { calibration_nll: baseLoss, predicted_nll_increase: plan.cost, measured_nll_increase: measuredLoss - baseLoss } : { predicted_output_error: plan.cost }),
+      },
+    };
+  },
+  estimateBytes: (layer, params) => Math.floor(((params.budget_bits ?? 4) * layer.outFeatures * layer.inFeatures) / 8),
+});
