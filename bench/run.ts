@@ -13,6 +13,10 @@ import { benchConvQuality, benchQuality } from './quality.js';
 import { benchDistill } from './distill.js';
 import { benchVision } from './vision.js';
 import { benchReference } from './reference.js';
+import { benchOwl } from './owl.js';
+import { benchKroneckerLatency } from './kronecker-latency.js';
+import { benchKroneckerAls } from './kronecker-als.js';
+import { benchDistillGptq3 } from './distill-gptq3.js';
 import { benchQuant } from './quant.js';
 import { benchScale } from './scale.js';
 import { benchTokenize } from './tokenize.js';
@@ -26,9 +30,13 @@ const sections: [string, string, () => Promise<string>][] = [
   ['Structured conv pruning on squeezenet-cifar10', 'node dist/bench/quality.js', benchConvQuality],
   ['Vision models: int8, 4-bit and conv channel pruning', 'node dist/bench/vision.js', benchVision],
   ['pare vs float64 reference SparseGPT/GPTQ on stories260K', 'node dist/bench/reference.js', benchReference],
+  ['OWL layerwise sparsity vs uniform (SparseGPT, Wanda 60 %)', 'node dist/bench/owl.js', benchOwl],
   ['Weight quantization: any K, MSE clipping, AWQ, mixed precision (issue #22)', 'node dist/bench/quant.js', () => benchQuant()],
   ['Distillation recovery on stories260K', 'node dist/bench/distill.js', benchDistill],
+  ['GPTQ 3-bit + distillation with early stopping on stories260K', 'node dist/bench/distill-gptq3.js', () => benchDistillGptq3()],
   ['ONNX Runtime latency by weight format', 'node dist/bench/latency.js', benchLatency],
+  ['Kronecker latency and memory in ONNX Runtime', 'node dist/bench/kronecker-latency.js', benchKroneckerLatency],
+  ['Kronecker ALS (iterative mode) time per layer', 'node dist/bench/kronecker-als.js', () => benchKroneckerAls()],
   ['Linear algebra kernels', 'node dist/bench/linalg.js', benchLinalg],
   ['Passes at realistic scale (MobileLLM-125M, GPT-2 small)', 'node dist/bench/scale.js', benchScale],
   ['Tokenizing a WikiText-2-sized text', 'node dist/bench/tokenize.js', benchTokenize],

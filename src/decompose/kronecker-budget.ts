@@ -1,5 +1,5 @@
 import { truncatedSvd } from '../linalg/svd.js';
-import { factorPairs, rearrange, type KroneckerShape } from './kronecker-math.js';
+import { factorPairs, kroneckerMacs, rearrange, type KroneckerShape } from './kronecker-math.js';
 
 /**
  * Factor shapes and term count from a parameter budget: among all m1 | m, n1 | n and R with
@@ -7,13 +7,16 @@ import { factorPairs, rearrange, type KroneckerShape } from './kronecker-math.js
  * For one shape more terms never hurt, and ‖W − Σ_{r≤R} A_r⊗B_r‖² = ‖W‖² − Σ_{r≤R} σ_r² (σ the
  * singular values of the rearranged W), so each shape costs one rank-R SVD at its largest
  * affordable R. Shapes with a scalar factor (A or B 1×1) are dense and left out; the shape
- * m×1 ⊗ 1×n is rank-R SVD and competes like any other.
+ * m×1 ⊗ 1×n is rank-R SVD and competes like any other. With maxCompute, a shape's terms are
+ * also capped so that running it costs at most that fraction of the dense layer's multiply-adds.
  */
 
 export interface ShapeConstraints {
   m1?: number;
   n1?: number;
   terms?: number;
+  /** at most this fraction of the dense layer's multiply-adds per token (kroneckerMacs, the cheaper order) */
+  maxCompute?: number;
 }
 
 export interface ShapeChoice {
@@ -37,7 +40,14 @@ export function budgetCandidates(m: number, n: number, ratio: number, fixed: Sha
       const b = shape.m2 * shape.n2;
       if (a === 1 || b === 1) continue;
       const most = Math.min(Math.floor(budget / (a + b)), a, b);
-      const terms = fixed.terms ?? most;
+      let terms = fixed.terms ?? most;
+      if (fixed.maxCompute !== undefined && fixed.terms === undefined) {
+        // MACs grow linearly in R: the most terms within the compute cap too
+        const perTerm = kroneckerMacs(shape, 1);
+        terms = Math.min(terms, Math.floor((fixed.maxCompute * m * n) / Math.min(perTerm.aFirst, perTerm.bFirst)));
+      }
+      const macs = kroneckerMacs(shape, terms);
+      if (fixed.maxCompute !== undefined && Math.min(macs.aFirst, macs.bFirst) > fixed.maxCompute * m * n) continue;
       if (terms >= 1 && terms <= most) out.push({ shape, terms });
     }
   }

@@ -165,3 +165,17 @@ export async function permutedKronecker(W: ArrayLike<number>, s: KroneckerShape,
   }
   return { factors, rowPerm, colPerm, error, errorWithoutPermutation };
 }
+
+/**
+ * Multiply-adds per token of x ↦ (Σ_r A_r ⊗ B_r) x in each contraction order: A first (over n1)
+ * costs R·m1·n2·(n1 + m2), B first (over n2) R·n1·m2·(n2 + m1); dense costs m·n.
+ */
+export function kroneckerMacs(s: KroneckerShape, terms: number): { aFirst: number; bFirst: number } {
+  return { aFirst: terms * s.m1 * s.n2 * (s.n1 + s.m2), bFirst: terms * s.n1 * s.m2 * (s.n2 + s.m1) };
+}
+
+/** The cheaper contraction order (a-first on a tie: it needs no output transpose). */
+export function kroneckerOrder(s: KroneckerShape): 'a-first' | 'b-first' {
+  const c = kroneckerMacs(s, 1);
+  return c.aFirst <= c.bFirst ? 'a-first' : 'b-first';
+}

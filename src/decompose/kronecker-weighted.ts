@@ -1,4 +1,4 @@
-import { choleskySolve, cholesky } from '../linalg/cholesky.js';
+import { choleskyInverse, choleskySolve, cholesky } from '../linalg/cholesky.js';
 import { matmul } from '../linalg/gemm.js';
 import { kroneckerDense, rearrange, type KroneckerFactors } from './kronecker-math.js';
 
@@ -11,8 +11,12 @@ import { kroneckerDense, rearrange, type KroneckerFactors } from './kronecker-ma
  *   t_i[(r,j)]      = Σ_{k,l} (W H)[(i,k),(j,l)] B_r[k,l]            (rearranged W H times vec B_r)
  * and symmetrically for B with the roles of (j, A) and (l, B) swapped. Every contraction is one GEMM
  * over a rearrangement of H or of W H; the (R·n1)² and (R·n2)² normal matrices are solved by
- * Cholesky. Float64 throughout. Each step is an exact minimisation, so f never rises; the best iterate
- * is returned.
+ * Cholesky. When the other side's factors are vectors (n2 = 1 for the A-step, n1 = 1 for the B-step:
+ * the rank-like shapes m×1 ⊗ 1×n the budget mostly picks), N = G ⊗ H with G = [B_rᵀB_s] R×R, so
+ * α N = t is G X H = T: X = G⁻¹ T H⁻¹, two GEMMs with H⁻¹ inverted once for all iterations instead
+ * of an (R·n)² Cholesky per step; the other side then has width 1 and its R×R normal matrix is
+ * Σ_k F_k H F_kᵀ (normalThroughH). Float64 throughout. Each step is an exact minimisation, so f never
+ * rises; the best iterate is returned.
  */
 
 export interface WeightedFit {
@@ -41,19 +45,65 @@ function blockRearrange(H: Float64Array, n1: number, n2: number): Float64Array {
   return out;
 }
 
-/** columns vec(F_rᵀ F_s) for all (r, s), as a (c·c) × R² matrix; F_r are rows×c */
-function crossGrams(F: Float64Array[], rows: number, c: number): Float64Array {
+/** columns vec(F_rᵀ F_s) for all (r, s), as a (c·c) × R² matrix; F_r are rows×c: one Gram of [F_1 … F_R] */
+async function crossGrams(F: Float64Array[], rows: number, c: number): Promise<Float64Array> {
   const R = F.length;
+  const S = new Float64Array(rows * R * c);
+  F.forEach((f, r) => {
+    for (let k = 0; k < rows; k++) for (let a = 0; a < c; a++) S[k * R * c + r * c + a] = f[k * c + a]!;
+  });
+  const SS = await matmul(S, S, R * c, rows, R * c, { transA: true });
   const out = new Float64Array(c * c * R * R);
-  for (let r = 0; r < R; r++) for (let s = 0; s < R; s++) {
-    const col = r * R + s;
-    for (let a = 0; a < c; a++) for (let b = 0; b < c; b++) {
-      let dot = 0;
-      for (let k = 0; k < rows; k++) dot += F[r]![k * c + a]! * F[s]![k * c + b]!;
-      out[(a * c + b) * R * R + col] = dot;
+  for (let r = 0; r < R; r++) for (let a = 0; a < c; a++) for (let s2 = 0; s2 < R; s2++) for (let b = 0; b < c; b++) out[(a * c + b) * R * R + r * R + s2] = SS[(r * c + a) * R * c + s2 * c + b]!;
+  return out;
+}
+
+/**
+ * The R×R normal matrix of a side of width 1 (n1 = 1 for the A-step, n2 = 1 for the B-step), in
+ * solveSide's G layout: N[r, s] = Σ_k F_r[k, :] H F_s[k, :]ᵀ over the other side's factors F (rows×n).
+ * One GEMM (the crossGrams route would build an n²×R² matrix).
+ */
+async function normalThroughH(F: Float64Array[], rows: number, n: number, H: Float64Array): Promise<Float64Array> {
+  const R = F.length;
+  const Fall = new Float64Array(rows * R * n);
+  F.forEach((f, r) => {
+    for (let k = 0; k < rows; k++) Fall.set(f.subarray(k * n, (k + 1) * n), (k * R + r) * n);
+  });
+  const P = await matmul(Fall, H, rows * R, n, n);
+  const N = new Float64Array(R * R);
+  for (let k = 0; k < rows; k++) {
+    for (let r = 0; r < R; r++) {
+      for (let t = 0; t < R; t++) {
+        let dot = 0;
+        const pr = (k * R + r) * n;
+        const ft = (k * R + t) * n;
+        for (let b = 0; b < n; b++) dot += P[pr + b]! * Fall[ft + b]!;
+        N[r * R + t] += dot;
+      }
     }
   }
-  return out;
+  return N;
+}
+
+/**
+ * The update of one side when N = G ⊗ H (the other side's factors are vectors): per factor row i,
+ * X_i = G⁻¹ T_i H⁻¹ with T_i[r, j] = T[(i·c + j)·R + r]; G is R×R, Hinv c×c. Returns R factors rows×c.
+ */
+async function solveSideSeparable(G: Float64Array, Hinv: Float64Array, T: Float64Array, R: number, rows: number, c: number): Promise<Float64Array[]> {
+  let trace = 0;
+  for (let r = 0; r < R; r++) trace += G[r * R + r]!;
+  const ridged = G.slice();
+  for (let r = 0; r < R; r++) ridged[r * R + r] += 1e-12 * (trace / R) + 1e-300;
+  const Ginv = await choleskyInverse(await cholesky(ridged, R), R);
+  // M [(i, r), j] = T_i[r, j]; Y = M H⁻¹
+  const M = new Float64Array(rows * R * c);
+  for (let i = 0; i < rows; i++) for (let j = 0; j < c; j++) for (let r = 0; r < R; r++) M[(i * R + r) * c + j] = T[(i * c + j) * R + r]!;
+  const Y = await matmul(M, Hinv, rows * R, c, c);
+  // Z [r, (i, j)] = Y_i[r, j]; X = G⁻¹ Z
+  const Z = new Float64Array(R * rows * c);
+  for (let i = 0; i < rows; i++) for (let r = 0; r < R; r++) for (let j = 0; j < c; j++) Z[r * rows * c + i * c + j] = Y[(i * R + r) * c + j]!;
+  const X = await matmul(Ginv, Z, R, R, rows * c);
+  return Array.from({ length: R }, (_, r) => X.slice(r * rows * c, (r + 1) * rows * c));
 }
 
 /**
@@ -86,7 +136,12 @@ function stackColumns(F: Float64Array[]): Float64Array {
   return out;
 }
 
-export async function weightedKronecker(W: ArrayLike<number>, H: Float64Array, start: KroneckerFactors, iterations: number): Promise<WeightedFit> {
+export interface WeightedOptions {
+  /** solve N = G ⊗ H steps separably (default); false forces the full (R·n)² Cholesky, for tests */
+  separable?: boolean;
+}
+
+export async function weightedKronecker(W: ArrayLike<number>, H: Float64Array, start: KroneckerFactors, iterations: number, opts: WeightedOptions = {}): Promise<WeightedFit> {
   const { m1, n1, m2, n2 } = start.shape;
   const m = m1 * m2;
   const n = n1 * n2;
@@ -95,19 +150,26 @@ export async function weightedKronecker(W: ArrayLike<number>, H: Float64Array, s
   const Hr = blockRearrange(H, n1, n2);
   // rearranged W H: (m1·n1) × (m2·n2)
   const RV = rearrange(await matmul(W64, H, m, n, n), start.shape);
+  const separable = opts.separable !== false && (n1 === 1 || n2 === 1);
+  // H⁻¹ once for every iteration (H is the layer's dampened XᵀX: positive definite)
+  const Hinv = separable ? await choleskyInverse(await cholesky(H, n), n) : undefined;
   let factors = start;
   const objectiveBefore = await weightedObjective(W64, kroneckerDense(start), H, m, n);
   let objective = objectiveBefore;
   let done = 0;
   for (let it = 0; it < iterations; it++) {
     // A-step: N from Hr·vec(B_rᵀB_s), t from R(WH)·vec(B_r)
-    const GA = await matmul(Hr, crossGrams(factors.B, m2, n2), n1 * n1, n2 * n2, R * R);
     const TA = await matmul(RV, stackColumns(factors.B), m1 * n1, m2 * n2, R);
-    const A = await solveSide(GA, TA, R, m1, n1);
+    const A =
+      separable && n2 === 1
+        ? await solveSideSeparable(await crossGrams(factors.B, m2, 1), Hinv!, TA, R, m1, n1)
+        : await solveSide(separable && n1 === 1 ? await normalThroughH(factors.B, m2, n2, H) : await matmul(Hr, await crossGrams(factors.B, m2, n2), n1 * n1, n2 * n2, R * R), TA, R, m1, n1);
     // B-step: N from Hrᵀ·vec(A_rᵀA_s), t from R(WH)ᵀ·vec(A_r)
-    const GB = await matmul(Hr, crossGrams(A, m1, n1), n2 * n2, n1 * n1, R * R, { transA: true });
     const TB = await matmul(RV, stackColumns(A), m2 * n2, m1 * n1, R, { transA: true });
-    const B = await solveSide(GB, TB, R, m2, n2);
+    const B =
+      separable && n1 === 1
+        ? await solveSideSeparable(await crossGrams(A, m1, 1), Hinv!, TB, R, m2, n2)
+        : await solveSide(separable && n2 === 1 ? await normalThroughH(A, m1, n1, H) : await matmul(Hr, await crossGrams(A, m1, n1), n2 * n2, n1 * n1, R * R, { transA: true }), TB, R, m2, n2);
     const next = { ...factors, A, B };
     const f = await weightedObjective(W64, kroneckerDense(next), H, m, n);
     done = it + 1;

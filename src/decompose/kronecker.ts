@@ -11,14 +11,14 @@ import type { InputStats } from '../calibrate/stats.js';
 import { eachCalibratedLayer, eachLayer, type LayerOutcome } from '../pass/layer-loop.js';
 import { assertLayersFit, definePass, type LayerProblem, onValidFields } from '../pass/pass.js';
 import { chooseShape } from './kronecker-budget.js';
-import { kroneckerDense, permute, permutedKronecker, squarestShape, type KroneckerFactors, type KroneckerShape } from './kronecker-math.js';
+import { kroneckerDense, kroneckerOrder, permute, permutedKronecker, squarestShape, type KroneckerFactors, type KroneckerShape } from './kronecker-math.js';
 import { weightedKronecker } from './kronecker-weighted.js';
 
 /**
  * Kronecker factorization (as in KnGPT-2 / TQCompressedGPT-2): W ≈ Σ_r A_r ⊗ B_r with the optimal
  * factors for the chosen shapes (Van Loan–Pitsianis, see kronecker-math.ts). Emitted with the
- * identity (A ⊗ B)·vec(X) = vec(A X Bᵀ) for x reshaped to X [n1, n2]:
- *   MatMul(x, Wᵀ) -> Reshape(Σ_r MatMul(A_r, MatMul(Reshape(x, [-1, n1, n2]), B_rᵀ)), [..., m])
+ * identity (A ⊗ B)·vec(X) = vec(A X Bᵀ) for x reshaped to X [n1, n2], as two plain GEMMs whose rows
+ * are tokens (emitKronecker).
  */
 
 const KroneckerParams = z.strictObject({
@@ -29,6 +29,7 @@ const KroneckerParams = z.strictObject({
   permute: z.boolean().default(false).describe('search row/column permutations: structure detection (exact on a permuted product), then permutation_rounds greedy rounds'),
   permutation_rounds: z.number().int().min(0).default(0).describe('rounds of greedy row/column re-assignment (TQCompressedGPT-2); > 0 turns the search on'),
   mode: z.enum(['weight', 'iterative']).default('weight').describe('weight: minimise ‖W − Ŵ‖; iterative (TQCompressed): layer by layer on calibration data from the already-factored layers, minimising the output error by alternating least squares'),
+  max_compute: z.number().positive().default(1).describe("with ratio: only shapes and terms costing at most this fraction of the dense layer's multiply-adds per token (the emitted form then runs no slower than dense); a large value turns the cap off"),
   als_iterations: z.number().int().min(1).default(10).describe('alternating least-squares sweeps in iterative mode'),
   dampening: z.number().min(0).default(1e-6).describe('λ·mean(diag XᵀX) added to XᵀX in iterative mode'),
 }).superRefine((p, ctx) => {
@@ -38,12 +39,30 @@ const KroneckerParams = z.strictObject({
 }, onValidFields);
 type KroneckerParamsOut = z.output<typeof KroneckerParams>;
 
+/** A Transpose of `dims` by `perm` that moves data: some two axes longer than 1 change order. */
+function movesData(dims: readonly number[], perm: readonly number[]): boolean {
+  const order = perm.filter((axis) => dims[axis]! > 1);
+  return order.some((axis, i) => i > 0 && axis < order[i - 1]!);
+}
+
 /**
+ * x [.., n] with n = n1·n2 (index j·n2 + l), out [.., m] with m = m1·m2 (index i·m2 + k), T tokens;
+ * y[t, i·m2 + k] = Σ_r Σ_j Σ_l A_r[i, j] B_r[k, l] x[t, j·n2 + l] = (Σ_r A_r ⊗ B_r) x_t, in the
+ * cheaper of two contraction orders (kroneckerOrder):
+ *   a-first: Z = Reshape(Transpose(Reshape(x, [T, n1, n2]), [0, 2, 1]), [T·n2, n1]) · Acat     Acat [n1, R·m1]
+ *            y = Reshape(Transpose(Reshape(Z, [T, n2, R, m1]), [0, 3, 2, 1]), [T·m1, R·n2]) · Bcat   Bcat [R·n2, m2]
+ *   b-first: P = Reshape(x, [T·n1, n2]) · Bcat                                             Bcat [n2, R·m2]
+ *            Y = Reshape(Transpose(Reshape(P, [T, n1, R, m2]), [0, 3, 2, 1]), [T·m2, R·n1]) · Acat   Acat [R·n1, m1]
+ *            y = Transpose(Reshape(Y, [T, m2, m1]), [0, 2, 1])
+ * Both products are single GEMMs with tokens in the rows; a Transpose that moves only axes of
+ * length 1 is left out, so m×1 ⊗ 1×n (rank-R) is two GEMMs. (The earlier emission multiplied a
+ * constant [m1, R·n1] by a [T, R·n1, m2] batch, which ONNX Runtime runs as one tiny GEMM per token.)
  * With permutations, the factors approximate W[rowPerm, colPerm]: the input is gathered by colPerm
  * first and the output scattered back by rowPerm⁻¹, both as Gather on the feature axis.
  */
 export function emitKronecker(model: Model, layer: LinearLayer, f: KroneckerFactors, perms?: { rowPerm: Int32Array; colPerm: Int32Array }): void {
   const { m1, n1, m2, n2 } = f.shape;
+  const R = f.A.length;
   const base = layer.node.name ?? layer.name;
   const v = (s: string) => `${base}/kron_${s}`;
   const i64 = (name: string, values: number[]) => addConstant(model, v(name), DataType.INT64, [values.length], values);
@@ -59,39 +78,66 @@ export function emitKronecker(model: Model, layer: LinearLayer, f: KroneckerFact
     input = v('x_permuted');
   }
   const rowInverse = perms && !identity(perms.rowPerm) ? Array.from(perms.rowPerm).reduce((inv, p, i) => ((inv[p] = i), inv), new Array<number>(perms.rowPerm.length)) : undefined;
-  nodes.push(
-    makeNode('Shape', [layer.input], [v('shape')], v('Shape')),
-    makeNode('Slice', [v('shape'), i64('start', [0]), i64('end', [-1])], [v('lead')], v('Slice')),
-    makeNode('Concat', [v('lead'), i64('width', [m1 * m2])], [v('out_shape')], v('Concat'), [attr.int('axis', 0)]),
-    makeNode('Reshape', [input, i64('x_shape', [-1, n1, n2])], [v('x3')], v('Reshape_in')),
-  );
-  // all R terms in two MatMuls: Bcat [n2, R·m2] holds B_rᵀ side by side, Acat [m1, R·n1] holds A_r
-  const R = f.A.length;
-  const Bcat = new Float64Array(n2 * R * m2);
-  const Acat = new Float64Array(m1 * R * n1);
-  f.A.forEach((A, r) => {
-    const B = f.B[r]!;
-    for (let k = 0; k < m2; k++) for (let l = 0; l < n2; l++) Bcat[l * R * m2 + r * m2 + k] = B[k * n2 + l]!;
-    for (let i = 0; i < m1; i++) for (let j = 0; j < n1; j++) Acat[i * R * n1 + r * n1 + j] = A[i * n1 + j]!;
-  });
-  nodes.push(makeNode('MatMul', [v('x3'), f32('kron_b', [n2, R * m2], Bcat)], [v('p')], v('MatMul_b')));
-  let p = v('p');
-  if (R > 1) {
-    // [.., n1, R·m2] -> [.., R·n1, m2], so one MatMul with Acat sums the terms
+  /** Reshape, then Transpose when it moves data, then Reshape to `to` */
+  const regroup = (x: string, tag: string, dims: number[], perm: number[], to: number[]): string => {
+    if (!movesData(dims, perm)) {
+      nodes.push(makeNode('Reshape', [x, i64(`${tag}_shape`, to)], [v(tag)], v(`Reshape_${tag}`)));
+      return v(tag);
+    }
     nodes.push(
-      makeNode('Reshape', [p, i64('p4_shape', [-1, n1, R, m2])], [v('p4')], v('Reshape_terms')),
-      makeNode('Transpose', [v('p4')], [v('p4t')], v('Transpose_terms'), [attr.ints('perm', [0, 2, 1, 3])]),
-      makeNode('Reshape', [v('p4t'), i64('p3_shape', [-1, R * n1, m2])], [v('p3')], v('Reshape_stack')),
+      makeNode('Reshape', [x, i64(`${tag}_split_shape`, [-1, ...dims.slice(1)])], [v(`${tag}_split`)], v(`Reshape_${tag}_split`)),
+      makeNode('Transpose', [v(`${tag}_split`)], [v(`${tag}_t`)], v(`Transpose_${tag}`), [attr.ints('perm', perm)]),
+      makeNode('Reshape', [v(`${tag}_t`), i64(`${tag}_shape`, to)], [v(tag)], v(`Reshape_${tag}`)),
     );
-    p = v('p3');
+    return v(tag);
+  };
+  const order = kroneckerOrder(f.shape);
+  // m×1 ⊗ 1×n (either way round) is rank R: x·U then ·V on [.., features], no reshape at all
+  const rank = order === 'a-first' ? m1 === 1 && n2 === 1 : n1 === 1 && m2 === 1;
+  if (!rank) {
+    nodes.push(
+      makeNode('Shape', [layer.input], [v('shape')], v('Shape')),
+      makeNode('Slice', [v('shape'), i64('start', [0]), i64('end', [-1])], [v('lead')], v('Slice')),
+      makeNode('Concat', [v('lead'), i64('width', [m1 * m2])], [v('out_shape')], v('Concat'), [attr.int('axis', 0)]),
+    );
   }
-  const summed = v('y');
-  nodes.push(makeNode('MatMul', [f32('kron_a', [m1, R * n1], Acat), p], [summed], v('MatMul_a')));
-  if (rowInverse) {
-    nodes.push(makeNode('Reshape', [summed, v('out_shape')], [v('y_permuted')], v('Reshape_out')));
+  let y: string;
+  if (order === 'a-first') {
+    const Acat = new Float64Array(n1 * R * m1);
+    const Bcat = new Float64Array(R * n2 * m2);
+    f.A.forEach((A, r) => {
+      const B = f.B[r]!;
+      for (let i = 0; i < m1; i++) for (let j = 0; j < n1; j++) Acat[j * R * m1 + r * m1 + i] = A[i * n1 + j]!;
+      for (let k = 0; k < m2; k++) for (let l = 0; l < n2; l++) Bcat[(r * n2 + l) * m2 + k] = B[k * n2 + l]!;
+    });
+    const x2 = rank ? input : regroup(input, 'x', [2, n1, n2], [0, 2, 1], [-1, n1]);
+    nodes.push(makeNode('MatMul', [x2, f32('kron_a', [n1, R * m1], Acat)], [v('z')], v('MatMul_a')));
+    const q = rank ? v('z') : regroup(v('z'), 'q', [2, n2, R, m1], [0, 3, 2, 1], [-1, R * n2]);
+    nodes.push(makeNode('MatMul', [q, f32('kron_b', [R * n2, m2], Bcat)], [v('y')], v('MatMul_b')));
+    y = v('y');
+  } else {
+    const Bcat = new Float64Array(n2 * R * m2);
+    const Acat = new Float64Array(R * n1 * m1);
+    f.A.forEach((A, r) => {
+      const B = f.B[r]!;
+      for (let k = 0; k < m2; k++) for (let l = 0; l < n2; l++) Bcat[l * R * m2 + r * m2 + k] = B[k * n2 + l]!;
+      for (let i = 0; i < m1; i++) for (let j = 0; j < n1; j++) Acat[(r * n1 + j) * m1 + i] = A[i * n1 + j]!;
+    });
+    if (!rank) nodes.push(makeNode('Reshape', [input, i64('x_shape', [-1, n2])], [v('x2')], v('Reshape_in')));
+    nodes.push(makeNode('MatMul', [rank ? input : v('x2'), f32('kron_b', [n2, R * m2], Bcat)], [v('p')], v('MatMul_b')));
+    const q = rank ? v('p') : regroup(v('p'), 'q', [2, n1, R, m2], [0, 3, 2, 1], [-1, R * n1]);
+    nodes.push(makeNode('MatMul', [q, f32('kron_a', [R * n1, m1], Acat)], [v('y')], v('MatMul_a')));
+    y = rank ? v('y') : regroup(v('y'), 'y_order', [2, m2, m1], [0, 2, 1], [-1, m1 * m2]);
+  }
+  if (rank) {
+    // y is [.., m] already
+    if (rowInverse) nodes.push(makeNode('Gather', [y, i32('row_perm_inverse', rowInverse)], [epilogue.product], v('Gather_out'), [attr.int('axis', -1)]));
+    else nodes.at(-1)!.output = [epilogue.product];
+  } else if (rowInverse) {
+    nodes.push(makeNode('Reshape', [y, v('out_shape')], [v('y_permuted')], v('Reshape_out')));
     nodes.push(makeNode('Gather', [v('y_permuted'), i32('row_perm_inverse', rowInverse)], [epilogue.product], v('Gather_out'), [attr.int('axis', -1)]));
   } else {
-    nodes.push(makeNode('Reshape', [summed, v('out_shape')], [epilogue.product], v('Reshape_out')));
+    nodes.push(makeNode('Reshape', [y, v('out_shape')], [epilogue.product], v('Reshape_out')));
   }
   nodes.push(...epilogue.nodes);
   replaceNode(model.graph, layer.node, nodes);
@@ -114,8 +160,8 @@ async function planFor(W: Float32Array, layer: LinearLayer, p: KroneckerParamsOu
   const m = layer.outFeatures;
   const n = layer.inFeatures;
   if (p.ratio !== undefined) {
-    const choice = await chooseShape(W, m, n, p.ratio, { m1: p.m1, n1: p.n1, terms: p.terms });
-    return choice ?? `'${layer.name}' kept dense: no Kronecker shape of a ${m}×${n} weight${p.m1 || p.n1 || p.terms ? ' with the given m1/n1/terms' : ''} fits ratio ${p.ratio}`;
+    const choice = await chooseShape(W, m, n, p.ratio, { m1: p.m1, n1: p.n1, terms: p.terms, maxCompute: p.max_compute });
+    return choice ?? `'${layer.name}' kept dense: no Kronecker shape of a ${m}×${n} weight${p.m1 || p.n1 || p.terms ? ' with the given m1/n1/terms' : ''} fits ratio ${p.ratio} within max_compute ${p.max_compute}`;
   }
   const auto = squarestShape(m, n);
   const m1 = p.m1 ?? auto.m1;
@@ -137,7 +183,7 @@ function permutedHessian(H: Float64Array, n: number, colPerm: Int32Array, dampen
 
 export const kronecker = definePass({
   id: 'decompose.kronecker',
-  summary: 'Kronecker factorization W ≈ Σ A_r ⊗ B_r (Van Loan–Pitsianis; shapes from a budget; permutation search; iterative output-aware mode), emitted as Reshape → MatMul → MatMul → Reshape',
+  summary: 'Kronecker factorization W ≈ Σ A_r ⊗ B_r (Van Loan–Pitsianis; shapes from a budget; permutation search; iterative output-aware mode), emitted as two token-row GEMMs (rank shapes: MatMul → MatMul), capped at the dense compute',
   params: KroneckerParams,
   needsCalibration: (p) => (p?.mode === 'iterative' ? { need: 'required', param: 'mode', instead: 'mode: weight' } : { need: 'optional' }),
   eligible: (layer) => layer.kind !== 'conv',

@@ -17,6 +17,7 @@ import { sha256Bytes } from '../util/hash.js';
 import { OnnxExecutor } from '../runtime/tfjs/executor.js';
 import { loadTrainingState, saveTrainingState } from './checkpoint.js';
 import { sampleFromTeacher, sequencesOfFeeds, TokenWindows, windowsOf } from './data.js';
+import { BestState, splitHeldOut } from './early-stop.js';
 import { crossEntropy, hiddenMse, klLoss } from './loss.js';
 import { MaskedAdam } from './optimizer.js';
 import { Teacher } from './teacher.js';
@@ -30,7 +31,8 @@ import { distillClassifier } from './classifier.js';
  * KL at temperature T (forward or reverse), optional MSE between block outputs, optional
  * cross-entropy on the next token. Constraints hold: pruned weights stay exactly zero (masked
  * Adam), factorized layers train their factors, quantized layers train through fake quantization
- * and are re-quantized onto their grid at the end, shapes never change.
+ * and are re-quantized onto their grid at the end, shapes never change. With held_out, the best
+ * state by KL on held-out windows is what the pass writes (early-stop.ts).
  */
 
 const KdParams = z.strictObject({
@@ -60,6 +62,9 @@ const KdParams = z.strictObject({
   start_token: z.number().int().min(0).optional().describe('first token of every sampled window (e.g. BOS = 1 for Llama tokenizers); random when absent'),
   teacher: z.string().optional().describe('teacher ONNX file (relative to the recipe); the model before the first pass when absent'),
   checkpoint_every: z.number().int().min(0).default(50).describe('save the training state every N steps for --resume; 0 = never'),
+  held_out: z.number().int().min(0).default(0).describe('windows held out of the training data for early stopping: KL to the teacher on them every eval_every steps, and the best state is kept; 0 = off'),
+  eval_every: z.number().int().min(1).default(50).describe('steps between held-out measurements (with held_out)'),
+  patience: z.number().int().min(0).default(0).describe('stop after this many held-out measurements in a row without a new best; 0 = run every step (the best state is still kept)'),
 });
 type KdParams = z.output<typeof KdParams>;
 
@@ -104,7 +109,11 @@ async function distill(model: Model, p: KdParams, ctx: PassContext) {
   const tf = exec.tf;
   if (exec.fallback) warnings.push(`tfjs backend ${exec.backend}: ${exec.fallback}`);
   try {
-    const windows = await trainingWindows(p, ctx, teacher, io.outputWidth);
+    const split = splitHeldOut(await trainingWindows(p, ctx, teacher, io.outputWidth), p.held_out, ctx.where);
+    const windows = new TokenWindows(split.train, p.seq_len, ctx.seed * 7919 + 17);
+    const heldOut = await heldOutBatches(split.heldOut, p, teacher);
+    const best = new BestState<Map<string, Float32Array>>(p.patience);
+    const measure = (step: number) => best.offer(step, heldOutKl(exec, p, io, heldOut), () => new Map([...exec.variables].map(([n, v]) => [n, (v.dataSync() as Float32Array).slice()])));
     const masks = pruningMasks(exec, model);
     const adam = new MaskedAdam(tf, exec.variables, masks, {
       lr: p.lr,
@@ -136,6 +145,8 @@ async function distill(model: Model, p: KdParams, ctx: PassContext) {
     const varList = [...exec.variables.values()];
     let lastLoss = NaN;
     let recent = NaN;
+    let stoppedAt = p.steps;
+    if (heldOut.length > 0) measure(start);
     for (let step = start; step < p.steps; step++) {
       const ids = windows.batch(step, p.batch_size);
       const target = await teacher.run(ids, p.batch_size, p.seq_len);
@@ -155,7 +166,14 @@ async function distill(model: Model, p: KdParams, ctx: PassContext) {
         saveTrainingState(statePath, { key, step: done, arrays: snapshot(exec, adam), meta });
         await ctx.hooks?.afterTrainingStep?.(done);
       }
+      if (heldOut.length > 0 && (done % p.eval_every === 0 || done === p.steps) && measure(done)) {
+        stoppedAt = done;
+        break;
+      }
     }
+    // keep the best held-out state
+    const bestState = best.bestIfNotLast();
+    if (bestState) for (const [name, v] of exec.variables) v.assign(tf.tensor(bestState.get(name)!, v.shape));
     exec.writeBack(model);
     adam.dispose();
     const wall = (performance.now() - t0) / 1000;
@@ -174,6 +192,14 @@ async function distill(model: Model, p: KdParams, ctx: PassContext) {
         backend: exec.backend,
         trained_tensors: names.size,
         trained_params: [...exec.variables.values()].reduce((s, v) => s + v.size, 0),
+        ...(best.best && {
+          held_out_windows: split.heldOut.length,
+          held_out_kl_first: best.history[0]!.score,
+          held_out_kl_best: best.best.score,
+          best_step: best.best.step,
+          stopped_at_step: stoppedAt,
+          held_out_kl: best.history.map((m) => `${m.step}:${m.score.toFixed(4)}`).join(' '),
+        }),
       },
     };
   } finally {
@@ -212,8 +238,8 @@ function studentLoss(
   return loss;
 }
 
-async function trainingWindows(p: KdParams, ctx: PassContext, teacher: Teacher, vocab: number | undefined): Promise<TokenWindows> {
-  const seed = ctx.seed * 7919 + 17;
+/** The windows to train on (and to hold out from), in a fixed order. */
+async function trainingWindows(p: KdParams, ctx: PassContext, teacher: Teacher, vocab: number | undefined): Promise<Int32Array[]> {
   if (p.data === 'teacher') {
     if (!vocab) throw new UserError(`${ctx.where}: distill.kd data: teacher needs the logits width of the model's output`);
     ctx.progress.step?.(0, p.steps, `sampling ${p.samples} windows of ${p.seq_len} tokens from the teacher`);
@@ -225,7 +251,7 @@ async function trainingWindows(p: KdParams, ctx: PassContext, teacher: Teacher, 
       temperature: p.sample_temperature,
       random: ctx.random,
     });
-    return new TokenWindows(rows, p.seq_len, seed);
+    return rows;
   }
   let sequences: Int32Array[];
   if (p.data === 'calibration') {
@@ -239,7 +265,44 @@ async function trainingWindows(p: KdParams, ctx: PassContext, teacher: Teacher, 
   }
   const rows = windowsOf(sequences, p.seq_len).slice(0, p.samples);
   if (rows.length === 0) throw new UserError(`${ctx.where}: distill.kd data has no sequence of ${p.seq_len} tokens; lower params.seq_len`);
-  return new TokenWindows(rows, p.seq_len, seed);
+  return rows;
+}
+
+interface HeldOutBatch {
+  ids: Int32Array;
+  rows: number;
+  teacher: Float32Array;
+}
+
+/** Held-out windows in batches of up to batch_size rows, with the teacher's logits (fixed, so computed once). */
+async function heldOutBatches(rows: readonly Int32Array[], p: KdParams, teacher: Teacher): Promise<HeldOutBatch[]> {
+  const out: HeldOutBatch[] = [];
+  for (let i = 0; i < rows.length; i += p.batch_size) {
+    const part = rows.slice(i, i + p.batch_size);
+    const ids = new Int32Array(part.length * p.seq_len);
+    part.forEach((r, b) => ids.set(r, b * p.seq_len));
+    out.push({ ids, rows: part.length, teacher: (await teacher.run(ids, part.length, p.seq_len)).logits });
+  }
+  return out;
+}
+
+/** Mean forward KL(teacher ‖ student) per token at T = 1 on the held-out windows. */
+function heldOutKl(exec: OnnxExecutor, p: KdParams, io: ReturnType<typeof modelIo>, batches: readonly HeldOutBatch[]): number {
+  const tf = exec.tf;
+  let total = 0;
+  let tokens = 0;
+  for (const b of batches) {
+    const kl = tf.tidy(() => {
+      const out = exec.run(exec.feeds(lmFeeds(io, b.ids, b.rows, p.seq_len)), [io.outputName]);
+      const logits = out[io.outputName]!;
+      const V = logits.shape.at(-1)!;
+      return klLoss(tf, tf.reshape(logits, [b.rows * p.seq_len, V]) as tfjs.Tensor2D, tf.tensor2d(b.teacher, [b.rows * p.seq_len, V]), 1, 'forward');
+    });
+    total += kl.dataSync()[0]! * b.rows * p.seq_len;
+    tokens += b.rows * p.seq_len;
+    kl.dispose();
+  }
+  return total / tokens;
 }
 
 function snapshot(exec: OnnxExecutor, adam: MaskedAdam): Record<string, Float32Array> {

@@ -4,8 +4,9 @@ import { obsBlockLoop } from '../obs/block-loop.js';
 import { prepareHessian } from '../obs/hessian.js';
 import { reconstructionError } from '../obs/output-error.js';
 import { eachCalibratedLayer } from '../pass/layer-loop.js';
-import { assertLayersFit, definePass } from '../pass/pass.js';
+import { assertLayersFit, definePass, onValidFields } from '../pass/pass.js';
 import { nmShapeProblems, PRUNE_FIELDS } from './magnitude.js';
+import { OWL_FIELD, owlLayerSparsities, owlPatternRule } from './owl.js';
 import { type NmPattern, smallestMask, sparseBytes, zeroFraction } from './masks.js';
 
 /**
@@ -16,11 +17,14 @@ import { type NmPattern, smallestMask, sparseBytes, zeroFraction } from './masks
  * every m columns, the m − n least salient weights of each row.
  */
 
-const SparseGptParams = z.strictObject({
-  ...PRUNE_FIELDS,
-  dampening: z.number().min(0).max(1).default(0.01).describe('λ: H += λ·mean(diag H)·I'),
-  block_size: z.number().int().min(1).default(128).describe('columns per block (mask selection and lazy update)'),
-});
+const SparseGptParams = z
+  .strictObject({
+    ...PRUNE_FIELDS,
+    ...OWL_FIELD,
+    dampening: z.number().min(0).max(1).default(0.01).describe('λ: H += λ·mean(diag H)·I'),
+    block_size: z.number().int().min(1).default(128).describe('columns per block (mask selection and lazy update)'),
+  })
+  .superRefine(owlPatternRule, onValidFields);
 
 /** In place on W [rows, cols]; returns the OBS loss estimate. */
 export async function sparsegptPrune(
@@ -75,21 +79,22 @@ export const sparsegpt = definePass({
     assertLayersFit(nmShapeProblems(this.id, params.pattern, ctx.layers));
     const nm = params.pattern;
     const blockSize = nm ? Math.ceil(params.block_size / nm.m) * nm.m : params.block_size;
+    const owl = params.owl && (await owlLayerSparsities(model, ctx, params.sparsity, params.owl, this.id));
     const layers = await eachCalibratedLayer(model, ctx, { hessian: true }, async (layer, s) => {
       const rows = layer.outFeatures;
       const W = readWeight(model, layer);
       const original = W.slice();
       const prepared = await prepareHessian(s, W, rows, { dampening: params.dampening, pass: this.id, layer: layer.name });
-      const { loss } = await sparsegptPrune(W, rows, layer.inFeatures, prepared.Hinv, { sparsity: params.sparsity, pattern: params.pattern, blockSize });
+      const { loss } = await sparsegptPrune(W, rows, layer.inFeatures, prepared.Hinv, { sparsity: owl ? owl.byLayer.get(layer.name)! : params.sparsity, pattern: params.pattern, blockSize });
       writeWeight(model, layer, W);
       return {
         bytes_before: W.length * 4,
         bytes_after: W.length * 4,
         objective: await reconstructionError(original, W, rows, s),
         sparsity: zeroFraction(W),
-        extra: { obs_loss: loss, sparse_bytes: sparseBytes(W), dead_inputs: prepared.dead },
+        extra: { obs_loss: loss, sparse_bytes: sparseBytes(W), dead_inputs: prepared.dead, ...owl?.extra(layer) },
       };
     });
-    return { layers, warnings: [] };
+    return { layers, warnings: [], ...(owl && { summary: owl.summary }) };
   },
 });

@@ -1,8 +1,9 @@
 import { readWeight, writeWeight } from '../model/linear-weights.js';
 import { eachCalibratedLayer } from '../pass/layer-loop.js';
 import { z } from 'zod';
-import { assertLayersFit, definePass } from '../pass/pass.js';
+import { assertLayersFit, definePass, onValidFields } from '../pass/pass.js';
 import { nmShapeProblems, PRUNE_FIELDS } from './magnitude.js';
+import { OWL_FIELD, owlLayerSparsities, owlPatternRule } from './owl.js';
 import { applyMask, nmMask, type NmPattern, rowwiseSmallestMask, sparseBytes, zeroFraction } from './masks.js';
 
 /**
@@ -26,7 +27,7 @@ export function wandaPrune(W: Float32Array, rows: number, cols: number, sqnorm: 
 export const wanda = definePass({
   id: 'prune.wanda',
   summary: 'Wanda: prune by |weight| × input-activation norm, compared within each output row; unstructured or N:M',
-  params: z.strictObject(PRUNE_FIELDS),
+  params: z.strictObject({ ...PRUNE_FIELDS, ...OWL_FIELD }).superRefine(owlPatternRule, onValidFields),
   needsCalibration: () => ({ need: 'required' }),
   eligible: (layer) => layer.kind !== 'conv',
   checkLayers(params, layers) {
@@ -34,12 +35,13 @@ export const wanda = definePass({
   },
   async apply(model, params, ctx) {
     assertLayersFit(nmShapeProblems(this.id, params.pattern, ctx.layers));
+    const owl = params.owl && (await owlLayerSparsities(model, ctx, params.sparsity, params.owl, this.id));
     const layers = await eachCalibratedLayer(model, ctx, { sqnorm: true }, async (layer, stats) => {
       const W = readWeight(model, layer);
-      wandaPrune(W, layer.outFeatures, layer.inFeatures, stats.sqnorm!, params);
+      wandaPrune(W, layer.outFeatures, layer.inFeatures, stats.sqnorm!, { sparsity: owl ? owl.byLayer.get(layer.name)! : params.sparsity, pattern: params.pattern });
       writeWeight(model, layer, W);
-      return { bytes_before: W.length * 4, bytes_after: W.length * 4, sparsity: zeroFraction(W), extra: { sparse_bytes: sparseBytes(W) } };
+      return { bytes_before: W.length * 4, bytes_after: W.length * 4, sparsity: zeroFraction(W), extra: { sparse_bytes: sparseBytes(W), ...owl?.extra(layer) } };
     });
-    return { layers, warnings: [] };
+    return { layers, warnings: [], ...(owl && { summary: owl.summary }) };
   },
 });

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { budgetCandidates, chooseShape } from '../../src/decompose/kronecker-budget.js';
-import { kroneckerDense, nearestKronecker, type KroneckerShape } from '../../src/decompose/kronecker-math.js';
+import { kroneckerDense, kroneckerMacs, nearestKronecker, type KroneckerShape } from '../../src/decompose/kronecker-math.js';
 import { kronSum, random } from './kronecker-fixtures.js';
 
 /** ‖W − Ŵ‖² of the full Van Loan–Pitsianis fit, by building Ŵ */
@@ -16,6 +16,21 @@ describe('Kronecker shapes from a parameter budget', () => {
       expect(c.terms * per).toBeLessThanOrEqual(0.3 * 32 * 48);
       expect((c.terms + 1) * per > 0.3 * 32 * 48 || c.terms === Math.min(c.shape.m1 * c.shape.n1, c.shape.m2 * c.shape.n2)).toBe(true);
     }
+  });
+
+  it('with maxCompute every candidate runs within that fraction of the dense multiply-adds, with the most terms that fit', () => {
+    const all = budgetCandidates(32, 48, 0.6);
+    const capped = budgetCandidates(32, 48, 0.6, { maxCompute: 0.5 });
+    expect(capped.length).toBeGreaterThan(0);
+    expect(capped.length).toBeLessThanOrEqual(all.length);
+    for (const c of capped) {
+      const cost = (t: number) => Math.min(kroneckerMacs(c.shape, t).aFirst, kroneckerMacs(c.shape, t).bFirst);
+      expect(cost(c.terms)).toBeLessThanOrEqual(0.5 * 32 * 48);
+      const uncapped = all.find((a) => a.shape.m1 === c.shape.m1 && a.shape.n1 === c.shape.n1)!;
+      expect(c.terms === uncapped.terms || cost(c.terms + 1) > 0.5 * 32 * 48).toBe(true);
+    }
+    // hand check: 4×8 ⊗ 8×6 costs min(4·6·(8+8), 8·8·(6+4)) = 384 per term; the cap 768 allows 2
+    expect(capped.find((c) => c.shape.m1 === 4 && c.shape.n1 === 8)?.terms).toBe(2);
   });
 
   it('finds the shape of a noisy A ⊗ B, and its error is the lowest of all candidates by brute force', async () => {

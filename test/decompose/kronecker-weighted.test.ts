@@ -74,3 +74,35 @@ describe('output-aware Kronecker factors (alternating least squares)', () => {
     expect(gradientB(W, H, fit.factors)).toBeLessThan(1e-8 * gradientB(W, H, plain));
   });
 });
+
+describe('output-aware Kronecker factors on rank-like shapes (the separable solves)', () => {
+  // m×1 ⊗ 1×n and one-sided cases: N = G ⊗ H on one side, an R×R normal matrix on the other
+  const shapes = [
+    { m1: 1, n1: 12, m2: 10, n2: 1 },
+    { m1: 10, n1: 1, m2: 1, n2: 12 },
+    { m1: 4, n1: 6, m2: 5, n2: 1 },
+    { m1: 4, n1: 1, m2: 5, n2: 6 },
+  ];
+  for (const shape of shapes) {
+    it(`equal the full (R·n)² solves within rounding: ${shape.m1}×${shape.n1} ⊗ ${shape.m2}×${shape.n2}`, async () => {
+      const m = shape.m1 * shape.m2;
+      const n = shape.n1 * shape.n2;
+      const W = random(m * n, 5);
+      const H = hessian(n, 100, 6);
+      for (let i = 0; i < n; i++) H[i * n + i] += 1e-3;
+      const terms = Math.min(3, shape.m1 * shape.n1, shape.m2 * shape.n2);
+      const plain = await nearestKronecker(W, shape, terms);
+      const fast = await weightedKronecker(W, H, plain, 4);
+      const full = await weightedKronecker(W, H, plain, 4, { separable: false });
+      expect(fast.iterations).toBe(full.iterations);
+      expect(Math.abs(fast.objective - full.objective)).toBeLessThanOrEqual(1e-9 * full.objective); // measured ≤ 1e-12
+      const a = kroneckerDense(fast.factors);
+      const b = kroneckerDense(full.factors);
+      let diff = 0;
+      let norm = 0;
+      for (let i = 0; i < a.length; i++) (diff += (a[i]! - b[i]!) ** 2), (norm += b[i]! ** 2);
+      expect(Math.sqrt(diff / norm)).toBeLessThan(1e-8); // Ŵ itself, not just f
+      expect(fast.objective).toBeLessThan(fast.objectiveBefore);
+    });
+  }
+});

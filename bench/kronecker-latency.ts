@@ -1,0 +1,70 @@
+/**
+ * ONNX Runtime latency and memory of a Kronecker-factored stories260K (decompose.kronecker at 60 %
+ * of the block linears' parameters, weight mode) against the dense model: median ms at batch 1 × 1
+ * token, 8 × 128 tokens and 1 × 512 tokens (an eval window), and the process's resident-memory
+ * growth over the session's life (each model in its own child process: `node dist/bench/kronecker-latency.js one <which>`).
+ * Run: npx tsc -p tsconfig.json && node dist/bench/kronecker-latency.js
+ */
+import { execFileSync } from 'node:child_process';
+import { availableParallelism } from 'node:os';
+import { join, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { measureLatency } from '../src/eval/latency.js';
+import { linears } from '../src/model/linears.js';
+import { readOnnx } from '../src/model/onnx-io.js';
+import { configurePass } from '../src/pass/pass.js';
+import { kronecker } from '../src/decompose/kronecker.js';
+import { nodeSession } from '../src/runtime/node-session.js';
+import { sessionFromModel } from '../src/runtime/ort.js';
+
+const ROOT = resolve(import.meta.dirname, '../..');
+const MODEL = join(ROOT, 'fixtures/stories260K/model.onnx');
+
+interface Measured {
+  label: string;
+  /** [wall median ms, CPU ms per run] */
+  b1: [number, number];
+  b8x128: [number, number];
+  b1x512: [number, number];
+  rssMiB: number;
+}
+
+async function one(which: 'dense' | 'kronecker'): Promise<Measured> {
+  const model = readOnnx(MODEL);
+  if (which === 'kronecker') {
+    const layers = linears(model).filter((l) => l.name.startsWith('layers.'));
+    await configurePass(kronecker, { ratio: 0.6, ...(process.argv[4] ? { max_compute: Number(process.argv[4]) } : {}) }).apply(model, { layers, seed: 0, random: Math.random, progress: { layer() {} }, where: 'bench' });
+  }
+  const threads = availableParallelism();
+  const rss0 = process.memoryUsage().rss;
+  const s = nodeSession(await sessionFromModel(model, { threads }), model.path);
+  const feed = (b: number, t: number) => ({ input_ids: { type: 'int64' as const, data: new BigInt64Array(b * t).fill(5n), dims: [b, t] } });
+  const timed = async (b: number, t: number, runs: number): Promise<[number, number]> => {
+    const c0 = process.cpuUsage();
+    const l = await measureLatency(s, feed(b, t), { runs, warmup: 2, threads, batch: b, seqLen: t });
+    const cpu = process.cpuUsage(c0);
+    return [l.median_ms, (cpu.user + cpu.system) / 1e3 / (runs + 2)];
+  };
+  const b1 = await timed(1, 1, 200);
+  const b8x128 = await timed(8, 128, 10);
+  const b1x512 = await timed(1, 512, 10);
+  const rss = process.memoryUsage().rss;
+  await s.release();
+  return { label: which === 'dense' ? 'dense fp32' : 'Kronecker 60 % of block-linear params (weight mode)', b1, b8x128, b1x512, rssMiB: (rss - rss0) / 2 ** 20 };
+}
+
+export async function benchKroneckerLatency(): Promise<string> {
+  const lines = [`${availableParallelism()} ONNX Runtime threads; wall median ms / CPU ms per run (process CPU time over the runs and warm-ups: the machine is shared, so wall times are inflated); RSS growth from before the session to after the runs.`, '', '| stories260K | batch 1 × 1: wall / CPU (ms) | 8 × 128: wall / CPU (ms) | 1 × 512: wall / CPU (ms) | RSS growth (MiB) |', '| --- | ---: | ---: | ---: | ---: |'];
+  for (const which of ['dense', 'kronecker']) {
+    const out = execFileSync(process.execPath, [import.meta.filename, 'one', which], { encoding: 'utf8', timeout: 300_000, killSignal: 'SIGKILL' });
+    const m = JSON.parse(out.trim().split('\n').at(-1)!) as Measured;
+    const cell = ([wall, cpu]: [number, number], digits: number) => `${wall.toFixed(digits)} / ${cpu.toFixed(digits)}`;
+    lines.push(`| ${m.label} | ${cell(m.b1, 3)} | ${cell(m.b8x128, 1)} | ${cell(m.b1x512, 1)} | ${m.rssMiB.toFixed(0)} |`);
+  }
+  return lines.join('\n');
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  if (process.argv[2] === 'one') console.log(JSON.stringify(await one(process.argv[3] as 'dense' | 'kronecker')));
+  else console.log(await benchKroneckerLatency());
+}
