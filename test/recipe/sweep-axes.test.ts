@@ -94,7 +94,7 @@ describe('expandSweep', () => {
 
   it('a path that names no recipe field is one line naming the --set and the fields there are', () => {
     expect(failure(BASE, ['passes[0].params.sparsty=0.3'])).toBe(
-      '--set passes[0].params.sparsty=0.3: passes[0].params.sparsty names no recipe field: prune.sparsegpt has no param "sparsty" (did you mean "sparsity"?); its params: sparsity, pattern, dampening, block_size',
+      '--set passes[0].params.sparsty=0.3: passes[0].params.sparsty names no recipe field: prune.sparsegpt has no param "sparsty" (did you mean "sparsity"?); its params: sparsity, pattern, owl, dampening, block_size',
     );
     expect(failure(BASE, ['eval.data.selct=1-3'])).toBe(
       '--set eval.data.selct=1-3: eval.data.selct names no recipe field: no recipe field "selct" in eval.data (did you mean "select"?); it takes: kind, path, separator, tokenizer, select, bos, max_length, stride, segment',
