@@ -1,8 +1,8 @@
 import type { Feeds } from '../calibrate/feeds.js';
 import { UserError } from '../errors.js';
 import { seededRandom } from '../util/random.js';
-import { lmFeeds, type ModelIo } from '../model/io.js';
-import { ortFeeds } from '../runtime/feeds.js';
+import { emptyPast, lmFeeds, presentNames, tokenFeeds, type ModelIo } from '../model/io.js';
+import { float32Data, ortFeeds } from '../runtime/feeds.js';
 import type { ort } from '../runtime/ort.js';
 
 /**
@@ -90,32 +90,68 @@ export interface SamplingOptions {
   random: () => number;
   /** rows generated per ONNX Runtime call */
   batch?: number;
+  /** false: re-run the prefix every step even when the teacher has a KV cache */
+  useCache?: boolean;
 }
 
 /**
- * Data-free training text: rows sampled from the teacher token by token at `temperature`
- * (every step re-runs the prefix from an empty cache, which is cheap for the small models this is
- * for and needs nothing beyond the graph).
+ * Data-free training text: rows sampled from the teacher token by token at `temperature`. A teacher
+ * with a KV cache is fed one token per step with the previous step's present.* as its past (linear
+ * in the row length); one without re-runs the prefix for every token (quadratic, and what
+ * `useCache: false` forces, for comparison). Both draw the same random numbers in the same order,
+ * so they give the same rows up to float rounding of the logits.
  */
 export async function sampleFromTeacher(session: ort.InferenceSession, io: ModelIo, o: SamplingOptions): Promise<Int32Array[]> {
-  const outputName = io.outputName;
   const rows: Int32Array[] = [];
   const per = o.batch ?? 32;
+  const step = io.kv && o.useCache !== false ? cachedSteps(session, io) : prefixSteps(session, io);
   for (let start = 0; start < o.rows; start += per) {
     const n = Math.min(per, o.rows - start);
     const ids = Array.from({ length: n }, () => new Int32Array(o.seqLen));
     for (const row of ids) row[0] = o.startToken ?? Math.floor(o.random() * o.vocab);
+    const next = step(ids);
     for (let t = 1; t < o.seqLen; t++) {
-      const feed = new Int32Array(n * t);
-      for (let r = 0; r < n; r++) for (let i = 0; i < t; i++) feed[r * t + i] = ids[r]![i]!;
-      const out = await session.run(ortFeeds(lmFeeds(io, feed, n, t)), [outputName]);
-      const logits = out[outputName]!.data as Float32Array;
-      for (let r = 0; r < n; r++) ids[r]![t] = sampleToken(logits, (r * t + t - 1) * o.vocab, o.vocab, o.temperature, o.random);
-      out[outputName]!.dispose?.();
+      const { logits, offset, release } = await next(t);
+      for (let r = 0; r < n; r++) ids[r]![t] = sampleToken(logits, offset(r), o.vocab, o.temperature, o.random);
+      release();
     }
     rows.push(...ids);
   }
   return rows;
+}
+
+/** For rows whose first `t` tokens are set: the logits predicting token t, and where each row's are. */
+type NextLogits = (t: number) => Promise<{ logits: Float32Array; offset: (row: number) => number; release: () => void }>;
+
+function prefixSteps(session: ort.InferenceSession, io: ModelIo): (ids: Int32Array[]) => NextLogits {
+  return (ids) => async (t) => {
+    const n = ids.length;
+    const feed = new Int32Array(n * t);
+    for (let r = 0; r < n; r++) feed.set(ids[r]!.subarray(0, t), r * t);
+    const out = await session.run(ortFeeds(lmFeeds(io, feed, n, t)), [io.outputName]);
+    const logits = out[io.outputName]!;
+    const vocab = Number(logits.dims[logits.dims.length - 1]);
+    return { logits: float32Data(logits), offset: (r) => (r * t + t - 1) * vocab, release: () => logits.dispose?.() };
+  };
+}
+
+function cachedSteps(session: ort.InferenceSession, io: ModelIo): (ids: Int32Array[]) => NextLogits {
+  const layers = io.kv!.layers;
+  const presents = presentNames(io);
+  return (ids) => {
+    const n = ids.length;
+    let past: Record<string, ort.Tensor> = ortFeeds(emptyPast(io, n));
+    return async (t) => {
+      // the cache holds tokens 0..t−2; feed token t−1
+      const last = Int32Array.from(ids, (row) => row[t - 1]!);
+      const out = await session.run({ ...ortFeeds(tokenFeeds(io, last, n, 1, t - 1)), ...past }, [io.outputName, ...presents]);
+      for (const old of Object.values(past)) old.dispose?.();
+      past = Object.fromEntries(layers.flatMap((l) => [[l.pastKey, out[l.presentKey]!], [l.pastValue, out[l.presentValue]!]]));
+      const logits = out[io.outputName]!;
+      const vocab = Number(logits.dims[logits.dims.length - 1]);
+      return { logits: float32Data(logits), offset: (r) => r * vocab, release: () => logits.dispose?.() };
+    };
+  };
 }
 
 function sampleToken(logits: Float32Array, offset: number, vocab: number, temperature: number, random: () => number): number {

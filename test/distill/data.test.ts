@@ -47,4 +47,23 @@ describe('distillation data', () => {
     expect(new Set(sampled.map((r) => r.join(','))).size).toBeGreaterThan(1);
     await session.release();
   });
+
+  it('a teacher with a KV cache samples one token per step from its present.*: the same rows as re-running the prefix', async () => {
+    const kvModel = join(resolve(__dirname, '../..'), 'fixtures/stories260K-kv/model.onnx');
+    const session = await sessionFromFile(kvModel, { threads: 1 });
+    const io = modelIo(readOnnx(kvModel));
+    expect(io.kv?.layers.length).toBeGreaterThan(0);
+    const opts = { rows: 5, seqLen: 40, vocab: 512, startToken: 1, batch: 3 };
+    const greedy = await sampleFromTeacher(session, io, { ...opts, temperature: 0, random: seededRandom(3) });
+    const greedyPrefix = await sampleFromTeacher(session, io, { ...opts, temperature: 0, random: seededRandom(3), useCache: false });
+    expect(greedy.map((r) => Array.from(r))).toEqual(greedyPrefix.map((r) => Array.from(r)));
+    // at temperature 1 the same draws pick the same tokens unless a draw lands within float rounding
+    // of a boundary between two tokens' cumulative probabilities (none did here)
+    const sampled = await sampleFromTeacher(session, io, { ...opts, temperature: 1, random: seededRandom(4) });
+    const sampledPrefix = await sampleFromTeacher(session, io, { ...opts, temperature: 1, random: seededRandom(4), useCache: false });
+    const same = sampled.flatMap((r, i) => Array.from(r, (t, j) => t === sampledPrefix[i]![j])).filter(Boolean).length;
+    expect(same / (opts.rows * opts.seqLen)).toBeGreaterThanOrEqual(0.99);
+    expect(new Set(sampled.map((r) => r.join(','))).size).toBeGreaterThan(1);
+    await session.release();
+  });
 });
