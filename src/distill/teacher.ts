@@ -2,7 +2,7 @@ import { decoderBlocks } from '../model/blocks.js';
 import { loadModel } from '../model/load.js';
 import type { Model } from '../model/model.js';
 import { UserError } from '../errors.js';
-import { lmFeeds, modelIo, type ModelIo } from '../model/io.js';
+import { lmFeeds, modelIo, presentNames, type ModelIo } from '../model/io.js';
 import { ortFeeds } from '../runtime/feeds.js';
 import { resolveKvShapes } from '../runtime/kv-shapes.js';
 import { captureSession, type ort } from '../runtime/ort.js';
@@ -28,7 +28,8 @@ export class Teacher {
       if (io.task !== 'causal-lm') throw new UserError(`${path}: the distillation teacher must be a language model (token ids in, logits out); it takes '${io.inputName}' as floats`);
       const blocks = new Map(decoderBlocks(model).map((b) => [b.index, b.output]));
       const hidden = new Map(hiddenBlocks.filter((i) => blocks.has(i)).map((i) => [i, blocks.get(i)!]));
-      const session = await captureSession(model, [io.outputName, ...hidden.values()], { threads });
+      // present.* stay outputs so that sampling training text can decode with the cache
+      const session = await captureSession(model, [io.outputName, ...presentNames(io), ...hidden.values()], { threads });
       return new Teacher(session, io, hidden);
     } finally {
       model.close();
@@ -41,7 +42,7 @@ export class Teacher {
   }
 
   async run(ids: Int32Array, batch: number, seqLen: number): Promise<{ logits: Float32Array; hidden: Map<number, Float32Array> }> {
-    const out = await this.session.run(ortFeeds(lmFeeds(this.io, ids, batch, seqLen)));
+    const out = await this.session.run(ortFeeds(lmFeeds(this.io, ids, batch, seqLen)), [this.io.outputName, ...this.hidden.values()]);
     const hidden = new Map<number, Float32Array>();
     for (const [i, name] of this.hidden) hidden.set(i, out[name]!.data as Float32Array);
     return { logits: out[this.io.outputName]!.data as Float32Array, hidden };

@@ -5,6 +5,7 @@ import { seededRandom } from '../../src/util/random.js';
 import { ort, sessionFromFile } from '../../src/runtime/ort.js';
 import { modelIo } from '../../src/model/io.js';
 import { readOnnx } from '../../src/model/onnx-io.js';
+import { Teacher } from '../../src/distill/teacher.js';
 
 const MODEL = join(resolve(__dirname, '../..'), 'fixtures/stories260K/model.onnx');
 
@@ -64,6 +65,11 @@ describe('distillation data', () => {
     const same = sampled.flatMap((r, i) => Array.from(r, (t, j) => t === sampledPrefix[i]![j])).filter(Boolean).length;
     expect(same / (opts.rows * opts.seqLen)).toBeGreaterThanOrEqual(0.99);
     expect(new Set(sampled.map((r) => r.join(','))).size).toBeGreaterThan(1);
+    // distill.kd samples through its Teacher's session, which must keep the present.* outputs
+    const teacher = await Teacher.open(kvModel, [], 1);
+    const viaTeacher = await sampleFromTeacher(teacher.ortSession, teacher.io, { ...opts, temperature: 0, random: seededRandom(3) });
+    expect(viaTeacher.map((r) => Array.from(r))).toEqual(greedy.map((r) => Array.from(r)));
+    await teacher.close();
     await session.release();
   });
 });
