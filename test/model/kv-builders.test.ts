@@ -12,64 +12,12 @@ import { readOnnx } from '../../src/model/onnx-io.js';
 import { openSafetensors } from '../../src/model/safetensors.js';
 import { writeModelAsSafetensors } from '../../src/model/to-safetensors.js';
 import { resolveKvShapes } from '../../src/runtime/kv-shapes.js';
-import { seededRandom } from '../../src/util/random.js';
 import { allClose, tempDir } from '../helpers.js';
 import { gpt2Forward } from '../reference/gpt2-forward.js';
-import { argmax, Decoder, position } from './kv-decode.js';
+import { cachedAgainstFull, danglingInputs, position, tokens, withDecoders } from './kv-decode.js';
 
 const STORIES = resolve(__dirname, '../../fixtures/stories260K/model.safetensors');
 const STORIES_ONNX = resolve(__dirname, '../../fixtures/stories260K/model.onnx');
-
-function tokens(vocab: number, batch: number, seq: number, seed: number): number[][] {
-  const r = seededRandom(seed);
-  return Array.from({ length: batch }, () => Array.from({ length: seq }, () => Math.floor(r() * vocab)));
-}
-
-async function withDecoders<T>(models: Model[], fn: (...d: Decoder[]) => Promise<T>): Promise<T> {
-  const ds = await Promise.all(models.map((m) => Decoder.open(m)));
-  try {
-    return await fn(...ds);
-  } finally {
-    for (const d of ds) await d.release();
-  }
-}
-
-/**
- * Greedy decoding of `steps` tokens after `prompt` with the cache (prefill, then one token per step)
- * checked at every step against `full`'s re-run of the whole sequence; returns the worst relative
- * Frobenius error of the last-position logits and both token streams.
- */
-async function cachedAgainstFull(cached: Decoder, full: Decoder, prompt: number[][], steps: number, vocab: number) {
-  const seqs = prompt.map((r) => [...r]);
-  let next = await cached.step(prompt);
-  let worst = 0;
-  let worstAt = '';
-  const cachedTokens: number[][] = prompt.map(() => []);
-  const fullTokens: number[][] = prompt.map(() => []);
-  for (let s = 0; s < steps; s++) {
-    const len = seqs[0]!.length;
-    const ref = await full.full(seqs);
-    const stepLen = s === 0 ? len : 1;
-    for (let b = 0; b < seqs.length; b++) {
-      const got = position(next, vocab, stepLen, b, stepLen - 1);
-      const want = position(ref, vocab, len, b, len - 1);
-      const c = allClose(got, want, 1e-4, 1e-5);
-      if (c.relFro > worst) [worst, worstAt] = [c.relFro, `step ${s} row ${b}: ${c.worst}`];
-      cachedTokens[b]!.push(argmax(got));
-      fullTokens[b]!.push(argmax(want));
-    }
-    const chosen = cachedTokens.map((t) => t.at(-1)!);
-    seqs.forEach((r, b) => r.push(chosen[b]!));
-    next = await cached.step(chosen.map((t) => [t]));
-  }
-  return { worst, worstAt, cachedTokens, fullTokens };
-}
-
-/** Every node input is a graph input, an initializer or another node's output. */
-function danglingInputs(model: Model): string[] {
-  const known = new Set([...(model.graph.input ?? []).map((v) => v.name), ...(model.graph.initializer ?? []).map((t) => t.name), ...(model.graph.node ?? []).flatMap((n) => n.output ?? [])]);
-  return (model.graph.node ?? []).flatMap((n) => (n.input ?? []).filter((x) => x && !known.has(x)));
-}
 
 const dims = (model: Model, side: 'input' | 'output', name: string) =>
   model.graph[side]!.find((v) => v.name === name)!.type!.tensor_type!.shape!.dim!.map((d) => d.dim_param ?? Number(d.dim_value));

@@ -3,6 +3,8 @@ import type { Model } from '../../src/model/model.js';
 import { ortFeeds } from '../../src/runtime/feeds.js';
 import { resolveKvShapes } from '../../src/runtime/kv-shapes.js';
 import { ort, sessionFromFile, sessionFromModel, type SessionOptions } from '../../src/runtime/ort.js';
+import { seededRandom } from '../../src/util/random.js';
+import { allClose } from '../helpers.js';
 
 /**
  * One ONNX Runtime session over a decoder, fed through model/io: `full` runs whole sequences from an
@@ -63,4 +65,57 @@ export function argmax(row: ArrayLike<number>): number {
   let best = 0;
   for (let i = 1; i < row.length; i++) if (row[i]! > row[best]!) best = i;
   return best;
+}
+
+/** `batch` rows of `seq` seeded token ids below `vocab`. */
+export function tokens(vocab: number, batch: number, seq: number, seed: number): number[][] {
+  const r = seededRandom(seed);
+  return Array.from({ length: batch }, () => Array.from({ length: seq }, () => Math.floor(r() * vocab)));
+}
+
+/** Decoders over `models` for the duration of `fn`, released after it. */
+export async function withDecoders<T>(models: Model[], fn: (...d: Decoder[]) => Promise<T>, options: SessionOptions = {}): Promise<T> {
+  const ds = await Promise.all(models.map((m) => Decoder.open(m, undefined, options)));
+  try {
+    return await fn(...ds);
+  } finally {
+    for (const d of ds) await d.release();
+  }
+}
+
+/**
+ * Greedy decoding of `steps` tokens after `prompt` with the cache (prefill, then one token per step)
+ * checked at every step against `full`'s run of the whole sequence from an empty cache; the worst
+ * relative Frobenius error of the newest position's logits and both token streams.
+ */
+export async function cachedAgainstFull(cached: Decoder, full: Decoder, prompt: number[][], steps: number, vocab: number) {
+  const seqs = prompt.map((r) => [...r]);
+  let next = await cached.step(prompt);
+  let worst = 0;
+  let worstAt = '';
+  const cachedTokens: number[][] = prompt.map(() => []);
+  const fullTokens: number[][] = prompt.map(() => []);
+  for (let s = 0; s < steps; s++) {
+    const len = seqs[0]!.length;
+    const ref = await full.full(seqs);
+    const stepLen = s === 0 ? len : 1;
+    for (let b = 0; b < seqs.length; b++) {
+      const got = position(next, vocab, stepLen, b, stepLen - 1);
+      const want = position(ref, vocab, len, b, len - 1);
+      const c = allClose(got, want, 1e-4, 1e-5);
+      if (c.relFro > worst) [worst, worstAt] = [c.relFro, `step ${s} row ${b}: ${c.worst}`];
+      cachedTokens[b]!.push(argmax(got));
+      fullTokens[b]!.push(argmax(want));
+    }
+    const chosen = cachedTokens.map((t) => t.at(-1)!);
+    seqs.forEach((r, b) => r.push(chosen[b]!));
+    next = await cached.step(chosen.map((t) => [t]));
+  }
+  return { worst, worstAt, cachedTokens, fullTokens };
+}
+
+/** Every node input is a graph input, an initializer or another node's output. */
+export function danglingInputs(model: Model): string[] {
+  const known = new Set([...(model.graph.input ?? []).map((v) => v.name), ...(model.graph.initializer ?? []).map((t) => t.name), ...(model.graph.node ?? []).flatMap((n) => n.output ?? [])]);
+  return (model.graph.node ?? []).flatMap((n) => (n.input ?? []).filter((x) => x && !known.has(x)));
 }

@@ -11,7 +11,8 @@ import { runCli } from '../../cli/run-cli.js';
 import { allClose } from '../../helpers.js';
 import { gemma3Forward, type Gemma3RefConfig } from '../../reference/gemma3-forward.js';
 import { gemma3Spec } from './gemma3-checkpoint.js';
-import { cachedAgainstFull, danglingInputs, flat, tokens, weightsOf, withCheckpoint, withDecoders } from './phi3-gemma3-harness.js';
+import { flat, weightsOf, withCheckpoint } from './phi3-gemma3-harness.js';
+import { cachedAgainstFull, danglingInputs, tokens, withDecoders } from '../kv-decode.js';
 
 const spec = gemma3Spec();
 const config = { ...spec.config, layer_types: ['sliding_attention', 'sliding_attention', 'full_attention', 'sliding_attention'] } as unknown as Gemma3RefConfig;

@@ -13,7 +13,8 @@ import { channels } from '../../../src/prune/channels.js';
 import { heads } from '../../../src/prune/heads.js';
 import { allClose } from '../../helpers.js';
 import { phi3Spec } from './phi3-checkpoint.js';
-import { SEED, tokens, withCheckpoint, withDecoders } from './phi3-gemma3-harness.js';
+import { SEED, withCheckpoint } from './phi3-gemma3-harness.js';
+import { tokens, withDecoders } from '../kv-decode.js';
 
 /**
  * A fused linear is one layer: `layers.N.self_attn.qkv_proj` (rows q, k, v) and `layers.N.mlp.gate_up_proj`

@@ -8,7 +8,8 @@ import { PASSES } from '../../../src/pipeline/registry.js';
 import { runCli } from '../../cli/run-cli.js';
 import { allClose, tempDir } from '../../helpers.js';
 import { gemma3Spec } from './gemma3-checkpoint.js';
-import { cachedAgainstFull, SEED, tokens, withDecoders } from './phi3-gemma3-harness.js';
+import { SEED } from './phi3-gemma3-harness.js';
+import { cachedAgainstFull, tokens, withDecoders } from '../kv-decode.js';
 import { passCases } from './phi3-gemma3-pass-recipes.js';
 import { phi3Spec } from './phi3-checkpoint.js';
 

@@ -10,7 +10,8 @@ import { sessionFromModel } from '../../../src/runtime/ort.js';
 import { runCli } from '../../cli/run-cli.js';
 import { decoderFeeds } from '../../decoder-feeds.js';
 import { allClose, tempDir } from '../../helpers.js';
-import { SEED, tokens } from './phi3-gemma3-harness.js';
+import { SEED } from './phi3-gemma3-harness.js';
+import { tokens } from '../kv-decode.js';
 import { WRITE_BACK_CASES } from './phi3-gemma3-write-back-cases.js';
 
 const tmp = tempDir('pare-family-wb-');

@@ -9,7 +9,8 @@ import { runCli } from '../../cli/run-cli.js';
 import { allClose } from '../../helpers.js';
 import { phi3Forward, type Phi3RefConfig } from '../../reference/phi3-forward.js';
 import { phi3Spec } from './phi3-checkpoint.js';
-import { cachedAgainstFull, danglingInputs, flat, tokens, weightsOf, withCheckpoint, withDecoders } from './phi3-gemma3-harness.js';
+import { flat, weightsOf, withCheckpoint } from './phi3-gemma3-harness.js';
+import { cachedAgainstFull, danglingInputs, tokens, withDecoders } from '../kv-decode.js';
 
 const spec = phi3Spec();
 const config = spec.config as unknown as Phi3RefConfig;
