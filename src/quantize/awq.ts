@@ -1,11 +1,10 @@
 import { z } from 'zod';
-import { GraphIndex } from '../model/graph.js';
 import { readWeight, writeWeight } from '../model/linear-weights.js';
-import { linears, type LinearLayer } from '../model/linears.js';
+import type { LinearLayer } from '../model/linears.js';
 import { definePass, type LayerStat } from '../pass/pass.js';
 import { dequantizeMatrix, quantizeMatrix, type GridSpec } from './grid.js';
 import { WEIGHT_QUANT_FIELDS } from './params.js';
-import { foldInverse, foldName, foldTarget } from './smoothquant.js';
+import { foldGroups, foldInverse, foldName } from './smoothquant.js';
 
 /**
  * AWQ (Lin et al. 2024, "AWQ: Activation-aware Weight Quantization"): scale each input channel j of
@@ -104,18 +103,14 @@ export const awq = definePass({
   async apply(model, params: AwqParams, ctx) {
     const spec = awqGrid(params);
     const stats = await ctx.calibration!.collect(model, ctx.layers, { hessian: true });
-    const index = new GraphIndex(model.graph);
-    // targets rewritten earlier in this pass are found as their updated selves
-    const all = linears(model).map((l) => ctx.layers.find((t) => t.node === l.node) ?? l);
-    const byInput = new Map<string, LinearLayer[]>();
-    for (const l of ctx.layers) byInput.set(l.input, [...(byInput.get(l.input) ?? []), l]);
+    const { byInput, foldOf } = foldGroups(model, ctx.layers);
     const layers: LayerStat[] = [];
     const warnings: string[] = [];
     let done = 0;
     for (const [x, group] of byInput) {
       const t0 = performance.now();
       const current = group;
-      const fold = foldTarget(model, index, x, all);
+      const fold = foldOf(x);
       const K = current[0]!.inFeatures;
       const s = stats.get(x)!;
       const weights = current.map((l) => ({ W: readWeight(model, l), rows: l.outFeatures }));

@@ -37,7 +37,7 @@ function scalarValue(model: Model, name: string | undefined): number | undefined
 }
 
 /** Where 1/s can be folded so the producer of `x` emits x·diag(1/s); undefined when nowhere exact. */
-export function foldTarget(model: Model, index: GraphIndex, x: string, all: LinearLayer[]): Fold | undefined {
+function foldTarget(model: Model, index: GraphIndex, x: string, all: LinearLayer[]): Fold | undefined {
   const p = index.producer.get(x);
   if (!p) return undefined;
   const soleUse = (name: string) => index.consumerCount(name) === 1;
@@ -78,6 +78,18 @@ export function foldTarget(model: Model, index: GraphIndex, x: string, all: Line
 }
 
 /** v ← (v + offset)·inv − offset, elementwise */
+/**
+ * The targets grouped by the activation they read, and where a group's 1/s folds. A target rewritten
+ * earlier in the pass (a 16-bit weight gets a new float32 initializer) is found as its updated self.
+ */
+export function foldGroups(model: Model, targets: readonly LinearLayer[]): { byInput: Map<string, LinearLayer[]>; foldOf: (x: string) => Fold | undefined } {
+  const index = new GraphIndex(model.graph);
+  const all = linears(model).map((l) => targets.find((t) => t.node === l.node) ?? l);
+  const byInput = new Map<string, LinearLayer[]>();
+  for (const l of targets) byInput.set(l.input, [...(byInput.get(l.input) ?? []), l]);
+  return { byInput, foldOf: (x) => foldTarget(model, index, x, all) };
+}
+
 function scaleVector(model: Model, name: string, inv: Float64Array, offset = 0): void {
   const t = model.tensor(name);
   const v = toFloat32(t.dataType, t.data, t.dims.reduce((a, b) => a * b, 1));
@@ -113,16 +125,12 @@ export const smoothquant = definePass({
   eligible: (layer) => layer.kind === 'matmul' || layer.kind === 'gemm',
   async apply(model, params, ctx) {
     const stats = await ctx.calibration!.collect(model, ctx.layers, { absmax: true });
-    const index = new GraphIndex(model.graph);
-    // a target rewritten earlier in this pass (a 16-bit weight gets a new float32 initializer) is found as its updated self
-    const all = linears(model).map((l) => ctx.layers.find((t) => t.node === l.node) ?? l);
-    const byInput = new Map<string, LinearLayer[]>();
-    for (const l of ctx.layers) byInput.set(l.input, [...(byInput.get(l.input) ?? []), l]);
+    const { byInput, foldOf } = foldGroups(model, ctx.layers);
     const layers: LayerStat[] = [];
     const warnings: string[] = [];
     let done = 0;
     for (const [x, group] of byInput) {
-      const fold = foldTarget(model, index, x, all);
+      const fold = foldOf(x);
       if (!fold) {
         warnings.push(`no norm or linear to fold 1/s into before ${group.map((l) => `'${l.name}'`).join(', ')}; left unsmoothed`);
         done += group.length;
