@@ -1,5 +1,7 @@
 /** Markdown tables and number formatting shared by the report and diff renderings. */
 
+import { formatBytes } from '../util/read-file.js';
+
 export type Unit = 'bytes' | 'count' | 'bits' | 'fraction' | 'ms' | 'ppl' | 'nats' | 'ratio' | 'db' | 'value';
 
 /** A GitHub-flavoured Markdown table; cells are escaped so a `|` in a layer name cannot split a row. */
@@ -16,15 +18,7 @@ export function collapsible(title: string, body: string, fold: boolean, heading 
 }
 
 export function bytes(n: number): string {
-  if (Math.abs(n) < 1024) return `${n} B`;
-  const units = ['KiB', 'MiB', 'GiB', 'TiB'];
-  let v = Math.abs(n) / 1024;
-  let u = 0;
-  while (v >= 1024 && u < units.length - 1) {
-    v /= 1024;
-    u++;
-  }
-  return `${n < 0 ? '-' : ''}${v.toFixed(v < 10 ? 2 : 1)} ${units[u]}`;
+  return formatBytes(n, 'B');
 }
 
 export function count(n: number): string {

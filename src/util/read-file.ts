@@ -18,17 +18,17 @@ export interface InputLimits {
 
 const MiB = 2 ** 20;
 
-/** "1.5 MiB" */
-export function formatBytes(n: number): string {
-  if (n < 1024) return `${n} bytes`;
+/** "1.5 MiB"; below 1 KiB the count with `byteUnit` ("900 bytes", or "900 B" in tables) */
+export function formatBytes(n: number, byteUnit = 'bytes'): string {
+  if (Math.abs(n) < 1024) return `${n} ${byteUnit}`;
   const units = ['KiB', 'MiB', 'GiB', 'TiB', 'PiB', 'EiB'];
-  let v = n / 1024;
+  let v = Math.abs(n) / 1024;
   let u = 0;
   while (v >= 1024 && u < units.length - 1) {
     v /= 1024;
     u++;
   }
-  return `${v.toFixed(v < 10 ? 2 : 1)} ${units[u]}`;
+  return `${n < 0 ? '-' : ''}${v.toFixed(v < 10 ? 2 : 1)} ${units[u]}`;
 }
 
 function kindOf(st: Stats): string {
