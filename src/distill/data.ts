@@ -1,7 +1,7 @@
 import type { Feeds } from '../calibrate/feeds.js';
 import { UserError } from '../errors.js';
 import { seededRandom } from '../util/random.js';
-import { emptyPast, lmFeeds, presentNames, tokenFeeds, type ModelIo } from '../model/io.js';
+import { emptyPast, lmFeeds, type ModelIo, pastFromPresent, presentNames, tokenFeeds } from '../model/io.js';
 import { float32Data, ortFeeds } from '../runtime/feeds.js';
 import type { ort } from '../runtime/ort.js';
 
@@ -136,7 +136,6 @@ function prefixSteps(session: ort.InferenceSession, io: ModelIo): (ids: Int32Arr
 }
 
 function cachedSteps(session: ort.InferenceSession, io: ModelIo): (ids: Int32Array[]) => NextLogits {
-  const layers = io.kv!.layers;
   const presents = presentNames(io);
   return (ids) => {
     const n = ids.length;
@@ -146,7 +145,7 @@ function cachedSteps(session: ort.InferenceSession, io: ModelIo): (ids: Int32Arr
       const last = Int32Array.from(ids, (row) => row[t - 1]!);
       const out = await session.run({ ...ortFeeds(tokenFeeds(io, last, n, 1, t - 1)), ...past }, [io.outputName, ...presents]);
       for (const old of Object.values(past)) old.dispose?.();
-      past = Object.fromEntries(layers.flatMap((l) => [[l.pastKey, out[l.presentKey]!], [l.pastValue, out[l.presentValue]!]]));
+      past = pastFromPresent(io, out);
       const logits = out[io.outputName]!;
       const vocab = Number(logits.dims[logits.dims.length - 1]);
       return { logits: float32Data(logits), offset: (r) => r * vocab, release: () => logits.dispose?.() };

@@ -1,5 +1,5 @@
 import { UserError } from '../errors.js';
-import { emptyPast, lmFeeds, modelIo, presentNames, tokenFeeds, type ModelIo } from '../model/io.js';
+import { emptyPast, lmFeeds, modelIo, type ModelIo, pastFromPresent, presentNames, tokenFeeds } from '../model/io.js';
 import { loadModel } from '../model/load.js';
 import { resolveKvShapes } from '../runtime/kv-shapes.js';
 import { nodeSession } from '../runtime/node-session.js';
@@ -112,12 +112,11 @@ export async function generate(lm: CausalLm, prompt: readonly number[], opts: Ge
 type Step = (ids: number[]) => Promise<Float32Array>;
 
 function cachedSteps(lm: CausalLm): Step {
-  const layers = lm.io.kv!.layers;
   let past: HostFeeds = emptyPast(lm.io, 1, lm.path);
   let length = 0;
   return async (ids) => {
     const out = await run(lm, { ...tokenFeeds(lm.io, ids, 1, ids.length, length), ...past }, [lm.io.outputName, ...presentNames(lm.io)], length + ids.length);
-    past = Object.fromEntries(layers.flatMap((l) => [[l.pastKey, asFeed(out[l.presentKey]!, l.presentKey)], [l.pastValue, asFeed(out[l.presentValue]!, l.presentValue)]]));
+    past = pastFromPresent(lm.io, out, asFeed);
     length += ids.length;
     return lastRow(lm, out[lm.io.outputName]!);
   };

@@ -253,6 +253,16 @@ export function lmFeeds(io: ModelIo, ids: ArrayLike<number>, batch: number, sequ
   return { ...tokenFeeds(io, ids, batch, sequence), ...emptyPast(io, batch, where) };
 }
 
+/** The next step's past.* inputs: each layer's present.* outputs of this step, through `as` (e.g. into a feed type). */
+export function pastFromPresent<T, U = T>(io: ModelIo, present: Record<string, T>, as: (t: T, name: string) => U = (t) => t as unknown as U): Record<string, U> {
+  return Object.fromEntries(
+    (io.kv?.layers ?? []).flatMap((l) => [
+      [l.pastKey, as(present[l.presentKey]!, l.presentKey)],
+      [l.pastValue, as(present[l.presentValue]!, l.presentValue)],
+    ]),
+  );
+}
+
 /** Names of the graph outputs a forward returns besides the logits (the present.* tensors), which callers that only score may skip. */
 export function presentNames(io: ModelIo): string[] {
   return (io.kv?.layers ?? []).flatMap((l) => [l.presentKey, l.presentValue]);

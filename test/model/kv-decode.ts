@@ -1,4 +1,4 @@
-import { emptyPast, lmFeeds, modelIo, presentNames, tokenFeeds, type HostFeeds, type ModelIo } from '../../src/model/io.js';
+import { emptyPast, type HostFeeds, lmFeeds, modelIo, type ModelIo, pastFromPresent, presentNames, tokenFeeds } from '../../src/model/io.js';
 import type { Model } from '../../src/model/model.js';
 import { ortFeeds } from '../../src/runtime/feeds.js';
 import { resolveKvShapes } from '../../src/runtime/kv-shapes.js';
@@ -40,7 +40,7 @@ export class Decoder {
     const seq = ids[0]!.length;
     const feeds = { ...ortFeeds({ ...tokenFeeds(this.io, ids.flat(), batch, seq, this.pastLength), ...(this.pastLength === 0 ? emptyPast(this.io, batch) : {}) }), ...this.past };
     const out = await this.session.run(feeds, [this.io.outputName, ...presentNames(this.io)]);
-    this.past = Object.fromEntries(this.io.kv!.layers.flatMap((l) => [[l.pastKey, out[l.presentKey]!], [l.pastValue, out[l.presentValue]!]]));
+    this.past = pastFromPresent(this.io, out);
     this.pastLength += seq;
     return out[this.io.outputName]!.data as Float32Array;
   }
