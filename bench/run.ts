@@ -22,6 +22,7 @@ import { benchScale } from './scale.js';
 import { benchTokenize } from './tokenize.js';
 import { benchBrowser } from './browser.js';
 import { benchCalibration } from './calibration.js';
+import { benchTeacherSampling } from './teacher-sampling.js';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 
@@ -42,6 +43,7 @@ const sections: [string, string, () => Promise<string>][] = [
   ['Tokenizing a WikiText-2-sized text', 'node dist/bench/tokenize.js', benchTokenize],
   ['Shipping to the browser: onnxruntime-web', 'node dist/bench/browser.js', benchBrowser],
   ['Calibration cost on one-row samples (batched Gram)', 'node dist/bench/calibration.js', benchCalibration],
+  ['Distillation: sampling training windows from a KV-cache teacher', 'node dist/bench/teacher-sampling.js', () => benchTeacherSampling()],
 ];
 
 const machine = `${cpus()[0]?.model ?? 'cpu'} × ${availableParallelism()} threads, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}, onnxruntime-node ${ortVersion()}`;
