@@ -1,4 +1,4 @@
-import { attrInt, attrInts } from '../model/graph.js';
+import { attrInt } from '../model/graph.js';
 import type { NodeProto } from '../model/onnx-schema.js';
 import { axisFromEnd, constantTensor, describe, intsOf, isConstant, onlyFirst, refuse, type ChannelLayout, type Outputs, type Tracer, type Visit } from './channel-layout.js';
 import { flatten, reshaped, squeeze, transpose } from './channel-axis-rules.js';
