@@ -105,19 +105,10 @@ function finishedReport(path: string, id: string, progress: SweepProgress): Repo
   return undefined;
 }
 
-export async function sweep(opts: SweepOptions): Promise<SweepRun> {
-  const t0 = performance.now();
-  const seed = opts.seed ?? 0;
-  const base = loadRecipe(opts.recipe, PASSES);
-  const expanded = expandSweep(base, opts.sets, PASSES);
-
-  // every point's recipe against the model's layers, before any point runs
-  const input = Checkpoint.open(opts.model);
-  let modelSha: string;
-  let modelKey: string;
+/** Every point's recipe against the model's layers, before any point runs; the model's hash and identity. */
+function checkEveryPoint(model: string, expanded: ReturnType<typeof expandSweep<ConfiguredPass>>): { modelSha: string; modelKey: string } {
+  const input = Checkpoint.open(model);
   try {
-    modelSha = input.sha256;
-    modelKey = modelIdentity(input);
     for (const point of expanded.points) {
       try {
         planRecipe(input.model, point.recipe);
@@ -128,9 +119,19 @@ export async function sweep(opts: SweepOptions): Promise<SweepRun> {
         throw e;
       }
     }
+    return { modelSha: input.sha256, modelKey: modelIdentity(input) };
   } finally {
     input.close();
   }
+}
+
+export async function sweep(opts: SweepOptions): Promise<SweepRun> {
+  const t0 = performance.now();
+  const seed = opts.seed ?? 0;
+  const base = loadRecipe(opts.recipe, PASSES);
+  const expanded = expandSweep(base, opts.sets, PASSES);
+
+  const { modelSha, modelKey } = checkEveryPoint(opts.model, expanded);
 
   const hashes = new Map<string, string>();
   const fileHash = (path: string, where: string) => {
@@ -175,6 +176,21 @@ export async function sweep(opts: SweepOptions): Promise<SweepRun> {
   }
 
   const cacheDir = opts.cache === false ? undefined : opts.cache;
+  const totals = await runPoints(opts, todo, points.length, expanded.base, seed, cacheDir);
+  if (cacheDir) run.cache = { dir: cacheDir, ...totals };
+  run.ms = performance.now() - t0;
+  return run;
+}
+
+/** Runs this shard's unfinished points one after another; the stats-cache counts of them all. */
+async function runPoints(
+  opts: SweepOptions,
+  todo: { point: SweepPointRun; sweepPoint: SweepPoint<ConfiguredPass> }[],
+  count: number,
+  base: SweepRun['recipe'],
+  seed: number,
+  cacheDir: string | undefined,
+): Promise<CacheCounts> {
   const totals: CacheCounts = { hits: 0, misses: 0, unreadable: 0 };
   const remaining = todo.reduce((s, t) => s + t.point.cost, 0);
   let doneCost = 0;
@@ -185,7 +201,7 @@ export async function sweep(opts: SweepOptions): Promise<SweepRun> {
     const tp = performance.now();
     // one cache object per point, so each report counts its own hits
     const statsCache = cacheDir ? new StatsCache(cacheDir, (w) => progress.warn(w)) : undefined;
-    const sweepInfo = { id: point.id, index: point.index, count: points.length, settings: point.settings, base: expanded.base };
+    const sweepInfo = { id: point.id, index: point.index, count, settings: point.settings, base };
     const result = await compress({
       model: opts.model,
       recipe: sweepPoint.recipe,
@@ -209,7 +225,5 @@ export async function sweep(opts: SweepOptions): Promise<SweepRun> {
     doneCost += point.cost;
     opts.progress.pointDone(k, todo.length, point.id, performance.now() - tp);
   }
-  if (cacheDir) run.cache = { dir: cacheDir, ...totals };
-  run.ms = performance.now() - t0;
-  return run;
+  return totals;
 }
