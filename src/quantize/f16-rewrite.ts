@@ -100,7 +100,17 @@ export function applyFloat16(model: Model, plan: F16Plan, io: Precision): F16Rew
     }
   }
 
-  // the graph's float inputs and outputs in io's type: a Cast where the value inside differs
+  result.casts += retypeGraphIo(model, plan, io, constants, precisionOf);
+  // intermediate type annotations of converted values would now be wrong: ONNX Runtime infers them again
+  graph.value_info = (graph.value_info ?? []).filter((v) => !plan.float.has(v.name ?? ''));
+  removeUnused(model);
+  return result;
+}
+
+/** The graph's float inputs and outputs in io's type: a Cast where the value inside differs. Returns the Casts added. */
+function retypeGraphIo(model: Model, plan: F16Plan, io: Precision, constants: Map<string, TensorProto>, precisionOf: (value: string) => Precision | undefined): number {
+  const graph = model.graph;
+  let casts = 0;
   for (const v of graph.input ?? []) {
     if (plan.float.has(v.name ?? '') && !constants.has(v.name ?? '') && v.type?.tensor_type) v.type.tensor_type.elem_type = ELEM[io];
   }
@@ -118,12 +128,9 @@ export function applyFloat16(model: Model, plan: F16Plan, io: Precision): F16Rew
         for (let i = 0; i < outs.length; i++) if (outs[i] === name) outs[i] = renamed;
       }
       graph.node!.push(makeNode('Cast', [renamed], [name], `${name}/Cast_${io}`, [attr.int('to', ELEM[io])]));
-      result.casts++;
+      casts++;
     }
     if (v.type?.tensor_type) v.type.tensor_type.elem_type = ELEM[io];
   }
-  // intermediate type annotations of converted values would now be wrong: ONNX Runtime infers them again
-  graph.value_info = (graph.value_info ?? []).filter((v) => !plan.float.has(v.name ?? ''));
-  removeUnused(model);
-  return result;
+  return casts;
 }
