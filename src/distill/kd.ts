@@ -35,7 +35,7 @@ import { distillClassifier } from './classifier.js';
  * state by KL on held-out windows is what the pass writes (early-stop.ts).
  */
 
-const KdParams = z.strictObject({
+export const KdParams = z.strictObject({
   steps: z.number().int().min(1).default(300).describe('optimizer steps'),
   batch_size: z.number().int().min(1).default(8).describe('token windows per step'),
   seq_len: z.number().int().min(2).default(128).describe('tokens per window'),
@@ -66,7 +66,7 @@ const KdParams = z.strictObject({
   eval_every: z.number().int().min(1).default(50).describe('steps between held-out measurements (with held_out)'),
   patience: z.number().int().min(0).default(0).describe('stop after this many held-out measurements in a row without a new best; 0 = run every step (the best state is still kept)'),
 });
-type KdParams = z.output<typeof KdParams>;
+export type KdParams = z.output<typeof KdParams>;
 
 export const distillKd = definePass({
   id: 'distill.kd',
@@ -208,7 +208,8 @@ async function distill(model: Model, p: KdParams, ctx: PassContext) {
   }
 }
 
-function studentLoss(
+/** The training loss of one batch on the student (also run by the data-parallel workers: parallel.ts). */
+export function studentLoss(
   exec: OnnxExecutor,
   p: KdParams,
   io: ReturnType<typeof modelIo>,
