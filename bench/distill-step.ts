@@ -1,13 +1,16 @@
 /**
  * One distill.kd training step on stories260K (KV-cache form) after 50 % magnitude pruning, timed
  * by phase: teacher (ONNX Runtime), student forward + backward (tfjs variableGrads), Adam. Wall and
- * CPU per step, averaged over the steps after the first (which builds the static caches).
- * Run: npx tsc -p tsconfig.json && node dist/bench/distill-step.js [steps] [batch] [seq]
+ * CPU per step (CPU of the whole process: with threads > 1 it includes the workers'), averaged over
+ * the steps after the first (which builds the static caches). threads as distill.kd's param.
+ * Run: npx tsc -p tsconfig.json && node dist/bench/distill-step.js [steps] [batch] [seq] [threads]
  */
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { KdParams, studentLoss } from '../src/distill/kd.js';
 import { MaskedAdam } from '../src/distill/optimizer.js';
+import { BatchGradients } from '../src/distill/parallel.js';
+import { encodeInline } from '../src/model/onnx-io.js';
 import { Teacher } from '../src/distill/teacher.js';
 import { pruningMasks, trainableInitializers } from '../src/distill/trainable.js';
 import { linears } from '../src/model/linears.js';
@@ -21,7 +24,7 @@ import { seededRandom } from '../src/util/random.js';
 const ROOT = resolve(import.meta.dirname, '../..');
 const MODEL = join(ROOT, 'fixtures/stories260K-kv/model.onnx');
 
-export async function benchDistillStep(steps = 20, batch = 4, seqLen = 128): Promise<string> {
+export async function benchDistillStep(steps = 20, batch = 4, seqLen = 128, threads = 1): Promise<string> {
   const model = readOnnx(MODEL);
   const layers = linears(model).filter((l) => l.name.startsWith('layers.'));
   const random = seededRandom(1);
@@ -33,8 +36,14 @@ export async function benchDistillStep(steps = 20, batch = 4, seqLen = 128): Pro
   const tf = exec.tf;
   const teacher = await Teacher.open(MODEL, []);
   const adam = new MaskedAdam(tf, exec.variables, pruningMasks(exec, model), { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, clip: 1, warmup: 5, schedule: 'cosine', steps });
-  const varByTfName = new Map([...exec.variables].map(([init, v]) => [v.name, init]));
-  const varList = [...exec.variables.values()];
+  const gradients = BatchGradients.start(exec, (rows, ids, target) => studentLoss(exec, { ...p, batch_size: rows }, io, ids, target, []), threads, () => ({
+    model: encodeInline(model),
+    path: model.path,
+    trainable: [...names],
+    params: p,
+    io,
+    hiddenBlocks: [],
+  }));
   const sum = { teacher: 0, grad: 0, adam: 0, wall: 0, cpu: 0 };
   for (let step = 0; step < steps; step++) {
     const ids = Int32Array.from({ length: batch * seqLen }, () => Math.floor(random() * 512));
@@ -42,12 +51,9 @@ export async function benchDistillStep(steps = 20, batch = 4, seqLen = 128): Pro
     const t0 = performance.now();
     const target = await teacher.run(ids, batch, seqLen);
     const t1 = performance.now();
-    const { value, grads } = tf.variableGrads(() => studentLoss(exec, p, io, ids, target, []), varList);
-    value.dataSync();
+    const { grads } = await gradients.compute(ids, batch, seqLen, target);
     const t2 = performance.now();
-    const named = Object.fromEntries(Object.entries(grads).map(([n, g]) => [varByTfName.get(n)!, g]));
-    adam.apply(named);
-    value.dispose();
+    adam.apply(grads);
     const t3 = performance.now();
     const cpu = process.cpuUsage(c0);
     if (step === 0) continue;
@@ -59,12 +65,13 @@ export async function benchDistillStep(steps = 20, batch = 4, seqLen = 128): Pro
   }
   const n = steps - 1;
   const ms = (x: number) => (x / n).toFixed(1);
+  await gradients.close();
   exec.dispose();
   await teacher.close();
-  return `${batch} × ${seqLen}, ${n} steps after the first: per step teacher ${ms(sum.teacher)} ms, forward+backward ${ms(sum.grad)} ms, adam ${ms(sum.adam)} ms; wall ${ms(sum.wall)} ms, CPU ${ms(sum.cpu)} ms (tensors alive ${tf.memory().numTensors})`;
+  return `${batch} × ${seqLen}, ${threads} thread(s), ${n} steps after the first: per step teacher ${ms(sum.teacher)} ms, forward+backward ${ms(sum.grad)} ms, adam ${ms(sum.adam)} ms; wall ${ms(sum.wall)} ms, CPU ${ms(sum.cpu)} ms (tensors alive ${tf.memory().numTensors})`;
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  const [steps, batch, seq] = process.argv.slice(2).map(Number);
-  console.log(await benchDistillStep(steps || 20, batch || 4, seq || 128));
+  const [steps, batch, seq, threads] = process.argv.slice(2).map(Number);
+  console.log(await benchDistillStep(steps || 20, batch || 4, seq || 128, threads || 1));
 }
