@@ -96,6 +96,8 @@ export class BatchGradients {
       const [i, t] = part(k + 1);
       return this.workers[k]!.step({ weights, rows: r, ids: i, logits: t.logits, hidden: [...t.hidden] });
     });
+    // a worker's failure surfaces at the await below, or not at all when this thread's share throws first
+    for (const r of remote) r.catch(() => {});
     const [ids0, target0] = part(0);
     const { value, grads } = tf.variableGrads(() => this.loss(shares[0]!, ids0, target0), this.varList);
     const local: Record<string, tfjs.Tensor> = {};
