@@ -20,6 +20,8 @@ import { sampleFromTeacher, sequencesOfFeeds, TokenWindows, windowsOf } from './
 import { BestState, splitHeldOut } from './early-stop.js';
 import { crossEntropy, hiddenMse, klLoss } from './loss.js';
 import { MaskedAdam } from './optimizer.js';
+import { BatchGradients, defaultThreads } from './parallel.js';
+import { encodeInline } from '../model/onnx-io.js';
 import { Teacher } from './teacher.js';
 import { layerStats, pruningMasks, trainableInitializers } from './trainable.js';
 import { distillClassifier } from './classifier.js';
@@ -35,7 +37,7 @@ import { distillClassifier } from './classifier.js';
  * state by KL on held-out windows is what the pass writes (early-stop.ts).
  */
 
-const KdParams = z.strictObject({
+export const KdParams = z.strictObject({
   steps: z.number().int().min(1).default(300).describe('optimizer steps'),
   batch_size: z.number().int().min(1).default(8).describe('token windows per step'),
   seq_len: z.number().int().min(2).default(128).describe('tokens per window'),
@@ -65,8 +67,9 @@ const KdParams = z.strictObject({
   held_out: z.number().int().min(0).default(0).describe('windows held out of the training data for early stopping: KL to the teacher on them every eval_every steps, and the best state is kept; 0 = off'),
   eval_every: z.number().int().min(1).default(50).describe('steps between held-out measurements (with held_out)'),
   patience: z.number().int().min(0).default(0).describe('stop after this many held-out measurements in a row without a new best; 0 = run every step (the best state is still kept)'),
+  threads: z.number().int().min(0).default(0).describe('threads sharing each batch (this one plus worker threads, each differentiating a share of the rows; same result up to float rounding); 0 = min(2, cores, batch_size)'),
 });
-type KdParams = z.output<typeof KdParams>;
+export type KdParams = z.output<typeof KdParams>;
 
 export const distillKd = definePass({
   id: 'distill.kd',
@@ -108,6 +111,14 @@ async function distill(model: Model, p: KdParams, ctx: PassContext) {
   const exec = await OnnxExecutor.create(model, { trainable: (n) => names.has(n) });
   const tf = exec.tf;
   if (exec.fallback) warnings.push(`tfjs backend ${exec.backend}: ${exec.fallback}`);
+  const gradients = BatchGradients.start(exec, (rows, ids, target) => studentLoss(exec, { ...p, batch_size: rows }, io, ids, target, studentHidden), p.threads || defaultThreads(p.batch_size), () => ({
+    model: encodeInline(model),
+    path: model.path,
+    trainable: [...names],
+    params: p,
+    io,
+    hiddenBlocks: studentHidden.map((b) => b.index),
+  }));
   try {
     const split = splitHeldOut(await trainingWindows(p, ctx, teacher, io.outputWidth), p.held_out, ctx.where);
     const windows = new TokenWindows(split.train, p.seq_len, ctx.seed * 7919 + 17);
@@ -141,8 +152,6 @@ async function distill(model: Model, p: KdParams, ctx: PassContext) {
       }
     }
 
-    const varByTfName = new Map([...exec.variables].map(([init, v]) => [v.name, init]));
-    const varList = [...exec.variables.values()];
     let lastLoss = NaN;
     let recent = NaN;
     let stoppedAt = p.steps;
@@ -150,12 +159,9 @@ async function distill(model: Model, p: KdParams, ctx: PassContext) {
     for (let step = start; step < p.steps; step++) {
       const ids = windows.batch(step, p.batch_size);
       const target = await teacher.run(ids, p.batch_size, p.seq_len);
-      const { value, grads } = tf.variableGrads(() => studentLoss(exec, p, io, ids, target, studentHidden), varList);
-      const named: Record<string, tfjs.Tensor> = {};
-      for (const [tfName, g] of Object.entries(grads)) named[varByTfName.get(tfName)!] = g;
-      const { gradNorm, lr } = adam.apply(named);
-      lastLoss = value.dataSync()[0]!;
-      value.dispose();
+      const { loss, grads } = await gradients.compute(ids, p.batch_size, p.seq_len, target);
+      const { gradNorm, lr } = adam.apply(grads);
+      lastLoss = loss;
       if (!Number.isFinite(lastLoss)) throw new UserError(`${ctx.where}: distill.kd diverged at step ${step + 1} (loss ${lastLoss}); lower params.lr or set params.clip`);
       if (Number.isNaN(meta.first_loss)) meta.first_loss = lastLoss;
       recent = Number.isNaN(recent) ? lastLoss : 0.9 * recent + 0.1 * lastLoss;
@@ -190,6 +196,7 @@ async function distill(model: Model, p: KdParams, ctx: PassContext) {
         smoothed_last_loss: recent,
         wall_s: Math.round(wall * 10) / 10,
         backend: exec.backend,
+        threads: gradients.threads,
         trained_tensors: names.size,
         trained_params: [...exec.variables.values()].reduce((s, v) => s + v.size, 0),
         ...(best.best && {
@@ -203,12 +210,14 @@ async function distill(model: Model, p: KdParams, ctx: PassContext) {
       },
     };
   } finally {
+    await gradients.close();
     exec.dispose();
     await teacher.close();
   }
 }
 
-function studentLoss(
+/** The training loss of one batch on the student (also run by the data-parallel workers: parallel.ts). */
+export function studentLoss(
   exec: OnnxExecutor,
   p: KdParams,
   io: ReturnType<typeof modelIo>,

@@ -49,7 +49,11 @@ export class MaskedAdam {
     }
   }
 
-  /** Applies one update; returns the global gradient norm before clipping and the learning rate used. */
+  /**
+   * Applies one update; returns the global gradient norm before clipping and the learning rate used.
+   * Takes ownership of `grads`: they are disposed here (a stories260K step leaked ≈ 1 MB of wasm
+   * memory per step when they were not).
+   */
   apply(grads: Record<string, tfjs.Tensor>): { gradNorm: number; lr: number } {
     const tf = this.tf;
     const s = this.settings;
@@ -57,7 +61,8 @@ export class MaskedAdam {
     const masked = new Map<string, tfjs.Tensor>();
     for (const [name, g] of Object.entries(grads)) {
       const mask = this.masks.get(name);
-      masked.set(name, mask ? tf.mul(g, mask) : tf.clone(g));
+      masked.set(name, mask ? tf.mul(g, mask) : g);
+      if (mask) g.dispose();
     }
     const norm = Math.sqrt(tf.tidy(() => tf.addN([...masked.values()].map((g) => tf.sum(tf.square(g)))).dataSync()[0]!));
     const scale = s.clip > 0 && norm > s.clip ? s.clip / norm : 1;

@@ -43,7 +43,7 @@ describe('early stopping on held-out windows', () => {
     const ctx = context(model);
     await magnitude.apply(model, magnitude.params.parse({ sparsity: 0.5 }), ctx);
     const before = ctx.layers.map((l) => readWeight(model, l));
-    const params = { steps: 8, batch_size: 2, seq_len: 32, lr: 0.1, warmup: 0, clip: 0, samples: 12, start_token: 1, checkpoint_every: 0, held_out: 4, eval_every: 2, patience: 1 };
+    const params = { steps: 8, batch_size: 2, seq_len: 32, lr: 0.1, warmup: 0, clip: 0, samples: 12, start_token: 1, checkpoint_every: 0, held_out: 4, eval_every: 2, patience: 1, threads: 2 };
     const result = await distillKd.apply(model, distillKd.params.parse(params), context(model));
     const s = result.summary!;
     expect(s.best_step).toBe(0);

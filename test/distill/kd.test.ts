@@ -179,7 +179,7 @@ passes:
     params: { sparsity: 0.5 }
   - pass: distill.kd
     targets: ["layers.*"]
-    params: { steps: 8, batch_size: 2, seq_len: 16, samples: 8, start_token: 1, checkpoint_every: 4, warmup: 2 }
+    params: { steps: 8, batch_size: 2, seq_len: 16, samples: 8, start_token: 1, checkpoint_every: 4, warmup: 2, threads: 2 }
 `,
   );
 

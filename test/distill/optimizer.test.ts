@@ -32,6 +32,19 @@ describe('masked Adam', () => {
     adam.dispose();
   });
 
+  it('a step leaves no tensor behind: the gradients it is given are disposed, masked or not', async () => {
+    const { tf } = await loadTf();
+    const w = tf.variable(tf.tensor([1, 0, 2]), true, 'adam_no_leak');
+    const u = tf.variable(tf.tensor([3, 4]), true, 'adam_no_leak_u');
+    const mask = tf.tensor([1, 0, 1]);
+    const adam = new MaskedAdam(tf, new Map([['w', w], ['u', u]]), new Map([['w', mask]]), SETTINGS);
+    adam.apply({ w: tf.tensor([1, 1, 1]), u: tf.tensor([1, 1]) });
+    const alive = tf.memory().numTensors;
+    for (let s = 0; s < 3; s++) adam.apply({ w: tf.tensor([1, 1, 1]), u: tf.tensor([1, 1]) });
+    expect(tf.memory().numTensors).toBe(alive);
+    adam.dispose();
+  });
+
   it('clipping scales the gradient to the clip norm; state round-trips', async () => {
     const { tf } = await loadTf();
     const w = tf.variable(tf.tensor([1, 1]), true, 'adam_clip');

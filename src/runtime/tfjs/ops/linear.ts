@@ -1,9 +1,26 @@
 import type * as tfjs from '@tensorflow/tfjs';
 import type { Tf } from '../../tf.js';
-import { broadcastTo } from '../custom-grad.js';
+import { broadcastTo, customGrad, type SaveFunc } from '../custom-grad.js';
 import type { OpImpl, OpEntry } from './types.js';
 
 /** Matrix products. */
+
+/**
+ * A 2-D product whose gradient multiplies explicitly transposed operands:
+ *   ∂L/∂A = ∂L/∂Y · Bᵀ,   ∂L/∂B = Aᵀ · ∂L/∂Y
+ * The wasm backend runs a 2-D MatMul on XNNPACK only without transpose flags, and tfjs' own
+ * gradient passes them: 512×64·(172×64)ᵀ took 5.6 ms of CPU with the flag, 1.4 ms with the
+ * transpose done first (bench/RESULTS.md, distillation step profile). Same products, same sums.
+ */
+export function matMul2d(tf: Tf, a: tfjs.Tensor, b: tfjs.Tensor): tfjs.Tensor {
+  return customGrad(tf, (x, y, save) => {
+    (save as unknown as SaveFunc)([x!, y!]);
+    return {
+      value: tf.matMul(x as tfjs.Tensor2D, y as tfjs.Tensor2D),
+      gradFunc: (dy, saved) => [tf.matMul(dy, tf.transpose(saved[1]!)), tf.matMul(tf.transpose(saved[0]!), dy)],
+    };
+  })(a, b);
+}
 
 /**
  * numpy matmul semantics: rank-1 operands are promoted, batch dims broadcast. x[..., K] · W[K, N]
@@ -14,9 +31,9 @@ export function matmul(tf: Tf, a: tfjs.Tensor, b: tfjs.Tensor): tfjs.Tensor {
   if (b.rank === 1) return tf.squeeze(matmul(tf, a, tf.reshape(b, [b.shape[0]!, 1])), [-1]);
   const K = a.shape[a.rank - 1]!;
   if (b.rank === 2) {
-    if (a.rank === 2) return tf.matMul(a, b);
+    if (a.rank === 2) return matMul2d(tf, a, b);
     const lead = a.shape.slice(0, -1);
-    return tf.reshape(tf.matMul(tf.reshape(a, [-1, K]), b), [...lead, b.shape[1]!]);
+    return tf.reshape(matMul2d(tf, tf.reshape(a, [-1, K]), b), [...lead, b.shape[1]!]);
   }
   const rank = Math.max(a.rank, b.rank);
   const pad = (t: tfjs.Tensor) => (t.rank === rank ? t : tf.reshape(t, [...Array(rank - t.rank).fill(1), ...t.shape]));
@@ -34,7 +51,9 @@ const matMulOp: OpImpl = (a) => matmul(a.tf, a.tensor(0), a.tensor(1));
 /** Gemm: α·A'·B' + β·C with optional transposes. */
 const gemm: OpImpl = (a) => {
   const tf = a.tf;
-  let y = tf.matMul(a.tensor(0), a.tensor(1), a.int('transA', 0) === 1, a.int('transB', 0) === 1);
+  const A = a.tensor(0);
+  const B = a.tensor(1);
+  let y = matMul2d(tf, a.int('transA', 0) === 1 ? tf.transpose(A) : A, a.int('transB', 0) === 1 ? tf.transpose(B) : B);
   const alpha = a.float('alpha', 1);
   if (alpha !== 1) y = tf.mul(y, alpha);
   if (a.has(2)) {
