@@ -81,6 +81,9 @@ export const QUANT_ROWS: Row[] = [
   { id: 'gptq4g32-mse-refit', label: 'GPTQ 4-bit g32 + MSE clipping + scale refit', passes: [{ pass: 'quantize.gptq', params: { bits: 4, ...G32, mse_clip: true, refit_scales: true } }] },
   { id: 'gptq4g32-mse-refit3', label: 'GPTQ 4-bit g32 + MSE clipping + 3 rounds of refit → GPTQ on the refitted grid', passes: [{ pass: 'quantize.gptq', params: { bits: 4, ...G32, mse_clip: true, refit_scales: true, refit_rounds: 3 } }] },
   ...[0.001, 0.003, 0.03, 0.1].map((d) => ({ id: `gptq4g32-mse-damp${d}`, label: `GPTQ 4-bit g32 + MSE clipping, dampening ${d}`, passes: [{ pass: 'quantize.gptq', params: { bits: 4, ...G32, mse_clip: true, dampening: d } }] })),
+  { id: 'gptq4g32-mse-f16', label: 'GPTQ 4-bit g32 + MSE clipping, float16 scales (Cast)', passes: [{ pass: 'quantize.gptq', params: { bits: 4, ...G32, mse_clip: true, scale_dtype: 'float16' } }] },
+  { id: 'mixed3.5-f16', label: 'mixed precision ≤ 3.5 bits/weight, float16 scales', passes: [{ pass: 'quantize.mixed', params: { budget_bits: 3.5, scale_dtype: 'float16' } }] },
+  { id: 'mixed3.5-f16-refit', label: 'mixed precision ≤ 3.5 bits/weight, float16 scales + scale refit', passes: [{ pass: 'quantize.mixed', params: { budget_bits: 3.5, scale_dtype: 'float16', refit_scales: true } }] },
 ];
 
 function recipe(subject: Subject, row: Row): string {

@@ -6,7 +6,7 @@ import { permuteColumns, prepareHessian } from '../obs/hessian.js';
 import { reconstructionError } from '../obs/output-error.js';
 import { eachCalibratedLayer } from '../pass/layer-loop.js';
 import { assertLayersFit, definePass, onValidFields } from '../pass/pass.js';
-import { dequantizeMatrix, gridParams, type GridSpec, groupCount, groupLength, quantizeValue, type QuantizedMatrix } from './grid.js';
+import { dequantizeMatrix, gridParams, type GridSpec, groupCount, groupLength, quantizeValue, type QuantizedMatrix, storedScale } from './grid.js';
 import { gridSpec, quantizedBytes, prepareOpset, quantizeLayerProblems, WEIGHT_QUANT_FIELDS, weightQuantRules } from './params.js';
 import { refitScales } from './refit.js';
 import { emitQuantized } from './rtn.js';
@@ -104,12 +104,13 @@ export async function gptqRefit(
   opts: Parameters<typeof gptqQuantize>[5] & { rounds: number },
 ): Promise<{ m: QuantizedMatrix; loss: number; refit: { before: number; after: number } }> {
   let { m, loss } = await gptqQuantize(W.slice(), rows, cols, prepared.Hinv, prepared.perm, opts);
-  const first = refitScales(W0, m, xtx);
+  const stored = (s: number) => storedScale(s, opts.scaleDtype);
+  const first = refitScales(W0, m, xtx, stored);
   const refit = { before: first.before, after: first.after };
   m = { ...m, scales: first.scales };
-  for (let round = 1; round < opts.rounds; round++) {
+  for (let k = 1; k < opts.rounds; k++) {
     const next = await gptqQuantize(W.slice(), rows, cols, prepared.Hinv, prepared.perm, { ...opts, grid: { scales: m.scales, zeros: m.zeros } });
-    const r = refitScales(W0, next.m, xtx);
+    const r = refitScales(W0, next.m, xtx, stored);
     if (r.after >= refit.after) break;
     refit.after = r.after;
     m = { ...next.m, scales: r.scales };

@@ -9,7 +9,7 @@ import type { Model } from '../model/model.js';
 import { eachLayer } from '../pass/layer-loop.js';
 import { assertLayersFit, definePass, onValidFields } from '../pass/pass.js';
 import { emitDequantizeLinear, emitMatMulNBits } from './emit.js';
-import { dequantizeMatrix, quantizeMatrix, type QuantizedMatrix } from './grid.js';
+import { dequantizeMatrix, quantizeMatrix, type QuantizedMatrix, storedScale } from './grid.js';
 import { refitScales } from './refit.js';
 import { formatOf, gridSpec, quantizedBytes, prepareOpset, quantizeLayerProblems, WEIGHT_QUANT_FIELDS, type WeightQuantParams, weightQuantRules } from './params.js';
 
@@ -32,7 +32,7 @@ const RtnParams = z
 /** Store a quantized matrix in the requested ONNX form. */
 export function emitQuantized(model: Model, layer: LinearLayer, m: QuantizedMatrix, p: WeightQuantParams): void {
   if (formatOf(p) === 'qdq') emitDequantizeLinear(model, layer, m);
-  else emitMatMulNBits(model, layer, m, p.accuracy_level);
+  else emitMatMulNBits(model, layer, m, p.accuracy_level, p.scale_dtype);
 }
 
 export function squaredError(a: Float32Array, b: Float32Array): number {
@@ -55,7 +55,7 @@ export const rtn = definePass({
     const layers = await eachLayer(ctx, (layer) => {
       const W = readWeight(model, layer);
       const rounded = quantizeMatrix(W, layer.outFeatures, layer.inFeatures, gridSpec(params, params.mse_clip));
-      const m = params.refit_scales ? { ...rounded, scales: refitScales(W, rounded).scales } : rounded;
+      const m = params.refit_scales ? { ...rounded, scales: refitScales(W, rounded, undefined, (s) => storedScale(s, params.scale_dtype)).scales } : rounded;
       const err = squaredError(W, dequantizeMatrix(m));
       emitQuantized(model, layer, m, params);
       return {
