@@ -84,6 +84,9 @@ export const QUANT_ROWS: Row[] = [
   { id: 'gptq4g32-mse-f16', label: 'GPTQ 4-bit g32 + MSE clipping, float16 scales (Cast)', passes: [{ pass: 'quantize.gptq', params: { bits: 4, ...G32, mse_clip: true, scale_dtype: 'float16' } }] },
   { id: 'mixed3.5-f16', label: 'mixed precision ≤ 3.5 bits/weight, float16 scales', passes: [{ pass: 'quantize.mixed', params: { budget_bits: 3.5, scale_dtype: 'float16' } }] },
   { id: 'mixed3.5-f16-refit', label: 'mixed precision ≤ 3.5 bits/weight, float16 scales + scale refit', passes: [{ pass: 'quantize.mixed', params: { budget_bits: 3.5, scale_dtype: 'float16', refit_scales: true } }] },
+  { id: 'gptq3g32-mse-packed', label: 'GPTQ 3-bit g32 + MSE clipping, packed 3-bit codes, float16 scales', passes: [{ pass: 'quantize.gptq', params: { bits: 3, ...G32, mse_clip: true, packed_3bit: true, scale_dtype: 'float16' } }] },
+  { id: 'mixed3.5-f16-p3', label: 'mixed precision ≤ 3.5 bits/weight, float16 scales, packed 3-bit codes', passes: [{ pass: 'quantize.mixed', params: { budget_bits: 3.5, scale_dtype: 'float16', packed_3bit: true } }] },
+  { id: 'mixed3.5-f16-p3-refit', label: 'mixed precision ≤ 3.5 bits/weight, float16 scales, packed 3-bit codes + scale refit', passes: [{ pass: 'quantize.mixed', params: { budget_bits: 3.5, scale_dtype: 'float16', packed_3bit: true, refit_scales: true } }] },
 ];
 
 function recipe(subject: Subject, row: Row): string {

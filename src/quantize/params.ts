@@ -27,6 +27,10 @@ export const WEIGHT_QUANT_FIELDS = {
     .enum(['float32', 'float16'])
     .optional()
     .describe('(default float32) MatMulNBits scales stored as float16 behind a Cast to float (ONNX Runtime folds it at load); codes are chosen against the float16-rounded scales'),
+  packed_3bit: z
+    .boolean()
+    .optional()
+    .describe('(default false) 3-bit MatMulNBits codes stored 8 per 3 bytes, rebuilt into the 4-bit container at load by a constant subgraph ONNX Runtime folds'),
 };
 export const WeightQuantParams = z.strictObject(WEIGHT_QUANT_FIELDS);
 export type WeightQuantParams = z.output<typeof WeightQuantParams>;
@@ -35,6 +39,9 @@ export type WeightQuantParams = z.output<typeof WeightQuantParams>;
 export function weightQuantRules(p: WeightQuantParams, ctx: z.RefinementCtx): void {
   if (p.scale_dtype === 'float16' && formatOf(p) !== 'matmulnbits') {
     ctx.addIssue({ code: 'custom', path: ['scale_dtype'], message: 'scale_dtype float16 is for format matmulnbits (its scales sit behind a Cast); use granularity: group with format: matmulnbits (or auto at ≤ 4 bits), or leave scale_dtype out' });
+  }
+  if (p.packed_3bit && (p.bits !== 3 || formatOf(p) !== 'matmulnbits')) {
+    ctx.addIssue({ code: 'custom', path: ['packed_3bit'], message: `packed_3bit stores 3-bit MatMulNBits codes; got bits ${p.bits} with format ${formatOf(p)} (set bits: 3, format: matmulnbits, or leave packed_3bit out)` });
   }
   if (formatOf(p) !== 'matmulnbits') return;
   if (p.granularity !== 'group') {
@@ -90,9 +97,10 @@ export function prepareOpset(model: Model, pass: string, p: WeightQuantParams): 
 export function quantizedBytes(rows: number, cols: number, p: WeightQuantParams): number {
   const format = formatOf(p);
   const container = format === 'matmulnbits' ? matMulNBitsContainer(p.bits) : p.bits < 8 && p.granularity === 'group' ? 4 : 8;
+  const codeBits = format === 'matmulnbits' && p.bits === 3 && p.packed_3bit ? 3 : container;
   const groups = p.granularity === 'tensor' ? 1 / rows : p.granularity === 'channel' ? 1 : Math.ceil(cols / p.group_size);
   const storedCols = format === 'matmulnbits' ? Math.ceil(cols / p.group_size) * p.group_size : cols;
   const scaleBytes = Math.ceil(rows * groups) * (p.scale_dtype === 'float16' ? 2 : 4);
   const zeroBytes = p.symmetric ? 0 : format === 'matmulnbits' ? rows * Math.ceil((groups * container) / 8) : Math.ceil((rows * groups * container) / 8);
-  return Math.ceil((rows * storedCols * container) / 8) + scaleBytes + zeroBytes;
+  return Math.ceil((rows * storedCols * codeBits) / 8) + scaleBytes + zeroBytes;
 }

@@ -32,7 +32,7 @@ const RtnParams = z
 /** Store a quantized matrix in the requested ONNX form. */
 export function emitQuantized(model: Model, layer: LinearLayer, m: QuantizedMatrix, p: WeightQuantParams): void {
   if (formatOf(p) === 'qdq') emitDequantizeLinear(model, layer, m);
-  else emitMatMulNBits(model, layer, m, p.accuracy_level, p.scale_dtype);
+  else emitMatMulNBits(model, layer, m, p.accuracy_level, { scaleDtype: p.scale_dtype, packed3: p.packed_3bit });
 }
 
 export function squaredError(a: Float32Array, b: Float32Array): number {

@@ -25,7 +25,7 @@ function quantized(scaleDtype: 'float32' | 'float16'): { model: Model; m: Return
   const model = singleMatMul(K, N);
   const [layer] = linears(model);
   const m = quantizeMatrix(readWeight(model, layer!), N, K, spec);
-  emitMatMulNBits(model, layer!, m, 0, scaleDtype);
+  emitMatMulNBits(model, layer!, m, 0, { scaleDtype });
   return { model, m };
 }
 
