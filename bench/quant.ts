@@ -87,6 +87,8 @@ export const QUANT_ROWS: Row[] = [
   { id: 'gptq3g32-mse-packed', label: 'GPTQ 3-bit g32 + MSE clipping, packed 3-bit codes, float16 scales', passes: [{ pass: 'quantize.gptq', params: { bits: 3, ...G32, mse_clip: true, packed_3bit: true, scale_dtype: 'float16' } }] },
   { id: 'mixed3.5-f16-p3', label: 'mixed precision ≤ 3.5 bits/weight, float16 scales, packed 3-bit codes', passes: [{ pass: 'quantize.mixed', params: { budget_bits: 3.5, scale_dtype: 'float16', packed_3bit: true } }] },
   { id: 'mixed3.5-f16-p3-refit', label: 'mixed precision ≤ 3.5 bits/weight, float16 scales, packed 3-bit codes + scale refit', passes: [{ pass: 'quantize.mixed', params: { budget_bits: 3.5, scale_dtype: 'float16', packed_3bit: true, refit_scales: true } }] },
+  { id: 'mixed3.5-f16-p3-refit-act', label: 'mixed precision ≤ 3.5 bits/weight, float16 scales, packed 3-bit codes + scale refit, act_order', passes: [{ pass: 'quantize.mixed', params: { budget_bits: 3.5, scale_dtype: 'float16', packed_3bit: true, refit_scales: true, act_order: true } }] },
+  { id: 'mixed3.5-f16-p3-refit-sym', label: 'mixed precision ≤ 3.5 bits/weight, float16 scales, packed 3-bit codes + scale refit, symmetric (no zero points)', passes: [{ pass: 'quantize.mixed', params: { budget_bits: 3.5, scale_dtype: 'float16', packed_3bit: true, refit_scales: true, symmetric: true } }] },
 ];
 
 function recipe(subject: Subject, row: Row): string {
