@@ -82,3 +82,22 @@ describe('float16 MatMulNBits scales', () => {
     expect(r.error!.issues.map((i) => i.path.join('.'))).toContain('scale_dtype');
   });
 });
+
+describe('float16 scales and the tfjs runtime', () => {
+  it('training a MatMulNBits whose scales sit behind a Cast is a user error naming the node and the fix', async () => {
+    const { loadTf } = await import('../../src/runtime/tf.js');
+    const { createTrainables } = await import('../../src/runtime/tfjs/trainables.js');
+    const { UserError } = await import('../../src/errors.js');
+    const { tf } = await loadTf();
+    const { model } = quantized('float16');
+    const codes = model.graph.node![1]!.input![1]!;
+    let error: unknown;
+    try {
+      createTrainables(tf, model, (name) => name === codes);
+    } catch (e) {
+      error = e;
+    }
+    expect(error).toBeInstanceOf(UserError);
+    expect((error as Error).message).toMatch(/MatMulNBits '\/proj\/MatMul\/MatMulNBits' computes its codes or scales.*distill before quantizing/);
+  });
+});
