@@ -76,6 +76,20 @@ export const QUANT_ROWS: Row[] = [
   { id: 'mixed3.5-act', label: 'mixed precision ≤ 3.5 bits/weight, GPTQ act_order', passes: [{ pass: 'quantize.mixed', params: { budget_bits: 3.5, act_order: true } }] },
   { id: 'gptq2g64', label: 'GPTQ 2-bit g64 + MSE clipping (uniform, for comparison)', passes: [{ pass: 'quantize.gptq', params: { bits: 2, ...G32, group_size: 64, mse_clip: true } }] },
   { id: 'gptq3g32-mse-act', label: 'GPTQ 3-bit g32 + MSE clipping + act_order', passes: [{ pass: 'quantize.gptq', params: { bits: 3, ...G32, mse_clip: true, act_order: true } }] },
+  { id: 'rtn4g32-refit', label: 'RTN 4-bit g32 + scale refit (least squares on the weights)', passes: [{ pass: 'quantize.rtn', params: { bits: 4, ...G32, refit_scales: true } }] },
+  { id: 'gptq4g32-refit', label: 'GPTQ 4-bit g32 + scale refit (least squares on XᵀX)', passes: [{ pass: 'quantize.gptq', params: { bits: 4, ...G32, refit_scales: true } }] },
+  { id: 'gptq4g32-mse-refit', label: 'GPTQ 4-bit g32 + MSE clipping + scale refit', passes: [{ pass: 'quantize.gptq', params: { bits: 4, ...G32, mse_clip: true, refit_scales: true } }] },
+  { id: 'gptq4g32-mse-refit3', label: 'GPTQ 4-bit g32 + MSE clipping + 3 rounds of refit → GPTQ on the refitted grid', passes: [{ pass: 'quantize.gptq', params: { bits: 4, ...G32, mse_clip: true, refit_scales: true, refit_rounds: 3 } }] },
+  ...[0.001, 0.003, 0.03, 0.1].map((d) => ({ id: `gptq4g32-mse-damp${d}`, label: `GPTQ 4-bit g32 + MSE clipping, dampening ${d}`, passes: [{ pass: 'quantize.gptq', params: { bits: 4, ...G32, mse_clip: true, dampening: d } }] })),
+  { id: 'gptq4g32-mse-f16', label: 'GPTQ 4-bit g32 + MSE clipping, float16 scales (Cast)', passes: [{ pass: 'quantize.gptq', params: { bits: 4, ...G32, mse_clip: true, scale_dtype: 'float16' } }] },
+  { id: 'mixed3.5-f16', label: 'mixed precision ≤ 3.5 bits/weight, float16 scales', passes: [{ pass: 'quantize.mixed', params: { budget_bits: 3.5, scale_dtype: 'float16' } }] },
+  { id: 'mixed3.5-f16-refit', label: 'mixed precision ≤ 3.5 bits/weight, float16 scales + scale refit', passes: [{ pass: 'quantize.mixed', params: { budget_bits: 3.5, scale_dtype: 'float16', refit_scales: true } }] },
+  { id: 'gptq3g32-mse-packed', label: 'GPTQ 3-bit g32 + MSE clipping, packed 3-bit codes, float16 scales', passes: [{ pass: 'quantize.gptq', params: { bits: 3, ...G32, mse_clip: true, packed_3bit: true, scale_dtype: 'float16' } }] },
+  { id: 'gptq3g64-mse-act-packed', label: 'GPTQ 3-bit g64 + MSE clipping + act_order, packed 3-bit codes, float16 scales (uniform, ≤ 3.5 bits/weight)', passes: [{ pass: 'quantize.gptq', params: { bits: 3, ...G32, group_size: 64, mse_clip: true, act_order: true, packed_3bit: true, scale_dtype: 'float16' } }] },
+  { id: 'mixed3.5-f16-p3', label: 'mixed precision ≤ 3.5 bits/weight, float16 scales, packed 3-bit codes', passes: [{ pass: 'quantize.mixed', params: { budget_bits: 3.5, scale_dtype: 'float16', packed_3bit: true } }] },
+  { id: 'mixed3.5-f16-p3-refit', label: 'mixed precision ≤ 3.5 bits/weight, float16 scales, packed 3-bit codes + scale refit', passes: [{ pass: 'quantize.mixed', params: { budget_bits: 3.5, scale_dtype: 'float16', packed_3bit: true, refit_scales: true } }] },
+  { id: 'mixed3.5-f16-p3-refit-act', label: 'mixed precision ≤ 3.5 bits/weight, float16 scales, packed 3-bit codes + scale refit, act_order', passes: [{ pass: 'quantize.mixed', params: { budget_bits: 3.5, scale_dtype: 'float16', packed_3bit: true, refit_scales: true, act_order: true } }] },
+  { id: 'mixed3.5-f16-p3-refit-sym', label: 'mixed precision ≤ 3.5 bits/weight, float16 scales, packed 3-bit codes + scale refit, symmetric (no zero points)', passes: [{ pass: 'quantize.mixed', params: { budget_bits: 3.5, scale_dtype: 'float16', packed_3bit: true, refit_scales: true, symmetric: true } }] },
 ];
 
 function recipe(subject: Subject, row: Row): string {

@@ -31,6 +31,9 @@ const QUANT_PARAM_INPUTS: Record<string, number[]> = {
   ...QOPERATOR_PARAM_INPUTS,
 };
 
+/** ops of the constant subgraphs quantize/emit.ts puts before MatMulNBits' inputs */
+const CONSTANT_CHAIN = new Set(['Cast', 'MatMul', 'Div', 'Mod', 'Add', 'Reshape']);
+
 const WEIGHT_TYPES = new Set<number>([
   DataType.FLOAT, DataType.FLOAT16, DataType.BFLOAT16, DataType.DOUBLE,
   DataType.INT8, DataType.UINT8, DataType.INT4, DataType.UINT4,
@@ -42,9 +45,15 @@ export function modelSize(model: Model, files: string[] = [model.path], opts: { 
   const index = new GraphIndex(model.graph);
   const quantParams = new Set<string>();
   const logicalCount = new Map<string, number>();
+  // MatMulNBits' stored tensor behind a constant chain (float16 scales → Cast, packed 3-bit codes → unpacking) counts as the input it feeds
+  const source = (name: string): string => {
+    let at = name;
+    for (let p = index.producer.get(at); p && CONSTANT_CHAIN.has(p.op_type ?? '') && p.input?.[0] && p.input.slice(1).every((i) => !i || model.hasInitializer(i)); p = index.producer.get(at)) at = p.input[0];
+    return model.hasInitializer(at) ? at : name;
+  };
   for (const n of model.graph.node ?? []) {
-    for (const i of QUANT_PARAM_INPUTS[n.op_type ?? ''] ?? []) if (n.input?.[i]) quantParams.add(n.input[i]);
-    if (n.op_type === 'MatMulNBits' && n.input?.[1]) logicalCount.set(n.input[1], attrInt(n, 'K', 0) * attrInt(n, 'N', 0));
+    for (const i of QUANT_PARAM_INPUTS[n.op_type ?? ''] ?? []) if (n.input?.[i]) quantParams.add(n.op_type === 'MatMulNBits' ? source(n.input[i]) : n.input[i]);
+    if (n.op_type === 'MatMulNBits' && n.input?.[1]) logicalCount.set(source(n.input[1]), attrInt(n, 'K', 0) * attrInt(n, 'N', 0));
     if (n.op_type === 'Gather' && n.input?.[1]) quantParams.add(n.input[1]);
     // uint8 codes [rows, cols·bits/8] hold rows × cols values
     if (n.op_type === 'GatherBlockQuantized' && n.input?.[0] && model.hasInitializer(n.input[0])) {

@@ -7,8 +7,10 @@ import { gemmBiasVector } from '../model/gemm-epilogue.js';
 import type { LinearLayer } from '../model/linears.js';
 import type { Model } from '../model/model.js';
 import { transpose2d } from '../model/ndarray.js';
-import { packInt4, packUint2, packUint4 } from '../model/pack.js';
-import { groupCount, type QuantizedMatrix } from './grid.js';
+import type { NodeProto } from '../model/onnx-schema.js';
+import { float32ToFloat16, packInt4, packUint2, packUint4 } from '../model/pack.js';
+import { groupCount, type QuantizedMatrix, type ScaleDtype } from './grid.js';
+import { unpack3Nodes } from './pack3.js';
 
 /**
  * Graph rewrites that store a quantized weight in a form ONNX Runtime executes natively, so the
@@ -130,7 +132,14 @@ function paddedBlocks(m: QuantizedMatrix, width: number, shift: number): Uint8Ar
  * along K (3-bit grids too), 2-bit codes four to a byte, low bits first, the last block padded past K (MatMulNBits reads K of them); zero points are stored the same way per row (omitted for symmetric grids, whose zero
  * point 2^(bits−1) is the default).
  */
-export function emitMatMulNBits(model: Model, layer: LinearLayer, m: QuantizedMatrix, accuracyLevel = 0): void {
+export interface NBitsStorage {
+  /** scales as float16 behind a Cast to float (default float32) */
+  scaleDtype?: ScaleDtype;
+  /** 3-bit codes packed 8 per 3 bytes behind the unpacking subgraph of pack3.ts (default: in the 4-bit container) */
+  packed3?: boolean;
+}
+
+export function emitMatMulNBits(model: Model, layer: LinearLayer, m: QuantizedMatrix, accuracyLevel = 0, storage: NBitsStorage = {}): void {
   if (layer.kind === 'conv') throw new UserError(`format matmulnbits: '${layer.name}' is a conv; MatMulNBits replaces MatMul and Gemm only (use format: qdq)`);
   if (m.bits > 4 && m.bits !== 8) throw new UserError(`format matmulnbits: '${layer.name}' has ${m.bits}-bit weights; MatMulNBits takes 8-, 4- or 2-bit codes (3 bits in a 4-bit container)`);
   const block = m.groupSize;
@@ -143,13 +152,23 @@ export function emitMatMulNBits(model: Model, layer: LinearLayer, m: QuantizedMa
   // 8- and 2-bit codes are stored as they are; 3 bits sit in a 4-bit container re-centred on its zero point 8
   const container = matMulNBitsContainer(m.bits);
   const shift = m.symmetric ? 2 ** (container - 1) - 2 ** (m.bits - 1) : 0;
-  const codes = paddedBlocks(m, kBlocks * block, shift);
   const pack = (values: Uint8Array) => (container === 8 ? values.slice() : container === 4 ? packUint4(values) : packUint2(values));
   const base = layer.name;
   const bName = uniqueInitializerName(model, `${base}.weight_q${container}`);
-  model.setInitializer({ name: bName, dataType: DataType.UINT8, dims: [N, kBlocks, (block * container) / 8], data: pack(codes) });
+  const blobDims: [number, number, number] = [N, kBlocks, (block * container) / 8];
+  const before: NodeProto[] = [];
+  if (storage.packed3 && m.bits === 3) before.push(...unpack3Nodes(model, base, paddedBlocks(m, kBlocks * block, 0), blobDims, bName, shift));
+  else model.setInitializer({ name: bName, dataType: DataType.UINT8, dims: blobDims, data: pack(paddedBlocks(m, kBlocks * block, shift)) });
   const sName = uniqueInitializerName(model, `${base}.weight_scales`);
-  model.setInitializer({ name: sName, dataType: DataType.FLOAT, dims: [N * kBlocks], data: new Uint8Array(m.scales.buffer.slice(m.scales.byteOffset, m.scales.byteOffset + m.scales.byteLength)) });
+  if (storage.scaleDtype === 'float16') {
+    // float16 scales -> Cast(to float) -> scales: MatMulNBits takes scales in its activations' type
+    const hName = uniqueInitializerName(model, `${base}.weight_scales_f16`);
+    const half = float32ToFloat16(m.scales);
+    model.setInitializer({ name: hName, dataType: DataType.FLOAT16, dims: [N * kBlocks], data: new Uint8Array(half.buffer) });
+    before.push(makeNode('Cast', [hName], [sName], `${layer.node.name ?? base}/scales_to_float`, [attr.int('to', DataType.FLOAT)]));
+  } else {
+    model.setInitializer({ name: sName, dataType: DataType.FLOAT, dims: [N * kBlocks], data: new Uint8Array(m.scales.buffer.slice(m.scales.byteOffset, m.scales.byteOffset + m.scales.byteLength)) });
+  }
   const inputs = [layer.input, bName, sName];
   if (!m.symmetric) {
     const perRow = Math.ceil((kBlocks * container) / 8);
@@ -173,7 +192,7 @@ export function emitMatMulNBits(model: Model, layer: LinearLayer, m: QuantizedMa
     [attr.int('K', K), attr.int('N', N), attr.int('bits', container), attr.int('block_size', block), attr.int('accuracy_level', accuracyLevel)],
     MS_DOMAIN,
   );
-  replaceNode(model.graph, layer.node, [node]);
+  replaceNode(model.graph, layer.node, [...before, node]);
   removeUnused(model);
 }
 

@@ -6,8 +6,9 @@ import { permuteColumns, prepareHessian } from '../obs/hessian.js';
 import { reconstructionError } from '../obs/output-error.js';
 import { eachCalibratedLayer } from '../pass/layer-loop.js';
 import { assertLayersFit, definePass, onValidFields } from '../pass/pass.js';
-import { dequantizeMatrix, gridParams, type GridSpec, groupCount, groupLength, quantizeValue, type QuantizedMatrix } from './grid.js';
+import { dequantizeMatrix, gridParams, type GridSpec, groupCount, groupLength, quantizeValue, type QuantizedMatrix, storedScale } from './grid.js';
 import { gridSpec, quantizedBytes, prepareOpset, quantizeLayerProblems, WEIGHT_QUANT_FIELDS, weightQuantRules } from './params.js';
+import { refitScales } from './refit.js';
 import { emitQuantized } from './rtn.js';
 
 /**
@@ -27,9 +28,12 @@ const GptqParams = z
     act_order: z.boolean().default(false).describe('quantize inputs in order of decreasing Hessian diagonal (groups keep their static scales, so the result stores as MatMulNBits without g_idx)'),
     static_groups: z.boolean().default(true).describe('fix every group\'s grid from W before the loop (needed with act_order); false refits each group when the loop reaches it, from the weights earlier blocks\' updates left (the reference\'s default)'),
     mse_clip: z.boolean().default(false).describe('per group/channel, search a shrunken range (factors 1 … 0.21) for the lowest Hessian-diagonal-weighted rounding error before the column loop'),
+    refit_scales: z.boolean().default(false).describe('after the loop, refit each row\'s group scales to the codes by least squares on the layer-output error (XᵀX, the original weights); zero points stay'),
+    refit_rounds: z.number().int().min(1).max(8).default(1).describe('with refit_scales: rounds of refit; each round after the first re-runs the loop on the refitted grid first'),
   })
   .superRefine((p, ctx) => {
     weightQuantRules(p, ctx);
+    if (p.refit_scales && p.granularity === 'tensor') ctx.addIssue({ code: 'custom', path: ['refit_scales'], message: 'refit_scales fits one scale per row or group; use granularity: channel or group' });
     if (p.act_order && !p.static_groups) ctx.addIssue({ code: 'custom', path: ['static_groups'], message: 'act_order needs static_groups: true (groups refitted in act order would need g_idx, which MatMulNBits storage does not carry)' });
   }, onValidFields);
 type GptqParams = z.output<typeof GptqParams>;
@@ -58,13 +62,13 @@ export async function gptqQuantize(
   cols: number,
   Hinv: Float64Array,
   perm: Int32Array | undefined,
-  opts: GridSpec & { blockSize: number; staticGroups?: boolean },
+  opts: GridSpec & { blockSize: number; staticGroups?: boolean; grid?: { scales: Float32Array; zeros: Uint8Array } },
 ): Promise<{ m: QuantizedMatrix; loss: number }> {
   const g = groupLength(opts.granularity, cols);
-  const { scales, zeros } = gridParams(W, rows, cols, opts);
+  const { scales, zeros } = opts.grid ? { scales: opts.grid.scales.slice(), zeros: opts.grid.zeros.slice() } : gridParams(W, rows, cols, opts);
   const groups = groupCount(cols, g);
   // the reference's default: a group's grid from the weights as earlier blocks' updates left them
-  const dynamic = opts.staticGroups === false && !perm && opts.granularity.kind === 'group';
+  const dynamic = opts.staticGroups === false && !perm && !opts.grid && opts.granularity.kind === 'group';
   const Wp = perm ? permuteColumns(W, rows, cols, perm) : W;
   const codesP = new Uint8Array(rows * cols);
   const { loss } = await obsBlockLoop(Wp, rows, cols, Hinv, opts.blockSize, {
@@ -83,6 +87,36 @@ export async function gptqQuantize(
   });
   const q = perm ? new Uint8Array(permuteColumns(Float32Array.from(codesP), rows, cols, perm, true)) : codesP;
   return { m: { rows, cols, bits: opts.bits, groupSize: g, symmetric: opts.symmetric, q, scales, zeros }, loss };
+}
+
+/**
+ * GPTQ, then `rounds` of scale refit (refit.ts) against the original weights `W0` and XᵀX: each round
+ * after the first re-runs GPTQ from `W` on the refitted grid, so the codes follow the new scales.
+ * W is not modified; the result is the round with the lowest output error.
+ */
+export async function gptqRefit(
+  W0: Float32Array,
+  W: Float32Array,
+  rows: number,
+  cols: number,
+  prepared: { Hinv: Float64Array; perm?: Int32Array },
+  xtx: Float64Array,
+  opts: Parameters<typeof gptqQuantize>[5] & { rounds: number },
+): Promise<{ m: QuantizedMatrix; loss: number; refit: { before: number; after: number } }> {
+  let { m, loss } = await gptqQuantize(W.slice(), rows, cols, prepared.Hinv, prepared.perm, opts);
+  const stored = (s: number) => storedScale(s, opts.scaleDtype);
+  const first = refitScales(W0, m, xtx, stored);
+  const refit = { before: first.before, after: first.after };
+  m = { ...m, scales: first.scales };
+  for (let k = 1; k < opts.rounds; k++) {
+    const next = await gptqQuantize(W.slice(), rows, cols, prepared.Hinv, prepared.perm, { ...opts, grid: { scales: m.scales, zeros: m.zeros } });
+    const r = refitScales(W0, next.m, xtx, stored);
+    if (r.after >= refit.after) break;
+    refit.after = r.after;
+    m = { ...next.m, scales: r.scales };
+    loss = next.loss;
+  }
+  return { m, loss, refit };
 }
 
 export const gptq = definePass({
@@ -105,19 +139,22 @@ export const gptq = definePass({
       const original = W.slice();
       if (s.dim !== cols) throw new UserError(`${this.id}: '${layer.name}' has ${cols} inputs but its activations have ${s.dim} channels`);
       const prepared = await prepareHessian(s, W, rows, { dampening: params.dampening, actOrder: params.act_order, pass: this.id, layer: layer.name });
-      const { m, loss } = await gptqQuantize(W, rows, cols, prepared.Hinv, prepared.perm, {
+      const opts = {
         ...spec,
         mseClip: params.mse_clip,
         clipWeights: params.mse_clip ? inputEnergy(s.xtx!, cols) : undefined,
         blockSize: params.block_size,
         staticGroups: params.static_groups,
-      });
+      };
+      const { m, loss, refit } = params.refit_scales
+        ? await gptqRefit(original, W, rows, cols, prepared, s.xtx!, { ...opts, rounds: params.refit_rounds })
+        : { ...(await gptqQuantize(W, rows, cols, prepared.Hinv, prepared.perm, opts)), refit: undefined };
       emitQuantized(model, layer, m, params);
       return {
         bytes_before: rows * cols * 4,
         bytes_after: quantizedBytes(rows, cols, params),
         objective: await reconstructionError(original, dequantizeMatrix(m), rows, s),
-        extra: { obs_loss: loss, dead_inputs: prepared.dead },
+        extra: { obs_loss: loss, dead_inputs: prepared.dead, ...(refit ? { refit_error_ratio: refit.after / Math.max(refit.before, 1e-300) } : {}) },
       };
     });
     return { layers, warnings: [] };

@@ -8,6 +8,8 @@
  * `find_params(mse=True)`, llama.cpp's search on the scale), c_j an optional per-input weight.
  */
 
+import { f16BitsToF32Bits, f32BitsToF16Bits } from '../model/pack.js';
+
 /** Which weights share a scale: the whole tensor, each output row, or `size` consecutive inputs of a row. */
 export type Granularity = { kind: 'tensor' } | { kind: 'channel' } | { kind: 'group'; size: number };
 
@@ -19,6 +21,24 @@ export interface GridSpec {
   mseClip?: boolean;
   /** per input column, the weight of its error in the clipping search (GPTQ: the Hessian diagonal, E[x_j²]) */
   clipWeights?: Float32Array;
+  /** how scales are stored (float32 unless said): codes are chosen against the stored value */
+  scaleDtype?: ScaleDtype;
+}
+
+export type ScaleDtype = 'float32' | 'float16';
+
+/** float16's largest finite value and smallest positive (subnormal) one */
+const F16_MAX = 65504;
+const F16_MIN = 2 ** -24;
+const f32 = new Float32Array(1);
+const f32Bits = new Uint32Array(f32.buffer);
+
+/** A scale as stored: rounded to float32, or to float16 with its magnitude clamped into float16's positive range (so it never becomes 0 or ∞). */
+export function storedScale(s: number, dtype: ScaleDtype = 'float32'): number {
+  if (dtype === 'float32') return Math.fround(s);
+  f32[0] = Math.sign(s || 1) * Math.min(Math.max(Math.abs(s), F16_MIN), F16_MAX);
+  f32Bits[0] = f16BitsToF32Bits(f32BitsToF16Bits(f32Bits[0]!));
+  return f32[0]!;
 }
 
 export interface QuantizedMatrix {
@@ -102,11 +122,11 @@ function clippedParams(W: Float32Array, start: number, len: number, min: number,
 /** How many candidates the clipping search tries. */
 export const CLIP_CANDIDATES = GRID_STEPS * MAX_SHRINK;
 
-/** Candidate i of the clipping search: the range shrunk by 1 − i/100, its scale rounded to float32 as stored. */
-export function clipCandidate(min: number, max: number, i: number, spec: Pick<GridSpec, 'bits' | 'symmetric'>): { scale: number; zero: number } {
+/** Candidate i of the clipping search: the range shrunk by 1 − i/100, its scale rounded as stored. */
+export function clipCandidate(min: number, max: number, i: number, spec: Pick<GridSpec, 'bits' | 'symmetric' | 'scaleDtype'>): { scale: number; zero: number } {
   const p = 1 - i / GRID_STEPS;
   const cand = groupParams(p * min, p * max, spec.bits, spec.symmetric);
-  return { scale: Math.fround(cand.scale), zero: cand.zero };
+  return { scale: storedScale(cand.scale, spec.scaleDtype), zero: cand.zero };
 }
 
 /** Groups per row: the last one is shorter when the group size does not divide the inputs. */
@@ -136,7 +156,7 @@ export function gridParams(W: Float32Array, rows: number, cols: number, spec: Gr
         const { min, max } = rangeOf(W, start, len);
         p = clippedParams(W, start, len, min, max, spec, cols);
       }
-      scales[r * groups + k] = p.scale;
+      scales[r * groups + k] = storedScale(p.scale, spec.scaleDtype);
       zeros[r * groups + k] = p.zero;
     }
   }

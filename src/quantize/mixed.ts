@@ -8,7 +8,7 @@ import { eachCalibratedLayer } from '../pass/layer-loop.js';
 import { assertLayersFit, definePass, onValidFields } from '../pass/pass.js';
 import { allocate, type Option } from './allocate.js';
 import { gramError } from './awq.js';
-import { gptqQuantize } from './gptq.js';
+import { gptqQuantize, gptqRefit } from './gptq.js';
 import { dequantizeMatrix, quantizeMatrix } from './grid.js';
 import { gridSpec, quantizedBytes, quantizeLayerProblems, type WeightQuantParams } from './params.js';
 import { emitQuantized } from './rtn.js';
@@ -49,6 +49,9 @@ const MixedParams = z
       .describe('loss: weight each layer\'s output error by the calibration-loss increase measured when it alone is rounded (one model run per layer); output: the output errors as they are (no model runs)'),
     sensitivity_samples: z.number().int().min(1).default(32).describe('calibration samples the loss is measured on for each layer\'s sensitivity'),
     accuracy_level: z.union([z.literal(0), z.literal(1), z.literal(2), z.literal(3), z.literal(4)]).default(0).describe('MatMulNBits compute type (0: float32)'),
+    scale_dtype: z.enum(['float32', 'float16']).default('float32').describe('scales stored as float32, or float16 behind a Cast (counted at 2 bytes in the budget)'),
+    packed_3bit: z.boolean().default(false).describe('3-bit choices stored 8 codes per 3 bytes (rebuilt into the 4-bit container at load), counted at 3 bits in the budget'),
+    refit_scales: z.boolean().default(false).describe('GPTQ: refit each row\'s group scales to its codes by least squares on the layer-output error'),
   })
   .superRefine((p, ctx) => {
     if ((p.budget_bits === undefined) === (p.budget_bytes === undefined)) {
@@ -61,7 +64,7 @@ const MixedParams = z
 type MixedParams = z.output<typeof MixedParams>;
 
 function choices(p: MixedParams): WeightQuantParams[] {
-  return p.bits.flatMap((bits) => p.group_sizes.map((group_size) => ({ bits, granularity: 'group' as const, group_size, symmetric: p.symmetric, format: 'matmulnbits' as const, accuracy_level: p.accuracy_level })));
+  return p.bits.flatMap((bits) => p.group_sizes.map((group_size) => ({ bits, granularity: 'group' as const, group_size, symmetric: p.symmetric, format: 'matmulnbits' as const, accuracy_level: p.accuracy_level, scale_dtype: p.scale_dtype, packed_3bit: bits === 3 && p.packed_3bit })));
 }
 
 const label = (c: WeightQuantParams) => `${c.bits}-bit g${c.group_size}`;
@@ -130,7 +133,8 @@ export const mixed = definePass({
       if (params.method === 'rtn') m = quantizeMatrix(W, rows, cols, spec);
       else {
         const prepared = await prepareHessian(s, W, rows, { dampening: params.dampening, actOrder: params.act_order, pass: this.id, layer: layer.name });
-        ({ m } = await gptqQuantize(W, rows, cols, prepared.Hinv, prepared.perm, { ...spec, blockSize: params.block_size }));
+        const opts = { ...spec, blockSize: params.block_size };
+        ({ m } = params.refit_scales ? await gptqRefit(original, W, rows, cols, prepared, s.xtx!, { ...opts, rounds: 1 }) : await gptqQuantize(W, rows, cols, prepared.Hinv, prepared.perm, opts));
       }
       emitQuantized(model, layer, m, choice);
       return {

@@ -23,12 +23,26 @@ export const WEIGHT_QUANT_FIELDS = {
     .union([z.literal(0), z.literal(1), z.literal(2), z.literal(3), z.literal(4)])
     .default(0)
     .describe('MatMulNBits compute type: 0 float32 (outputs equal the dequantized model), 4 int8 activations (faster on CPU)'),
+  scale_dtype: z
+    .enum(['float32', 'float16'])
+    .optional()
+    .describe('(default float32) MatMulNBits scales stored as float16 behind a Cast to float (ONNX Runtime folds it at load); codes are chosen against the float16-rounded scales'),
+  packed_3bit: z
+    .boolean()
+    .optional()
+    .describe('(default false) 3-bit MatMulNBits codes stored 8 per 3 bytes, rebuilt into the 4-bit container at load by a constant subgraph ONNX Runtime folds'),
 };
 export const WeightQuantParams = z.strictObject(WEIGHT_QUANT_FIELDS);
 export type WeightQuantParams = z.output<typeof WeightQuantParams>;
 
 /** The cross-field rules of the shared params (superRefine of each quantizer's schema). */
 export function weightQuantRules(p: WeightQuantParams, ctx: z.RefinementCtx): void {
+  if (p.scale_dtype === 'float16' && formatOf(p) !== 'matmulnbits') {
+    ctx.addIssue({ code: 'custom', path: ['scale_dtype'], message: 'scale_dtype float16 is for format matmulnbits (its scales sit behind a Cast); use granularity: group with format: matmulnbits (or auto at ≤ 4 bits), or leave scale_dtype out' });
+  }
+  if (p.packed_3bit && (p.bits !== 3 || formatOf(p) !== 'matmulnbits')) {
+    ctx.addIssue({ code: 'custom', path: ['packed_3bit'], message: `packed_3bit stores 3-bit MatMulNBits codes; got bits ${p.bits} with format ${formatOf(p)} (set bits: 3, format: matmulnbits, or leave packed_3bit out)` });
+  }
   if (formatOf(p) !== 'matmulnbits') return;
   if (p.granularity !== 'group') {
     ctx.addIssue({ code: 'custom', path: ['format'], message: 'format matmulnbits stores per-block scales; set granularity: group with group_size 16..256' });
@@ -42,7 +56,7 @@ export function granularityOf(p: WeightQuantParams): Granularity {
 }
 
 export function gridSpec(p: WeightQuantParams, mseClip = false): GridSpec {
-  return { bits: p.bits, granularity: granularityOf(p), symmetric: p.symmetric, mseClip };
+  return { bits: p.bits, granularity: granularityOf(p), symmetric: p.symmetric, mseClip, scaleDtype: p.scale_dtype };
 }
 
 export function formatOf(p: WeightQuantParams): 'qdq' | 'matmulnbits' {
@@ -77,15 +91,16 @@ export function prepareOpset(model: Model, pass: string, p: WeightQuantParams): 
 }
 
 /**
- * Stored bytes of a quantized layer: codes (MatMulNBits pads the last block) plus float32 scales
- * (plus zero points when asymmetric). Bits per weight everywhere is these bytes · 8 over rows · cols.
+ * Stored bytes of a quantized layer: codes (MatMulNBits pads the last block) plus float32 (or
+ * float16) scales (plus zero points when asymmetric). Bits per weight everywhere is these bytes · 8 over rows · cols.
  */
 export function quantizedBytes(rows: number, cols: number, p: WeightQuantParams): number {
   const format = formatOf(p);
   const container = format === 'matmulnbits' ? matMulNBitsContainer(p.bits) : p.bits < 8 && p.granularity === 'group' ? 4 : 8;
+  const codeBits = format === 'matmulnbits' && p.bits === 3 && p.packed_3bit ? 3 : container;
   const groups = p.granularity === 'tensor' ? 1 / rows : p.granularity === 'channel' ? 1 : Math.ceil(cols / p.group_size);
   const storedCols = format === 'matmulnbits' ? Math.ceil(cols / p.group_size) * p.group_size : cols;
-  const scaleBytes = Math.ceil(rows * groups) * 4;
+  const scaleBytes = Math.ceil(rows * groups) * (p.scale_dtype === 'float16' ? 2 : 4);
   const zeroBytes = p.symmetric ? 0 : format === 'matmulnbits' ? rows * Math.ceil((groups * container) / 8) : Math.ceil((rows * groups * container) / 8);
-  return Math.ceil((rows * storedCols * container) / 8) + scaleBytes + zeroBytes;
+  return Math.ceil((rows * storedCols * codeBits) / 8) + scaleBytes + zeroBytes;
 }

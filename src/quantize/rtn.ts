@@ -9,7 +9,8 @@ import type { Model } from '../model/model.js';
 import { eachLayer } from '../pass/layer-loop.js';
 import { assertLayersFit, definePass, onValidFields } from '../pass/pass.js';
 import { emitDequantizeLinear, emitMatMulNBits } from './emit.js';
-import { dequantizeMatrix, quantizeMatrix, type QuantizedMatrix } from './grid.js';
+import { dequantizeMatrix, quantizeMatrix, type QuantizedMatrix, storedScale } from './grid.js';
+import { refitScales } from './refit.js';
 import { formatOf, gridSpec, quantizedBytes, prepareOpset, quantizeLayerProblems, WEIGHT_QUANT_FIELDS, type WeightQuantParams, weightQuantRules } from './params.js';
 
 /**
@@ -21,13 +22,17 @@ const RtnParams = z
   .strictObject({
     ...WEIGHT_QUANT_FIELDS,
     mse_clip: z.boolean().default(false).describe('search a shrunken range per group for the lowest error (slower)'),
+    refit_scales: z.boolean().optional().describe('(default false) after rounding, refit each group\'s scale to its codes by least squares on the weight error (Σ a·w / Σ a², a = q − zero)'),
   })
-  .superRefine(weightQuantRules, onValidFields);
+  .superRefine((p, ctx) => {
+    weightQuantRules(p, ctx);
+    if (p.refit_scales && p.granularity === 'tensor') ctx.addIssue({ code: 'custom', path: ['refit_scales'], message: 'refit_scales fits one scale per row or group; use granularity: channel or group' });
+  }, onValidFields);
 
 /** Store a quantized matrix in the requested ONNX form. */
 export function emitQuantized(model: Model, layer: LinearLayer, m: QuantizedMatrix, p: WeightQuantParams): void {
   if (formatOf(p) === 'qdq') emitDequantizeLinear(model, layer, m);
-  else emitMatMulNBits(model, layer, m, p.accuracy_level);
+  else emitMatMulNBits(model, layer, m, p.accuracy_level, { scaleDtype: p.scale_dtype, packed3: p.packed_3bit });
 }
 
 export function squaredError(a: Float32Array, b: Float32Array): number {
@@ -49,7 +54,8 @@ export const rtn = definePass({
     prepareOpset(model, this.id, params);
     const layers = await eachLayer(ctx, (layer) => {
       const W = readWeight(model, layer);
-      const m = quantizeMatrix(W, layer.outFeatures, layer.inFeatures, gridSpec(params, params.mse_clip));
+      const rounded = quantizeMatrix(W, layer.outFeatures, layer.inFeatures, gridSpec(params, params.mse_clip));
+      const m = params.refit_scales ? { ...rounded, scales: refitScales(W, rounded, undefined, (s) => storedScale(s, params.scale_dtype)).scales } : rounded;
       const err = squaredError(W, dequantizeMatrix(m));
       emitQuantized(model, layer, m, params);
       return {

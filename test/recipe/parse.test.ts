@@ -54,7 +54,7 @@ describe('parseRecipe', () => {
         pass: 'quantize.gptq',
         targets: ['*'],
         ignore: [],
-        params: { bits: 8, granularity: 'channel', group_size: 128, symmetric: true, format: 'auto', accuracy_level: 0, dampening: 0.01, block_size: 128, act_order: false, static_groups: true, mse_clip: false },
+        params: { bits: 8, granularity: 'channel', group_size: 128, symmetric: true, format: 'auto', accuracy_level: 0, dampening: 0.01, block_size: 128, act_order: false, static_groups: true, mse_clip: false, refit_scales: false, refit_rounds: 1 },
       },
     ]);
     expect(r.eval?.reference).toBe(true);

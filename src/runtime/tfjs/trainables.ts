@@ -43,6 +43,11 @@ export function createTrainables(tf: Tf, model: Model, trainable: (name: string)
   return out;
 }
 
+/** The user error for a MatMulNBits whose codes or scales the graph computes instead of storing. */
+export function computedNBitsInputs(op: NodeProto): string {
+  return `MatMulNBits '${op.name ?? ''}' computes its codes or scales in the graph (quantize's packed_3bit or scale_dtype: float16 storage); the tfjs runtime that distill.kd trains with reads them as stored tensors: distill before quantizing, or quantize without packed_3bit and scale_dtype: float16`;
+}
+
 function fakeQuantFor(tf: Tf, model: Model, t: HostTensor, users: NodeProto[]): FakeQuantWeight {
   const count = t.dims.reduce((a, b) => a * b, 1);
   const op = users.length === 1 ? users[0]! : undefined;
@@ -57,6 +62,7 @@ function fakeQuantFor(tf: Tf, model: Model, t: HostTensor, users: NodeProto[]): 
   }
   if (op?.op_type === 'MatMulNBits' && sameSlot(1)) {
     const layout = { N: attrInt(op, 'N', 0), K: attrInt(op, 'K', 0), bits: attrInt(op, 'bits', 4), block: attrInt(op, 'block_size', 32) };
+    if (!model.hasInitializer(op.input![2]!)) throw new UserError(computedNBitsInputs(op));
     const scales = model.tensor(op.input![2]!);
     const zeros = op.input![3] ? model.tensor(op.input![3]).data : undefined;
     const d = decodeNBits(t.data, toFloat32(scales.dataType, scales.data), zeros, layout);

@@ -1,6 +1,8 @@
+import { UserError } from '../../../errors.js';
 import { toFloat32 } from '../../../model/pack.js';
 import { expandGrid } from '../fake-quant.js';
 import { decodeNBits } from '../matmulnbits.js';
+import { computedNBitsInputs } from '../trainables.js';
 import { matmul } from './linear.js';
 import type { OpImpl, OpEntry } from './types.js';
 
@@ -46,7 +48,7 @@ const matMulNBits: OpImpl = (a) => {
     : a.memo(() => {
         const B = a.initializer(1);
         const scales = a.initializer(2);
-        if (!B || !scales) throw new Error(`MatMulNBits '${a.node.name}': B and scales must be initializers`);
+        if (!B || !scales) throw new UserError(computedNBitsInputs(a.node));
         const zeros = a.has(3) ? a.initializer(3) : undefined;
         const layout = { N: a.int('N', 0), K: a.int('K', 0), bits: a.int('bits', 4), block: a.int('block_size', 32) };
         const d = decodeNBits(B.data, toFloat32(scales.dataType, scales.data), zeros?.data, layout);

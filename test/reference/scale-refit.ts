@@ -1,0 +1,44 @@
+/**
+ * Float64 plain-loop reference of the scale refit: with the codes fixed, the row's dequantized weight
+ * is A·s (A[k, g] = q_k − z_g for k in group g, else 0), and the scales minimising
+ * (w − A·s)ᵀ H (w − A·s) solve (AᵀHA)·s = AᵀH·w. A is built explicitly and the system solved by
+ * Gaussian elimination with partial pivoting; independent of src/quantize/refit.ts.
+ */
+export function refitRowRef(w: ArrayLike<number>, q: ArrayLike<number>, zeros: ArrayLike<number>, group: number, H: ArrayLike<number>): Float64Array {
+  const n = w.length;
+  const G = zeros.length;
+  const A = new Float64Array(n * G);
+  for (let k = 0; k < n; k++) A[k * G + Math.floor(k / group)] = q[k]! - zeros[Math.floor(k / group)]!;
+  const HA = new Float64Array(n * G);
+  for (let i = 0; i < n; i++) for (let g = 0; g < G; g++) for (let k = 0; k < n; k++) HA[i * G + g] += H[i * n + k]! * A[k * G + g]!;
+  const M = new Float64Array(G * (G + 1));
+  for (let g = 0; g < G; g++) {
+    for (let h = 0; h < G; h++) for (let k = 0; k < n; k++) M[g * (G + 1) + h] += A[k * G + g]! * HA[k * G + h]!;
+    for (let k = 0; k < n; k++) for (let l = 0; l < n; l++) M[g * (G + 1) + G] += A[k * G + g]! * H[k * n + l]! * w[l]!;
+  }
+  // forward elimination with partial pivoting on the augmented [M | b]
+  for (let c = 0; c < G; c++) {
+    let p = c;
+    for (let r = c + 1; r < G; r++) if (Math.abs(M[r * (G + 1) + c]!) > Math.abs(M[p * (G + 1) + c]!)) p = r;
+    for (let j = 0; j <= G; j++) [M[c * (G + 1) + j], M[p * (G + 1) + j]] = [M[p * (G + 1) + j]!, M[c * (G + 1) + j]!];
+    for (let r = c + 1; r < G; r++) {
+      const f = M[r * (G + 1) + c]! / M[c * (G + 1) + c]!;
+      for (let j = c; j <= G; j++) M[r * (G + 1) + j] -= f * M[c * (G + 1) + j]!;
+    }
+  }
+  const s = new Float64Array(G);
+  for (let r = G - 1; r >= 0; r--) {
+    let v = M[r * (G + 1) + G]!;
+    for (let j = r + 1; j < G; j++) v -= M[r * (G + 1) + j]! * s[j]!;
+    s[r] = v / M[r * (G + 1) + r]!;
+  }
+  return s;
+}
+
+/** (w − ŵ)ᵀ H (w − ŵ) in float64 */
+export function hWeightedError(w: ArrayLike<number>, wq: ArrayLike<number>, H: ArrayLike<number>): number {
+  const n = w.length;
+  let e = 0;
+  for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) e += (w[i]! - wq[i]!) * H[i * n + j]! * (w[j]! - wq[j]!);
+  return e;
+}
