@@ -73,6 +73,14 @@ describe('packed 3-bit MatMulNBits codes', () => {
     expect(modelSize(model, [], { readWeights: false }).params).toBe(K * N);
   });
 
+  it('the tfjs executor (distill.kd) refuses packed codes with a user error naming the node and the fix, not the Mod op it lacks', async () => {
+    const { OnnxExecutor } = await import('../../src/runtime/tfjs/executor.js');
+    const { UserError } = await import('../../src/errors.js');
+    const error = await OnnxExecutor.create(quantized(false, true)).then(() => undefined, (e: unknown) => e);
+    expect(error).toBeInstanceOf(UserError);
+    expect((error as Error).message).toMatch(/MatMulNBits '[^']+' computes its codes or scales.*distill before quantizing/);
+  });
+
   it('packed_3bit with 4 bits is a recipe error naming the field', () => {
     const r = gptq.params.safeParse({ bits: 4, granularity: 'group', group_size: 32, packed_3bit: true });
     expect(r.success).toBe(false);

@@ -17,7 +17,7 @@ import { SHAPE_OPS } from './ops/shape.js';
 import { isHost, type OpArgs, type OpEntry, type Val } from './ops/types.js';
 import { nodeOpKey, opTable } from './op-table.js';
 import { buildSteps, stepsFor, topoSort, type Step } from './plan.js';
-import { createTrainables, writeTrainables, type Trainables } from './trainables.js';
+import { computedNBitsInputs, createTrainables, writeTrainables, type Trainables } from './trainables.js';
 
 /**
  * Runs an ONNX graph on TensorFlow.js so that distillation can differentiate it. Shape arithmetic
@@ -263,6 +263,8 @@ function checkSupported(model: Model): void {
   const missing = new Set<string>();
   for (const n of model.graph.node ?? []) {
     const op = n.op_type ?? '';
+    // packed or float16-scale storage computes MatMulNBits' inputs with ops this executor lacks: say why, not which op
+    if (op === 'MatMulNBits' && [1, 2].some((i) => !model.hasInitializer(n.input?.[i] ?? ''))) throw new UserError(`${model.path}: ${computedNBitsInputs(n)}`);
     const domain = n.domain ?? '';
     if (op === 'Constant' && !domain) continue;
     if (!OPS.has(nodeOpKey(n))) missing.add(domain ? `${domain}.${op}` : op);
