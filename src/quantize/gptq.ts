@@ -105,12 +105,12 @@ export async function gptqRefit(
 ): Promise<{ m: QuantizedMatrix; loss: number; refit: { before: number; after: number } }> {
   let { m, loss } = await gptqQuantize(W.slice(), rows, cols, prepared.Hinv, prepared.perm, opts);
   const stored = (s: number) => storedScale(s, opts.scaleDtype);
-  const first = refitScales(W0, m, xtx, stored);
+  const first = await refitScales(W0, m, xtx, stored);
   const refit = { before: first.before, after: first.after };
   m = { ...m, scales: first.scales };
   for (let k = 1; k < opts.rounds; k++) {
     const next = await gptqQuantize(W.slice(), rows, cols, prepared.Hinv, prepared.perm, { ...opts, grid: { scales: m.scales, zeros: m.zeros } });
-    const r = refitScales(W0, next.m, xtx, stored);
+    const r = await refitScales(W0, next.m, xtx, stored);
     if (r.after >= refit.after) break;
     refit.after = r.after;
     m = { ...next.m, scales: r.scales };

@@ -1,3 +1,4 @@
+import { matmul } from '../linalg/index.js';
 import { groupCount, type QuantizedMatrix } from './grid.js';
 
 /**
@@ -6,7 +7,7 @@ import { groupCount, type QuantizedMatrix } from './grid.js';
  * a_k = q_k − z_g(k), H = XᵀX [cols, cols] (identity when absent: plain weight error). The row's
  * dequantized weight ŵ = A·s is linear in its G scales (A[k, g(k)] = a_k), so the output error
  * (w − ŵ)ᵀ H (w − ŵ) is minimised by the G×G normal equations (AᵀHA)·s = AᵀH·w. Zero points stay
- * integer. Working precision float64; the scales are stored float32 (or through `round`, e.g. to
+ * integer. Working precision float64, the rows · cols² products as GEMMs on ONNX Runtime; the scales are stored float32 (or through `round`, e.g. to
  * float16), and a row keeps its old scales unless the rounded new ones lower its error, so the
  * refit never raises it.
  */
@@ -23,91 +24,88 @@ export interface RefitResult {
 /** Relative ridge pulling each scale toward its old value, so a group whose codes are all at the zero point (or whose inputs never fire) keeps it. */
 const RIDGE = 1e-9;
 
-export function refitScales(W: Float32Array, m: QuantizedMatrix, H?: Float64Array, round: (s: number) => number = Math.fround): RefitResult {
+export async function refitScales(W: Float32Array, m: QuantizedMatrix, H?: Float64Array, round: (s: number) => number = Math.fround): Promise<RefitResult> {
   const { rows, cols, groupSize: g } = m;
   const G = groupCount(cols, g);
-  const scales = m.scales.slice();
-  const a = new Float64Array(cols);
-  const d = new Float64Array(cols);
-  const Hw = new Float64Array(cols);
-  const U = new Float64Array(cols * G);
-  const M = new Float64Array(G * G);
-  const b = new Float64Array(G);
-  const s = new Float64Array(G);
   const groupOf = Int32Array.from({ length: cols }, (_, k) => Math.floor(k / g));
-  let before = 0;
-  let after = 0;
-  let refitted = 0;
-  // (w − ŵ)ᵀ H (w − ŵ) of the row with scales `sc`, ŵ in float32 as stored
-  const rowError = (r: number, sc: ArrayLike<number>, o: number): number => {
-    for (let k = 0; k < cols; k++) d[k] = W[r * cols + k]! - Math.fround(a[k]! * sc[o + groupOf[k]!]!);
-    return quadratic(d, H, cols);
-  };
+  // A[r, k] = a_k of row r: ŵ_r = A_r·s_r
+  const A = new Float64Array(rows * cols);
+  for (let r = 0; r < rows; r++) for (let k = 0; k < cols; k++) A[r * cols + k] = m.q[r * cols + k]! - m.zeros[r * G + groupOf[k]!]!;
+  const { M, b } = await normalEquations(W, A, rows, cols, G, groupOf, g, H);
+  const fresh = m.scales.slice();
+  const s = new Float64Array(G);
   for (let r = 0; r < rows; r++) {
-    const o = r * G;
-    for (let k = 0; k < cols; k++) a[k] = m.q[r * cols + k]! - m.zeros[o + groupOf[k]!]!;
-    // normal equations: M = AᵀHA, b = AᵀHw
-    M.fill(0);
-    b.fill(0);
-    if (H) {
-      U.fill(0);
-      for (let k = 0; k < cols; k++) {
-        let hw = 0;
-        const hk = k * cols;
-        for (let l = 0; l < cols; l++) {
-          const h = H[hk + l]!;
-          hw += h * W[r * cols + l]!;
-          U[k * G + groupOf[l]!] += h * a[l]!;
-        }
-        Hw[k] = hw;
-      }
-      for (let k = 0; k < cols; k++) {
-        const gk = groupOf[k]!;
-        b[gk] += a[k]! * Hw[k]!;
-        for (let h = 0; h < G; h++) M[gk * G + h] += a[k]! * U[k * G + h]!;
-      }
-    } else {
-      for (let k = 0; k < cols; k++) {
-        const gk = groupOf[k]!;
-        M[gk * G + gk] += a[k]! * a[k]!;
-        b[gk] += a[k]! * W[r * cols + k]!;
-      }
-    }
+    const Mr = M.subarray(r * G * G, (r + 1) * G * G);
+    const br = b.subarray(r * G, (r + 1) * G);
     let trace = 0;
-    for (let h = 0; h < G; h++) trace += M[h * G + h]!;
+    for (let h = 0; h < G; h++) trace += Mr[h * G + h]!;
     const ridge = RIDGE * Math.max(trace / G, Number.MIN_VALUE);
     for (let h = 0; h < G; h++) {
-      M[h * G + h] += ridge;
-      b[h] += ridge * scales[o + h]!;
+      Mr[h * G + h] += ridge;
+      br[h] += ridge * m.scales[r * G + h]!;
     }
-    const old = rowError(r, scales, o);
-    before += old;
-    if (!solveSpd(M, b, G, s)) {
-      after += old;
-      continue;
-    }
-    const fresh = Float32Array.from(s, round);
-    const err = rowError(r, fresh, 0);
-    if (err < old) {
-      scales.set(fresh, o);
-      after += err;
+    if (solveSpd(Mr, br, G, s)) for (let h = 0; h < G; h++) fresh[r * G + h] = round(s[h]!);
+  }
+  const old = await rowErrors(W, A, m.scales, rows, cols, G, groupOf, H);
+  const err = await rowErrors(W, A, fresh, rows, cols, G, groupOf, H);
+  const scales = m.scales.slice();
+  let [before, after, refitted] = [0, 0, 0];
+  for (let r = 0; r < rows; r++) {
+    before += old[r]!;
+    if (err[r]! < old[r]!) {
+      scales.set(fresh.subarray(r * G, (r + 1) * G), r * G);
+      after += err[r]!;
       refitted++;
-    } else after += old;
+    } else after += old[r]!;
   }
   return { scales, before, after, refitted };
 }
 
-/** dᵀ H d (H symmetric), dᵀd without H. */
-function quadratic(d: Float64Array, H: Float64Array | undefined, n: number): number {
-  let e = 0;
-  for (let k = 0; k < n; k++) {
-    if (!H) {
-      e += d[k]! * d[k]!;
-      continue;
+/**
+ * Every row's normal equations, M_r = A_rᵀ H A_r [G, G] and b_r = A_rᵀ H w_r [G], where A_r holds
+ * row r's a_k in column g(k). With Y_g = A[:, g] · H[g, :] (one GEMM per group, rows · cols² in all,
+ * on ONNX Runtime): M_r[g, h] = Σ_{l ∈ h} Y_g[r, l] · a_rl, and b_r[g] = Σ_{k ∈ g} a_rk (W H)[r, k].
+ */
+async function normalEquations(W: Float32Array, A: Float64Array, rows: number, cols: number, G: number, groupOf: Int32Array, g: number, H?: Float64Array): Promise<{ M: Float64Array; b: Float64Array }> {
+  const M = new Float64Array(rows * G * G);
+  const b = new Float64Array(rows * G);
+  if (!H) {
+    for (let r = 0; r < rows; r++) {
+      for (let k = 0; k < cols; k++) {
+        const gk = groupOf[k]!;
+        const a = A[r * cols + k]!;
+        M[r * G * G + gk * G + gk] += a * a;
+        b[r * G + gk] += a * W[r * cols + k]!;
+      }
     }
-    let hd = 0;
-    for (let l = 0; l < n; l++) hd += H[k * n + l]! * d[l]!;
-    e += d[k]! * hd;
+    return { M, b };
+  }
+  const WH = await matmul(Float64Array.from(W), H, rows, cols, cols);
+  for (let r = 0; r < rows; r++) for (let k = 0; k < cols; k++) b[r * G + groupOf[k]!] += A[r * cols + k]! * WH[r * cols + k]!;
+  for (let gi = 0; gi < G; gi++) {
+    const [k0, k1] = [gi * g, Math.min(cols, (gi + 1) * g)];
+    const w = k1 - k0;
+    const Ag = new Float64Array(rows * w);
+    for (let r = 0; r < rows; r++) Ag.set(A.subarray(r * cols + k0, r * cols + k1), r * w);
+    const Y = await matmul(Ag, H.slice(k0 * cols, k1 * cols), rows, w, cols);
+    for (let r = 0; r < rows; r++) {
+      const o = r * G * G + gi * G;
+      for (let l = 0; l < cols; l++) M[o + groupOf[l]!] += Y[r * cols + l]! * A[r * cols + l]!;
+    }
+  }
+  return { M, b };
+}
+
+/** Each row's (w − ŵ)ᵀ H (w − ŵ) (the plain squared error without H), ŵ in float32 as stored; one GEMM. */
+async function rowErrors(W: Float32Array, A: Float64Array, scales: Float32Array, rows: number, cols: number, G: number, groupOf: Int32Array, H?: Float64Array): Promise<Float64Array> {
+  const D = new Float64Array(rows * cols);
+  for (let r = 0; r < rows; r++) for (let k = 0; k < cols; k++) D[r * cols + k] = W[r * cols + k]! - Math.fround(A[r * cols + k]! * scales[r * G + groupOf[k]!]!);
+  const DH = H ? await matmul(D, H, rows, cols, cols) : D;
+  const e = new Float64Array(rows);
+  for (let r = 0; r < rows; r++) {
+    let v = 0;
+    for (let k = 0; k < cols; k++) v += D[r * cols + k]! * DH[r * cols + k]!;
+    e[r] = v;
   }
   return e;
 }

@@ -52,10 +52,10 @@ export const rtn = definePass({
   async apply(model, params, ctx) {
     assertLayersFit(quantizeLayerProblems(this.id, params, ctx.layers));
     prepareOpset(model, this.id, params);
-    const layers = await eachLayer(ctx, (layer) => {
+    const layers = await eachLayer(ctx, async (layer) => {
       const W = readWeight(model, layer);
       const rounded = quantizeMatrix(W, layer.outFeatures, layer.inFeatures, gridSpec(params, params.mse_clip));
-      const m = params.refit_scales ? { ...rounded, scales: refitScales(W, rounded, undefined, (s) => storedScale(s, params.scale_dtype)).scales } : rounded;
+      const m = params.refit_scales ? { ...rounded, scales: (await refitScales(W, rounded, undefined, (s) => storedScale(s, params.scale_dtype))).scales } : rounded;
       const err = squaredError(W, dequantizeMatrix(m));
       emitQuantized(model, layer, m, params);
       return {
