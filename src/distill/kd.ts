@@ -74,6 +74,7 @@ export const distillKd = definePass({
   params: KdParams,
   needsCalibration: (p) => (p?.data === 'calibration' ? { need: 'required', param: 'data', instead: 'data: teacher' } : { need: 'none' }),
   eligible: (layer) => layer.kind === 'matmul' || layer.kind === 'gemm' || layer.kind === 'conv',
+  selectsNBits: true,
   inputFiles: (p) => [
     ...(p.teacher === undefined ? [] : [{ param: 'teacher', path: p.teacher }]),
     ...(typeof p.data === 'object' ? specFiles(p.data).map((f) => ({ param: `data.${f.field}`, path: f.path })) : []),

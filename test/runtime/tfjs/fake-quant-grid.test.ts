@@ -5,6 +5,8 @@ import { calibrationFeeds } from '../../../src/calibrate/feeds.js';
 import { loadDataset } from '../../../src/data/load.js';
 import { linears } from '../../../src/model/linears.js';
 import { loadModel } from '../../../src/model/load.js';
+import { matMulNBitsLayers } from '../../../src/model/nbits-layers.js';
+import { trainableInitializers } from '../../../src/distill/trainable.js';
 import type { Model } from '../../../src/model/model.js';
 import { awq } from '../../../src/quantize/awq.js';
 import { gptq } from '../../../src/quantize/gptq.js';
@@ -50,12 +52,18 @@ describe('fake quantization of AWQ + GPTQ 3-bit g32 + MSE clipping + act_order (
       progress: { layer() {} },
       where: 'passes[0]',
     });
+    const names = ctx().layers.map((l) => l.name);
     await awq.apply(model, awq.params.parse({ bits: 3, granularity: 'group', group_size: 32, symmetric: false }), ctx());
     await gptq.apply(model, gptq.params.parse({ bits: 3, granularity: 'group', group_size: 32, symmetric: false, format: 'matmulnbits', mse_clip: true, act_order: true }), ctx());
     const codes = codeNames(model);
     expect(codes).toHaveLength(7);
     const padded = (model.graph.node ?? []).filter((n) => n.op_type === 'MatMulNBits' && n.name!.includes('down_proj'));
     expect(padded.map((n) => n.attribute!.find((a) => a.name === 'K')!.i)).toEqual([172]); // 6 blocks of 32, the last padded
+    // the layers distill.kd's targets select among: named as the layers they replaced, weight = the codes
+    const nbits = matMulNBitsLayers(model);
+    expect(nbits.map((l) => [l.name, l.weight])).toEqual(names.map((n) => [n, `${n}.weight_q4`]));
+    const downProj = nbits.filter((l) => l.name.endsWith('down_proj'));
+    expect([...trainableInitializers(model, downProj)]).toEqual([downProj[0]!.weight]); // the other six stay frozen
     const before = new Map(codes.map((c) => [c, model.tensor(c).data.slice()]));
     const frozen = new Map((model.graph.initializer ?? []).filter((t) => !codes.includes(t.name!)).map((t) => [t.name!, model.tensor(t.name!).data.slice()]));
     const feed: Feed = { name: 'input_ids', dims: [2, 48], data: storiesTokens(2, 48) };
