@@ -10,7 +10,7 @@ import { specFiles } from '../data/spec-files.js';
 import { UserError } from '../errors.js';
 import { lmFeeds, modelIo } from '../model/io.js';
 import { resolveKvShapes } from '../runtime/kv-shapes.js';
-import { decoderBlocks } from '../model/blocks.js';
+import { attentionOutputs, decoderBlocks } from '../model/blocks.js';
 import type { Model } from '../model/model.js';
 import { definePass, type LayerStat, type PassContext } from '../pass/pass.js';
 import { sha256Bytes } from '../util/hash.js';
@@ -20,7 +20,7 @@ import { sampleFromTeacher, sequencesOfFeeds, TokenWindows, windowsOf } from './
 import { BestState, splitHeldOut } from './early-stop.js';
 import { crossEntropy, hiddenMse, klLoss } from './loss.js';
 import { MaskedAdam } from './optimizer.js';
-import { Teacher } from './teacher.js';
+import { Teacher, type TeacherTargets } from './teacher.js';
 import { layerStats, pruningMasks, trainableInitializers } from './trainable.js';
 import { distillClassifier } from './classifier.js';
 
@@ -28,8 +28,8 @@ import { distillClassifier } from './classifier.js';
  * Knowledge-distillation recovery: the compressed model (student, run by pare's tfjs executor with
  * autodiff) learns to match the original (teacher, run by ONNX Runtime) on token windows (a
  * classifier, on the samples of an image dataset: classifier.ts). Loss:
- * KL at temperature T (forward or reverse), optional MSE between block outputs, optional
- * cross-entropy on the next token. Constraints hold: pruned weights stay exactly zero (masked
+ * KL at temperature T (forward or reverse), optional MSE between block outputs and between attention
+ * outputs (o_proj's), optional cross-entropy on the next token. Constraints hold: pruned weights stay exactly zero (masked
  * Adam), factorized layers train their factors, quantized layers train through fake quantization
  * and are re-quantized onto their grid at the end, shapes never change. With held_out, the best
  * state by KL on held-out windows is what the pass writes (early-stop.ts).
@@ -50,6 +50,7 @@ const KdParams = z.strictObject({
     .object({
       kl: z.number().min(0).default(1),
       hidden: z.number().min(0).default(0).describe('MSE between student and teacher block outputs'),
+      attention: z.number().min(0).default(0).describe("MSE between student and teacher attention outputs (each block's o_proj output)"),
       ce: z.number().min(0).default(0).describe('cross-entropy on the next token of the data'),
     })
     .prefault({}),
@@ -70,7 +71,7 @@ type KdParams = z.output<typeof KdParams>;
 
 export const distillKd = definePass({
   id: 'distill.kd',
-  summary: 'knowledge-distillation recovery: train the compressed model to match the original (KL at temperature T, optional hidden-state MSE and cross-entropy)',
+  summary: 'knowledge-distillation recovery: train the compressed model to match the original (KL at temperature T, optional hidden-state and attention-output MSE and cross-entropy)',
   params: KdParams,
   needsCalibration: (p) => (p?.data === 'calibration' ? { need: 'required', param: 'data', instead: 'data: teacher' } : { need: 'none' }),
   eligible: (layer) => layer.kind === 'matmul' || layer.kind === 'gemm' || layer.kind === 'conv',
@@ -97,12 +98,15 @@ async function distill(model: Model, p: KdParams, ctx: PassContext) {
   const io = await resolveKvShapes(model, modelIo(model));
 
   const hiddenBlocks = p.loss_weights.hidden > 0 ? decoderBlocks(model) : [];
-  const teacher = await Teacher.open(teacherPath, hiddenBlocks.map((b) => b.index));
+  const attentionBlocks = p.loss_weights.attention > 0 ? [...attentionOutputs(model)].map(([index, output]) => ({ index, output })) : [];
+  const teacher = await Teacher.open(teacherPath, { hidden: hiddenBlocks.map((b) => b.index), attention: attentionBlocks.map((b) => b.index) });
   if (teacher.io.outputWidth !== undefined && io.outputWidth !== undefined && teacher.io.outputWidth !== io.outputWidth) {
     throw new UserError(`${teacherPath}: the teacher's logits have ${teacher.io.outputWidth} entries, the student's ${io.outputWidth}`);
   }
   const studentHidden = hiddenBlocks.filter((b) => teacher.hidden.has(b.index));
   if (p.loss_weights.hidden > 0 && studentHidden.length === 0) warnings.push('loss_weights.hidden is set but no decoder block matches between student and teacher; hidden-state loss skipped');
+  const studentAttention = attentionBlocks.filter((b) => teacher.attention.has(b.index));
+  if (p.loss_weights.attention > 0 && studentAttention.length === 0) warnings.push('loss_weights.attention is set but no attention output (o_proj) matches between student and teacher blocks; attention-output loss skipped');
 
   const names = trainableInitializers(model, ctx.layers);
   if (names.size === 0) throw new UserError(`${ctx.where}: distill.kd found nothing to train among the targets`);
@@ -151,7 +155,7 @@ async function distill(model: Model, p: KdParams, ctx: PassContext) {
     for (let step = start; step < p.steps; step++) {
       const ids = windows.batch(step, p.batch_size);
       const target = await teacher.run(ids, p.batch_size, p.seq_len);
-      const { value, grads } = tf.variableGrads(() => studentLoss(exec, p, io, ids, target, studentHidden), varList);
+      const { value, grads } = tf.variableGrads(() => studentLoss(exec, p, io, ids, target, studentHidden, studentAttention), varList);
       const named: Record<string, tfjs.Tensor> = {};
       for (const [tfName, g] of Object.entries(grads)) named[varByTfName.get(tfName)!] = g;
       const { gradNorm, lr } = adam.apply(named);
@@ -209,19 +213,28 @@ async function distill(model: Model, p: KdParams, ctx: PassContext) {
   }
 }
 
-function studentLoss(
+/** A student tensor matched to the teacher's tensor of the same block. */
+export interface MatchedOutput {
+  index: number;
+  /** the student's tensor name */
+  output: string;
+}
+
+/** The training loss of one batch (kd.ts's terms, weighted by params.loss_weights). */
+export function studentLoss(
   exec: OnnxExecutor,
-  p: KdParams,
+  p: Pick<KdParams, 'batch_size' | 'seq_len' | 'temperature' | 'kl' | 'loss_weights'>,
   io: ReturnType<typeof modelIo>,
   ids: Int32Array,
-  target: { logits: Float32Array; hidden: Map<number, Float32Array> },
-  hidden: ReturnType<typeof decoderBlocks>,
+  target: TeacherTargets,
+  hidden: readonly MatchedOutput[],
+  attention: readonly MatchedOutput[] = [],
 ): tfjs.Scalar {
   const tf = exec.tf;
   const { batch_size: B, seq_len: S } = p;
   const feeds = exec.feeds(lmFeeds(io, ids, B, S));
   const input = feeds[io.inputName]!;
-  const out = exec.run(feeds, [io.outputName, ...hidden.map((b) => b.output)]);
+  const out = exec.run(feeds, [io.outputName, ...hidden.map((b) => b.output), ...attention.map((b) => b.output)]);
   const logits3 = out[io.outputName]!;
   const V = logits3.shape.at(-1)!;
   const student = tf.reshape(logits3, [B * S, V]) as tfjs.Tensor2D;
@@ -232,10 +245,14 @@ function studentLoss(
     const labels = tf.reshape(tf.slice(input, [0, 1], [B, S - 1]), [B * (S - 1)]) as tfjs.Tensor1D;
     loss = tf.add(loss, tf.mul(crossEntropy(tf, next, labels), p.loss_weights.ce));
   }
-  for (const b of hidden) {
-    const s = out[b.output]!;
-    loss = tf.add(loss, tf.mul(hiddenMse(tf, s, tf.tensor(target.hidden.get(b.index)!, s.shape)), p.loss_weights.hidden / hidden.length));
-  }
+  const mse = (matched: readonly MatchedOutput[], targets: Map<number, Float32Array>, weight: number) => {
+    for (const b of matched) {
+      const s = out[b.output]!;
+      loss = tf.add(loss, tf.mul(hiddenMse(tf, s, tf.tensor(targets.get(b.index)!, s.shape)), weight / matched.length));
+    }
+  };
+  mse(hidden, target.hidden, p.loss_weights.hidden);
+  mse(attention, target.attention, p.loss_weights.attention);
   return loss;
 }
 

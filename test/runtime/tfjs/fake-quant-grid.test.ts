@@ -4,6 +4,7 @@ import { Calibrator } from '../../../src/calibrate/calibrator.js';
 import { calibrationFeeds } from '../../../src/calibrate/feeds.js';
 import { loadDataset } from '../../../src/data/load.js';
 import { linears } from '../../../src/model/linears.js';
+import { attentionOutputs } from '../../../src/model/blocks.js';
 import { loadModel } from '../../../src/model/load.js';
 import { matMulNBitsLayers } from '../../../src/model/nbits-layers.js';
 import { trainableInitializers } from '../../../src/distill/trainable.js';
@@ -62,6 +63,7 @@ describe('fake quantization of AWQ + GPTQ 3-bit g32 + MSE clipping + act_order (
     // the layers distill.kd's targets select among: named as the layers they replaced, weight = the codes
     const nbits = matMulNBitsLayers(model);
     expect(nbits.map((l) => [l.name, l.weight])).toEqual(names.map((n) => [n, `${n}.weight_q4`]));
+    expect(attentionOutputs(model).get(0)).toBe('/layers.0/self_attn/o_proj/MatMul_output_0'); // what distill.kd's attention loss reads
     const downProj = nbits.filter((l) => l.name.endsWith('down_proj'));
     expect([...trainableInitializers(model, downProj)]).toEqual([downProj[0]!.weight]); // the other six stay frozen
     const before = new Map(codes.map((c) => [c, model.tensor(c).data.slice()]));
