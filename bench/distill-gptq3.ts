@@ -68,7 +68,7 @@ export async function benchDistillGptq3(steps = 600, lr = 1e-3, student = 'awq-g
       '| --- | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: |',
       `| ${s.label} + distill.kd ${steps} steps, lr ${lr}, early stopping | ${m.reference.quality.perplexity.toFixed(3)} | ${m.model.quality.perplexity.toFixed(3)} | ${m.model.size.file_bytes} | ${m.model.size.bits_per_weight.toFixed(2)} | ${Number(kd.held_out_kl_first).toFixed(4)} → ${Number(kd.held_out_kl_best).toFixed(4)} (${kd.best_step}) | ${kd.stopped_at_step} | ${kd.wall_s} | ${wall.toFixed(0)} / ${((cpu.user + cpu.system) / 1e6).toFixed(0)} |`,
       '',
-      `held-out KL by step: ${kd.held_out_kl}`,
+      `held-out KL by step: ${kd.held_out_kl}; training loss first ${Number(kd.first_loss).toFixed(4)}, last (smoothed) ${Number(kd.smoothed_last_loss).toFixed(4)}`,
     ].join('\n');
   } finally {
     rmSync(dir, { recursive: true, force: true });

@@ -21,7 +21,7 @@ import { BestState, splitHeldOut } from './early-stop.js';
 import { crossEntropy, hiddenMse, klLoss } from './loss.js';
 import { MaskedAdam } from './optimizer.js';
 import { Teacher, type TeacherTargets } from './teacher.js';
-import { layerStats, pruningMasks, trainableInitializers } from './trainable.js';
+import { defaultLearningRate, layerStats, pruningMasks, trainableInitializers } from './trainable.js';
 import { distillClassifier } from './classifier.js';
 
 /**
@@ -39,7 +39,7 @@ const KdParams = z.strictObject({
   steps: z.number().int().min(1).default(300).describe('optimizer steps'),
   batch_size: z.number().int().min(1).default(8).describe('token windows per step'),
   seq_len: z.number().int().min(2).default(128).describe('tokens per window'),
-  lr: z.number().positive().default(1e-3).describe('peak learning rate (Adam)'),
+  lr: z.number().positive().optional().describe('peak learning rate (Adam); when absent 1e-3 if the trained weights include quantized codes (fake quantization), else 2e-3 (the learning-rate sweep in bench/RESULTS.md)'),
   warmup: z.number().int().min(0).default(20).describe('steps of linear warm-up'),
   schedule: z.enum(['constant', 'linear', 'cosine']).default('cosine').describe('decay after warm-up'),
   weight_decay: z.number().min(0).default(0).describe('decoupled weight decay (AdamW)'),
@@ -93,7 +93,7 @@ async function distill(model: Model, p: KdParams, ctx: PassContext) {
   if (modelIo(model).task !== 'causal-lm') {
     const trained = trainableInitializers(model, ctx.layers);
     if (trained.size === 0) throw new UserError(`${ctx.where}: distill.kd found nothing to train among the targets`);
-    return distillClassifier(model, p, ctx, teacherPath, trained);
+    return distillClassifier(model, { ...p, lr: p.lr ?? defaultLearningRate(model, trained) }, ctx, teacherPath, trained);
   }
   const io = await resolveKvShapes(model, modelIo(model));
 
@@ -110,6 +110,7 @@ async function distill(model: Model, p: KdParams, ctx: PassContext) {
 
   const names = trainableInitializers(model, ctx.layers);
   if (names.size === 0) throw new UserError(`${ctx.where}: distill.kd found nothing to train among the targets`);
+  const lr = p.lr ?? defaultLearningRate(model, names);
   const exec = await OnnxExecutor.create(model, { trainable: (n) => names.has(n) });
   const tf = exec.tf;
   if (exec.fallback) warnings.push(`tfjs backend ${exec.backend}: ${exec.fallback}`);
@@ -121,7 +122,7 @@ async function distill(model: Model, p: KdParams, ctx: PassContext) {
     const measure = (step: number) => best.offer(step, heldOutKl(exec, p, io, heldOut), () => new Map([...exec.variables].map(([n, v]) => [n, (v.dataSync() as Float32Array).slice()])));
     const masks = pruningMasks(exec, model);
     const adam = new MaskedAdam(tf, exec.variables, masks, {
-      lr: p.lr,
+      lr,
       beta1: 0.9,
       beta2: 0.999,
       eps: 1e-8,
@@ -187,6 +188,7 @@ async function distill(model: Model, p: KdParams, ctx: PassContext) {
       warnings,
       summary: {
         steps: p.steps,
+        lr,
         resumed_at_step: start,
         tokens_seen: meta.tokens_seen,
         training_windows: windows.rows.length,

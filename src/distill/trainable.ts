@@ -73,6 +73,17 @@ export function pruningMasks(exec: OnnxExecutor, model: Model): Map<string, tfjs
   return masks;
 }
 
+/**
+ * The peak learning rate when params.lr is absent, chosen by the sweep in bench/RESULTS.md
+ * (stories260K, 150 steps, cosine, warm-up 20): a student with quantized codes, which trains through
+ * fake quantization, did best at 1e-3 (2e-3 and 3e-4 lost); a float one (pruned, factorized) at
+ * 2e-3 (1e-3 and 3e-4 lost, 3e-3 tied).
+ */
+export function defaultLearningRate(model: Model, trained: Iterable<string>): number {
+  for (const name of trained) if (!isFloatInitializer(model, name)) return 1e-3;
+  return 2e-3;
+}
+
 function isFloatInitializer(model: Model, name: string): boolean {
   const dt = model.graph.initializer?.find((t) => t.name === name)?.data_type;
   return dt === 1 || dt === 10 || dt === 16;
