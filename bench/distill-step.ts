@@ -34,15 +34,16 @@ export async function benchDistillStep(steps = 20, batch = 4, seqLen = 128, thre
   const names = trainableInitializers(model, layers);
   const exec = await OnnxExecutor.create(model, { trainable: (n) => names.has(n) });
   const tf = exec.tf;
-  const teacher = await Teacher.open(MODEL, []);
+  const teacher = await Teacher.open(MODEL, {});
   const adam = new MaskedAdam(tf, exec.variables, pruningMasks(exec, model), { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, clip: 1, warmup: 5, schedule: 'cosine', steps });
-  const gradients = BatchGradients.start(exec, (rows, ids, target) => studentLoss(exec, { ...p, batch_size: rows }, io, ids, target, []), threads, () => ({
+  const gradients = BatchGradients.start(exec, (rows, ids, target) => studentLoss(exec, { ...p, batch_size: rows }, io, ids, target, [], []), threads, () => ({
     model: encodeInline(model),
     path: model.path,
     trainable: [...names],
     params: p,
     io,
-    hiddenBlocks: [],
+    hidden: [],
+    attention: [],
   }));
   const sum = { teacher: 0, grad: 0, adam: 0, wall: 0, cpu: 0 };
   for (let step = 0; step < steps; step++) {

@@ -1,5 +1,4 @@
 import { parentPort, workerData } from 'node:worker_threads';
-import { decoderBlocks } from '../model/blocks.js';
 import { decodeModelProto } from '../model/onnx-io.js';
 import { Model } from '../model/model.js';
 import { OnnxExecutor } from '../runtime/tfjs/executor.js';
@@ -22,14 +21,13 @@ try {
   const exec = await OnnxExecutor.create(model, { trainable: (n) => trainable.has(n) });
   const tf = exec.tf;
   const p = setup.params as KdParams;
-  const hidden = decoderBlocks(model).filter((b) => setup.hiddenBlocks.includes(b.index));
   const varByTfName = new Map([...exec.variables].map(([init, v]) => [v.name, init]));
   const varList = [...exec.variables.values()];
   port.on('message', (req: StepRequest) => {
     try {
       for (const [name, v] of exec.variables) tf.tidy(() => v.assign(tf.tensor(req.weights[name]!, v.shape)));
-      const target = { logits: req.logits, hidden: new Map(req.hidden) };
-      const { value, grads } = tf.variableGrads(() => studentLoss(exec, { ...p, batch_size: req.rows }, setup.io, req.ids, target, hidden), varList);
+      const target = { logits: req.logits, hidden: new Map(req.hidden), attention: new Map(req.attention) };
+      const { value, grads } = tf.variableGrads(() => studentLoss(exec, { ...p, batch_size: req.rows }, setup.io, req.ids, target, setup.hidden, setup.attention), varList);
       const out: Record<string, Float32Array> = {};
       for (const [tfName, g] of Object.entries(grads)) {
         out[varByTfName.get(tfName)!] = (g.dataSync() as Float32Array).slice();

@@ -10,7 +10,7 @@ import { specFiles } from '../data/spec-files.js';
 import { UserError } from '../errors.js';
 import { lmFeeds, modelIo } from '../model/io.js';
 import { resolveKvShapes } from '../runtime/kv-shapes.js';
-import { decoderBlocks } from '../model/blocks.js';
+import { attentionOutputs, decoderBlocks } from '../model/blocks.js';
 import type { Model } from '../model/model.js';
 import { definePass, type LayerStat, type PassContext } from '../pass/pass.js';
 import { sha256Bytes } from '../util/hash.js';
@@ -20,18 +20,18 @@ import { sampleFromTeacher, sequencesOfFeeds, TokenWindows, windowsOf } from './
 import { BestState, splitHeldOut } from './early-stop.js';
 import { crossEntropy, hiddenMse, klLoss } from './loss.js';
 import { MaskedAdam } from './optimizer.js';
-import { BatchGradients, defaultThreads } from './parallel.js';
+import { BatchGradients, defaultThreads, type MatchedOutput } from './parallel.js';
 import { encodeInline } from '../model/onnx-io.js';
-import { Teacher } from './teacher.js';
-import { layerStats, pruningMasks, trainableInitializers } from './trainable.js';
+import { Teacher, type TeacherTargets } from './teacher.js';
+import { defaultLearningRate, layerStats, pruningMasks, trainableInitializers } from './trainable.js';
 import { distillClassifier } from './classifier.js';
 
 /**
  * Knowledge-distillation recovery: the compressed model (student, run by pare's tfjs executor with
  * autodiff) learns to match the original (teacher, run by ONNX Runtime) on token windows (a
  * classifier, on the samples of an image dataset: classifier.ts). Loss:
- * KL at temperature T (forward or reverse), optional MSE between block outputs, optional
- * cross-entropy on the next token. Constraints hold: pruned weights stay exactly zero (masked
+ * KL at temperature T (forward or reverse), optional MSE between block outputs and between attention
+ * outputs (o_proj's), optional cross-entropy on the next token. Constraints hold: pruned weights stay exactly zero (masked
  * Adam), factorized layers train their factors, quantized layers train through fake quantization
  * and are re-quantized onto their grid at the end, shapes never change. With held_out, the best
  * state by KL on held-out windows is what the pass writes (early-stop.ts).
@@ -41,7 +41,7 @@ export const KdParams = z.strictObject({
   steps: z.number().int().min(1).default(300).describe('optimizer steps'),
   batch_size: z.number().int().min(1).default(8).describe('token windows per step'),
   seq_len: z.number().int().min(2).default(128).describe('tokens per window'),
-  lr: z.number().positive().default(1e-3).describe('peak learning rate (Adam)'),
+  lr: z.number().positive().optional().describe('peak learning rate (Adam); when absent 1e-3 if the trained weights include quantized codes (fake quantization), else 2e-3 (the learning-rate sweep in bench/RESULTS.md)'),
   warmup: z.number().int().min(0).default(20).describe('steps of linear warm-up'),
   schedule: z.enum(['constant', 'linear', 'cosine']).default('cosine').describe('decay after warm-up'),
   weight_decay: z.number().min(0).default(0).describe('decoupled weight decay (AdamW)'),
@@ -52,6 +52,7 @@ export const KdParams = z.strictObject({
     .object({
       kl: z.number().min(0).default(1),
       hidden: z.number().min(0).default(0).describe('MSE between student and teacher block outputs'),
+      attention: z.number().min(0).default(0).describe("MSE between student and teacher attention outputs (each block's o_proj output)"),
       ce: z.number().min(0).default(0).describe('cross-entropy on the next token of the data'),
     })
     .prefault({}),
@@ -73,10 +74,11 @@ export type KdParams = z.output<typeof KdParams>;
 
 export const distillKd = definePass({
   id: 'distill.kd',
-  summary: 'knowledge-distillation recovery: train the compressed model to match the original (KL at temperature T, optional hidden-state MSE and cross-entropy)',
+  summary: 'knowledge-distillation recovery: train the compressed model to match the original (KL at temperature T, optional hidden-state and attention-output MSE and cross-entropy)',
   params: KdParams,
   needsCalibration: (p) => (p?.data === 'calibration' ? { need: 'required', param: 'data', instead: 'data: teacher' } : { need: 'none' }),
   eligible: (layer) => layer.kind === 'matmul' || layer.kind === 'gemm' || layer.kind === 'conv',
+  selectsNBits: true,
   inputFiles: (p) => [
     ...(p.teacher === undefined ? [] : [{ param: 'teacher', path: p.teacher }]),
     ...(typeof p.data === 'object' ? specFiles(p.data).map((f) => ({ param: `data.${f.field}`, path: f.path })) : []),
@@ -94,30 +96,35 @@ async function distill(model: Model, p: KdParams, ctx: PassContext) {
   if (modelIo(model).task !== 'causal-lm') {
     const trained = trainableInitializers(model, ctx.layers);
     if (trained.size === 0) throw new UserError(`${ctx.where}: distill.kd found nothing to train among the targets`);
-    return distillClassifier(model, p, ctx, teacherPath, trained);
+    return distillClassifier(model, { ...p, lr: p.lr ?? defaultLearningRate(model, trained) }, ctx, teacherPath, trained);
   }
   const io = await resolveKvShapes(model, modelIo(model));
 
   const hiddenBlocks = p.loss_weights.hidden > 0 ? decoderBlocks(model) : [];
-  const teacher = await Teacher.open(teacherPath, hiddenBlocks.map((b) => b.index));
+  const attentionBlocks = p.loss_weights.attention > 0 ? [...attentionOutputs(model)].map(([index, output]) => ({ index, output })) : [];
+  const teacher = await Teacher.open(teacherPath, { hidden: hiddenBlocks.map((b) => b.index), attention: attentionBlocks.map((b) => b.index) });
   if (teacher.io.outputWidth !== undefined && io.outputWidth !== undefined && teacher.io.outputWidth !== io.outputWidth) {
     throw new UserError(`${teacherPath}: the teacher's logits have ${teacher.io.outputWidth} entries, the student's ${io.outputWidth}`);
   }
   const studentHidden = hiddenBlocks.filter((b) => teacher.hidden.has(b.index));
   if (p.loss_weights.hidden > 0 && studentHidden.length === 0) warnings.push('loss_weights.hidden is set but no decoder block matches between student and teacher; hidden-state loss skipped');
+  const studentAttention = attentionBlocks.filter((b) => teacher.attention.has(b.index));
+  if (p.loss_weights.attention > 0 && studentAttention.length === 0) warnings.push('loss_weights.attention is set but no attention output (o_proj) matches between student and teacher blocks; attention-output loss skipped');
 
   const names = trainableInitializers(model, ctx.layers);
   if (names.size === 0) throw new UserError(`${ctx.where}: distill.kd found nothing to train among the targets`);
+  const lr = p.lr ?? defaultLearningRate(model, names);
   const exec = await OnnxExecutor.create(model, { trainable: (n) => names.has(n) });
   const tf = exec.tf;
   if (exec.fallback) warnings.push(`tfjs backend ${exec.backend}: ${exec.fallback}`);
-  const gradients = BatchGradients.start(exec, (rows, ids, target) => studentLoss(exec, { ...p, batch_size: rows }, io, ids, target, studentHidden), p.threads || defaultThreads(p.batch_size), () => ({
+  const matched = { hidden: studentHidden.map(({ index, output }) => ({ index, output })), attention: studentAttention };
+  const gradients = BatchGradients.start(exec, (rows, ids, target) => studentLoss(exec, { ...p, batch_size: rows }, io, ids, target, matched.hidden, matched.attention), p.threads || defaultThreads(p.batch_size), () => ({
     model: encodeInline(model),
     path: model.path,
     trainable: [...names],
     params: p,
     io,
-    hiddenBlocks: studentHidden.map((b) => b.index),
+    ...matched,
   }));
   try {
     const split = splitHeldOut(await trainingWindows(p, ctx, teacher, io.outputWidth), p.held_out, ctx.where);
@@ -127,7 +134,7 @@ async function distill(model: Model, p: KdParams, ctx: PassContext) {
     const measure = (step: number) => best.offer(step, heldOutKl(exec, p, io, heldOut), () => new Map([...exec.variables].map(([n, v]) => [n, (v.dataSync() as Float32Array).slice()])));
     const masks = pruningMasks(exec, model);
     const adam = new MaskedAdam(tf, exec.variables, masks, {
-      lr: p.lr,
+      lr,
       beta1: 0.9,
       beta2: 0.999,
       eps: 1e-8,
@@ -188,6 +195,7 @@ async function distill(model: Model, p: KdParams, ctx: PassContext) {
       warnings,
       summary: {
         steps: p.steps,
+        lr,
         resumed_at_step: start,
         tokens_seen: meta.tokens_seen,
         training_windows: windows.rows.length,
@@ -216,20 +224,21 @@ async function distill(model: Model, p: KdParams, ctx: PassContext) {
   }
 }
 
-/** The training loss of one batch on the student (also run by the data-parallel workers: parallel.ts). */
+/** The training loss of one batch (kd.ts's terms, weighted by params.loss_weights; also run by the data-parallel workers: parallel.ts). */
 export function studentLoss(
   exec: OnnxExecutor,
-  p: KdParams,
+  p: Pick<KdParams, 'batch_size' | 'seq_len' | 'temperature' | 'kl' | 'loss_weights'>,
   io: ReturnType<typeof modelIo>,
   ids: Int32Array,
-  target: { logits: Float32Array; hidden: Map<number, Float32Array> },
-  hidden: ReturnType<typeof decoderBlocks>,
+  target: TeacherTargets,
+  hidden: readonly MatchedOutput[],
+  attention: readonly MatchedOutput[] = [],
 ): tfjs.Scalar {
   const tf = exec.tf;
   const { batch_size: B, seq_len: S } = p;
   const feeds = exec.feeds(lmFeeds(io, ids, B, S));
   const input = feeds[io.inputName]!;
-  const out = exec.run(feeds, [io.outputName, ...hidden.map((b) => b.output)]);
+  const out = exec.run(feeds, [io.outputName, ...hidden.map((b) => b.output), ...attention.map((b) => b.output)]);
   const logits3 = out[io.outputName]!;
   const V = logits3.shape.at(-1)!;
   const student = tf.reshape(logits3, [B * S, V]) as tfjs.Tensor2D;
@@ -240,10 +249,14 @@ export function studentLoss(
     const labels = tf.reshape(tf.slice(input, [0, 1], [B, S - 1]), [B * (S - 1)]) as tfjs.Tensor1D;
     loss = tf.add(loss, tf.mul(crossEntropy(tf, next, labels), p.loss_weights.ce));
   }
-  for (const b of hidden) {
-    const s = out[b.output]!;
-    loss = tf.add(loss, tf.mul(hiddenMse(tf, s, tf.tensor(target.hidden.get(b.index)!, s.shape)), p.loss_weights.hidden / hidden.length));
-  }
+  const mse = (matched: readonly MatchedOutput[], targets: Map<number, Float32Array>, weight: number) => {
+    for (const b of matched) {
+      const s = out[b.output]!;
+      loss = tf.add(loss, tf.mul(hiddenMse(tf, s, tf.tensor(targets.get(b.index)!, s.shape)), weight / matched.length));
+    }
+  };
+  mse(hidden, target.hidden, p.loss_weights.hidden);
+  mse(attention, target.attention, p.loss_weights.attention);
   return loss;
 }
 

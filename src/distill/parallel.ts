@@ -17,6 +17,14 @@ import type { OnnxExecutor } from '../runtime/tfjs/executor.js';
 export interface BatchTarget {
   logits: Float32Array;
   hidden: Map<number, Float32Array>;
+  attention: Map<number, Float32Array>;
+}
+
+/** A student tensor matched to the teacher's tensor of the same block. */
+export interface MatchedOutput {
+  index: number;
+  /** the student's tensor name */
+  output: string;
 }
 
 /** the loss of `rows` windows (ids [rows, S]) against the teacher's outputs for them */
@@ -31,8 +39,9 @@ export interface WorkerSetup {
   /** distill.kd's params */
   params: unknown;
   io: ModelIo;
-  /** decoder blocks whose outputs enter the hidden-state loss */
-  hiddenBlocks: number[];
+  /** the student tensors that enter the hidden-state and attention-output losses */
+  hidden: MatchedOutput[];
+  attention: MatchedOutput[];
 }
 
 export interface StepRequest {
@@ -41,6 +50,7 @@ export interface StepRequest {
   ids: Int32Array;
   logits: Float32Array;
   hidden: [number, Float32Array][];
+  attention: [number, Float32Array][];
 }
 
 export type WorkerReply = { ready: true } | { loss: number; grads: Record<string, Float32Array> } | { error: string };
@@ -88,13 +98,14 @@ export class BatchGradients {
     const part = (i: number): [Int32Array, BatchTarget] => {
       const [r0, r1] = [starts[i]!, starts[i]! + shares[i]!];
       const cut = (a: Float32Array) => a.subarray((a.length / rows) * r0, (a.length / rows) * r1);
-      return [ids.subarray(r0 * seqLen, r1 * seqLen), { logits: cut(target.logits), hidden: new Map([...target.hidden].map(([k, a]) => [k, cut(a)])) }];
+      const cutEach = (m: Map<number, Float32Array>) => new Map([...m].map(([k, a]) => [k, cut(a)]));
+      return [ids.subarray(r0 * seqLen, r1 * seqLen), { logits: cut(target.logits), hidden: cutEach(target.hidden), attention: cutEach(target.attention) }];
     };
     // the workers start on their shares before this thread takes its own
     const weights = shares.length > 1 ? Object.fromEntries([...this.exec.variables].map(([n, v]) => [n, v.dataSync() as Float32Array])) : {};
     const remote = shares.slice(1).map((r, k) => {
       const [i, t] = part(k + 1);
-      return this.workers[k]!.step({ weights, rows: r, ids: i, logits: t.logits, hidden: [...t.hidden] });
+      return this.workers[k]!.step({ weights, rows: r, ids: i, logits: t.logits, hidden: [...t.hidden], attention: [...t.attention] });
     });
     // a worker's failure surfaces at the await below, or not at all when this thread's share throws first
     for (const r of remote) r.catch(() => {});

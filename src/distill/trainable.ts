@@ -2,6 +2,7 @@ import { DataType } from '../model/dtype.js';
 import { GraphIndex } from '../model/graph.js';
 import { linears, type LinearLayer } from '../model/linears.js';
 import type { Model } from '../model/model.js';
+import { matMulNBitsLayers } from '../model/nbits-layers.js';
 import { int64ToNumber } from '../model/onnx-schema.js';
 import type * as tfjs from '@tensorflow/tfjs';
 import type { OnnxExecutor } from '../runtime/tfjs/executor.js';
@@ -13,14 +14,14 @@ const FLOATS = new Set<number>([DataType.FLOAT, DataType.FLOAT16, DataType.BFLOA
 const CODES = new Set<number>([DataType.INT8, DataType.UINT8, DataType.INT4, DataType.UINT4]);
 
 /**
- * The initializers distillation trains: the weights and biases of the selected linear layers, plus
- * every other weight operand of a matmul-like node that is not an ordinary linear layer — the
- * factors a decomposition wrote (a Kronecker A_r sits on the left of its MatMul) and MatMulNBits'
- * packed codes (trained through fake quantization). Linears the targets left out stay frozen.
+ * The initializers distillation trains: the weights and biases of the selected layers (a
+ * MatMulNBits layer's packed codes train through fake quantization), plus every other weight operand
+ * of a matmul-like node that is no layer — the factors a decomposition wrote (a Kronecker A_r sits on
+ * the left of its MatMul). Layers the targets left out stay frozen.
  */
 export function trainableInitializers(model: Model, selected: readonly LinearLayer[]): Set<string> {
   const names = new Set<string>();
-  const all = linears(model);
+  const all = [...linears(model), ...matMulNBitsLayers(model)];
   const frozen = new Set(all.map((l) => l.weight));
   for (const l of selected) {
     names.add(l.weight);
@@ -70,6 +71,17 @@ export function pruningMasks(exec: OnnxExecutor, model: Model): Map<string, tfjs
     masks.set(name, tf.tidy(() => tf.cast(tf.notEqual(v, 0), 'float32')));
   }
   return masks;
+}
+
+/**
+ * The peak learning rate when params.lr is absent, chosen by the sweep in bench/RESULTS.md
+ * (stories260K, 150 steps, cosine, warm-up 20): a student with quantized codes, which trains through
+ * fake quantization, did best at 1e-3 (2e-3 and 3e-4 lost); a float one (pruned, factorized) at
+ * 2e-3 (1e-3 and 3e-4 lost, 3e-3 tied).
+ */
+export function defaultLearningRate(model: Model, trained: Iterable<string>): number {
+  for (const name of trained) if (!isFloatInitializer(model, name)) return 1e-3;
+  return 2e-3;
 }
 
 function isFloatInitializer(model: Model, name: string): boolean {

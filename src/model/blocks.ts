@@ -44,6 +44,26 @@ export function decoderBlocks(model: Model): DecoderBlock[] {
   return blocks;
 }
 
+/** Node names of an attention's output projection: Llama/Qwen/Phi/Gemma `self_attn/o_proj`, `out_proj`, GPT-2 `attn/c_proj`. */
+const ATTENTION_OUTPUT = /\/(?:self_attn|attn|attention)\/(?:o_proj|out_proj|c_proj|dense)\//;
+
+/**
+ * Block index → the tensor its attention output projection writes (the o_proj output, before the
+ * residual add), found by node names inside each decoder block. Whatever a pass made of o_proj
+ * (MatMulNBits, SVD factors) keeps the name path, and its last node writes the tensor; a block
+ * where that is not exactly one tensor is left out.
+ */
+export function attentionOutputs(model: Model): Map<number, string> {
+  const out = new Map<number, string>();
+  for (const b of decoderBlocks(model)) {
+    const group = b.nodes.filter((n) => ATTENTION_OUTPUT.test(n.name ?? ''));
+    const read = new Set(group.flatMap((n) => n.input ?? []));
+    const ends = group.flatMap((n) => n.output ?? []).filter((t) => t && !read.has(t));
+    if (ends.length === 1) out.set(b.index, ends[0]!);
+  }
+  return out;
+}
+
 /** The blocks holding any of `layerNames` (`layers.3.mlp.up_proj` is in block 3), in order. */
 export function blocksOfLayers(model: Model, layerNames: readonly string[]): DecoderBlock[] {
   const wanted = new Set(layerNames.map((n) => /(?:^|\.)(?:layers|h|blocks)\.(\d+)\./.exec(n)?.[1]).filter((x) => x !== undefined).map(Number));

@@ -73,6 +73,8 @@ export interface PassDefinition<P extends ParamsSchema> extends SpecDefinition<P
   inputFiles?(params: z.output<P>): PassInputFile[];
   /** rewrites the graph as a whole (float16 conversion, the token embedding): `targets` select no layers and `ctx.layers` is empty */
   graphWide?: boolean;
+  /** `targets` also select MatMulNBits layers (model/nbits-layers.ts), whose packed codes the pass trains */
+  selectsNBits?: boolean;
 }
 
 /** A file a pass reads, by the param that names it (`teacher`, `data.path`). */
@@ -91,6 +93,8 @@ export interface ConfiguredPass extends ParsedParams {
   readonly changesLayers: boolean;
   /** the pass selects no layers (PassDefinition.graphWide) */
   readonly graphWide: boolean;
+  /** targets also select MatMulNBits layers (PassDefinition.selectsNBits) */
+  readonly selectsNBits: boolean;
   eligible(layer: LinearLayer): boolean;
   apply(model: Model, ctx: PassContext): Promise<PassResult>;
   estimateBytes(layer: LinearLayer, bytesBefore: number): number;
@@ -112,6 +116,7 @@ export function definePass<P extends ParamsSchema>(definition: PassDefinition<P>
         calibration: pass.needsCalibration(params),
         changesLayers: pass.changesLayers ?? false,
         graphWide: pass.graphWide ?? false,
+        selectsNBits: pass.selectsNBits ?? false,
         eligible: (layer) => pass.eligible?.(layer) ?? true,
         apply: (model, ctx) => pass.apply(model, params, ctx),
         estimateBytes: (layer, bytesBefore) => pass.estimateBytes?.(layer, params, bytesBefore) ?? bytesBefore,

@@ -1,5 +1,6 @@
 import { byteLength, DataType } from '../model/dtype.js';
 import { linears, type LinearLayer } from '../model/linears.js';
+import { matMulNBitsLayers } from '../model/nbits-layers.js';
 import type { Model } from '../model/model.js';
 import type { ConfiguredPass } from '../pass/pass.js';
 import { type LoadedRecipe, recipeErrorAt } from '../recipe/parse.js';
@@ -34,7 +35,7 @@ export type RunnableRecipe = LoadedRecipe<ConfiguredPass>;
 export function selectTargets(model: Model, recipe: RunnableRecipe, index: number): LinearLayer[] {
   const entry: PassEntry<ConfiguredPass> = recipe.recipe.passes[index]!;
   if (entry.parsed.graphWide) return [];
-  const eligible = linears(model).filter((l) => entry.parsed.eligible(l));
+  const eligible = [...linears(model), ...(entry.parsed.selectsNBits ? matMulNBitsLayers(model) : [])].filter((l) => entry.parsed.eligible(l));
   const op = qoperatorOp(model);
   if (op && selectLayers(eligible.map((l) => l.name), entry.targets, entry.ignore).length === 0) {
     throw new UserError(`${recipe.path}: passes[${index}] (${entry.pass}): the model is already quantized (${op}); use \`quantize.dequantize\` first`);

@@ -66,7 +66,7 @@ describe('distillation data', () => {
     expect(same / (opts.rows * opts.seqLen)).toBeGreaterThanOrEqual(0.99);
     expect(new Set(sampled.map((r) => r.join(','))).size).toBeGreaterThan(1);
     // distill.kd samples through its Teacher's session, which must keep the present.* outputs
-    const teacher = await Teacher.open(kvModel, [], 1);
+    const teacher = await Teacher.open(kvModel, {}, 1);
     const viaTeacher = await sampleFromTeacher(teacher.ortSession, teacher.io, { ...opts, temperature: 0, random: seededRandom(3) });
     expect(viaTeacher.map((r) => Array.from(r))).toEqual(greedy.map((r) => Array.from(r)));
     await teacher.close();

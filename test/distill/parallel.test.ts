@@ -6,7 +6,7 @@ import { MaskedAdam } from '../../src/distill/optimizer.js';
 import { BatchGradients, splitRows } from '../../src/distill/parallel.js';
 import { Teacher } from '../../src/distill/teacher.js';
 import { pruningMasks, trainableInitializers } from '../../src/distill/trainable.js';
-import { decoderBlocks } from '../../src/model/blocks.js';
+import { attentionOutputs, decoderBlocks } from '../../src/model/blocks.js';
 import { modelIo } from '../../src/model/io.js';
 import { linears } from '../../src/model/linears.js';
 import { encodeInline, readOnnx } from '../../src/model/onnx-io.js';
@@ -25,15 +25,16 @@ describe('data-parallel distillation gradients', () => {
     expect(splitRows(1, 2)).toEqual([1]);
   });
 
-  it('with 2 and 3 threads, one step (KL + hidden MSE + cross-entropy) gives one thread\'s loss, gradients and Adam update up to float rounding; pruned weights stay exactly 0', async () => {
+  it('with 2 and 3 threads, one step (KL + hidden MSE + attention-output MSE + cross-entropy) gives one thread\'s loss, gradients and Adam update up to float rounding; pruned weights stay exactly 0', async () => {
     const model = readOnnx(MODEL);
     const layers = linears(model).filter((l) => l.name.startsWith('layers.'));
     await magnitude.apply(model, magnitude.params.parse({ sparsity: 0.5 }), { layers, seed: 0, random: seededRandom(1), progress: { layer() {} }, where: 'test' });
     const [B, S] = [4, 32];
-    const p = KdParams.parse({ batch_size: B, seq_len: S, loss_weights: { kl: 1, hidden: 0.5, ce: 0.3 } });
+    const p = KdParams.parse({ batch_size: B, seq_len: S, loss_weights: { kl: 1, hidden: 0.5, ce: 0.3, attention: 0.5 } });
     const io = modelIo(model);
-    const hidden = decoderBlocks(model).slice(0, 2);
-    const teacher = await Teacher.open(MODEL, hidden.map((b) => b.index));
+    const hidden = decoderBlocks(model).slice(0, 2).map(({ index, output }) => ({ index, output }));
+    const attention = [...attentionOutputs(model)].slice(1, 3).map(([index, output]) => ({ index, output }));
+    const teacher = await Teacher.open(MODEL, { hidden: hidden.map((b) => b.index), attention: attention.map((b) => b.index) });
     const r = seededRandom(7);
     const ids = Int32Array.from({ length: B * S }, () => Math.floor(r() * 512));
     const target = await teacher.run(ids, B, S);
@@ -43,8 +44,8 @@ describe('data-parallel distillation gradients', () => {
     const tf = exec.tf;
     const masks = pruningMasks(exec, model);
     const start = new Map([...exec.variables].map(([n, v]) => [n, (v.dataSync() as Float32Array).slice()]));
-    const setup = () => ({ model: encodeInline(model), path: model.path, trainable: [...names], params: p, io, hiddenBlocks: hidden.map((b) => b.index) });
-    const loss = (rows: number, i: Int32Array, t: typeof target) => studentLoss(exec, { ...p, batch_size: rows }, io, i, t, hidden);
+    const setup = () => ({ model: encodeInline(model), path: model.path, trainable: [...names], params: p, io, hidden, attention });
+    const loss = (rows: number, i: Int32Array, t: typeof target) => studentLoss(exec, { ...p, batch_size: rows }, io, i, t, hidden, attention);
 
     /** loss, gradients and the weights after one Adam step from `start` */
     const step = async (threads: number) => {

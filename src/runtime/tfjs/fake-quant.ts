@@ -29,6 +29,32 @@ export function integerRange(dataType: number): [number, number] {
   return r;
 }
 
+/**
+ * The code range of the grid a tensor was quantized on, inside its storage container [qmin, qmax]:
+ * a b-bit grid sits in a wider container (3 bits in MatMulNBits' or uint4's 4) either from the bottom
+ * (asymmetric: [qmin, qmin + 2^b − 1]) or centred on the container's midpoint m = qmin + 2^(c−1)
+ * (symmetric: [m − 2^(b−1), m + 2^(b−1) − 1]; src/quantize/emit.ts's layouts). The narrowest such
+ * window holding every stored code and zero point is the grid: a min-max or clipped b-bit grid puts
+ * some code on each end of its own window, so a wider grid is never read as a narrower one.
+ */
+export function gridWindow(codes: ArrayLike<number>, zero: ArrayLike<number>, qmin: number, qmax: number): [number, number] {
+  let lo = Infinity;
+  let hi = -Infinity;
+  for (const a of [codes, zero]) {
+    for (let i = 0; i < a.length; i++) {
+      lo = Math.min(lo, a[i]!);
+      hi = Math.max(hi, a[i]!);
+    }
+  }
+  const width = qmax - qmin + 1;
+  const mid = qmin + width / 2;
+  for (let levels = 4; levels < width; levels *= 2) {
+    if (lo >= qmin && hi <= qmin + levels - 1) return [qmin, qmin + levels - 1];
+    if (lo >= mid - levels / 2 && hi <= mid + levels / 2 - 1) return [mid - levels / 2, mid + levels / 2 - 1];
+  }
+  return [qmin, qmax];
+}
+
 /** Round half to even, as ONNX QuantizeLinear and tf.round do. */
 export function roundHalfEven(x: number): number {
   const r = Math.round(x);

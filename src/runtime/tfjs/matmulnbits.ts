@@ -48,14 +48,14 @@ export function decodeNBits(B: Uint8Array, scales: Float32Array, zeros: Uint8Arr
   return { codes, scale, zero };
 }
 
-/** Codes [N, K] back into B's packed layout (padding codes of a partial last block are 0). */
-export function encodeNBits(codes: ArrayLike<number>, l: NBitsLayout): Uint8Array {
+/** Codes [N, K] back into B's packed layout; the padding codes of a partial last block are `pad[n]` (0 when absent). */
+export function encodeNBits(codes: ArrayLike<number>, l: NBitsLayout, pad?: ArrayLike<number>): Uint8Array {
   const kBlocks = Math.ceil(l.K / l.block);
   const rowCodes = kBlocks * l.block;
   const out = new Uint8Array((l.N * rowCodes * l.bits) / 8);
   for (let n = 0; n < l.N; n++) {
-    for (let k = 0; k < l.K; k++) {
-      const q = codes[n * l.K + k]!;
+    for (let k = 0; k < rowCodes; k++) {
+      const q = k < l.K ? codes[n * l.K + k]! : (pad?.[n] ?? 0);
       const index = n * rowCodes + k;
       if (l.bits === 8) out[index] = q;
       else if (l.bits === 2) out[index >> 2] |= q << ((index & 3) << 1);

@@ -6,7 +6,7 @@ import type { HostTensor, Model } from '../../model/model.js';
 import type { NodeProto } from '../../model/onnx-schema.js';
 import { fromFloat32, toFloat32 } from '../../model/pack.js';
 import type { Tf } from '../tf.js';
-import { encodeCodes, expandGrid, FakeQuantWeight, integerRange } from './fake-quant.js';
+import { encodeCodes, expandGrid, FakeQuantWeight, gridWindow, integerRange } from './fake-quant.js';
 import { decodeNBits, encodeNBits } from './matmulnbits.js';
 
 /**
@@ -56,9 +56,10 @@ function fakeQuantFor(tf: Tf, model: Model, t: HostTensor, users: NodeProto[]): 
     const scale = model.tensor(op.input![1]!);
     const zero = op.input![2] ? model.tensor(op.input![2]) : undefined;
     const grid = expandGrid(t.dims, scale, zero, attrInt(op, 'axis', 1), attrInt(op, 'block_size', 0));
-    const [qmin, qmax] = integerRange(t.dataType);
+    const codes = toFloat32(t.dataType, t.data, count);
+    const [qmin, qmax] = gridWindow(codes, grid.zero, ...integerRange(t.dataType));
     const encode = (q: Float32Array): HostTensor => ({ name: t.name, dataType: t.dataType, dims: t.dims, data: encodeCodes(t.dataType, q) });
-    return new FakeQuantWeight(tf, t.name, t.dims, grid.scale, grid.zero, qmin, qmax, toFloat32(t.dataType, t.data, count), encode);
+    return new FakeQuantWeight(tf, t.name, t.dims, grid.scale, grid.zero, qmin, qmax, codes, encode);
   }
   if (op?.op_type === 'MatMulNBits' && sameSlot(1)) {
     const layout = { N: attrInt(op, 'N', 0), K: attrInt(op, 'K', 0), bits: attrInt(op, 'bits', 4), block: attrInt(op, 'block_size', 32) };
@@ -66,8 +67,11 @@ function fakeQuantFor(tf: Tf, model: Model, t: HostTensor, users: NodeProto[]): 
     const scales = model.tensor(op.input![2]!);
     const zeros = op.input![3] ? model.tensor(op.input![3]).data : undefined;
     const d = decodeNBits(t.data, toFloat32(scales.dataType, scales.data), zeros, layout);
-    const encode = (q: Float32Array): HostTensor => ({ name: t.name, dataType: t.dataType, dims: t.dims, data: encodeNBits(q, layout) });
-    return new FakeQuantWeight(tf, t.name, [layout.N, layout.K], d.scale, d.zero, 0, 2 ** layout.bits - 1, d.codes, encode);
+    // a padded last block holds its row's last zero point past K, as emit.ts writes it
+    const pad = Float32Array.from({ length: layout.N }, (_, n) => d.zero[n * layout.K + layout.K - 1]!);
+    const encode = (q: Float32Array): HostTensor => ({ name: t.name, dataType: t.dataType, dims: t.dims, data: encodeNBits(q, layout, pad) });
+    const [qmin, qmax] = gridWindow(d.codes, d.zero, 0, 2 ** layout.bits - 1);
+    return new FakeQuantWeight(tf, t.name, [layout.N, layout.K], d.scale, d.zero, qmin, qmax, d.codes, encode);
   }
   if (op?.op_type === 'MatMulInteger' && sameSlot(1)) {
     // codes on a unit grid: the weight scale is applied by the Mul after the product
