@@ -1,5 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
+import type { OnnxExecutor } from '../runtime/tfjs/executor.js';
 import { writeFileAtomic } from '../util/atomic-write.js';
+import type { MaskedAdam } from './optimizer.js';
 
 /**
  * A training checkpoint: the step reached, a key of everything that must match to continue
@@ -51,4 +53,29 @@ export function loadTrainingState(path: string, key: string): TrainingState | un
   } catch {
     return undefined;
   }
+}
+
+/** The arrays of a training state: the student's variables and the optimizer's moments and step. */
+export function snapshot(exec: OnnxExecutor, adam: MaskedAdam): Record<string, Float32Array> {
+  const arrays: Record<string, Float32Array> = {};
+  for (const [name, v] of exec.variables) arrays[`var:${name}`] = v.dataSync() as Float32Array;
+  const s = adam.state();
+  for (const [name, a] of Object.entries(s.m)) arrays[`m:${name}`] = a;
+  for (const [name, a] of Object.entries(s.v)) arrays[`v:${name}`] = a;
+  arrays['adam:step'] = Float32Array.of(s.step);
+  return arrays;
+}
+
+/** Puts a snapshot back into the student and the optimizer. */
+export function restore(exec: OnnxExecutor, adam: MaskedAdam, arrays: Record<string, Float32Array>): void {
+  const m: Record<string, Float32Array> = {};
+  const v: Record<string, Float32Array> = {};
+  for (const [name, variable] of exec.variables) {
+    const saved = arrays[`var:${name}`];
+    if (!saved || saved.length !== variable.size) throw new Error(`training state has no value for '${name}'`);
+    variable.assign(exec.tf.tensor(saved, variable.shape));
+    m[name] = arrays[`m:${name}`]!;
+    v[name] = arrays[`v:${name}`]!;
+  }
+  adam.restore({ step: arrays['adam:step']![0]!, m, v });
 }

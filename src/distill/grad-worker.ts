@@ -2,7 +2,8 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { decodeModelProto } from '../model/onnx-io.js';
 import { Model } from '../model/model.js';
 import { OnnxExecutor } from '../runtime/tfjs/executor.js';
-import { type KdParams, studentLoss } from './kd.js';
+import type { KdParams } from './kd-params.js';
+import { studentLoss } from './student-loss.js';
 import type { StepRequest, WorkerReply, WorkerSetup } from './parallel.js';
 
 /**
