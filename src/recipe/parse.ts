@@ -72,7 +72,7 @@ function passProblems<Parsed extends ParsedParams>(data: unknown, passes: readon
     if (own.needsSection) needCalibration.push({ index: i, id: spec.id });
     if (!isPlainObject(entry.schedule)) return; // absent, or the schema's to report
     if (spec.runsLast || spec.id === SCHEDULE_DISTILL_PASS) {
-      problems.push({ path: ['passes', i, 'schedule'], at: 'key', message: `${spec.id} cannot be scheduled in stages; remove schedule, or schedule the pass before it` });
+      problems.push({ path: ['passes', i, 'schedule'], at: 'key', message: `${spec.id} cannot be scheduled in stages; remove schedule` });
       return;
     }
     const distillSpec = byId.get(SCHEDULE_DISTILL_PASS);
