@@ -16,11 +16,14 @@ import { configurePass } from '../src/pass/pass.js';
 import { kronecker } from '../src/decompose/kronecker.js';
 import { nodeSession } from '../src/runtime/node-session.js';
 import { sessionFromModel } from '../src/runtime/ort.js';
+import { resolveKvShapes } from '../src/runtime/kv-shapes.js';
+import { lmFeeds, modelIo } from '../src/model/io.js';
+import type { Model } from '../src/model/model.js';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 const MODEL = join(ROOT, 'fixtures/stories260K/model.onnx');
 
-interface Measured {
+export interface Measured {
   label: string;
   /** [wall median ms, CPU ms per run] */
   b1: [number, number];
@@ -29,16 +32,13 @@ interface Measured {
   rssMiB: number;
 }
 
-async function one(which: 'dense' | 'kronecker'): Promise<Measured> {
-  const model = readOnnx(MODEL);
-  if (which === 'kronecker') {
-    const layers = linears(model).filter((l) => l.name.startsWith('layers.'));
-    await configurePass(kronecker, { ratio: 0.6, ...(process.argv[4] ? { max_compute: Number(process.argv[4]) } : {}) }).apply(model, { layers, seed: 0, random: Math.random, progress: { layer() {} }, where: 'bench' });
-  }
+/** ONNX Runtime latency and RSS growth of `model` (a KV-cache model is fed an empty past). */
+export async function measureModel(model: Model, label: string): Promise<Measured> {
   const threads = availableParallelism();
   const rss0 = process.memoryUsage().rss;
   const s = nodeSession(await sessionFromModel(model, { threads }), model.path);
-  const feed = (b: number, t: number) => ({ input_ids: { type: 'int64' as const, data: new BigInt64Array(b * t).fill(5n), dims: [b, t] } });
+  const io = await resolveKvShapes(model, modelIo(model), threads);
+  const feed = (b: number, t: number) => lmFeeds(io, new Int32Array(b * t).fill(5), b, t);
   const timed = async (b: number, t: number, runs: number): Promise<[number, number]> => {
     const c0 = process.cpuUsage();
     const l = await measureLatency(s, feed(b, t), { runs, warmup: 2, threads, batch: b, seqLen: t });
@@ -50,7 +50,22 @@ async function one(which: 'dense' | 'kronecker'): Promise<Measured> {
   const b1x512 = await timed(1, 512, 10);
   const rss = process.memoryUsage().rss;
   await s.release();
-  return { label: which === 'dense' ? 'dense fp32' : 'Kronecker 60 % of block-linear params (weight mode)', b1, b8x128, b1x512, rssMiB: (rss - rss0) / 2 ** 20 };
+  return { label, b1, b8x128, b1x512, rssMiB: (rss - rss0) / 2 ** 20 };
+}
+
+async function one(which: 'dense' | 'kronecker'): Promise<Measured> {
+  const model = readOnnx(MODEL);
+  if (which === 'kronecker') {
+    const layers = linears(model).filter((l) => l.name.startsWith('layers.'));
+    await configurePass(kronecker, { ratio: 0.6, ...(process.argv[4] ? { max_compute: Number(process.argv[4]) } : {}) }).apply(model, { layers, seed: 0, random: Math.random, progress: { layer() {} }, where: 'bench' });
+  }
+  return measureModel(model, which === 'dense' ? 'dense fp32' : 'Kronecker 60 % of block-linear params (weight mode)');
+}
+
+/** measureModel on an ONNX file, in a child process of its own (`node dist/bench/kronecker-latency.js file <path> <label>`). */
+export function measureFileInChild(path: string, label: string): Measured {
+  const out = execFileSync(process.execPath, [import.meta.filename, 'file', path, label], { encoding: 'utf8', timeout: 300_000, killSignal: 'SIGKILL' });
+  return JSON.parse(out.trim().split('\n').at(-1)!) as Measured;
 }
 
 export async function benchKroneckerLatency(): Promise<string> {
@@ -66,5 +81,6 @@ export async function benchKroneckerLatency(): Promise<string> {
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
   if (process.argv[2] === 'one') console.log(JSON.stringify(await one(process.argv[3] as 'dense' | 'kronecker')));
+  else if (process.argv[2] === 'file') console.log(JSON.stringify(await measureModel(readOnnx(process.argv[3]!), process.argv[4] ?? process.argv[3]!)));
   else console.log(await benchKroneckerLatency());
 }

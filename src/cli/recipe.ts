@@ -6,6 +6,8 @@ import { loadRecipe } from '../recipe/parse.js';
 import { expandSweep } from '../recipe/sweep-axes.js';
 import { PASSES } from '../pipeline/registry.js';
 import { checkLayersUpFront, passesCheckedUpFront, planRecipe } from '../pipeline/plan.js';
+import { expandSchedules } from '../pipeline/schedule.js';
+import { entryWhere } from '../recipe/stage-path.js';
 import type { Io } from './io.js';
 import { table } from './table.js';
 
@@ -35,12 +37,15 @@ export function registerRecipeCommands(program: Command, io: Io, setCode: (c: nu
         const model = loadModel(opts.model);
         try {
           if (model.format === 'onnx') await checkRuntimeLoads(model);
-          const plan = planRecipe(model, loaded);
-          checkLayersUpFront(model, loaded);
-          const checked = passesCheckedUpFront(loaded);
+          // a schedule's stages, as the run expands them on this model
+          const expanded = expandSchedules(model, loaded);
+          const plan = planRecipe(model, expanded);
+          checkLayersUpFront(model, expanded);
+          const checked = passesCheckedUpFront(expanded);
+          const where = (i: number) => entryWhere(expanded.recipe.passes[i]!, i);
           for (const p of plan) {
-            const later = p.index >= checked ? ` (params checked against its layers when it runs: passes[${checked - 1}] changes layers)` : '';
-            lines.push(`  passes[${p.index}] ${p.pass}: ${p.layers.length} layers${later}`);
+            const later = p.index >= checked ? ` (params checked against its layers when it runs: ${where(checked - 1)} changes layers)` : '';
+            lines.push(`  ${where(p.index)} ${p.pass}: ${p.layers.length} layers${later}`);
           }
         } finally {
           model.close();

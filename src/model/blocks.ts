@@ -64,9 +64,15 @@ export function attentionOutputs(model: Model): Map<number, string> {
   return out;
 }
 
+/** The decoder block a layer name is in (`layers.3.mlp.up_proj`: 3); undefined outside the blocks (`lm_head`). */
+export function layerBlockIndex(layerName: string): number | undefined {
+  const m = /(?:^|\.)(?:layers|h|blocks)\.(\d+)\./.exec(layerName);
+  return m ? Number(m[1]) : undefined;
+}
+
 /** The blocks holding any of `layerNames` (`layers.3.mlp.up_proj` is in block 3), in order. */
 export function blocksOfLayers(model: Model, layerNames: readonly string[]): DecoderBlock[] {
-  const wanted = new Set(layerNames.map((n) => /(?:^|\.)(?:layers|h|blocks)\.(\d+)\./.exec(n)?.[1]).filter((x) => x !== undefined).map(Number));
+  const wanted = new Set(layerNames.map(layerBlockIndex).filter((x) => x !== undefined));
   return decoderBlocks(model).filter((b) => wanted.has(b.index));
 }
 

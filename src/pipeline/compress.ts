@@ -27,6 +27,8 @@ import { runtimeWarnings } from '../report/eval-report.js';
 import { runtimesFor } from '../runtime/session.js';
 import { loadRecipe } from '../recipe/parse.js';
 import { PASSES } from './registry.js';
+import { expandSchedules } from './schedule.js';
+import { entryWhere } from '../recipe/stage-path.js';
 import { sha256Bytes, sha256File } from '../util/hash.js';
 import { VERSION } from '../version.js';
 import { RunInterrupted, type RunHooks } from '../pass/hooks.js';
@@ -108,7 +110,7 @@ export async function compress(opts: CompressOptions): Promise<CompressRun> {
   const t0 = performance.now();
   const progress = opts.progress;
   const outFormat = outputFormat(opts.model, opts.output);
-  const recipe = typeof opts.recipe === 'string' ? loadRecipe(opts.recipe, PASSES) : opts.recipe;
+  let recipe = typeof opts.recipe === 'string' ? loadRecipe(opts.recipe, PASSES) : opts.recipe;
   if (recipe.recipe.sweep) throw new UserError(`${recipe.path}: has a sweep: section; run it with pare sweep (pare compress runs one recipe), or remove the section`);
   const dtypes = folderDtypes(recipe, outFormat === 'folder', opts);
   const opset = opts.opset ?? recipe.recipe.output.opset;
@@ -129,6 +131,8 @@ export async function compress(opts: CompressOptions): Promise<CompressRun> {
       const up = upgradeOpset(input.model, opset);
       if (up.from !== up.to) progress.stage(`upgraded from opset ${up.from} to ${up.to}`);
     }
+    // a schedule's stages are known once the model's blocks are
+    recipe = expandSchedules(input.model, recipe);
     const plan = planRecipe(input.model, recipe);
     // params that do not fit the model's layers fail here, before any pass changes anything
     checkLayersUpFront(input.model, recipe);
@@ -330,13 +334,14 @@ async function runPasses(model: Model, run: CompressRun, start: number, work: Wo
     progress.pass(i, total, pass.id, layers.length);
     calibrator?.beginPass(opts.statsCache ? calibrationScope(modelKey, recipe, i, seed, files) : undefined);
     const tp = performance.now();
+    const cpu0 = process.cpuUsage();
     const result = await pass.apply(model, {
       layers,
       seed,
       random: seededRandom(seed * 1000003 + i),
       calibration: calibrator,
       progress,
-      where: `passes[${i}]`,
+      where: entryWhere(entry, i),
       recipeDir: recipe.dir,
       original: originalOnnx,
       workFile: (name) => work.file(`pass-${i}-${name}`),
@@ -344,9 +349,21 @@ async function runPasses(model: Model, run: CompressRun, start: number, work: Wo
       hooks: opts.hooks,
     });
     const ms = performance.now() - tp;
+    const cpu = process.cpuUsage(cpu0);
     // later passes calibrate with the past the model now declares
     for (const w of result.warnings) progress.warn(`${pass.id}: ${w}`);
-    run.passes.push({ id: pass.id, targets: entry.targets, ignore: entry.ignore, params: entry.params, ms, layers: result.layers, warnings: result.warnings, ...(result.summary ? { summary: result.summary } : {}) });
+    run.passes.push({
+      id: pass.id,
+      targets: entry.targets,
+      ignore: entry.ignore,
+      params: entry.params,
+      ms,
+      cpu_ms: (cpu.user + cpu.system) / 1000,
+      ...(entry.stage ? { stage: entry.stage } : {}),
+      layers: result.layers,
+      warnings: result.warnings,
+      ...(result.summary ? { summary: result.summary } : {}),
+    });
     progress.passDone(i, total, pass.id, ms);
     if (i < total - 1) {
       work.save(model, i + 1, run.passes);

@@ -4,10 +4,12 @@ import { matMulNBitsLayers } from '../model/nbits-layers.js';
 import type { Model } from '../model/model.js';
 import type { ConfiguredPass } from '../pass/pass.js';
 import { type LoadedRecipe, recipeErrorAt } from '../recipe/parse.js';
-import type { PassEntry } from '../recipe/schema.js';
+import type { PassEntry, Stage } from '../recipe/schema.js';
 import { selectLayers, selectLayersOrThrow } from '../recipe/targets.js';
 import { qoperatorOp } from '../model/quantized-layers.js';
 import { UserError } from '../errors.js';
+import { layerBlockIndex } from '../model/blocks.js';
+import { entryWhere, paramPath } from '../recipe/stage-path.js';
 
 /** Which layers a pass touches and what they weigh before and (by the pass's estimate) after. */
 export interface PlannedLayer {
@@ -26,6 +28,8 @@ export interface PlannedPass {
   needs_calibration: boolean;
   /** the pass rewrites the graph as a whole and selects no layers */
   graph_wide: boolean;
+  /** a stage of a schedule (pipeline/schedule.ts): the recipe entry it came from and its blocks */
+  stage?: Stage;
   layers: PlannedLayer[];
 }
 
@@ -35,12 +39,15 @@ export type RunnableRecipe = LoadedRecipe<ConfiguredPass>;
 export function selectTargets(model: Model, recipe: RunnableRecipe, index: number): LinearLayer[] {
   const entry: PassEntry<ConfiguredPass> = recipe.recipe.passes[index]!;
   if (entry.parsed.graphWide) return [];
-  const eligible = [...linears(model), ...(entry.parsed.selectsNBits ? matMulNBitsLayers(model) : [])].filter((l) => entry.parsed.eligible(l));
+  // a schedule's stage acts on its blocks only
+  const inStage = (l: LinearLayer) => !entry.stage || entry.stage.blocks.includes(layerBlockIndex(l.name) ?? -1);
+  const eligible = [...linears(model), ...(entry.parsed.selectsNBits ? matMulNBitsLayers(model) : [])].filter((l) => entry.parsed.eligible(l) && inStage(l));
   const op = qoperatorOp(model);
+  const where = entryWhere(entry, index);
   if (op && selectLayers(eligible.map((l) => l.name), entry.targets, entry.ignore).length === 0) {
-    throw new UserError(`${recipe.path}: passes[${index}] (${entry.pass}): the model is already quantized (${op}); use \`quantize.dequantize\` first`);
+    throw new UserError(`${recipe.path}: ${where} (${entry.pass}): the model is already quantized (${op}); use \`quantize.dequantize\` first`);
   }
-  const names = selectLayersOrThrow(`${recipe.path}: passes[${index}]`, eligible.map((l) => l.name), entry.targets, entry.ignore);
+  const names = selectLayersOrThrow(`${recipe.path}: ${where}`, eligible.map((l) => l.name), entry.targets, entry.ignore);
   const chosen = new Set(names);
   return eligible.filter((l) => chosen.has(l.name));
 }
@@ -61,6 +68,7 @@ export function planRecipe(model: Model, recipe: RunnableRecipe): PlannedPass[] 
     ignore: entry.ignore,
     needs_calibration: entry.parsed.calibration.need === 'required',
     graph_wide: entry.parsed.graphWide,
+    ...(entry.stage ? { stage: entry.stage } : {}),
     layers: (remade >= 0 && index > remade ? [] : selectTargets(model, recipe, index)).map((l) => {
       const before = weightBytes(model, l);
       return { name: l.name, kind: l.kind, shape: [l.outFeatures, l.inFeatures], bytes_before: before, bytes_after: entry.parsed.estimateBytes(l, before) };
@@ -84,7 +92,7 @@ export function passesCheckedUpFront(recipe: RunnableRecipe): number {
  */
 export function checkLayers(recipe: RunnableRecipe, selections: readonly { index: number; layers: readonly LinearLayer[] }[]): void {
   const problems = selections.flatMap(({ index, layers }) =>
-    recipe.recipe.passes[index]!.parsed.checkLayers(layers).map((p) => ({ path: ['passes', index, 'params', p.param], at: 'value' as const, message: p.message })),
+    recipe.recipe.passes[index]!.parsed.checkLayers(layers).map((p) => ({ path: paramPath(recipe.recipe.passes[index]!, index, p.param), at: 'value' as const, message: p.message })),
   );
   if (problems.length > 0) throw recipeErrorAt(recipe, problems);
 }

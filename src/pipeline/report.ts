@@ -1,5 +1,5 @@
 import { checkBudgets } from '../report/budget.js';
-import { newReport, type Report } from '../report/schema.js';
+import { newReport, type PassReport, type Report, type ScheduleCost } from '../report/schema.js';
 import type { CompressRun } from './compress-run.js';
 
 /** The compress run as a report; budgets from the recipe are checked reference → compressed. */
@@ -28,6 +28,26 @@ export function compressReport(run: CompressRun): Report {
     budgets: checks,
     warnings: run.warnings,
     timings: run.timings,
+    ...(run.passes.some((p) => p.stage) ? { schedules: scheduleCosts(run.passes) } : {}),
     ...(run.calibrationCache ? { calibration_cache: run.calibrationCache } : {}),
   });
+}
+
+/** Each schedule's pass stages and distillation stages, summed: the cost line of the report. */
+export function scheduleCosts(passes: readonly PassReport[]): ScheduleCost[] {
+  const byEntry = new Map<number, ScheduleCost>();
+  for (const p of passes) {
+    if (!p.stage) continue;
+    const c = byEntry.get(p.stage.entry) ?? { entry: p.stage.entry, pass: '', stages: p.stage.count, pass_ms: 0, pass_cpu_ms: 0, distill_ms: 0, distill_cpu_ms: 0 };
+    if (p.stage.role === 'pass') {
+      c.pass = p.id;
+      c.pass_ms += p.ms;
+      c.pass_cpu_ms += p.cpu_ms ?? 0;
+    } else {
+      c.distill_ms += p.ms;
+      c.distill_cpu_ms += p.cpu_ms ?? 0;
+    }
+    byEntry.set(p.stage.entry, c);
+  }
+  return [...byEntry.values()];
 }

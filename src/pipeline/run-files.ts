@@ -34,6 +34,9 @@ export function recipeInputs(recipe: RunnableRecipe): PlannedInput[] {
     ...data('calibration', r.calibration?.data),
     ...data('eval', r.eval?.data),
     ...r.passes.flatMap((entry, i) => entry.parsed.inputFiles().map((f) => ({ path: at(f.path), what: `passes[${i}].params.${f.param} of the recipe`, mustExist: true }))),
+    ...r.passes.flatMap((entry, i) =>
+      (entry.schedule?.distill.parsed.inputFiles() ?? []).map((f) => ({ path: at(f.path), what: `passes[${i}].schedule.distill.${f.param} of the recipe`, mustExist: true })),
+    ),
   ];
 }
 

@@ -10,7 +10,7 @@ import { UserError } from '../errors.js';
 import { INPUT_LIMITS, readInputFile } from '../util/read-file.js';
 import { parseYamlBounded, YAML_LIMITS, YamlError } from '../util/yaml.js';
 import type { ParamsSchema, ParsedParams, PassSpec } from '../pass/pass-spec.js';
-import { type Recipe, RecipeSchema } from './schema.js';
+import { type Recipe, RecipeSchema, SCHEDULE_DISTILL_PASS } from './schema.js';
 import { didYouMean, formatPath, isPlainObject, type Problem, problemsFromZod } from './issues.js';
 
 /**
@@ -42,10 +42,11 @@ export class RecipeError extends UserError {
 }
 
 /** Cross-section rules and per-pass params: pass ids exist, params fit the pass, calibration is present where needed. */
-function passProblems<Parsed extends ParsedParams>(data: unknown, passes: readonly PassSpec<ParamsSchema, Parsed>[]): { problems: Problem[]; parsed: Map<number, Parsed> } {
+function passProblems<Parsed extends ParsedParams>(data: unknown, passes: readonly PassSpec<ParamsSchema, Parsed>[]): { problems: Problem[]; parsed: Map<number, Parsed>; parsedDistill: Map<number, Parsed> } {
   const problems: Problem[] = [];
   const parsed = new Map<number, Parsed>();
-  if (!isPlainObject(data) || !Array.isArray(data.passes)) return { problems, parsed };
+  const parsedDistill = new Map<number, Parsed>();
+  if (!isPlainObject(data) || !Array.isArray(data.passes)) return { problems, parsed, parsedDistill };
   const byId = new Map<string, PassSpec<ParamsSchema, Parsed>>();
   for (const p of passes) if (!byId.has(p.id)) byId.set(p.id, p);
   const needCalibration: { index: number; id: string }[] = [];
@@ -65,23 +66,21 @@ function passProblems<Parsed extends ParsedParams>(data: unknown, passes: readon
     if (spec.runsLast && i < (data.passes as unknown[]).length - 1) {
       problems.push({ path: ['passes', i, 'pass'], at: 'value', message: `${spec.id} must be the last pass: the passes after it would meet a float16 graph; move it to the end` });
     }
-    const raw = entry.params ?? {};
-    // a non-mapping params is the schema's to report; calibration is then judged as for any params
-    const r = isPlainObject(raw) ? spec.parse(raw) : undefined;
-    if (r?.success) parsed.set(i, r.data);
-    else if (r) problems.push(...problemsFromZod(r.error.issues, spec.params, raw, ['passes', i, 'params']));
-    const calibration = r?.success ? r.data.calibration : spec.needsCalibration(undefined);
-    if (calibration.need !== 'required' || hasCalibration) return;
-    if (calibration.param === undefined) {
-      needCalibration.push({ index: i, id: spec.id });
+    const own = checkParams(spec, entry.params ?? {}, ['passes', i, 'params'], hasCalibration);
+    if (own.parsed) parsed.set(i, own.parsed);
+    problems.push(...own.problems);
+    if (own.needsSection) needCalibration.push({ index: i, id: spec.id });
+    if (!isPlainObject(entry.schedule)) return; // absent, or the schema's to report
+    if (spec.runsLast || spec.id === SCHEDULE_DISTILL_PASS) {
+      problems.push({ path: ['passes', i, 'schedule'], at: 'key', message: `${spec.id} cannot be scheduled in stages; remove schedule` });
       return;
     }
-    const value = r?.success ? ` ${JSON.stringify(r.data.written[calibration.param])}` : '';
-    problems.push({
-      path: ['passes', i, 'params', calibration.param],
-      at: 'value',
-      message: `${spec.id} with ${calibration.param}${value} needs calibration data, but the recipe has no calibration section; add calibration: { data: {...}, samples: 128 }${calibration.instead ? ` or set ${calibration.instead}` : ''}`,
-    });
+    const distillSpec = byId.get(SCHEDULE_DISTILL_PASS);
+    if (!distillSpec) throw new Error(`schedule needs the pass ${SCHEDULE_DISTILL_PASS}, which is not registered`);
+    const distill = checkParams(distillSpec, entry.schedule.distill ?? {}, ['passes', i, 'schedule', 'distill'], hasCalibration);
+    if (distill.parsed) parsedDistill.set(i, distill.parsed);
+    problems.push(...distill.problems);
+    if (distill.needsSection) needCalibration.push({ index: i, id: distillSpec.id });
   });
   if (needCalibration.length > 0) {
     const first = needCalibration[0]!;
@@ -92,7 +91,35 @@ function passProblems<Parsed extends ParsedParams>(data: unknown, passes: readon
       message: `${ids.join(', ')} need${ids.length === 1 ? 's' : ''} calibration data, but the recipe has no calibration section; add calibration: { data: {...}, samples: 128 }`,
     });
   }
-  return { problems, parsed };
+  return { problems, parsed, parsedDistill };
+}
+
+/**
+ * One pass's params at `at` (`passes[1].params`, or a schedule's `distill`): parsed by the pass's
+ * schema, with a problem where they need the calibration section the recipe lacks at a param
+ * (`needsSection` when the pass needs it whatever its params).
+ */
+function checkParams<Parsed extends ParsedParams>(
+  spec: PassSpec<ParamsSchema, Parsed>,
+  raw: unknown,
+  at: PropertyKey[],
+  hasCalibration: boolean,
+): { parsed?: Parsed; problems: Problem[]; needsSection: boolean } {
+  const problems: Problem[] = [];
+  // a non-mapping params is the schema's to report; calibration is then judged as for any params
+  const r = isPlainObject(raw) ? spec.parse(raw) : undefined;
+  if (r && !r.success) problems.push(...problemsFromZod(r.error.issues, spec.params, raw, at));
+  const parsed = r?.success ? r.data : undefined;
+  const calibration = parsed ? parsed.calibration : spec.needsCalibration(undefined);
+  if (calibration.need !== 'required' || hasCalibration) return { parsed, problems, needsSection: false };
+  if (calibration.param === undefined) return { parsed, problems, needsSection: true };
+  const value = parsed ? ` ${JSON.stringify(parsed.written[calibration.param])}` : '';
+  problems.push({
+    path: [...at, calibration.param],
+    at: 'value',
+    message: `${spec.id} with ${calibration.param}${value} needs calibration data, but the recipe has no calibration section; add calibration: { data: {...}, samples: 128 }${calibration.instead ? ` or set ${calibration.instead}` : ''}`,
+  });
+  return { parsed, problems, needsSection: false };
 }
 
 /** Line and column of a problem: the node at its path, or the nearest ancestor that exists. */
@@ -176,9 +203,11 @@ export function parseRecipeDocument<Parsed extends ParsedParams>(doc: Document, 
   if (problems.length > 0 || !r.success) throw locatedError(doc, lc, file, problems);
   return {
     ...r.data,
-    passes: r.data.passes.map((entry, i) => {
+    passes: r.data.passes.map(({ schedule, ...entry }, i) => {
       const parsed = checked.parsed.get(i)!;
-      return { ...entry, params: parsed.written, parsed };
+      if (!schedule) return { ...entry, params: parsed.written, parsed };
+      const distill = checked.parsedDistill.get(i)!;
+      return { ...entry, params: parsed.written, parsed, schedule: { blocks_per_stage: schedule.blocks_per_stage, distill: { params: distill.written, parsed: distill } } };
     }),
   };
 }

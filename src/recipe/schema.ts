@@ -3,6 +3,7 @@ import { DatasetSpec } from '../data/spec.js';
 import { BudgetSpec } from '../report/budget-spec.js';
 import { DTYPES, parseDtypes } from '../model/hf-folder.js';
 import type { ParsedParams } from '../pass/pass-spec.js';
+import type { PassStage } from '../report/schema.js';
 import { patternError } from './targets.js';
 
 export { BudgetSpec, type Budget } from '../report/budget-spec.js';
@@ -21,12 +22,26 @@ const Pattern = z
     if (err) ctx.addIssue({ code: 'custom', message: err });
   });
 
+/**
+ * TQCompressed's schedule on one pass entry: the pass runs on `blocks_per_stage` decoder blocks at a
+ * time, each stage followed by distill.kd with `distill` as its params (the runner expands it:
+ * pipeline/schedule.ts). The distill params are validated by distill.kd's own schema in parse.ts.
+ */
+export const Schedule = z.strictObject({
+  blocks_per_stage: z.number().int().min(1).default(1),
+  distill: z.record(z.string(), z.unknown()).default({}),
+});
+
+/** The pass a schedule runs after each stage. */
+export const SCHEDULE_DISTILL_PASS = 'distill.kd';
+
 export const PassEntry = z.strictObject({
   /** a registered pass id, e.g. `prune.magnitude` */
   pass: z.string(),
   targets: z.array(Pattern).min(1).default(['*']),
   ignore: z.array(Pattern).default([]),
   params: z.record(z.string(), z.unknown()).default({}),
+  schedule: Schedule.optional(),
 });
 
 export const Calibration = z.strictObject({
@@ -94,12 +109,19 @@ export const RecipeSchema = z.strictObject({
 });
 
 /** One entry of `passes`, its params parsed by the pass's own schema. */
-export type PassEntry<Parsed extends ParsedParams = ParsedParams> = Omit<z.output<typeof PassEntry>, 'params'> & {
+export type PassEntry<Parsed extends ParsedParams = ParsedParams> = Omit<z.output<typeof PassEntry>, 'params' | 'schedule'> & {
   /** the params as the recipe gives them with defaults filled: what the report and the work dir record */
   params: Record<string, unknown>;
   /** the same params parsed by the pass (for the runner, a ConfiguredPass: the pass bound to its typed params) */
   parsed: Parsed;
+  /** the entry's `schedule`, its distill params parsed by distill.kd */
+  schedule?: { blocks_per_stage: number; distill: { params: Record<string, unknown>; parsed: Parsed } };
+  /** set on the entries a schedule expands into (pipeline/schedule.ts) */
+  stage?: Stage;
 };
+
+/** One step of an expanded schedule: where it came from and which blocks it covers. */
+export type Stage = PassStage;
 export type Calibration = z.output<typeof Calibration>;
 export type Latency = z.output<typeof Latency>;
 export type Eval = z.output<typeof Eval>;

@@ -34,6 +34,9 @@ function header(r: Report): string {
   const t = r.timings;
   const split = [t.passes_ms !== undefined ? `passes ${seconds(t.passes_ms)}` : '', t.eval_ms !== undefined ? `eval ${seconds(t.eval_ms)}` : ''].filter(Boolean);
   item('time', `${seconds(t.total_ms)}${split.length ? ` (${split.join(', ')})` : ''}`);
+  for (const c of r.schedules ?? []) {
+    item('schedule', `passes[${c.entry}] ${c.pass} in ${c.stages} stage${c.stages === 1 ? '' : 's'}: the pass ${seconds(c.pass_ms)} (CPU ${seconds(c.pass_cpu_ms)}), distillation ${seconds(c.distill_ms)} (CPU ${seconds(c.distill_cpu_ms)})`);
+  }
   item('tool', `pare ${r.tool.version}, onnxruntime ${r.tool.onnxruntime}, node ${r.tool.node}, ${r.created}`);
   return lines.join('\n');
 }
@@ -127,9 +130,16 @@ function passes(list: PassReport[]): string {
   const rows = list.map((p, i) => {
     const before = p.layers.reduce((s, l) => s + l.bytes_before, 0);
     const after = p.layers.reduce((s, l) => s + l.bytes_after, 0);
-    return [String(i), p.id, p.targets.join(', '), p.layers.length, seconds(p.ms), bytes(before), bytes(after), (p.warnings ?? []).length];
+    return [String(i), passLabel(p), p.targets.join(', '), p.layers.length, seconds(p.ms), bytes(before), bytes(after), (p.warnings ?? []).length];
   });
   return ['### Passes', '', mdTable(['#', 'pass', 'targets', 'layers', 'time', 'bytes before', 'bytes after', 'warnings'], rows, ['r', 'l', 'l', 'r', 'r', 'r', 'r', 'r'])].join('\n');
+}
+
+/** `decompose.kronecker (stage 2/5: blocks 1)`, `distill.kd (after stage 2/5)` */
+function passLabel(p: PassReport): string {
+  const s = p.stage;
+  if (!s) return p.id;
+  return s.role === 'pass' ? `${p.id} (stage ${s.index}/${s.count}: blocks ${s.blocks.join(', ')})` : `${p.id} (after stage ${s.index}/${s.count})`;
 }
 
 function layers(index: number, p: PassReport): string {

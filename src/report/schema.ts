@@ -33,6 +33,29 @@ export interface LayerStat {
   extra?: Record<string, number | string>;
 }
 
+/** A stage of a recipe schedule (pipeline/schedule.ts): the pass on a run of decoder blocks, or the distillation after it. */
+export interface PassStage {
+  /** index of the scheduled entry in the recipe file's passes */
+  entry: number;
+  /** 1-based stage number and the stage count */
+  index: number;
+  count: number;
+  /** the decoder blocks it acts on: the pass, its stage's; the distillation, every block of the schedule */
+  blocks: number[];
+  role: 'pass' | 'distill';
+}
+
+/** What one recipe schedule cost: its pass stages and its distillation stages, wall and CPU. */
+export interface ScheduleCost {
+  entry: number;
+  pass: string;
+  stages: number;
+  pass_ms: number;
+  pass_cpu_ms: number;
+  distill_ms: number;
+  distill_cpu_ms: number;
+}
+
 export interface PassReport {
   /** registered pass id, e.g. `prune.magnitude` */
   id: string;
@@ -41,6 +64,9 @@ export interface PassReport {
   /** params as the pass ran them (defaults filled) */
   params: Record<string, unknown>;
   ms: number;
+  /** CPU time of the process over the pass (every thread: ONNX Runtime's, tfjs's) */
+  cpu_ms?: number;
+  stage?: PassStage;
   layers: LayerStat[];
   warnings?: string[];
   /** pass-level numbers, e.g. a distillation run's steps, tokens seen, losses and wall time */
@@ -130,6 +156,8 @@ export interface Report {
   budgets?: BudgetCheck[];
   warnings: string[];
   timings: { total_ms: number; passes_ms?: number; eval_ms?: number };
+  /** each recipe schedule's cost (a compress run with schedules) */
+  schedules?: ScheduleCost[];
   calibration_cache?: CalibrationCacheCounts;
   sweep?: SweepPointRecord;
 }
@@ -226,6 +254,10 @@ const PassReportSchema = z.looseObject({
   ignore: z.array(z.string()).optional(),
   params: z.record(z.string(), z.unknown()),
   ms: num,
+  cpu_ms: num.optional(),
+  stage: z
+    .looseObject({ entry: z.number().int(), index: z.number().int(), count: z.number().int(), blocks: z.array(z.number().int()), role: z.enum(['pass', 'distill']) })
+    .optional(),
   layers: z.array(LayerStatSchema),
   warnings: z.array(z.string()).optional(),
 });
@@ -281,6 +313,9 @@ export const ReportSchema = z.looseObject({
   budgets: z.array(BudgetCheckSchema).optional(),
   warnings: z.array(z.string()),
   timings: z.looseObject({ total_ms: num, passes_ms: num.optional(), eval_ms: num.optional() }),
+  schedules: z
+    .array(z.looseObject({ entry: z.number().int(), pass: z.string(), stages: z.number().int(), pass_ms: num, pass_cpu_ms: num, distill_ms: num, distill_cpu_ms: num }))
+    .optional(),
   calibration_cache: CacheCountsSchema.optional(),
   sweep: SweepPointRecordSchema.optional(),
 });
