@@ -4,18 +4,15 @@
  */
 import { availableParallelism } from 'node:os';
 import { existsSync, realpathSync, rmSync } from 'node:fs';
-import { basename, dirname, extname, join, relative, resolve, sep } from 'node:path';
+import { basename, dirname, extname, join, resolve, sep } from 'node:path';
 import { Calibrator } from '../calibrate/calibrator.js';
-import type { Fidelity } from '../eval/fidelity.js';
 import { isFolderOutput } from '../model/hf-folder.js';
-import type { CacheCounts, StatsCache } from '../calibrate/stats-cache.js';
-import { calibrationFeeds } from '../calibrate/feeds.js';
+import type { StatsCache } from '../calibrate/stats-cache.js';
 import { modelIo } from '../model/io.js';
 import { resolveKvShapes } from '../runtime/kv-shapes.js';
-import { assertWrittenLoads, checkRuntimeLoads } from '../runtime/load-check.js';
-import { loadDataset, loadProgressText } from '../data/load.js';
+import { checkRuntimeLoads } from '../runtime/load-check.js';
 import { UserError } from '../errors.js';
-import { checkpointFacts, evaluate, type CheckpointFacts, type EvalOptions, type Measure } from '../eval/evaluate.js';
+import { checkpointFacts } from '../eval/evaluate.js';
 import { unknownConfigKeys, type BuildOptions } from '../model/builders/index.js';
 import { Checkpoint } from '../model/checkpoint.js';
 import { formatOf } from '../model/load.js';
@@ -23,13 +20,10 @@ import type { Model } from '../model/model.js';
 import { writeOnnx } from '../model/onnx-io.js';
 import { upgradeOpset } from '../model/opset-upgrade.js';
 import { writeModelAsSafetensors } from '../model/to-safetensors.js';
-import { runtimeWarnings } from '../report/eval-report.js';
-import { runtimesFor } from '../runtime/session.js';
 import { loadRecipe } from '../recipe/parse.js';
 import { PASSES } from './registry.js';
 import { expandSchedules } from './schedule.js';
-import { entryWhere } from '../recipe/stage-path.js';
-import { sha256Bytes, sha256File } from '../util/hash.js';
+import { sha256Bytes } from '../util/hash.js';
 import { VERSION } from '../version.js';
 import { RunInterrupted, type RunHooks } from '../pass/hooks.js';
 import { OutputPlan } from '../util/output-plan.js';
@@ -38,13 +32,14 @@ import { StagedOutputs, stagedNames } from '../util/staged-outputs.js';
 import { compressReport } from './report.js';
 import type { CompressRun, PassRecord } from './compress-run.js';
 import { checkpointInputs, compressOutputs, recipeInputs, type ReportFile, spaceNeeds } from './run-files.js';
-import { seededRandom } from '../util/random.js';
-import { calibrationScope, modelIdentity } from './calibration-scope.js';
-import { checkLayers, checkLayersUpFront, planRecipe, type RunnableRecipe, selectTargets } from './plan.js';
+import { modelIdentity } from './calibration-scope.js';
+import { checkLayersUpFront, planRecipe, type RunnableRecipe } from './plan.js';
 import type { Progress } from './progress.js';
 import { WorkDir } from './workdir.js';
 import { folderDtypes, planModelFolder, type FolderSources } from './folder-plan.js';
 import { writeModelFolder, type WrittenFolder } from './folder-write.js';
+import { evaluateOutputs, folderSha256, measureWritten } from './measure-outputs.js';
+import { makeCalibrator, runPasses } from './run-passes.js';
 
 export interface CompressOptions {
   model: string;
@@ -263,41 +258,11 @@ async function passesThenOutputs(
 
   // every model file as written (a folder's: one per dtype), loaded once for its hash, size, IO and ONNX form; named by its final path
   const models = folder ? folder.variants.map((v) => ({ staged: v.staged, files: v.stagedFiles, path: v.path })) : [{ staged: written[0]!, files: written, path: output }];
-  const measured: { facts: CheckpointFacts; onnx?: string }[] = [];
-  for (const [i, m] of models.entries()) {
-    const compressed = Checkpoint.open(m.staged, opts.build);
-    try {
-      if (compressed.format === 'onnx') await assertWrittenLoads(compressed.model, m.path);
-      measured.push({ facts: { ...(await checkpointFacts(compressed, m.files)), path: m.path }, onnx: evalSpec ? compressed.onnxPath(() => work.file(`compressed-${i}.onnx`)) : undefined });
-    } finally {
-      compressed.close();
-    }
-  }
+  const measured = await measureWritten(models, opts.build, evalSpec ? (i) => work.file(`compressed-${i}.onnx`) : undefined);
   run.output = folder
     ? { path: output, sha256: folderSha256(folder.moves), format: 'folder', files: folder.files }
     : { path: output, sha256: measured[0]!.facts.sha256, format: outFormat, files: [output, ...beside] };
-
-  const measures: { measure: Measure; fidelity?: Fidelity }[] = [];
-  if (evalSpec) {
-    const te = performance.now();
-    progress.stage('evaluating original and compressed models');
-    const data = await loadDataset(evalSpec.data, recipe.dir, { onProgress: (p) => progress.stage(`loading evaluation data: ${loadProgressText(p)}`) });
-    run.dataDescription = { description: data.description, files: data.files, ...(data.classes ? { classes: data.classes } : {}) };
-    const latency = evalSpec.latency ? { runs: evalSpec.latency.runs, warmup: evalSpec.latency.warmup } : false;
-    const evalOpts: EvalOptions = { threads: evalSpec.latency?.threads ?? threads, latency, dataPath: recipe.path, runtimes: runtimesFor(evalSpec.runtime, `${recipe.path}: eval.runtime`), task: evalSpec.task, dataRange: evalSpec.data_range };
-    for (const [i, m] of measured.entries()) {
-      if (measured.length > 1) progress.stage(`evaluating ${folder!.variants[i]!.dtype} and the original`);
-      const ev = await evaluate({ ...m.facts, onnx: m.onnx! }, data, evalOpts, referenceOnnx ? { ...reference!, onnx: referenceOnnx } : undefined);
-      run.evaluation ??= ev;
-      run.warnings.push(...runtimeWarnings(ev.runtimes));
-      measures.push({ measure: ev.model, fidelity: ev.fidelity });
-    }
-    run.timings.eval_ms = performance.now() - te;
-  } else {
-    // without eval the report still gives both sizes (evaluate passes them on when there is one)
-    run.sizes = { reference: sizeMeasure(reference!), model: sizeMeasure(measured[0]!.facts) };
-    measures.push(...measured.map((m) => ({ measure: sizeMeasure(m.facts) })));
-  }
+  const measures = await evaluateOutputs(run, measured, folder?.variants.map((v) => v.dtype), reference, referenceOnnx, threads, progress);
   if (folder) {
     run.variants = folder.variants.map((v, i) => ({ dtype: v.dtype, path: v.path, files: v.files, passes: v.passes, warnings: v.warnings, ...measures[i]! }));
     run.warnings.push(...folder.warnings, ...folder.variants.flatMap((v) => v.warnings));
@@ -317,92 +282,3 @@ async function passesThenOutputs(
   }
 }
 
-/** Passes `start`… of the recipe on `model`, each saved to the work dir before the next. */
-async function runPasses(model: Model, run: CompressRun, start: number, work: WorkDir<PassRecord>, originalOnnx: () => string, threads: number, opts: CompressOptions, modelKey: string): Promise<void> {
-  const { recipe, seed } = run;
-  const progress = opts.progress;
-  // passes that can use calibration optionally (prune.channels) get it whenever the recipe has it
-  const { calibrator, files } = start < recipe.recipe.passes.length ? await makeCalibrator(model, recipe, threads, progress, work.file('calibration'), opts.statsCache) : { files: [] };
-  const tPasses = performance.now();
-  const total = recipe.recipe.passes.length;
-  for (let i = start; i < total; i++) {
-    const entry = recipe.recipe.passes[i]!;
-    const pass = entry.parsed;
-    const layers = selectTargets(model, recipe, i);
-    // again on the model as earlier passes left it: the up-front check stops at a pass that changes layers
-    checkLayers(recipe, [{ index: i, layers }]);
-    progress.pass(i, total, pass.id, layers.length);
-    calibrator?.beginPass(opts.statsCache ? calibrationScope(modelKey, recipe, i, seed, files) : undefined);
-    const tp = performance.now();
-    const cpu0 = process.cpuUsage();
-    const result = await pass.apply(model, {
-      layers,
-      seed,
-      random: seededRandom(seed * 1000003 + i),
-      calibration: calibrator,
-      progress,
-      where: entryWhere(entry, i),
-      recipeDir: recipe.dir,
-      original: originalOnnx,
-      workFile: (name) => work.file(`pass-${i}-${name}`),
-      resume: Boolean(opts.resume),
-      hooks: opts.hooks,
-    });
-    const ms = performance.now() - tp;
-    const cpu = process.cpuUsage(cpu0);
-    // later passes calibrate with the past the model now declares
-    for (const w of result.warnings) progress.warn(`${pass.id}: ${w}`);
-    run.passes.push({
-      id: pass.id,
-      targets: entry.targets,
-      ignore: entry.ignore,
-      params: entry.params,
-      ms,
-      cpu_ms: (cpu.user + cpu.system) / 1000,
-      ...(entry.stage ? { stage: entry.stage } : {}),
-      layers: result.layers,
-      warnings: result.warnings,
-      ...(result.summary ? { summary: result.summary } : {}),
-    });
-    progress.passDone(i, total, pass.id, ms);
-    if (i < total - 1) {
-      work.save(model, i + 1, run.passes);
-      await opts.hooks?.afterPass?.(i + 1);
-    }
-  }
-  run.timings.passes_ms = performance.now() - tPasses;
-  run.warnings.push(...(calibrator?.warnings ?? []).map((w) => `calibration: ${w}`));
-  if (opts.statsCache) {
-    run.calibrationCache = { dir: opts.statsCache.dir, ...opts.statsCache.counts };
-    run.warnings.push(...opts.statsCache.warnings.map((w) => `calibration cache: ${w}`));
-  }
-}
-
-/** The recipe's calibration data on `model`; none when the recipe has no calibration section. */
-async function makeCalibrator(
-  model: Model,
-  recipe: RunnableRecipe,
-  threads: number,
-  progress: Progress,
-  spillDir: string,
-  cache: StatsCache | undefined,
-): Promise<{ calibrator?: Calibrator; files: { sha256: string }[] }> {
-  const cal = recipe.recipe.calibration;
-  if (!cal) return { files: [] };
-  progress.stage('loading calibration data');
-  // calibration runs the first `samples` sequences; text is tokenized only that far
-  const data = await loadDataset(cal.data, recipe.dir, { sequences: cal.samples, onProgress: (p) => progress.stage(`loading calibration data: ${loadProgressText(p)}`) });
-  const io = await resolveKvShapes(model, modelIo(model), threads);
-  const calibrator = new Calibrator(calibrationFeeds(io, data, cal.samples, cal.seq_len, recipe.path), cal.mode, threads, { spillDir, onWarning: (w) => progress.warn(`calibration: ${w}`), cache });
-  return { calibrator, files: data.files };
-}
-
-/** A folder's hash: sha256 of its `sha256sum`-style listing (file hash, two spaces, path relative to the folder; sorted by path), over the staged files. */
-function folderSha256(moves: readonly { from: string; to: string; rel: string }[]): string {
-  const lines = [...moves].sort((a, b) => (a.rel < b.rel ? -1 : a.rel > b.rel ? 1 : 0)).map((m) => `${sha256File(m.from)}  ${m.rel}\n`);
-  return sha256Bytes(lines.join(''));
-}
-
-function sizeMeasure(facts: CheckpointFacts): Measure {
-  return { path: facts.path, sha256: facts.sha256, size: facts.size };
-}
