@@ -8,7 +8,7 @@ import type { RunnableRecipe } from './plan.js';
  *
  *   1 per pass
  *   + samples / 32 for a pass that reads calibration statistics
- *   + steps · batch_size · seq_len / 512 for distill.kd (tokens trained / 512)
+ *   + steps · batch_size · seq_len / 512 for distill.kd (tokens trained / 512), a schedule's stages included (the caller expands them)
  *   + 2 when the recipe evaluates
  */
 export function pointCost(recipe: RunnableRecipe): number {

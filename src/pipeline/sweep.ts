@@ -16,9 +16,10 @@ import { assignShards, type Shard } from '../util/shard.js';
 import { VERSION } from '../version.js';
 import { modelIdentity } from './calibration-scope.js';
 import { compress } from './compress.js';
-import { checkLayersUpFront, planRecipe } from './plan.js';
+import { checkLayersUpFront, planRecipe, type RunnableRecipe } from './plan.js';
 import type { Progress } from './progress.js';
 import { PASSES } from './registry.js';
+import { expandSchedules } from './schedule.js';
 import { pointCost } from './sweep-cost.js';
 
 /**
@@ -106,20 +107,24 @@ function finishedReport(path: string, id: string, progress: SweepProgress): Repo
 }
 
 /** Every point's recipe against the model's layers, before any point runs; the model's hash and identity. */
-function checkEveryPoint(model: string, expanded: ReturnType<typeof expandSweep<ConfiguredPass>>): { modelSha: string; modelKey: string } {
+function checkEveryPoint(model: string, expanded: ReturnType<typeof expandSweep<ConfiguredPass>>): { modelSha: string; modelKey: string; runnable: RunnableRecipe[] } {
   const input = Checkpoint.open(model);
+  const runnable: RunnableRecipe[] = [];
   try {
     for (const point of expanded.points) {
       try {
-        planRecipe(input.model, point.recipe);
-        checkLayersUpFront(input.model, point.recipe);
+        // as compress runs it: a schedule's stages are known from the model's blocks
+        const recipe = expandSchedules(input.model, point.recipe);
+        planRecipe(input.model, recipe);
+        checkLayersUpFront(input.model, recipe);
+        runnable.push(recipe);
       } catch (e) {
         if (e instanceof RecipeError) throw new UserError(`sweep point ${point.label}: ${e.message.split('\n').slice(1).join('; ') || e.message}`);
         if (e instanceof UserError) throw new UserError(`sweep point ${point.label}: ${e.message}`);
         throw e;
       }
     }
-    return { modelSha: input.sha256, modelKey: modelIdentity(input) };
+    return { modelSha: input.sha256, modelKey: modelIdentity(input), runnable };
   } finally {
     input.close();
   }
@@ -131,7 +136,7 @@ export async function sweep(opts: SweepOptions): Promise<SweepRun> {
   const base = loadRecipe(opts.recipe, PASSES);
   const expanded = expandSweep(base, opts.sets, PASSES);
 
-  const { modelSha, modelKey } = checkEveryPoint(opts.model, expanded);
+  const { modelSha, modelKey, runnable } = checkEveryPoint(opts.model, expanded);
 
   const hashes = new Map<string, string>();
   const fileHash = (path: string, where: string) => {
@@ -143,7 +148,8 @@ export async function sweep(opts: SweepOptions): Promise<SweepRun> {
     return h;
   };
   const ids = expanded.points.map((p) => pointId(p, modelKey, seed, fileHash));
-  const costs = expanded.points.map((p) => pointCost(p.recipe));
+  // a schedule's distillation stages count in its point's cost
+  const costs = runnable.map((r) => pointCost(r));
   const shardOf = assignShards(ids.map((id, i) => ({ id, cost: costs[i]! })), opts.shard?.count ?? 1);
   const points: SweepPointRun[] = expanded.points.map((p, i) => ({
     id: ids[i]!,

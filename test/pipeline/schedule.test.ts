@@ -6,6 +6,7 @@ import { readOnnx } from '../../src/model/onnx-io.js';
 import { parseRecipe, RecipeError, loadRecipe } from '../../src/recipe/parse.js';
 import { PASSES } from '../../src/pipeline/registry.js';
 import { expandSchedules } from '../../src/pipeline/schedule.js';
+import { pointCost } from '../../src/pipeline/sweep-cost.js';
 import type { Report } from '../../src/report/schema.js';
 import { sha256File } from '../../src/util/hash.js';
 import { fixturePath, FIXTURES, tempDir } from '../helpers.js';
@@ -121,6 +122,18 @@ passes:
     for (const e of [recipeError(entry('{ blocks_per_stage: 0, distill: { steps: 0 } }'))]) expect(e.errors).toHaveLength(2);
     const ok = parseRecipe(entry('{ distill: { steps: 5 } }'), 'recipe.yaml', PASSES);
     expect(ok.passes[0]!.schedule).toMatchObject({ blocks_per_stage: 1, distill: { params: { steps: 5, batch_size: 8 } } });
+  });
+
+  it("a sweep point's cost counts the distillation stages its schedule expands into", async () => {
+    const path = file('sweep.yaml', SCHEDULED);
+    const r = await runCli(['sweep', MODEL, '-r', path, '--set', 'passes[0].params.terms=2,3', '-o', join(tmp.dir, 'sweep'), '--dry-run', '--json']);
+    expect(r.code, r.err).toBe(0);
+    const costs = (JSON.parse(r.out) as { points: { cost: number }[] }).points.map((p) => p.cost);
+    const recipe = loadRecipe(path, PASSES);
+    const expanded = pointCost(expandSchedules(readOnnx(MODEL), recipe));
+    // 2 stages: 2 distillations of 2 steps × 2 × 16 tokens, and the pass twice
+    expect(expanded).toBeGreaterThan(pointCost(recipe));
+    expect(costs).toEqual([expanded, expanded]);
   });
 
   it('targets outside the decoder blocks are refused with the fix', async () => {
