@@ -12,10 +12,10 @@ import type { Model } from '../../src/model/model.js';
 import { readOnnx, writeOnnx } from '../../src/model/onnx-io.js';
 import type { PassContext } from '../../src/pass/pass.js';
 import { magnitude } from '../../src/prune/magnitude.js';
-import { captureSession, ort } from '../../src/runtime/ort.js';
 import { OnnxExecutor } from '../../src/runtime/tfjs/executor.js';
 import { seededRandom } from '../../src/util/random.js';
 import { tempDir } from '../helpers.js';
+import { firstWindows, meanMse, outputsOf } from './reference-outputs.js';
 import { storiesTokens } from '../runtime/tfjs/helpers.js';
 
 const ROOT = resolve(__dirname, '../..');
@@ -89,25 +89,9 @@ describe('distill.kd attention-output loss', () => {
     const data = await loadDataset(DatasetSpec.parse(TEXT), ROOT);
     if (data.kind !== 'tokens') throw new Error('expected tokens');
     // the pass's first batch: the first four 32-token windows of TEXT, in order
-    const windows = data.sequences.flatMap((seq) => Array.from({ length: Math.floor(seq.length / 32) }, (_, k) => Array.from(seq.subarray(k * 32, k * 32 + 32)))).slice(0, 4);
-    const feed = { input_ids: new ort.Tensor('int64', BigInt64Array.from(windows.flat(), BigInt), [4, 32]) };
+    const { feed } = firstWindows(data.sequences);
     const names = [...attentionOutputs(student).values()];
-    const run = async (m: Model) => {
-      const session = await captureSession(m, names);
-      const out = await session.run(feed);
-      await session.release();
-      return out;
-    };
-    const s = await run(student);
-    const t = await run(readOnnx(MODEL));
-    let mse = 0;
-    for (const name of names) {
-      const a = s[name]!.data as Float32Array;
-      const r = t[name]!.data as Float32Array;
-      let sum = 0;
-      for (let i = 0; i < a.length; i++) sum += (a[i]! - r[i]!) ** 2;
-      mse += sum / a.length / names.length;
-    }
+    const mse = meanMse(await outputsOf(student, names, feed), await outputsOf(readOnnx(MODEL), names, feed), names);
     const m = readOnnx(MODEL);
     await magnitude.apply(m, magnitude.params.parse({ sparsity: 0.5 }), context(m));
     const result = await distillKd.apply(m, distillKd.params.parse(ONE_STEP), context(m));

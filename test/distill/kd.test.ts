@@ -14,9 +14,10 @@ import { type PassContext } from '../../src/pass/pass.js';
 import { seededRandom } from '../../src/util/random.js';
 import { magnitude } from '../../src/prune/magnitude.js';
 import { rtn } from '../../src/quantize/rtn.js';
-import { captureSession, ort, sessionFromFile, sessionFromModel } from '../../src/runtime/ort.js';
+import { ort, sessionFromFile, sessionFromModel } from '../../src/runtime/ort.js';
 import { runCli } from '../cli/run-cli.js';
 import { FIXTURES, tempDir } from '../helpers.js';
+import { firstWindows, meanMse, outputsOf } from './reference-outputs.js';
 
 const ROOT = resolve(__dirname, '../..');
 const MODEL = join(ROOT, 'fixtures/stories260K/model.onnx');
@@ -120,25 +121,10 @@ describe('distill.kd', () => {
     const text = { kind: 'text', path: 'fixtures/tinystories/valid-head.txt', tokenizer: 'fixtures/stories260K/tok512.bin', select: '1-2' };
     const data = await loadDataset(DatasetSpec.parse(text), ROOT);
     if (data.kind !== 'tokens') throw new Error('expected tokens');
-    const windows = data.sequences.flatMap((seq) => Array.from({ length: Math.floor(seq.length / 32) }, (_, k) => Array.from(seq.subarray(k * 32, k * 32 + 32)))).slice(0, 4);
-    const feed = { input_ids: new ort.Tensor('int64', BigInt64Array.from(windows.flat(), BigInt), [4, 32]) };
+    const { windows, feed } = firstWindows(data.sequences);
     const blocks = decoderBlocks(student).map((b) => b.output);
-    const run = async (m: Model) => {
-      const session = await captureSession(m, ['logits', ...blocks]);
-      const out = await session.run(feed);
-      await session.release();
-      return out;
-    };
-    const s = await run(student);
-    const t = await run(readOnnx(MODEL));
-    let mse = 0;
-    for (const b of blocks) {
-      const a = s[b]!.data as Float32Array;
-      const r = t[b]!.data as Float32Array;
-      let sum = 0;
-      for (let i = 0; i < a.length; i++) sum += (a[i]! - r[i]!) ** 2;
-      mse += sum / a.length / blocks.length;
-    }
+    const s = await outputsOf(student, ['logits', ...blocks], feed);
+    const mse = meanMse(s, await outputsOf(readOnnx(MODEL), blocks, feed), blocks);
     const logits = s.logits!.data as Float32Array;
     let nll = 0;
     for (let w = 0; w < 4; w++) {

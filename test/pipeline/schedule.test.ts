@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { UserError } from '../../src/errors.js';
 import { readOnnx } from '../../src/model/onnx-io.js';
-import { parseRecipe, RecipeError, loadRecipe } from '../../src/recipe/parse.js';
+import { parseRecipe, loadRecipe } from '../../src/recipe/parse.js';
 import { PASSES } from '../../src/pipeline/registry.js';
 import { expandSchedules } from '../../src/pipeline/schedule.js';
 import { pointCost } from '../../src/pipeline/sweep-cost.js';
@@ -11,6 +11,7 @@ import type { Report } from '../../src/report/schema.js';
 import { sha256File } from '../../src/util/hash.js';
 import { fixturePath, FIXTURES, tempDir } from '../helpers.js';
 import { runCli } from '../cli/run-cli.js';
+import { recipeError } from '../recipe/recipe-error.js';
 
 /** stories260K with a KV cache: its teacher samples distillation text fast */
 const MODEL = fixturePath('stories260K-kv/model.onnx');
@@ -57,15 +58,6 @@ ${CALIBRATION}passes:
     params: ${DISTILL}
 `;
 
-function recipeError(text: string): RecipeError {
-  try {
-    parseRecipe(text, 'recipe.yaml', PASSES);
-  } catch (e) {
-    expect(e).toBeInstanceOf(RecipeError);
-    return e as RecipeError;
-  }
-  throw new Error('expected the recipe to be rejected');
-}
 
 describe('schedule: a pass in stages of decoder blocks, each followed by distill.kd', () => {
   it('expands into the hand-written stage passes and writes the same bytes; the report shows each stage and the cost line', async () => {

@@ -4,18 +4,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { UserError } from '../../src/errors.js';
-import { loadRecipe, parseRecipe, RecipeError } from '../../src/recipe/parse.js';
+import { loadRecipe, parseRecipe } from '../../src/recipe/parse.js';
 import { PASSES } from '../../src/pipeline/registry.js';
+import { recipeError } from './recipe-error.js';
 
-function recipeError(text: string): RecipeError {
-  try {
-    parseRecipe(text, 'recipe.yaml', PASSES);
-  } catch (e) {
-    expect(e).toBeInstanceOf(RecipeError);
-    return e as RecipeError;
-  }
-  throw new Error('expected the recipe to be rejected');
-}
 
 const VALID = `version: 1
 calibration:
