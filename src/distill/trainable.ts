@@ -86,7 +86,7 @@ export function defaultLearningRate(model: Model, trained: Iterable<string>): nu
 
 function isFloatInitializer(model: Model, name: string): boolean {
   const dt = model.graph.initializer?.find((t) => t.name === name)?.data_type;
-  return dt === 1 || dt === 10 || dt === 16;
+  return dt === DataType.FLOAT || dt === DataType.FLOAT16 || dt === DataType.BFLOAT16;
 }
 
 /** One row per trained tensor: bytes unchanged (shapes and dtypes are kept), sparsity after training. */
