@@ -6,7 +6,7 @@
  * all block linears. Perplexity on stories 11–46, file bytes, params kept, the schedule's cost line
  * (wall/CPU of factoring and of distillation), whole-run wall/CPU, and ONNX Runtime latency against
  * the dense model (bench/kronecker-latency.ts's measurement, each model in its own child process).
- * Run: npx tsc -p tsconfig.json && nice -n 5 node dist/bench/kronecker-distill.js [--blocks 1] [--steps 40] [--lr 0.002] [--final 0] [--samples 64] [--max-compute 1] [--no-latency]
+ * Run: npx tsc -p tsconfig.json && nice -n 5 node dist/bench/kronecker-distill.js [--blocks 1] [--steps 40] [--lr 0.002] [--final 0] [--samples 64] [--max-compute 1] [--final-samples 256] [--no-latency]
  */
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -28,13 +28,15 @@ export interface ScheduleSettings {
   lr: number;
   /** steps of a last distill.kd over every block linear after the schedule; 0 = none */
   finalSteps: number;
+  /** windows the final distill.kd samples from the teacher (each stage samples 256) */
+  finalSamples?: number;
   /** calibration windows of 128 tokens (stories 1–10) */
   samples: number;
   /** decompose.kronecker's max_compute: shapes costing at most this fraction of the dense multiply-adds */
   maxCompute: number;
 }
 
-const kd = (steps: number, lr: number) => ({ steps, batch_size: 4, seq_len: 128, lr, warmup: Math.min(20, Math.floor(steps / 5)), schedule: 'cosine', samples: 256, start_token: 1, checkpoint_every: 0 });
+const kd = (steps: number, lr: number, samples = 256) => ({ steps, batch_size: 4, seq_len: 128, lr, warmup: Math.min(20, Math.floor(steps / 5)), schedule: 'cosine', samples, start_token: 1, checkpoint_every: 0 });
 
 export function scheduleRecipe(s: ScheduleSettings): Record<string, unknown> {
   return {
@@ -47,7 +49,7 @@ export function scheduleRecipe(s: ScheduleSettings): Record<string, unknown> {
         params: { ratio: 0.6, mode: 'iterative', max_compute: s.maxCompute },
         schedule: { blocks_per_stage: s.blocksPerStage, distill: kd(s.stepsPerStage, s.lr) },
       },
-      ...(s.finalSteps > 0 ? [{ pass: 'distill.kd', targets: ['layers.*'], params: kd(s.finalSteps, s.lr) }] : []),
+      ...(s.finalSteps > 0 ? [{ pass: 'distill.kd', targets: ['layers.*'], params: kd(s.finalSteps, s.lr, s.finalSamples) }] : []),
     ],
     eval: { data: { kind: 'text', path: TEXT, tokenizer: TOK, select: '11-46' } },
   };
@@ -62,7 +64,7 @@ export interface ScheduleRun {
 }
 
 export async function runSchedule(dir: string, s: ScheduleSettings): Promise<ScheduleRun> {
-  const name = `kron-b${s.blocksPerStage}-s${s.stepsPerStage}-f${s.finalSteps}-c${s.maxCompute}`;
+  const name = `kron-b${s.blocksPerStage}-s${s.stepsPerStage}-f${s.finalSteps}-w${s.finalSamples ?? 256}-c${s.maxCompute}`;
   const recipe = join(dir, `${name}.yaml`);
   writeFileSync(recipe, JSON.stringify(scheduleRecipe(s)));
   const output = join(dir, `${name}.onnx`);
@@ -92,7 +94,7 @@ export function scheduleRow(r: ScheduleRun): string {
   const finalPass = s.finalSteps > 0 ? rep.passes.at(-1)! : undefined;
   const distillS = (cost.distill_ms + (finalPass?.ms ?? 0)) / 1000;
   const distillCpuS = (cost.distill_cpu_ms + (finalPass?.cpu_ms ?? 0)) / 1000;
-  return `| ${s.blocksPerStage} | ${stages} | ${s.stepsPerStage} | ${s.finalSteps} | ${s.lr} | ${s.maxCompute} | ${(keptFraction(rep) * 100).toFixed(1)} % | ${ppl.toFixed(3)} | ${rep.measurements.model.size.file_bytes} | ${(cost.pass_ms / 1000).toFixed(1)} / ${(cost.pass_cpu_ms / 1000).toFixed(1)} | ${distillS.toFixed(0)} / ${distillCpuS.toFixed(0)} | ${r.wall_s.toFixed(0)} / ${r.cpu_s.toFixed(0)} |`;
+  return `| ${s.blocksPerStage} | ${stages} | ${s.stepsPerStage} | ${s.finalSteps}${s.finalSamples && s.finalSamples !== 256 ? ` (${s.finalSamples} windows)` : ''} | ${s.lr} | ${s.maxCompute} | ${(keptFraction(rep) * 100).toFixed(1)} % | ${ppl.toFixed(3)} | ${rep.measurements.model.size.file_bytes} | ${(cost.pass_ms / 1000).toFixed(1)} / ${(cost.pass_cpu_ms / 1000).toFixed(1)} | ${distillS.toFixed(0)} / ${distillCpuS.toFixed(0)} | ${r.wall_s.toFixed(0)} / ${r.cpu_s.toFixed(0)} |`;
 }
 
 export const SCHEDULE_HEADER = [
@@ -111,9 +113,9 @@ export function latencyRows(rows: Measured[]): string[] {
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
   const { values } = parseArgs({
-    options: { blocks: { type: 'string', default: '1' }, steps: { type: 'string', default: '40' }, lr: { type: 'string', default: '0.002' }, final: { type: 'string', default: '0' }, samples: { type: 'string', default: '64' }, 'max-compute': { type: 'string', default: '1' }, 'no-latency': { type: 'boolean' } },
+    options: { blocks: { type: 'string', default: '1' }, steps: { type: 'string', default: '40' }, lr: { type: 'string', default: '0.002' }, final: { type: 'string', default: '0' }, samples: { type: 'string', default: '64' }, 'max-compute': { type: 'string', default: '1' }, 'final-samples': { type: 'string', default: '256' }, 'no-latency': { type: 'boolean' } },
   });
-  const settings: ScheduleSettings = { blocksPerStage: Number(values.blocks), stepsPerStage: Number(values.steps), lr: Number(values.lr), finalSteps: Number(values.final), samples: Number(values.samples), maxCompute: Number(values['max-compute']) };
+  const settings: ScheduleSettings = { blocksPerStage: Number(values.blocks), stepsPerStage: Number(values.steps), lr: Number(values.lr), finalSteps: Number(values.final), samples: Number(values.samples), maxCompute: Number(values['max-compute']), finalSamples: Number(values['final-samples']) };
   const dir = mkdtempSync(join(tmpdir(), 'pare-bench-kron-distill-'));
   try {
     const r = await runSchedule(dir, settings);
