@@ -2,30 +2,21 @@ import { join, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { Calibrator } from '../../src/calibrate/calibrator.js';
 import { calibrationFeeds } from '../../src/calibrate/feeds.js';
-import { loadDataset } from '../../src/data/load.js';
 import { linears } from '../../src/model/linears.js';
-import type { Model } from '../../src/model/model.js';
 import { readOnnx } from '../../src/model/onnx-io.js';
 import { awq, gramError, searchAlpha } from '../../src/quantize/awq.js';
 import { dequantizeMatrix, quantizeMatrix, type GridSpec } from '../../src/quantize/grid.js';
-import { ort, sessionFromModel } from '../../src/runtime/ort.js';
 import { seededRandom } from '../../src/util/random.js';
 import { allClose } from '../helpers.js';
+import { storiesCalibration, storiesLogits } from './models.js';
 
 const ROOT = resolve(__dirname, '../..');
-
-async function logits(model: Model): Promise<Float32Array> {
-  const s = await sessionFromModel(model, { threads: 1 });
-  const r = seededRandom(8);
-  const ids = BigInt64Array.from({ length: 2 * 48 }, () => BigInt(Math.floor(r() * 512)));
-  return (await s.run({ input_ids: new ort.Tensor('int64', ids, [2, 48]) })).logits!.data as Float32Array;
-}
 
 describe('quantize.awq', () => {
   it('the scales fold exactly: stories260K computes the same float outputs, and the chosen α lowers the rounding error', async () => {
     const model = readOnnx(join(ROOT, 'fixtures/stories260K/model.onnx'));
-    const before = await logits(model);
-    const data = await loadDataset({ kind: 'text', path: 'tinystories/valid-head.txt', tokenizer: 'stories260K/tok512.bin', separator: '<|endoftext|>', bos: true, max_length: 512, select: '1-10', segment: 128 }, join(ROOT, 'fixtures'));
+    const before = await storiesLogits(model);
+    const data = await storiesCalibration(join(ROOT, 'fixtures'));
     const layers = linears(model).filter((l) => l.name.startsWith('layers.'));
     const result = await awq.apply(model, { bits: 3, granularity: 'group', group_size: 32, symmetric: false, grid: 20 }, {
       layers,
@@ -38,7 +29,7 @@ describe('quantize.awq', () => {
     // q/k/v and gate/up fold into the norms, down_proj into up_proj's rows; o_proj has no exact fold
     expect(result.layers).toHaveLength(30);
     expect(result.warnings.every((w) => w.includes('o_proj'))).toBe(true);
-    const c = allClose(await logits(model), before, 1e-4, 1e-4);
+    const c = allClose(await storiesLogits(model), before, 1e-4, 1e-4);
     expect(c.relFro, c.worst).toBeLessThanOrEqual(1e-5); // float32 reassociation only
     for (const l of result.layers) expect(l.objective!).toBeLessThanOrEqual(Number(l.extra!.rounding_error_unscaled));
     expect(result.layers.some((l) => Number(l.extra!.alpha) > 0)).toBe(true);

@@ -1,5 +1,7 @@
 import { attr, makeNode } from '../../src/model/graph.js';
+import { loadDataset } from '../../src/data/load.js';
 import { Model } from '../../src/model/model.js';
+import { ort, sessionFromModel } from '../../src/runtime/ort.js';
 import { seededRandom } from '../../src/util/random.js';
 
 /** x [batch, k] · W [k, n] with seeded weights. */
@@ -55,4 +57,17 @@ export function singleGemm(k: number, n: number, opts: { transB: boolean; alpha?
     },
     'single-gemm.onnx',
   );
+}
+
+/** stories260K's logits on two seeded random windows of 48 tokens: what an exact fold must leave unchanged. */
+export async function storiesLogits(model: Model): Promise<Float32Array> {
+  const s = await sessionFromModel(model, { threads: 1 });
+  const r = seededRandom(8);
+  const ids = BigInt64Array.from({ length: 2 * 48 }, () => BigInt(Math.floor(r() * 512)));
+  return (await s.run({ input_ids: new ort.Tensor('int64', ids, [2, 48]) })).logits!.data as Float32Array;
+}
+
+/** The issues' calibration text for stories260K: stories 1–10 in 128-token segments. */
+export function storiesCalibration(fixtures: string): ReturnType<typeof loadDataset> {
+  return loadDataset({ kind: 'text', path: 'tinystories/valid-head.txt', tokenizer: 'stories260K/tok512.bin', separator: '<|endoftext|>', bos: true, max_length: 512, select: '1-10', segment: 128 }, fixtures);
 }
