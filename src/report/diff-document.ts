@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import type { ReportDiff } from './diff.js';
-import { BudgetCheckSchema, FileRefSchema, MeasureSchema } from './schema.js';
+import { BudgetCheckSchema, FileRefSchema, MeasureSchema } from './report-reader-schema.js';
 import type { SweepDiff } from './sweep-diff.js';
 
 /** `pare report diff --format json` as a document `pare report html` reads back: a diff of two reports or of two sweeps. */

@@ -3,7 +3,8 @@ import { writeFileAtomic } from '../util/atomic-write.js';
 import { INPUT_LIMITS, readInputFile } from '../util/read-file.js';
 import { VERSION } from '../version.js';
 import { asDiff, DIFF_SCHEMA, DiffDocumentSchema, type DiffDocument } from './diff-document.js';
-import { asReport, REPORT_SCHEMA, REPORT_VERSION, ReportSchema, type Report } from './schema.js';
+import { asReport, ReportSchema } from './report-reader-schema.js';
+import { REPORT_SCHEMA, REPORT_VERSION, type Report } from './schema.js';
 import { asSweep, SWEEP_SCHEMA, SWEEP_VERSION, SweepReportSchema, type SweepReport } from './sweep.js';
 
 /** The documents pare writes and reads back: a run's report, a merged sweep, a diff (`report diff --format json`). */

@@ -6,18 +6,8 @@ import { ortVersion } from '../runtime/ort.js';
 import { canonicalJson } from '../util/canonical-json.js';
 import { VERSION } from '../version.js';
 import { paretoFront } from './pareto.js';
-import {
-  BudgetCheckSchema,
-  CacheCountsSchema,
-  FidelitySchema,
-  FileRefSchema,
-  MeasureSchema,
-  PassReportSchema,
-  type BudgetCheck,
-  type FileRef,
-  type PassReport,
-  type Report,
-} from './schema.js';
+import { BudgetCheckSchema, CacheCountsSchema, FidelitySchema, FileRefSchema, MeasureSchema, PassReportSchema } from './report-reader-schema.js';
+import type { BudgetCheck, FileRef, PassReport, Report } from './schema.js';
 
 /**
  * A merged sweep (`pare report merge`): every point's numbers in one document, with the Pareto
