@@ -1,7 +1,7 @@
 import { attrInt, attrInts } from '../model/graph.js';
 import type { NodeProto } from '../model/onnx-schema.js';
 import { describe, intsOf, onlyFirst, refuse, type ChannelLayout, type Outputs, type Tracer, type Visit } from './channel-layout.js';
-import { shapeElements } from './shape-elements.js';
+import { shapeElements } from '../model/shape-elements.js';
 
 /** Ops that move or merge the channel axis without touching the channels: Transpose, Squeeze/Unsqueeze, Flatten, Reshape. */
 

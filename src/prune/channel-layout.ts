@@ -2,7 +2,7 @@ import { attrInts, findAttribute, type GraphIndex } from '../model/graph.js';
 import type { LinearLayer } from '../model/linears.js';
 import type { HostTensor, Model } from '../model/model.js';
 import type { NodeProto } from '../model/onnx-schema.js';
-import { constantInts, type ConstantSource } from './shape-elements.js';
+import { constantInts, type ConstantSource } from '../model/shape-elements.js';
 
 /** The vocabulary of a channel trace (channel-flow.ts): layouts, the plan it builds, and how a trace is refused. */
 

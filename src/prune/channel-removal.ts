@@ -7,7 +7,7 @@ import { fromFloat32, toFloat32 } from '../model/pack.js';
 import { removeValueInfo } from '../model/graph-edit.js';
 import { constantTensor, consumerColumns, type ChannelPlan, type VectorEdit } from './channel-flow.js';
 import { resizeLayer, takeCols, takeRows } from './reshape-weights.js';
-import { applyConstantEdits } from './shape-elements.js';
+import { applyConstantEdits } from '../model/shape-elements.js';
 
 /**
  * Removing the output channels a ChannelPlan (channel-flow.ts) traced: the producer keeps rows

@@ -8,7 +8,7 @@ import { definePass, type LayerStat } from '../pass/pass.js';
 import { GraphIndex } from '../model/graph.js';
 import { removeChannels, sliceVector } from './channel-removal.js';
 import { traceChannels } from './channel-flow.js';
-import { fusedParts, fusedRows, resizeSplit, type FusedLinear } from './fused-split.js';
+import { fusedParts, fusedRows, resizeSplit, type FusedLinear } from '../model/fused-split.js';
 
 /**
  * Structured FFN pruning: remove intermediate channels of each MLP, the matching rows of the

@@ -6,10 +6,10 @@ import { linears, type LinearLayer } from '../model/linears.js';
 import type { Model } from '../model/model.js';
 import { resizeLayer, takeCols, takeRows } from './reshape-weights.js';
 import { definePass, type LayerStat } from '../pass/pass.js';
-import { attentions, newRoleValue, type Attention } from './attention-graph.js';
+import { attentions, newRoleValue, type Attention } from '../model/attention-graph.js';
 import { sliceVector } from './channel-removal.js';
-import { fusedRows, resizeSplit } from './fused-split.js';
-import { applyConstantEdits } from './shape-elements.js';
+import { fusedRows, resizeSplit } from '../model/fused-split.js';
+import { applyConstantEdits } from '../model/shape-elements.js';
 
 /**
  * Structured attention-head pruning: remove whole heads, the q rows of each, the matching input

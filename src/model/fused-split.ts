@@ -1,7 +1,7 @@
-import { attrInt, type GraphIndex } from '../model/graph.js';
-import type { LinearLayer } from '../model/linears.js';
-import type { Model } from '../model/model.js';
-import type { NodeProto } from '../model/onnx-schema.js';
+import { attrInt, type GraphIndex } from './graph.js';
+import type { LinearLayer } from './linears.js';
+import type { Model } from './model.js';
+import type { NodeProto } from './onnx-schema.js';
 import { applyConstantEdits, shapeElements, type ConstantSource } from './shape-elements.js';
 
 /**

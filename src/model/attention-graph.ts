@@ -1,8 +1,8 @@
 import { UserError } from '../errors.js';
-import { GraphIndex } from '../model/graph.js';
-import type { LinearLayer } from '../model/linears.js';
-import type { Model } from '../model/model.js';
-import type { NodeProto } from '../model/onnx-schema.js';
+import { GraphIndex } from './graph.js';
+import type { LinearLayer } from './linears.js';
+import type { Model } from './model.js';
+import type { NodeProto } from './onnx-schema.js';
 import { fusedParts, type FusedLinear } from './fused-split.js';
 import { HeadTrace, type HeadBias, type HeadCacheValue, type HeadRole, type HeadShapeConstant } from './head-trace.js';
 

@@ -1,8 +1,8 @@
-import { DataType } from '../model/dtype.js';
-import { attrInt, findAttribute, type GraphIndex } from '../model/graph.js';
-import { addConstant } from '../model/linear-weights.js';
-import type { Model } from '../model/model.js';
-import { int64ToNumber, type NodeProto } from '../model/onnx-schema.js';
+import { DataType } from './dtype.js';
+import { attrInt, findAttribute, type GraphIndex } from './graph.js';
+import { addConstant } from './linear-weights.js';
+import type { Model } from './model.js';
+import { int64ToNumber, type NodeProto } from './onnx-schema.js';
 
 /**
  * Reads a 1-D int64 shape vector (the second input of Reshape or Expand) element by element, as

@@ -1,8 +1,8 @@
 import { UserError } from '../errors.js';
-import { attrInt, attrInts, type GraphIndex } from '../model/graph.js';
-import type { Model } from '../model/model.js';
-import { isKvCacheName } from '../model/io.js';
-import type { NodeProto } from '../model/onnx-schema.js';
+import { attrInt, attrInts, type GraphIndex } from './graph.js';
+import type { Model } from './model.js';
+import { isKvCacheName } from './io.js';
+import type { NodeProto } from './onnx-schema.js';
 import { constantInts, shapeElements, type ConstantSource, type ShapeElement } from './shape-elements.js';
 
 /** The head-axis trace of one attention block (attention-graph.ts): the layout of every head tensor and the op rules that move it. */
