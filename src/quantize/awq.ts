@@ -1,10 +1,12 @@
 import { z } from 'zod';
 import { readWeight, writeWeight } from '../model/linear-weights.js';
-import type { LinearLayer } from '../model/linears.js';
+import { GraphIndex } from '../model/graph.js';
+import { linears, type LinearLayer } from '../model/linears.js';
 import { definePass, type LayerStat } from '../pass/pass.js';
 import { dequantizeMatrix, quantizeMatrix, type GridSpec } from './grid.js';
 import { WEIGHT_QUANT_FIELDS } from './params.js';
-import { foldGroups, foldInverse, foldName } from './smoothquant.js';
+import { expandScales, voFold, type VoFold } from './awq-vo.js';
+import { foldGroups, foldInverse, foldName, type Fold } from './smoothquant.js';
 
 /**
  * AWQ (Lin et al. 2024, "AWQ: Activation-aware Weight Quantization"): scale each input channel j of
@@ -18,8 +20,8 @@ import { foldGroups, foldInverse, foldName } from './smoothquant.js';
  * so the chosen scales never raise that error. The pass leaves float weights: put quantize.gptq or
  * quantize.rtn with the same grid after it. Departures from the reference: a_j is the RMS of the
  * channel (√(XᵀX)_jj/n, from the Hessian statistics GPTQ reads too) rather than mean |x_j|; the
- * error is the group's linear outputs rather than the whole attention/MLP output; v_proj → o_proj
- * is not scaled (no exact fold through grouped-query attention).
+ * error is the group's linear outputs rather than the whole attention/MLP output. o_proj's inputs
+ * fold into v_proj's output rows where V's way through attention is provably per channel (awq-vo.ts).
  */
 
 /** The grid the next pass rounds to; AWQ itself stores nothing, so no storage format. */
@@ -29,6 +31,7 @@ const AwqParams = z.strictObject({
   group_size: WEIGHT_QUANT_FIELDS.group_size,
   symmetric: WEIGHT_QUANT_FIELDS.symmetric,
   grid: z.number().int().min(1).max(100).default(20).describe('α candidates 0, 1/grid, …, (grid−1)/grid'),
+  v_to_o: z.boolean().default(true).describe("scale o_proj's inputs too, folding 1/s into v_proj's output rows (one scale per v channel, shared by its query heads under GQA)"),
 });
 type AwqParams = z.output<typeof AwqParams>;
 
@@ -74,22 +77,38 @@ export function scaledRounding(W: Float32Array, rows: number, K: number, s: Floa
 
 export interface AwqChoice {
   alpha: number;
+  /** per input */
   scales: Float64Array;
+  /** per shared channel (= scales without `channelOf`) */
+  shared: Float64Array;
   errorBefore: number;
   errorAfter: number;
 }
 
-/** The α of the grid with the lowest output error of the layers (weights [rows_i, K]) reading X. */
-export function searchAlpha(weights: { W: Float32Array; rows: number }[], K: number, G: Float64Array, n: number, spec: GridSpec, grid: number): AwqChoice {
-  const magnitude = Float64Array.from({ length: K }, (_, j) => Math.sqrt(Math.max(G[j * K + j]!, 0) / Math.max(n, 1)));
+/**
+ * The α of the grid with the lowest output error of the layers (weights [rows_i, K]) reading X.
+ * With `channelOf` (input j → shared channel c, as o_proj's inputs read v channels) the inputs of one
+ * c share a scale, from their pooled RMS; `scales` is then per input, expanded.
+ */
+export function searchAlpha(weights: { W: Float32Array; rows: number }[], K: number, G: Float64Array, n: number, spec: GridSpec, grid: number, channelOf?: Int32Array): AwqChoice {
+  const C = channelOf ? Math.max(...channelOf) + 1 : K;
+  const sum = new Float64Array(C);
+  const count = new Float64Array(C);
+  for (let j = 0; j < K; j++) {
+    const c = channelOf ? channelOf[j]! : j;
+    sum[c] += Math.max(G[j * K + j]!, 0);
+    count[c]++;
+  }
+  const magnitude = Float64Array.from(sum, (v, c) => Math.sqrt(v / Math.max(n * count[c]!, 1)));
   let best: AwqChoice | undefined;
   for (let i = 0; i < grid; i++) {
     const alpha = i / grid;
-    const s = awqScales(magnitude, alpha);
+    const shared = awqScales(magnitude, alpha);
+    const s = channelOf ? Float64Array.from(channelOf, (c) => shared[c]!) : shared;
     let err = 0;
     for (const { W, rows } of weights) err += gramError(W, scaledRounding(W, rows, K, s, spec), rows, K, G);
-    if (!best) best = { alpha, scales: s, errorBefore: err, errorAfter: err };
-    else if (err < best.errorAfter) best = { ...best, alpha, scales: s, errorAfter: err };
+    if (!best) best = { alpha, scales: s, shared, errorBefore: err, errorAfter: err };
+    else if (err < best.errorAfter) best = { ...best, alpha, scales: s, shared, errorAfter: err };
   }
   return best!;
 }
@@ -104,30 +123,40 @@ export const awq = definePass({
     const spec = awqGrid(params);
     const stats = await ctx.calibration!.collect(model, ctx.layers, { hessian: true });
     const { byInput, foldOf } = foldGroups(model, ctx.layers);
+    const index = new GraphIndex(model.graph);
+    const all = linears(model).map((l) => ctx.layers.find((t) => t.node === l.node) ?? l);
     const layers: LayerStat[] = [];
     const warnings: string[] = [];
     let done = 0;
     for (const [x, group] of byInput) {
       const t0 = performance.now();
       const current = group;
-      const fold = foldOf(x);
+      let fold: Fold | undefined = foldOf(x);
+      let vo: VoFold | undefined;
+      let why = '';
+      if (!fold && params.v_to_o && group.length === 1) {
+        const found = voFold(model, index, all, group[0]!);
+        if ('refused' in found) why = ` (${found.refused})`;
+        else [vo, fold] = [found, { kind: 'linear', layer: found.v, row0: 0 }];
+      }
       const K = current[0]!.inFeatures;
       const s = stats.get(x)!;
       const weights = current.map((l) => ({ W: readWeight(model, l), rows: l.outFeatures }));
       const bytes = (l: LinearLayer) => l.outFeatures * l.inFeatures * 4;
       if (!fold) {
-        warnings.push(`no norm or linear to fold AWQ scales into before ${group.map((l) => `'${l.name}'`).join(', ')}; left unscaled`);
+        warnings.push(`no norm or linear to fold AWQ scales into before ${group.map((l) => `'${l.name}'`).join(', ')}; left unscaled${why}`);
         done += group.length;
         continue;
       }
-      const choice = searchAlpha(weights, K, s.xtx!, s.rows, spec, params.grid);
+      const choice = searchAlpha(weights, K, s.xtx!, s.rows, spec, params.grid, vo?.channelOf);
       current.forEach((l, g) => {
         ctx.progress.layer(done++, ctx.layers.length, l.name);
         const W = weights[g]!.W;
         for (let r = 0; r < l.outFeatures; r++) for (let j = 0; j < K; j++) W[r * K + j] = W[r * K + j]! * choice.scales[j]!;
         writeWeight(model, l, W);
       });
-      foldInverse(model, fold, Float64Array.from(choice.scales, (v) => 1 / v));
+      // v_proj's row c carries every o_proj input j with c(j) = c
+      foldInverse(model, fold, vo ? expandScales(vo, choice.shared).rowsInverse : Float64Array.from(choice.scales, (v) => 1 / v));
       const ms = performance.now() - t0;
       for (const l of current) {
         layers.push({
@@ -138,7 +167,7 @@ export const awq = definePass({
           bytes_before: bytes(l),
           bytes_after: bytes(l),
           objective: choice.errorAfter / Math.max(s.rows, 1),
-          extra: { alpha: choice.alpha, rounding_error_unscaled: choice.errorBefore / Math.max(s.rows, 1), folded_into: foldName(fold) },
+          extra: { alpha: choice.alpha, rounding_error_unscaled: choice.errorBefore / Math.max(s.rows, 1), folded_into: foldName(fold), ...(vo ? { heads_per_scale: vo.heads / vo.groups } : {}) },
         });
       }
     }

@@ -18,7 +18,7 @@ describe('quantize.awq', () => {
     const before = await storiesLogits(model);
     const data = await storiesCalibration(join(ROOT, 'fixtures'));
     const layers = linears(model).filter((l) => l.name.startsWith('layers.'));
-    const result = await awq.apply(model, { bits: 3, granularity: 'group', group_size: 32, symmetric: false, grid: 20 }, {
+    const result = await awq.apply(model, { bits: 3, granularity: 'group', group_size: 32, symmetric: false, grid: 20, v_to_o: true }, {
       layers,
       seed: 0,
       random: Math.random,
@@ -26,9 +26,11 @@ describe('quantize.awq', () => {
       progress: { layer() {} },
       where: 'passes[0]',
     });
-    // q/k/v and gate/up fold into the norms, down_proj into up_proj's rows; o_proj has no exact fold
-    expect(result.layers).toHaveLength(30);
-    expect(result.warnings.every((w) => w.includes('o_proj'))).toBe(true);
+    // q/k/v and gate/up fold into the norms, down_proj into up_proj's rows, o_proj into v_proj's rows
+    expect(result.layers).toHaveLength(35);
+    expect(result.warnings).toEqual([]);
+    const o = result.layers.filter((l) => l.name.endsWith('o_proj'));
+    expect(o.map((l) => l.extra!.folded_into)).toEqual(o.map((l) => l.name.replace('o_proj', 'v_proj')));
     const c = allClose(await storiesLogits(model), before, 1e-4, 1e-4);
     expect(c.relFro, c.worst).toBeLessThanOrEqual(1e-5); // float32 reassociation only
     for (const l of result.layers) expect(l.objective!).toBeLessThanOrEqual(Number(l.extra!.rounding_error_unscaled));
