@@ -8,9 +8,8 @@ import { kroneckerDense, nearestKronecker, permutedKronecker } from '../../src/d
 import { readWeight, writeWeight } from '../../src/model/linear-weights.js';
 import { linears } from '../../src/model/linears.js';
 import { readOnnx } from '../../src/model/onnx-io.js';
-import { seededRandom } from '../../src/util/random.js';
-import { ort, sessionFromModel } from '../../src/runtime/ort.js';
 import { allClose } from '../helpers.js';
+import { storiesLogits } from '../quantize/models.js';
 import { random } from './kronecker-fixtures.js';
 
 const ROOT = resolve(__dirname, '../..');
@@ -52,9 +51,7 @@ describe('decompose.kronecker', () => {
       const shape = { m1: l.outFeatures === 172 ? 4 : 8, n1: l.inFeatures === 172 ? 4 : 8, m2: l.outFeatures === 172 ? 43 : 8, n2: l.inFeatures === 172 ? 43 : 8 };
       writeWeight(reference, l, Float32Array.from(kroneckerDense(await nearestKronecker(readWeight(reference, l), shape, 2))));
     }
-    const r = seededRandom(21);
-    const ids = BigInt64Array.from({ length: 2 * 19 }, () => BigInt(Math.floor(r() * 512)));
-    const run = async (m: ReturnType<typeof readOnnx>) => (await (await sessionFromModel(m, { threads: 1 })).run({ input_ids: new ort.Tensor('int64', ids, [2, 19]) })).logits!.data as Float32Array;
+    const run = (m: ReturnType<typeof readOnnx>) => storiesLogits(m, { batch: 2, seq: 19, seed: 21 });
     const c = allClose(await run(model), await run(reference), 1e-4, 1e-4);
     expect(c.relFro, c.worst).toBeLessThanOrEqual(1e-5);
     expect(result.layers[0]!.bytes_after).toBeLessThan(result.layers[0]!.bytes_before);
@@ -84,9 +81,7 @@ describe('decompose.kronecker', () => {
       for (let b = 0; b < 172; b++) for (let c = 0; c < 64; c++) approx[found.rowPerm[b]! * 64 + found.colPerm[c]!] = dense[b * 64 + c]!;
       writeWeight(reference, l, approx);
     }
-    const r = seededRandom(22);
-    const ids = BigInt64Array.from({ length: 2 * 19 }, () => BigInt(Math.floor(r() * 512)));
-    const run = async (m: ReturnType<typeof readOnnx>) => (await (await sessionFromModel(m, { threads: 1 })).run({ input_ids: new ort.Tensor('int64', ids, [2, 19]) })).logits!.data as Float32Array;
+    const run = (m: ReturnType<typeof readOnnx>) => storiesLogits(m, { batch: 2, seq: 19, seed: 22 });
     const c = allClose(await run(model), await run(reference), 1e-4, 1e-4);
     expect(c.relFro, c.worst).toBeLessThanOrEqual(1e-5);
   });

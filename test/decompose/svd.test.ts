@@ -9,20 +9,14 @@ import { svd } from '../../src/linalg/svd.js';
 import { readWeight, writeWeight } from '../../src/model/linear-weights.js';
 import { linears } from '../../src/model/linears.js';
 import { readOnnx } from '../../src/model/onnx-io.js';
-import { seededRandom } from '../../src/util/random.js';
-import { ort, sessionFromModel } from '../../src/runtime/ort.js';
 import { allClose } from '../helpers.js';
+import { storiesLogits } from '../quantize/models.js';
 
 const ROOT = resolve(__dirname, '../..');
 const MODEL = join(ROOT, 'fixtures/stories260K/model.onnx');
 const noProgress = { layer() {} };
 
-async function logits(model: ReturnType<typeof readOnnx>): Promise<Float32Array> {
-  const s = await sessionFromModel(model, { threads: 1 });
-  const r = seededRandom(12);
-  const ids = BigInt64Array.from({ length: 2 * 25 }, () => BigInt(Math.floor(r() * 512)));
-  return (await s.run({ input_ids: new ort.Tensor('int64', ids, [2, 25]) })).logits!.data as Float32Array;
-}
+const logits = (model: ReturnType<typeof readOnnx>) => storiesLogits(model, { batch: 2, seq: 25, seed: 12 });
 
 async function calibrator(model: ReturnType<typeof readOnnx>): Promise<Calibrator> {
   const data = await loadDataset(

@@ -11,16 +11,12 @@ import { seededRandom } from '../../src/util/random.js';
 import { channels } from '../../src/prune/channels.js';
 import { ort, sessionFromModel } from '../../src/runtime/ort.js';
 import { allClose, itWithShared, SHARED_MODELS } from '../helpers.js';
+import { storiesLogits } from '../quantize/models.js';
 
 const ROOT = resolve(__dirname, '../..');
 const MODEL = join(ROOT, 'fixtures/stories260K/model.onnx');
 
-async function logits(model: ReturnType<typeof readOnnx>): Promise<Float32Array> {
-  const s = await sessionFromModel(model, { threads: 1 });
-  const r = seededRandom(6);
-  const ids = BigInt64Array.from({ length: 2 * 33 }, () => BigInt(Math.floor(r() * 512)));
-  return (await s.run({ input_ids: new ort.Tensor('int64', ids, [2, 33]) })).logits!.data as Float32Array;
-}
+const logits = (model: ReturnType<typeof readOnnx>) => storiesLogits(model, { batch: 2, seq: 33, seed: 6 });
 
 describe('prune.channels (FFN)', () => {
   it('30 %: a physically smaller model equal to the original with those channels zeroed', async () => {

@@ -11,7 +11,7 @@ import { rtn } from '../../src/quantize/rtn.js';
 import { ort, sessionFromModel } from '../../src/runtime/ort.js';
 import { seededRandom } from '../../src/util/random.js';
 import { allClose, FIXTURES } from '../helpers.js';
-import { singleGemm, singleMatMul } from './models.js';
+import { singleGemm, singleMatMul, storiesLogits } from './models.js';
 
 /**
  * Group sizes that do not divide the inputs: MatMulNBits pads the last block, blocked
@@ -92,9 +92,7 @@ describe('any number of inputs, any group size', () => {
     const reduces = (model.graph.node ?? []).filter((n) => n.op_type === 'ReduceMean');
     expect(reduces.length).toBeGreaterThan(0);
     for (const n of reduces) expect([n.input!.length, (n.attribute ?? []).some((a) => a.name === 'axes')]).toEqual([2, false]);
-    const r = seededRandom(4);
-    const ids = new ort.Tensor('int64', BigInt64Array.from({ length: 2 * 20 }, () => BigInt(Math.floor(r() * 512))), [2, 20]);
-    const run = async (m: Model) => (await (await sessionFromModel(m, { threads: 1 })).run({ input_ids: ids })).logits!.data as Float32Array;
+    const run = (m: Model) => storiesLogits(m, { batch: 2, seq: 20, seed: 4 });
     expect(await run(model)).toEqual(await run(before));
   });
 
@@ -109,9 +107,7 @@ describe('any number of inputs, any group size', () => {
     }
     await rtn.apply(quantized, { ...params, mse_clip: false }, { ...ctxFor(quantized), layers: targets });
     expect((quantized.graph.node ?? []).filter((n) => n.op_type === 'MatMulNBits')).toHaveLength(targets.length);
-    const r = seededRandom(4);
-    const ids = new ort.Tensor('int64', BigInt64Array.from({ length: 2 * 40 }, () => BigInt(Math.floor(r() * 512))), [2, 40]);
-    const run = async (m: Model) => (await (await sessionFromModel(m, { threads: 1 })).run({ input_ids: ids })).logits!.data as Float32Array;
+    const run = (m: Model) => storiesLogits(m, { batch: 2, seq: 40, seed: 4 });
     const c = allClose(await run(quantized), await run(reference), 1e-5, 1e-5);
     expect(c.relFro, c.worst).toBeLessThanOrEqual(1e-5);
   });

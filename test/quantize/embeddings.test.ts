@@ -8,10 +8,8 @@ import { encodeInline, readOnnx } from '../../src/model/onnx-io.js';
 import { modelSize } from '../../src/model/size.js';
 import { configurePass } from '../../src/pass/pass.js';
 import { embeddings } from '../../src/quantize/embeddings.js';
-import { ort, sessionFromModel } from '../../src/runtime/ort.js';
-import { seededRandom } from '../../src/util/random.js';
-import { decoderFeeds } from '../decoder-feeds.js';
 import { allClose, FIXTURES } from '../helpers.js';
+import { storiesLogits, storiesOutputs, storiesTokens } from './models.js';
 
 const ROOT = resolve(__dirname, '../..');
 const KV = join(ROOT, 'fixtures/stories260K-kv/model.onnx');
@@ -60,20 +58,8 @@ function withTable(table: Float64Array): Model {
   return model;
 }
 
-async function run(model: Model, outputs: string[], ids: BigInt64Array): Promise<Record<string, Float32Array>> {
-  const s = await sessionFromModel(model, { threads: 1, extraOutputs: outputs });
-  try {
-    const out = await s.run(decoderFeeds(s, ids, 1, ids.length), outputs);
-    return Object.fromEntries(outputs.map((o) => [o, out[o]!.data as Float32Array]));
-  } finally {
-    await s.release();
-  }
-}
-
-const IDS = (() => {
-  const r = seededRandom(11);
-  return BigInt64Array.from({ length: 48 }, () => BigInt(Math.floor(r() * 512)));
-})();
+const TOKENS = { batch: 1, seq: 48, seed: 11 };
+const IDS = storiesTokens(TOKENS);
 
 describe('quantize.embeddings', () => {
   const cases: [string, Record<string, unknown>, number][] = [
@@ -86,8 +72,8 @@ describe('quantize.embeddings', () => {
     it(`${label}: the gathered rows are the float64-dequantized table exactly; logits equal the model with that table`, async () => {
       const { model, result } = await quantize(KV, params);
       const { table } = dequantizeStored(model);
-      const got = await run(model, [GATHER_OUT, 'logits'], IDS);
-      const want = await run(withTable(table), [GATHER_OUT, 'logits'], IDS);
+      const got = await storiesOutputs(model, [GATHER_OUT, 'logits'], TOKENS);
+      const want = await storiesOutputs(withTable(table), [GATHER_OUT, 'logits'], TOKENS);
       // rows: (q − zero) · scale rounded once to float32, as GatherBlockQuantized computes it
       const rows = new Float64Array(IDS.length * 64);
       IDS.forEach((id, t) => rows.set(table.subarray(Number(id) * 64, Number(id) * 64 + 64), t * 64));
@@ -131,10 +117,7 @@ describe('quantize.embeddings', () => {
     expect(result.layers.map((l) => l.name)).toEqual(['model.embed_tokens']);
     expect(result.summary?.head).toBe("untied: 'lm_head' keeps its own weight (quantize it with quantize.rtn or quantize.gptq)");
     expect(linears(model).find((l) => l.name === 'lm_head')?.node.op_type).toBe('MatMul');
-    const s = await sessionFromModel(model, { threads: 1 });
-    const out = await s.run({ input_ids: new ort.Tensor('int64', IDS, [1, IDS.length]) });
-    expect(Array.from(out.logits!.data as Float32Array).every(Number.isFinite)).toBe(true);
-    await s.release();
+    expect(Array.from(await storiesLogits(model, TOKENS)).every(Number.isFinite)).toBe(true);
   });
 
   it('a block size that does not divide the hidden width is a user error naming the param', async () => {

@@ -10,19 +10,13 @@ import { rtn } from '../../src/quantize/rtn.js';
 import { cast } from '../../src/quantize/cast.js';
 import { fromFloat32, toFloat32 } from '../../src/model/pack.js';
 import { ort, sessionFromModel } from '../../src/runtime/ort.js';
-import { singleGemm, singleMatMul } from './models.js';
+import { singleGemm, singleMatMul, storiesLogits } from './models.js';
 import { allClose, FIXTURES } from '../helpers.js';
 
 const noProgress = { layer: () => {} };
 
 /** ORT fuses int8 DequantizeLinear → MatMul into MatMulNBits with int8 activations unless told to keep float32 (accuracy level 0). */
-async function logits(model: ReturnType<typeof readOnnx>): Promise<Float32Array> {
-  const s = await sessionFromModel(model, { threads: 1, qdqMatMulNBitsAccuracyLevel: 0 });
-  const r = seededRandom(4);
-  const ids = BigInt64Array.from({ length: 2 * 40 }, () => BigInt(Math.floor(r() * 512)));
-  const out = await s.run({ input_ids: new ort.Tensor('int64', ids, [2, 40]) });
-  return out.logits!.data as Float32Array;
-}
+const logits = (model: ReturnType<typeof readOnnx>) => storiesLogits(model, { batch: 2, seq: 40, seed: 4, session: { qdqMatMulNBitsAccuracyLevel: 0 } });
 
 const cases: [string, WeightQuantParams][] = [
   ['int8 per-channel symmetric as DequantizeLinear', { bits: 8, granularity: 'channel', group_size: 128, symmetric: true, format: 'qdq', accuracy_level: 0 }],

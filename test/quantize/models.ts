@@ -1,8 +1,9 @@
 import { attr, makeNode } from '../../src/model/graph.js';
 import { loadDataset } from '../../src/data/load.js';
 import { Model } from '../../src/model/model.js';
-import { ort, sessionFromModel } from '../../src/runtime/ort.js';
+import { sessionFromModel, type SessionOptions } from '../../src/runtime/ort.js';
 import { seededRandom } from '../../src/util/random.js';
+import { decoderFeeds } from '../decoder-feeds.js';
 
 /** x [batch, k] · W [k, n] with seeded weights. */
 export function singleMatMul(k: number, n: number): Model {
@@ -59,12 +60,40 @@ export function singleGemm(k: number, n: number, opts: { transB: boolean; alpha?
   );
 }
 
-/** stories260K's logits on two seeded random windows of 48 tokens: what an exact fold must leave unchanged. */
-export async function storiesLogits(model: Model): Promise<Float32Array> {
-  const s = await sessionFromModel(model, { threads: 1 });
-  const r = seededRandom(8);
-  const ids = BigInt64Array.from({ length: 2 * 48 }, () => BigInt(Math.floor(r() * 512)));
-  return (await s.run({ input_ids: new ort.Tensor('int64', ids, [2, 48]) })).logits!.data as Float32Array;
+/** Seeded random token windows for stories260K (vocabulary 512): `batch` × `seq` ids from `seed`; defaults 2 × 48, seed 8. */
+export interface StoriesTokens {
+  batch?: number;
+  seq?: number;
+  seed?: number;
+  /** ONNX Runtime session options beyond threads: 1 */
+  session?: SessionOptions;
+}
+
+/** The ids of `storiesOutputs`, row-major [batch, seq]. */
+export function storiesTokens(opts: StoriesTokens = {}): BigInt64Array {
+  const { batch = 2, seq = 48, seed = 8 } = opts;
+  const r = seededRandom(seed);
+  return BigInt64Array.from({ length: batch * seq }, () => BigInt(Math.floor(r() * 512)));
+}
+
+/**
+ * stories260K's `outputs` on seeded random windows (storiesTokens), fed as ONNX Runtime's own input
+ * metadata asks (decoderFeeds): the plain export, its KV-cache form and the safetensors build alike.
+ */
+export async function storiesOutputs(model: Model, outputs: string[], opts: StoriesTokens = {}): Promise<Record<string, Float32Array>> {
+  const { batch = 2, seq = 48 } = opts;
+  const s = await sessionFromModel(model, { threads: 1, ...opts.session, ...(outputs.some((o) => o !== 'logits') ? { extraOutputs: outputs.filter((o) => o !== 'logits') } : {}) });
+  try {
+    const out = await s.run(decoderFeeds(s, storiesTokens(opts), batch, seq), outputs);
+    return Object.fromEntries(outputs.map((o) => [o, out[o]!.data as Float32Array]));
+  } finally {
+    await s.release();
+  }
+}
+
+/** stories260K's logits on seeded random windows (by default two of 48 tokens): what an exact rewrite must leave unchanged. */
+export async function storiesLogits(model: Model, opts: StoriesTokens = {}): Promise<Float32Array> {
+  return (await storiesOutputs(model, ['logits'], opts)).logits!;
 }
 
 /** The issues' calibration text for stories260K: stories 1–10 in 128-token segments. */

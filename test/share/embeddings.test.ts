@@ -5,18 +5,13 @@ import { linears } from '../../src/model/linears.js';
 import { readOnnx } from '../../src/model/onnx-io.js';
 import { modelSize } from '../../src/model/size.js';
 import { seededRandom } from '../../src/util/random.js';
-import { ort, sessionFromModel } from '../../src/runtime/ort.js';
 import { shareEmbeddings } from '../../src/share/embeddings.js';
+import { storiesLogits } from '../quantize/models.js';
 
 const MODEL = join(resolve(__dirname, '../..'), 'fixtures/stories260K/model.onnx');
 const ctx = (layers: ReturnType<typeof linears>) => ({ layers, seed: 0, random: Math.random, progress: { layer() {} }, where: 'passes[0]' });
 
-async function logits(model: ReturnType<typeof readOnnx>): Promise<Float32Array> {
-  const s = await sessionFromModel(model, { threads: 1 });
-  const r = seededRandom(30);
-  const ids = BigInt64Array.from({ length: 20 }, () => BigInt(Math.floor(r() * 512)));
-  return (await s.run({ input_ids: new ort.Tensor('int64', ids, [1, 20]) })).logits!.data as Float32Array;
-}
+const logits = (model: ReturnType<typeof readOnnx>) => storiesLogits(model, { batch: 1, seq: 20, seed: 30 });
 
 describe('share.embeddings', () => {
   it("re-ties the exported stories260K head to the embedding: identical logits, 512×64 fewer weights", async () => {

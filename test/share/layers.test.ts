@@ -9,22 +9,15 @@ import { loadModel } from '../../src/model/load.js';
 import { readOnnx } from '../../src/model/onnx-io.js';
 import { openSafetensors, writeSafetensors } from '../../src/model/safetensors.js';
 import { modelSize } from '../../src/model/size.js';
-import { seededRandom } from '../../src/util/random.js';
-import { ort, sessionFromModel } from '../../src/runtime/ort.js';
 import { shareLayers } from '../../src/share/layers.js';
 import { allClose, tempDir } from '../helpers.js';
-import { decoderFeeds } from '../decoder-feeds.js';
+import { storiesLogits } from '../quantize/models.js';
 
 const ROOT = resolve(__dirname, '../..');
 const tmp = tempDir('pare-share-');
 afterAll(() => tmp.cleanup());
 
-async function logits(model: ReturnType<typeof readOnnx>): Promise<Float32Array> {
-  const s = await sessionFromModel(model, { threads: 1 });
-  const r = seededRandom(31);
-  const ids = BigInt64Array.from({ length: 2 * 21 }, () => BigInt(Math.floor(r() * 512)));
-  return (await s.run(decoderFeeds(s, ids, 2, 21))).logits!.data as Float32Array;
-}
+const logits = (model: ReturnType<typeof readOnnx>) => storiesLogits(model, { batch: 2, seq: 21, seed: 31 });
 
 describe('share.layers', () => {
   it('two block pairs share weights: two blocks fewer in the file, equal to a checkpoint with those blocks copied', async () => {
