@@ -109,8 +109,6 @@ export const QUANT_ROWS: Row[] = [
   { id: 'gptq4g32-mse-fzp-refit8-f16', label: 'GPTQ 4-bit g32 + MSE clipping + 8 rounds of joint scale/zero-point refit, float16 scales and zero points', passes: [{ pass: 'quantize.gptq', params: { bits: 4, ...G32, mse_clip: true, refit_scales: true, refit_rounds: 8, float_zero_points: true, scale_dtype: 'float16' } }] },
   { id: 'gptq4g32-fzp-refit3-f16', label: 'GPTQ 4-bit g32 (no MSE clipping) + 3 rounds of joint scale/zero-point refit, float16 scales and zero points', passes: [{ pass: 'quantize.gptq', params: { bits: 4, ...G32, refit_scales: true, refit_rounds: 3, float_zero_points: true, scale_dtype: 'float16' } }] },
   { id: 'gptq4g32-mse-refit3-f16', label: 'GPTQ 4-bit g32 + MSE clipping + 3 rounds of scale refit, float16 scales, integer zero points', passes: [{ pass: 'quantize.gptq', params: { bits: 4, ...G32, mse_clip: true, refit_scales: true, refit_rounds: 3, scale_dtype: 'float16' } }] },
-  { id: 'gptaq4g32-mse', label: 'GPTQ 4-bit g32 + MSE clipping, asymmetric calibration (GPTAQ target W·Cᵀ·H⁻¹)', passes: [{ pass: 'quantize.gptq', params: { bits: 4, ...G32, mse_clip: true, asymmetric_calibration: true } }] },
-  { id: 'gptaq4g32-mse-teacher512', label: 'GPTQ 4-bit g32 + MSE clipping, asymmetric calibration, calibration: 512 sampled windows', teacherWindows: 512, passes: [{ pass: 'quantize.gptq', params: { bits: 4, ...G32, mse_clip: true, asymmetric_calibration: true } }] },
 ];
 
 function recipe(subject: Subject, row: Row, teacherFile: string): string {

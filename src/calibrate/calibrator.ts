@@ -138,8 +138,7 @@ export class Calibrator {
    * through those changes.
    */
   async *blocks(model: Model, layers: readonly LinearLayer[], needs: StatsNeeds): AsyncGenerator<{ group: LayerGroup; stats: Map<string, InputStats> }> {
-    // experiment: PARE_TRUE_SEQ groups the layers by the tensor they read (q/k/v, o, gate/up, down), the GPTQ reference's true-sequential order
-    const groups = process.env.PARE_TRUE_SEQ ? groupByInput(layers) : groupIntoBlocks(layers);
+    const groups = groupIntoBlocks(layers);
     const scope = this.takeScope();
     if (this.mode === 'oneshot') {
       const all = await this.collectIn(model, layers, needs, scope);
@@ -147,7 +146,7 @@ export class Calibrator {
       return;
     }
     this.trace = [];
-    const why = this.options.cut === false || process.env.PARE_TRUE_SEQ ? 'disabled' : uncuttable(model);
+    const why = this.options.cut === false ? 'disabled' : uncuttable(model);
     if (why && why !== 'disabled') this.warn(`sequential calibration re-runs the whole model prefix for every block (O(blocks²) work): ${why}`);
     let cut = why ? undefined : new BlockCut(model, groups, this.feedsFor(model), new BoundaryStore(this.options.residentBytes ?? DEFAULT_RESIDENT_BYTES, this.options.spillDir), this.threads, this.options.fedWeightBytes);
     if (cut) this.trace = cut.trace;
@@ -191,14 +190,4 @@ export class Calibrator {
     if (this.options.onWarning) this.options.onWarning(message);
     else process.stderr.write(`warning: ${message}\n`);
   }
-}
-
-function groupByInput(layers: readonly LinearLayer[]): LayerGroup[] {
-  const groups: LayerGroup[] = [];
-  for (const l of layers) {
-    const g = groups.find((x) => x.key === l.input);
-    if (g) g.layers.push(l);
-    else groups.push({ key: l.input, layers: [l] });
-  }
-  return groups;
 }

@@ -10,8 +10,7 @@ import { dequantizeMatrix, gridParams, type GridSpec, groupCount, groupLength, q
 import { gridSpec, quantizedBytes, prepareOpset, quantizeLayerProblems, WEIGHT_QUANT_FIELDS, weightQuantRules } from './params.js';
 import { refitScales } from './refit.js';
 import { refitScalesOffsets } from './refit-offset.js';
-import { emitQuantized, squaredError } from './rtn.js';
-import { asymmetricTarget, CrossStatistics } from './asymmetric-target.js';
+import { emitQuantized } from './rtn.js';
 
 /**
  * GPTQ (Frantar et al. 2022, "GPTQ: Accurate Post-Training Quantization for Generative
@@ -32,7 +31,6 @@ const GptqParams = z
     mse_clip: z.boolean().default(false).describe('per group/channel, search a shrunken range (factors 1 … 0.21) for the lowest Hessian-diagonal-weighted rounding error before the column loop'),
     refit_scales: z.boolean().default(false).describe('after the loop, refit each row\'s group scales to the codes by least squares on the layer-output error (XᵀX, the original weights); zero points stay integer unless float_zero_points, which refits them jointly'),
     refit_rounds: z.number().int().min(1).max(8).default(1).describe('with refit_scales: rounds of refit; each round after the first re-runs the loop on the refitted grid first'),
-    asymmetric_calibration: z.boolean().optional().describe('(default false) GPTAQ: quantize toward the float model\'s output, W_t = W·Cᵀ·H⁻¹ with C = X̃ᵀX the cross statistics of the quantized and the float model\'s inputs (needs a second ONNX Runtime session over the float model); PARE_TD overrides the correction\'s dampening (experiment)'),
   })
   .superRefine((p, ctx) => {
     weightQuantRules(p, ctx);
@@ -145,13 +143,11 @@ export const gptq = definePass({
     assertLayersFit(quantizeLayerProblems(this.id, params, ctx.layers));
     prepareOpset(model, this.id, params);
     const spec = gridSpec(params);
-    const cross = params.asymmetric_calibration ? await CrossStatistics.start(model, ctx.layers, ctx.calibration!) : undefined;
     const layers = await eachCalibratedLayer(model, ctx, { hessian: true }, async (layer, s) => {
       const rows = layer.outFeatures;
       const cols = layer.inFeatures;
       if (s.dim !== cols) throw new UserError(`${this.id}: '${layer.name}' has ${cols} inputs but its activations have ${s.dim} channels`);
-      const Wf = readWeight(model, layer);
-      const W = cross ? asymmetricTarget(Wf, rows, cols, await cross.cross(model, layer, ctx.layers), s.xtx!, Number(process.env.PARE_TD ?? params.dampening)) : Wf;
+      const W = readWeight(model, layer);
       const original = W.slice();
       const prepared = await prepareHessian(s, W, rows, { dampening: params.dampening, actOrder: params.act_order, pass: this.id, layer: layer.name });
       const opts = {
@@ -169,10 +165,9 @@ export const gptq = definePass({
         bytes_before: rows * cols * 4,
         bytes_after: quantizedBytes(rows, cols, params),
         objective: await reconstructionError(original, dequantizeMatrix(m), rows, s),
-        extra: { obs_loss: loss, dead_inputs: prepared.dead, ...(cross ? { target_shift: Math.sqrt(squaredError(Wf, original) / Math.max(squaredError(Wf, new Float32Array(Wf.length)), 1e-30)) } : {}),  ...(refit ? { refit_error_ratio: refit.after / Math.max(refit.before, 1e-300) } : {}) },
+        extra: { obs_loss: loss, dead_inputs: prepared.dead,  ...(refit ? { refit_error_ratio: refit.after / Math.max(refit.before, 1e-300) } : {}) },
       };
     });
-    await cross?.release();
     return { layers, warnings: [] };
   },
   estimateBytes: (layer, params) => quantizedBytes(layer.outFeatures, layer.inFeatures, params),
