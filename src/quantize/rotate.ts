@@ -82,10 +82,14 @@ function plan(model: Model, pass: string): Plan & { embedding: NonNullable<Retur
     norms.set(fold.name, fold.offset ?? 0);
     for (const layer of group) readers.push({ layer, gamma });
   }
-  // anything else reading the residual would see it rotated: only norms (Pow, Mul), residual Adds and Shape may
+  // anything else reading the residual would see it rotated: only norms (Pow, ReduceMean, Mul by 1/rms), residual Adds and Shape may;
+  // a Mul or Add with a constant vector (a per-channel scale or bias) does not commute with Q
+  const perChannel = (name: string) => model.hasInitializer(name) && model.tensor(name).dims.reduce((a, b) => a * b, 1) > 1;
   for (const h of residual) {
     for (const n of index.consumers.get(h) ?? []) {
-      if (!['Pow', 'Mul', 'Add', 'Shape', 'ReduceMean'].includes(n.op_type ?? '')) throw new UserError(`${pass}: the residual value '${h}' feeds '${n.name ?? n.op_type}' (${n.op_type}), which would see rotated values`);
+      const op = n.op_type ?? '';
+      const ok = ['Pow', 'ReduceMean', 'Shape'].includes(op) || (['Mul', 'Add'].includes(op) && !n.input!.some((i) => i !== h && perChannel(i)));
+      if (!ok) throw new UserError(`${pass}: the residual value '${h}' feeds '${n.name ?? op}' (${op}), which would see rotated values`);
     }
   }
   const dim = embedding.hidden;

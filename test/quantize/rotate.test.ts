@@ -1,5 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { UserError } from '../../src/errors.js';
+import { DataType } from '../../src/model/dtype.js';
+import { makeNode } from '../../src/model/graph.js';
 import { loadModel } from '../../src/model/load.js';
 import { linears } from '../../src/model/linears.js';
 import type { Model } from '../../src/model/model.js';
@@ -81,6 +83,15 @@ describe('quantize.rotate', () => {
     const c = allClose(Float32Array.from(after.flatMap((a) => [...a])), Float32Array.from(before.flatMap((a) => [...a])), 1e-4, 1e-4);
     expect(c.ok, c.worst).toBe(true);
     expect(c.relFro).toBeLessThan(1e-5); // measured 4.2e-7
+  });
+
+  it('refuses a residual stream that a per-channel Mul also reads, naming it', async () => {
+    const model = loadModel(FIXTURES.stories);
+    const h = model.graph.node!.find((n) => n.op_type === 'Gather' && n.input![0] === 'model.embed_tokens.weight')!.output![0]!;
+    model.setInitializer({ name: 'probe_scale', dataType: DataType.FLOAT, dims: [64], data: new Uint8Array(new Float32Array(64).fill(2).buffer) });
+    model.graph.node!.push(makeNode('Mul', [h, 'probe_scale'], ['probe'], '/probe/Mul'));
+    model.graph.output!.push({ name: 'probe' });
+    await expect(rotate.apply(model, rotate.params.parse({}), ctx)).rejects.toThrow(/the residual value '\/embed_tokens\/Gather_output_0' feeds '\/probe\/Mul' \(Mul\), which would see rotated values/);
   });
 
   it('a model without a token embedding is a user error', async () => {
