@@ -154,7 +154,6 @@ export const gptq = definePass({
         ...spec,
         mseClip: params.mse_clip,
         clipWeights: params.mse_clip ? inputEnergy(s.xtx!, cols) : undefined,
-        clipHessian: params.mse_clip && process.env.PARE_CLIP_H ? s.xtx! : undefined,
         blockSize: params.block_size,
         staticGroups: params.static_groups,
       };

@@ -21,8 +21,6 @@ export interface GridSpec {
   mseClip?: boolean;
   /** per input column, the weight of its error in the clipping search (GPTQ: the Hessian diagonal, E[x_j²]) */
   clipWeights?: Float32Array;
-  /** experiment: the clipping search's error is eᵀ·H_gg·e over the group's columns (H = XᵀX [cols, cols]) */
-  clipHessian?: Float64Array;
   /** how scales are stored (float32 unless said): codes are chosen against the stored value */
   scaleDtype?: ScaleDtype;
 }
@@ -110,22 +108,9 @@ function clippedParams(W: Float32Array, start: number, len: number, min: number,
   if (!spec.mseClip) return best;
   const c = spec.clipWeights;
   let bestErr = Infinity;
-  const H = spec.clipHessian;
-  const e = H ? new Float64Array(len) : undefined;
   for (let i = 0; i < CLIP_CANDIDATES; i++) {
     const cand = clipCandidate(min, max, i, spec);
     let err = 0;
-    if (H && e) {
-      const c0 = start % cols;
-      for (let k = 0; k < len; k++) e[k] = cand.scale * (quantizeValue(W[start + k]!, cand.scale, cand.zero, spec.bits) - cand.zero) - W[start + k]!;
-      for (let a = 0; a < len; a++) {
-        let v = 0;
-        for (let b = 0; b < len; b++) v += H[(c0 + a) * cols + c0 + b]! * e[b]!;
-        err += e[a]! * v;
-      }
-      if (err < bestErr) [best, bestErr] = [cand, err];
-      continue;
-    }
     for (let k = start; k < start + len; k++) {
       const w = W[k]!;
       const e = Math.abs(cand.scale * (quantizeValue(w, cand.scale, cand.zero, spec.bits) - cand.zero) - w) ** MSE_NORM;
