@@ -17,6 +17,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { run } from '../src/cli/main.js';
+import { TEACHER_SEQ, teacherCalibration } from './teacher-calibration.js';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 const TEXT = join(ROOT, 'fixtures/tinystories/valid-head.txt');
@@ -53,6 +54,8 @@ interface Row {
   id: string;
   label: string;
   passes: { pass: string; params: Record<string, unknown> }[];
+  /** calibrate on this many 128-token windows sampled from stories260K (bench/teacher-calibration.ts, seed 7) instead of the subject's calibration text */
+  teacherWindows?: number;
 }
 
 const G32 = { granularity: 'group', group_size: 32, symmetric: false, format: 'matmulnbits' } as const;
@@ -96,13 +99,30 @@ export const QUANT_ROWS: Row[] = [
   { id: 'mixed3.5-f16-p3-refit', label: 'mixed precision ≤ 3.5 bits/weight, float16 scales, packed 3-bit codes + scale refit', passes: [{ pass: 'quantize.mixed', params: { budget_bits: 3.5, scale_dtype: 'float16', packed_3bit: true, refit_scales: true } }] },
   { id: 'mixed3.5-f16-p3-refit-act', label: 'mixed precision ≤ 3.5 bits/weight, float16 scales, packed 3-bit codes + scale refit, act_order', passes: [{ pass: 'quantize.mixed', params: { budget_bits: 3.5, scale_dtype: 'float16', packed_3bit: true, refit_scales: true, act_order: true } }] },
   { id: 'mixed3.5-f16-p3-refit-sym', label: 'mixed precision ≤ 3.5 bits/weight, float16 scales, packed 3-bit codes + scale refit, symmetric (no zero points)', passes: [{ pass: 'quantize.mixed', params: { budget_bits: 3.5, scale_dtype: 'float16', packed_3bit: true, refit_scales: true, symmetric: true } }] },
+  { id: 'gptq4g32-mse-fzp-refit', label: 'GPTQ 4-bit g32 + MSE clipping + joint scale/zero-point refit, float32 zero points', passes: [{ pass: 'quantize.gptq', params: { bits: 4, ...G32, mse_clip: true, refit_scales: true, float_zero_points: true } }] },
+  { id: 'gptq4g32-mse-fzp-refit3', label: 'GPTQ 4-bit g32 + MSE clipping + 3 rounds of joint scale/zero-point refit → GPTQ, float32 zero points', passes: [{ pass: 'quantize.gptq', params: { bits: 4, ...G32, mse_clip: true, refit_scales: true, refit_rounds: 3, float_zero_points: true } }] },
+  { id: 'gptq4g32-mse-fzp-refit3-f16', label: 'GPTQ 4-bit g32 + MSE clipping + 3 rounds of joint scale/zero-point refit → GPTQ, float16 scales and zero points', passes: [{ pass: 'quantize.gptq', params: { bits: 4, ...G32, mse_clip: true, refit_scales: true, refit_rounds: 3, float_zero_points: true, scale_dtype: 'float16' } }] },
+  { id: 'rot-gptq4g32-mse', label: 'rotation (randomized Hadamard, residual stream) + GPTQ 4-bit g32 + MSE clipping', passes: [{ pass: 'quantize.rotate', params: {} }, { pass: 'quantize.gptq', params: { bits: 4, ...G32, mse_clip: true } }] },
+  { id: 'rot-gptq4g32', label: 'rotation + GPTQ 4-bit g32', passes: [{ pass: 'quantize.rotate', params: {} }, { pass: 'quantize.gptq', params: { bits: 4, ...G32 } }] },
+  { id: 'rot-rtn4g32', label: 'rotation + RTN 4-bit g32', passes: [{ pass: 'quantize.rotate', params: {} }, { pass: 'quantize.rtn', params: { bits: 4, ...G32 } }] },
+  ...[1, 2].map((seed) => ({ id: `rot${seed}-gptq4g32-mse`, label: `rotation (seed ${seed}) + GPTQ 4-bit g32 + MSE clipping`, passes: [{ pass: 'quantize.rotate', params: { seed } }, { pass: 'quantize.gptq', params: { bits: 4, ...G32, mse_clip: true } }] })),
+  { id: 'rot-mixed3.5-f16-p3-refit-act', label: 'rotation + mixed precision ≤ 3.5 bits/weight, float16 scales, packed 3-bit codes + scale refit, act_order', passes: [{ pass: 'quantize.rotate', params: {} }, { pass: 'quantize.mixed', params: { budget_bits: 3.5, scale_dtype: 'float16', packed_3bit: true, refit_scales: true, act_order: true } }] },
+  { id: 'rot-gptq3g32-mse-act', label: 'rotation + GPTQ 3-bit g32 + MSE clipping + act_order', passes: [{ pass: 'quantize.rotate', params: {} }, { pass: 'quantize.gptq', params: { bits: 3, ...G32, mse_clip: true, act_order: true } }] },
+  ...[128, 512].map((n) => ({ id: `gptq4g32-mse-teacher${n}`, label: `GPTQ 4-bit g32 + MSE clipping, calibration: ${n} windows of 128 tokens sampled from the model`, teacherWindows: n, passes: [{ pass: 'quantize.gptq', params: { bits: 4, ...G32, mse_clip: true } }] })),
+  { id: 'w8a8', label: 'W8A8: int8 per-channel weights, int8 per-token dynamic activations (MatMulInteger)', passes: [{ pass: 'quantize.w8a8', params: {} }] },
+  { id: 'rot-w8a8', label: 'rotation + W8A8', passes: [{ pass: 'quantize.rotate', params: {} }, { pass: 'quantize.w8a8', params: {} }] },
+  { id: 'gptq4g32-mse-fzp-refit3-f16-act', label: 'GPTQ 4-bit g32 + MSE clipping + act_order + 3 rounds of joint scale/zero-point refit, float16 scales and zero points', passes: [{ pass: 'quantize.gptq', params: { bits: 4, ...G32, mse_clip: true, act_order: true, refit_scales: true, refit_rounds: 3, float_zero_points: true, scale_dtype: 'float16' } }] },
+  { id: 'gptq4g32-mse-fzp-refit8-f16', label: 'GPTQ 4-bit g32 + MSE clipping + 8 rounds of joint scale/zero-point refit, float16 scales and zero points', passes: [{ pass: 'quantize.gptq', params: { bits: 4, ...G32, mse_clip: true, refit_scales: true, refit_rounds: 8, float_zero_points: true, scale_dtype: 'float16' } }] },
+  { id: 'gptq4g32-fzp-refit3-f16', label: 'GPTQ 4-bit g32 (no MSE clipping) + 3 rounds of joint scale/zero-point refit, float16 scales and zero points', passes: [{ pass: 'quantize.gptq', params: { bits: 4, ...G32, refit_scales: true, refit_rounds: 3, float_zero_points: true, scale_dtype: 'float16' } }] },
+  { id: 'gptq4g32-mse-refit3-f16', label: 'GPTQ 4-bit g32 + MSE clipping + 3 rounds of scale refit, float16 scales, integer zero points', passes: [{ pass: 'quantize.gptq', params: { bits: 4, ...G32, mse_clip: true, refit_scales: true, refit_rounds: 3, scale_dtype: 'float16' } }] },
 ];
 
-function recipe(subject: Subject, row: Row): string {
+function recipe(subject: Subject, row: Row, teacherFile: string): string {
+  const calibration = row.teacherWindows ? { data: { kind: 'tokens', path: teacherFile, dtype: 'uint16', seq_len: TEACHER_SEQ, count: row.teacherWindows }, samples: row.teacherWindows } : subject.calibration;
   return JSON.stringify({
     version: 1,
-    calibration: subject.calibration,
-    passes: row.passes.map((p) => ({ pass: p.pass, targets: ['layers.*'], params: p.params })),
+    calibration,
+    passes: row.passes.map((p) => ({ pass: p.pass, ...(p.pass === 'quantize.rotate' ? {} : { targets: ['layers.*'] }), params: p.params })),
     eval: subject.eval,
   });
 }
@@ -126,7 +146,12 @@ export async function benchQuant(ids: string[] = []): Promise<string> {
       let dense = false;
       for (const row of rows) {
         const path = join(dir, `${subject.name}-${row.id}.yaml`);
-        writeFileSync(path, recipe(subject, row));
+        const teacherFile = join(dir, `teacher-${row.teacherWindows}.u16`);
+        if (row.teacherWindows && !existsSync(teacherFile)) {
+          if (subject.name !== 'stories260K') continue;
+          await teacherCalibration(teacherFile, row.teacherWindows, 7);
+        }
+        writeFileSync(path, recipe(subject, row, teacherFile));
         const report = join(dir, `${subject.name}-${row.id}.json`);
         const t0 = performance.now();
         const c0 = process.cpuUsage();

@@ -12,6 +12,9 @@ import { variantSteps, type Step } from './dtype-steps.js';
 import type { RunnableRecipe } from './plan.js';
 import { PASSES } from './registry.js';
 
+/** passes under quantize.* that leave float weights (exact rewrites that prepare quantization) */
+const FLOAT_EXACT = new Set(['quantize.smoothquant', 'quantize.rotate']);
+
 /**
  * `-o DIR/`, first half: the plan of a Hugging Face / transformers.js folder (hf-folder.ts has the
  * layout), made before any pass runs. It checks everything it can — the dtypes and the passes they
@@ -70,7 +73,7 @@ export function folderDtypes(recipe: RunnableRecipe, folder: boolean, opts: { ou
 
 /** The transformers.js dtype of the model the recipe's passes leave, told from their ids and bits. */
 function madeByRecipe(recipe: RunnableRecipe): WebDtype {
-  const quantizers = recipe.recipe.passes.filter((p) => p.pass.startsWith('quantize.') && p.pass !== 'quantize.smoothquant');
+  const quantizers = recipe.recipe.passes.filter((p) => p.pass.startsWith('quantize.') && !FLOAT_EXACT.has(p.pass));
   const half = quantizers.some((p) => p.pass === 'quantize.cast' || p.pass === 'quantize.f16');
   const bits = quantizers.filter((p) => typeof p.params.bits === 'number').map((p) => p.params.bits as number);
   if (bits.some((b) => b <= 4)) return quantizers.some((p) => p.pass === 'quantize.f16') ? 'q4f16' : 'q4';
@@ -127,9 +130,9 @@ function checkVariant(v: VariantPlan, recipe: RunnableRecipe): void {
     }
   }
   // what the recipe's passes will leave, told from their ids (the model itself is checked after they ran):
-  // smoothquant is exact in float; cast and f16 leave 16-bit floats, which a fp16 file may hold
+  // smoothquant and rotate are exact in float; cast and f16 leave 16-bit floats, which a fp16 file may hold
   const float16 = new Set(['quantize.cast', 'quantize.f16']);
-  const quantizing = recipe.recipe.passes.findIndex((p) => p.pass.startsWith('quantize.') && p.pass !== 'quantize.smoothquant' && (v.dtype === 'fp32' || !float16.has(p.pass)));
+  const quantizing = recipe.recipe.passes.findIndex((p) => p.pass.startsWith('quantize.') && !FLOAT_EXACT.has(p.pass) && (v.dtype === 'fp32' || !float16.has(p.pass)));
   if (quantizing >= 0 && (v.dtype === 'fp32' || v.dtype === 'fp16')) {
     throw new UserError(
       `${recipe.path}: output.dtypes ${v.dtype}: passes[${quantizing}] ${recipe.recipe.passes[quantizing]!.pass} leaves quantized weights, which a ${v.dtype} file must not hold; ask for the dtype the recipe makes (q4, q8) or drop the pass`,

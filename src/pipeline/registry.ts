@@ -17,12 +17,13 @@ import { embeddings } from '../quantize/embeddings.js';
 import { f16 } from '../quantize/f16.js';
 import { rtn } from '../quantize/rtn.js';
 import { smoothquant } from '../quantize/smoothquant.js';
+import { rotate } from '../quantize/rotate.js';
 import { awq } from '../quantize/awq.js';
 import { mixed } from '../quantize/mixed.js';
 import { w8a8 } from '../quantize/w8a8.js';
 
 /** Every pass pare knows, in the order `pare recipe passes` lists them. */
-export const PASSES: readonly Pass[] = [magnitude, sparsegpt, wanda, channels, heads, layers, rtn, gptq, awq, mixed, smoothquant, w8a8, cast, embeddings, f16, dequantizePass, svdPass, kronecker, shareEmbeddings, shareLayers, distillKd];
+export const PASSES: readonly Pass[] = [magnitude, sparsegpt, wanda, channels, heads, layers, rtn, gptq, awq, mixed, smoothquant, rotate, w8a8, cast, embeddings, f16, dequantizePass, svdPass, kronecker, shareEmbeddings, shareLayers, distillKd];
 
 function checkUnique(passes: readonly Pass[]): void {
   const seen = new Set<string>();

@@ -137,6 +137,8 @@ export interface NBitsStorage {
   scaleDtype?: ScaleDtype;
   /** 3-bit codes packed 8 per 3 bytes behind the unpacking subgraph of pack3.ts (default: in the 4-bit container) */
   packed3?: boolean;
+  /** zero points as floats of the scales' type (m.floatZeros, else m.zeros converted), float16 behind a Cast when the scales are */
+  floatZeros?: boolean;
 }
 
 export function emitMatMulNBits(model: Model, layer: LinearLayer, m: QuantizedMatrix, accuracyLevel = 0, storage: NBitsStorage = {}): void {
@@ -160,17 +162,25 @@ export function emitMatMulNBits(model: Model, layer: LinearLayer, m: QuantizedMa
   if (storage.packed3 && m.bits === 3) before.push(...unpack3Nodes(model, base, paddedBlocks(m, kBlocks * block, 0), blobDims, bName, shift));
   else model.setInitializer({ name: bName, dataType: DataType.UINT8, dims: blobDims, data: pack(paddedBlocks(m, kBlocks * block, shift)) });
   const sName = uniqueInitializerName(model, `${base}.weight_scales`);
-  if (storage.scaleDtype === 'float16') {
-    // float16 scales -> Cast(to float) -> scales: MatMulNBits takes scales in its activations' type
-    const hName = uniqueInitializerName(model, `${base}.weight_scales_f16`);
-    const half = float32ToFloat16(m.scales);
-    model.setInitializer({ name: hName, dataType: DataType.FLOAT16, dims: [N * kBlocks], data: new Uint8Array(half.buffer) });
-    before.push(makeNode('Cast', [hName], [sName], `${layer.node.name ?? base}/scales_to_float`, [attr.int('to', DataType.FLOAT)]));
-  } else {
-    model.setInitializer({ name: sName, dataType: DataType.FLOAT, dims: [N * kBlocks], data: new Uint8Array(m.scales.buffer.slice(m.scales.byteOffset, m.scales.byteOffset + m.scales.byteLength)) });
-  }
+  // float (or float16 -> Cast(to float)) vectors: MatMulNBits takes scales and float zero points in its activations' type
+  const floatVector = (name: string, v: Float32Array, what: string) => {
+    if (storage.scaleDtype === 'float16') {
+      const hName = uniqueInitializerName(model, `${name}_f16`);
+      const half = float32ToFloat16(v);
+      model.setInitializer({ name: hName, dataType: DataType.FLOAT16, dims: [N * kBlocks], data: new Uint8Array(half.buffer) });
+      before.push(makeNode('Cast', [hName], [name], `${layer.node.name ?? base}/${what}_to_float`, [attr.int('to', DataType.FLOAT)]));
+    } else {
+      model.setInitializer({ name, dataType: DataType.FLOAT, dims: [N * kBlocks], data: new Uint8Array(v.buffer.slice(v.byteOffset, v.byteOffset + v.byteLength)) });
+    }
+  };
+  floatVector(sName, m.scales, 'scales');
   const inputs = [layer.input, bName, sName];
-  if (!m.symmetric) {
+  if (!m.symmetric && storage.floatZeros) {
+    if (shift) throw new Error('float zero points with a symmetric shift');
+    const zName = uniqueInitializerName(model, `${base}.weight_zero_points`);
+    floatVector(zName, m.floatZeros ?? Float32Array.from(m.zeros), 'zero_points');
+    inputs.push(zName);
+  } else if (!m.symmetric) {
     const perRow = Math.ceil((kBlocks * container) / 8);
     const zp = new Uint8Array(N * perRow);
     for (let n = 0; n < N; n++) zp.set(pack(m.zeros.subarray(n * kBlocks, (n + 1) * kBlocks)).subarray(0, perRow), n * perRow);

@@ -6,9 +6,10 @@ import { permuteColumns, prepareHessian } from '../obs/hessian.js';
 import { reconstructionError } from '../obs/output-error.js';
 import { eachCalibratedLayer } from '../pass/layer-loop.js';
 import { assertLayersFit, definePass, onValidFields } from '../pass/pass.js';
-import { dequantizeMatrix, gridParams, type GridSpec, groupCount, groupLength, quantizeValue, type QuantizedMatrix, storedScale } from './grid.js';
+import { dequantizeMatrix, gridParams, type GridSpec, groupCount, groupLength, quantizeValue, quantizeValueFloatZero, type QuantizedMatrix, storedScale } from './grid.js';
 import { gridSpec, quantizedBytes, prepareOpset, quantizeLayerProblems, WEIGHT_QUANT_FIELDS, weightQuantRules } from './params.js';
 import { refitScales } from './refit.js';
+import { refitScalesOffsets } from './refit-offset.js';
 import { emitQuantized } from './rtn.js';
 
 /**
@@ -28,7 +29,7 @@ const GptqParams = z
     act_order: z.boolean().default(false).describe('quantize inputs in order of decreasing Hessian diagonal (groups keep their static scales, so the result stores as MatMulNBits without g_idx)'),
     static_groups: z.boolean().default(true).describe('fix every group\'s grid from W before the loop (needed with act_order); false refits each group when the loop reaches it, from the weights earlier blocks\' updates left (the reference\'s default)'),
     mse_clip: z.boolean().default(false).describe('per group/channel, search a shrunken range (factors 1 … 0.21) for the lowest Hessian-diagonal-weighted rounding error before the column loop'),
-    refit_scales: z.boolean().default(false).describe('after the loop, refit each row\'s group scales to the codes by least squares on the layer-output error (XᵀX, the original weights); zero points stay'),
+    refit_scales: z.boolean().default(false).describe('after the loop, refit each row\'s group scales to the codes by least squares on the layer-output error (XᵀX, the original weights); zero points stay integer unless float_zero_points, which refits them jointly'),
     refit_rounds: z.number().int().min(1).max(8).default(1).describe('with refit_scales: rounds of refit; each round after the first re-runs the loop on the refitted grid first'),
   })
   .superRefine((p, ctx) => {
@@ -62,11 +63,12 @@ export async function gptqQuantize(
   cols: number,
   Hinv: Float64Array,
   perm: Int32Array | undefined,
-  opts: GridSpec & { blockSize: number; staticGroups?: boolean; grid?: { scales: Float32Array; zeros: Uint8Array } },
+  opts: GridSpec & { blockSize: number; staticGroups?: boolean; grid?: { scales: Float32Array; zeros: Uint8Array; floatZeros?: Float32Array } },
 ): Promise<{ m: QuantizedMatrix; loss: number }> {
   const g = groupLength(opts.granularity, cols);
   const { scales, zeros } = opts.grid ? { scales: opts.grid.scales.slice(), zeros: opts.grid.zeros.slice() } : gridParams(W, rows, cols, opts);
   const groups = groupCount(cols, g);
+  const floatZeros = opts.grid?.floatZeros;
   // the reference's default: a group's grid from the weights as earlier blocks' updates left them
   const dynamic = opts.staticGroups === false && !perm && !opts.grid && opts.granularity.kind === 'group';
   const Wp = perm ? permuteColumns(W, rows, cols, perm) : W;
@@ -78,6 +80,13 @@ export async function gptqQuantize(
       if (dynamic && i % g === 0) refitGroup(Wp, rows, cols, i, g, opts, scales, zeros, k, groups);
       for (let r = 0; r < rows; r++) {
         const s = scales[r * groups + k]!;
+        if (floatZeros) {
+          const z = floatZeros[r * groups + k]!;
+          const code = quantizeValueFloatZero(w[r]!, s, z, opts.bits);
+          codesP[r * cols + i] = code;
+          q[r] = Math.fround(Math.fround(code - z) * s);
+          continue;
+        }
         const z = zeros[r * groups + k]!;
         const code = quantizeValue(w[r]!, s, z, opts.bits);
         codesP[r * cols + i] = code;
@@ -86,13 +95,14 @@ export async function gptqQuantize(
     },
   });
   const q = perm ? new Uint8Array(permuteColumns(Float32Array.from(codesP), rows, cols, perm, true)) : codesP;
-  return { m: { rows, cols, bits: opts.bits, groupSize: g, symmetric: opts.symmetric, q, scales, zeros }, loss };
+  return { m: { rows, cols, bits: opts.bits, groupSize: g, symmetric: opts.symmetric, q, scales, zeros, ...(floatZeros ? { floatZeros: floatZeros.slice() } : {}) }, loss };
 }
 
 /**
- * GPTQ, then `rounds` of scale refit (refit.ts) against the original weights `W0` and XᵀX: each round
- * after the first re-runs GPTQ from `W` on the refitted grid, so the codes follow the new scales.
- * W is not modified; the result is the round with the lowest output error.
+ * GPTQ, then `rounds` of scale refit (refit.ts; with `floatZeros`, scale and zero point jointly,
+ * refit-offset.ts) against the original weights `W0` and XᵀX: each round after the first re-runs
+ * GPTQ from `W` on the refitted grid, so the codes follow the new scales. W is not modified; the
+ * result is the round with the lowest output error.
  */
 export async function gptqRefit(
   W0: Float32Array,
@@ -101,19 +111,20 @@ export async function gptqRefit(
   cols: number,
   prepared: { Hinv: Float64Array; perm?: Int32Array },
   xtx: Float64Array,
-  opts: Parameters<typeof gptqQuantize>[5] & { rounds: number },
+  opts: Parameters<typeof gptqQuantize>[5] & { rounds: number; floatZeros?: boolean },
 ): Promise<{ m: QuantizedMatrix; loss: number; refit: { before: number; after: number } }> {
   let { m, loss } = await gptqQuantize(W.slice(), rows, cols, prepared.Hinv, prepared.perm, opts);
   const stored = (s: number) => storedScale(s, opts.scaleDtype);
-  const first = await refitScales(W0, m, xtx, stored);
+  const fit = async (q: QuantizedMatrix): Promise<{ scales: Float32Array; floatZeros?: Float32Array; before: number; after: number }> => (opts.floatZeros ? refitScalesOffsets(W0, q, xtx, stored) : refitScales(W0, q, xtx, stored));
+  const first = await fit(m);
   const refit = { before: first.before, after: first.after };
-  m = { ...m, scales: first.scales };
+  m = { ...m, scales: first.scales, ...(first.floatZeros ? { floatZeros: first.floatZeros } : {}) };
   for (let k = 1; k < opts.rounds; k++) {
-    const next = await gptqQuantize(W.slice(), rows, cols, prepared.Hinv, prepared.perm, { ...opts, grid: { scales: m.scales, zeros: m.zeros } });
-    const r = await refitScales(W0, next.m, xtx, stored);
+    const next = await gptqQuantize(W.slice(), rows, cols, prepared.Hinv, prepared.perm, { ...opts, grid: { scales: m.scales, zeros: m.zeros, floatZeros: m.floatZeros } });
+    const r = await fit(next.m);
     if (r.after >= refit.after) break;
     refit.after = r.after;
-    m = { ...next.m, scales: r.scales };
+    m = { ...next.m, scales: r.scales, ...(r.floatZeros ? { floatZeros: r.floatZeros } : {}) };
     loss = next.loss;
   }
   return { m, loss, refit };
@@ -135,9 +146,9 @@ export const gptq = definePass({
     const layers = await eachCalibratedLayer(model, ctx, { hessian: true }, async (layer, s) => {
       const rows = layer.outFeatures;
       const cols = layer.inFeatures;
+      if (s.dim !== cols) throw new UserError(`${this.id}: '${layer.name}' has ${cols} inputs but its activations have ${s.dim} channels`);
       const W = readWeight(model, layer);
       const original = W.slice();
-      if (s.dim !== cols) throw new UserError(`${this.id}: '${layer.name}' has ${cols} inputs but its activations have ${s.dim} channels`);
       const prepared = await prepareHessian(s, W, rows, { dampening: params.dampening, actOrder: params.act_order, pass: this.id, layer: layer.name });
       const opts = {
         ...spec,
@@ -147,14 +158,14 @@ export const gptq = definePass({
         staticGroups: params.static_groups,
       };
       const { m, loss, refit } = params.refit_scales
-        ? await gptqRefit(original, W, rows, cols, prepared, s.xtx!, { ...opts, rounds: params.refit_rounds })
+        ? await gptqRefit(original, W, rows, cols, prepared, s.xtx!, { ...opts, rounds: params.refit_rounds, floatZeros: params.float_zero_points })
         : { ...(await gptqQuantize(W, rows, cols, prepared.Hinv, prepared.perm, opts)), refit: undefined };
       emitQuantized(model, layer, m, params);
       return {
         bytes_before: rows * cols * 4,
         bytes_after: quantizedBytes(rows, cols, params),
         objective: await reconstructionError(original, dequantizeMatrix(m), rows, s),
-        extra: { obs_loss: loss, dead_inputs: prepared.dead, ...(refit ? { refit_error_ratio: refit.after / Math.max(refit.before, 1e-300) } : {}) },
+        extra: { obs_loss: loss, dead_inputs: prepared.dead,  ...(refit ? { refit_error_ratio: refit.after / Math.max(refit.before, 1e-300) } : {}) },
       };
     });
     return { layers, warnings: [] };

@@ -54,6 +54,8 @@ export interface QuantizedMatrix {
   scales: Float32Array;
   /** rows × groups, integer zero points in code space */
   zeros: Uint8Array;
+  /** rows × groups, float zero points in code space (MatMulNBits' zero_points in the scales' type); they replace `zeros` when present */
+  floatZeros?: Float32Array;
 }
 
 /** Inputs per stored scale; per-tensor shares one scale, stored once per row. */
@@ -178,16 +180,23 @@ export function quantizeMatrix(W: Float32Array, rows: number, cols: number, spec
   return { rows, cols, bits: spec.bits, groupSize: g, symmetric: spec.symmetric, q, scales, zeros };
 }
 
-/** ŵ = scale · (q − zero), float32, exactly as DequantizeLinear/MatMulNBits compute it. */
+/** The code of w on a grid with a float zero point z (code space): round(w / scale + z), clamped. */
+export function quantizeValueFloatZero(w: number, scale: number, z: number, bits: number): number {
+  const q = Math.round(w / scale + z);
+  return q < 0 ? 0 : q > 2 ** bits - 1 ? 2 ** bits - 1 : q;
+}
+
+/** ŵ = scale · (q − zero), float32, exactly as DequantizeLinear/MatMulNBits compute it (float zero points: q − zero in float32 first, as MatMulNBits does). */
 export function dequantizeMatrix(m: QuantizedMatrix): Float32Array {
   const out = new Float32Array(m.rows * m.cols);
   const groups = groupCount(m.cols, m.groupSize);
+  const zeros = m.floatZeros ?? m.zeros;
   for (let r = 0; r < m.rows; r++) {
     for (let k = 0; k < groups; k++) {
       const s = m.scales[r * groups + k]!;
-      const z = m.zeros[r * groups + k]!;
+      const z = zeros[r * groups + k]!;
       const start = r * m.cols + k * m.groupSize;
-      for (let i = start; i < start + groupSpan(k, m.cols, m.groupSize); i++) out[i] = Math.fround((m.q[i]! - z) * s);
+      for (let i = start; i < start + groupSpan(k, m.cols, m.groupSize); i++) out[i] = Math.fround(Math.fround(m.q[i]! - z) * s);
     }
   }
   return out;

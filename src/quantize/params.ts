@@ -31,6 +31,10 @@ export const WEIGHT_QUANT_FIELDS = {
     .boolean()
     .optional()
     .describe('(default false) 3-bit MatMulNBits codes stored 8 per 3 bytes, rebuilt into the 4-bit container at load by a constant subgraph ONNX Runtime folds'),
+  float_zero_points: z
+    .boolean()
+    .optional()
+    .describe('(default false) asymmetric MatMulNBits zero points stored as floats in the scales\' type (4 bytes a group, 2 with float16 scales) instead of packed integers; with refit_scales, each group\'s scale and zero point are refitted jointly by least squares'),
 };
 export const WeightQuantParams = z.strictObject(WEIGHT_QUANT_FIELDS);
 export type WeightQuantParams = z.output<typeof WeightQuantParams>;
@@ -42,6 +46,9 @@ export function weightQuantRules(p: WeightQuantParams, ctx: z.RefinementCtx): vo
   }
   if (p.packed_3bit && (p.bits !== 3 || formatOf(p) !== 'matmulnbits')) {
     ctx.addIssue({ code: 'custom', path: ['packed_3bit'], message: `packed_3bit stores 3-bit MatMulNBits codes; got bits ${p.bits} with format ${formatOf(p)} (set bits: 3, format: matmulnbits, or leave packed_3bit out)` });
+  }
+  if (p.float_zero_points && (p.symmetric || formatOf(p) !== 'matmulnbits')) {
+    ctx.addIssue({ code: 'custom', path: ['float_zero_points'], message: `float_zero_points stores asymmetric MatMulNBits zero points; got symmetric ${p.symmetric} with format ${formatOf(p)} (set symmetric: false, format: matmulnbits, or leave float_zero_points out)` });
   }
   if (formatOf(p) !== 'matmulnbits') return;
   if (p.granularity !== 'group') {
@@ -92,7 +99,7 @@ export function prepareOpset(model: Model, pass: string, p: WeightQuantParams): 
 
 /**
  * Stored bytes of a quantized layer: codes (MatMulNBits pads the last block) plus float32 (or
- * float16) scales (plus zero points when asymmetric). Bits per weight everywhere is these bytes · 8 over rows · cols.
+ * float16) scales (plus zero points when asymmetric: packed integers, or floats of the scales' type). Bits per weight everywhere is these bytes · 8 over rows · cols.
  */
 export function quantizedBytes(rows: number, cols: number, p: WeightQuantParams): number {
   const format = formatOf(p);
@@ -101,6 +108,6 @@ export function quantizedBytes(rows: number, cols: number, p: WeightQuantParams)
   const groups = p.granularity === 'tensor' ? 1 / rows : p.granularity === 'channel' ? 1 : Math.ceil(cols / p.group_size);
   const storedCols = format === 'matmulnbits' ? Math.ceil(cols / p.group_size) * p.group_size : cols;
   const scaleBytes = Math.ceil(rows * groups) * (p.scale_dtype === 'float16' ? 2 : 4);
-  const zeroBytes = p.symmetric ? 0 : format === 'matmulnbits' ? rows * Math.ceil((groups * container) / 8) : Math.ceil((rows * groups * container) / 8);
+  const zeroBytes = p.symmetric ? 0 : p.float_zero_points ? scaleBytes : format === 'matmulnbits' ? rows * Math.ceil((groups * container) / 8) : Math.ceil((rows * groups * container) / 8);
   return Math.ceil((rows * storedCols * codeBits) / 8) + scaleBytes + zeroBytes;
 }

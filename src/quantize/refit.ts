@@ -66,7 +66,7 @@ export async function refitScales(W: Float32Array, m: QuantizedMatrix, H?: Float
  * row r's a_k in column g(k). With Y_g = A[:, g] · H[g, :] (one GEMM per group, rows · cols² in all,
  * on ONNX Runtime): M_r[g, h] = Σ_{l ∈ h} Y_g[r, l] · a_rl, and b_r[g] = Σ_{k ∈ g} a_rk (W H)[r, k].
  */
-async function normalEquations(W: Float32Array, A: Float64Array, rows: number, cols: number, G: number, groupOf: Int32Array, g: number, H?: Float64Array): Promise<{ M: Float64Array; b: Float64Array }> {
+export async function normalEquations(W: Float32Array, A: Float64Array, rows: number, cols: number, G: number, groupOf: Int32Array, g: number, H?: Float64Array): Promise<{ M: Float64Array; b: Float64Array }> {
   const M = new Float64Array(rows * G * G);
   const b = new Float64Array(rows * G);
   if (!H) {
@@ -111,7 +111,7 @@ async function rowErrors(W: Float32Array, A: Float64Array, scales: Float32Array,
 }
 
 /** x with M·x = b for a small symmetric positive-definite M (Cholesky, float64); false when a pivot is not positive. M and b are overwritten. */
-function solveSpd(M: Float64Array, b: Float64Array, n: number, x: Float64Array): boolean {
+export function solveSpd(M: Float64Array, b: Float64Array, n: number, x: Float64Array): boolean {
   for (let j = 0; j < n; j++) {
     let p = M[j * n + j]!;
     for (let k = 0; k < j; k++) p -= M[j * n + k]! ** 2;

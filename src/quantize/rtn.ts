@@ -11,6 +11,7 @@ import { assertLayersFit, definePass, onValidFields } from '../pass/pass.js';
 import { emitDequantizeLinear, emitMatMulNBits } from './emit.js';
 import { dequantizeMatrix, quantizeMatrix, type QuantizedMatrix, storedScale } from './grid.js';
 import { refitScales } from './refit.js';
+import { refitScalesOffsets } from './refit-offset.js';
 import { formatOf, gridSpec, quantizedBytes, prepareOpset, quantizeLayerProblems, WEIGHT_QUANT_FIELDS, type WeightQuantParams, weightQuantRules } from './params.js';
 
 /**
@@ -22,7 +23,7 @@ const RtnParams = z
   .strictObject({
     ...WEIGHT_QUANT_FIELDS,
     mse_clip: z.boolean().default(false).describe('search a shrunken range per group for the lowest error (slower)'),
-    refit_scales: z.boolean().optional().describe('(default false) after rounding, refit each group\'s scale to its codes by least squares on the weight error (Σ a·w / Σ a², a = q − zero)'),
+    refit_scales: z.boolean().optional().describe('(default false) after rounding, refit each group\'s scale to its codes by least squares on the weight error (Σ a·w / Σ a², a = q − zero); with float_zero_points, scale and zero point jointly'),
   })
   .superRefine((p, ctx) => {
     weightQuantRules(p, ctx);
@@ -32,7 +33,7 @@ const RtnParams = z
 /** Store a quantized matrix in the requested ONNX form. */
 export function emitQuantized(model: Model, layer: LinearLayer, m: QuantizedMatrix, p: WeightQuantParams): void {
   if (formatOf(p) === 'qdq') emitDequantizeLinear(model, layer, m);
-  else emitMatMulNBits(model, layer, m, p.accuracy_level, { scaleDtype: p.scale_dtype, packed3: p.packed_3bit });
+  else emitMatMulNBits(model, layer, m, p.accuracy_level, { scaleDtype: p.scale_dtype, packed3: p.packed_3bit, floatZeros: p.float_zero_points });
 }
 
 export function squaredError(a: Float32Array, b: Float32Array): number {
@@ -55,7 +56,8 @@ export const rtn = definePass({
     const layers = await eachLayer(ctx, async (layer) => {
       const W = readWeight(model, layer);
       const rounded = quantizeMatrix(W, layer.outFeatures, layer.inFeatures, gridSpec(params, params.mse_clip));
-      const m = params.refit_scales ? { ...rounded, scales: (await refitScales(W, rounded, undefined, (s) => storedScale(s, params.scale_dtype))).scales } : rounded;
+      const round = (s: number) => storedScale(s, params.scale_dtype);
+      const m = !params.refit_scales ? rounded : params.float_zero_points ? await refitScalesOffsets(W, rounded, undefined, round).then((f) => ({ ...rounded, scales: f.scales, floatZeros: f.floatZeros })) : { ...rounded, scales: (await refitScales(W, rounded, undefined, round)).scales };
       const err = squaredError(W, dequantizeMatrix(m));
       emitQuantized(model, layer, m, params);
       return {

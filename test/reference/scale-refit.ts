@@ -42,3 +42,46 @@ export function hWeightedError(w: ArrayLike<number>, wq: ArrayLike<number>, H: A
   for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) e += (w[i]! - wq[i]!) * H[i * n + j]! * (w[j]! - wq[j]!);
   return e;
 }
+
+/**
+ * Float64 plain-loop reference of the joint scale and offset refit: with the codes fixed, ŵ_k =
+ * q_k·s_g + t_g is B·θ (B[k, g] = q_k, B[k, G + g] = 1 for k in group g), and θ = [s; t] solves
+ * (BᵀHB)·θ = BᵀH·w. Returns θ; independent of src/quantize/refit-offset.ts.
+ */
+export function refitOffsetRowRef(w: ArrayLike<number>, q: ArrayLike<number>, G: number, group: number, H: ArrayLike<number>): Float64Array {
+  const n = w.length;
+  const P = 2 * G;
+  const B = new Float64Array(n * P);
+  for (let k = 0; k < n; k++) {
+    const g = Math.floor(k / group);
+    B[k * P + g] = q[k]!;
+    B[k * P + G + g] = 1;
+  }
+  const M = new Float64Array(P * (P + 1));
+  for (let a = 0; a < P; a++) {
+    for (let b = 0; b < P; b++) for (let k = 0; k < n; k++) for (let l = 0; l < n; l++) M[a * (P + 1) + b] += B[k * P + a]! * H[k * n + l]! * B[l * P + b]!;
+    for (let k = 0; k < n; k++) for (let l = 0; l < n; l++) M[a * (P + 1) + P] += B[k * P + a]! * H[k * n + l]! * w[l]!;
+  }
+  return gaussSolve(M, P);
+}
+
+/** x with M[:, :P]·x = M[:, P] (augmented P × (P + 1)), Gaussian elimination with partial pivoting. */
+function gaussSolve(M: Float64Array, P: number): Float64Array {
+  const W = P + 1;
+  for (let c = 0; c < P; c++) {
+    let p = c;
+    for (let r = c + 1; r < P; r++) if (Math.abs(M[r * W + c]!) > Math.abs(M[p * W + c]!)) p = r;
+    for (let j = 0; j <= P; j++) [M[c * W + j], M[p * W + j]] = [M[p * W + j]!, M[c * W + j]!];
+    for (let r = c + 1; r < P; r++) {
+      const f = M[r * W + c]! / M[c * W + c]!;
+      for (let j = c; j <= P; j++) M[r * W + j] -= f * M[c * W + j]!;
+    }
+  }
+  const x = new Float64Array(P);
+  for (let r = P - 1; r >= 0; r--) {
+    let v = M[r * W + P]!;
+    for (let j = r + 1; j < P; j++) v -= M[r * W + j]! * x[j]!;
+    x[r] = v / M[r * W + r]!;
+  }
+  return x;
+}

@@ -264,7 +264,7 @@ function checkSupported(model: Model): void {
   for (const n of model.graph.node ?? []) {
     const op = n.op_type ?? '';
     // packed or float16-scale storage computes MatMulNBits' inputs with ops this executor lacks: say why, not which op
-    if (op === 'MatMulNBits' && [1, 2].some((i) => !model.hasInitializer(n.input?.[i] ?? ''))) throw new UserError(`${model.path}: ${computedNBitsInputs(n)}`);
+    if (op === 'MatMulNBits' && [1, 2, 3].some((i) => (i < 3 || n.input?.[i]) && !model.hasInitializer(n.input?.[i] ?? ''))) throw new UserError(`${model.path}: ${computedNBitsInputs(n)}`);
     const domain = n.domain ?? '';
     if (op === 'Constant' && !domain) continue;
     if (!OPS.has(nodeOpKey(n))) missing.add(domain ? `${domain}.${op}` : op);

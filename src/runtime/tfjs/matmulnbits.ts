@@ -1,9 +1,12 @@
+import { DataType } from '../../model/dtype.js';
+import { toFloat32 } from '../../model/pack.js';
+
 /**
  * com.microsoft.MatMulNBits weight layout, as src/quantize/emit.ts writes it: B is uint8
  * [N, ceil(K/block), block·bits/8] with 4-bit codes packed low nibble first along K (2-bit codes four
  * to a byte, low bits first); scales
  * [N·kBlocks]; zero points (optional, default 2^(bits−1)) packed the same way, ceil(kBlocks·bits/8)
- * bytes per row. Decoded here into per-element codes, scales and zero points over W [N, K].
+ * bytes per row, or floats [N·kBlocks]. Decoded here into per-element codes, scales and zero points over W [N, K].
  */
 export interface NBitsLayout {
   N: number;
@@ -27,7 +30,12 @@ function readCode(bytes: Uint8Array, index: number, bits: number): number {
   return index & 1 ? b >> 4 : b & 15;
 }
 
-export function decodeNBits(B: Uint8Array, scales: Float32Array, zeros: Uint8Array | undefined, l: NBitsLayout): NBitsDecoded {
+/** Zero points as stored: packed integer codes (uint8 bytes), or floats of the scales' type ([N·kBlocks], quantize's float_zero_points). */
+export function storedZeroPoints(t: { dataType: number; data: Uint8Array; dims: number[] }): Uint8Array | Float32Array {
+  return t.dataType === DataType.UINT8 ? t.data : toFloat32(t.dataType, t.data, t.dims.reduce((a, b) => a * b, 1));
+}
+
+export function decodeNBits(B: Uint8Array, scales: Float32Array, zeros: Uint8Array | Float32Array | undefined, l: NBitsLayout): NBitsDecoded {
   if (l.bits !== 2 && l.bits !== 4 && l.bits !== 8) throw new Error(`MatMulNBits with bits=${l.bits} is not supported (2, 4 or 8)`);
   const kBlocks = Math.ceil(l.K / l.block);
   const rowCodes = kBlocks * l.block;
@@ -42,7 +50,7 @@ export function decodeNBits(B: Uint8Array, scales: Float32Array, zeros: Uint8Arr
       const i = n * l.K + k;
       codes[i] = readCode(B, n * rowCodes + k, l.bits);
       scale[i] = scales[n * kBlocks + j]!;
-      zero[i] = zeros ? readCode(zeros.subarray(n * zpPerRow, (n + 1) * zpPerRow), j, l.bits) : fallbackZero;
+      zero[i] = !zeros ? fallbackZero : zeros instanceof Float32Array ? zeros[n * kBlocks + j]! : readCode(zeros.subarray(n * zpPerRow, (n + 1) * zpPerRow), j, l.bits);
     }
   }
   return { codes, scale, zero };

@@ -45,7 +45,7 @@ export function createTrainables(tf: Tf, model: Model, trainable: (name: string)
 
 /** The user error for a MatMulNBits whose codes or scales the graph computes instead of storing. */
 export function computedNBitsInputs(op: NodeProto): string {
-  return `MatMulNBits '${op.name ?? ''}' computes its codes or scales in the graph (quantize's packed_3bit or scale_dtype: float16 storage); the tfjs runtime that distill.kd trains with reads them as stored tensors: distill before quantizing, or quantize without packed_3bit and scale_dtype: float16`;
+  return `MatMulNBits '${op.name ?? ''}' computes its codes or scales (or zero points) in the graph (quantize's packed_3bit or scale_dtype: float16 storage); the tfjs runtime that distill.kd trains with reads them as stored tensors: distill before quantizing, or quantize without packed_3bit and scale_dtype: float16`;
 }
 
 function fakeQuantFor(tf: Tf, model: Model, t: HostTensor, users: NodeProto[]): FakeQuantWeight {
@@ -65,7 +65,11 @@ function fakeQuantFor(tf: Tf, model: Model, t: HostTensor, users: NodeProto[]): 
     const layout = { N: attrInt(op, 'N', 0), K: attrInt(op, 'K', 0), bits: attrInt(op, 'bits', 4), block: attrInt(op, 'block_size', 32) };
     if (!model.hasInitializer(op.input![2]!)) throw new UserError(computedNBitsInputs(op));
     const scales = model.tensor(op.input![2]!);
-    const zeros = op.input![3] ? model.tensor(op.input![3]).data : undefined;
+    const zeroTensor = op.input![3] ? model.tensor(op.input![3]) : undefined;
+    if (zeroTensor && zeroTensor.dataType !== DataType.UINT8) {
+      throw new UserError(`MatMulNBits '${op.name ?? ''}' stores float zero points (quantize's float_zero_points); distill.kd trains codes on integer grids only: distill before quantizing, or quantize without float_zero_points`);
+    }
+    const zeros = zeroTensor?.data;
     const d = decodeNBits(t.data, toFloat32(scales.dataType, scales.data), zeros, layout);
     // a padded last block holds its row's last zero point past K, as emit.ts writes it
     const pad = Float32Array.from({ length: layout.N }, (_, n) => d.zero[n * layout.K + layout.K - 1]!);

@@ -21,6 +21,11 @@ export function passCases(family: 'phi3' | 'gemma3_text'): Record<string, PassCa
     'quantize.gptq': { passes: pass('quantize.gptq', ['layers.*'], 'bits: 4, granularity: channel'), calibration: true },
     'quantize.awq': { passes: pass('quantize.awq', ['layers.*'], 'bits: 4, granularity: group, group_size: 16'), calibration: true },
     'quantize.mixed': { passes: pass('quantize.mixed', ['layers.*'], 'budget_bits: 9, bits: [4, 8], group_sizes: [16], sensitivity: output'), calibration: true },
+    // Gemma's embedding is scaled by √hidden and its sublayer outputs are normed before the residual Add
+    'quantize.rotate':
+      family === 'phi3'
+        ? { passes: '  - pass: quantize.rotate\n' }
+        : { passes: '  - pass: quantize.rotate\n', refuses: /^pare: quantize\.rotate: found 0 linears adding into the residual stream after the token embedding 'model\.embed_tokens\.weight' and 0 reading its RMSNorms; the rotation needs a Llama-style pre-norm stream/ },
     'quantize.smoothquant': { passes: pass('quantize.smoothquant', ['layers.*'], 'alpha: 0.5'), calibration: true },
     'quantize.w8a8': { passes: pass('quantize.w8a8', ['layers.*']) },
     'quantize.cast': { passes: pass('quantize.cast', ['layers.*']) },

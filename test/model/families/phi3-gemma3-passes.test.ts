@@ -65,6 +65,14 @@ for (const [family, spec] of [['phi3', phi3Spec()], ['gemma3_text', gemma3Spec()
         }, { qdqMatMulNBitsAccuracyLevel: 0 });
         const passes = JSON.parse(readFileSync(report, 'utf8')).passes as { id: string; layers: unknown[]; warnings?: string[] }[];
         expect(passes.at(-1)!.layers.length, `${id} changed no layer`).toBeGreaterThan(0);
+        if (id === 'quantize.rotate') {
+          // exact in float: Phi-3's fused qkv_proj and gate_up_proj read the rotated norms
+          const ids = tokens(vocab, 2, 19, 1);
+          await withDecoders([model, loadModel(input)], async (a, b) => {
+            const cmp = allClose(await a.full(ids), await b.full(ids), 1e-4, 1e-5);
+            expect(cmp.relFro, cmp.worst).toBeLessThanOrEqual(1e-5);
+          });
+        }
         if (id === 'quantize.smoothquant') {
           // exact in float: folds into every norm (Gemma's (1 + w) ones too) and the up rows of Phi-3's fused gate_up_proj
           expect(passes[0]!.warnings!.every((w) => /before 'layers\.\d\.self_attn\.o_proj'; left unsmoothed/.test(w)), passes[0]!.warnings!.join('\n')).toBe(true);

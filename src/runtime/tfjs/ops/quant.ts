@@ -1,7 +1,7 @@
 import { UserError } from '../../../errors.js';
 import { toFloat32 } from '../../../model/pack.js';
 import { expandGrid } from '../fake-quant.js';
-import { decodeNBits } from '../matmulnbits.js';
+import { decodeNBits, storedZeroPoints } from '../matmulnbits.js';
 import { computedNBitsInputs } from '../trainables.js';
 import { matmul } from './linear.js';
 import type { OpImpl, OpEntry } from './types.js';
@@ -50,8 +50,9 @@ const matMulNBits: OpImpl = (a) => {
         const scales = a.initializer(2);
         if (!B || !scales) throw new UserError(computedNBitsInputs(a.node));
         const zeros = a.has(3) ? a.initializer(3) : undefined;
+        if (a.has(3) && !zeros) throw new UserError(computedNBitsInputs(a.node));
         const layout = { N: a.int('N', 0), K: a.int('K', 0), bits: a.int('bits', 4), block: a.int('block_size', 32) };
-        const d = decodeNBits(B.data, toFloat32(scales.dataType, scales.data), zeros?.data, layout);
+        const d = decodeNBits(B.data, toFloat32(scales.dataType, scales.data), zeros && storedZeroPoints(zeros), layout);
         const w = d.codes.map((q, i) => (q - d.zero[i]!) * d.scale[i]!);
         return tf.transpose(tf.tensor(w, [layout.N, layout.K], 'float32'));
       });
