@@ -15,6 +15,7 @@ export const FUSED_DOMAIN = 'pare.tfjs';
 export function fuseRotateHalf(nodes: NodeProto[], constants: ReadonlyMap<string, Val>): NodeProto[] {
   const producer = new Map<string, NodeProto>();
   for (const n of nodes) for (const o of n.output ?? []) if (o) producer.set(o, n);
+  // Concat(Neg(x₂), x₁), x₁, x₂ = Split(x, axis −1, halves)  ->  RotateHalf(x) = x·[[0, I], [−I, 0]]
   return nodes.map((n) => {
     if (n.op_type !== 'Concat' || (n.domain ?? '') !== '' || n.input?.length !== 2 || attrInt(n, 'axis', 0) !== -1) return n;
     const [negOut, first] = n.input as [string, string];
