@@ -21,7 +21,7 @@ import { KdParams } from './kd-params.js';
 import { MaskedAdam } from './optimizer.js';
 import { BatchGradients, defaultThreads, type MatchedOutput } from './parallel.js';
 import { studentLoss } from './student-loss.js';
-import { Teacher } from './teacher.js';
+import { Teacher, type TeacherTargets } from './teacher.js';
 import { defaultLearningRate, layerStats, pruningMasks, trainableInitializers } from './trainable.js';
 import { trainingWindows } from './training-windows.js';
 
@@ -83,6 +83,8 @@ async function distill(model: Model, p: KdParams, ctx: PassContext) {
     io,
     ...matched,
   }));
+  // the teacher's outputs for the next step, computed by ONNX Runtime on its own threads while tfjs runs this step
+  let prefetched: Promise<TeacherTargets> | undefined;
   try {
     const split = splitHeldOut(await trainingWindows(p, ctx, teacher, io.outputWidth), p.held_out, ctx.where);
     const windows = new TokenWindows(split.train, p.seq_len, ctx.seed * 7919 + 17);
@@ -111,9 +113,16 @@ async function distill(model: Model, p: KdParams, ctx: PassContext) {
     let recent = NaN;
     let stoppedAt = p.steps;
     if (heldOut.length > 0) measure(start);
+    const teach = (step: number) => {
+      const run = teacher.run(windows.batch(step, p.batch_size), p.batch_size, p.seq_len);
+      run.catch(() => undefined); // handled where it is awaited; this keeps a failure during the step from counting as unhandled
+      return run;
+    };
+    prefetched = start < p.steps ? teach(start) : undefined;
     for (let step = start; step < p.steps; step++) {
       const ids = windows.batch(step, p.batch_size);
-      const target = await teacher.run(ids, p.batch_size, p.seq_len);
+      const target = await prefetched!;
+      prefetched = step + 1 < p.steps ? teach(step + 1) : undefined;
       const { loss, grads } = await gradients.compute(ids, p.batch_size, p.seq_len, target);
       const { gradNorm, lr } = adam.apply(grads);
       lastLoss = loss;
@@ -159,6 +168,7 @@ async function distill(model: Model, p: KdParams, ctx: PassContext) {
       },
     };
   } finally {
+    await prefetched?.catch(() => undefined); // an early stop or an error leaves one run in flight: it ends before the session closes
     await gradients.close();
     exec.dispose();
     await teacher.close();

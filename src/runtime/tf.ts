@@ -30,6 +30,7 @@ async function start(): Promise<TfRuntime> {
     await import('@tensorflow/tfjs-backend-wasm');
     if (await tfjs.setBackend('wasm')) {
       await tfjs.ready();
+      shareIdentityOnWasm();
       return { tf: tfjs, backend: 'wasm', fallback };
     }
   } catch (e) {
@@ -38,6 +39,27 @@ async function start(): Promise<TfRuntime> {
   await tfjs.setBackend('cpu');
   await tfjs.ready();
   return { tf: tfjs, backend: 'cpu', fallback };
+}
+
+/**
+ * tfjs keeps every tensor a gradient needs through the Identity kernel, and the wasm backend's
+ * Identity copies the buffer (≈ 12 ms of CPU in a 4 × 128 stories260K distillation step). This one
+ * shares it by reference count, as the cpu backend's Identity and wasm's own Reshape do: tfjs
+ * tensors are never written in place (a Variable's assign swaps in a new buffer).
+ */
+function shareIdentityOnWasm(): void {
+  const copy = tfjs.getKernel('Identity', 'wasm');
+  if (!copy) return;
+  tfjs.unregisterKernel('Identity', 'wasm');
+  tfjs.registerKernel({
+    ...copy,
+    kernelFunc: (args) => {
+      const x = args.inputs.x as tfjs.TensorInfo;
+      if (x.dtype === 'string') return copy.kernelFunc(args);
+      (args.backend as tfjs.KernelBackend).incRef(x.dataId);
+      return { dataId: x.dataId, shape: x.shape, dtype: x.dtype };
+    },
+  });
 }
 
 /** The TensorFlow.js runtime, started once per process. */

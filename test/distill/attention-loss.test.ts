@@ -107,6 +107,7 @@ describe('distill.kd attention-output loss', () => {
     const m = readOnnx(MODEL);
     const result = await distillKd.apply(m, distillKd.params.parse({ ...ONE_STEP, loss_weights: { kl: 1, attention: 1 } }), context(m, teacherPath));
     expect(result.warnings.filter((w) => w.startsWith('loss_weights'))).toEqual(['loss_weights.attention is set but no attention output (o_proj) matches between student and teacher blocks; attention-output loss skipped']);
-    expect(Number(result.summary!.first_loss)).toBeGreaterThanOrEqual(0);
+    // the KL of the unchanged student to itself: zero up to float32 rounding, which may fall either side
+    expect(Number(result.summary!.first_loss)).toBeGreaterThanOrEqual(-1e-6);
   }, 60_000);
 });

@@ -14,6 +14,8 @@ import { QUANT_OPS } from './ops/quant.js';
 import { REDUCE_OPS } from './ops/reduce.js';
 import type { HostFeeds } from '../../model/io.js';
 import { SHAPE_OPS } from './ops/shape.js';
+import { FUSED_OPS } from './ops/rotate-half.js';
+import { fuseRotateHalf } from './fusions.js';
 import { isHost, type OpArgs, type OpEntry, type Val } from './ops/types.js';
 import { nodeOpKey, opTable } from './op-table.js';
 import { buildSteps, stepsFor, topoSort, type Step } from './plan.js';
@@ -32,7 +34,7 @@ export interface ExecutorOptions {
 }
 
 /** Every op the executor implements, checked for duplicates when this module loads. */
-export const EXECUTOR_OPS: readonly OpEntry[] = [...ELEMENTWISE, ...SHAPE_OPS, ...REDUCE_OPS, ...LINEAR_OPS, ...CONV_OPS, ...QUANT_OPS];
+export const EXECUTOR_OPS: readonly OpEntry[] = [...ELEMENTWISE, ...SHAPE_OPS, ...REDUCE_OPS, ...LINEAR_OPS, ...CONV_OPS, ...QUANT_OPS, ...FUSED_OPS];
 const OPS = opTable(EXECUTOR_OPS);
 /** feed-shape signatures whose static values are kept */
 const SIGNATURES_KEPT = 4;
@@ -67,7 +69,7 @@ export class OnnxExecutor {
     this.variables = trainables.variables;
     const feeds = new Set((model.graph.input ?? []).map((v) => v.name ?? '').filter((n) => !constants.has(n) && !trainables.variables.has(n)));
     const available = new Set([...constants.keys(), ...trainables.variables.keys(), ...feeds]);
-    const nodes = (model.graph.node ?? []).filter((n) => n.op_type !== 'Constant');
+    const nodes = fuseRotateHalf((model.graph.node ?? []).filter((n) => n.op_type !== 'Constant'), constants);
     this.steps = buildSteps(topoSort(nodes, available), new Set([...feeds, ...trainables.variables.keys()]));
     for (const c of this.constants.values()) {
       if (isHost(c)) this.constHosts.add(c);

@@ -1,6 +1,7 @@
 import type * as tfjs from '@tensorflow/tfjs';
 import type { Tf } from '../../tf.js';
 import { broadcastTo, customGrad, type SaveFunc } from '../custom-grad.js';
+import { batchedMatMul } from './small-inner.js';
 import type { OpImpl, OpEntry } from './types.js';
 
 /** Matrix products. */
@@ -43,7 +44,7 @@ export function matmul(tf: Tf, a: tfjs.Tensor, b: tfjs.Tensor): tfjs.Tensor {
     const want = [...batch, ...t.shape.slice(-2)];
     return broadcastTo(tf, t, want);
   };
-  return tf.matMul(fit(x), fit(y));
+  return batchedMatMul(tf, fit(x), fit(y));
 }
 
 const matMulOp: OpImpl = (a) => matmul(a.tf, a.tensor(0), a.tensor(1));
