@@ -1,5 +1,6 @@
 import { byteLength, DataType, dtypeFromName, elementCount } from '../model/dtype.js';
 import { GraphIndex } from '../model/graph.js';
+import type { GramPrecision } from '../linalg/gram.js';
 import type { LinearLayer } from '../model/linears.js';
 import type { Model } from '../model/model.js';
 import { int64ToNumber, type NodeProto, type ValueInfoProto } from '../model/onnx-schema.js';
@@ -63,7 +64,7 @@ export class BlockCut {
     private readonly feeds: readonly Feeds[],
     private readonly store: BoundaryStore,
     private readonly threads: number,
-    private readonly fedWeightBytes = FED_WEIGHT_BYTES,
+    private readonly opts: { fedWeightBytes?: number; hessianPrecision?: GramPrecision } = {},
   ) {
     this.graphInputs = new Map((model.graph.input ?? []).filter((v) => !model.hasInitializer(v.name ?? '')).map((v) => [v.name ?? '', v]));
   }
@@ -95,7 +96,7 @@ export class BlockCut {
     const cache = [...candidates].filter((c) => laterReads.has(c));
 
     const accumulators = new Map<string, InputStatsAccumulator>();
-    if (wantStats) for (const layer of this.groups[j]!.layers) if (!accumulators.has(layer.input)) accumulators.set(layer.input, new InputStatsAccumulator(layer, needs));
+    if (wantStats) for (const layer of this.groups[j]!.layers) if (!accumulators.has(layer.input)) accumulators.set(layer.input, new InputStatsAccumulator(layer, needs, this.opts.hessianPrecision));
     const computed = wantStats ? targets.filter((t) => !known(t)) : [];
     const outputs = [...new Set([...computed, ...cache])];
     const weights = outputs.length > 0 ? this.largeWeights(slice.nodes) : {};
@@ -175,7 +176,7 @@ export class BlockCut {
       const type = init?.data_type;
       if (!init || (type !== DataType.FLOAT && type !== DataType.FLOAT16)) continue;
       const dims = (init.dims ?? []).map(int64ToNumber);
-      if (byteLength(type, elementCount(dims)) < this.fedWeightBytes) continue;
+      if (byteLength(type, elementCount(dims)) < (this.opts.fedWeightBytes ?? FED_WEIGHT_BYTES)) continue;
       const bytes = this.model.tensor(init).data;
       // a typed view needs an aligned offset; raw_data inside a parsed file (a Node Buffer, whose slice() is a view) may not have one
       const own = bytes.byteOffset % 4 === 0 ? bytes : new Uint8Array(bytes);

@@ -3,6 +3,7 @@
  * sample at a time, whole-model or block by block.
  */
 import { UserError } from '../errors.js';
+import type { GramPrecision } from '../linalg/gram.js';
 import type { LinearLayer } from '../model/linears.js';
 import type { Model } from '../model/model.js';
 import { calibrationSessionOptions, captureSession } from '../runtime/ort.js';
@@ -29,6 +30,8 @@ export interface CalibratorOptions {
   cache?: StatsCache;
   /** sequential cut steps feed float initializers of this many bytes or more as inputs instead of inlining them (default 16 MiB) */
   fedWeightBytes?: number;
+  /** precision of each block of rows' XᵀX product, summed in float64 either way (default 'float32'; src/linalg/gram.ts) */
+  hessianPrecision?: GramPrecision;
 }
 
 /**
@@ -99,7 +102,7 @@ export class Calibrator {
     const byTensor = new Map<string, InputStatsAccumulator>();
     for (const layer of layers) {
       if (byTensor.has(layer.input) || stats.has(layer.input)) continue;
-      byTensor.set(layer.input, new InputStatsAccumulator(layer, needs));
+      byTensor.set(layer.input, new InputStatsAccumulator(layer, needs, this.options.hessianPrecision));
     }
     const names = [...byTensor.keys()];
     if (names.length === 0) return stats;
@@ -148,7 +151,7 @@ export class Calibrator {
     this.trace = [];
     const why = this.options.cut === false ? 'disabled' : uncuttable(model);
     if (why && why !== 'disabled') this.warn(`sequential calibration re-runs the whole model prefix for every block (O(blocks²) work): ${why}`);
-    let cut = why ? undefined : new BlockCut(model, groups, this.feedsFor(model), new BoundaryStore(this.options.residentBytes ?? DEFAULT_RESIDENT_BYTES, this.options.spillDir), this.threads, this.options.fedWeightBytes);
+    let cut = why ? undefined : new BlockCut(model, groups, this.feedsFor(model), new BoundaryStore(this.options.residentBytes ?? DEFAULT_RESIDENT_BYTES, this.options.spillDir), this.threads, { fedWeightBytes: this.options.fedWeightBytes, hessianPrecision: this.options.hessianPrecision });
     if (cut) this.trace = cut.trace;
     try {
       for (const [j, group] of groups.entries()) {

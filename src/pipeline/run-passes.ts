@@ -100,6 +100,6 @@ export async function makeCalibrator(
   // calibration runs the first `samples` sequences; text is tokenized only that far
   const data = await loadDataset(cal.data, recipe.dir, { sequences: cal.samples, onProgress: (p) => progress.stage(`loading calibration data: ${loadProgressText(p)}`) });
   const io = await resolveKvShapes(model, modelIo(model), threads);
-  const calibrator = new Calibrator(calibrationFeeds(io, data, cal.samples, cal.seq_len, recipe.path), cal.mode, threads, { spillDir, onWarning: (w) => progress.warn(`calibration: ${w}`), cache });
+  const calibrator = new Calibrator(calibrationFeeds(io, data, cal.samples, cal.seq_len, recipe.path), cal.mode, threads, { spillDir, onWarning: (w) => progress.warn(`calibration: ${w}`), cache, hessianPrecision: cal.hessian_precision });
   return { calibrator, files: data.files };
 }
