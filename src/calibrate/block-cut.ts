@@ -94,6 +94,8 @@ export class BlockCut {
     const later = inputsOf(this.groups.slice(j + 1).flatMap((g) => g.layers));
     const laterReads = new Set(sliceFor(model, index, later, (name) => known(name) || candidates.has(name)).reads);
     const cache = [...candidates].filter((c) => laterReads.has(c));
+    // cached values this step reads for the last time: each sample is freed once the step is done with it
+    const lastReads = slice.reads.filter((r) => this.store.has(r) && !laterReads.has(r));
 
     const accumulators = new Map<string, InputStatsAccumulator>();
     if (wantStats) for (const layer of this.groups[j]!.layers) if (!accumulators.has(layer.input)) accumulators.set(layer.input, new InputStatsAccumulator(layer, needs, this.opts.hessianPrecision));
@@ -119,6 +121,7 @@ export class BlockCut {
           await phases.time('calibrate.xtx', () => acc.add(t.data as Float32Array, t.dims as number[]));
         }
         phases.timeSync('calibrate.boundary', () => {
+          for (const r of lastReads) this.store.release(r, s);
           for (const c of cache) this.store.put(c, s, out[c]!);
         });
       }
@@ -137,6 +140,11 @@ export class BlockCut {
   /** bytes of boundary values written to spill files so far */
   get spilledBytes(): number {
     return this.store.spilledBytes;
+  }
+
+  /** the most boundary bytes held in memory at once so far */
+  get peakResidentBytes(): number {
+    return this.store.peakResidentBytes;
   }
 
   close(): void {

@@ -15,6 +15,8 @@ interface Sample {
   data?: TensorData;
   offset?: number;
   bytes: number;
+  /** read for the last time and freed (release) */
+  released?: boolean;
 }
 
 interface Entry {
@@ -39,6 +41,8 @@ export class BoundaryStore {
   private files = 0;
   /** bytes written to spill files so far (for reports and tests) */
   spilledBytes = 0;
+  /** the most bytes held in memory at once so far */
+  peakResidentBytes = 0;
 
   constructor(
     private readonly residentBytes = DEFAULT_RESIDENT_BYTES,
@@ -67,6 +71,7 @@ export class BoundaryStore {
     if (this.resident + bytes <= this.residentBytes) {
       e.samples[sample] = { type: t.type, dims: [...t.dims], data: view, bytes };
       this.resident += bytes;
+      this.peakResidentBytes = Math.max(this.peakResidentBytes, this.resident);
       return;
     }
     const offset = (e.file ??= this.openSpill()).append(new Uint8Array(view.buffer, view.byteOffset, bytes));
@@ -78,9 +83,23 @@ export class BoundaryStore {
     const e = this.entries.get(name);
     const s = e?.samples[sample];
     if (!e || !s) throw new Error(`calibration cache: no value '${name}' for sample ${sample}`);
+    if (s.released) throw new Error(`calibration cache: '${name}' of sample ${sample} was released after its last read`);
     if (s.data) return new ort.Tensor(s.type, s.data as never, s.dims);
     const raw = e.file!.read(s.offset!, s.bytes, `'${name}' of sample ${sample}`);
     return new ort.Tensor(s.type, typedView(s.type, raw) as never, s.dims);
+  }
+
+  /**
+   * Frees one sample's memory after its last read (a spilled sample stays in its file until the value is
+   * deleted): a step that reads a value for the last time frees it sample by sample while it stores the
+   * value it computes, so the two are not both held whole.
+   */
+  release(name: string, sample: number): void {
+    const s = this.entries.get(name)?.samples[sample];
+    if (!s || s.released) return;
+    if (s.data) this.resident -= s.bytes;
+    s.data = undefined;
+    s.released = true;
   }
 
   delete(name: string): void {

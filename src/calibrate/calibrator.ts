@@ -68,6 +68,8 @@ export class Calibrator {
   trace: StepTrace[] = [];
   /** boundary bytes the last sequential run spilled to files */
   spilledBytes = 0;
+  /** the most boundary bytes the last sequential run held in memory at once */
+  peakBoundaryBytes = 0;
   /** the cache scope of the pass about to run, until its first statistics request takes it */
   private scope: string | undefined;
 
@@ -171,6 +173,7 @@ export class Calibrator {
       }
     } finally {
       this.spilledBytes = cut?.spilledBytes ?? 0;
+      this.peakBoundaryBytes = cut?.peakResidentBytes ?? 0;
       cut?.close();
     }
   }

@@ -36,6 +36,26 @@ describe('BoundaryStore', () => {
     }
   });
 
+  it('release frees a sample after its last read: a step that reads one value and stores the next holds one whole value, not two', () => {
+    const store = new BoundaryStore();
+    const sample = (v: number) => new ort.Tensor('float32', new Float32Array(256).fill(v), [1, 16, 16]);
+    for (let s = 0; s < 4; s++) store.put('h0', s, sample(s));
+    // the step: read h0 of sample s for the last time, store h1 of sample s
+    for (let s = 0; s < 4; s++) {
+      expect((store.get('h0', s).data as Float32Array)[0]).toBe(s);
+      store.release('h0', s);
+      store.put('h1', s, sample(10 + s));
+    }
+    // 4 samples of 1 KiB each: h0 whole, then one sample of h1 while h0's first sample is freed
+    expect(store.peakResidentBytes).toBe(4 * 1024); // 8 KiB if h0 were held whole until the step ends
+    expect(store.residentSize()).toBe(4 * 1024);
+    expect(() => store.get('h0', 2)).toThrow(/'h0' of sample 2 was released/);
+    expect((store.get('h1', 3).data as Float32Array)[0]).toBe(13);
+    store.delete('h0');
+    expect(store.residentSize()).toBe(4 * 1024);
+    store.close();
+  });
+
   it('names a missing value and sample', () => {
     const store = new BoundaryStore();
     expect(() => store.get('h', 3)).toThrow(/no value 'h' for sample 3/);
