@@ -10,7 +10,7 @@
  * Run: npx tsc -p tsconfig.json && node dist/bench/scale.js [--models mobilellm-125m,gpt2-small] [--samples 32] [--seq 512] [--jobs 0,4]
  */
 import { execFileSync } from 'node:child_process';
-import { readFileSync, rmSync, statSync } from 'node:fs';
+import { readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { Calibrator } from '../src/calibrate/calibrator.js';
@@ -70,6 +70,9 @@ interface ChildResult {
   outputMb: number;
   /** sub-graph nodes run over graph nodes: about 2 when each block runs twice */
   nodesRunPerGraphNode?: number;
+  /** boundary values: the most held in memory at once, and the bytes spilled to files (MB) */
+  boundaryPeakMb?: number;
+  boundarySpilledMb?: number;
   warnings: string[];
 }
 
@@ -111,6 +114,7 @@ async function child(jobIndex: number, path: string, samples: number, seq: numbe
     };
     calibration = cal;
   }
+  const stopTrace = process.env.PARE_RSS_TRACE ? traceRss(process.env.PARE_RSS_TRACE) : undefined;
   phases.reset();
   const cpu0 = process.cpuUsage();
   const t0 = performance.now();
@@ -124,6 +128,7 @@ async function child(jobIndex: number, path: string, samples: number, seq: numbe
   });
   const passMs = performance.now() - t0;
   const cpu = process.cpuUsage(cpu0);
+  stopTrace?.();
   const nodes = model.graph.node?.length ?? 1;
   const trace = calibration?.trace ?? [];
   const out: ChildResult = {
@@ -137,6 +142,8 @@ async function child(jobIndex: number, path: string, samples: number, seq: numbe
     maxRssMb: peakRssMb(),
     nodesRunPerGraphNode: trace.length > 0 ? trace.reduce((s, t) => s + t.nodes, 0) / nodes : undefined,
     outputMb: 0,
+    boundaryPeakMb: calibration ? calibration.peakBoundaryBytes / 2 ** 20 : undefined,
+    boundarySpilledMb: calibration ? calibration.spilledBytes / 2 ** 20 : undefined,
     warnings: [...result.warnings, ...(calibration?.warnings ?? [])],
   };
   const written = writeOnnx(model, join(ROOT, `.pare-work/scale-out-${process.pid}.onnx`), { externalData: true });
@@ -146,6 +153,26 @@ async function child(jobIndex: number, path: string, samples: number, seq: numbe
   }
   model.close();
   process.stdout.write(`${JSON.stringify(out)}\n`);
+}
+
+/**
+ * PARE_RSS_TRACE=file: VmRSS every 250 ms while the pass runs, one `seconds MB` line each (with V8's heap,
+ * ArrayBuffer and external MB), written
+ * when it stops (the samples land between JS tasks, so a long synchronous solve shows as a gap).
+ */
+function traceRss(file: string): () => void {
+  const t0 = performance.now();
+  const lines: string[] = [];
+  const timer = setInterval(() => {
+    const rss = /VmRSS:\s+(\d+) kB/.exec(readFileSync('/proc/self/status', 'utf8'));
+    const m = process.memoryUsage();
+    const mb = (b: number) => (b / 2 ** 20).toFixed(0);
+    if (rss) lines.push(`${((performance.now() - t0) / 1000).toFixed(1)} ${mb(Number(rss[1]) * 1024)} heap ${mb(m.heapUsed)} arrayBuffers ${mb(m.arrayBuffers)} external ${mb(m.external)}`);
+  }, 250);
+  return () => {
+    clearInterval(timer);
+    writeFileSync(file, `${lines.join('\n')}\n`);
+  };
 }
 
 /**
