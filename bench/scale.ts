@@ -8,11 +8,13 @@
  * so it is a lower bound on what the kernels achieve.
  * Rows marked --stream keep the rewritten weights in a spill file, as `pare compress --stream` does.
  * Run: npx tsc -p tsconfig.json && node dist/bench/scale.js [--models mobilellm-125m,gpt2-small] [--samples 32] [--seq 512] [--jobs 0,4]
+ * (PARE_HESSIAN_PRECISION=float64 computes XᵀX with float64 products, calibration.hessian_precision's other setting)
  */
 import { execFileSync } from 'node:child_process';
 import { readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { STREAM_RESIDENT_BYTES } from '../src/calibrate/boundary-store.js';
 import { Calibrator } from '../src/calibrate/calibrator.js';
 import type { Feeds } from '../src/calibrate/feeds.js';
 import { svdPass } from '../src/decompose/svd.js';
@@ -98,7 +100,9 @@ async function child(jobIndex: number, path: string, samples: number, seq: numbe
   let gramGflop = 0;
   if (pass.calibration.need === 'required') {
     const vocab = Number(linears(model).find((l) => /lm_head/.test(l.name))?.outFeatures ?? 32000);
-    const cal = new Calibrator(tokenFeeds(model, samples, seq, vocab), 'sequential', 0);
+    const hessianPrecision = process.env.PARE_HESSIAN_PRECISION === 'float64' ? 'float64' : undefined;
+    // --stream spills boundary values past STREAM_RESIDENT_BYTES, as pare compress --stream does
+    const cal = new Calibrator(tokenFeeds(model, samples, seq, vocab), 'sequential', 0, { hessianPrecision, residentBytes: job.stream ? STREAM_RESIDENT_BYTES : undefined, spillDir: join(ROOT, '.pare-work') });
     // time spent inside the calibrator's generator, apart from the pass's own kernels
     const blocks = cal.blocks.bind(cal);
     cal.blocks = async function* (m: Model, ls: readonly LinearLayer[], needs) {

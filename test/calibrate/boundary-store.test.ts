@@ -56,6 +56,29 @@ describe('BoundaryStore', () => {
     store.close();
   });
 
+  it('a sample equal to the one before it is kept once, resident or spilled, and released in order', () => {
+    const mask = () => new ort.Tensor('float32', new Float32Array(64).fill(-1), [1, 8, 8]);
+    const other = new ort.Tensor('float32', new Float32Array(64).fill(2), [1, 8, 8]);
+    for (const budget of [1 << 20, 0]) {
+      const { dir, cleanup } = tempDir();
+      try {
+        const store = new BoundaryStore(budget, dir);
+        [mask(), mask(), other, mask()].forEach((t, s) => store.put('m', s, t));
+        // samples 0 and 1 share one copy; 2 differs; 3 differs from 2, so it is stored again
+        expect(budget > 0 ? store.residentSize() : store.spilledBytes).toBe(3 * 256);
+        for (const [s, v] of [-1, -1, 2, -1].entries()) expect(Array.from(store.get('m', s).data as Float32Array)).toEqual(new Array(64).fill(v));
+        for (let s = 0; s < 4; s++) {
+          store.release('m', s);
+          if (s === 0) expect(Array.from(store.get('m', 1).data as Float32Array)).toEqual(new Array(64).fill(-1)); // its bytes outlive sample 0
+        }
+        expect(store.residentSize()).toBe(0);
+        store.close();
+      } finally {
+        cleanup();
+      }
+    }
+  });
+
   it('names a missing value and sample', () => {
     const store = new BoundaryStore();
     expect(() => store.get('h', 3)).toThrow(/no value 'h' for sample 3/);
