@@ -11,7 +11,7 @@
  * (PARE_HESSIAN_PRECISION=float64 computes XᵀX with float64 products, calibration.hessian_precision's other setting)
  */
 import { execFileSync } from 'node:child_process';
-import { readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { readFileSync, rmSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { STREAM_RESIDENT_BYTES } from '../src/calibrate/boundary-store.js';
@@ -32,6 +32,7 @@ import { rtn } from '../src/quantize/rtn.js';
 import { ortFeeds } from '../src/runtime/feeds.js';
 import { phases, type PhaseTime } from '../src/util/phase-timer.js';
 import { BLOCK_LINEAR, realisticModelPath } from './models.js';
+import { traceRss } from './rss-trace.js';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 const SCRIPT = join(ROOT, 'dist/bench/scale.js');
@@ -157,26 +158,6 @@ async function child(jobIndex: number, path: string, samples: number, seq: numbe
   }
   model.close();
   process.stdout.write(`${JSON.stringify(out)}\n`);
-}
-
-/**
- * PARE_RSS_TRACE=file: VmRSS every 250 ms while the pass runs, one `seconds MB` line each (with V8's heap,
- * ArrayBuffer and external MB), written
- * when it stops (the samples land between JS tasks, so a long synchronous solve shows as a gap).
- */
-function traceRss(file: string): () => void {
-  const t0 = performance.now();
-  const lines: string[] = [];
-  const timer = setInterval(() => {
-    const rss = /VmRSS:\s+(\d+) kB/.exec(readFileSync('/proc/self/status', 'utf8'));
-    const m = process.memoryUsage();
-    const mb = (b: number) => (b / 2 ** 20).toFixed(0);
-    if (rss) lines.push(`${((performance.now() - t0) / 1000).toFixed(1)} ${mb(Number(rss[1]) * 1024)} heap ${mb(m.heapUsed)} arrayBuffers ${mb(m.arrayBuffers)} external ${mb(m.external)}`);
-  }, 250);
-  return () => {
-    clearInterval(timer);
-    writeFileSync(file, `${lines.join('\n')}\n`);
-  };
 }
 
 /**
