@@ -8,11 +8,13 @@
  * so it is a lower bound on what the kernels achieve.
  * Rows marked --stream keep the rewritten weights in a spill file, as `pare compress --stream` does.
  * Run: npx tsc -p tsconfig.json && node dist/bench/scale.js [--models mobilellm-125m,gpt2-small] [--samples 32] [--seq 512] [--jobs 0,4]
+ * (PARE_HESSIAN_PRECISION=float64 computes XᵀX with float64 products, calibration.hessian_precision's other setting)
  */
 import { execFileSync } from 'node:child_process';
 import { readFileSync, rmSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { STREAM_RESIDENT_BYTES } from '../src/calibrate/boundary-store.js';
 import { Calibrator } from '../src/calibrate/calibrator.js';
 import type { Feeds } from '../src/calibrate/feeds.js';
 import { svdPass } from '../src/decompose/svd.js';
@@ -30,6 +32,7 @@ import { rtn } from '../src/quantize/rtn.js';
 import { ortFeeds } from '../src/runtime/feeds.js';
 import { phases, type PhaseTime } from '../src/util/phase-timer.js';
 import { BLOCK_LINEAR, realisticModelPath } from './models.js';
+import { traceRss } from './rss-trace.js';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 const SCRIPT = join(ROOT, 'dist/bench/scale.js');
@@ -70,6 +73,9 @@ interface ChildResult {
   outputMb: number;
   /** sub-graph nodes run over graph nodes: about 2 when each block runs twice */
   nodesRunPerGraphNode?: number;
+  /** boundary values: the most held in memory at once, and the bytes spilled to files (MB) */
+  boundaryPeakMb?: number;
+  boundarySpilledMb?: number;
   warnings: string[];
 }
 
@@ -95,7 +101,9 @@ async function child(jobIndex: number, path: string, samples: number, seq: numbe
   let gramGflop = 0;
   if (pass.calibration.need === 'required') {
     const vocab = Number(linears(model).find((l) => /lm_head/.test(l.name))?.outFeatures ?? 32000);
-    const cal = new Calibrator(tokenFeeds(model, samples, seq, vocab), 'sequential', 0);
+    const hessianPrecision = process.env.PARE_HESSIAN_PRECISION === 'float64' ? 'float64' : undefined;
+    // --stream spills boundary values past STREAM_RESIDENT_BYTES, as pare compress --stream does
+    const cal = new Calibrator(tokenFeeds(model, samples, seq, vocab), 'sequential', 0, { hessianPrecision, residentBytes: job.stream ? STREAM_RESIDENT_BYTES : undefined, spillDir: join(ROOT, '.pare-work') });
     // time spent inside the calibrator's generator, apart from the pass's own kernels
     const blocks = cal.blocks.bind(cal);
     cal.blocks = async function* (m: Model, ls: readonly LinearLayer[], needs) {
@@ -111,6 +119,7 @@ async function child(jobIndex: number, path: string, samples: number, seq: numbe
     };
     calibration = cal;
   }
+  const stopTrace = process.env.PARE_RSS_TRACE ? traceRss(process.env.PARE_RSS_TRACE) : undefined;
   phases.reset();
   const cpu0 = process.cpuUsage();
   const t0 = performance.now();
@@ -124,6 +133,7 @@ async function child(jobIndex: number, path: string, samples: number, seq: numbe
   });
   const passMs = performance.now() - t0;
   const cpu = process.cpuUsage(cpu0);
+  stopTrace?.();
   const nodes = model.graph.node?.length ?? 1;
   const trace = calibration?.trace ?? [];
   const out: ChildResult = {
@@ -137,6 +147,8 @@ async function child(jobIndex: number, path: string, samples: number, seq: numbe
     maxRssMb: peakRssMb(),
     nodesRunPerGraphNode: trace.length > 0 ? trace.reduce((s, t) => s + t.nodes, 0) / nodes : undefined,
     outputMb: 0,
+    boundaryPeakMb: calibration ? calibration.peakBoundaryBytes / 2 ** 20 : undefined,
+    boundarySpilledMb: calibration ? calibration.spilledBytes / 2 ** 20 : undefined,
     warnings: [...result.warnings, ...(calibration?.warnings ?? [])],
   };
   const written = writeOnnx(model, join(ROOT, `.pare-work/scale-out-${process.pid}.onnx`), { externalData: true });

@@ -1,5 +1,6 @@
 import { byteLength, DataType, dtypeFromName, elementCount } from '../model/dtype.js';
 import { GraphIndex } from '../model/graph.js';
+import type { GramPrecision } from '../linalg/gram.js';
 import type { LinearLayer } from '../model/linears.js';
 import type { Model } from '../model/model.js';
 import { int64ToNumber, type NodeProto, type ValueInfoProto } from '../model/onnx-schema.js';
@@ -63,7 +64,7 @@ export class BlockCut {
     private readonly feeds: readonly Feeds[],
     private readonly store: BoundaryStore,
     private readonly threads: number,
-    private readonly fedWeightBytes = FED_WEIGHT_BYTES,
+    private readonly opts: { fedWeightBytes?: number; hessianPrecision?: GramPrecision } = {},
   ) {
     this.graphInputs = new Map((model.graph.input ?? []).filter((v) => !model.hasInitializer(v.name ?? '')).map((v) => [v.name ?? '', v]));
   }
@@ -93,9 +94,11 @@ export class BlockCut {
     const later = inputsOf(this.groups.slice(j + 1).flatMap((g) => g.layers));
     const laterReads = new Set(sliceFor(model, index, later, (name) => known(name) || candidates.has(name)).reads);
     const cache = [...candidates].filter((c) => laterReads.has(c));
+    // cached values this step reads for the last time: each sample is freed once the step is done with it
+    const lastReads = slice.reads.filter((r) => this.store.has(r) && !laterReads.has(r));
 
     const accumulators = new Map<string, InputStatsAccumulator>();
-    if (wantStats) for (const layer of this.groups[j]!.layers) if (!accumulators.has(layer.input)) accumulators.set(layer.input, new InputStatsAccumulator(layer, needs));
+    if (wantStats) for (const layer of this.groups[j]!.layers) if (!accumulators.has(layer.input)) accumulators.set(layer.input, new InputStatsAccumulator(layer, needs, this.opts.hessianPrecision));
     const computed = wantStats ? targets.filter((t) => !known(t)) : [];
     const outputs = [...new Set([...computed, ...cache])];
     const weights = outputs.length > 0 ? this.largeWeights(slice.nodes) : {};
@@ -118,6 +121,7 @@ export class BlockCut {
           await phases.time('calibrate.xtx', () => acc.add(t.data as Float32Array, t.dims as number[]));
         }
         phases.timeSync('calibrate.boundary', () => {
+          for (const r of lastReads) this.store.release(r, s);
           for (const c of cache) this.store.put(c, s, out[c]!);
         });
       }
@@ -136,6 +140,11 @@ export class BlockCut {
   /** bytes of boundary values written to spill files so far */
   get spilledBytes(): number {
     return this.store.spilledBytes;
+  }
+
+  /** the most boundary bytes held in memory at once so far */
+  get peakResidentBytes(): number {
+    return this.store.peakResidentBytes;
   }
 
   close(): void {
@@ -175,7 +184,7 @@ export class BlockCut {
       const type = init?.data_type;
       if (!init || (type !== DataType.FLOAT && type !== DataType.FLOAT16)) continue;
       const dims = (init.dims ?? []).map(int64ToNumber);
-      if (byteLength(type, elementCount(dims)) < this.fedWeightBytes) continue;
+      if (byteLength(type, elementCount(dims)) < (this.opts.fedWeightBytes ?? FED_WEIGHT_BYTES)) continue;
       const bytes = this.model.tensor(init).data;
       // a typed view needs an aligned offset; raw_data inside a parsed file (a Node Buffer, whose slice() is a view) may not have one
       const own = bytes.byteOffset % 4 === 0 ? bytes : new Uint8Array(bytes);

@@ -3,6 +3,7 @@
  * sample at a time, whole-model or block by block.
  */
 import { UserError } from '../errors.js';
+import type { GramPrecision } from '../linalg/gram.js';
 import type { LinearLayer } from '../model/linears.js';
 import type { Model } from '../model/model.js';
 import { calibrationSessionOptions, captureSession } from '../runtime/ort.js';
@@ -29,6 +30,8 @@ export interface CalibratorOptions {
   cache?: StatsCache;
   /** sequential cut steps feed float initializers of this many bytes or more as inputs instead of inlining them (default 16 MiB) */
   fedWeightBytes?: number;
+  /** precision of each block of rows' XᵀX product, summed in float64 either way (default 'float32'; src/linalg/gram.ts) */
+  hessianPrecision?: GramPrecision;
 }
 
 /**
@@ -65,6 +68,8 @@ export class Calibrator {
   trace: StepTrace[] = [];
   /** boundary bytes the last sequential run spilled to files */
   spilledBytes = 0;
+  /** the most boundary bytes the last sequential run held in memory at once */
+  peakBoundaryBytes = 0;
   /** the cache scope of the pass about to run, until its first statistics request takes it */
   private scope: string | undefined;
 
@@ -99,7 +104,7 @@ export class Calibrator {
     const byTensor = new Map<string, InputStatsAccumulator>();
     for (const layer of layers) {
       if (byTensor.has(layer.input) || stats.has(layer.input)) continue;
-      byTensor.set(layer.input, new InputStatsAccumulator(layer, needs));
+      byTensor.set(layer.input, new InputStatsAccumulator(layer, needs, this.options.hessianPrecision));
     }
     const names = [...byTensor.keys()];
     if (names.length === 0) return stats;
@@ -148,7 +153,7 @@ export class Calibrator {
     this.trace = [];
     const why = this.options.cut === false ? 'disabled' : uncuttable(model);
     if (why && why !== 'disabled') this.warn(`sequential calibration re-runs the whole model prefix for every block (O(blocks²) work): ${why}`);
-    let cut = why ? undefined : new BlockCut(model, groups, this.feedsFor(model), new BoundaryStore(this.options.residentBytes ?? DEFAULT_RESIDENT_BYTES, this.options.spillDir), this.threads, this.options.fedWeightBytes);
+    let cut = why ? undefined : new BlockCut(model, groups, this.feedsFor(model), new BoundaryStore(this.options.residentBytes ?? DEFAULT_RESIDENT_BYTES, this.options.spillDir), this.threads, { fedWeightBytes: this.options.fedWeightBytes, hessianPrecision: this.options.hessianPrecision });
     if (cut) this.trace = cut.trace;
     try {
       for (const [j, group] of groups.entries()) {
@@ -168,6 +173,7 @@ export class Calibrator {
       }
     } finally {
       this.spilledBytes = cut?.spilledBytes ?? 0;
+      this.peakBoundaryBytes = cut?.peakResidentBytes ?? 0;
       cut?.close();
     }
   }

@@ -1,6 +1,6 @@
 import { UserError } from '../errors.js';
 import { AbsMaxAccumulator, SumSquaresAccumulator } from '../linalg/channel-stats.js';
-import { GramAccumulator } from '../linalg/gram.js';
+import { GramAccumulator, type GramPrecision } from '../linalg/gram.js';
 import type { LinearLayer } from '../model/linears.js';
 
 export interface StatsNeeds {
@@ -31,14 +31,16 @@ export class InputStatsAccumulator {
   private readonly absmax?: AbsMaxAccumulator;
   private readonly sqnorm?: SumSquaresAccumulator;
 
+  /** `hessianPrecision`: each block of rows' XᵀX product in float32 (default) or float64 (src/linalg/gram.ts) */
   constructor(
     private readonly layer: LinearLayer,
     needs: StatsNeeds,
+    hessianPrecision?: GramPrecision,
   ) {
     this.dim = layer.kind === 'conv' ? Number(layer.weightShape[1]) * (layer.group ?? 1) : layer.inFeatures;
     if (needs.hessian) {
       if (layer.kind === 'conv') throw new UserError(`calibration: Hessians of conv layers are not supported ('${layer.name}'); leave it out of targets`);
-      this.gram = new GramAccumulator(this.dim);
+      this.gram = new GramAccumulator(this.dim, { precision: hessianPrecision });
     }
     if (needs.absmax) this.absmax = new AbsMaxAccumulator(this.dim);
     if (needs.sqnorm) this.sqnorm = new SumSquaresAccumulator(this.dim);

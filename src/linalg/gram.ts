@@ -3,10 +3,20 @@ import { SMALL_FLOPS } from './gemm.js';
 
 /**
  * Gram accumulation H += XᵀX for X [rows, dim] row-major: the (unscaled) SparseGPT/GPTQ Hessian, whose
- * callers scale by 2/n (Frantar & Alistarh 2023; Frantar et al. 2022). Working precision float64: float32
- * activations are cast to double inside the ONNX graph (Cast → Gemm transA=1 on MLAS DGEMM), so every
- * product and sum is a double operation; chunks are added into a float64 H. result() symmetrizes H.
+ * callers scale by 2/n (Frantar & Alistarh 2023; Frantar et al. 2022). H is float64. Each chunk's
+ * product is, by `precision`:
+ * - 'float32' (default): an MLAS SGEMM over at most F32_PRODUCT_ROWS rows, added into the float64 H.
+ *   The authors' reference code keeps all of H in float32 (one float32 product per 2048-token sample,
+ *   summed in float32), so float32 products of ≤ 4096 rows summed in float64 are as precise; SGEMM runs
+ *   at about twice DGEMM's rate on this CPU (bench/RESULTS.md, issue 21).
+ * - 'float64': float32 activations are cast to double inside the ONNX graph (Cast → Gemm transA=1 on
+ *   MLAS DGEMM), so every product and sum is a double operation.
+ * float64 activations always take the float64 path. result() symmetrizes H.
  */
+export type GramPrecision = 'float32' | 'float64';
+
+/** rows per float32 product: its float32 sums then run over as many terms as the reference's 2048-token samples, within 2× */
+const F32_PRODUCT_ROWS = 4096;
 
 /** rows per Gemm call are capped so one chunk holds at most this many elements (64 MiB once cast to double) */
 const CHUNK_ELEMENTS = 1 << 23;
@@ -29,15 +39,27 @@ const BLOCK_ELEMENTS = 1 << 22;
 const SYMMETRIC_MIN_DIM = 2048;
 const SYMMETRIC_BLOCK = 1024;
 
+/**
+ * How a chunk's product is computed: 'f32' float32 in and out (SGEMM), 'f32_f64' float32 cast to
+ * double (DGEMM), 'f64' double in and out.
+ */
+type Kind = 'f32' | 'f32_f64' | 'f64';
+
+function kindOf(X: FloatArray, precision: GramPrecision): Kind {
+  if (!(X instanceof Float32Array)) return 'f64';
+  return precision === 'float32' ? 'f32' : 'f32_f64';
+}
+
 /** Cast(A)ᵀ·Cast(B): one off-diagonal block of XᵀX from two column slices of the same rows */
-function crossGraph(cast: boolean): () => KernelGraph {
-  const dtype = cast ? 'float32' : 'float64';
+function crossGraph(kind: Kind): () => KernelGraph {
+  const cast = kind === 'f32_f64';
+  const dtype = kind === 'f64' ? 'float64' : 'float32';
   return () => ({
     inputs: [
       { name: 'A', dtype, dims: ['rows', 'a'] },
       { name: 'B', dtype, dims: ['rows', 'b'] },
     ],
-    outputs: [{ name: 'Y', dtype: 'float64', dims: ['a2', 'b2'] }],
+    outputs: [{ name: 'Y', dtype: kind === 'f32' ? 'float32' : 'float64', dims: ['a2', 'b2'] }],
     nodes: (cast
       ? [
           { op: 'Cast', inputs: ['A'], outputs: ['Ad'], attrs: { to: 11 } },
@@ -56,10 +78,11 @@ function columnSlice(X: FloatArray, rows: number, dim: number, c0: number, c1: n
   return out;
 }
 
-function gramGraph(cast: boolean): () => KernelGraph {
+function gramGraph(kind: Kind): () => KernelGraph {
+  const cast = kind === 'f32_f64';
   return () => ({
-    inputs: [{ name: 'X', dtype: cast ? 'float32' : 'float64', dims: ['rows', 'dim'] }],
-    outputs: [{ name: 'Y', dtype: 'float64', dims: ['dim', 'dim2'] }],
+    inputs: [{ name: 'X', dtype: kind === 'f64' ? 'float64' : 'float32', dims: ['rows', 'dim'] }],
+    outputs: [{ name: 'Y', dtype: kind === 'f32' ? 'float32' : 'float64', dims: ['dim', 'dim2'] }],
     nodes: (cast
       ? [
           { op: 'Cast', inputs: ['X'], outputs: ['Xd'], attrs: { to: 11 } },
@@ -69,7 +92,15 @@ function gramGraph(cast: boolean): () => KernelGraph {
   });
 }
 
-/** XᵀX of one chunk (dim×dim float64). */
+const GRAM_KEY: Record<Kind, string> = { f32: 'gram_f32', f32_f64: 'gram_f32_f64', f64: 'gram_f64' };
+const CROSS_KEY: Record<Kind, string> = { f32: 'cross_gram_f32', f32_f64: 'cross_gram_f32_f64', f64: 'cross_gram_f64' };
+
+/** XᵀX of X [rows, dim] on ONNX Runtime, as `kind` computes it (dim×dim; float32 for 'f32') */
+function gramKernel(X: FloatArray, rows: number, dim: number, kind: Kind): Promise<FloatArray> {
+  return runKernel(GRAM_KEY[kind], gramGraph(kind), { X: { data: X, dims: [rows, dim] } });
+}
+
+/** XᵀX of one chunk (dim×dim float64, every product and sum in double). */
 export async function gram(X: FloatArray, rows: number, dim: number): Promise<Float64Array> {
   if (X.length !== rows * dim) throw new Error(`gram: X has ${X.length} elements, expected rows·dim = ${rows}·${dim}`);
   if (rows * dim * dim < SMALL_FLOPS) {
@@ -77,8 +108,7 @@ export async function gram(X: FloatArray, rows: number, dim: number): Promise<Fl
     addGramJs(H, X, rows, dim);
     return H;
   }
-  const cast = X instanceof Float32Array;
-  return (await runKernel(cast ? 'gram_f32_f64' : 'gram_f64', gramGraph(cast), { X: { data: X, dims: [rows, dim] } })) as Float64Array;
+  return (await gramKernel(X, rows, dim, kindOf(X, 'float64'))) as Float64Array;
 }
 
 function addGramJs(H: Float64Array, X: FloatArray, rows: number, dim: number): void {
@@ -98,6 +128,7 @@ export class GramAccumulator {
   private readonly H: Float64Array;
   private readonly chunkRows: number;
   private readonly blockRows: number;
+  private readonly precision: GramPrecision;
   private rows = 0;
   /** column block boundaries when only H's upper block triangle is computed (undefined: the full product) */
   private readonly columnBlocks?: number[];
@@ -106,17 +137,20 @@ export class GramAccumulator {
   private pendingRows = 0;
 
   /**
-   * `chunkRows` bounds the rows per Gemm call (default: 8 Mi elements per chunk); `blockRows` is the
-   * block small adds are buffered into (default: 4096 rows, at most 4 Mi elements; 1 adds each
-   * call on its own)
+   * `chunkRows` bounds the rows per Gemm call (default: 8 Mi elements per chunk, and at most
+   * F32_PRODUCT_ROWS for float32 products); `blockRows` is the block small adds are buffered into
+   * (default: 4096 rows, at most 4 Mi elements; 1 adds each call on its own); `precision` is each
+   * chunk's product's (default 'float32', see the file's opening comment)
    */
-  constructor(dim: number, opts: { chunkRows?: number; blockRows?: number; columnBlocks?: number } = {}) {
+  constructor(dim: number, opts: { chunkRows?: number; blockRows?: number; columnBlocks?: number; precision?: GramPrecision } = {}) {
     if (!Number.isInteger(dim) || dim <= 0) throw new Error(`GramAccumulator: dim must be a positive integer, got ${dim}`);
     this.dim = dim;
     const blocks = opts.columnBlocks ?? (dim >= SYMMETRIC_MIN_DIM ? Math.round(dim / SYMMETRIC_BLOCK) : 1);
     if (blocks > 1) this.columnBlocks = Array.from({ length: blocks + 1 }, (_, p) => Math.round((p * dim) / blocks));
     this.H = new Float64Array(dim * dim);
-    this.chunkRows = opts.chunkRows ?? Math.max(1, Math.floor(CHUNK_ELEMENTS / dim));
+    this.precision = opts.precision ?? 'float32';
+    const elementRows = Math.max(1, Math.floor(CHUNK_ELEMENTS / dim));
+    this.chunkRows = opts.chunkRows ?? (this.precision === 'float32' ? Math.min(F32_PRODUCT_ROWS, elementRows) : elementRows);
     this.blockRows = opts.blockRows ?? Math.max(1, Math.min(BLOCK_ROWS, Math.floor(BLOCK_ELEMENTS / dim)));
   }
 
@@ -164,7 +198,7 @@ export class GramAccumulator {
       if ((r1 - r0) * d * d < SMALL_FLOPS) addGramJs(this.H, chunk, r1 - r0, d);
       else if (this.columnBlocks) await this.accumulateUpper(chunk, r1 - r0);
       else {
-        const G = await gram(chunk, r1 - r0, d);
+        const G = await gramKernel(chunk, r1 - r0, d, kindOf(chunk, this.precision));
         for (let i = 0; i < G.length; i++) this.H[i] += G[i]!;
       }
     }
@@ -174,7 +208,7 @@ export class GramAccumulator {
   private async accumulateUpper(X: FloatArray, rows: number): Promise<void> {
     const d = this.dim;
     const bounds = this.columnBlocks!;
-    const cast = X instanceof Float32Array;
+    const kind = kindOf(X, this.precision);
     const slices = bounds.slice(1).map((c1, p) => columnSlice(X, rows, d, bounds[p]!, c1));
     for (let p = 0; p < slices.length; p++) {
       for (let q = p; q < slices.length; q++) {
@@ -183,8 +217,8 @@ export class GramAccumulator {
         // always ONNX Runtime, even for a small chunk: the JS loop's sums would round differently
         const G =
           p === q
-            ? ((await runKernel(cast ? 'gram_f32_f64' : 'gram_f64', gramGraph(cast), { X: { data: slices[p]!, dims: [rows, a] } })) as Float64Array)
-            : ((await runKernel(cast ? 'cross_gram_f32_f64' : 'cross_gram_f64', crossGraph(cast), { A: { data: slices[p]!, dims: [rows, a] }, B: { data: slices[q]!, dims: [rows, b] } })) as Float64Array);
+            ? await gramKernel(slices[p]!, rows, a, kind)
+            : await runKernel(CROSS_KEY[kind], crossGraph(kind), { A: { data: slices[p]!, dims: [rows, a] }, B: { data: slices[q]!, dims: [rows, b] } });
         for (let i = 0; i < a; i++) {
           const h = (bounds[p]! + i) * d + bounds[q]!;
           for (let j = 0; j < b; j++) this.H[h + j] += G[i * b + j]!;

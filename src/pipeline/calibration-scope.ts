@@ -17,7 +17,7 @@ export function modelIdentity(checkpoint: Checkpoint): string {
  * The cache scope of pass `index`'s calibration statistics: everything the model as that pass
  * finds it, and the calibration samples, depend on. The input model (modelIdentity); the passes before it
  * (ids, targets, ignore, params with defaults), with the seed when there are any (a pass may
- * sample); the calibration data spec, the sha256 of every file it read, samples and seq_len; and
+ * sample); the calibration data spec, the sha256 of every file it read, samples, seq_len and hessian_precision; and
  * the pare version. The calibrator adds its mode and each entry's tensor and statistic.
  */
 export function calibrationScope(model: string, recipe: RunnableRecipe, index: number, seed: number, dataFiles: readonly { sha256: string }[]): string {
@@ -27,7 +27,7 @@ export function calibrationScope(model: string, recipe: RunnableRecipe, index: n
     canonicalJson({
       pare: VERSION,
       model,
-      calibration: cal && { data: cal.data, files: dataFiles.map((f) => f.sha256).sort(), samples: cal.samples, seq_len: cal.seq_len },
+      calibration: cal && { data: cal.data, files: dataFiles.map((f) => f.sha256).sort(), samples: cal.samples, seq_len: cal.seq_len, hessian_precision: cal.hessian_precision },
       prefix,
       seed: prefix.length ? seed : undefined,
     }),

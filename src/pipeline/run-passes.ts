@@ -1,3 +1,4 @@
+import { STREAM_RESIDENT_BYTES } from '../calibrate/boundary-store.js';
 import { Calibrator } from '../calibrate/calibrator.js';
 import { calibrationFeeds } from '../calibrate/feeds.js';
 import type { StatsCache } from '../calibrate/stats-cache.js';
@@ -22,6 +23,8 @@ export interface PassRunOptions {
   resume?: boolean;
   hooks?: RunHooks;
   statsCache?: StatsCache;
+  /** --stream: boundary values spill past STREAM_RESIDENT_BYTES too */
+  stream?: boolean;
 }
 
 /** Passes `start`… of the recipe on `model`, each saved to the work dir before the next. */
@@ -29,7 +32,7 @@ export async function runPasses(model: Model, run: CompressRun, start: number, w
   const { recipe, seed } = run;
   const progress = opts.progress;
   // passes that can use calibration optionally (prune.channels) get it whenever the recipe has it
-  const { calibrator, files } = start < recipe.recipe.passes.length ? await makeCalibrator(model, recipe, threads, progress, work.file('calibration'), opts.statsCache) : { files: [] };
+  const { calibrator, files } = start < recipe.recipe.passes.length ? await makeCalibrator(model, recipe, threads, progress, work.file('calibration'), opts.statsCache, opts.stream ? STREAM_RESIDENT_BYTES : undefined) : { files: [] };
   const tPasses = performance.now();
   const total = recipe.recipe.passes.length;
   for (let i = start; i < total; i++) {
@@ -93,6 +96,7 @@ export async function makeCalibrator(
   progress: Progress,
   spillDir: string,
   cache: StatsCache | undefined,
+  residentBytes?: number,
 ): Promise<{ calibrator?: Calibrator; files: { sha256: string }[] }> {
   const cal = recipe.recipe.calibration;
   if (!cal) return { files: [] };
@@ -100,6 +104,6 @@ export async function makeCalibrator(
   // calibration runs the first `samples` sequences; text is tokenized only that far
   const data = await loadDataset(cal.data, recipe.dir, { sequences: cal.samples, onProgress: (p) => progress.stage(`loading calibration data: ${loadProgressText(p)}`) });
   const io = await resolveKvShapes(model, modelIo(model), threads);
-  const calibrator = new Calibrator(calibrationFeeds(io, data, cal.samples, cal.seq_len, recipe.path), cal.mode, threads, { spillDir, onWarning: (w) => progress.warn(`calibration: ${w}`), cache });
+  const calibrator = new Calibrator(calibrationFeeds(io, data, cal.samples, cal.seq_len, recipe.path), cal.mode, threads, { spillDir, residentBytes, onWarning: (w) => progress.warn(`calibration: ${w}`), cache, hessianPrecision: cal.hessian_precision });
   return { calibrator, files: data.files };
 }

@@ -52,6 +52,8 @@ export const Calibration = z.strictObject({
   seq_len: z.number().int().min(2).optional(),
   /** sequential: block i is calibrated on the outputs of the already-compressed blocks before it */
   mode: z.enum(['sequential', 'oneshot']).default('sequential'),
+  /** XᵀX of each block of rows as a float32 product (twice as fast) or a float64 one; summed in float64 either way */
+  hessian_precision: z.enum(['float32', 'float64']).default('float32'),
 });
 
 export const Latency = z.strictObject({

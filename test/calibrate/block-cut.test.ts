@@ -132,12 +132,18 @@ describe('sequential calibration on cut block sub-graphs', () => {
     }
   }, 60_000);
 
-  it('spilled boundary values give the same statistics and their files are removed', async () => {
+  it('spilled boundary values give bit-identical statistics and their files are removed', async () => {
     const { dir, cleanup } = tempDir();
     try {
       const spilled = await sequentialStats(SOURCES['exported graph'], { residentBytes: 0, spillDir: dir });
       const resident = await sequentialStats(SOURCES['exported graph'], {});
       expectSameStats(spilled.stats, resident.stats);
+      for (const [j, want] of resident.stats.entries()) {
+        for (const [name, w] of want) for (const field of ['xtx', 'absmax', 'sqnorm'] as const) expect(spilled.stats[j]!.get(name)![field], `${name}.${field}`).toEqual(w[field]);
+      }
+      expect(spilled.cal.peakBoundaryBytes).toBe(0);
+      // the resident run releases each value's samples after their last read (a read after that throws)
+      expect(resident.cal.peakBoundaryBytes).toBeGreaterThan(0);
       expect(spilled.cal.spilledBytes).toBeGreaterThan(0);
       expect(resident.cal.spilledBytes).toBe(0);
       expect(existsSync(dir) && readdirSync(dir)).toEqual([]);

@@ -36,6 +36,49 @@ describe('BoundaryStore', () => {
     }
   });
 
+  it('release frees a sample after its last read: a step that reads one value and stores the next holds one whole value, not two', () => {
+    const store = new BoundaryStore();
+    const sample = (v: number) => new ort.Tensor('float32', new Float32Array(256).fill(v), [1, 16, 16]);
+    for (let s = 0; s < 4; s++) store.put('h0', s, sample(s));
+    // the step: read h0 of sample s for the last time, store h1 of sample s
+    for (let s = 0; s < 4; s++) {
+      expect((store.get('h0', s).data as Float32Array)[0]).toBe(s);
+      store.release('h0', s);
+      store.put('h1', s, sample(10 + s));
+    }
+    // 4 samples of 1 KiB each: h0 whole, then one sample of h1 while h0's first sample is freed
+    expect(store.peakResidentBytes).toBe(4 * 1024); // 8 KiB if h0 were held whole until the step ends
+    expect(store.residentSize()).toBe(4 * 1024);
+    expect(() => store.get('h0', 2)).toThrow(/'h0' of sample 2 was released/);
+    expect((store.get('h1', 3).data as Float32Array)[0]).toBe(13);
+    store.delete('h0');
+    expect(store.residentSize()).toBe(4 * 1024);
+    store.close();
+  });
+
+  it('a sample equal to the one before it is kept once, resident or spilled, and released in order', () => {
+    const mask = () => new ort.Tensor('float32', new Float32Array(64).fill(-1), [1, 8, 8]);
+    const other = new ort.Tensor('float32', new Float32Array(64).fill(2), [1, 8, 8]);
+    for (const budget of [1 << 20, 0]) {
+      const { dir, cleanup } = tempDir();
+      try {
+        const store = new BoundaryStore(budget, dir);
+        [mask(), mask(), other, mask()].forEach((t, s) => store.put('m', s, t));
+        // samples 0 and 1 share one copy; 2 differs; 3 differs from 2, so it is stored again
+        expect(budget > 0 ? store.residentSize() : store.spilledBytes).toBe(3 * 256);
+        for (const [s, v] of [-1, -1, 2, -1].entries()) expect(Array.from(store.get('m', s).data as Float32Array)).toEqual(new Array(64).fill(v));
+        for (let s = 0; s < 4; s++) {
+          store.release('m', s);
+          if (s === 0) expect(Array.from(store.get('m', 1).data as Float32Array)).toEqual(new Array(64).fill(-1)); // its bytes outlive sample 0
+        }
+        expect(store.residentSize()).toBe(0);
+        store.close();
+      } finally {
+        cleanup();
+      }
+    }
+  });
+
   it('names a missing value and sample', () => {
     const store = new BoundaryStore();
     expect(() => store.get('h', 3)).toThrow(/no value 'h' for sample 3/);

@@ -136,10 +136,11 @@ describe('float64 references against closed forms', () => {
 });
 
 /**
- * The project's implementation (float32 weights, ORT GEMMs, Hinv from one reversed Cholesky) and
- * the float64 reference solve the same problem; they can only part where float32 rounding flips a
- * mask choice or a rounding near a tie. Measured on all 35 layers: identical masks and codes, layer
- * errors within 4e-7 relative. A single flipped weight moves a layer's error by about 1/numel
+ * The project's implementation (float32 weights, ORT GEMMs, Hinv from one reversed Cholesky, XᵀX
+ * from float32 products summed in float64) and the float64 reference (on float64 XᵀX products)
+ * solve the same problem; they can only part where float32 rounding flips a mask choice or a
+ * rounding near a tie. Measured on all 35 layers: identical masks and codes, layer errors within
+ * 4e-7 relative (2.2e-7 with the float32 products). A single flipped weight moves a layer's error by about 1/numel
  * (≥ 1/11,008), so 1e-3 allows a few flips and still fails a real algorithmic difference.
  */
 const ERROR_RTOL = 1e-3;
@@ -149,7 +150,10 @@ const DIFF_FRACTION = 1e-3;
 describe('project SparseGPT/GPTQ against the float64 reference on stories260K (issue protocol calibration)', () => {
   let model: ReturnType<typeof readOnnx>;
   let layers: LinearLayer[];
+  /** the project's statistics: float32 XᵀX products summed in float64 (the default) */
   let stats: Map<string, InputStats>;
+  /** float64 XᵀX products: the reference's Hessians and the layer errors both are judged by */
+  let stats64: Map<string, InputStats>;
 
   beforeAll(async () => {
     model = readOnnx(join(ROOT, 'fixtures/stories260K/model.onnx'));
@@ -159,10 +163,11 @@ describe('project SparseGPT/GPTQ against the float64 reference on stories260K (i
     );
     layers = linears(model).filter((l) => l.name.startsWith('layers.'));
     stats = await new Calibrator(calibrationFeeds(model, data, 128), 'oneshot', 1).collect(model, layers, { hessian: true });
+    stats64 = await new Calibrator(calibrationFeeds(model, data, 128), 'oneshot', 1, { hessianPrecision: 'float64' }).collect(model, layers, { hessian: true });
   });
 
   function expectCloseToReference(label: string, layer: LinearLayer, W: Float32Array, project: ArrayLike<number>, reference: ArrayLike<number>, differ: number): void {
-    const xtx = stats.get(layer.input)!.xtx!;
+    const xtx = stats64.get(layer.input)!.xtx!;
     const cols = layer.inFeatures;
     const eProject = layerErrorRef(W, project, layer.outFeatures, cols, xtx);
     const eReference = layerErrorRef(W, reference, layer.outFeatures, cols, xtx);
@@ -182,7 +187,7 @@ describe('project SparseGPT/GPTQ against the float64 reference on stories260K (i
         const project = W.slice();
         const { Hinv } = await prepareHessian(s, project, rows, { dampening: 0.01, pass: 'test', layer: layer.name });
         await sparsegptPrune(project, rows, cols, Hinv, { sparsity: 0.5, pattern: parsePattern(pattern), blockSize: 128 });
-        const ref = sparsegptReference(W, rows, cols, hessianFromGram(s.xtx!, s.rows, cols), { sparsity: 0.5, nm: pattern === '2:4' ? { n: 2, m: 4 } : undefined });
+        const ref = sparsegptReference(W, rows, cols, hessianFromGram(stats64.get(layer.input)!.xtx!, s.rows, cols), { sparsity: 0.5, nm: pattern === '2:4' ? { n: 2, m: 4 } : undefined });
         if (pattern === '2:4') {
           for (let g = 0; g < project.length; g += 4) expect(project.subarray(g, g + 4).filter((v) => v === 0).length, `${layer.name} group ${g}`).toBe(2);
         } else {
@@ -220,7 +225,7 @@ describe('project SparseGPT/GPTQ against the float64 reference on stories260K (i
         const { m } = await gptqQuantize(W.slice(), rows, cols, prepared.Hinv, prepared.perm, { bits: c.bits, granularity, symmetric: false, blockSize: 128, staticGroups: !c.dynamic });
         const project = dequantizeMatrix(m);
         // static groups: both fix the group grids before the loop; dynamic: both refit them as the loop reaches them
-        const ref = gptqReference(W, rows, cols, hessianFromGram(s.xtx!, s.rows, cols), { bits: c.bits, groupSize: c.groupSize, symmetric: false, actOrder: c.actOrder, staticGroups: !c.dynamic });
+        const ref = gptqReference(W, rows, cols, hessianFromGram(stats64.get(layer.input)!.xtx!, s.rows, cols), { bits: c.bits, groupSize: c.groupSize, symmetric: false, actOrder: c.actOrder, staticGroups: !c.dynamic });
         let differ = 0;
         for (let i = 0; i < W.length; i++) if (Math.abs(project[i]! - ref.W[i]!) > 1e-6 * Math.abs(ref.W[i]!) + 1e-12) differ++;
         expectCloseToReference(`gptq ${c.label}`, layer, W, project, ref.W, differ);

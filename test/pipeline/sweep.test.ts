@@ -65,6 +65,21 @@ describe('pare sweep on stories260K', () => {
     expect((JSON.parse(dry.out) as { points: { id: string }[] }).points.map((p) => p.id)).toEqual(reports.map((p) => p.sweep!.id));
   });
 
+  it('calibration.hessian_precision is part of the statistics cache scope: float64 points do not reuse float32 Hessians', async () => {
+    const dir = join(tmp.dir, 'precision');
+    const r = await runCli(['sweep', MODEL, '-r', RECIPE, '--set', 'calibration.hessian_precision=float32,float64', '--set', 'passes[0].params.sparsity=0.2,0.5', '--set', 'passes[1].params.bits=8', '-o', dir, '--threads', '1']);
+    expect(r.code, r.err).toBe(0);
+    const reports = pointReports(dir);
+    // points in order: (0.2, float32), (0.2, float64), (0.5, float32), (0.5, float64); each precision computes its own Hessians once
+    expect(reports.map((p) => p.sweep!.id.replace(/-[0-9a-f]{8}$/, ''))).toEqual(['sparsity=0.2,bits=8,hessian_precision=float32', 'sparsity=0.2,bits=8,hessian_precision=float64', 'sparsity=0.5,bits=8,hessian_precision=float32', 'sparsity=0.5,bits=8,hessian_precision=float64']);
+    expect(reports.map((p) => [p.calibration_cache!.hits, p.calibration_cache!.misses])).toEqual([
+      [0, HESSIANS],
+      [0, HESSIANS],
+      [HESSIANS, 0],
+      [HESSIANS, 0],
+    ]);
+  });
+
   it('as 3 shards in 3 processes into one folder: 2 points each, and merging gives the same points with the same bytes and numbers', async () => {
     const shards = await Promise.all([1, 2, 3].map((i) => runPare(['sweep', MODEL, '-r', RECIPE, ...AXES, '-o', B, '--shard', `${i}/3`, '--threads', '1'], { timeoutMs: 180_000 })));
     for (const s of shards) {

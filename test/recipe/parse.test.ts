@@ -33,6 +33,7 @@ describe('parseRecipe', () => {
       data: { kind: 'tokens', path: 'calib.bin', seq_len: 128, dtype: 'uint16', offset: 0 },
       samples: 64,
       mode: 'sequential',
+      hessian_precision: 'float32',
     });
     expect(r.passes.map((p) => p.parsed.calibration.need)).toEqual(['none', 'required']);
     expect(r.passes.map(({ parsed: _, ...entry }) => entry)).toEqual([
