@@ -83,7 +83,7 @@ async function distill(model: Model, p: KdParams, ctx: PassContext) {
     io,
     ...matched,
   }));
-  // the teacher's outputs for the next step, computed by ONNX Runtime on its own threads while tfjs runs this step
+  // the teacher's outputs for the next step, issued before this step's student work (onnxruntime-node 1.30 runs a session on the JS thread, so this orders the work rather than overlapping it)
   let prefetched: Promise<TeacherTargets> | undefined;
   try {
     const split = splitHeldOut(await trainingWindows(p, ctx, teacher, io.outputWidth), p.held_out, ctx.where);
