@@ -13,6 +13,7 @@ import { dequantizeMatrix, quantizeMatrix, type GridSpec } from '../../src/quant
 import { foldInverse } from '../../src/quantize/smoothquant.js';
 import { ort, sessionFromModel } from '../../src/runtime/ort.js';
 import { seededRandom } from '../../src/util/random.js';
+import { gramRef, outputErrorRef } from '../reference/matmul.js';
 import { decoderFeeds } from '../decoder-feeds.js';
 import { allClose } from '../helpers.js';
 import { storiesCalibration, storiesLogits } from './models.js';
@@ -182,18 +183,9 @@ describe('AWQ v_proj → o_proj', () => {
     const channelOf = Int32Array.from({ length: K }, (_, j) => Math.floor(Math.floor(j / 4) / 2) * 4 + (j % 4));
     const X = Float32Array.from({ length: n * K }, (_, i) => (r() * 2 - 1) * (channelOf[i % K]! % 4 === 1 ? 10 : 1));
     const W = Float32Array.from({ length: rows * K }, () => r() * 2 - 1);
-    const G = new Float64Array(K * K);
-    for (let s = 0; s < n; s++) for (let a = 0; a < K; a++) for (let b = 0; b < K; b++) G[a * K + b] += X[s * K + a]! * X[s * K + b]!;
+    const G = gramRef(X, n, K);
     const spec: GridSpec = { bits: 3, granularity: { kind: 'group', size: 8 }, symmetric: false };
-    const direct = (Wq: Float32Array) => {
-      let e = 0;
-      for (let s = 0; s < n; s++) for (let o = 0; o < rows; o++) {
-        let d = 0;
-        for (let k = 0; k < K; k++) d += (W[o * K + k]! - Wq[o * K + k]!) * X[s * K + k]!;
-        e += d * d;
-      }
-      return e;
-    };
+    const direct = (Wq: Float32Array) => outputErrorRef(W, Wq, X, n, rows, K);
     // brute force: per-v-channel RMS pooled over the inputs that read it, s_c = rms^α / √(max·min), expanded
     const rms = Array.from({ length: 8 }, (_, c) => {
       const js = [...channelOf.keys()].filter((j) => channelOf[j] === c);

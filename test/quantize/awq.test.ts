@@ -7,6 +7,7 @@ import { readOnnx } from '../../src/model/onnx-io.js';
 import { awq, gramError, searchAlpha } from '../../src/quantize/awq.js';
 import { dequantizeMatrix, quantizeMatrix, type GridSpec } from '../../src/quantize/grid.js';
 import { seededRandom } from '../../src/util/random.js';
+import { gramRef, outputErrorRef } from '../reference/matmul.js';
 import { allClose } from '../helpers.js';
 import { storiesCalibration, storiesLogits } from './models.js';
 
@@ -43,18 +44,9 @@ describe('quantize.awq', () => {
     const [n, K, rows] = [64, 40, 12];
     const X = Float32Array.from({ length: n * K }, (_, i) => (r() * 2 - 1) * (i % K < 4 ? 8 : 1));
     const W = Float32Array.from({ length: rows * K }, () => r() * 2 - 1);
-    const G = new Float64Array(K * K);
-    for (let s = 0; s < n; s++) for (let a = 0; a < K; a++) for (let b = 0; b < K; b++) G[a * K + b] += X[s * K + a]! * X[s * K + b]!;
+    const G = gramRef(X, n, K);
     const spec: GridSpec = { bits: 3, granularity: { kind: 'group', size: 16 }, symmetric: false };
-    const direct = (Wq: Float32Array) => {
-      let e = 0;
-      for (let s = 0; s < n; s++) for (let o = 0; o < rows; o++) {
-        let d = 0;
-        for (let k = 0; k < K; k++) d += (W[o * K + k]! - Wq[o * K + k]!) * X[s * K + k]!;
-        e += d * d;
-      }
-      return e;
-    };
+    const direct = (Wq: Float32Array) => outputErrorRef(W, Wq, X, n, rows, K);
     const rtn = dequantizeMatrix(quantizeMatrix(W, rows, K, spec));
     expect(gramError(W, rtn, rows, K, G)).toBeCloseTo(direct(rtn), 6);
     // brute force: every α of the grid, scaled, rounded, unscaled, error measured on X directly

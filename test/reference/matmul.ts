@@ -26,6 +26,19 @@ export function gramRef(X: ArrayLike<number>, rows: number, dim: number): Float6
   return H;
 }
 
+/** ‖X·(W − Ŵ)ᵀ‖² in float64: the output error of Ŵ on the rows of X [n, cols], W and Ŵ [rows, cols] */
+export function outputErrorRef(W: ArrayLike<number>, Wq: ArrayLike<number>, X: ArrayLike<number>, n: number, rows: number, cols: number): number {
+  let e = 0;
+  for (let s = 0; s < n; s++) {
+    for (let o = 0; o < rows; o++) {
+      let d = 0;
+      for (let k = 0; k < cols; k++) d += (W[o * cols + k]! - Wq[o * cols + k]!) * X[s * cols + k]!;
+      e += d * d;
+    }
+  }
+  return e;
+}
+
 /** Σ x² and max |x| per channel of X [rows, dim] */
 export function channelStatsRef(X: ArrayLike<number>, rows: number, dim: number): { sumSq: Float64Array; absMax: Float64Array } {
   const sumSq = new Float64Array(dim);
