@@ -14,30 +14,17 @@ import { refitScalesOffsets } from '../../src/quantize/refit-offset.js';
 import { ort, sessionFromModel } from '../../src/runtime/ort.js';
 import { seededRandom } from '../../src/util/random.js';
 import { allClose } from '../helpers.js';
-import { hWeightedError, refitOffsetRowRef } from '../reference/scale-refit.js';
+import { correlatedLayer, hWeightedError, refitOffsetRowRef } from '../reference/scale-refit.js';
 import { singleMatMul } from './models.js';
 
 /** Float MatMulNBits zero points: the joint scale/offset least squares, and what ONNX Runtime computes with them. */
-
-function layer(rows: number, cols: number, samples: number, seed: number): { W: Float32Array; xtx: Float64Array } {
-  const r = seededRandom(seed);
-  const W = Float32Array.from({ length: rows * cols }, () => (r() * 2 - 1) * (r() < 0.1 ? 3 : 1) + 0.3);
-  const X = new Float64Array(samples * cols);
-  for (let s = 0; s < samples; s++) {
-    let prev = 0;
-    for (let k = 0; k < cols; k++) X[s * cols + k] = prev = 0.6 * prev + (r() * 2 - 1) * (1 + (k % 5 === 0 ? 2 : 0));
-  }
-  const xtx = new Float64Array(cols * cols);
-  for (let s = 0; s < samples; s++) for (let a = 0; a < cols; a++) for (let b = 0; b < cols; b++) xtx[a * cols + b] += X[s * cols + a]! * X[s * cols + b]!;
-  return { W, xtx };
-}
 
 const spec: GridSpec = { bits: 3, granularity: { kind: 'group', size: 8 }, symmetric: false };
 
 describe('joint scale and zero-point refit', () => {
   it('equals the float64 normal-equations solution (BᵀHB)·θ = BᵀH·w: ŵ = (q − z)·s matches q·s + t, K = 20 in groups of 8 (short last group), correlated H', async () => {
     const [rows, cols, g] = [6, 20, 8];
-    const { W, xtx } = layer(rows, cols, 64, 5);
+    const { W, xtx } = correlatedLayer(rows, cols, 64, 5, 0.3);
     const m = quantizeMatrix(W, rows, cols, spec);
     const fit = await refitScalesOffsets(W, m, xtx);
     expect(fit.refitted).toBe(rows);
@@ -55,7 +42,7 @@ describe('joint scale and zero-point refit', () => {
   it('never raises a row\'s H-weighted error, and ends no higher than the scale-only refit: 2–4 bits, 12 layers', async () => {
     for (let i = 0; i < 12; i++) {
       const [rows, cols] = [5, 40];
-      const { W, xtx } = layer(rows, cols, 30 + 10 * i, 200 + i);
+      const { W, xtx } = correlatedLayer(rows, cols, 30 + 10 * i, 200 + i, 0.3);
       const m = quantizeMatrix(W, rows, cols, { bits: [2, 3, 4][i % 3]!, granularity: { kind: 'group', size: 16 }, symmetric: false, mseClip: i % 2 === 0 });
       const joint = await refitScalesOffsets(W, m, xtx);
       const scaleOnly = await refitScales(W, m, xtx);
@@ -69,7 +56,7 @@ describe('joint scale and zero-point refit', () => {
   });
 
   it('float16 storage: the stored scales and zero points are float16 values', async () => {
-    const { W, xtx } = layer(4, 32, 50, 3);
+    const { W, xtx } = correlatedLayer(4, 32, 50, 3, 0.3);
     const m = quantizeMatrix(W, 4, 32, { ...spec, bits: 4, scaleDtype: 'float16' });
     const fit = await refitScalesOffsets(W, m, xtx, (s) => storedScale(s, 'float16'));
     for (const v of [...fit.scales, ...fit.floatZeros]) expect(storedScale(v, 'float16')).toBe(v);
@@ -79,7 +66,7 @@ describe('joint scale and zero-point refit', () => {
 describe('GPTQ with float zero points', () => {
   it('gptqRefit: the joint refit ends at or below the scale-only refit on the same codes; 3 rounds (GPTQ on the float-zero grid) at or below one, with the error it reports', async () => {
     const [rows, cols] = [16, 64];
-    const { W, xtx } = layer(rows, cols, 200, 77);
+    const { W, xtx } = correlatedLayer(rows, cols, 200, 77, 0.3);
     const stats: InputStats = { tensor: 'x', dim: cols, rows: 200, xtx };
     const Wd = W.slice();
     const prepared = await prepareHessian(stats, Wd, rows, { dampening: 0.01, pass: 't', layer: 'l' });

@@ -4,25 +4,10 @@ import { prepareHessian } from '../../src/obs/hessian.js';
 import { gptq, gptqQuantize, gptqRefit } from '../../src/quantize/gptq.js';
 import { dequantizeMatrix, groupCount, quantizeMatrix, type GridSpec, type QuantizedMatrix } from '../../src/quantize/grid.js';
 import { refitScales } from '../../src/quantize/refit.js';
-import { seededRandom } from '../../src/util/random.js';
 import { allClose } from '../helpers.js';
-import { hWeightedError, refitRowRef } from '../reference/scale-refit.js';
+import { correlatedLayer, hWeightedError, refitRowRef } from '../reference/scale-refit.js';
 
 /** Scale refit after the codes are fixed: the normal equations' solution, never a larger H-weighted error. */
-
-/** W [rows, cols] and XᵀX of `samples` correlated inputs (each input mixes its neighbour), float64. */
-function layer(rows: number, cols: number, samples: number, seed: number): { W: Float32Array; xtx: Float64Array } {
-  const r = seededRandom(seed);
-  const W = Float32Array.from({ length: rows * cols }, () => (r() * 2 - 1) * (r() < 0.1 ? 3 : 1));
-  const X = new Float64Array(samples * cols);
-  for (let s = 0; s < samples; s++) {
-    let prev = 0;
-    for (let k = 0; k < cols; k++) X[s * cols + k] = prev = 0.6 * prev + (r() * 2 - 1) * (1 + (k % 5 === 0 ? 2 : 0));
-  }
-  const xtx = new Float64Array(cols * cols);
-  for (let s = 0; s < samples; s++) for (let a = 0; a < cols; a++) for (let b = 0; b < cols; b++) xtx[a * cols + b] += X[s * cols + a]! * X[s * cols + b]!;
-  return { W, xtx };
-}
 
 const row = <T extends Float32Array | Uint8Array>(v: T, r: number, n: number): T => v.subarray(r * n, (r + 1) * n) as T;
 
@@ -35,7 +20,7 @@ describe('scale refit', () => {
   for (const rows of [3, 120]) {
     it(`equals the float64 normal-equations solution (AᵀHA)·s = AᵀH·w: ${rows} rows (${rows > 3 ? 'GEMMs on ONNX Runtime' : 'plain loops'}), K = 20 in groups of 8 (short last group), correlated H`, async () => {
       const cols = 20;
-      const { W, xtx } = layer(rows, cols, 64, 5);
+      const { W, xtx } = correlatedLayer(rows, cols, 64, 5);
       const m = quantizeMatrix(W, rows, cols, { bits: 3, granularity: { kind: 'group', size: 8 }, symmetric: false });
       const fit = await refitScales(W, m, xtx);
       expect(fit.refitted).toBeGreaterThanOrEqual(Math.ceil(rows * 0.9));
@@ -51,7 +36,7 @@ describe('scale refit', () => {
 
   it('with H = I (no calibration) each group\'s scale is Σ a·w / Σ a², a = q − z', async () => {
     const [rows, cols, g] = [4, 48, 16];
-    const { W } = layer(rows, cols, 1, 9);
+    const { W } = correlatedLayer(rows, cols, 1, 9);
     const m = quantizeMatrix(W, rows, cols, { bits: 4, granularity: { kind: 'group', size: g }, symmetric: true });
     const fit = await refitScales(W, m);
     for (let r = 0; r < rows; r++) {
@@ -70,7 +55,7 @@ describe('scale refit', () => {
   it('never raises any row\'s H-weighted error: 12 layers, 2–4 bits, symmetric and asymmetric, round-to-nearest and GPTQ codes', async () => {
     for (let i = 0; i < 12; i++) {
       const [rows, cols] = [6, 40];
-      const { W, xtx } = layer(rows, cols, 30 + 10 * i, 100 + i);
+      const { W, xtx } = correlatedLayer(rows, cols, 30 + 10 * i, 100 + i);
       const spec: GridSpec = { bits: [2, 3, 4][i % 3]!, granularity: i % 4 === 3 ? { kind: 'channel' } : { kind: 'group', size: 16 }, symmetric: i % 2 === 0, mseClip: i % 5 === 0 };
       let m = quantizeMatrix(W, rows, cols, spec);
       if (i >= 6) {
@@ -90,7 +75,7 @@ describe('scale refit', () => {
 
   it('gptqRefit: 3 rounds (refit, then GPTQ on the refitted grid) end at or below one round, below GPTQ alone, W untouched', async () => {
     const [rows, cols] = [16, 64];
-    const { W, xtx } = layer(rows, cols, 200, 77);
+    const { W, xtx } = correlatedLayer(rows, cols, 200, 77);
     const stats: InputStats = { tensor: 'x', dim: cols, rows: 200, xtx };
     const Wd = W.slice();
     const prepared = await prepareHessian(stats, Wd, rows, { dampening: 0.01, pass: 't', layer: 'l' });

@@ -4,6 +4,8 @@
  * (w − A·s)ᵀ H (w − A·s) solve (AᵀHA)·s = AᵀH·w. A is built explicitly and the system solved by
  * Gaussian elimination with partial pivoting; independent of src/quantize/refit.ts.
  */
+import { seededRandom } from '../../src/util/random.js';
+import { gramRef } from './matmul.js';
 export function refitRowRef(w: ArrayLike<number>, q: ArrayLike<number>, zeros: ArrayLike<number>, group: number, H: ArrayLike<number>): Float64Array {
   const n = w.length;
   const G = zeros.length;
@@ -84,4 +86,19 @@ function gaussSolve(M: Float64Array, P: number): Float64Array {
     x[r] = v / M[r * W + r]!;
   }
   return x;
+}
+
+/**
+ * A test layer for the refits: W [rows, cols] (uniform in ±1, a tenth of it ×3, plus `offset`) and
+ * XᵀX of `samples` correlated inputs (each input mixes its neighbour), float64.
+ */
+export function correlatedLayer(rows: number, cols: number, samples: number, seed: number, offset = 0): { W: Float32Array; xtx: Float64Array } {
+  const r = seededRandom(seed);
+  const W = Float32Array.from({ length: rows * cols }, () => (r() * 2 - 1) * (r() < 0.1 ? 3 : 1) + offset);
+  const X = new Float64Array(samples * cols);
+  for (let s = 0; s < samples; s++) {
+    let prev = 0;
+    for (let k = 0; k < cols; k++) X[s * cols + k] = prev = 0.6 * prev + (r() * 2 - 1) * (1 + (k % 5 === 0 ? 2 : 0));
+  }
+  return { W, xtx: gramRef(X, samples, cols) };
 }
