@@ -3,10 +3,10 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { Calibrator } from '../../src/calibrate/calibrator.js';
 import { calibrationFeeds, type Feeds } from '../../src/calibrate/feeds.js';
 import type { InputStats } from '../../src/calibrate/stats.js';
-import { loadDataset } from '../../src/data/load.js';
 import { linears, type LinearLayer } from '../../src/model/linears.js';
 import { readOnnx } from '../../src/model/onnx-io.js';
 import { allClose } from '../helpers.js';
+import { storiesCalibration } from '../quantize/models.js';
 
 /**
  * XᵀX from float32 products of ≤ 4096 rows summed in float64 (the default) against float64 products,
@@ -40,10 +40,7 @@ describe('hessian_precision on stories260K activations', () => {
 
   beforeAll(async () => {
     model = readOnnx(join(ROOT, 'fixtures/stories260K/model.onnx'));
-    const data = await loadDataset(
-      { kind: 'text', path: 'tinystories/valid-head.txt', tokenizer: 'stories260K/tok512.bin', separator: '<|endoftext|>', bos: true, max_length: 512, select: '1-10', segment: 128 },
-      join(ROOT, 'fixtures'),
-    );
+    const data = await storiesCalibration(join(ROOT, 'fixtures'));
     layers = linears(model).filter((l) => l.name.startsWith('layers.'));
     feeds = calibrationFeeds(model, data, 128);
   });

@@ -3,7 +3,6 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { Calibrator } from '../../src/calibrate/calibrator.js';
 import { calibrationFeeds } from '../../src/calibrate/feeds.js';
 import type { InputStats } from '../../src/calibrate/stats.js';
-import { loadDataset } from '../../src/data/load.js';
 import { readWeight } from '../../src/model/linear-weights.js';
 import { linears, type LinearLayer } from '../../src/model/linears.js';
 import { readOnnx } from '../../src/model/onnx-io.js';
@@ -15,6 +14,7 @@ import { dequantizeMatrix } from '../../src/quantize/grid.js';
 import { choleskyInverseRef, choleskyLowerRef, gptqReference, gridRef, hessianFromGram, layerErrorRef, prepareRef, quantizeRef } from '../reference/gptq.js';
 import { gaussianMatrix, spdMatrix } from '../reference/random.js';
 import { sparsegptReference } from '../reference/sparsegpt.js';
+import { storiesCalibration } from '../quantize/models.js';
 
 /**
  * The float64 references of test/reference (SparseGPT and GPTQ from the papers, with the authors'
@@ -157,10 +157,7 @@ describe('project SparseGPT/GPTQ against the float64 reference on stories260K (i
 
   beforeAll(async () => {
     model = readOnnx(join(ROOT, 'fixtures/stories260K/model.onnx'));
-    const data = await loadDataset(
-      { kind: 'text', path: 'tinystories/valid-head.txt', tokenizer: 'stories260K/tok512.bin', separator: '<|endoftext|>', bos: true, max_length: 512, select: '1-10', segment: 128 },
-      join(ROOT, 'fixtures'),
-    );
+    const data = await storiesCalibration(join(ROOT, 'fixtures'));
     layers = linears(model).filter((l) => l.name.startsWith('layers.'));
     stats = await new Calibrator(calibrationFeeds(model, data, 128), 'oneshot', 1).collect(model, layers, { hessian: true });
     stats64 = await new Calibrator(calibrationFeeds(model, data, 128), 'oneshot', 1, { hessianPrecision: 'float64' }).collect(model, layers, { hessian: true });
