@@ -1,6 +1,6 @@
 import { matmul } from '../linalg/index.js';
 import { groupCount, type QuantizedMatrix } from './grid.js';
-import { normalEquations, solveSpd } from './refit.js';
+import { normalEquations, RIDGE, solveSpd } from './refit.js';
 
 /**
  * Joint scale and offset refit once the integer codes are fixed (least squares, float zero points).
@@ -21,8 +21,6 @@ export interface OffsetRefitResult {
   after: number;
   refitted: number;
 }
-
-const RIDGE = 1e-9;
 
 export async function refitScalesOffsets(W: Float32Array, m: QuantizedMatrix, H?: Float64Array, round: (s: number) => number = Math.fround): Promise<OffsetRefitResult> {
   const { rows, cols, groupSize: g } = m;

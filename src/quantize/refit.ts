@@ -22,7 +22,7 @@ export interface RefitResult {
 }
 
 /** Relative ridge pulling each scale toward its old value, so a group whose codes are all at the zero point (or whose inputs never fire) keeps it. */
-const RIDGE = 1e-9;
+export const RIDGE = 1e-9;
 
 export async function refitScales(W: Float32Array, m: QuantizedMatrix, H?: Float64Array, round: (s: number) => number = Math.fround): Promise<RefitResult> {
   const { rows, cols, groupSize: g } = m;
