@@ -1,8 +1,6 @@
 import { join, resolve } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { generateCheckpoint } from '../../fixtures/generate-models.js';
-import { Calibrator } from '../../src/calibrate/calibrator.js';
-import { calibrationFeeds } from '../../src/calibrate/feeds.js';
 import { loadDataset } from '../../src/data/load.js';
 import type { Dataset } from '../../src/data/types.js';
 import { buildFromSafetensors } from '../../src/model/builders/index.js';
@@ -23,7 +21,7 @@ import { writeTokenFile, writeTinyCheckpoint } from '../model/families/checkpoin
 import { QWEN2 } from '../model/families/llama-families.js';
 import { phi3Spec } from '../model/families/phi3-checkpoint.js';
 import { cachedAgainstFull, tokens, withDecoders } from '../model/kv-decode.js';
-import { storiesCalibration, storiesLogits } from './models.js';
+import { calibratedContext, storiesCalibration, storiesLogits } from './models.js';
 
 const ROOT = resolve(__dirname, '../..');
 const PLAIN = join(ROOT, 'fixtures/stories260K/model.onnx');
@@ -56,14 +54,7 @@ const seededScales = (n: number, seed: number) => {
 
 /** quantize.awq (3-bit grid, α grid of 20) on `layers` (default: every block linear), calibrated on `samples` samples of `data`. */
 function awqOn(model: Model, data: Dataset, samples: number, params: { group_size: number; v_to_o: boolean }, layers = linears(model).filter((l) => l.name.startsWith('layers.'))) {
-  return awq.apply(model, { bits: 3, granularity: 'group', symmetric: false, grid: 20, ...params }, {
-    layers,
-    seed: 0,
-    random: Math.random,
-    calibration: new Calibrator(calibrationFeeds(model, data, samples), 'oneshot', 1),
-    progress: { layer() {} },
-    where: 'passes[0]',
-  });
+  return awq.apply(model, { bits: 3, granularity: 'group', symmetric: false, grid: 20, ...params }, calibratedContext(model, data, samples, layers));
 }
 
 /** Greedy-free decode: the prompt, then `steps` single given tokens, each step fed the previous step's present.* as past.*. */

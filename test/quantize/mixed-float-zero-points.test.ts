@@ -1,7 +1,5 @@
 import { join, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { Calibrator } from '../../src/calibrate/calibrator.js';
-import { calibrationFeeds } from '../../src/calibrate/feeds.js';
 import { DataType } from '../../src/model/dtype.js';
 import { attrInt, GraphIndex } from '../../src/model/graph.js';
 import { writeWeight } from '../../src/model/linear-weights.js';
@@ -12,7 +10,7 @@ import { toFloat32 } from '../../src/model/pack.js';
 import { mixed } from '../../src/quantize/mixed.js';
 import { unpackUint3 } from '../../src/quantize/pack3.js';
 import { allClose } from '../helpers.js';
-import { storiesCalibration, storiesLogits } from './models.js';
+import { calibratedContext, storiesCalibration, storiesLogits } from './models.js';
 
 /**
  * quantize.mixed with float zero points: the budget counts them at their stored bytes, and ONNX
@@ -79,14 +77,7 @@ describe('quantize.mixed with float zero points', () => {
       const data = await storiesCalibration(join(ROOT, 'fixtures'));
       const params = mixed.params.parse({ budget_bits: 3.5, symmetric: false, sensitivity: 'output', float_zero_points: true, ...c.params });
       const layers = linears(model).filter((l) => l.name.startsWith('layers.'));
-      const result = await mixed.apply(model, params, {
-        layers,
-        seed: 0,
-        random: Math.random,
-        calibration: new Calibrator(calibrationFeeds(model, data, 16), 'oneshot', 1),
-        progress: { layer() {} },
-        where: 'passes[0]',
-      });
+      const result = await mixed.apply(model, params, calibratedContext(model, data, 16, layers));
       const summary = result.summary as { bytes: number; allocation: string };
       // more than one width in the mix, so the byte count covers several choices
       expect(new Set([...summary.allocation.matchAll(/(\d)-bit/g)].map((m) => m[1])).size).toBeGreaterThan(1);
