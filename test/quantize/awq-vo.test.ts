@@ -4,8 +4,10 @@ import { generateCheckpoint } from '../../fixtures/generate-models.js';
 import { loadDataset } from '../../src/data/load.js';
 import type { Dataset } from '../../src/data/types.js';
 import { buildFromSafetensors } from '../../src/model/builders/index.js';
+import { DataType } from '../../src/model/dtype.js';
 import { GraphIndex, makeNode } from '../../src/model/graph.js';
-import { readWeight, writeWeight } from '../../src/model/linear-weights.js';
+import { redirectReaders } from '../../src/model/graph-edit.js';
+import { addConstant, readWeight, writeWeight } from '../../src/model/linear-weights.js';
 import { linears, type LinearLayer } from '../../src/model/linears.js';
 import type { Model } from '../../src/model/model.js';
 import { readOnnx } from '../../src/model/onnx-io.js';
@@ -206,9 +208,10 @@ describe('AWQ v_proj → o_proj', () => {
 });
 
 /**
- * AWQ's v_proj → o_proj fold on the two forms beyond a plain v_proj: Qwen2's v bias (divided with
- * v_proj's rows) and Phi-3's fused qkv_proj (only its v rows divided). Both are exact in float: the
- * scaled model computes what the original does, with and without the KV cache.
+ * AWQ's v_proj → o_proj fold on the forms beyond a plain v_proj: Qwen2's v bias (divided with
+ * v_proj's rows), Phi-3's fused qkv_proj (only its v rows divided), and both at once (a bias added
+ * to the fused layer's v part). All are exact in float: the scaled model computes what the original
+ * does, with and without the KV cache.
  */
 
 const tmp = tempDir('pare-awq-vo-families-');
@@ -220,6 +223,28 @@ interface Family {
   build: () => Model;
   /** v's rows in the layer that holds them, and whether a bias is divided with them */
   rows: { row0: number; bias: boolean };
+  /** the layer o_proj's scales fold into */
+  into: 'v_proj' | 'qkv_proj';
+}
+
+function phi3(): Model {
+  generateCheckpoint(phi3Spec(), join(tmp.dir, 'phi3'), { seed: 11, onnx: false });
+  return buildFromSafetensors(join(tmp.dir, 'phi3', 'model.safetensors'));
+}
+
+/** Phi-3 with a seeded bias of 16 values added to the v part the Split hands on (a fused layer's bias cut as its output is). */
+function phi3WithVBias(): Model {
+  const model = phi3();
+  const index = new GraphIndex(model.graph);
+  for (const [i, qkv] of linears(model).filter((l) => l.name.endsWith('qkv_proj')).entries()) {
+    const split = index.consumers.get(qkv.output)![0]!;
+    const v = split.output![2]!;
+    const r = seededRandom(60 + i);
+    const bias = addConstant(model, `${qkv.name}.v_bias`, DataType.FLOAT, [16], Array.from({ length: 16 }, () => r() - 0.5));
+    redirectReaders(model.graph, v, `${v}/biased`);
+    model.graph.node!.splice(model.graph.node!.indexOf(split) + 1, 0, makeNode('Add', [v, bias], [`${v}/biased`], `${split.name}/v_bias`));
+  }
+  return model;
 }
 
 const FAMILIES: Family[] = [
@@ -228,17 +253,11 @@ const FAMILIES: Family[] = [
     vocab: QWEN2.config.vocab_size as number,
     build: () => buildFromSafetensors(writeTinyCheckpoint(QWEN2, join(tmp.dir, 'qwen2')).path),
     rows: { row0: 0, bias: true },
+    into: 'v_proj',
   },
-  {
-    name: 'phi3 (fused qkv_proj)',
-    vocab: phi3Spec().config.vocab_size as number,
-    build: () => {
-      generateCheckpoint(phi3Spec(), join(tmp.dir, 'phi3'), { seed: 11, onnx: false });
-      return buildFromSafetensors(join(tmp.dir, 'phi3', 'model.safetensors'));
-    },
-    // 6 query heads and 2 KV heads of 8: q is rows 0–47, k 48–63, v 64–79
-    rows: { row0: 64, bias: false },
-  },
+  // 6 query heads and 2 KV heads of 8: q is rows 0–47, k 48–63, v 64–79
+  { name: 'phi3 (fused qkv_proj)', vocab: phi3Spec().config.vocab_size as number, build: phi3, rows: { row0: 64, bias: false }, into: 'qkv_proj' },
+  { name: 'phi3 (fused qkv_proj, bias on its v part)', vocab: phi3Spec().config.vocab_size as number, build: phi3WithVBias, rows: { row0: 64, bias: true }, into: 'qkv_proj' },
 ];
 
 /** Logits of the two models on 2 × 12 seeded tokens, then greedy decoding with the cache against re-running, on the scaled one. */
@@ -271,28 +290,28 @@ describe('AWQ v_proj → o_proj on biased and fused V', () => {
       const scaled = f.build();
       folds(scaled).forEach((fold, i) => scaleVo(scaled, fold, seededScales(16, 30 + i)));
       const exact = await compare(original, scaled, f.vocab);
-      expect(exact.relFro).toBeLessThanOrEqual(1e-5); // float32 reassociation only: measured 5.0e-7 (qwen2), 6.2e-7 (phi3)
-      expect(exact.cachedWorst).toBeLessThanOrEqual(1e-5); // measured 5.9e-7, 1.6e-6
+      expect(exact.relFro).toBeLessThanOrEqual(1e-5); // float32 reassociation only: measured 5.0e-7 (qwen2), 6.2e-7 (phi3), 6.0e-7 (phi3 + v bias)
+      expect(exact.cachedWorst).toBeLessThanOrEqual(1e-5); // measured 5.9e-7, 1.6e-6, 7.7e-7
       expect(exact.sameTokens).toBe(true);
       // the control: the fold is wrong without the bias, or on the wrong rows
       const wrong = f.build();
       folds(wrong).forEach((fold, i) => scaleVo(wrong, f.rows.bias ? { ...fold, bias: undefined } : { ...fold, row0: 0 }, seededScales(16, 30 + i)));
-      expect((await compare(original, wrong, f.vocab)).relFro).toBeGreaterThan(1e-3); // measured 0.77, 0.93
+      expect((await compare(original, wrong, f.vocab)).relFro).toBeGreaterThan(1e-3); // measured 0.77, 0.93, 0.47
     }, 60_000);
 
-    it(`${f.name}: quantize.awq folds every o_proj into ${f.rows.bias ? 'v_proj' : 'qkv_proj'} without a warning, and the float model computes as before, with the cache as without`, async () => {
+    it(`${f.name}: quantize.awq folds every o_proj into ${f.into} without a warning, and the float model computes as before, with the cache as without`, async () => {
       const original = f.build();
       const model = f.build();
-      const path = writeTokenFile(join(tmp.dir, `${f.name.split(' ')[0]}.u16`), f.vocab, 16 * 8, 5);
+      const path = writeTokenFile(join(tmp.dir, `${f.into}.u16`), f.vocab, 16 * 8, 5);
       const data = await loadDataset({ kind: 'tokens', path, dtype: 'uint16', seq_len: 16, count: 8, offset: 0 }, tmp.dir);
       const result = await awqOn(model, data, 8, { group_size: 16, v_to_o: true });
       expect(result.warnings).toEqual([]);
       const o = result.layers.filter((l) => l.name.endsWith('o_proj'));
-      expect(o.map((l) => l.extra!.folded_into)).toEqual(o.map((l) => l.name.replace('o_proj', f.rows.bias ? 'v_proj' : 'qkv_proj')));
+      expect(o.map((l) => l.extra!.folded_into)).toEqual(o.map((l) => l.name.replace('o_proj', f.into)));
       expect(o.some((l) => Number(l.extra!.alpha) > 0)).toBe(true);
       const r = await compare(original, model, f.vocab);
-      expect(r.relFro).toBeLessThanOrEqual(1e-5); // measured 4.9e-7 (qwen2), 8.3e-7 (phi3)
-      expect(r.cachedWorst).toBeLessThanOrEqual(1e-5); // measured 5.0e-7, 1.4e-6
+      expect(r.relFro).toBeLessThanOrEqual(1e-5); // measured 4.9e-7 (qwen2), 8.3e-7 (phi3), 8.6e-7 (phi3 + v bias)
+      expect(r.cachedWorst).toBeLessThanOrEqual(1e-5); // measured 5.0e-7, 1.4e-6, 5.5e-7
       expect(r.sameTokens).toBe(true);
     }, 60_000);
   }
