@@ -22,9 +22,10 @@ import { foldInverse, type Fold } from './smoothquant.js';
  * the past values, Identity, and MatMul(P, V) with V as the right operand. Anything else (an
  * activation, a norm, a slice of head_dim) is a refusal.
  *
- * Two forms fold as exactly: a bias added to v (Qwen2's v_proj.bias), v = x·Wvᵀ + b, which is
- * divided with Wv's rows (b_c / s_c), and a fused qkv_proj (Phi-3), whose rows of the v part alone
- * are divided (V's way then starts at the Split's v output).
+ * Two more forms fold exactly: a bias added to v (Qwen2's v_proj.bias, or one added to a fused
+ * layer's v part), v = x·Wvᵀ + b, divided with Wv's rows (b_c / s_c); and a fused qkv_proj (Phi-3),
+ * whose v rows alone are divided (V's way then starts at the Split's v output). A bias another node
+ * also reads, or a Gemm's own bias input, is a refusal.
  */
 
 export interface VoFold {

@@ -225,6 +225,8 @@ interface Family {
   rows: { row0: number; bias: boolean };
   /** the layer o_proj's scales fold into */
   into: 'v_proj' | 'qkv_proj';
+  /** how the checkpoint stores its tensors (float32 unless said) */
+  stored?: DataType;
 }
 
 function phi3(): Model {
@@ -254,6 +256,14 @@ const FAMILIES: Family[] = [
     build: () => buildFromSafetensors(writeTinyCheckpoint(QWEN2, join(tmp.dir, 'qwen2')).path),
     rows: { row0: 0, bias: true },
     into: 'v_proj',
+  },
+  {
+    name: 'qwen2 float16 checkpoint (weights and v bias read through a Cast)',
+    vocab: QWEN2.config.vocab_size as number,
+    build: () => buildFromSafetensors(writeTinyCheckpoint(QWEN2, join(tmp.dir, 'qwen2-f16'), { dataType: DataType.FLOAT16 }).path),
+    rows: { row0: 0, bias: true },
+    into: 'v_proj',
+    stored: DataType.FLOAT16,
   },
   // 6 query heads and 2 KV heads of 8: q is rows 0–47, k 48–63, v 64–79
   { name: 'phi3 (fused qkv_proj)', vocab: phi3Spec().config.vocab_size as number, build: phi3, rows: { row0: 64, bias: false }, into: 'qkv_proj' },
@@ -286,17 +296,18 @@ describe('AWQ v_proj → o_proj on biased and fused V', () => {
       for (const fold of found) {
         expect([fold.row0, fold.bias !== undefined, fold.heads, fold.groups, fold.headDim]).toEqual([f.rows.row0, f.rows.bias, 6, 2, 8]);
         expect(fold.cacheOutputs).toHaveLength(1);
+        if (fold.bias !== undefined) expect(original.tensor(fold.bias).dataType).toBe(f.stored ?? DataType.FLOAT);
       }
       const scaled = f.build();
       folds(scaled).forEach((fold, i) => scaleVo(scaled, fold, seededScales(16, 30 + i)));
       const exact = await compare(original, scaled, f.vocab);
-      expect(exact.relFro).toBeLessThanOrEqual(1e-5); // float32 reassociation only: measured 5.0e-7 (qwen2), 6.2e-7 (phi3), 6.0e-7 (phi3 + v bias)
-      expect(exact.cachedWorst).toBeLessThanOrEqual(1e-5); // measured 5.9e-7, 1.6e-6, 7.7e-7
+      expect(exact.relFro).toBeLessThanOrEqual(1e-5); // float32 reassociation only: measured 5.0e-7 (qwen2), 5.5e-7 (qwen2 float16), 6.2e-7 (phi3), 6.0e-7 (phi3 + v bias)
+      expect(exact.cachedWorst).toBeLessThanOrEqual(1e-5); // measured 5.9e-7, 5.8e-7, 1.6e-6, 7.7e-7
       expect(exact.sameTokens).toBe(true);
       // the control: the fold is wrong without the bias, or on the wrong rows
       const wrong = f.build();
       folds(wrong).forEach((fold, i) => scaleVo(wrong, f.rows.bias ? { ...fold, bias: undefined } : { ...fold, row0: 0 }, seededScales(16, 30 + i)));
-      expect((await compare(original, wrong, f.vocab)).relFro).toBeGreaterThan(1e-3); // measured 0.77, 0.93, 0.47
+      expect((await compare(original, wrong, f.vocab)).relFro).toBeGreaterThan(1e-3); // measured 0.77, 0.77, 0.93, 0.47
     }, 60_000);
 
     it(`${f.name}: quantize.awq folds every o_proj into ${f.into} without a warning, and the float model computes as before, with the cache as without`, async () => {
@@ -310,8 +321,8 @@ describe('AWQ v_proj → o_proj on biased and fused V', () => {
       expect(o.map((l) => l.extra!.folded_into)).toEqual(o.map((l) => l.name.replace('o_proj', f.into)));
       expect(o.some((l) => Number(l.extra!.alpha) > 0)).toBe(true);
       const r = await compare(original, model, f.vocab);
-      expect(r.relFro).toBeLessThanOrEqual(1e-5); // measured 4.9e-7 (qwen2), 8.3e-7 (phi3), 8.6e-7 (phi3 + v bias)
-      expect(r.cachedWorst).toBeLessThanOrEqual(1e-5); // measured 5.0e-7, 1.4e-6, 5.5e-7
+      expect(r.relFro).toBeLessThanOrEqual(1e-5); // measured 4.9e-7 (qwen2), 5.4e-7 (qwen2 float16), 8.3e-7 (phi3), 8.6e-7 (phi3 + v bias)
+      expect(r.cachedWorst).toBeLessThanOrEqual(1e-5); // measured 5.0e-7, 5.6e-7, 1.4e-6, 5.5e-7
       expect(r.sameTokens).toBe(true);
     }, 60_000);
   }
