@@ -9,7 +9,7 @@ import type { InputStats, StatsNeeds } from './stats.js';
 /**
  * A content-addressed cache of calibration statistics on disk, shared by runs and processes (a
  * sweep's points, a CI matrix's shards on one volume). An entry is one statistic of one activation
- * tensor (XᵀX, max |x| or Σx²) under a key that pins everything it depends on: the caller's scope
+ * tensor (XᵀX, max |x|, Σx² or Σx) under a key that pins everything it depends on: the caller's scope
  * (model, calibration data, the passes before, mode) plus tensor and kind. The file name is the
  * key's sha256.
  *
@@ -20,7 +20,7 @@ import type { InputStats, StatsNeeds } from './stats.js';
  * format) is recomputed with a warning and overwritten, never used.
  */
 
-export type StatKind = 'xtx' | 'absmax' | 'sqnorm';
+export type StatKind = 'xtx' | 'absmax' | 'sqnorm' | 'sum';
 
 export interface CacheCounts {
   /** statistics served from the cache */
@@ -35,7 +35,7 @@ const FORMAT = 'pare.stats/1';
 
 /** The kinds of statistic `needs` asks for. */
 export function statKinds(needs: StatsNeeds): StatKind[] {
-  return [...(needs.hessian ? (['xtx'] as const) : []), ...(needs.absmax ? (['absmax'] as const) : []), ...(needs.sqnorm ? (['sqnorm'] as const) : [])];
+  return [...(needs.hessian ? (['xtx'] as const) : []), ...(needs.absmax ? (['absmax'] as const) : []), ...(needs.sqnorm ? (['sqnorm'] as const) : []), ...(needs.sum ? (['sum'] as const) : [])];
 }
 
 interface Header {
@@ -84,13 +84,14 @@ export class StatsCache {
     for (const { header, values } of found as { header: Header; values: Float64Array | Float32Array }[]) {
       if (header.kind === 'xtx') stats.xtx = values as Float64Array;
       else if (header.kind === 'absmax') stats.absmax = values as Float32Array;
-      else stats.sqnorm = values as Float64Array;
+      else if (header.kind === 'sqnorm') stats.sqnorm = values as Float64Array;
+      else stats.sum = values as Float64Array;
     }
     return stats;
   }
 
   put(scope: string, stats: InputStats): void {
-    const entries: [StatKind, Float64Array | Float32Array | undefined][] = [['xtx', stats.xtx], ['absmax', stats.absmax], ['sqnorm', stats.sqnorm]];
+    const entries: [StatKind, Float64Array | Float32Array | undefined][] = [['xtx', stats.xtx], ['absmax', stats.absmax], ['sqnorm', stats.sqnorm], ['sum', stats.sum]];
     for (const [kind, values] of entries) {
       if (!values) continue;
       const payload = new Uint8Array(values.buffer, values.byteOffset, values.byteLength);

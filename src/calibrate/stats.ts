@@ -1,5 +1,5 @@
 import { UserError } from '../errors.js';
-import { AbsMaxAccumulator, SumSquaresAccumulator } from '../linalg/channel-stats.js';
+import { AbsMaxAccumulator, SumAccumulator, SumSquaresAccumulator } from '../linalg/channel-stats.js';
 import { GramAccumulator, type GramPrecision } from '../linalg/gram.js';
 import type { LinearLayer } from '../model/linears.js';
 
@@ -10,6 +10,8 @@ export interface StatsNeeds {
   absmax?: boolean;
   /** Σ x² per input channel, for Wanda's ‖X_j‖₂ */
   sqnorm?: boolean;
+  /** Σ x per input channel, for bias correction's mean input */
+  sum?: boolean;
 }
 
 /** What calibration learned about one activation tensor. `rows` counts tokens (or spatial positions). */
@@ -21,6 +23,8 @@ export interface InputStats {
   xtx?: Float64Array;
   absmax?: Float32Array;
   sqnorm?: Float64Array;
+  /** Σ x per channel; the mean input is sum / rows */
+  sum?: Float64Array;
 }
 
 /** Streams activations of one tensor into InputStats. MatMul/Gemm inputs are [..., dim]; Conv inputs [N, C, ...]. */
@@ -30,6 +34,7 @@ export class InputStatsAccumulator {
   private readonly gram?: GramAccumulator;
   private readonly absmax?: AbsMaxAccumulator;
   private readonly sqnorm?: SumSquaresAccumulator;
+  private readonly sum?: SumAccumulator;
 
   /** `hessianPrecision`: each block of rows' XᵀX product in float32 (default) or float64 (src/linalg/gram.ts) */
   constructor(
@@ -44,6 +49,7 @@ export class InputStatsAccumulator {
     }
     if (needs.absmax) this.absmax = new AbsMaxAccumulator(this.dim);
     if (needs.sqnorm) this.sqnorm = new SumSquaresAccumulator(this.dim);
+    if (needs.sum) this.sum = new SumAccumulator(this.dim);
   }
 
   async add(data: Float32Array, dims: number[]): Promise<void> {
@@ -54,6 +60,7 @@ export class InputStatsAccumulator {
       if (this.gram) await this.gram.add(data, rows);
       this.absmax?.add(data, rows);
       this.sqnorm?.add(data, rows);
+      this.sum?.add(data, rows);
       this.rows += rows;
       return;
     }
@@ -63,6 +70,7 @@ export class InputStatsAccumulator {
     const spatial = data.length / (n * c);
     this.absmax?.addChannelsFirst(data, n, spatial);
     this.sqnorm?.addChannelsFirst(data, n, spatial);
+    this.sum?.addChannelsFirst(data, n, spatial);
     this.rows += n * spatial;
   }
 
@@ -74,6 +82,7 @@ export class InputStatsAccumulator {
       xtx: this.gram ? await this.gram.result() : undefined,
       absmax: this.absmax?.result(),
       sqnorm: this.sqnorm?.result(),
+      sum: this.sum?.result(),
     };
   }
 }

@@ -1,7 +1,8 @@
 import type { FloatArray } from './backend.js';
 
 /**
- * Per-input-channel activation statistics, streamed over calibration batches: Σ x² per channel (Wanda's
+ * Per-input-channel activation statistics, streamed over calibration batches: Σ x per channel (the
+ * mean bias correction needs), Σ x² per channel (Wanda's
  * ‖X_j‖₂ = sqrt of it; Sun et al. 2023) accumulated in float64, and max |x| per channel (SmoothQuant's
  * activation scale; Xiao et al. 2023), exact in float32. Plain loops: O(rows·dim).
  * Layouts: `add(X, rows)` takes channels-last [rows, dim]; `addChannelsFirst(X, n, spatial)` takes
@@ -78,6 +79,33 @@ export class SumSquaresAccumulator extends ChannelAccumulator {
   /** ‖X_j‖₂ per channel, a new array */
   norms(): Float64Array {
     return this.sum.map(Math.sqrt);
+  }
+}
+
+export class SumAccumulator extends ChannelAccumulator {
+  private readonly sum: Float64Array;
+
+  constructor(dim: number) {
+    super(dim);
+    this.sum = new Float64Array(dim);
+  }
+
+  protected take(x: number, j: number): void {
+    this.sum[j] += x;
+  }
+
+  protected addRows(X: FloatArray, rows: number): void {
+    const d = this.dim;
+    const s = this.sum;
+    for (let r = 0; r < rows; r++) {
+      const off = r * d;
+      for (let j = 0; j < d; j++) s[j] += X[off + j]!;
+    }
+  }
+
+  /** Σ x per channel (the accumulator's own buffer) */
+  result(): Float64Array {
+    return this.sum;
   }
 }
 

@@ -2,7 +2,7 @@ import { UserError } from '../errors.js';
 import { DataType } from '../model/dtype.js';
 import { attr, attrFloat, attrInt, makeNode } from '../model/graph.js';
 import { insertBefore, replaceNode } from '../model/graph-edit.js';
-import { removeUnused, uniqueInitializerName } from '../model/linear-weights.js';
+import { addConstant, removeUnused, uniqueInitializerName } from '../model/linear-weights.js';
 import { gemmBiasVector } from '../model/gemm-epilogue.js';
 import type { LinearLayer } from '../model/linears.js';
 import type { Model } from '../model/model.js';
@@ -10,6 +10,7 @@ import { transpose2d } from '../model/ndarray.js';
 import type { NodeProto } from '../model/onnx-schema.js';
 import { float32ToFloat16, packInt4, packUint2, packUint4 } from '../model/pack.js';
 import { groupCount, type QuantizedMatrix, type ScaleDtype } from './grid.js';
+import { mergedBias } from './bias-correction.js';
 import { unpack3Nodes } from './pack3.js';
 
 /**
@@ -139,6 +140,8 @@ export interface NBitsStorage {
   packed3?: boolean;
   /** zero points as floats of the scales' type (m.floatZeros, else m.zeros converted), float16 behind a Cast when the scales are */
   floatZeros?: boolean;
+  /** a correction added to x·W (bias_correction): MatMulNBits' bias input, merged with a Gemm's β·C; float16 behind a Cast when scaleDtype is, unless merged with a Gemm bias */
+  bias?: Float32Array;
 }
 
 export function emitMatMulNBits(model: Model, layer: LinearLayer, m: QuantizedMatrix, accuracyLevel = 0, storage: NBitsStorage = {}): void {
@@ -167,10 +170,10 @@ export function emitMatMulNBits(model: Model, layer: LinearLayer, m: QuantizedMa
     if (storage.scaleDtype === 'float16') {
       const hName = uniqueInitializerName(model, `${name}_f16`);
       const half = float32ToFloat16(v);
-      model.setInitializer({ name: hName, dataType: DataType.FLOAT16, dims: [N * kBlocks], data: new Uint8Array(half.buffer) });
+      model.setInitializer({ name: hName, dataType: DataType.FLOAT16, dims: [v.length], data: new Uint8Array(half.buffer) });
       before.push(makeNode('Cast', [hName], [name], `${layer.node.name ?? base}/${what}_to_float`, [attr.int('to', DataType.FLOAT)]));
     } else {
-      model.setInitializer({ name, dataType: DataType.FLOAT, dims: [N * kBlocks], data: new Uint8Array(v.buffer.slice(v.byteOffset, v.byteOffset + v.byteLength)) });
+      model.setInitializer({ name, dataType: DataType.FLOAT, dims: [v.length], data: new Uint8Array(v.buffer.slice(v.byteOffset, v.byteOffset + v.byteLength)) });
     }
   };
   floatVector(sName, m.scales, 'scales');
@@ -191,7 +194,10 @@ export function emitMatMulNBits(model: Model, layer: LinearLayer, m: QuantizedMa
   if (layer.kind === 'gemm' && attrFloat(layer.node, 'alpha', 1) !== 1) {
     throw new UserError(`format matmulnbits: Gemm '${layer.name}' has alpha ${attrFloat(layer.node, 'alpha', 1)}; MatMulNBits has no output scale (use format: qdq)`);
   }
-  const bias = layer.kind === 'gemm' ? gemmBiasVector(model, layer, 'format matmulnbits') : undefined;
+  const gemmBias = layer.kind === 'gemm' ? gemmBiasVector(model, layer, 'format matmulnbits') : undefined;
+  let bias = gemmBias;
+  if (storage.bias && gemmBias) bias = addConstant(model, `${base}.bias_corrected`, DataType.FLOAT, [N], mergedBias(model, layer, storage.bias));
+  else if (storage.bias) floatVector((bias = uniqueInitializerName(model, `${base}.bias_correction`)), storage.bias, 'bias');
   if (bias) inputs.push(...Array<string>(5 - inputs.length).fill(''), bias);
   ensureOpset(model, MS_DOMAIN, 1);
   const node = makeNode(

@@ -8,6 +8,7 @@ import { eachCalibratedLayer } from '../pass/layer-loop.js';
 import { assertLayersFit, definePass, onValidFields } from '../pass/pass.js';
 import { dequantizeMatrix, gridParams, type GridSpec, groupCount, groupLength, quantizeValue, quantizeValueFloatZero, type QuantizedMatrix, storedScale } from './grid.js';
 import { gridSpec, quantizedBytes, prepareOpset, quantizeLayerProblems, WEIGHT_QUANT_FIELDS, weightQuantRules } from './params.js';
+import { biasBytes, biasCorrection, biasCorrectionProblems, BIAS_CORRECTION_FIELD, centeredStats } from './bias-correction.js';
 import { refitScales } from './refit.js';
 import { refitScalesOffsets } from './refit-offset.js';
 import { emitQuantized } from './rtn.js';
@@ -31,10 +32,13 @@ const GptqParams = z
     mse_clip: z.boolean().default(false).describe('per group/channel, search a shrunken range (factors 1 … 0.21) for the lowest Hessian-diagonal-weighted rounding error before the column loop'),
     refit_scales: z.boolean().default(false).describe('after the loop, refit each row\'s group scales to the codes by least squares on the layer-output error (XᵀX, the original weights); zero points stay integer unless float_zero_points, which refits them jointly'),
     refit_rounds: z.number().int().min(1).max(8).default(1).describe('with refit_scales: rounds of refit; each round after the first re-runs the loop on the refitted grid first'),
+    ...BIAS_CORRECTION_FIELD,
+    center_hessian: z.boolean().optional().describe('(default false) with bias_correction: run GPTQ, its clipping search and refit on the centred XᵀX − n·μμᵀ, the error the bias leaves'),
   })
   .superRefine((p, ctx) => {
     weightQuantRules(p, ctx);
     if (p.refit_scales && p.granularity === 'tensor') ctx.addIssue({ code: 'custom', path: ['refit_scales'], message: 'refit_scales fits one scale per row or group; use granularity: channel or group' });
+    if (p.center_hessian && !p.bias_correction) ctx.addIssue({ code: 'custom', path: ['center_hessian'], message: 'center_hessian minimises the error left after the bias correction; set bias_correction: true' });
     if (p.act_order && !p.static_groups) ctx.addIssue({ code: 'custom', path: ['static_groups'], message: 'act_order needs static_groups: true (groups refitted in act order would need g_idx, which MatMulNBits storage does not carry)' });
   }, onValidFields);
 type GptqParams = z.output<typeof GptqParams>;
@@ -137,38 +141,43 @@ export const gptq = definePass({
   needsCalibration: () => ({ need: 'required' }),
   eligible: (layer) => layer.kind !== 'conv',
   checkLayers(params, layers) {
-    return quantizeLayerProblems(this.id, params, layers);
+    return [...quantizeLayerProblems(this.id, params, layers), ...(params.bias_correction ? biasCorrectionProblems(this.id, layers) : [])];
   },
   async apply(model, params: GptqParams, ctx) {
-    assertLayersFit(quantizeLayerProblems(this.id, params, ctx.layers));
+    assertLayersFit(this.checkLayers!(params, ctx.layers));
     prepareOpset(model, this.id, params);
     const spec = gridSpec(params);
-    const layers = await eachCalibratedLayer(model, ctx, { hessian: true }, async (layer, s) => {
+    const layers = await eachCalibratedLayer(model, ctx, { hessian: true, sum: params.bias_correction }, async (layer, s) => {
       const rows = layer.outFeatures;
       const cols = layer.inFeatures;
       if (s.dim !== cols) throw new UserError(`${this.id}: '${layer.name}' has ${cols} inputs but its activations have ${s.dim} channels`);
       const W = readWeight(model, layer);
       const original = W.slice();
-      const prepared = await prepareHessian(s, W, rows, { dampening: params.dampening, actOrder: params.act_order, pass: this.id, layer: layer.name });
+      // with center_hessian the solve sees the centred statistics; the reported error uses s itself
+      const h = params.center_hessian ? centeredStats(s, this.id, layer.name) : s;
+      const prepared = await prepareHessian(h, W, rows, { dampening: params.dampening, actOrder: params.act_order, pass: this.id, layer: layer.name });
       const opts = {
         ...spec,
         mseClip: params.mse_clip,
-        clipWeights: params.mse_clip ? inputEnergy(s.xtx!, cols) : undefined,
+        clipWeights: params.mse_clip ? inputEnergy(h.xtx!, cols) : undefined,
         blockSize: params.block_size,
         staticGroups: params.static_groups,
       };
       const { m, loss, refit } = params.refit_scales
-        ? await gptqRefit(original, W, rows, cols, prepared, s.xtx!, { ...opts, rounds: params.refit_rounds, floatZeros: params.float_zero_points })
+        ? await gptqRefit(original, W, rows, cols, prepared, h.xtx!, { ...opts, rounds: params.refit_rounds, floatZeros: params.float_zero_points })
         : { ...(await gptqQuantize(W, rows, cols, prepared.Hinv, prepared.perm, opts)), refit: undefined };
-      emitQuantized(model, layer, m, params);
+      const Wq = dequantizeMatrix(m);
+      const error = await reconstructionError(original, Wq, rows, s);
+      const corrected = params.bias_correction ? biasCorrection(original, Wq, rows, cols, s, error, { pass: this.id, layer: layer.name, dtype: params.scale_dtype }) : undefined;
+      emitQuantized(model, layer, m, params, corrected?.bias);
       return {
         bytes_before: rows * cols * 4,
-        bytes_after: quantizedBytes(rows, cols, params),
-        objective: await reconstructionError(original, dequantizeMatrix(m), rows, s),
-        extra: { obs_loss: loss, dead_inputs: prepared.dead,  ...(refit ? { refit_error_ratio: refit.after / Math.max(refit.before, 1e-300) } : {}) },
+        bytes_after: quantizedBytes(rows, cols, params) + (corrected?.bytes ?? 0),
+        objective: corrected?.error ?? error,
+        extra: { obs_loss: loss, dead_inputs: prepared.dead, ...(refit ? { refit_error_ratio: refit.after / Math.max(refit.before, 1e-300) } : {}), ...(corrected ? { error_before_bias_correction: error } : {}) },
       };
     });
     return { layers, warnings: [] };
   },
-  estimateBytes: (layer, params) => quantizedBytes(layer.outFeatures, layer.inFeatures, params),
+  estimateBytes: (layer, params) => quantizedBytes(layer.outFeatures, layer.inFeatures, params) + (params.bias_correction ? biasBytes(layer.outFeatures, params.scale_dtype) : 0),
 });

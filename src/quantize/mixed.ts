@@ -8,6 +8,7 @@ import { eachCalibratedLayer } from '../pass/layer-loop.js';
 import { assertLayersFit, definePass, onValidFields } from '../pass/pass.js';
 import { allocate, type Option } from './allocate.js';
 import { gramError } from './awq.js';
+import { biasBytes, biasCorrection, BIAS_CORRECTION_FIELD } from './bias-correction.js';
 import { gptqQuantize, gptqRefit } from './gptq.js';
 import { dequantizeMatrix, quantizeMatrix } from './grid.js';
 import { gridSpec, quantizedBytes, quantizeLayerProblems, type WeightQuantParams } from './params.js';
@@ -53,6 +54,7 @@ const MixedParams = z
     packed_3bit: z.boolean().default(false).describe('3-bit choices stored 8 codes per 3 bytes (rebuilt into the 4-bit container at load), counted at 3 bits in the budget'),
     refit_scales: z.boolean().default(false).describe('GPTQ: refit each row\'s group scales to its codes by least squares on the layer-output error'),
     float_zero_points: z.boolean().default(false).describe('asymmetric zero points stored as floats of the scales\' type (4 bytes a group, 2 with float16 scales, counted so in the budget) instead of packed integers; with refit_scales, each row\'s scales and zero points are refitted jointly'),
+    ...BIAS_CORRECTION_FIELD,
   })
   .superRefine((p, ctx) => {
     if (p.float_zero_points && p.symmetric) ctx.addIssue({ code: 'custom', path: ['float_zero_points'], message: 'float_zero_points stores asymmetric zero points; set symmetric: false or leave float_zero_points out' });
@@ -115,7 +117,9 @@ export const mixed = definePass({
 
     const weights = ctx.layers.reduce((a, l) => a + l.outFeatures * l.inFeatures, 0);
     const budget = params.budget_bytes ?? Math.floor((params.budget_bits! * weights) / 8);
-    const table: Option[][] = ctx.layers.map((l, i) => options.map((c, k) => ({ bytes: quantizedBytes(l.outFeatures, l.inFeatures, c), cost: predicted[i]![k]! })));
+    // a correction bias costs the same at every choice: the budget pays for it first
+    const extra = (l: { outFeatures: number }) => (params.bias_correction ? biasBytes(l.outFeatures, params.scale_dtype) : 0);
+    const table: Option[][] = ctx.layers.map((l, i) => options.map((c, k) => ({ bytes: quantizedBytes(l.outFeatures, l.inFeatures, c) + extra(l), cost: predicted[i]![k]! })));
     const plan = allocate(table, budget);
     if (!plan) {
       const least = table.reduce((a, row) => a + Math.min(...row.map((o) => o.bytes)), 0);
@@ -123,7 +127,7 @@ export const mixed = definePass({
     }
 
     const position = new Map(ctx.layers.map((l, i) => [l.node, i]));
-    const layers = await eachCalibratedLayer(model, ctx, { hessian: true }, async (layer, s) => {
+    const layers = await eachCalibratedLayer(model, ctx, { hessian: true, sum: params.bias_correction }, async (layer, s) => {
       const i = position.get(layer.node)!;
       const choice = options[plan.picks[i]!]!;
       const [rows, cols] = [layer.outFeatures, layer.inFeatures];
@@ -138,11 +142,14 @@ export const mixed = definePass({
         const opts = { ...spec, blockSize: params.block_size };
         ({ m } = params.refit_scales ? await gptqRefit(original, W, rows, cols, prepared, s.xtx!, { ...opts, rounds: 1, floatZeros: params.float_zero_points }) : await gptqQuantize(W, rows, cols, prepared.Hinv, prepared.perm, opts));
       }
-      emitQuantized(model, layer, m, choice);
+      const Wq = dequantizeMatrix(m);
+      const error = await reconstructionError(original, Wq, rows, s);
+      const corrected = params.bias_correction ? biasCorrection(original, Wq, rows, cols, s, error, { pass: this.id, layer: layer.name, dtype: params.scale_dtype }) : undefined;
+      emitQuantized(model, layer, m, choice, corrected?.bias);
       return {
         bytes_before: rows * cols * 4,
-        bytes_after: quantizedBytes(rows, cols, choice),
-        objective: await reconstructionError(original, dequantizeMatrix(m), rows, s),
+        bytes_after: quantizedBytes(rows, cols, choice) + (corrected?.bytes ?? 0),
+        objective: corrected?.error ?? error,
         extra: { choice: label(choice), bits: choice.bits, group_size: choice.group_size, predicted_loss_increase: predicted[i]![plan.picks[i]!]!, loss_per_output_error: lambdas[i]! },
       };
     });

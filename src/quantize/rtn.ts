@@ -6,8 +6,10 @@ import { z } from 'zod';
 import { readWeight } from '../model/linear-weights.js';
 import type { LinearLayer } from '../model/linears.js';
 import type { Model } from '../model/model.js';
-import { eachLayer } from '../pass/layer-loop.js';
+import { eachCalibratedLayer, eachLayer, type LayerOutcome } from '../pass/layer-loop.js';
 import { assertLayersFit, definePass, onValidFields } from '../pass/pass.js';
+import type { InputStats } from '../calibrate/stats.js';
+import { addOutputBias, biasBytes, biasCorrectionProblems, BIAS_CORRECTION_FIELD, correctionBias, meanInput } from './bias-correction.js';
 import { emitDequantizeLinear, emitMatMulNBits } from './emit.js';
 import { dequantizeMatrix, quantizeMatrix, type QuantizedMatrix, storedScale } from './grid.js';
 import { refitScales } from './refit.js';
@@ -24,16 +26,19 @@ const RtnParams = z
     ...WEIGHT_QUANT_FIELDS,
     mse_clip: z.boolean().default(false).describe('search a shrunken range per group for the lowest error (slower)'),
     refit_scales: z.boolean().optional().describe('(default false) after rounding, refit each group\'s scale to its codes by least squares on the weight error (Σ a·w / Σ a², a = q − zero); with float_zero_points, scale and zero point jointly'),
+    ...BIAS_CORRECTION_FIELD,
   })
   .superRefine((p, ctx) => {
     weightQuantRules(p, ctx);
     if (p.refit_scales && p.granularity === 'tensor') ctx.addIssue({ code: 'custom', path: ['refit_scales'], message: 'refit_scales fits one scale per row or group; use granularity: channel or group' });
   }, onValidFields);
 
-/** Store a quantized matrix in the requested ONNX form. */
-export function emitQuantized(model: Model, layer: LinearLayer, m: QuantizedMatrix, p: WeightQuantParams): void {
-  if (formatOf(p) === 'qdq') emitDequantizeLinear(model, layer, m);
-  else emitMatMulNBits(model, layer, m, p.accuracy_level, { scaleDtype: p.scale_dtype, packed3: p.packed_3bit, floatZeros: p.float_zero_points });
+/** Store a quantized matrix in the requested ONNX form; `bias` (bias correction) is added to the layer's x·W. */
+export function emitQuantized(model: Model, layer: LinearLayer, m: QuantizedMatrix, p: WeightQuantParams, bias?: Float32Array): void {
+  if (formatOf(p) === 'qdq') {
+    emitDequantizeLinear(model, layer, m);
+    if (bias) addOutputBias(model, layer, bias);
+  } else emitMatMulNBits(model, layer, m, p.accuracy_level, { scaleDtype: p.scale_dtype, packed3: p.packed_3bit, floatZeros: p.float_zero_points, bias });
 }
 
 export function squaredError(a: Float32Array, b: Float32Array): number {
@@ -46,28 +51,32 @@ export const rtn = definePass({
   id: 'quantize.rtn',
   summary: 'round-to-nearest weight quantization, 8/4-bit (3/2 in a 4-bit container), per tensor/channel/group, stored as DequantizeLinear or MatMulNBits',
   params: RtnParams,
-  needsCalibration: () => ({ need: 'none' }),
+  needsCalibration: (p) => (p?.bias_correction ? { need: 'required', param: 'bias_correction', instead: 'bias_correction: false' } : { need: 'none' }),
   checkLayers(params, layers) {
-    return quantizeLayerProblems(this.id, params, layers);
+    return [...quantizeLayerProblems(this.id, params, layers), ...(params.bias_correction ? biasCorrectionProblems(this.id, layers) : [])];
   },
   async apply(model, params, ctx) {
-    assertLayersFit(quantizeLayerProblems(this.id, params, ctx.layers));
+    assertLayersFit(this.checkLayers!(params, ctx.layers));
     prepareOpset(model, this.id, params);
-    const layers = await eachLayer(ctx, async (layer) => {
+    // bias correction needs each layer's mean input; plain RTN reads no data
+    const each = (fn: (layer: LinearLayer, stats?: InputStats) => Promise<LayerOutcome>) => (params.bias_correction ? eachCalibratedLayer(model, ctx, { sum: true }, fn) : eachLayer(ctx, fn));
+    const layers = await each(async (layer, stats) => {
       const W = readWeight(model, layer);
       const rounded = quantizeMatrix(W, layer.outFeatures, layer.inFeatures, gridSpec(params, params.mse_clip));
       const round = (s: number) => storedScale(s, params.scale_dtype);
       const m = !params.refit_scales ? rounded : params.float_zero_points ? await refitScalesOffsets(W, rounded, undefined, round).then((f) => ({ ...rounded, scales: f.scales, floatZeros: f.floatZeros })) : { ...rounded, scales: (await refitScales(W, rounded, undefined, round)).scales };
-      const err = squaredError(W, dequantizeMatrix(m));
-      emitQuantized(model, layer, m, params);
+      const Wq = dequantizeMatrix(m);
+      const err = squaredError(W, Wq);
+      const bias = stats ? correctionBias(W, Wq, layer.outFeatures, layer.inFeatures, meanInput(stats, this.id, layer.name), params.scale_dtype) : undefined;
+      emitQuantized(model, layer, m, params, bias);
       return {
         bytes_before: W.length * 4,
-        bytes_after: quantizedBytes(layer.outFeatures, layer.inFeatures, params),
+        bytes_after: quantizedBytes(layer.outFeatures, layer.inFeatures, params) + (bias ? biasBytes(layer.outFeatures, params.scale_dtype) : 0),
         objective: err,
         extra: { weight_rel_error: Math.sqrt(err / Math.max(squaredError(W, new Float32Array(W.length)), 1e-30)) },
       };
     });
     return { layers, warnings: [] };
   },
-  estimateBytes: (layer, params) => quantizedBytes(layer.outFeatures, layer.inFeatures, params),
+  estimateBytes: (layer, params) => quantizedBytes(layer.outFeatures, layer.inFeatures, params) + (params.bias_correction ? biasBytes(layer.outFeatures, params.scale_dtype) : 0),
 });
