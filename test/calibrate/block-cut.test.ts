@@ -20,7 +20,7 @@ const SOURCES = {
   'exported graph': 'fixtures/stories260K/model.onnx',
   'builder graph': FIXTURES.storiesSafetensors,
 };
-const NEEDS: StatsNeeds = { hessian: true, absmax: true, sqnorm: true };
+const NEEDS: StatsNeeds = { hessian: true, absmax: true, sqnorm: true, sum: true };
 
 function tokenFeeds(model: Model, samples: number, length: number, seed: number): Feeds[] {
   const rand = seededRandom(seed);
@@ -79,7 +79,7 @@ function expectSameStats(a: Map<string, InputStats>[], r: Map<string, InputStats
     for (const [name, want] of ref) {
       const got = a[j]!.get(name)!;
       expect(got.rows).toBe(want.rows);
-      for (const field of ['xtx', 'absmax', 'sqnorm'] as const) {
+      for (const field of ['xtx', 'absmax', 'sqnorm', 'sum'] as const) {
         const c = allClose(got[field]!, want[field]!, 1e-5, 1e-6 * Math.max(...Array.from(want[field]!, Math.abs)));
         expect(c.ok, `${name}.${field}: ${c.worst}`).toBe(true);
         expect(c.relFro).toBeLessThanOrEqual(1e-5);
@@ -127,7 +127,7 @@ describe('sequential calibration on cut block sub-graphs', () => {
     for (const [j, want] of inline.stats.entries()) {
       for (const [name, w] of want) {
         const got = fed.stats[j]!.get(name)!;
-        for (const field of ['xtx', 'absmax', 'sqnorm'] as const) expect(got[field], `${name}.${field}`).toEqual(w[field]);
+        for (const field of ['xtx', 'absmax', 'sqnorm', 'sum'] as const) expect(got[field], `${name}.${field}`).toEqual(w[field]);
       }
     }
   }, 60_000);
@@ -139,7 +139,7 @@ describe('sequential calibration on cut block sub-graphs', () => {
       const resident = await sequentialStats(SOURCES['exported graph'], {});
       expectSameStats(spilled.stats, resident.stats);
       for (const [j, want] of resident.stats.entries()) {
-        for (const [name, w] of want) for (const field of ['xtx', 'absmax', 'sqnorm'] as const) expect(spilled.stats[j]!.get(name)![field], `${name}.${field}`).toEqual(w[field]);
+        for (const [name, w] of want) for (const field of ['xtx', 'absmax', 'sqnorm', 'sum'] as const) expect(spilled.stats[j]!.get(name)![field], `${name}.${field}`).toEqual(w[field]);
       }
       expect(spilled.cal.peakBoundaryBytes).toBe(0);
       // the resident run releases each value's samples after their last read (a read after that throws)

@@ -29,10 +29,11 @@ function sampleStats(tensor: string, dim: number, seed: number): InputStats {
     xtx: Float64Array.from({ length: dim * dim }, () => rand() * 1e3 - 500),
     absmax: Float32Array.from({ length: dim }, () => rand() * 7),
     sqnorm: Float64Array.from({ length: dim }, () => rand() * 1e5),
+    sum: Float64Array.from({ length: dim }, () => rand() * 1e3 - 500),
   };
 }
 
-const ALL: StatsNeeds = { hessian: true, absmax: true, sqnorm: true };
+const ALL: StatsNeeds = { hessian: true, absmax: true, sqnorm: true, sum: true };
 
 describe('StatsCache entries', () => {
   it('a statistic put is read back bit for bit, counted as a hit; an absent one is a miss without a warning', () => {
@@ -40,13 +41,13 @@ describe('StatsCache entries', () => {
     const cache = new StatsCache(freshDir(), (w) => warnings.push(w));
     const s = sampleStats('t0', 9, 1);
     expect(cache.get('scope', 't0', ALL)).toBeUndefined();
-    expect(cache.counts).toEqual({ hits: 0, misses: 3, unreadable: 0 });
+    expect(cache.counts).toEqual({ hits: 0, misses: 4, unreadable: 0 });
     cache.put('scope', s);
     const back = cache.get('scope', 't0', ALL)!;
     expect(back).toEqual(s);
     expect(back.xtx).toBeInstanceOf(Float64Array);
     expect(back.absmax).toBeInstanceOf(Float32Array);
-    expect(cache.counts).toEqual({ hits: 3, misses: 3, unreadable: 0 });
+    expect(cache.counts).toEqual({ hits: 4, misses: 4, unreadable: 0 });
     // another scope, another tensor, or a statistic not stored: misses
     expect(cache.get('other scope', 't0', ALL)).toBeUndefined();
     expect(cache.get('scope', 't1', { hessian: true })).toBeUndefined();
