@@ -47,65 +47,55 @@ abstract class ChannelAccumulator {
   protected abstract addRows(X: FloatArray, rows: number): void;
 }
 
-export class SumSquaresAccumulator extends ChannelAccumulator {
+/** Σ x^power per channel in float64 (power 1: the sum, 2: the sum of squares). */
+abstract class PowerSumAccumulator extends ChannelAccumulator {
   private readonly sum: Float64Array;
 
-  constructor(dim: number) {
+  constructor(
+    dim: number,
+    private readonly power: 1 | 2,
+  ) {
     super(dim);
     this.sum = new Float64Array(dim);
   }
 
   protected take(x: number, j: number): void {
-    this.sum[j] += x * x;
+    this.sum[j] += this.power === 2 ? x * x : x;
   }
 
   protected addRows(X: FloatArray, rows: number): void {
     const d = this.dim;
     const s = this.sum;
+    const square = this.power === 2;
     for (let r = 0; r < rows; r++) {
       const off = r * d;
       for (let j = 0; j < d; j++) {
         const x = X[off + j]!;
-        s[j] += x * x;
+        s[j] += square ? x * x : x;
       }
     }
   }
 
-  /** Σ x² per channel (the accumulator's own buffer) */
+  /** Σ x^power per channel (the accumulator's own buffer) */
   result(): Float64Array {
     return this.sum;
+  }
+}
+
+export class SumSquaresAccumulator extends PowerSumAccumulator {
+  constructor(dim: number) {
+    super(dim, 2);
   }
 
   /** ‖X_j‖₂ per channel, a new array */
   norms(): Float64Array {
-    return this.sum.map(Math.sqrt);
+    return this.result().map(Math.sqrt);
   }
 }
 
-export class SumAccumulator extends ChannelAccumulator {
-  private readonly sum: Float64Array;
-
+export class SumAccumulator extends PowerSumAccumulator {
   constructor(dim: number) {
-    super(dim);
-    this.sum = new Float64Array(dim);
-  }
-
-  protected take(x: number, j: number): void {
-    this.sum[j] += x;
-  }
-
-  protected addRows(X: FloatArray, rows: number): void {
-    const d = this.dim;
-    const s = this.sum;
-    for (let r = 0; r < rows; r++) {
-      const off = r * d;
-      for (let j = 0; j < d; j++) s[j] += X[off + j]!;
-    }
-  }
-
-  /** Σ x per channel (the accumulator's own buffer) */
-  result(): Float64Array {
-    return this.sum;
+    super(dim, 1);
   }
 }
 
