@@ -126,6 +126,12 @@ export const QUANT_ROWS: Row[] = [
   { id: 'gptq4g32-mse-fzp-refit8-f16-act-bcc', label: 'GPTQ 4-bit g32 + MSE clipping + act_order + 8 rounds of joint scale/zero-point refit, float16 scales and zero points + bias correction (float16 bias), all on the centred XᵀX', passes: [{ pass: 'quantize.gptq', params: { bits: 4, ...G32, mse_clip: true, act_order: true, refit_scales: true, refit_rounds: 8, float_zero_points: true, scale_dtype: 'float16', bias_correction: true, center_hessian: true } }] },
   { id: 'gptq3g32-mse-act-bcc', label: 'GPTQ 3-bit g32 + MSE clipping + act_order + bias correction, GPTQ on the centred XᵀX', passes: [{ pass: 'quantize.gptq', params: { bits: 3, ...G32, mse_clip: true, act_order: true, bias_correction: true, center_hessian: true } }] },
   { id: 'awq-gptq3g32-mse-act-novo-bcc', label: 'AWQ without v_proj → o_proj + GPTQ 3-bit g32 + MSE clipping + act_order + bias correction, GPTQ on the centred XᵀX', passes: [{ pass: 'quantize.awq', params: { bits: 3, ...AWQ_G32, v_to_o: false } }, { pass: 'quantize.gptq', params: { bits: 3, ...G32, mse_clip: true, act_order: true, bias_correction: true, center_hessian: true } }] },
+  // the float-zero refit recipe with and without the correction at two other dampenings: how far the 4-bit difference is from the grid's own spread
+  ...[0.003, 0.03].flatMap((dampening) => [false, true].map((bcc) => ({
+    id: `gptq4g32-mse-fzp-refit8-f16${bcc ? '-bcc' : ''}-damp${dampening}`,
+    label: `GPTQ 4-bit g32 + MSE clipping + 8 rounds of joint scale/zero-point refit, float16 scales and zero points${bcc ? ' + bias correction, centred XᵀX' : ''}, dampening ${dampening}`,
+    passes: [{ pass: 'quantize.gptq', params: { bits: 4, ...G32, mse_clip: true, refit_scales: true, refit_rounds: 8, float_zero_points: true, scale_dtype: 'float16', dampening, ...(bcc ? { bias_correction: true, center_hessian: true } : {}) } }],
+  }))),
   { id: 'rtn4g32-bc', label: 'RTN 4-bit g32 + bias correction', passes: [{ pass: 'quantize.rtn', params: { bits: 4, ...G32, bias_correction: true } }] },
 ];
 
