@@ -132,6 +132,7 @@ export const QUANT_ROWS: Row[] = [
     label: `GPTQ 4-bit g32 + MSE clipping + 8 rounds of joint scale/zero-point refit, float16 scales and zero points${bcc ? ' + bias correction, centred XᵀX' : ''}, dampening ${dampening}`,
     passes: [{ pass: 'quantize.gptq', params: { bits: 4, ...G32, mse_clip: true, refit_scales: true, refit_rounds: 8, float_zero_points: true, scale_dtype: 'float16', dampening, ...(bcc ? { bias_correction: true, center_hessian: true } : {}) } }],
   }))),
+  { id: 'awq-gptq4g32-mse-fzp-refit8-f16-bcc', label: 'AWQ (4-bit g32 grid) + the float-zero refit recipe (8 rounds, float16) + bias correction, centred XᵀX', passes: [{ pass: 'quantize.awq', params: { bits: 4, ...AWQ_G32 } }, { pass: 'quantize.gptq', params: { bits: 4, ...G32, mse_clip: true, refit_scales: true, refit_rounds: 8, float_zero_points: true, scale_dtype: 'float16', bias_correction: true, center_hessian: true } }] },
   { id: 'rtn4g32-bc', label: 'RTN 4-bit g32 + bias correction', passes: [{ pass: 'quantize.rtn', params: { bits: 4, ...G32, bias_correction: true } }] },
 ];
 
