@@ -110,6 +110,7 @@ export async function reconstructBlocks(model: Model, float: Model, feeds: HostF
   const floatBlocks = new Map(decoderBlocks(float).map((b) => [b.index, b]));
   const wanted = new Set(layerNames.map(layerBlockIndex));
   const blocks = decoderBlocks(work).filter((b) => wanted.has(b.index));
+  if (blocks.length === 0) throw new UserError(`${model.path}: quantize.reconstruct found no decoder block (nodes named /layers.N/… with one residual output) holding its targets; it reconstructs transformer blocks only`);
   const losses: BlockLoss[] = [];
   const selected = new Set(layerNames);
   const weights = new Set(matMulNBitsLayers(work).filter((l) => selected.has(l.name)).map((l) => l.weight));
@@ -151,8 +152,8 @@ async function checkSameStream(fexec: OnnxExecutor, work: Model, input: string, 
   const qexec = await OnnxExecutor.create(work);
   try {
     const [f, g] = [fexec.feeds(feed), qexec.feeds(feed)];
-    const a = fexec.run(f, [input])[input]!;
-    const b = qexec.run(g, [input])[input]!;
+    const a = tf.tidy(() => fexec.run(f, [input])[input]!);
+    const b = tf.tidy(() => qexec.run(g, [input])[input]!);
     const rel = tf.tidy(() => Math.sqrt(tf.sum(tf.square(tf.sub(a, b))).dataSync()[0]! / tf.sum(tf.square(a)).dataSync()[0]!));
     for (const t of [...Object.values(f), ...Object.values(g), a, b]) t.dispose();
     if (!(rel <= STREAM_TOLERANCE)) {
@@ -173,10 +174,11 @@ async function reconstructBlock(work: Model, block: DecoderBlock, codes: Set<str
   try {
     for (const h of feeds) {
       const f = prefix.feeds(h);
-      inputs.push(prefix.run(f, [block.input])[block.input]!);
+      // tidy: a run leaves its intermediate values to the caller
+      inputs.push(tf.tidy(() => prefix.run(f, [block.input])[block.input]!));
       for (const t of Object.values(f)) t.dispose();
       const g = fexec.feeds(h);
-      targets.push(fexec.run(g, [floatOutput])[floatOutput]!);
+      targets.push(tf.tidy(() => fexec.run(g, [floatOutput])[floatOutput]!));
       for (const t of Object.values(g)) t.dispose();
     }
   } finally {
