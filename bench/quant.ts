@@ -121,6 +121,7 @@ export const QUANT_ROWS: Row[] = [
   { id: 'gptq4g32-mse-recon', label: 'GPTQ 4-bit g32 + MSE clipping + block-wise reconstruction', passes: [{ pass: 'quantize.gptq', params: { bits: 4, ...G32, mse_clip: true } }, RECON] },
   { id: 'gptq3g32-mse-act-recon', label: 'GPTQ 3-bit g32 + MSE clipping + act_order + block-wise reconstruction', passes: [{ pass: 'quantize.gptq', params: { bits: 3, ...G32, mse_clip: true, act_order: true } }, RECON] },
   { id: 'mixed3.5-f16-p3-refit-act-recon', label: 'mixed precision ≤ 3.5 bits/weight, float16 scales, packed 3-bit codes + scale refit, act_order + block-wise reconstruction', passes: [{ pass: 'quantize.mixed', params: { budget_bits: 3.5, scale_dtype: 'float16', packed_3bit: true, refit_scales: true, act_order: true } }, RECON] },
+  { id: 'mixed3.5-recon', label: 'mixed precision ≤ 3.5 bits/weight (2/3/4/8-bit × g32/64/128, GPTQ + MSE clipping) + block-wise reconstruction', passes: [{ pass: 'quantize.mixed', params: { budget_bits: 3.5 } }, RECON] },
   { id: 'mixed3.5-f16-p3-refit-act-recon10', label: 'mixed precision ≤ 3.5 bits/weight, float16 scales, packed 3-bit codes + scale refit, act_order + block-wise reconstruction, 10 epochs', passes: [{ pass: 'quantize.mixed', params: { budget_bits: 3.5, scale_dtype: 'float16', packed_3bit: true, refit_scales: true, act_order: true } }, { pass: 'quantize.reconstruct', params: { epochs: 10 } }] },
 ];
 

@@ -39,7 +39,6 @@ export interface BlockLoss {
   after: number;
   /** the trained codes were kept (after < before) */
   kept: boolean;
-  tensors: number;
   ms: number;
 }
 
@@ -55,7 +54,7 @@ export const reconstruct = definePass({
     const targets = ctx.layers.filter((l) => l.node.op_type === 'MatMulNBits');
     if (targets.length === 0) throw new UserError(`${ctx.where}: quantize.reconstruct's targets matched no MatMulNBits layer; put it after a quantize pass with format: matmulnbits on the same targets`);
     // packed_3bit's unpacking chains hold MatMuls of constants, which are no layers
-    const constant = constantValues(model);
+    const constant = constantNames(model);
     const floats = ctx.layers.filter((l) => l.node.op_type !== 'MatMulNBits' && !constant.has(l.input));
     const warnings = floats.length > 0 ? [`${floats.length} targeted layers are not MatMulNBits (not quantized, or another format) and were left as they are: ${floats.map((l) => l.name).join(', ')}`] : [];
     const originalPath = ctx.original?.();
@@ -73,7 +72,7 @@ export const reconstruct = definePass({
       return {
         layers,
         warnings,
-        summary: Object.fromEntries(losses.flatMap((b) => [[`block_${b.block}_loss`, `${b.before.toExponential(3)} -> ${b.after.toExponential(3)}${b.kept ? '' : ' (not kept)'}`]])),
+        summary: Object.fromEntries(losses.flatMap((b) => [[`block_${b.block}_loss`, `${b.before.toExponential(3)} -> ${b.after.toExponential(3)}${b.kept ? '' : ' (not kept)'} in ${(b.ms / 1000).toFixed(1)} s`]])),
       };
     } finally {
       float.close();
@@ -82,7 +81,7 @@ export const reconstruct = definePass({
 });
 
 /** Values computed from initializers alone. */
-function constantValues(model: Model): Set<string> {
+function constantNames(model: Model): Set<string> {
   const known = new Set((model.graph.initializer ?? []).map((t) => t.name ?? ''));
   for (const n of model.graph.node ?? []) if ((n.input ?? []).every((i) => !i || known.has(i))) for (const o of n.output ?? []) known.add(o);
   return known;
@@ -217,7 +216,7 @@ async function reconstructBlock(work: Model, block: DecoderBlock, codes: Set<str
     for (const t of start.values()) t.dispose();
     exec.writeBack(sub);
     for (const name of codes) work.setInitializer(sub.tensor(name));
-    return { block: block.index, before, after, kept, tensors: codes.size, ms: performance.now() - t0 };
+    return { block: block.index, before, after, kept, ms: performance.now() - t0 };
   } finally {
     exec.dispose();
     for (const f of subFeeds) for (const t of Object.values(f)) t.dispose();
