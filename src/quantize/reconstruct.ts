@@ -114,6 +114,10 @@ export async function reconstructBlocks(model: Model, float: Model, feeds: HostF
   const selected = new Set(layerNames);
   const weights = new Set(matMulNBitsLayers(work).filter((l) => selected.has(l.name)).map((l) => l.weight));
   const trained = new Set<string>();
+  for (const n of work.graph.node ?? []) {
+    if (n.op_type !== 'MatMulNBits' || !weights.has(n.input![1]!) || !n.input![3]) continue;
+    if (work.tensor(n.input![3]).dataType !== DataType.UINT8) throw new UserError(`${model.path}: MatMulNBits '${n.name ?? ''}' stores float zero points (float_zero_points); quantize.reconstruct trains codes on integer grids only: quantize without float_zero_points`);
+  }
   const fexec = await OnnxExecutor.create(float);
   try {
     if (blocks[0]) await checkSameStream(fexec, work, blocks[0].input, feeds[0]);

@@ -34,7 +34,7 @@ const ctx = (model: Model, feeds: Feeds[], layers = matMulNBitsLayers(model)) =>
 });
 
 /** stories260K with every block linear RTN 3-bit g32 (optionally packed 3-bit codes and float16 scales), and its calibration feeds. */
-async function quantized(storage: { packed_3bit?: boolean; scale_dtype?: 'float16' } = {}, rotated = false): Promise<{ model: Model; feeds: Feeds[] }> {
+async function quantized(storage: { packed_3bit?: boolean; scale_dtype?: 'float16'; float_zero_points?: boolean } = {}, rotated = false): Promise<{ model: Model; feeds: Feeds[] }> {
   const model = readOnnx(FLOAT);
   const feeds = calibrationFeeds(model, await storiesCalibration(join(ROOT, 'fixtures')), SAMPLES);
   if (rotated) await rotate.apply(model, rotate.params.parse({}), { ...ctx(model, feeds), layers: [], where: 'passes[0]' });
@@ -141,6 +141,13 @@ describe('quantize.reconstruct', () => {
     const run = reconstruct.apply(model, { epochs: 1, lr: 1e-3 }, ctx(model, feeds));
     await expect(run).rejects.toThrow(UserError);
     await expect(run).rejects.toThrow(/differs from that model's by \d+\.\d % .*quantize\.rotate/);
+  }, 60_000);
+
+  it('refuses float zero points, whose grid has no integer codes to train, naming the node and the fix', async () => {
+    const { model, feeds } = await quantized({ float_zero_points: true });
+    const run = reconstruct.apply(model, { epochs: 1, lr: 1e-3 }, ctx(model, feeds));
+    await expect(run).rejects.toThrow(UserError);
+    await expect(run).rejects.toThrow(/MatMulNBits '[^']+' stores float zero points .*quantize without float_zero_points/);
   }, 60_000);
 
   it('refuses a model with no MatMulNBits layer among the targets, naming them', async () => {
