@@ -5,7 +5,7 @@ import { linears, type LinearLayer } from '../model/linears.js';
 import { definePass, type LayerStat } from '../pass/pass.js';
 import { dequantizeMatrix, quantizeMatrix, type GridSpec } from './grid.js';
 import { WEIGHT_QUANT_FIELDS } from './params.js';
-import { expandScales, voFold, type VoFold } from './awq-vo.js';
+import { expandScales, foldVoInverse, voFold, voRows, type VoFold } from './awq-vo.js';
 import { foldGroups, foldInverse, foldName, type Fold } from './smoothquant.js';
 
 /**
@@ -137,7 +137,7 @@ export const awq = definePass({
       if (!fold && params.v_to_o && group.length === 1) {
         const found = voFold(model, index, all, group[0]!);
         if ('refused' in found) why = ` (${found.refused})`;
-        else [vo, fold] = [found, { kind: 'linear', layer: found.v, row0: 0 }];
+        else [vo, fold] = [found, voRows(found)];
       }
       const K = current[0]!.inFeatures;
       const s = stats.get(x)!;
@@ -155,8 +155,9 @@ export const awq = definePass({
         for (let r = 0; r < l.outFeatures; r++) for (let j = 0; j < K; j++) W[r * K + j] = W[r * K + j]! * choice.scales[j]!;
         writeWeight(model, l, W);
       });
-      // v_proj's row c carries every o_proj input j with c(j) = c
-      foldInverse(model, fold, vo ? expandScales(vo, choice.shared).rowsInverse : Float64Array.from(choice.scales, (v) => 1 / v));
+      // v_proj's row c (and its bias) carries every o_proj input j with c(j) = c
+      if (vo) foldVoInverse(model, vo, expandScales(vo, choice.shared).rowsInverse);
+      else foldInverse(model, fold, Float64Array.from(choice.scales, (v) => 1 / v));
       const ms = performance.now() - t0;
       for (const l of current) {
         layers.push({

@@ -16,7 +16,7 @@ import { emitQuantized } from './rtn.js';
 /**
  * Mixed precision to a budget: each layer gets its own bits and group size (MatMulNBits), chosen to
  * minimise the predicted increase of the model's loss with the stored bytes of the targets (codes +
- * scales + zero points) within the budget.
+ * scales + zero points, integer or float) within the budget.
  *
  * Prediction: layer l at choice c raises the loss by λ_l·E_l(c), E_l(c) = ‖X·(W − Q_c(W))ᵀ‖²/n its
  * output error under round-to-nearest at c on the calibration inputs (from XᵀX), and λ_l the loss
@@ -52,8 +52,10 @@ const MixedParams = z
     scale_dtype: z.enum(['float32', 'float16']).default('float32').describe('scales stored as float32, or float16 behind a Cast (counted at 2 bytes in the budget)'),
     packed_3bit: z.boolean().default(false).describe('3-bit choices stored 8 codes per 3 bytes (rebuilt into the 4-bit container at load), counted at 3 bits in the budget'),
     refit_scales: z.boolean().default(false).describe('GPTQ: refit each row\'s group scales to its codes by least squares on the layer-output error'),
+    float_zero_points: z.boolean().default(false).describe('asymmetric zero points stored as floats of the scales\' type (4 bytes a group, 2 with float16 scales, counted so in the budget) instead of packed integers; with refit_scales, each row\'s scales and zero points are refitted jointly'),
   })
   .superRefine((p, ctx) => {
+    if (p.float_zero_points && p.symmetric) ctx.addIssue({ code: 'custom', path: ['float_zero_points'], message: 'float_zero_points stores asymmetric zero points; set symmetric: false or leave float_zero_points out' });
     if ((p.budget_bits === undefined) === (p.budget_bytes === undefined)) {
       ctx.addIssue({ code: 'custom', path: ['budget_bits'], message: 'give exactly one of budget_bits and budget_bytes' });
     }
@@ -64,7 +66,7 @@ const MixedParams = z
 type MixedParams = z.output<typeof MixedParams>;
 
 function choices(p: MixedParams): WeightQuantParams[] {
-  return p.bits.flatMap((bits) => p.group_sizes.map((group_size) => ({ bits, granularity: 'group' as const, group_size, symmetric: p.symmetric, format: 'matmulnbits' as const, accuracy_level: p.accuracy_level, scale_dtype: p.scale_dtype, packed_3bit: bits === 3 && p.packed_3bit })));
+  return p.bits.flatMap((bits) => p.group_sizes.map((group_size) => ({ bits, granularity: 'group' as const, group_size, symmetric: p.symmetric, format: 'matmulnbits' as const, accuracy_level: p.accuracy_level, scale_dtype: p.scale_dtype, packed_3bit: bits === 3 && p.packed_3bit, float_zero_points: p.float_zero_points })));
 }
 
 const label = (c: WeightQuantParams) => `${c.bits}-bit g${c.group_size}`;
@@ -134,7 +136,7 @@ export const mixed = definePass({
       else {
         const prepared = await prepareHessian(s, W, rows, { dampening: params.dampening, actOrder: params.act_order, pass: this.id, layer: layer.name });
         const opts = { ...spec, blockSize: params.block_size };
-        ({ m } = params.refit_scales ? await gptqRefit(original, W, rows, cols, prepared, s.xtx!, { ...opts, rounds: 1 }) : await gptqQuantize(W, rows, cols, prepared.Hinv, prepared.perm, opts));
+        ({ m } = params.refit_scales ? await gptqRefit(original, W, rows, cols, prepared, s.xtx!, { ...opts, rounds: 1, floatZeros: params.float_zero_points }) : await gptqQuantize(W, rows, cols, prepared.Hinv, prepared.perm, opts));
       }
       emitQuantized(model, layer, m, choice);
       return {

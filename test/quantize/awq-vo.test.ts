@@ -1,22 +1,29 @@
 import { join, resolve } from 'node:path';
-import { describe, expect, it } from 'vitest';
-import { Calibrator } from '../../src/calibrate/calibrator.js';
-import { calibrationFeeds } from '../../src/calibrate/feeds.js';
+import { afterAll, describe, expect, it } from 'vitest';
+import { generateCheckpoint } from '../../fixtures/generate-models.js';
+import { loadDataset } from '../../src/data/load.js';
+import type { Dataset } from '../../src/data/types.js';
+import { buildFromSafetensors } from '../../src/model/builders/index.js';
+import { DataType } from '../../src/model/dtype.js';
 import { GraphIndex, makeNode } from '../../src/model/graph.js';
-import { readWeight, writeWeight } from '../../src/model/linear-weights.js';
+import { redirectReaders } from '../../src/model/graph-edit.js';
+import { addConstant, readWeight, writeWeight } from '../../src/model/linear-weights.js';
 import { linears, type LinearLayer } from '../../src/model/linears.js';
 import type { Model } from '../../src/model/model.js';
 import { readOnnx } from '../../src/model/onnx-io.js';
 import { awq, searchAlpha } from '../../src/quantize/awq.js';
-import { expandScales, voFold, type VoFold } from '../../src/quantize/awq-vo.js';
+import { expandScales, foldVoInverse, voFold, type VoFold } from '../../src/quantize/awq-vo.js';
 import { dequantizeMatrix, quantizeMatrix, type GridSpec } from '../../src/quantize/grid.js';
-import { foldInverse } from '../../src/quantize/smoothquant.js';
 import { ort, sessionFromModel } from '../../src/runtime/ort.js';
 import { seededRandom } from '../../src/util/random.js';
 import { gramRef, outputErrorRef } from '../reference/matmul.js';
 import { decoderFeeds } from '../decoder-feeds.js';
-import { allClose } from '../helpers.js';
-import { storiesCalibration, storiesLogits } from './models.js';
+import { allClose, tempDir } from '../helpers.js';
+import { writeTokenFile, writeTinyCheckpoint } from '../model/families/checkpoints.js';
+import { QWEN2 } from '../model/families/llama-families.js';
+import { phi3Spec } from '../model/families/phi3-checkpoint.js';
+import { cachedAgainstFull, tokens, withDecoders } from '../model/kv-decode.js';
+import { calibratedContext, storiesCalibration, storiesLogits } from './models.js';
 
 const ROOT = resolve(__dirname, '../..');
 const PLAIN = join(ROOT, 'fixtures/stories260K/model.onnx');
@@ -32,20 +39,25 @@ function folds(model: Model): VoFold[] {
   });
 }
 
-/** o_proj's columns × s_c(j), v_proj's rows × 1/s_c: the rewrite AWQ makes, here with seeded scales in [1/4, 4]. */
+/** o_proj's columns × s_c(j), v's rows (and bias) × 1/s_c: the rewrite AWQ makes, here with seeded scales in [1/4, 4]. */
 function scaleVo(model: Model, fold: VoFold, perChannel: Float64Array, channelOf = fold.channelOf): void {
   const { columns, rowsInverse } = expandScales({ channelOf }, perChannel);
   const W = readWeight(model, fold.o);
   const K = fold.o.inFeatures;
   for (let r = 0; r < fold.o.outFeatures; r++) for (let j = 0; j < K; j++) W[r * K + j] = W[r * K + j]! * columns[j]!;
   writeWeight(model, fold.o, W);
-  foldInverse(model, { kind: 'linear', layer: fold.v, row0: 0 }, rowsInverse);
+  foldVoInverse(model, fold, rowsInverse);
 }
 
 const seededScales = (n: number, seed: number) => {
   const r = seededRandom(seed);
   return Float64Array.from({ length: n }, () => 4 ** (2 * r() - 1));
 };
+
+/** quantize.awq (3-bit grid, α grid of 20) on `layers` (default: every block linear), calibrated on `samples` samples of `data`. */
+function awqOn(model: Model, data: Dataset, samples: number, params: { group_size: number; v_to_o: boolean }, layers = linears(model).filter((l) => l.name.startsWith('layers.'))) {
+  return awq.apply(model, { bits: 3, granularity: 'group', symmetric: false, grid: 20, ...params }, calibratedContext(model, data, samples, layers));
+}
 
 /** Greedy-free decode: the prompt, then `steps` single given tokens, each step fed the previous step's present.* as past.*. */
 async function decode(model: Model, prompt: number[], next: number[]): Promise<{ logits: Float32Array[]; present: Record<string, Float32Array>[] }> {
@@ -127,14 +139,7 @@ describe('AWQ v_proj → o_proj', () => {
     const original = readOnnx(KV);
     const model = readOnnx(KV);
     const data = await storiesCalibration(join(ROOT, 'fixtures'));
-    const result = await awq.apply(model, { bits: 3, granularity: 'group', group_size: 32, symmetric: false, grid: 20, v_to_o: true }, {
-      layers: linears(model).filter((l) => l.name.startsWith('layers.')),
-      seed: 0,
-      random: Math.random,
-      calibration: new Calibrator(calibrationFeeds(model, data, 16), 'oneshot', 1),
-      progress: { layer() {} },
-      where: 'passes[0]',
-    });
+    const result = await awqOn(model, data, 16, { group_size: 32, v_to_o: true });
     expect(result.warnings).toEqual([]);
     const o = result.layers.filter((l) => l.name.endsWith('o_proj'));
     expect(o.map((l) => l.extra!.folded_into)).toEqual(o.map((l) => l.name.replace('o_proj', 'v_proj')));
@@ -157,15 +162,7 @@ describe('AWQ v_proj → o_proj', () => {
     const refused = voFold(model, new GraphIndex(model.graph), all, all.find((l) => l.name === 'layers.0.self_attn.o_proj')!);
     expect('refused' in refused && refused.refused).toMatch(/Relu node '\/layers.0\/self_attn\/v_relu'/);
     const data = await storiesCalibration(join(ROOT, 'fixtures'));
-    const run = async (m: Model, v_to_o: boolean, layers: LinearLayer[]) =>
-      awq.apply(m, { bits: 3, granularity: 'group', group_size: 32, symmetric: false, grid: 20, v_to_o }, {
-        layers,
-        seed: 0,
-        random: Math.random,
-        calibration: new Calibrator(calibrationFeeds(m, data, 8), 'oneshot', 1),
-        progress: { layer() {} },
-        where: 'passes[0]',
-      });
+    const run = (m: Model, v_to_o: boolean, layers: LinearLayer[]) => awqOn(m, data, 8, { group_size: 32, v_to_o }, layers);
     const o = (m: Model) => linears(m).filter((l) => l.name.endsWith('o_proj'));
     const withRelu = await run(model, true, o(model));
     expect(withRelu.warnings).toHaveLength(1);
@@ -208,4 +205,125 @@ describe('AWQ v_proj → o_proj', () => {
     for (let j = 0; j < K; j++) expect(choice.scales[j]).toBe(choice.shared[channelOf[j]!]);
     expect(best).toBeGreaterThan(0); // the loud channels make scaling pay
   });
+});
+
+/**
+ * AWQ's v_proj → o_proj fold on the forms beyond a plain v_proj: Qwen2's v bias (divided with
+ * v_proj's rows), Phi-3's fused qkv_proj (only its v rows divided), and both at once (a bias added
+ * to the fused layer's v part). All are exact in float: the scaled model computes what the original
+ * does, with and without the KV cache.
+ */
+
+const tmp = tempDir('pare-awq-vo-families-');
+afterAll(() => tmp.cleanup());
+
+interface Family {
+  name: string;
+  vocab: number;
+  build: () => Model;
+  /** v's rows in the layer that holds them, and whether a bias is divided with them */
+  rows: { row0: number; bias: boolean };
+  /** the layer o_proj's scales fold into */
+  into: 'v_proj' | 'qkv_proj';
+  /** how the checkpoint stores its tensors (float32 unless said) */
+  stored?: DataType;
+}
+
+function phi3(): Model {
+  generateCheckpoint(phi3Spec(), join(tmp.dir, 'phi3'), { seed: 11, onnx: false });
+  return buildFromSafetensors(join(tmp.dir, 'phi3', 'model.safetensors'));
+}
+
+/** Phi-3 with a seeded bias of 16 values added to the v part the Split hands on (a fused layer's bias cut as its output is). */
+function phi3WithVBias(): Model {
+  const model = phi3();
+  const index = new GraphIndex(model.graph);
+  for (const [i, qkv] of linears(model).filter((l) => l.name.endsWith('qkv_proj')).entries()) {
+    const split = index.consumers.get(qkv.output)![0]!;
+    const v = split.output![2]!;
+    const r = seededRandom(60 + i);
+    const bias = addConstant(model, `${qkv.name}.v_bias`, DataType.FLOAT, [16], Array.from({ length: 16 }, () => r() - 0.5));
+    redirectReaders(model.graph, v, `${v}/biased`);
+    model.graph.node!.splice(model.graph.node!.indexOf(split) + 1, 0, makeNode('Add', [v, bias], [`${v}/biased`], `${split.name}/v_bias`));
+  }
+  return model;
+}
+
+const FAMILIES: Family[] = [
+  {
+    name: 'qwen2 (v_proj.bias)',
+    vocab: QWEN2.config.vocab_size as number,
+    build: () => buildFromSafetensors(writeTinyCheckpoint(QWEN2, join(tmp.dir, 'qwen2')).path),
+    rows: { row0: 0, bias: true },
+    into: 'v_proj',
+  },
+  {
+    name: 'qwen2 float16 checkpoint (weights and v bias read through a Cast)',
+    vocab: QWEN2.config.vocab_size as number,
+    build: () => buildFromSafetensors(writeTinyCheckpoint(QWEN2, join(tmp.dir, 'qwen2-f16'), { dataType: DataType.FLOAT16 }).path),
+    rows: { row0: 0, bias: true },
+    into: 'v_proj',
+    stored: DataType.FLOAT16,
+  },
+  // 6 query heads and 2 KV heads of 8: q is rows 0–47, k 48–63, v 64–79
+  { name: 'phi3 (fused qkv_proj)', vocab: phi3Spec().config.vocab_size as number, build: phi3, rows: { row0: 64, bias: false }, into: 'qkv_proj' },
+  { name: 'phi3 (fused qkv_proj, bias on its v part)', vocab: phi3Spec().config.vocab_size as number, build: phi3WithVBias, rows: { row0: 64, bias: true }, into: 'qkv_proj' },
+];
+
+/** Logits of the two models on 2 × 12 seeded tokens, then greedy decoding with the cache against re-running, on the scaled one. */
+async function compare(original: Model, scaled: Model, vocab: number): Promise<{ relFro: number; cachedWorst: number; sameTokens: boolean }> {
+  const ids = tokens(vocab, 2, 12, 5);
+  const [a, b] = await withDecoders([original, scaled], async (d0, d1) => [await d0.full(ids), await d1.full(ids)]);
+  const decoded = await withDecoders([scaled, scaled], (cached, full) => cachedAgainstFull(cached, full, tokens(vocab, 2, 5, 9), 8, vocab));
+  return { relFro: allClose(b!, a!, 1e-4, 1e-4).relFro, cachedWorst: decoded.worst, sameTokens: JSON.stringify(decoded.cachedTokens) === JSON.stringify(decoded.fullTokens) };
+}
+
+describe('AWQ v_proj → o_proj on biased and fused V', () => {
+  it('refuses a v bias that another node reads too (dividing it would change that node), naming the bias', () => {
+    const model = FAMILIES[0]!.build();
+    const [first] = folds(model);
+    model.graph.node!.push(makeNode('Identity', [first!.bias!], ['bias_copy'], 'bias_reader'));
+    const all = linears(model);
+    const refused = voFold(model, new GraphIndex(model.graph), all, first!.o);
+    expect('refused' in refused && refused.refused).toBe(`the bias '${first!.bias}' added to 'layers.0.self_attn.v_proj' is not a vector of 16 values read by that Add alone`);
+  });
+
+  for (const f of FAMILIES) {
+    it(`${f.name}: found on every layer (v rows from ${f.rows.row0}${f.rows.bias ? ', with the bias' : ''}); scaling leaves the logits and the cached decode unchanged, and ${f.rows.bias ? 'leaving the bias unscaled' : 'scaling the q rows instead'} does not`, async () => {
+      const original = f.build();
+      const found = folds(original);
+      expect(found).toHaveLength(3);
+      for (const fold of found) {
+        expect([fold.row0, fold.bias !== undefined, fold.heads, fold.groups, fold.headDim]).toEqual([f.rows.row0, f.rows.bias, 6, 2, 8]);
+        expect(fold.cacheOutputs).toHaveLength(1);
+        if (fold.bias !== undefined) expect(original.tensor(fold.bias).dataType).toBe(f.stored ?? DataType.FLOAT);
+      }
+      const scaled = f.build();
+      folds(scaled).forEach((fold, i) => scaleVo(scaled, fold, seededScales(16, 30 + i)));
+      const exact = await compare(original, scaled, f.vocab);
+      expect(exact.relFro).toBeLessThanOrEqual(1e-5); // float32 reassociation only: measured 5.0e-7 (qwen2), 5.5e-7 (qwen2 float16), 6.2e-7 (phi3), 6.0e-7 (phi3 + v bias)
+      expect(exact.cachedWorst).toBeLessThanOrEqual(1e-5); // measured 5.9e-7, 5.8e-7, 1.6e-6, 7.7e-7
+      expect(exact.sameTokens).toBe(true);
+      // the control: the fold is wrong without the bias, or on the wrong rows
+      const wrong = f.build();
+      folds(wrong).forEach((fold, i) => scaleVo(wrong, f.rows.bias ? { ...fold, bias: undefined } : { ...fold, row0: 0 }, seededScales(16, 30 + i)));
+      expect((await compare(original, wrong, f.vocab)).relFro).toBeGreaterThan(1e-3); // measured 0.77, 0.77, 0.93, 0.47
+    }, 60_000);
+
+    it(`${f.name}: quantize.awq folds every o_proj into ${f.into} without a warning, and the float model computes as before, with the cache as without`, async () => {
+      const original = f.build();
+      const model = f.build();
+      const path = writeTokenFile(join(tmp.dir, `${f.into}.u16`), f.vocab, 16 * 8, 5);
+      const data = await loadDataset({ kind: 'tokens', path, dtype: 'uint16', seq_len: 16, count: 8, offset: 0 }, tmp.dir);
+      const result = await awqOn(model, data, 8, { group_size: 16, v_to_o: true });
+      expect(result.warnings).toEqual([]);
+      const o = result.layers.filter((l) => l.name.endsWith('o_proj'));
+      expect(o.map((l) => l.extra!.folded_into)).toEqual(o.map((l) => l.name.replace('o_proj', f.into)));
+      expect(o.some((l) => Number(l.extra!.alpha) > 0)).toBe(true);
+      const r = await compare(original, model, f.vocab);
+      expect(r.relFro).toBeLessThanOrEqual(1e-5); // measured 4.9e-7 (qwen2), 5.4e-7 (qwen2 float16), 8.3e-7 (phi3), 8.6e-7 (phi3 + v bias)
+      expect(r.cachedWorst).toBeLessThanOrEqual(1e-5); // measured 5.0e-7, 5.6e-7, 1.4e-6, 5.5e-7
+      expect(r.sameTokens).toBe(true);
+    }, 60_000);
+  }
 });

@@ -1,7 +1,5 @@
 import { join, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { Calibrator } from '../../src/calibrate/calibrator.js';
-import { calibrationFeeds } from '../../src/calibrate/feeds.js';
 import { linears } from '../../src/model/linears.js';
 import { readOnnx } from '../../src/model/onnx-io.js';
 import { awq, gramError, searchAlpha } from '../../src/quantize/awq.js';
@@ -9,7 +7,7 @@ import { dequantizeMatrix, quantizeMatrix, type GridSpec } from '../../src/quant
 import { seededRandom } from '../../src/util/random.js';
 import { gramRef, outputErrorRef } from '../reference/matmul.js';
 import { allClose } from '../helpers.js';
-import { storiesCalibration, storiesLogits } from './models.js';
+import { calibratedContext, storiesCalibration, storiesLogits } from './models.js';
 
 const ROOT = resolve(__dirname, '../..');
 
@@ -19,14 +17,7 @@ describe('quantize.awq', () => {
     const before = await storiesLogits(model);
     const data = await storiesCalibration(join(ROOT, 'fixtures'));
     const layers = linears(model).filter((l) => l.name.startsWith('layers.'));
-    const result = await awq.apply(model, { bits: 3, granularity: 'group', group_size: 32, symmetric: false, grid: 20, v_to_o: true }, {
-      layers,
-      seed: 0,
-      random: Math.random,
-      calibration: new Calibrator(calibrationFeeds(model, data, 32), 'oneshot', 1),
-      progress: { layer() {} },
-      where: 'passes[0]',
-    });
+    const result = await awq.apply(model, { bits: 3, granularity: 'group', group_size: 32, symmetric: false, grid: 20, v_to_o: true }, calibratedContext(model, data, 32, layers));
     // q/k/v and gate/up fold into the norms, down_proj into up_proj's rows, o_proj into v_proj's rows
     expect(result.layers).toHaveLength(35);
     expect(result.warnings).toEqual([]);

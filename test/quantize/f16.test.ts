@@ -1,8 +1,6 @@
 import { existsSync, readdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Calibrator } from '../../src/calibrate/calibrator.js';
-import { calibrationFeeds } from '../../src/calibrate/feeds.js';
 import { loadDataset } from '../../src/data/load.js';
 import type { TokenDataset } from '../../src/data/types.js';
 import { DataType } from '../../src/model/dtype.js';
@@ -14,6 +12,7 @@ import { f16 } from '../../src/quantize/f16.js';
 import { ort, sessionFromModel } from '../../src/runtime/ort.js';
 import { runCli } from '../cli/run-cli.js';
 import { allClose, tempDir } from '../helpers.js';
+import { calibratedContext } from './models.js';
 
 const ROOT = resolve(__dirname, '../..');
 const KV = join(ROOT, 'fixtures/stories260K-kv/model.onnx');
@@ -31,14 +30,7 @@ beforeAll(async () => {
 });
 
 async function convert(model: Model, params: Record<string, unknown>): Promise<PassResult> {
-  return configurePass(f16, params).apply(model, {
-    layers: [],
-    seed: 0,
-    random: Math.random,
-    calibration: new Calibrator(calibrationFeeds(model, calibration, 16), 'oneshot', 1),
-    progress: { layer() {} },
-    where: 'passes[0]',
-  });
+  return configurePass(f16, params).apply(model, calibratedContext(model, calibration, 16, []));
 }
 
 /** Logits of every unseen sequence from scratch, as float32, with feeds typed as the model declares its inputs. */

@@ -11,6 +11,7 @@ import { emitQuantized } from '../../src/quantize/rtn.js';
 import { ort, sessionFromModel } from '../../src/runtime/ort.js';
 import { seededRandom } from '../../src/util/random.js';
 import { allClose } from '../helpers.js';
+import { gramRef, outputErrorRef } from '../reference/matmul.js';
 import { singleMatMul } from './models.js';
 
 /** GPTQ with act_order and static groups: the input order changes, the groups' grids do not. */
@@ -23,22 +24,10 @@ const SAMPLES = 400;
 function activations(): { X: Float32Array; stats: InputStats } {
   const r = seededRandom(3);
   const X = Float32Array.from({ length: SAMPLES * K }, (_, i) => (r() * 2 - 1) * (1 + ((i % K) % 11 === 0 ? 5 * r() : 0)));
-  const xtx = new Float64Array(K * K);
-  for (let s = 0; s < SAMPLES; s++) for (let a = 0; a < K; a++) for (let b = 0; b < K; b++) xtx[a * K + b] += X[s * K + a]! * X[s * K + b]!;
-  return { X, stats: { tensor: 'x', dim: K, rows: SAMPLES, xtx } };
+  return { X, stats: { tensor: 'x', dim: K, rows: SAMPLES, xtx: gramRef(X, SAMPLES, K) } };
 }
 
-function outputError(W: Float32Array, Wq: Float32Array, X: Float32Array): number {
-  let e = 0;
-  for (let s = 0; s < SAMPLES; s++) {
-    for (let n = 0; n < N; n++) {
-      let d = 0;
-      for (let k = 0; k < K; k++) d += (W[n * K + k]! - Wq[n * K + k]!) * X[s * K + k]!;
-      e += d * d;
-    }
-  }
-  return e;
-}
+const outputError = (W: Float32Array, Wq: Float32Array, X: Float32Array) => outputErrorRef(W, Wq, X, SAMPLES, N, K);
 
 describe('GPTQ act_order with static groups', () => {
   it('K = 172, 4-bit group 32, MSE clipping: the static grids, stored as MatMulNBits (no g_idx), ORT equal to the dequantized weights, error below RTN', async () => {

@@ -1,4 +1,9 @@
+import { Calibrator } from '../../src/calibrate/calibrator.js';
+import { calibrationFeeds } from '../../src/calibrate/feeds.js';
+import type { Dataset } from '../../src/data/types.js';
 import { attr, makeNode } from '../../src/model/graph.js';
+import type { LinearLayer } from '../../src/model/linears.js';
+import type { PassContext } from '../../src/pass/pass.js';
 import { loadDataset } from '../../src/data/load.js';
 import { Model } from '../../src/model/model.js';
 import { sessionFromModel, type SessionOptions } from '../../src/runtime/ort.js';
@@ -99,4 +104,9 @@ export async function storiesLogits(model: Model, opts: StoriesTokens = {}): Pro
 /** The issues' calibration text for stories260K: stories 1–10 in 128-token segments. */
 export function storiesCalibration(fixtures: string): ReturnType<typeof loadDataset> {
   return loadDataset({ kind: 'text', path: 'tinystories/valid-head.txt', tokenizer: 'stories260K/tok512.bin', separator: '<|endoftext|>', bos: true, max_length: 512, select: '1-10', segment: 128 }, fixtures);
+}
+
+/** What a calibrated pass's apply gets: `layers`, and a one-shot calibration of `samples` samples of `data`. */
+export function calibratedContext(model: Model, data: Dataset, samples: number, layers: LinearLayer[]): PassContext {
+  return { layers, seed: 0, random: Math.random, calibration: new Calibrator(calibrationFeeds(model, data, samples), 'oneshot', 1), progress: { layer() {} }, where: 'passes[0]' };
 }

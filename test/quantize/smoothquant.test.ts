@@ -1,12 +1,10 @@
 import { join, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { Calibrator } from '../../src/calibrate/calibrator.js';
-import { calibrationFeeds } from '../../src/calibrate/feeds.js';
 import { linears } from '../../src/model/linears.js';
 import { readOnnx } from '../../src/model/onnx-io.js';
 import { smoothquant } from '../../src/quantize/smoothquant.js';
 import { allClose } from '../helpers.js';
-import { storiesCalibration, storiesLogits } from './models.js';
+import { calibratedContext, storiesCalibration, storiesLogits } from './models.js';
 
 const ROOT = resolve(__dirname, '../..');
 
@@ -16,14 +14,7 @@ describe('quantize.smoothquant', () => {
     const before = await storiesLogits(model);
     const data = await storiesCalibration(join(ROOT, 'fixtures'));
     const layers = linears(model);
-    const result = await smoothquant.apply(model, { alpha: 0.5 }, {
-      layers,
-      seed: 0,
-      random: Math.random,
-      calibration: new Calibrator(calibrationFeeds(model, data, 32), 'oneshot', 1),
-      progress: { layer() {} },
-      where: 'passes[0]',
-    });
+    const result = await smoothquant.apply(model, { alpha: 0.5 }, calibratedContext(model, data, 32, layers));
     // q/k/v and gate/up fold into the norms, down_proj into up_proj, lm_head into the final norm; o_proj has no exact fold
     expect(result.layers).toHaveLength(31);
     expect(result.warnings).toHaveLength(5);
