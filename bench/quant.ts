@@ -59,6 +59,8 @@ interface Row {
 }
 
 const G32 = { granularity: 'group', group_size: 32, symmetric: false, format: 'matmulnbits' } as const;
+/** block-wise output reconstruction with its defaults, after a quantizer */
+const RECON = { pass: 'quantize.reconstruct', params: {} };
 /** the grid AWQ optimises for (it stores nothing itself) */
 const AWQ_G32 = { granularity: 'group', group_size: 32, symmetric: false } as const;
 
@@ -134,6 +136,12 @@ export const QUANT_ROWS: Row[] = [
   }))),
   { id: 'awq-gptq4g32-mse-fzp-refit8-f16-bcc', label: 'AWQ (4-bit g32 grid) + the float-zero refit recipe (8 rounds, float16) + bias correction, centred XᵀX', passes: [{ pass: 'quantize.awq', params: { bits: 4, ...AWQ_G32 } }, { pass: 'quantize.gptq', params: { bits: 4, ...G32, mse_clip: true, refit_scales: true, refit_rounds: 8, float_zero_points: true, scale_dtype: 'float16', bias_correction: true, center_hessian: true } }] },
   { id: 'rtn4g32-bc', label: 'RTN 4-bit g32 + bias correction', passes: [{ pass: 'quantize.rtn', params: { bits: 4, ...G32, bias_correction: true } }] },
+  // quantize.reconstruct after the quantizer (block-wise output reconstruction, default 5 epochs, lr 1e-3)
+  { id: 'gptq4g32-mse-recon', label: 'GPTQ 4-bit g32 + MSE clipping + block-wise reconstruction', passes: [{ pass: 'quantize.gptq', params: { bits: 4, ...G32, mse_clip: true } }, RECON] },
+  { id: 'gptq3g32-mse-act-recon', label: 'GPTQ 3-bit g32 + MSE clipping + act_order + block-wise reconstruction', passes: [{ pass: 'quantize.gptq', params: { bits: 3, ...G32, mse_clip: true, act_order: true } }, RECON] },
+  { id: 'mixed3.5-f16-p3-refit-act-recon', label: 'mixed precision ≤ 3.5 bits/weight, float16 scales, packed 3-bit codes + scale refit, act_order + block-wise reconstruction', passes: [{ pass: 'quantize.mixed', params: { budget_bits: 3.5, scale_dtype: 'float16', packed_3bit: true, refit_scales: true, act_order: true } }, RECON] },
+  { id: 'mixed3.5-recon', label: 'mixed precision ≤ 3.5 bits/weight (2/3/4/8-bit × g32/64/128, GPTQ + MSE clipping) + block-wise reconstruction', passes: [{ pass: 'quantize.mixed', params: { budget_bits: 3.5 } }, RECON] },
+  { id: 'mixed3.5-f16-p3-refit-act-recon10', label: 'mixed precision ≤ 3.5 bits/weight, float16 scales, packed 3-bit codes + scale refit, act_order + block-wise reconstruction, 10 epochs', passes: [{ pass: 'quantize.mixed', params: { budget_bits: 3.5, scale_dtype: 'float16', packed_3bit: true, refit_scales: true, act_order: true } }, { pass: 'quantize.reconstruct', params: { epochs: 10 } }] },
 ];
 
 function recipe(subject: Subject, row: Row, teacherFile: string): string {
@@ -187,8 +195,10 @@ export async function benchQuant(ids: string[] = []): Promise<string> {
           dense = true;
           lines.push(`| ${subject.name} | dense fp32 | – | 32 | ${r.measurements.reference.quality.perplexity.toFixed(3)} | ${r.measurements.reference.size.file_bytes} | – | – | – |`);
         }
-        // the last pass that writes the layers decides their stored bytes
-        const layers: LayerEntry[] = r.passes.at(-1).layers;
+        // the last pass that writes the layers decides their stored bytes (quantize.reconstruct keeps them)
+        const passes: { id: string; layers: LayerEntry[]; ms: number; cpu_ms: number }[] = r.passes;
+        const layers = passes.filter((p) => p.id !== 'quantize.reconstruct').at(-1)!.layers;
+        for (const p of passes) process.stderr.write(`${row.id}: ${p.id} ${(p.ms / 1000).toFixed(1)} s wall, ${(p.cpu_ms / 1000).toFixed(1)} s CPU\n`);
         const weights = layers.reduce((a, l) => a + l.bytes_before / 4, 0);
         const bpw = (layers.reduce((a, l) => a + l.bytes_after, 0) * 8) / weights;
         const ppl = r.measurements.model.quality.perplexity as number;

@@ -43,6 +43,8 @@ export const PASS_CASES: readonly PassCase[] = [
   // AWQ alone only rescales and folds: the float outputs stay
   { id: 'quantize.awq', passes: pass('quantize.awq', '"layers.*"', 'bits: 4, granularity: group, group_size: 16'), calibration: true, exact: 1e-5 },
   { id: 'quantize.mixed', passes: pass('quantize.mixed', '"layers.*"', 'budget_bits: 9, bits: [4, 8], group_sizes: [16], sensitivity: output, block_size: 16'), calibration: true },
+  // reconstruction trains the codes a quantizer wrote
+  { id: 'quantize.reconstruct', passes: pass('quantize.rtn', '"layers.*"', 'bits: 4, granularity: group, group_size: 16, format: matmulnbits') + pass('quantize.reconstruct', '"layers.*"', 'epochs: 1'), calibration: true },
   { id: 'quantize.smoothquant', passes: pass('quantize.smoothquant', '"layers.*"', 'alpha: 0.5'), calibration: true, exact: 1e-5 },
   // an orthogonal rotation of the residual stream: exact in float
   { id: 'quantize.rotate', passes: '  - pass: quantize.rotate\n', exact: 1e-5 },

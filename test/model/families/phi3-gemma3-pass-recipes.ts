@@ -21,6 +21,7 @@ export function passCases(family: 'phi3' | 'gemma3_text'): Record<string, PassCa
     'quantize.gptq': { passes: pass('quantize.gptq', ['layers.*'], 'bits: 4, granularity: channel'), calibration: true },
     'quantize.awq': { passes: pass('quantize.awq', ['layers.*'], 'bits: 4, granularity: group, group_size: 16'), calibration: true },
     'quantize.mixed': { passes: pass('quantize.mixed', ['layers.*'], 'budget_bits: 9, bits: [4, 8], group_sizes: [16], sensitivity: output'), calibration: true },
+    'quantize.reconstruct': { passes: pass('quantize.rtn', ['layers.*'], 'bits: 4, granularity: group, group_size: 16, format: matmulnbits') + pass('quantize.reconstruct', ['layers.*'], 'epochs: 1'), calibration: true },
     // Gemma's embedding is scaled by √hidden and its sublayer outputs are normed before the residual Add
     'quantize.rotate':
       family === 'phi3'
