@@ -3,7 +3,7 @@ import { lmFeeds, type ModelIo } from '../model/io.js';
 import type { OnnxExecutor } from '../runtime/tfjs/executor.js';
 import type { KdParams } from './kd-params.js';
 import { klLoss } from './loss.js';
-import type { Teacher } from './teacher.js';
+import type { TeacherTargetSource } from './teacher.js';
 
 /** The held-out windows of early stopping (early-stop.ts), batched with the teacher's logits, and the student's KL on them. */
 
@@ -14,7 +14,7 @@ export interface HeldOutBatch {
 }
 
 /** Held-out windows in batches of up to batch_size rows, with the teacher's logits (fixed, so computed once). */
-export async function heldOutBatches(rows: readonly Int32Array[], p: KdParams, teacher: Teacher): Promise<HeldOutBatch[]> {
+export async function heldOutBatches(rows: readonly Int32Array[], p: KdParams, teacher: TeacherTargetSource): Promise<HeldOutBatch[]> {
   const out: HeldOutBatch[] = [];
   for (let i = 0; i < rows.length; i += p.batch_size) {
     const part = rows.slice(i, i + p.batch_size);

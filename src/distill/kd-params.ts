@@ -33,6 +33,7 @@ export const KdParams = z.strictObject({
   held_out: z.number().int().min(0).default(0).describe('windows held out of the training data for early stopping: KL to the teacher on them every eval_every steps, and the best state is kept; 0 = off'),
   eval_every: z.number().int().min(1).default(50).describe('steps between held-out measurements (with held_out)'),
   patience: z.number().int().min(0).default(0).describe('stop after this many held-out measurements in a row without a new best; 0 = run every step (the best state is still kept)'),
+  teacher_thread: z.boolean().default(true).describe("run the teacher's ONNX Runtime forward in a worker thread, so that the next step's targets are computed on another core while this thread trains (the same targets bit for bit); false runs it on this thread"),
   threads: z.number().int().min(0).default(1).describe('threads sharing each batch (this one plus worker threads, each differentiating a share of the rows; the same result up to float rounding, so 1, the default, gives the same bytes on every machine); 0 = min(2, cores, batch_size)'),
 });
 export type KdParams = z.output<typeof KdParams>;

@@ -21,7 +21,8 @@ import { KdParams } from './kd-params.js';
 import { MaskedAdam } from './optimizer.js';
 import { BatchGradients, defaultThreads, type MatchedOutput } from './parallel.js';
 import { studentLoss } from './student-loss.js';
-import { Teacher, type TeacherTargets } from './teacher.js';
+import { Teacher, teacherSpec, type TeacherSpec, type TeacherTargetSource, type TeacherTargets } from './teacher.js';
+import { TeacherThread } from './teacher-thread.js';
 import { defaultLearningRate, layerStats, pruningMasks, trainableInitializers } from './trainable.js';
 import { trainingWindows } from './training-windows.js';
 
@@ -66,31 +67,44 @@ async function distill(model: Model, p: KdParams, ctx: PassContext) {
     return distillClassifier(model, { ...p, lr: p.lr ?? defaultLearningRate(model, trained) }, ctx, teacherPath, trained);
   }
   const io = await resolveKvShapes(model, modelIo(model));
-
-  const { teacher, matched } = await openTeacher(model, p, teacherPath, io, warnings);
+  const { spec, matched } = await describeTeacher(model, p, teacherPath, io, warnings);
 
   const names = trainableInitializers(model, ctx.layers);
   if (names.size === 0) throw new UserError(`${ctx.where}: distill.kd found nothing to train among the targets`);
   const lr = p.lr ?? defaultLearningRate(model, names);
-  const exec = await OnnxExecutor.create(model, { trainable: (n) => names.has(n) });
-  const tf = exec.tf;
-  if (exec.fallback) warnings.push(`tfjs backend ${exec.backend}: ${exec.fallback}`);
-  const gradients = BatchGradients.start(exec, (rows, ids, target) => studentLoss(exec, { ...p, batch_size: rows }, io, ids, target, matched.hidden, matched.attention), p.threads || defaultThreads(p.batch_size), () => ({
-    model: encodeInline(model),
-    path: model.path,
-    trainable: [...names],
-    params: p,
-    io,
-    ...matched,
-  }));
-  // the teacher's outputs for the next step, issued before this step's student work (onnxruntime-node 1.30 runs a session on the JS thread, so this orders the work rather than overlapping it)
+  // everything opened from here on is closed in the finally below, whichever way the run ends
+  let onThisThread: Teacher | undefined;
+  let teacher: TeacherTargetSource | undefined;
+  let exec: OnnxExecutor | undefined;
+  let gradients: BatchGradients | undefined;
+  // the teacher's outputs for the next step, issued before this step's student work (in the teacher thread they are computed meanwhile; on this thread onnxruntime-node 1.30 runs the session synchronously, so this only orders the work)
   let prefetched: Promise<TeacherTargets> | undefined;
   try {
-    const split = splitHeldOut(await trainingWindows(p, ctx, teacher, io.outputWidth), p.held_out, ctx.where);
+    // data: teacher samples its windows on this thread (the pipeline's random stream draws the tokens); it is built before the teacher thread, which takes spec.bytes
+    if (p.data === 'teacher' || !p.teacher_thread) onThisThread = await Teacher.fromSpec(spec);
+    teacher = p.teacher_thread ? new TeacherThread(spec) : onThisThread!;
+    exec = await OnnxExecutor.create(model, { trainable: (n) => names.has(n) });
+    const tf = exec.tf;
+    if (exec.fallback) warnings.push(`tfjs backend ${exec.backend}: ${exec.fallback}`);
+    const student = exec;
+    gradients = BatchGradients.start(exec, (rows, ids, target) => studentLoss(student, { ...p, batch_size: rows }, io, ids, target, matched.hidden, matched.attention), p.threads || defaultThreads(p.batch_size), () => ({
+      model: encodeInline(model),
+      path: model.path,
+      trainable: [...names],
+      params: p,
+      io,
+      ...matched,
+    }));
+    const split = splitHeldOut(await trainingWindows(p, ctx, spec.io, onThisThread?.ortSession, io.outputWidth), p.held_out, ctx.where);
+    if (onThisThread !== teacher) {
+      // the session sampled the windows; the teacher thread's computes the rest, so the model is not held twice while training
+      await onThisThread?.close();
+      onThisThread = undefined;
+    }
     const windows = new TokenWindows(split.train, p.seq_len, ctx.seed * 7919 + 17);
     const heldOut = await heldOutBatches(split.heldOut, p, teacher);
     const best = new BestState<Map<string, Float32Array>>(p.patience);
-    const measure = (step: number) => best.offer(step, heldOutKl(exec, p, io, heldOut), () => new Map([...exec.variables].map(([n, v]) => [n, (v.dataSync() as Float32Array).slice()])));
+    const measure = (step: number) => best.offer(step, heldOutKl(student, p, io, heldOut), () => new Map([...student.variables].map(([n, v]) => [n, (v.dataSync() as Float32Array).slice()])));
     const masks = pruningMasks(exec, model);
     const adam = new MaskedAdam(tf, exec.variables, masks, {
       lr,
@@ -113,8 +127,9 @@ async function distill(model: Model, p: KdParams, ctx: PassContext) {
     let recent = NaN;
     let stoppedAt = p.steps;
     if (heldOut.length > 0) measure(start);
+    const source = teacher;
     const teach = (step: number) => {
-      const run = teacher.run(windows.batch(step, p.batch_size), p.batch_size, p.seq_len);
+      const run = source.run(windows.batch(step, p.batch_size), p.batch_size, p.seq_len);
       run.catch(() => undefined); // handled where it is awaited; this keeps a failure during the step from counting as unhandled
       return run;
     };
@@ -169,17 +184,18 @@ async function distill(model: Model, p: KdParams, ctx: PassContext) {
     };
   } finally {
     await prefetched?.catch(() => undefined); // an early stop or an error leaves one run in flight: it ends before the session closes
-    await gradients.close();
-    exec.dispose();
-    await teacher.close();
+    await teacher?.close();
+    if (onThisThread !== teacher) await onThisThread?.close();
+    await gradients?.close();
+    exec?.dispose();
   }
 }
 
-/** The teacher's session, with the block outputs the hidden-state and attention-output losses match in student and teacher. */
-async function openTeacher(model: Model, p: KdParams, teacherPath: string, io: ModelIo, warnings: string[]): Promise<{ teacher: Teacher; matched: { hidden: MatchedOutput[]; attention: MatchedOutput[] } }> {
+/** The teacher's spec (its session's bytes and I/O), with the block outputs the hidden-state and attention-output losses match in student and teacher. */
+async function describeTeacher(model: Model, p: KdParams, teacherPath: string, io: ModelIo, warnings: string[]): Promise<{ spec: TeacherSpec; matched: { hidden: MatchedOutput[]; attention: MatchedOutput[] } }> {
   const hiddenBlocks = p.loss_weights.hidden > 0 ? decoderBlocks(model) : [];
   const attentionBlocks = p.loss_weights.attention > 0 ? [...attentionOutputs(model)].map(([index, output]) => ({ index, output })) : [];
-  const teacher = await Teacher.open(teacherPath, { hidden: hiddenBlocks.map((b) => b.index), attention: attentionBlocks.map((b) => b.index) });
+  const teacher = await teacherSpec(teacherPath, { hidden: hiddenBlocks.map((b) => b.index), attention: attentionBlocks.map((b) => b.index) });
   if (teacher.io.outputWidth !== undefined && io.outputWidth !== undefined && teacher.io.outputWidth !== io.outputWidth) {
     throw new UserError(`${teacherPath}: the teacher's logits have ${teacher.io.outputWidth} entries, the student's ${io.outputWidth}`);
   }
@@ -188,7 +204,7 @@ async function openTeacher(model: Model, p: KdParams, teacherPath: string, io: M
   const studentAttention = attentionBlocks.filter((b) => teacher.attention.has(b.index));
   if (p.loss_weights.attention > 0 && studentAttention.length === 0) warnings.push('loss_weights.attention is set but no attention output (o_proj) matches between student and teacher blocks; attention-output loss skipped');
 
-  return { teacher, matched: { hidden: studentHidden.map(({ index, output }) => ({ index, output })), attention: studentAttention } };
+  return { spec: teacher, matched: { hidden: studentHidden.map(({ index, output }) => ({ index, output })), attention: studentAttention } };
 }
 
 /** The step a saved training state (matching `key`) lets the run continue from, with the student and optimizer restored; 0 without one. */

@@ -3,6 +3,7 @@ import { Worker } from 'node:worker_threads';
 import type * as tfjs from '@tensorflow/tfjs';
 import type { ModelIo } from '../model/io.js';
 import type { OnnxExecutor } from '../runtime/tfjs/executor.js';
+import { distillWorkerUrl } from './worker-url.js';
 
 /**
  * Data-parallel gradients of a distillation batch. The batch's rows are split into shares: this
@@ -148,7 +149,7 @@ class GradWorker {
   private failure: Error | undefined;
 
   constructor(setup: WorkerSetup) {
-    this.worker = new Worker(workerEntry(), { workerData: setup });
+    this.worker = new Worker(distillWorkerUrl('grad-worker'), { workerData: setup });
     let started!: () => void;
     let failed!: (e: Error) => void;
     this.ready = new Promise((res, rej) => ((started = res), (failed = rej)));
@@ -182,10 +183,4 @@ class GradWorker {
     this.failure ??= new Error('closed');
     await this.worker.terminate();
   }
-}
-
-/** The worker's entry beside this module; under vitest (TypeScript sources) the compiled one in dist/. */
-function workerEntry(): URL {
-  const here = new URL(import.meta.url);
-  return here.pathname.endsWith('.ts') ? new URL('../../dist/src/distill/grad-worker.js', here) : new URL('./grad-worker.js', here);
 }

@@ -1,16 +1,18 @@
 import { loadDataset } from '../data/load.js';
+import type { ModelIo } from '../model/io.js';
+import type { ort } from '../runtime/ort.js';
 import { UserError } from '../errors.js';
 import type { PassContext } from '../pass/pass.js';
 import { sampleFromTeacher, sequencesOfFeeds, windowsOf } from './data.js';
 import type { KdParams } from './kd-params.js';
-import type { Teacher } from './teacher.js';
 
-/** The windows to train on (and to hold out from), in a fixed order. */
-export async function trainingWindows(p: KdParams, ctx: PassContext, teacher: Teacher, vocab: number | undefined): Promise<Int32Array[]> {
+/** The windows to train on (and to hold out from), in a fixed order. `session` (the teacher's, on this thread, with present.* outputs) samples them with data: teacher. */
+export async function trainingWindows(p: KdParams, ctx: PassContext, teacherIo: ModelIo, session: ort.InferenceSession | undefined, vocab: number | undefined): Promise<Int32Array[]> {
   if (p.data === 'teacher') {
     if (!vocab) throw new UserError(`${ctx.where}: distill.kd data: teacher needs the logits width of the model's output`);
+    if (!session) throw new Error('distill.kd data: teacher needs the teacher session on this thread');
     ctx.progress.step?.(0, p.steps, `sampling ${p.samples} windows of ${p.seq_len} tokens from the teacher`);
-    const rows = await sampleFromTeacher(teacher.ortSession, teacher.io, {
+    const rows = await sampleFromTeacher(session, teacherIo, {
       rows: p.samples,
       seqLen: p.seq_len,
       vocab,
@@ -24,7 +26,7 @@ export async function trainingWindows(p: KdParams, ctx: PassContext, teacher: Te
   if (p.data === 'calibration') {
     // needsCalibration makes recipes give calibration for this; direct callers must pass it
     if (!ctx.calibration) throw new Error(`${ctx.where}: distill.kd data: calibration needs ctx.calibration`);
-    sequences = sequencesOfFeeds(ctx.calibration.feeds, teacher.io.inputName, ctx.where);
+    sequences = sequencesOfFeeds(ctx.calibration.feeds, teacherIo.inputName, ctx.where);
   } else {
     const data = await loadDataset(p.data, ctx.recipeDir ?? '.');
     if (data.kind !== 'tokens') throw new UserError(`${ctx.where}: distill.kd data must be text or token ids, got ${data.kind}`);

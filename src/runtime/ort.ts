@@ -104,11 +104,18 @@ const firstLine = ortMessage;
 
 /** A session over `model` whose only outputs are `outputs`, so ONNX Runtime runs just what they need. */
 export async function captureSession(model: Model, outputs: string[], opts: SessionOptions = {}): Promise<ort.InferenceSession> {
-  const bytes = encodeInlineWithOutputs(model, outputs);
+  return sessionFromBytes(encodeInlineWithOutputs(model, outputs), opts, `a capture session for ${outputs.join(', ')} of ${model.path}`);
+}
+
+/**
+ * A session over serialized model bytes (captureSession's, or a copy of them in a worker thread:
+ * the same bytes and options give the same session and the same outputs). `what` names it in errors.
+ */
+export async function sessionFromBytes(bytes: Uint8Array, opts: SessionOptions, what: string): Promise<ort.InferenceSession> {
   try {
     return await ort.InferenceSession.create(bytes, toOrtOptions(opts));
   } catch (e) {
-    throw new Error(`ONNX Runtime cannot build a capture session for ${outputs.join(', ')} of ${model.path}: ${firstLine(e)}`);
+    throw new Error(`ONNX Runtime cannot build ${what}: ${firstLine(e)}`);
   }
 }
 

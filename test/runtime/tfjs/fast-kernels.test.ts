@@ -3,9 +3,11 @@ import { describe, expect, it } from 'vitest';
 import { loadTf } from '../../../src/runtime/tf.js';
 import { broadcastTo } from '../../../src/runtime/tfjs/custom-grad.js';
 import { matMul2d } from '../../../src/runtime/tfjs/ops/linear.js';
+import { narrowOutputProduct } from '../../../src/runtime/tfjs/ops/narrow-output.js';
 import { batchedMatMul, smallInnerProduct } from '../../../src/runtime/tfjs/ops/small-inner.js';
 import { seededRandom } from '../../../src/util/random.js';
 import { allClose } from '../../helpers.js';
+import { matmulRef } from '../../reference/matmul.js';
 
 /** float64 C = A·B for row-major A [m, k], B [k, n] */
 function matmul64(A: Float32Array, B: Float32Array, m: number, k: number, n: number): Float64Array {
@@ -89,5 +91,61 @@ describe('kernels the executor routes around slow wasm paths', () => {
     const x = tf.zeros([2, 4, 20]);
     expect(smallInnerProduct(tf, x, tf.zeros([2, 20, 4]), false)).toBeUndefined(); // inner 20 > 16: tfjs' kernel
     expect(smallInnerProduct(tf, tf.zeros([2, 4, 8]), tf.zeros([1, 8, 4]), false)).toBeUndefined(); // batch dims differ
+  });
+
+  it('narrowOutputProduct: P·V, Pᵀ·∂O and ∂S·K shapes (inner 40, output ≤ 16 columns) equal float64 to one rounding, for causal and dense left factors; batchedMatMul\'s gradients through it too', async () => {
+    const { tf } = await loadTf();
+    const r = seededRandom(11);
+    const rand = (n: number) => Float32Array.from({ length: n }, () => r() - 0.5);
+    const [batch, S] = [6, 40];
+    /** rows of a causal softmax: zero above the diagonal, as attention's P */
+    const causal = (n: number) => {
+      const P = new Float32Array(n * S * S);
+      for (let i = 0; i < n * S; i++) {
+        const row = P.subarray(i * S, (i + 1) * S);
+        for (let j = 0; j <= i % S; j++) row[j] = Math.exp(r());
+        const sum = row.reduce((a, b) => a + b, 0);
+        row.forEach((v, j) => (row[j] = v / sum));
+      }
+      return P;
+    };
+    const one = (got: Float32Array, want: Float64Array, what: string) => {
+      const c = allClose(got, want, 2 ** -23, 1e-12); // a float64 sum rounded once to float32: within half an ulp
+      expect(c.ok, `${what}: ${c.worst}`).toBe(true);
+    };
+    for (const N of [1, 8, 16]) {
+      for (const [kind, P] of [['causal', causal(batch)], ['dense', rand(batch * S * S)]] as const) {
+        const V = rand(batch * S * N);
+        const p = tf.tensor(P, [2, 3, S, S]);
+        const v = tf.tensor(V, [2, 3, S, N]);
+        const vt = tf.tensor(Float32Array.from({ length: V.length }, (_, i) => V[Math.floor(i / (S * N)) * S * N + (i % S) * N + Math.floor((i % (S * N)) / S)]!), [2, 3, N, S]);
+        const y = narrowOutputProduct(tf, p, v, false, false)!.dataSync() as Float32Array;
+        const yt = narrowOutputProduct(tf, p, v, true, false)!.dataSync() as Float32Array;
+        const yb = narrowOutputProduct(tf, p, vt, false, true)!.dataSync() as Float32Array;
+        for (let i = 0; i < batch; i++) {
+          const Pi = P.subarray(i * S * S, (i + 1) * S * S);
+          const Vi = V.subarray(i * S * N, (i + 1) * S * N);
+          const at = (x: Float32Array) => x.subarray(i * S * N, (i + 1) * S * N);
+          one(at(y), matmulRef(Pi, Vi, S, S, N), `${kind} P·V, N ${N}, batch ${i}`);
+          one(at(yt), matmulRef(Pi, Vi, S, S, N, true), `${kind} Pᵀ·∂O, N ${N}, batch ${i}`);
+          one(at(yb), matmulRef(Pi, Vi, S, S, N), `${kind} ∂S·K with K stored transposed, N ${N}, batch ${i}`);
+        }
+        tf.dispose([p, v, vt]);
+      }
+    }
+    // the gradient of P·V: ∂P = R·Vᵀ (inner N: the small-inner loop), ∂V = Pᵀ·R (this loop)
+    const P = causal(batch);
+    const V = rand(batch * S * 8);
+    const R = rand(batch * S * 8);
+    const [gp, gv] = tf.grads((x: tfjs.Tensor, w: tfjs.Tensor) => tf.sum(tf.mul(batchedMatMul(tf, x, w), tf.tensor(R, [2, 3, S, 8]))))([tf.tensor(P, [2, 3, S, S]), tf.tensor(V, [2, 3, S, 8])]);
+    const [gpd, gvd] = [gp!.dataSync() as Float32Array, gv!.dataSync() as Float32Array];
+    for (let i = 0; i < batch; i++) {
+      const [Pi, Vi, Ri] = [P.subarray(i * S * S, (i + 1) * S * S), V.subarray(i * S * 8, (i + 1) * S * 8), R.subarray(i * S * 8, (i + 1) * S * 8)];
+      one(gpd.subarray(i * S * S, (i + 1) * S * S), matmulRef(Ri, Vi, S, 8, S, false, true), `∂P batch ${i}`);
+      one(gvd.subarray(i * S * 8, (i + 1) * S * 8), matmulRef(Pi, Ri, S, S, 8, true), `∂V batch ${i}`);
+    }
+    expect(narrowOutputProduct(tf, tf.zeros([2, 40, 40]), tf.zeros([2, 40, 17]), false, false)).toBeUndefined(); // 17 columns: tfjs' kernel
+    expect(narrowOutputProduct(tf, tf.zeros([2, 8, 16]), tf.zeros([2, 16, 8]), false, false)).toBeUndefined(); // inner 16: small-inner's or tfjs'
+    expect(narrowOutputProduct(tf, tf.zeros([2, 40, 40]), tf.zeros([2, 40, 8]), true, true)).toBeUndefined();
   });
 });

@@ -1,6 +1,8 @@
 import type * as tfjs from '@tensorflow/tfjs';
 import type { Tf } from '../../tf.js';
 import { customGrad, type SaveFunc } from '../custom-grad.js';
+import { narrowOutputProduct } from './narrow-output.js';
+import { outputArray, valuesNow } from './wasm-arrays.js';
 
 /**
  * Batched products whose inner dimension is a head size: attention's Q·Kᵀ and, in its backward,
@@ -47,26 +49,19 @@ export function smallInnerProduct(tf: Tf, a: tfjs.Tensor, b: tfjs.Tensor, transp
   const M = a.shape[r - 2]!;
   const N = transposeB ? b.shape[r - 2]! : b.shape[r - 1]!;
   const batch = a.shape.slice(0, -2).reduce((p, d) => p * d, 1);
-  const size = batch * M * N;
-  // wasm copies a new tensor's values into its heap, so the array can serve the next product; other backends keep it
-  const reuse = tf.getBackend() === 'wasm';
-  if (reuse && scratch.length < size) scratch = new Float32Array(size);
-  const C = reuse ? scratch.subarray(0, size) : new Float32Array(size);
-  kernel(K, transposeB)(a.dataSync() as Float32Array, b.dataSync() as Float32Array, C, batch, M, N);
+  const C = outputArray(tf, batch * M * N);
+  kernel(K, transposeB)(valuesNow(tf, a), valuesNow(tf, b), C, batch, M, N);
   return tf.tensor(C, [...a.shape.slice(0, -1), N], 'float32');
 }
 
-/** the products' output, reused: a fresh 2 MB array per product made the garbage collector the cost */
-let scratch = new Float32Array(0);
-
 function product(tf: Tf, a: tfjs.Tensor, b: tfjs.Tensor, transposeA: boolean, transposeB: boolean): tfjs.Tensor {
-  return (!transposeA && smallInnerProduct(tf, a, b, transposeB)) || tf.matMul(a, b, transposeA, transposeB);
+  return (!transposeA && smallInnerProduct(tf, a, b, transposeB)) || narrowOutputProduct(tf, a, b, transposeA, transposeB) || tf.matMul(a, b, transposeA, transposeB);
 }
 
 /**
  * a·b over equal batch dimensions (rank ≥ 3), differentiable: ∂a = ∂y·bᵀ, ∂b = aᵀ·∂y, the
- * products tfjs' own BatchMatMul gradient takes; each one whose inner dimension is small runs in
- * the JavaScript loop.
+ * products tfjs' own BatchMatMul gradient takes; each one whose inner dimension is small, or whose
+ * output is narrow (narrow-output.ts), runs in a JavaScript loop.
  */
 export function batchedMatMul(tf: Tf, a: tfjs.Tensor, b: tfjs.Tensor): tfjs.Tensor {
   return customGrad(tf, (x, y, save) => {
