@@ -1,13 +1,14 @@
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { UserError } from '../../src/errors.js';
-import { readOnnx } from '../../src/model/onnx-io.js';
+import { decodeModelProto, readOnnx } from '../../src/model/onnx-io.js';
 import { parseRecipe, loadRecipe } from '../../src/recipe/parse.js';
 import { PASSES } from '../../src/pipeline/registry.js';
 import { expandSchedules } from '../../src/pipeline/schedule.js';
 import { pointCost } from '../../src/pipeline/sweep-cost.js';
 import type { Report } from '../../src/report/schema.js';
+import { ort } from '../../src/runtime/ort.js';
 import { sha256File } from '../../src/util/hash.js';
 import { fixturePath, FIXTURES, tempDir } from '../helpers.js';
 import { runCli } from '../cli/run-cli.js';
@@ -97,6 +98,32 @@ describe('schedule: a pass in stages of decoder blocks, each followed by distill
     const names = readOnnx(scheduled.out).graph.initializer!.map((t) => t.name ?? '');
     for (let b = 0; b < 5; b++) for (const l of ['self_attn.q_proj', 'mlp.down_proj']) expect(names).toContain(`layers.${b}.${l}.kron_a`);
   }, 60_000);
+
+  it('runtime dense_at_load: the stages and a final distill.kd train the stored factors; ONNX Runtime runs the dense graph, the file stays factored', async () => {
+    const text = `${SCHEDULED.replace('mode: iterative', 'mode: iterative, runtime: dense_at_load')}  - pass: distill.kd
+    targets: ["layers.*"]
+    params: ${DISTILL}
+`;
+    const out = join(tmp.dir, 'at-load.onnx');
+    const report = join(tmp.dir, 'at-load.json');
+    const r = await runCli(['compress', MODEL, '-r', file('at-load.yaml', text), '-o', out, '--report', report]);
+    expect(r.code, r.err).toBe(0);
+    const rep = JSON.parse(readFileSync(report, 'utf8')) as Report;
+    // every distillation (after stage 2 and the final one) trained the factors of all 10 factored layers
+    for (const p of rep.passes.filter((x) => x.id === 'distill.kd').slice(1)) {
+      const trained = p.layers.map((l) => l.name);
+      for (let b = 0; b < 5; b++) for (const l of ['self_attn.q_proj', 'mlp.down_proj']) expect(trained).toEqual(expect.arrayContaining([`layers.${b}.${l}.kron_a`, `layers.${b}.${l}.kron_b`]));
+    }
+    const optimizedOps = async (path: string) => {
+      const optimized = join(tmp.dir, 'optimized.onnx');
+      await (await ort.InferenceSession.create(path, { optimizedModelFilePath: optimized, graphOptimizationLevel: 'basic', logSeverityLevel: 4 })).release();
+      return (decodeModelProto(readFileSync(optimized), optimized).graph?.node ?? []).map((n) => n.op_type).sort();
+    };
+    expect(await optimizedOps(out)).toEqual(await optimizedOps(MODEL));
+    // q_proj (64×64) and down_proj (64×172) as 2 terms of 8×4 ⊗ 8×16 and 8×4 ⊗ 8×43 in 5 blocks store
+    // 5·(4096 + 11008 − 2·(32 + 128) − 2·(32 + 344))·4 = 280640 fewer bytes; the expansion graph costs a few KB
+    expect(statSync(MODEL).size - statSync(out).size).toBeGreaterThan(250_000);
+  }, 120_000);
 
   it('schedule params are validated, each error one line at its field', () => {
     const entry = (schedule: string, pass = 'decompose.kronecker') => `version: 1
