@@ -11,20 +11,10 @@ import { linears } from '../../src/model/linears.js';
 import type { Model } from '../../src/model/model.js';
 import { decodeModelProto, encodeInline } from '../../src/model/onnx-io.js';
 import { int64ToNumber } from '../../src/model/onnx-schema.js';
+import { relativeError } from '../../src/obs/output-error.js';
 import { ort, sessionFromModel } from '../../src/runtime/ort.js';
 import { tempDir } from '../helpers.js';
 import { denseApply, oneLinear, random, shuffled } from './kronecker-fixtures.js';
-
-/** ‖got − want‖ / ‖want‖ */
-function relative(got: ArrayLike<number>, want: ArrayLike<number>): number {
-  let d = 0;
-  let w = 0;
-  for (let i = 0; i < want.length; i++) {
-    d += (got[i]! - want[i]!) ** 2;
-    w += want[i]! ** 2;
-  }
-  return Math.sqrt(d / w);
-}
 
 interface Case {
   shape: KroneckerShape;
@@ -75,7 +65,7 @@ describe('Kronecker expanded at load (runtime: dense_at_load)', () => {
       const y = (await session.run({ x: new ort.Tensor('float32', x, [2, 3, n]) })).y!;
       await session.release();
       expect(y.dims).toEqual([2, 3, m]);
-      expect(relative(y.data as Float32Array, denseApply(c.shape, A, B, x, 6, perms))).toBeLessThan(1e-6); // float32 expansion and GEMM against float64
+      expect(relativeError(denseApply(c.shape, A, B, x, 6, perms), y.data as Float32Array)).toBeLessThan(1e-6); // float32 expansion and GEMM against float64
     });
 
     for (const level of ['basic', 'all'] as const) {
@@ -90,7 +80,7 @@ describe('Kronecker expanded at load (runtime: dense_at_load)', () => {
         expect((weight?.dims ?? []).map(int64ToNumber)).toEqual([n, m]);
         // x = I gives the rows of the weight the MatMul multiplies by: y[t, o] = W[o, t]
         const identity = Float32Array.from({ length: n * n }, (_, k) => (k % (n + 1) === 0 ? 1 : 0));
-        expect(relative(floatsOf(weight!), denseApply(c.shape, A, B, identity, n, perms))).toBeLessThan(1e-6);
+        expect(relativeError(denseApply(c.shape, A, B, identity, n, perms), floatsOf(weight!))).toBeLessThan(1e-6);
       });
     }
 
@@ -127,7 +117,7 @@ describe('Kronecker expanded at load (runtime: dense_at_load)', () => {
       await session.release();
       const xs = tf.tensor(x, [2, 3, 24]);
       const got = exec.run({ x: xs }).y!;
-      expect(relative(got.dataSync(), want)).toBeLessThan(1e-6);
+      expect(relativeError(want, got.dataSync())).toBeLessThan(1e-6);
       // the loss Σ y² has a gradient through the expansion into both factors
       const { grads } = tf.variableGrads(() => tf.sum(tf.square(exec.run({ x: xs }).y!)) as tfjs.Scalar);
       for (const t of trained) expect(tf.norm(grads[exec.variables.get(t)!.name]!).dataSync()[0]).toBeGreaterThan(0);
@@ -151,7 +141,7 @@ describe('Kronecker expanded at load (runtime: dense_at_load)', () => {
       return y;
     };
     const factored = await run('factored');
-    expect(relative(await run('dense_at_load'), factored)).toBeLessThan(1e-6);
+    expect(relativeError(factored, await run('dense_at_load'))).toBeLessThan(1e-6);
   });
 
   it('runtime is a recipe param with two values', () => {
