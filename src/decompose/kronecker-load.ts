@@ -21,8 +21,9 @@ import { inversePermutation, isIdentityPermutation, movesData, type KroneckerFac
  *   with permutations (the factors approximate W[rowPerm, colPerm]): Gather(Wᵀ, colPerm⁻¹, axis 0), then Gather(·, rowPerm⁻¹, axis 1)
  *   y = x · Wᵀ (+ the Gemm's α and bias)
  *
- * Only MatMul, Reshape, Transpose and Gather on initializers: ops every ORT CPU build folds at any
- * opset, and that the tfjs executor runs (and differentiates) when distill.kd trains Ã and B̃.
+ * Only MatMul, Reshape, Transpose and Gather on initializers (all in this form since opset 5): ORT's
+ * CPU constant folding computes them at load, and the tfjs executor runs (and differentiates) them
+ * each step when distill.kd trains Ã and B̃, which are no layer's weight (distill/trainable.ts).
  * The expansion MatMul has two constant operands, so linears() does not count it as a layer.
  */
 export function emitKroneckerAtLoad(model: Model, layer: LinearLayer, f: KroneckerFactors, perms?: { rowPerm: Int32Array; colPerm: Int32Array }): void {
