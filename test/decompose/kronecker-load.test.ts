@@ -144,6 +144,20 @@ describe('Kronecker expanded at load (runtime: dense_at_load)', () => {
     expect(relativeError(factored, await run('dense_at_load'))).toBeLessThan(1e-6);
   });
 
+  it('distill.kd whose targets match no layer: accepted when the model stores dense_at_load factors (they are what it trains), a user error otherwise', async () => {
+    const { parseRecipe } = await import('../../src/recipe/parse.js');
+    const { PASSES } = await import('../../src/pipeline/registry.js');
+    const { selectTargets } = await import('../../src/pipeline/plan.js');
+    const { UserError } = await import('../../src/errors.js');
+    const text = 'version: 1\npasses:\n  - pass: distill.kd\n    targets: ["layers.*"]\n    params: { steps: 2 }\n';
+    const recipe = { recipe: parseRecipe(text, 'r.yaml', PASSES), text, sha256: '', path: 'r.yaml', dir: '.' } as Parameters<typeof selectTargets>[1];
+    expect(selectTargets(emitted({ shape: { m1: 4, n1: 8, m2: 6, n2: 3 }, terms: 3 }).model, recipe, 0)).toEqual([]);
+    const plain = oneLinear(24, 24);
+    plain.graph.node![0]!.name = '/head/MatMul'; // a layer the targets miss
+    expect(() => selectTargets(plain, recipe, 0)).toThrow(UserError);
+    expect(() => selectTargets(plain, recipe, 0)).toThrow(/targets \["layers\.\*"\] matched no layer/);
+  });
+
   it('runtime is a recipe param with two values', () => {
     expect(kronecker.params.parse({}).runtime).toBe('factored');
     const r = kronecker.params.safeParse({ runtime: 'dense' });
