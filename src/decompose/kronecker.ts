@@ -31,7 +31,7 @@ const KroneckerParams = z.strictObject({
   permute: z.boolean().default(false).describe('search row/column permutations: structure detection (exact on a permuted product), then permutation_rounds greedy rounds'),
   permutation_rounds: z.number().int().min(0).default(0).describe('rounds of greedy row/column re-assignment (TQCompressedGPT-2); > 0 turns the search on'),
   mode: z.enum(['weight', 'iterative']).default('weight').describe('weight: minimise ‖W − Ŵ‖; iterative (TQCompressed): layer by layer on calibration data from the already-factored layers, minimising the output error by alternating least squares'),
-  max_compute: z.number().positive().optional().describe("with ratio: only shapes and terms costing at most this fraction of the dense layer's multiply-adds per token (the factored form then runs no slower than dense); a large value turns the cap off. Default 1 with runtime factored, no cap with dense_at_load (the layer runs dense whatever the shape)"),
+  max_compute: z.number().positive().default(1).describe("with ratio: only shapes and terms costing at most this fraction of the dense layer's multiply-adds per token (the factored form then does no more arithmetic than dense); a large value turns the cap off. With runtime dense_at_load the layer runs dense whatever the shape, so the cap only narrows the shapes (kept at 1 so both runtimes store the same factors; lifting it lost quality in bench/RESULTS.md)"),
   runtime: z.enum(['factored', 'dense_at_load']).default('factored').describe('factored: the file and the running graph hold the factors (two small GEMMs a layer; less memory, more dispatch per token); dense_at_load: the file holds the factors and a constant subgraph that ONNX Runtime folds into the dense weight when the session loads, so the layer runs as one MatMul with the latency and memory of dense at every batch size (the download stays factored)'),
   als_iterations: z.number().int().min(1).default(10).describe('alternating least-squares sweeps in iterative mode'),
   dampening: z.number().min(0).default(1e-6).describe('λ·mean(diag XᵀX) added to XᵀX in iterative mode'),
@@ -156,9 +156,8 @@ async function planFor(W: Float32Array, layer: LinearLayer, p: KroneckerParamsOu
   const m = layer.outFeatures;
   const n = layer.inFeatures;
   if (p.ratio !== undefined) {
-    const maxCompute = p.max_compute ?? (p.runtime === 'factored' ? 1 : undefined);
-    const choice = await chooseShape(W, m, n, p.ratio, { m1: p.m1, n1: p.n1, terms: p.terms, maxCompute });
-    return choice ?? `'${layer.name}' kept dense: no Kronecker shape of a ${m}×${n} weight${p.m1 || p.n1 || p.terms ? ' with the given m1/n1/terms' : ''} fits ratio ${p.ratio}${maxCompute === undefined ? '' : ` within max_compute ${maxCompute}`}`;
+    const choice = await chooseShape(W, m, n, p.ratio, { m1: p.m1, n1: p.n1, terms: p.terms, maxCompute: p.max_compute });
+    return choice ?? `'${layer.name}' kept dense: no Kronecker shape of a ${m}×${n} weight${p.m1 || p.n1 || p.terms ? ' with the given m1/n1/terms' : ''} fits ratio ${p.ratio} within max_compute ${p.max_compute}`;
   }
   const auto = squarestShape(m, n);
   const m1 = p.m1 ?? auto.m1;
