@@ -6,7 +6,7 @@
  * all block linears. Perplexity on stories 11–46, file bytes, params kept, the schedule's cost line
  * (wall/CPU of factoring and of distillation), whole-run wall/CPU, and ONNX Runtime latency against
  * the dense model (bench/kronecker-latency.ts's measurement, each model in its own child process).
- * Run: npx tsc -p tsconfig.json && nice -n 5 node dist/bench/kronecker-distill.js [--blocks 1] [--steps 40] [--lr 0.002] [--final 0] [--samples 64] [--max-compute 1] [--final-samples 256] [--no-latency]
+ * Run: npx tsc -p tsconfig.json && nice -n 5 node dist/bench/kronecker-distill.js [--blocks 1] [--steps 40] [--lr 0.002] [--final 0] [--samples 64] [--max-compute 1] [--final-samples 256] [--runtime factored|dense_at_load] [--no-latency]
  */
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -34,6 +34,8 @@ export interface ScheduleSettings {
   samples: number;
   /** decompose.kronecker's max_compute: shapes costing at most this fraction of the dense multiply-adds */
   maxCompute: number;
+  /** decompose.kronecker's runtime (factored when absent) */
+  runtime?: 'factored' | 'dense_at_load';
 }
 
 const kd = (steps: number, lr: number, samples = 256) => ({ steps, batch_size: 4, seq_len: 128, lr, warmup: Math.min(20, Math.floor(steps / 5)), schedule: 'cosine', samples, start_token: 1, checkpoint_every: 0 });
@@ -46,7 +48,7 @@ export function scheduleRecipe(s: ScheduleSettings): Record<string, unknown> {
       {
         pass: 'decompose.kronecker',
         targets: ['layers.*'],
-        params: { ratio: 0.6, mode: 'iterative', max_compute: s.maxCompute },
+        params: { ratio: 0.6, mode: 'iterative', max_compute: s.maxCompute, ...(s.runtime ? { runtime: s.runtime } : {}) },
         schedule: { blocks_per_stage: s.blocksPerStage, distill: kd(s.stepsPerStage, s.lr) },
       },
       ...(s.finalSteps > 0 ? [{ pass: 'distill.kd', targets: ['layers.*'], params: kd(s.finalSteps, s.lr, s.finalSamples) }] : []),
@@ -64,7 +66,7 @@ export interface ScheduleRun {
 }
 
 export async function runSchedule(dir: string, s: ScheduleSettings): Promise<ScheduleRun> {
-  const name = `kron-b${s.blocksPerStage}-s${s.stepsPerStage}-f${s.finalSteps}-w${s.finalSamples ?? 256}-c${s.maxCompute}`;
+  const name = `kron-b${s.blocksPerStage}-s${s.stepsPerStage}-f${s.finalSteps}-w${s.finalSamples ?? 256}-c${s.maxCompute}-${s.runtime ?? 'factored'}`;
   const recipe = join(dir, `${name}.yaml`);
   writeFileSync(recipe, JSON.stringify(scheduleRecipe(s)));
   const output = join(dir, `${name}.onnx`);
@@ -113,9 +115,9 @@ export function latencyRows(rows: Measured[]): string[] {
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
   const { values } = parseArgs({
-    options: { blocks: { type: 'string', default: '1' }, steps: { type: 'string', default: '40' }, lr: { type: 'string', default: '0.002' }, final: { type: 'string', default: '0' }, samples: { type: 'string', default: '64' }, 'max-compute': { type: 'string', default: '1' }, 'final-samples': { type: 'string', default: '256' }, 'no-latency': { type: 'boolean' } },
+    options: { blocks: { type: 'string', default: '1' }, steps: { type: 'string', default: '40' }, lr: { type: 'string', default: '0.002' }, final: { type: 'string', default: '0' }, samples: { type: 'string', default: '64' }, 'max-compute': { type: 'string', default: '1' }, 'final-samples': { type: 'string', default: '256' }, runtime: { type: 'string', default: 'factored' }, 'no-latency': { type: 'boolean' } },
   });
-  const settings: ScheduleSettings = { blocksPerStage: Number(values.blocks), stepsPerStage: Number(values.steps), lr: Number(values.lr), finalSteps: Number(values.final), samples: Number(values.samples), maxCompute: Number(values['max-compute']), finalSamples: Number(values['final-samples']) };
+  const settings: ScheduleSettings = { blocksPerStage: Number(values.blocks), stepsPerStage: Number(values.steps), lr: Number(values.lr), finalSteps: Number(values.final), samples: Number(values.samples), maxCompute: Number(values['max-compute']), finalSamples: Number(values['final-samples']), runtime: values.runtime as ScheduleSettings['runtime'] };
   const dir = mkdtempSync(join(tmpdir(), 'pare-bench-kron-distill-'));
   try {
     const r = await runSchedule(dir, settings);
@@ -125,7 +127,7 @@ if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) 
     console.log(`per stage: ${r.report.passes.map((p) => `${p.id}${p.stage ? `#${p.stage.index}` : ''} ${(p.ms / 1000).toFixed(1)}/${((p.cpu_ms ?? 0) / 1000).toFixed(1)} s${p.summary?.last_loss !== undefined ? ` loss ${Number(p.summary.first_loss).toFixed(3)}→${Number(p.summary.smoothed_last_loss).toFixed(3)}` : ''}`).join('; ')}`);
     if (!values['no-latency']) {
       console.log('');
-      console.log(latencyRows([measureFileInChild(MODEL, 'dense fp32 (KV)'), measureFileInChild(r.output, 'Kronecker 60 % + distillation schedule (KV)')]).join('\n'));
+      console.log(latencyRows([measureFileInChild(MODEL, 'dense fp32 (KV)'), measureFileInChild(r.output, `Kronecker 60 % + distillation schedule (KV), runtime ${settings.runtime}`)]).join('\n'));
     }
   } finally {
     rmSync(dir, { recursive: true, force: true });

@@ -179,3 +179,20 @@ export function kroneckerOrder(s: KroneckerShape): 'a-first' | 'b-first' {
   const c = kroneckerMacs(s, 1);
   return c.aFirst <= c.bFirst ? 'a-first' : 'b-first';
 }
+
+/** A Transpose of `dims` by `perm` that moves data: some two axes longer than 1 change order. */
+export function movesData(dims: readonly number[], perm: readonly number[]): boolean {
+  const order = perm.filter((axis) => dims[axis]! > 1);
+  return order.some((axis, i) => i > 0 && axis < order[i - 1]!);
+}
+
+export function isIdentityPermutation(p: ArrayLike<number>): boolean {
+  return Array.prototype.every.call(p, (x: number, i: number) => x === i);
+}
+
+/** q with q[p[i]] = i */
+export function inversePermutation(p: ArrayLike<number>): number[] {
+  const inv = new Array<number>(p.length);
+  for (let i = 0; i < p.length; i++) inv[p[i]!] = i;
+  return inv;
+}

@@ -11,14 +11,16 @@ import type { InputStats } from '../calibrate/stats.js';
 import { eachCalibratedLayer, eachLayer, type LayerOutcome } from '../pass/layer-loop.js';
 import { assertLayersFit, definePass, type LayerProblem, onValidFields } from '../pass/pass.js';
 import { chooseShape } from './kronecker-budget.js';
-import { kroneckerDense, kroneckerOrder, permute, permutedKronecker, squarestShape, type KroneckerFactors, type KroneckerShape } from './kronecker-math.js';
+import { inversePermutation, isIdentityPermutation, kroneckerDense, kroneckerOrder, movesData, permute, permutedKronecker, squarestShape, type KroneckerFactors, type KroneckerShape } from './kronecker-math.js';
+import { emitKroneckerAtLoad } from './kronecker-load.js';
 import { weightedKronecker } from './kronecker-weighted.js';
 
 /**
  * Kronecker factorization (as in KnGPT-2 / TQCompressedGPT-2): W ≈ Σ_r A_r ⊗ B_r with the optimal
  * factors for the chosen shapes (Van Loan–Pitsianis, see kronecker-math.ts). Emitted with the
  * identity (A ⊗ B)·vec(X) = vec(A X Bᵀ) for x reshaped to X [n1, n2], as two plain GEMMs whose rows
- * are tokens (emitKronecker).
+ * are tokens (emitKronecker), or with `runtime: dense_at_load` as the factors and a constant
+ * subgraph that ONNX Runtime folds into the dense weight at load (kronecker-load.ts).
  */
 
 const KroneckerParams = z.strictObject({
@@ -29,7 +31,8 @@ const KroneckerParams = z.strictObject({
   permute: z.boolean().default(false).describe('search row/column permutations: structure detection (exact on a permuted product), then permutation_rounds greedy rounds'),
   permutation_rounds: z.number().int().min(0).default(0).describe('rounds of greedy row/column re-assignment (TQCompressedGPT-2); > 0 turns the search on'),
   mode: z.enum(['weight', 'iterative']).default('weight').describe('weight: minimise ‖W − Ŵ‖; iterative (TQCompressed): layer by layer on calibration data from the already-factored layers, minimising the output error by alternating least squares'),
-  max_compute: z.number().positive().default(1).describe("with ratio: only shapes and terms costing at most this fraction of the dense layer's multiply-adds per token (the emitted form then runs no slower than dense); a large value turns the cap off"),
+  max_compute: z.number().positive().default(1).describe("with ratio: only shapes and terms costing at most this fraction of the dense layer's multiply-adds per token (the factored form then does no more arithmetic than dense); a large value turns the cap off. With runtime dense_at_load the layer runs dense whatever the shape, so the cap only narrows the shapes (kept at 1 so both runtimes store the same factors; lifting it lost quality in bench/RESULTS.md)"),
+  runtime: z.enum(['factored', 'dense_at_load']).default('factored').describe('factored: the file and the running graph hold the factors (two small GEMMs a layer; less memory, more dispatch per token); dense_at_load: the file holds the factors and a constant subgraph that ONNX Runtime folds into the dense weight when the session loads, so the layer runs as one MatMul with the latency and memory of dense at every batch size (the download stays factored)'),
   als_iterations: z.number().int().min(1).default(10).describe('alternating least-squares sweeps in iterative mode'),
   dampening: z.number().min(0).default(1e-6).describe('λ·mean(diag XᵀX) added to XᵀX in iterative mode'),
 }).superRefine((p, ctx) => {
@@ -38,12 +41,6 @@ const KroneckerParams = z.strictObject({
   }
 }, onValidFields);
 type KroneckerParamsOut = z.output<typeof KroneckerParams>;
-
-/** A Transpose of `dims` by `perm` that moves data: some two axes longer than 1 change order. */
-function movesData(dims: readonly number[], perm: readonly number[]): boolean {
-  const order = perm.filter((axis) => dims[axis]! > 1);
-  return order.some((axis, i) => i > 0 && axis < order[i - 1]!);
-}
 
 /**
  * x [.., n] with n = n1·n2 (index j·n2 + l), out [.., m] with m = m1·m2 (index i·m2 + k), T tokens;
@@ -69,15 +66,14 @@ export function emitKronecker(model: Model, layer: LinearLayer, f: KroneckerFact
   // permutation indices as int32: Gather takes them, and they weigh half of int64
   const i32 = (name: string, values: number[]) => addConstant(model, v(name), DataType.INT32, [values.length], values);
   const f32 = (name: string, dims: number[], values: Float64Array) => addConstant(model, `${layer.name}.${name}`, DataType.FLOAT, dims, values);
-  const identity = (p: Int32Array) => p.every((x, i) => x === i);
   let input = layer.input;
   const epilogue = gemmEpilogue(model, layer, base, 'decompose.kronecker');
   const nodes = [];
-  if (perms && !identity(perms.colPerm)) {
+  if (perms && !isIdentityPermutation(perms.colPerm)) {
     nodes.push(makeNode('Gather', [layer.input, i32('col_perm', Array.from(perms.colPerm))], [v('x_permuted')], v('Gather_in'), [attr.int('axis', -1)]));
     input = v('x_permuted');
   }
-  const rowInverse = perms && !identity(perms.rowPerm) ? Array.from(perms.rowPerm).reduce((inv, p, i) => ((inv[p] = i), inv), new Array<number>(perms.rowPerm.length)) : undefined;
+  const rowInverse = perms && !isIdentityPermutation(perms.rowPerm) ? inversePermutation(perms.rowPerm) : undefined;
   /** Reshape, then Transpose when it moves data, then Reshape to `to` */
   const regroup = (x: string, tag: string, dims: number[], perm: number[], to: number[]): string => {
     if (!movesData(dims, perm)) {
@@ -183,7 +179,7 @@ function permutedHessian(H: Float64Array, n: number, colPerm: Int32Array, dampen
 
 export const kronecker = definePass({
   id: 'decompose.kronecker',
-  summary: 'Kronecker factorization W ≈ Σ A_r ⊗ B_r (Van Loan–Pitsianis; shapes from a budget; permutation search; iterative output-aware mode), emitted as two token-row GEMMs (rank shapes: MatMul → MatMul), capped at the dense compute',
+  summary: 'Kronecker factorization W ≈ Σ A_r ⊗ B_r (Van Loan–Pitsianis; shapes from a budget; permutation search; iterative output-aware mode), emitted as two token-row GEMMs (rank shapes: MatMul → MatMul) capped at the dense compute, or (runtime: dense_at_load) stored factored and expanded to the dense MatMul by ONNX Runtime at load',
   params: KroneckerParams,
   needsCalibration: (p) => (p?.mode === 'iterative' ? { need: 'required', param: 'mode', instead: 'mode: weight' } : { need: 'optional' }),
   eligible: (layer) => layer.kind !== 'conv',
@@ -225,7 +221,7 @@ export const kronecker = definePass({
       const approx = new Float32Array(m * n);
       for (let b = 0; b < m; b++) for (let c = 0; c < n; c++) approx[found.rowPerm[b]! * n + found.colPerm[c]!] = permutedApprox[b * n + c]!;
       const weightError = relativeError(W, approx);
-      emitKronecker(model, layer, f, found);
+      (params.runtime === 'dense_at_load' ? emitKroneckerAtLoad : emitKronecker)(model, layer, f, found);
       const normW = Math.max(W.reduce((a, w) => a + w * w, 0), 1e-300);
       return {
         bytes_before: m * n * 4,

@@ -46,6 +46,7 @@ export const distillKd = definePass({
   params: KdParams,
   needsCalibration: (p) => (p?.data === 'calibration' ? { need: 'required', param: 'data', instead: 'data: teacher' } : { need: 'none' }),
   eligible: (layer) => layer.kind === 'matmul' || layer.kind === 'gemm' || layer.kind === 'conv',
+  trainsStoredFactors: true,
   selectsNBits: true,
   inputFiles: (p) => [
     ...(p.teacher === undefined ? [] : [{ param: 'teacher', path: p.teacher }]),

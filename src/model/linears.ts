@@ -4,7 +4,8 @@ import { int64ToNumber, type NodeProto } from './onnx-schema.js';
 
 /**
  * The linear layers of a graph, found once: MatMul or Gemm whose weight is a constant (an initializer,
- * possibly through Transpose, Reshape or DequantizeLinear) and Conv with a constant kernel.
+ * possibly through Transpose, Reshape or DequantizeLinear) and whose input is not, and Conv with a
+ * constant kernel.
  * Passes ask for these instead of matching raw nodes.
  */
 export interface LinearLayer {
@@ -41,6 +42,8 @@ export function linears(model: Model): LinearLayer[] {
     const inputs = node.input ?? [];
     const source = traceConstant(model, index, inputs[1]);
     if (!source) continue;
+    // both operands constant: work ONNX Runtime folds at load (Kronecker's dense_at_load expansion), no layer
+    if (op !== 'Conv' && traceConstant(model, index, inputs[0])) continue;
     const shape = weightShapeAfterChain(model, source.weight, source.chain);
     if (!shape) continue;
     const base = { node, weight: source.weight, weightChain: source.chain, input: inputs[0], output: node.output?.[0] ?? '' };

@@ -75,6 +75,11 @@ export interface PassDefinition<P extends ParamsSchema> extends SpecDefinition<P
   graphWide?: boolean;
   /** `targets` also select MatMulNBits layers (model/nbits-layers.ts), whose packed codes the pass trains */
   selectsNBits?: boolean;
+  /**
+   * the pass also trains the factors a decomposition stores outside every layer (Kronecker's
+   * runtime dense_at_load; distill/trainable.ts), so its targets may select no layer when the model has such factors
+   */
+  trainsStoredFactors?: boolean;
 }
 
 /** A file a pass reads, by the param that names it (`teacher`, `data.path`). */
@@ -95,6 +100,8 @@ export interface ConfiguredPass extends ParsedParams {
   readonly graphWide: boolean;
   /** targets also select MatMulNBits layers (PassDefinition.selectsNBits) */
   readonly selectsNBits: boolean;
+  /** targets may select no layer when the model stores factors outside its layers (PassDefinition.trainsStoredFactors) */
+  readonly trainsStoredFactors: boolean;
   eligible(layer: LinearLayer): boolean;
   apply(model: Model, ctx: PassContext): Promise<PassResult>;
   estimateBytes(layer: LinearLayer, bytesBefore: number): number;
@@ -117,6 +124,7 @@ export function definePass<P extends ParamsSchema>(definition: PassDefinition<P>
         changesLayers: pass.changesLayers ?? false,
         graphWide: pass.graphWide ?? false,
         selectsNBits: pass.selectsNBits ?? false,
+        trainsStoredFactors: pass.trainsStoredFactors ?? false,
         eligible: (layer) => pass.eligible?.(layer) ?? true,
         apply: (model, ctx) => pass.apply(model, params, ctx),
         estimateBytes: (layer, bytesBefore) => pass.estimateBytes?.(layer, params, bytesBefore) ?? bytesBefore,

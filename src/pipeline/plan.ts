@@ -10,6 +10,7 @@ import { qoperatorOp } from '../model/quantized-layers.js';
 import { UserError } from '../errors.js';
 import { layerBlockIndex } from '../model/blocks.js';
 import { entryWhere, paramPath } from '../recipe/stage-path.js';
+import { trainableInitializers } from '../distill/trainable.js';
 
 /** Which layers a pass touches and what they weigh before and (by the pass's estimate) after. */
 export interface PlannedLayer {
@@ -47,6 +48,8 @@ export function selectTargets(model: Model, recipe: RunnableRecipe, index: numbe
   if (op && selectLayers(eligible.map((l) => l.name), entry.targets, entry.ignore).length === 0) {
     throw new UserError(`${recipe.path}: ${where} (${entry.pass}): the model is already quantized (${op}); use \`quantize.dequantize\` first`);
   }
+  // distillation of a model whose factored layers all run dense_at_load: no layer left, but factors to train
+  if (entry.parsed.trainsStoredFactors && selectLayers(eligible.map((l) => l.name), entry.targets, entry.ignore).length === 0 && trainableInitializers(model, []).size > 0) return [];
   const names = selectLayersOrThrow(`${recipe.path}: ${where}`, eligible.map((l) => l.name), entry.targets, entry.ignore);
   const chosen = new Set(names);
   return eligible.filter((l) => chosen.has(l.name));

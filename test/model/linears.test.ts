@@ -1,6 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { readOnnx } from '../../src/model/onnx-io.js';
 import { linears } from '../../src/model/linears.js';
+import { attr, makeNode } from '../../src/model/graph.js';
+import { Model } from '../../src/model/model.js';
 import { readWeight, writeWeight } from '../../src/model/linear-weights.js';
 import { toFloat32 } from '../../src/model/pack.js';
 import { ort, sessionFromModel } from '../../src/runtime/ort.js';
@@ -85,5 +87,29 @@ describe('linear-layer query', () => {
       const key = Object.keys(before)[0];
       expect(Array.from(after[key].data as Float32Array)).toEqual(Array.from(before[key].data as Float32Array));
     }
+  });
+
+  it('a MatMul of two constants (even through a Transpose) is constant work ONNX Runtime folds, not a layer; its consumer MatMul is none either', () => {
+    const f32 = (name: string, dims: number[]) => ({ name, data_type: 1, dims, raw_data: new Uint8Array(new Float32Array(dims[0]! * dims[1]!).buffer) });
+    const model = new Model(
+      {
+        ir_version: 8,
+        opset_import: [{ domain: '', version: 17 }],
+        graph: {
+          name: 'constant-product',
+          node: [
+            makeNode('Transpose', ['a'], ['a_t'], 'T', [attr.ints('perm', [1, 0])]),
+            makeNode('MatMul', ['a_t', 'b'], ['w'], '/proj/expand'),
+            makeNode('MatMul', ['x', 'w'], ['y'], '/proj/MatMul'),
+            makeNode('MatMul', ['y', 'c'], ['z'], '/head/MatMul'),
+          ],
+          initializer: [f32('a', [2, 4]), f32('b', [2, 3]), f32('c', [3, 5])],
+          input: [{ name: 'x', type: { tensor_type: { elem_type: 1, shape: { dim: [{ dim_value: 1 }, { dim_value: 4 }] } } } }],
+          output: [{ name: 'z', type: { tensor_type: { elem_type: 1, shape: { dim: [{ dim_value: 1 }, { dim_value: 5 }] } } } }],
+        },
+      },
+      'constant-product.onnx',
+    );
+    expect(linears(model).map((l) => l.name)).toEqual(['head']);
   });
 });

@@ -1,13 +1,14 @@
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { UserError } from '../../src/errors.js';
-import { readOnnx } from '../../src/model/onnx-io.js';
+import { decodeModelProto, readOnnx } from '../../src/model/onnx-io.js';
 import { parseRecipe, loadRecipe } from '../../src/recipe/parse.js';
 import { PASSES } from '../../src/pipeline/registry.js';
 import { expandSchedules } from '../../src/pipeline/schedule.js';
 import { pointCost } from '../../src/pipeline/sweep-cost.js';
 import type { Report } from '../../src/report/schema.js';
+import { ort } from '../../src/runtime/ort.js';
 import { sha256File } from '../../src/util/hash.js';
 import { fixturePath, FIXTURES, tempDir } from '../helpers.js';
 import { runCli } from '../cli/run-cli.js';
@@ -97,6 +98,40 @@ describe('schedule: a pass in stages of decoder blocks, each followed by distill
     const names = readOnnx(scheduled.out).graph.initializer!.map((t) => t.name ?? '');
     for (let b = 0; b < 5; b++) for (const l of ['self_attn.q_proj', 'mlp.down_proj']) expect(names).toContain(`layers.${b}.${l}.kron_a`);
   }, 60_000);
+
+  it('runtime dense_at_load on every block linear: the stages and a final distill.kd (whose targets then match no layer) train the stored factors; ORT runs the dense graph, the file stays factored', async () => {
+    const text = `version: 1
+${CALIBRATION}passes:
+  - pass: decompose.kronecker
+    targets: ["layers.*"]
+    params: { m1: 4, n1: 4, terms: 2, mode: iterative, als_iterations: 2, runtime: dense_at_load }
+    schedule: { blocks_per_stage: 3, distill: ${DISTILL} }
+  - pass: distill.kd
+    targets: ["layers.*"]
+    params: ${DISTILL}
+`;
+    const out = join(tmp.dir, 'at-load.onnx');
+    const report = join(tmp.dir, 'at-load.json');
+    const r = await runCli(['compress', MODEL, '-r', file('at-load.yaml', text), '-o', out, '--report', report]);
+    expect(r.code, r.err).toBe(0);
+    const rep = JSON.parse(readFileSync(report, 'utf8')) as Report;
+    const projections = ['self_attn.q_proj', 'self_attn.k_proj', 'self_attn.v_proj', 'self_attn.o_proj', 'mlp.gate_proj', 'mlp.up_proj', 'mlp.down_proj'];
+    // the distillation after stage 2 and the final one trained the factors of all 35 layers
+    const distills = rep.passes.filter((x) => x.id === 'distill.kd');
+    expect(distills).toHaveLength(3);
+    for (const p of distills.slice(1)) {
+      const trained = p.layers.map((l) => l.name);
+      for (let b = 0; b < 5; b++) for (const l of projections) expect(trained).toEqual(expect.arrayContaining([`layers.${b}.${l}.kron_a`, `layers.${b}.${l}.kron_b`]));
+    }
+    const optimizedOps = async (path: string) => {
+      const optimized = join(tmp.dir, 'optimized.onnx');
+      await (await ort.InferenceSession.create(path, { optimizedModelFilePath: optimized, graphOptimizationLevel: 'basic', logSeverityLevel: 4 })).release();
+      return (decodeModelProto(readFileSync(optimized), optimized).graph?.node ?? []).map((n) => n.op_type).sort();
+    };
+    expect(await optimizedOps(out)).toEqual(await optimizedOps(MODEL));
+    // per block 2 terms of 4×4 ⊗ (m/4)×(n/4) store 5888 of the 45312 weights: 5·39424·4 = 788480 fewer bytes; the expansion graph costs a few KB
+    expect(statSync(MODEL).size - statSync(out).size).toBeGreaterThan(750_000);
+  }, 180_000);
 
   it('schedule params are validated, each error one line at its field', () => {
     const entry = (schedule: string, pass = 'decompose.kronecker') => `version: 1

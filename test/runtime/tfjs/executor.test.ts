@@ -84,6 +84,7 @@ describe('tfjs executor matches ONNX Runtime on pare outputs (stories260K)', asy
     ['float16 weights behind Cast', (m) => cast.apply(m, { dtype: 'float16' }, ctx(linears(m))), 'Cast'],
     ['svd rank 16 (two MatMuls)', (m) => svdPass.apply(m, svdPass.params.parse({ rank: 16, activation_aware: false }), ctx(blocks(m))), 'MatMul'],
     ['kronecker with permutations (Gather on activations, Sum)', (m) => kronecker.apply(m, kronecker.params.parse({ terms: 2, permutation_rounds: 3 }), ctx(blocks(m).filter((l) => /mlp\.(up|gate)_proj$/.test(l.name)))), 'Gather'],
+    ['kronecker dense_at_load with permutations (expansion MatMul of two factors, Gathers on the weight)', (m) => kronecker.apply(m, kronecker.params.parse({ terms: 2, permutation_rounds: 3, runtime: 'dense_at_load' }), ctx(blocks(m).filter((l) => /mlp\.(up|gate)_proj$/.test(l.name)))), 'Gather'],
   ];
   for (const [label, apply, op] of cases) {
     it(label, async () => {
