@@ -48,7 +48,7 @@ export function scheduleRecipe(s: ScheduleSettings): Record<string, unknown> {
       {
         pass: 'decompose.kronecker',
         targets: ['layers.*'],
-        params: { ratio: 0.6, mode: 'iterative', max_compute: s.maxCompute, ...(s.runtime ? { runtime: s.runtime } : {}) },
+        params: { ratio: 0.6, mode: 'iterative', max_compute: s.maxCompute, runtime: s.runtime ?? 'factored' },
         schedule: { blocks_per_stage: s.blocksPerStage, distill: kd(s.stepsPerStage, s.lr) },
       },
       ...(s.finalSteps > 0 ? [{ pass: 'distill.kd', targets: ['layers.*'], params: kd(s.finalSteps, s.lr, s.finalSamples) }] : []),

@@ -159,7 +159,7 @@ describe('Kronecker expanded at load (runtime: dense_at_load)', () => {
   });
 
   it('runtime is a recipe param with two values', () => {
-    expect(kronecker.params.parse({}).runtime).toBe('factored');
+    expect(kronecker.params.parse({}).runtime).toBe('dense_at_load');
     const r = kronecker.params.safeParse({ runtime: 'dense' });
     expect(r.success).toBe(false);
     expect(r.error!.issues.map((i) => i.path.join('.'))).toContain('runtime');

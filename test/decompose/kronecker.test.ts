@@ -61,7 +61,7 @@ describe('decompose.kronecker', () => {
     const model = readOnnx(MODEL);
     const reference = readOnnx(MODEL);
     const pick = (m: ReturnType<typeof readOnnx>) => linears(m).filter((l) => /layers\.[0-4]\.mlp\.(up|gate)_proj$/.test(l.name));
-    const result = await kronecker.apply(model, kronecker.params.parse({ terms: 2, permutation_rounds: 3 }), { layers: pick(model), seed: 0, random: Math.random, progress: { layer() {} }, where: 'passes[0]' });
+    const result = await kronecker.apply(model, kronecker.params.parse({ terms: 2, permutation_rounds: 3, runtime: 'factored' }), { layers: pick(model), seed: 0, random: Math.random, progress: { layer() {} }, where: 'passes[0]' });
     let with_ = 0;
     let without = 0;
     for (const l of result.layers) {
