@@ -13,7 +13,7 @@ import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { KdParams, studentLoss } from '../src/distill/kd.js';
-import { MaskedAdam } from '../src/distill/optimizer.js';
+import { MaskedAdam } from '../src/runtime/tfjs/optimizer.js';
 import { BatchGradients } from '../src/distill/parallel.js';
 import { encodeInline } from '../src/model/onnx-io.js';
 import { Teacher, teacherSpec, type TeacherTargetSource } from '../src/distill/teacher.js';

@@ -1,7 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import type { OnnxExecutor } from '../runtime/tfjs/executor.js';
 import { writeFileAtomic } from '../util/atomic-write.js';
-import type { MaskedAdam } from './optimizer.js';
+import type { MaskedAdam } from '../runtime/tfjs/optimizer.js';
 
 /**
  * A training checkpoint: the step reached, a key of everything that must match to continue

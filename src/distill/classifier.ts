@@ -11,7 +11,7 @@ import type { PassContext, PassResult } from '../pass/pass.js';
 import { ort, sessionFromFile } from '../runtime/ort.js';
 import { OnnxExecutor } from '../runtime/tfjs/executor.js';
 import { klLoss, type KlDirection } from './loss.js';
-import { MaskedAdam } from './optimizer.js';
+import { MaskedAdam } from '../runtime/tfjs/optimizer.js';
 import { layerStats, pruningMasks } from './trainable.js';
 
 /**

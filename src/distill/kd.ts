@@ -18,7 +18,7 @@ import { TokenWindows } from './data.js';
 import { BestState, splitHeldOut } from './early-stop.js';
 import { heldOutBatches, heldOutKl } from './held-out.js';
 import { KdParams } from './kd-params.js';
-import { MaskedAdam } from './optimizer.js';
+import { MaskedAdam } from '../runtime/tfjs/optimizer.js';
 import { BatchGradients, defaultThreads, type MatchedOutput } from './parallel.js';
 import { studentLoss } from './student-loss.js';
 import { Teacher, teacherSpec, type TeacherSpec, type TeacherTargetSource, type TeacherTargets } from './teacher.js';

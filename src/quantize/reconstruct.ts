@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { UserError } from '../errors.js';
 import { DataType } from '../model/dtype.js';
 import type { Feeds } from '../calibrate/feeds.js';
-import { MaskedAdam } from '../distill/optimizer.js';
+import { MaskedAdam } from '../runtime/tfjs/optimizer.js';
 import { decoderBlocks, layerBlockIndex, type DecoderBlock } from '../model/blocks.js';
 import { GraphIndex } from '../model/graph.js';
 import type { HostFeeds } from '../model/io.js';

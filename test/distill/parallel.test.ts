@@ -2,7 +2,7 @@ import { join, resolve } from 'node:path';
 import type * as tfjs from '@tensorflow/tfjs';
 import { describe, expect, it } from 'vitest';
 import { KdParams, studentLoss } from '../../src/distill/kd.js';
-import { MaskedAdam } from '../../src/distill/optimizer.js';
+import { MaskedAdam } from '../../src/runtime/tfjs/optimizer.js';
 import { BatchGradients, splitRows } from '../../src/distill/parallel.js';
 import { Teacher } from '../../src/distill/teacher.js';
 import { pruningMasks, trainableInitializers } from '../../src/distill/trainable.js';

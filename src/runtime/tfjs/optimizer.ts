@@ -1,5 +1,5 @@
 import type * as tfjs from '@tensorflow/tfjs';
-import type { Tf } from '../runtime/tf.js';
+import type { Tf } from '../tf.js';
 
 export type Schedule = 'constant' | 'linear' | 'cosine';
 

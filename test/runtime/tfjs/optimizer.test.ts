@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { learningRate, MaskedAdam, type AdamSettings } from '../../src/distill/optimizer.js';
-import { loadTf } from '../../src/runtime/tf.js';
+import { learningRate, MaskedAdam, type AdamSettings } from '../../../src/runtime/tfjs/optimizer.js';
+import { loadTf } from '../../../src/runtime/tf.js';
 
 const SETTINGS: AdamSettings = { lr: 0.1, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, clip: 0, warmup: 0, schedule: 'constant', steps: 10 };
 
