@@ -43,14 +43,15 @@ export function selectTargets(model: Model, recipe: RunnableRecipe, index: numbe
   // a schedule's stage acts on its blocks only
   const inStage = (l: LinearLayer) => !entry.stage || entry.stage.blocks.includes(layerBlockIndex(l.name) ?? -1);
   const eligible = [...linears(model), ...(entry.parsed.selectsNBits ? matMulNBitsLayers(model) : [])].filter((l) => entry.parsed.eligible(l) && inStage(l));
-  const op = qoperatorOp(model);
   const where = entryWhere(entry, index);
-  if (op && selectLayers(eligible.map((l) => l.name), entry.targets, entry.ignore).length === 0) {
-    throw new UserError(`${recipe.path}: ${where} (${entry.pass}): the model is already quantized (${op}); use \`quantize.dequantize\` first`);
+  const candidates = eligible.map((l) => l.name);
+  if (selectLayers(candidates, entry.targets, entry.ignore).length === 0) {
+    const op = qoperatorOp(model);
+    if (op) throw new UserError(`${recipe.path}: ${where} (${entry.pass}): the model is already quantized (${op}); use \`quantize.dequantize\` first`);
+    // distillation of a model whose factored layers all run dense_at_load: no layer left, but factors to train
+    if (entry.parsed.trainsStoredFactors && trainableInitializers(model, []).size > 0) return [];
   }
-  // distillation of a model whose factored layers all run dense_at_load: no layer left, but factors to train
-  if (entry.parsed.trainsStoredFactors && selectLayers(eligible.map((l) => l.name), entry.targets, entry.ignore).length === 0 && trainableInitializers(model, []).size > 0) return [];
-  const names = selectLayersOrThrow(`${recipe.path}: ${where}`, eligible.map((l) => l.name), entry.targets, entry.ignore);
+  const names = selectLayersOrThrow(`${recipe.path}: ${where}`, candidates, entry.targets, entry.ignore);
   const chosen = new Set(names);
   return eligible.filter((l) => chosen.has(l.name));
 }
