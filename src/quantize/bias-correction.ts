@@ -59,7 +59,7 @@ export function correctionBias(W: Float32Array, Wq: Float32Array, rows: number, 
   return b;
 }
 
-/** Stored bytes of a correction bias: one float per output, float16 when the scales are. */
+/** Stored bytes of a correction bias: one float per output, float16 when the scales are (params.ts's quantizedBytes counts them). */
 export function biasBytes(rows: number, dtype?: ScaleDtype): number {
   return rows * (dtype === 'float16' ? 2 : 4);
 }
@@ -117,11 +117,11 @@ export function correctedError(uncorrected: number, W: Float32Array, Wq: Float32
   return uncorrected - 2 * cross + norm;
 }
 
-/** The layer's bias correction, its stored bytes and the corrected per-token error, from W, Ŵ and the layer's statistics. */
-export function biasCorrection(W: Float32Array, Wq: Float32Array, rows: number, cols: number, stats: InputStats, uncorrected: number, where: { pass: string; layer: string; dtype?: ScaleDtype }): { bias: Float32Array; bytes: number; error: number } {
+/** The layer's bias correction and the corrected per-token error, from W, Ŵ and the layer's statistics. */
+export function biasCorrection(W: Float32Array, Wq: Float32Array, rows: number, cols: number, stats: InputStats, uncorrected: number, where: { pass: string; layer: string; dtype?: ScaleDtype }): { bias: Float32Array; error: number } {
   const mu = meanInput(stats, where.pass, where.layer);
   const bias = correctionBias(W, Wq, rows, cols, mu, where.dtype);
-  return { bias, bytes: biasBytes(rows, where.dtype), error: correctedError(uncorrected, W, Wq, rows, cols, mu, bias) };
+  return { bias, error: correctedError(uncorrected, W, Wq, rows, cols, mu, bias) };
 }
 
 const centered = new WeakMap<InputStats, InputStats>();

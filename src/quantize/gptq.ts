@@ -8,7 +8,7 @@ import { eachCalibratedLayer } from '../pass/layer-loop.js';
 import { assertLayersFit, definePass, onValidFields } from '../pass/pass.js';
 import { dequantizeMatrix, gridParams, type GridSpec, groupCount, groupLength, quantizeValue, quantizeValueFloatZero, type QuantizedMatrix, storedScale } from './grid.js';
 import { gridSpec, quantizedBytes, prepareOpset, quantizeLayerProblems, WEIGHT_QUANT_FIELDS, weightQuantRules } from './params.js';
-import { biasBytes, biasCorrection, biasCorrectionProblems, BIAS_CORRECTION_FIELD, centeredStats } from './bias-correction.js';
+import { biasCorrection, biasCorrectionProblems, BIAS_CORRECTION_FIELD, centeredStats } from './bias-correction.js';
 import { refitScales } from './refit.js';
 import { refitScalesOffsets } from './refit-offset.js';
 import { emitQuantized } from './rtn.js';
@@ -172,12 +172,12 @@ export const gptq = definePass({
       emitQuantized(model, layer, m, params, corrected?.bias);
       return {
         bytes_before: rows * cols * 4,
-        bytes_after: quantizedBytes(rows, cols, params) + (corrected?.bytes ?? 0),
+        bytes_after: quantizedBytes(rows, cols, params),
         objective: corrected?.error ?? error,
         extra: { obs_loss: loss, dead_inputs: prepared.dead, ...(refit ? { refit_error_ratio: refit.after / Math.max(refit.before, 1e-300) } : {}), ...(corrected ? { error_before_bias_correction: error } : {}) },
       };
     });
     return { layers, warnings: [] };
   },
-  estimateBytes: (layer, params) => quantizedBytes(layer.outFeatures, layer.inFeatures, params) + (params.bias_correction ? biasBytes(layer.outFeatures, params.scale_dtype) : 0),
+  estimateBytes: (layer, params) => quantizedBytes(layer.outFeatures, layer.inFeatures, params),
 });

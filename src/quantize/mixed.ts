@@ -8,7 +8,7 @@ import { eachCalibratedLayer } from '../pass/layer-loop.js';
 import { assertLayersFit, definePass, onValidFields } from '../pass/pass.js';
 import { allocate, type Option } from './allocate.js';
 import { gramError } from './awq.js';
-import { biasBytes, biasCorrection, BIAS_CORRECTION_FIELD } from './bias-correction.js';
+import { biasCorrection, BIAS_CORRECTION_FIELD } from './bias-correction.js';
 import { gptqQuantize, gptqRefit } from './gptq.js';
 import { dequantizeMatrix, quantizeMatrix } from './grid.js';
 import { gridSpec, quantizedBytes, quantizeLayerProblems, type WeightQuantParams } from './params.js';
@@ -67,8 +67,8 @@ const MixedParams = z
   }, onValidFields);
 type MixedParams = z.output<typeof MixedParams>;
 
-function choices(p: MixedParams): WeightQuantParams[] {
-  return p.bits.flatMap((bits) => p.group_sizes.map((group_size) => ({ bits, granularity: 'group' as const, group_size, symmetric: p.symmetric, format: 'matmulnbits' as const, accuracy_level: p.accuracy_level, scale_dtype: p.scale_dtype, packed_3bit: bits === 3 && p.packed_3bit, float_zero_points: p.float_zero_points })));
+function choices(p: MixedParams): (WeightQuantParams & { bias_correction?: boolean })[] {
+  return p.bits.flatMap((bits) => p.group_sizes.map((group_size) => ({ bits, granularity: 'group' as const, group_size, symmetric: p.symmetric, format: 'matmulnbits' as const, accuracy_level: p.accuracy_level, scale_dtype: p.scale_dtype, packed_3bit: bits === 3 && p.packed_3bit, float_zero_points: p.float_zero_points, bias_correction: p.bias_correction })));
 }
 
 const label = (c: WeightQuantParams) => `${c.bits}-bit g${c.group_size}`;
@@ -117,9 +117,8 @@ export const mixed = definePass({
 
     const weights = ctx.layers.reduce((a, l) => a + l.outFeatures * l.inFeatures, 0);
     const budget = params.budget_bytes ?? Math.floor((params.budget_bits! * weights) / 8);
-    // a correction bias costs the same at every choice: the budget pays for it first
-    const extra = (l: { outFeatures: number }) => (params.bias_correction ? biasBytes(l.outFeatures, params.scale_dtype) : 0);
-    const table: Option[][] = ctx.layers.map((l, i) => options.map((c, k) => ({ bytes: quantizedBytes(l.outFeatures, l.inFeatures, c) + extra(l), cost: predicted[i]![k]! })));
+    // a correction bias (counted in every choice's bytes) costs the same at every choice: the budget pays for it first
+    const table: Option[][] = ctx.layers.map((l, i) => options.map((c, k) => ({ bytes: quantizedBytes(l.outFeatures, l.inFeatures, c), cost: predicted[i]![k]! })));
     const plan = allocate(table, budget);
     if (!plan) {
       const least = table.reduce((a, row) => a + Math.min(...row.map((o) => o.bytes)), 0);
@@ -148,7 +147,7 @@ export const mixed = definePass({
       emitQuantized(model, layer, m, choice, corrected?.bias);
       return {
         bytes_before: rows * cols * 4,
-        bytes_after: quantizedBytes(rows, cols, choice) + (corrected?.bytes ?? 0),
+        bytes_after: quantizedBytes(rows, cols, choice),
         objective: corrected?.error ?? error,
         extra: { choice: label(choice), bits: choice.bits, group_size: choice.group_size, predicted_loss_increase: predicted[i]![plan.picks[i]!]!, loss_per_output_error: lambdas[i]! },
       };

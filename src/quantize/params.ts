@@ -5,6 +5,7 @@ import type { LayerProblem } from '../pass/pass.js';
 import { UserError } from '../errors.js';
 import type { Model } from '../model/model.js';
 import { upgradeOpset } from '../model/opset-upgrade.js';
+import { biasBytes } from './bias-correction.js';
 import { BLOCKED_DQ_OPSET, matMulNBitsContainer } from './emit.js';
 import type { Granularity, GridSpec } from './grid.js';
 
@@ -99,9 +100,10 @@ export function prepareOpset(model: Model, pass: string, p: WeightQuantParams): 
 
 /**
  * Stored bytes of a quantized layer: codes (MatMulNBits pads the last block) plus float32 (or
- * float16) scales (plus zero points when asymmetric: packed integers, or floats of the scales' type). Bits per weight everywhere is these bytes · 8 over rows · cols.
+ * float16) scales (plus zero points when asymmetric: packed integers, or floats of the scales' type),
+ plus a bias_correction's output bias. Bits per weight everywhere is these bytes · 8 over rows · cols.
  */
-export function quantizedBytes(rows: number, cols: number, p: WeightQuantParams): number {
+export function quantizedBytes(rows: number, cols: number, p: WeightQuantParams & { bias_correction?: boolean }): number {
   const format = formatOf(p);
   const container = format === 'matmulnbits' ? matMulNBitsContainer(p.bits) : p.bits < 8 && p.granularity === 'group' ? 4 : 8;
   const codeBits = format === 'matmulnbits' && p.bits === 3 && p.packed_3bit ? 3 : container;
@@ -109,5 +111,5 @@ export function quantizedBytes(rows: number, cols: number, p: WeightQuantParams)
   const storedCols = format === 'matmulnbits' ? Math.ceil(cols / p.group_size) * p.group_size : cols;
   const scaleBytes = Math.ceil(rows * groups) * (p.scale_dtype === 'float16' ? 2 : 4);
   const zeroBytes = p.symmetric ? 0 : p.float_zero_points ? scaleBytes : format === 'matmulnbits' ? rows * Math.ceil((groups * container) / 8) : Math.ceil((rows * groups * container) / 8);
-  return Math.ceil((rows * storedCols * codeBits) / 8) + scaleBytes + zeroBytes;
+  return Math.ceil((rows * storedCols * codeBits) / 8) + scaleBytes + zeroBytes + (p.bias_correction ? biasBytes(rows, p.scale_dtype) : 0);
 }

@@ -9,7 +9,7 @@ import type { Model } from '../model/model.js';
 import { eachCalibratedLayer, eachLayer, type LayerOutcome } from '../pass/layer-loop.js';
 import { assertLayersFit, definePass, onValidFields } from '../pass/pass.js';
 import type { InputStats } from '../calibrate/stats.js';
-import { addOutputBias, biasBytes, biasCorrectionProblems, BIAS_CORRECTION_FIELD, correctionBias, meanInput } from './bias-correction.js';
+import { addOutputBias, biasCorrectionProblems, BIAS_CORRECTION_FIELD, correctionBias, meanInput } from './bias-correction.js';
 import { emitDequantizeLinear, emitMatMulNBits } from './emit.js';
 import { dequantizeMatrix, quantizeMatrix, type QuantizedMatrix, storedScale } from './grid.js';
 import { refitScales } from './refit.js';
@@ -71,12 +71,12 @@ export const rtn = definePass({
       emitQuantized(model, layer, m, params, bias);
       return {
         bytes_before: W.length * 4,
-        bytes_after: quantizedBytes(layer.outFeatures, layer.inFeatures, params) + (bias ? biasBytes(layer.outFeatures, params.scale_dtype) : 0),
+        bytes_after: quantizedBytes(layer.outFeatures, layer.inFeatures, params),
         objective: err,
         extra: { weight_rel_error: Math.sqrt(err / Math.max(squaredError(W, new Float32Array(W.length)), 1e-30)) },
       };
     });
     return { layers, warnings: [] };
   },
-  estimateBytes: (layer, params) => quantizedBytes(layer.outFeatures, layer.inFeatures, params) + (params.bias_correction ? biasBytes(layer.outFeatures, params.scale_dtype) : 0),
+  estimateBytes: (layer, params) => quantizedBytes(layer.outFeatures, layer.inFeatures, params),
 });
