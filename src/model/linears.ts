@@ -31,8 +31,16 @@ export interface LinearLayer {
 
 const CHAIN_OPS = new Set(['Transpose', 'Reshape', 'DequantizeLinear', 'Cast']);
 
+/** Values computed from initializers alone (initializers, and outputs of nodes reading only such values; the graph is in topological order). */
+export function initializerValues(model: Model): Set<string> {
+  const known = new Set((model.graph.initializer ?? []).map((t) => t.name ?? ''));
+  for (const n of model.graph.node ?? []) if ((n.input ?? []).every((i) => !i || known.has(i))) for (const o of n.output ?? []) known.add(o);
+  return known;
+}
+
 export function linears(model: Model): LinearLayer[] {
   const index = new GraphIndex(model.graph);
+  const constants = initializerValues(model);
   const found: LinearLayer[] = [];
   for (const node of model.graph.node ?? []) {
     const domain = node.domain ?? '';
@@ -42,8 +50,8 @@ export function linears(model: Model): LinearLayer[] {
     const inputs = node.input ?? [];
     const source = traceConstant(model, index, inputs[1]);
     if (!source) continue;
-    // both operands constant: work ONNX Runtime folds at load (Kronecker's dense_at_load expansion), no layer
-    if (op !== 'Conv' && traceConstant(model, index, inputs[0])) continue;
+    // both operands constant: work ONNX Runtime folds at load (Kronecker's dense_at_load expansion, packed_3bit's unpacking), no layer
+    if (op !== 'Conv' && constants.has(inputs[0] ?? '')) continue;
     const shape = weightShapeAfterChain(model, source.weight, source.chain);
     if (!shape) continue;
     const base = { node, weight: source.weight, weightChain: source.chain, input: inputs[0], output: node.output?.[0] ?? '' };

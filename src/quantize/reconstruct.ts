@@ -53,9 +53,7 @@ export const reconstruct = definePass({
   async apply(model, params: ReconstructParams, ctx) {
     const targets = ctx.layers.filter((l) => l.node.op_type === 'MatMulNBits');
     if (targets.length === 0) throw new UserError(`${ctx.where}: quantize.reconstruct's targets matched no MatMulNBits layer; put it after a quantize pass with format: matmulnbits on the same targets`);
-    // packed_3bit's unpacking chains hold MatMuls of constants, which are no layers
-    const constant = constantNames(model);
-    const floats = ctx.layers.filter((l) => l.node.op_type !== 'MatMulNBits' && !constant.has(l.input));
+    const floats = ctx.layers.filter((l) => l.node.op_type !== 'MatMulNBits');
     const warnings = floats.length > 0 ? [`${floats.length} targeted layers are not MatMulNBits (not quantized, or another format) and were left as they are: ${floats.map((l) => l.name).join(', ')}`] : [];
     const originalPath = ctx.original?.();
     if (!originalPath) throw new UserError(`${ctx.where}: quantize.reconstruct needs the float model its targets come from; run it inside \`pare compress\``);
@@ -79,13 +77,6 @@ export const reconstruct = definePass({
     }
   },
 });
-
-/** Values computed from initializers alone. */
-function constantNames(model: Model): Set<string> {
-  const known = new Set((model.graph.initializer ?? []).map((t) => t.name ?? ''));
-  for (const n of model.graph.node ?? []) if ((n.input ?? []).every((i) => !i || known.has(i))) for (const o of n.output ?? []) known.add(o);
-  return known;
-}
 
 /** Bytes of the initializers that hold a MatMulNBits code blob: itself, or what its unpacking chain reads. */
 function storedBytes(model: Model, name: string): number {

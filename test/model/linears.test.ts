@@ -112,4 +112,31 @@ describe('linear-layer query', () => {
     );
     expect(linears(model).map((l) => l.name)).toEqual(['head']);
   });
+
+  it('a MatMul whose left operand is computed from initializers alone (through Cast and Mul, as packed_3bit\'s unpacking chain) is no layer', () => {
+    const f32 = (name: string, dims: number[]) => ({ name, data_type: 1, dims, raw_data: new Uint8Array(new Float32Array(dims[0]! * dims[1]!).buffer) });
+    const model = new Model(
+      {
+        ir_version: 8,
+        opset_import: [{ domain: '', version: 17 }],
+        graph: {
+          name: 'computed-constant',
+          node: [
+            makeNode('Cast', ['codes'], ['codes_f'], '/unpack/Cast', [attr.int('to', 1)]),
+            makeNode('Mul', ['codes_f', 'two'], ['doubled'], '/unpack/Mul'),
+            makeNode('MatMul', ['doubled', 'pairs'], ['w'], '/unpack/MatMul'),
+            makeNode('MatMul', ['x', 'c'], ['y'], '/head/MatMul'),
+          ],
+          initializer: [{ name: 'codes', data_type: 2, dims: [2, 4], raw_data: new Uint8Array(8) }, f32('two', [1, 1]), f32('pairs', [4, 3]), f32('c', [4, 5])],
+          input: [{ name: 'x', type: { tensor_type: { elem_type: 1, shape: { dim: [{ dim_value: 1 }, { dim_value: 4 }] } } } }],
+          output: [
+            { name: 'y', type: { tensor_type: { elem_type: 1, shape: { dim: [{ dim_value: 1 }, { dim_value: 5 }] } } } },
+            { name: 'w', type: { tensor_type: { elem_type: 1, shape: { dim: [{ dim_value: 2 }, { dim_value: 3 }] } } } },
+          ],
+        },
+      },
+      'computed-constant.onnx',
+    );
+    expect(linears(model).map((l) => l.name)).toEqual(['head']);
+  });
 });
