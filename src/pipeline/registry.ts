@@ -21,10 +21,11 @@ import { rotate } from '../quantize/rotate.js';
 import { awq } from '../quantize/awq.js';
 import { mixed } from '../quantize/mixed.js';
 import { reconstruct } from '../quantize/reconstruct.js';
+import { trellis } from '../quantize/trellis.js';
 import { w8a8 } from '../quantize/w8a8.js';
 
 /** Every pass pare knows, in the order `pare recipe passes` lists them. */
-export const PASSES: readonly Pass[] = [magnitude, sparsegpt, wanda, channels, heads, layers, rtn, gptq, awq, mixed, reconstruct, smoothquant, rotate, w8a8, cast, embeddings, f16, dequantizePass, svdPass, kronecker, shareEmbeddings, shareLayers, distillKd];
+export const PASSES: readonly Pass[] = [magnitude, sparsegpt, wanda, channels, heads, layers, rtn, gptq, awq, mixed, trellis, reconstruct, smoothquant, rotate, w8a8, cast, embeddings, f16, dequantizePass, svdPass, kronecker, shareEmbeddings, shareLayers, distillKd];
 
 function checkUnique(passes: readonly Pass[]): void {
   const seen = new Set<string>();
