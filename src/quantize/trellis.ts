@@ -13,6 +13,7 @@ const TrellisParams = z.strictObject({
   seed: z.number().int().min(0).max(MAX_ROTATION_SEED).default(0).describe('seed of the incoherence rotations (each layer adds its index)'),
   dampening: z.number().min(0).max(1).default(0.01).describe('λ: H += λ·mean(diag H)·I'),
   block_size: z.number().int().min(1).default(128).describe('columns per lazy-update block of the GPTQ loop'),
+  rotate: z.enum(['both', 'inputs', 'outputs', 'none']).default('both').describe('which sides of each weight the incoherence rotation mixes'),
   scale_factor: z.number().positive().default(1).describe('the stored scale is this times the rms of the rotated weight'),
 });
 type TrellisParams = z.output<typeof TrellisParams>;
@@ -29,12 +30,15 @@ export const trellis = definePass({
     const layers = await eachCalibratedLayer(model, ctx, { hessian: true }, async (layer, s) => {
       const [rows, cols] = [layer.outFeatures, layer.inFeatures];
       const W = readWeight(model, layer);
-      const seeds = { out: (params.seed + 2 * index) % (MAX_ROTATION_SEED + 1), in: (params.seed + 2 * index + 1) % (MAX_ROTATION_SEED + 1) };
+      const seeds = {
+        out: params.rotate === 'both' || params.rotate === 'outputs' ? (params.seed + 2 * index) % (MAX_ROTATION_SEED + 1) : -1,
+        in: params.rotate === 'both' || params.rotate === 'inputs' ? (params.seed + 2 * index + 1) % (MAX_ROTATION_SEED + 1) : -1,
+      };
       index++;
       const t = await trellisQuantizeLayer(W, rows, cols, s, { shape, seeds, dampening: params.dampening, blockSize: params.block_size, scaleFactor: params.scale_factor, pass: this.id, layer: layer.name });
       const error = await reconstructionError(W, t.weight, rows, s);
       writeWeight(model, layer, t.weight);
-      const bytes = Math.ceil(streamBits(rows * cols, shape) / 8) + 4;
+      const bytes = Math.ceil(streamBits(rows * cols, shape) / 8) + 4 + Math.ceil(cols / 2);
       return { bytes_before: rows * cols * 4, bytes_after: bytes, objective: error, extra: { obs_loss: t.loss } };
     });
     return { layers, warnings: [] };
