@@ -13,6 +13,10 @@ import { gptqQuantize, gptqRefit } from './gptq.js';
 import { dequantizeMatrix, quantizeMatrix } from './grid.js';
 import { gridSpec, quantizedBytes, quantizeLayerProblems, type WeightQuantParams } from './params.js';
 import { emitQuantized } from './rtn.js';
+import type { TrellisShape } from './trellis-code.js';
+import { trellisQuantizeLayer, trellisStoredBytes } from './trellis-layer.js';
+import { emitTrellis, layerSeeds, TRELLIS_ROTATE } from './trellis.js';
+import type { LinearLayer } from '../model/linears.js';
 
 /**
  * Mixed precision to a budget: each layer gets its own bits and group size (MatMulNBits), chosen to
@@ -36,7 +40,7 @@ const MixedParams = z
   .strictObject({
     budget_bits: z.number().min(1).max(32).optional().describe('stored bits per weight over the targets (codes + scales + zero points) · 8 / weights'),
     budget_bytes: z.number().int().min(1).optional().describe('stored bytes of the targets'),
-    bits: z.array(CHOICE_BITS).min(1).default([2, 3, 4, 8]).describe('bit widths a layer may get'),
+    bits: z.array(CHOICE_BITS).default([2, 3, 4, 8]).describe('bit widths a layer may get'),
     group_sizes: z.array(z.number().int()).min(1).default([32, 64, 128]).describe('group sizes a layer may get (MatMulNBits: powers of two from 16 to 256)'),
     symmetric: z.boolean().default(false).describe('symmetric grids (no zero points) or asymmetric'),
     method: z.enum(['gptq', 'rtn']).default('gptq').describe('how the layers are quantized once their choices are made'),
@@ -55,8 +59,13 @@ const MixedParams = z
     refit_scales: z.boolean().default(false).describe('GPTQ: refit each row\'s group scales to its codes by least squares on the layer-output error'),
     float_zero_points: z.boolean().default(false).describe('asymmetric zero points stored as floats of the scales\' type (4 bytes a group, 2 with float16 scales, counted so in the budget) instead of packed integers; with refit_scales, each row\'s scales and zero points are refitted jointly'),
     ...BIAS_CORRECTION_FIELD,
+    trellis_bits: z.array(z.number().int().min(1).max(8)).default([]).describe('also offer trellis-coded choices (quantize.trellis: QTIP bitshift trellis, rebuilt at load) at these bits per weight'),
+    trellis_state_bits: z.number().int().min(2).max(17).default(12).describe('L of the trellis choices'),
+    trellis_rotate: TRELLIS_ROTATE.default('both').describe('which sides of each weight the trellis choices\' incoherence rotation mixes'),
   })
   .superRefine((p, ctx) => {
+    if (p.bits.length === 0 && p.trellis_bits.length === 0) ctx.addIssue({ code: 'custom', path: ['bits'], message: 'give at least one choice: bits or trellis_bits' });
+    if (p.bias_correction && p.trellis_bits.length > 0) ctx.addIssue({ code: 'custom', path: ['bias_correction'], message: 'bias_correction is for the grid choices; leave it out with trellis_bits' });
     if (p.float_zero_points && p.symmetric) ctx.addIssue({ code: 'custom', path: ['float_zero_points'], message: 'float_zero_points stores asymmetric zero points; set symmetric: false or leave float_zero_points out' });
     if ((p.budget_bits === undefined) === (p.budget_bytes === undefined)) {
       ctx.addIssue({ code: 'custom', path: ['budget_bits'], message: 'give exactly one of budget_bits and budget_bytes' });
@@ -67,11 +76,25 @@ const MixedParams = z
   }, onValidFields);
 type MixedParams = z.output<typeof MixedParams>;
 
-function choices(p: MixedParams): (WeightQuantParams & { bias_correction?: boolean })[] {
+type GridChoice = WeightQuantParams & { bias_correction?: boolean };
+type Choice = { kind: 'grid'; grid: GridChoice } | { kind: 'trellis'; shape: TrellisShape };
+
+function gridChoices(p: MixedParams): GridChoice[] {
   return p.bits.flatMap((bits) => p.group_sizes.map((group_size) => ({ bits, granularity: 'group' as const, group_size, symmetric: p.symmetric, format: 'matmulnbits' as const, accuracy_level: p.accuracy_level, scale_dtype: p.scale_dtype, packed_3bit: bits === 3 && p.packed_3bit, float_zero_points: p.float_zero_points, bias_correction: p.bias_correction })));
 }
 
-const label = (c: WeightQuantParams) => `${c.bits}-bit g${c.group_size}`;
+function choices(p: MixedParams): Choice[] {
+  return [...gridChoices(p).map((grid) => ({ kind: 'grid' as const, grid })), ...p.trellis_bits.map((k) => ({ kind: 'trellis' as const, shape: { L: p.trellis_state_bits, k } }))];
+}
+
+const label = (c: Choice) => (c.kind === 'grid' ? `${c.grid.bits}-bit g${c.grid.group_size}` : `trellis ${c.shape.k}-bit`);
+const choiceBytes = (c: Choice, rows: number, cols: number) => (c.kind === 'grid' ? quantizedBytes(rows, cols, c.grid) : trellisStoredBytes(rows, cols, c.shape));
+
+/** the layer problems of the grid choices (the trellis choices fit any MatMul or Gemm) */
+function layerProblems(pass: string, p: MixedParams, layers: readonly LinearLayer[]) {
+  const grid = gridChoices(p)[0];
+  return grid ? quantizeLayerProblems(pass, grid, layers) : [];
+}
 
 export const mixed = definePass({
   id: 'quantize.mixed',
@@ -80,10 +103,10 @@ export const mixed = definePass({
   needsCalibration: () => ({ need: 'required' }),
   eligible: (layer) => layer.kind !== 'conv',
   checkLayers(params, layers) {
-    return quantizeLayerProblems(this.id, choices(params)[0]!, layers);
+    return layerProblems(this.id, params, layers);
   },
   async apply(model, params: MixedParams, ctx) {
-    assertLayersFit(quantizeLayerProblems(this.id, choices(params)[0]!, ctx.layers));
+    assertLayersFit(layerProblems(this.id, params, ctx.layers));
     const options = choices(params);
     const calibration = ctx.calibration!;
     const stats = await calibration.collect(model, ctx.layers, { hessian: true });
@@ -92,33 +115,53 @@ export const mixed = definePass({
     const threads = calibration.threads || 1;
     const baseLoss = measure ? await feedsNll(model, feeds, threads) : 0;
 
+    const trellisOptions = (i: number, layer: LinearLayer, shape: TrellisShape, feedback: boolean) => ({
+      shape,
+      seeds: layerSeeds(i, 0, params.trellis_rotate),
+      dampening: params.dampening,
+      blockSize: params.block_size,
+      scaleFactor: 1,
+      pass: this.id,
+      layer: layer.name,
+      feedback,
+    });
+
     // sensitivities: output error per choice (closed form from XᵀX), scaled by the loss one rounding costs
     const predicted: number[][] = [];
-    const lambdas: number[] = [];
+    const lambdas: number[][] = [];
     for (const [i, layer] of ctx.layers.entries()) {
       ctx.progress.layer(i, ctx.layers.length, `${layer.name} (sensitivity)`);
       const s = stats.get(layer.input)!;
       const [rows, cols] = [layer.outFeatures, layer.inFeatures];
       const W = readWeight(model, layer);
-      // plain min-max grids: the clipping search at every choice would cost more than it tells
-      const rounded = options.map((c) => dequantizeMatrix(quantizeMatrix(W, rows, cols, gridSpec(c))));
-      const errors = rounded.map((Wq) => gramError(W, Wq, rows, cols, s.xtx!) / Math.max(s.rows, 1));
-      let lambda = 1;
-      if (measure) {
-        const worst = errors.indexOf(Math.max(...errors));
-        writeWeight(model, layer, rounded[worst]!);
-        const loss = await feedsNll(model, feeds, threads);
-        writeWeight(model, layer, W);
-        lambda = errors[worst]! > 0 ? Math.max(loss - baseLoss, 0) / errors[worst]! : 0;
+      // plain min-max grids and trellis codes without feedback: the clipping search and GPTQ at every choice would cost more than they tell
+      const rounded: Float32Array[] = [];
+      for (const c of options) {
+        rounded.push(c.kind === 'grid' ? dequantizeMatrix(quantizeMatrix(W, rows, cols, gridSpec(c.grid))) : (await trellisQuantizeLayer(W, rows, cols, s, trellisOptions(i, layer, c.shape, false))).weight);
       }
-      lambdas.push(lambda);
-      predicted.push(errors.map((e) => lambda * e));
+      const errors = rounded.map((Wq) => gramError(W, Wq, rows, cols, s.xtx!) / Math.max(s.rows, 1));
+      // one λ per family: a trellis code's error costs the model differently from a grid's (spread evenly over a rotated weight)
+      const lambda = new Map<Choice['kind'], number>();
+      for (const kind of new Set(options.map((c) => c.kind))) {
+        let value = 1;
+        if (measure) {
+          const members = options.flatMap((c, k) => (c.kind === kind ? [k] : []));
+          const worst = members.reduce((a, k) => (errors[k]! > errors[a]! ? k : a));
+          writeWeight(model, layer, rounded[worst]!);
+          const loss = await feedsNll(model, feeds, threads);
+          writeWeight(model, layer, W);
+          value = errors[worst]! > 0 ? Math.max(loss - baseLoss, 0) / errors[worst]! : 0;
+        }
+        lambda.set(kind, value);
+      }
+      lambdas.push(options.map((c) => lambda.get(c.kind)!));
+      predicted.push(errors.map((e, k) => lambda.get(options[k]!.kind)! * e));
     }
 
     const weights = ctx.layers.reduce((a, l) => a + l.outFeatures * l.inFeatures, 0);
     const budget = params.budget_bytes ?? Math.floor((params.budget_bits! * weights) / 8);
     // a correction bias (counted in every choice's bytes) costs the same at every choice: the budget pays for it first
-    const table: Option[][] = ctx.layers.map((l, i) => options.map((c, k) => ({ bytes: quantizedBytes(l.outFeatures, l.inFeatures, c), cost: predicted[i]![k]! })));
+    const table: Option[][] = ctx.layers.map((l, i) => options.map((c, k) => ({ bytes: choiceBytes(c, l.outFeatures, l.inFeatures), cost: predicted[i]![k]! })));
     const plan = allocate(table, budget);
     if (!plan) {
       const least = table.reduce((a, row) => a + Math.min(...row.map((o) => o.bytes)), 0);
@@ -128,10 +171,18 @@ export const mixed = definePass({
     const position = new Map(ctx.layers.map((l, i) => [l.node, i]));
     const layers = await eachCalibratedLayer(model, ctx, { hessian: true, sum: params.bias_correction }, async (layer, s) => {
       const i = position.get(layer.node)!;
-      const choice = options[plan.picks[i]!]!;
+      const pick = options[plan.picks[i]!]!;
       const [rows, cols] = [layer.outFeatures, layer.inFeatures];
       const W = readWeight(model, layer);
       const original = W.slice();
+      const extra = { choice: label(pick), predicted_loss_increase: predicted[i]![plan.picks[i]!]!, loss_per_output_error: lambdas[i]![plan.picks[i]!]! };
+      if (pick.kind === 'trellis') {
+        const t = await trellisQuantizeLayer(W, rows, cols, s, trellisOptions(i, layer, pick.shape, true));
+        const error = await reconstructionError(original, t.weight, rows, s);
+        emitTrellis(model, layer, t);
+        return { bytes_before: rows * cols * 4, bytes_after: trellisStoredBytes(rows, cols, pick.shape), objective: error, extra: { ...extra, bits: pick.shape.k } };
+      }
+      const choice = pick.grid;
       const clipWeights = Float32Array.from({ length: cols }, (_, j) => s.xtx![j * cols + j]!);
       const spec = { ...gridSpec(choice, params.mse_clip), clipWeights };
       let m;
@@ -149,7 +200,7 @@ export const mixed = definePass({
         bytes_before: rows * cols * 4,
         bytes_after: quantizedBytes(rows, cols, choice),
         objective: corrected?.error ?? error,
-        extra: { choice: label(choice), bits: choice.bits, group_size: choice.group_size, predicted_loss_increase: predicted[i]![plan.picks[i]!]!, loss_per_output_error: lambdas[i]! },
+        extra: { ...extra, bits: choice.bits, group_size: choice.group_size },
       };
     });
     const measuredLoss = measure ? await feedsNll(model, feeds, threads) : 0;

@@ -2,7 +2,7 @@ import type { InputStats } from '../calibrate/stats.js';
 import { matmul } from '../linalg/gemm.js';
 import { obsBlockLoop } from '../obs/block-loop.js';
 import { prepareHessian } from '../obs/hessian.js';
-import { madCodebook, packStates, type TrellisShape, viterbi } from './trellis-code.js';
+import { madCodebook, packStates, streamBits, type TrellisShape, viterbi } from './trellis-code.js';
 import { rotationMatrix } from './trellis-rotation.js';
 
 /**
@@ -43,6 +43,13 @@ export interface TrellisOptions {
   scaleFactor: number;
   pass: string;
   layer: string;
+  /** false: no GPTQ feedback between columns (each column coded on its own: the sensitivity estimate of quantize.mixed) */
+  feedback?: boolean;
+}
+
+/** The bytes a trellis-coded layer stores: the stream with its padding, the float32 scale, 4 bits a column exponent. */
+export function trellisStoredBytes(rows: number, cols: number, shape: TrellisShape): number {
+  return Math.ceil(streamBits(rows * cols, shape) / 8) + 2 + 4 + Math.ceil(cols / 2);
 }
 
 /** Q·M·Pᵀ for Q [a, a], M [a, b], P [b, b] (float32 via the shared GEMM). */
@@ -122,12 +129,18 @@ export async function trellisQuantizeLayer(W: Float32Array, rows: number, cols: 
   const mult = columnMultipliers(exponents);
   const colScale = Float32Array.from(mult, (m) => Math.fround(scale * m));
   const target = rotated.slice();
-  const rotatedStats: InputStats = { tensor: stats.tensor, dim: cols, rows: stats.rows, xtx: rotateGram(stats.xtx!, Qin, cols) };
-  const prepared = await prepareHessian(rotatedStats, target, rows, { dampening: opts.dampening, pass: opts.pass, layer: opts.layer });
+  let Hinv: Float64Array;
+  if (opts.feedback === false) {
+    Hinv = new Float64Array(cols * cols);
+    for (let i = 0; i < cols; i++) Hinv[i * cols + i] = 1;
+  } else {
+    const rotatedStats: InputStats = { tensor: stats.tensor, dim: cols, rows: stats.rows, xtx: rotateGram(stats.xtx!, Qin, cols) };
+    ({ Hinv } = await prepareHessian(rotatedStats, target, rows, { dampening: opts.dampening, pass: opts.pass, layer: opts.layer }));
+  }
   const code = madCodebook(shape.L);
   const states = new Int32Array(rows * cols);
   let last: number | undefined;
-  const { loss } = await obsBlockLoop(target, rows, cols, prepared.Hinv, opts.blockSize, {
+  const { loss } = await obsBlockLoop(target, rows, cols, Hinv, opts.blockSize, {
     column(i, w, q) {
       const s = colScale[i]!;
       const path = viterbi(w.map((v) => v / s), code, shape, last);

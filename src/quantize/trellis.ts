@@ -3,9 +3,26 @@ import { readWeight, writeWeight } from '../model/linear-weights.js';
 import { reconstructionError } from '../obs/output-error.js';
 import { eachCalibratedLayer } from '../pass/layer-loop.js';
 import { definePass } from '../pass/pass.js';
-import { streamBits } from './trellis-code.js';
-import { trellisQuantizeLayer } from './trellis-layer.js';
+import type { LinearLayer } from '../model/linears.js';
+import type { Model } from '../model/model.js';
+import { type TrellisLayer, trellisQuantizeLayer, trellisStoredBytes } from './trellis-layer.js';
 import { MAX_ROTATION_SEED } from './trellis-rotation.js';
+
+export const TRELLIS_ROTATE = z.enum(['both', 'inputs', 'outputs', 'none']);
+type Rotate = z.output<typeof TRELLIS_ROTATE>;
+
+/** The rotation seeds of the index-th layer a pass codes (−1: that side is not rotated). */
+export function layerSeeds(index: number, seed: number, rotate: Rotate): { out: number; in: number } {
+  return {
+    out: rotate === 'both' || rotate === 'outputs' ? (seed + 2 * index) % (MAX_ROTATION_SEED + 1) : -1,
+    in: rotate === 'both' || rotate === 'inputs' ? (seed + 2 * index + 1) % (MAX_ROTATION_SEED + 1) : -1,
+  };
+}
+
+/** Writes a coded layer into the model. */
+export function emitTrellis(model: Model, layer: LinearLayer, t: TrellisLayer): void {
+  writeWeight(model, layer, t.weight);
+}
 
 const TrellisParams = z.strictObject({
   bits: z.number().int().min(1).max(8).default(3).describe('k: stored bits per weight (the stream adds L − k bits a layer)'),
@@ -13,7 +30,7 @@ const TrellisParams = z.strictObject({
   seed: z.number().int().min(0).max(MAX_ROTATION_SEED).default(0).describe('seed of the incoherence rotations (each layer adds its index)'),
   dampening: z.number().min(0).max(1).default(0.01).describe('λ: H += λ·mean(diag H)·I'),
   block_size: z.number().int().min(1).default(128).describe('columns per lazy-update block of the GPTQ loop'),
-  rotate: z.enum(['both', 'inputs', 'outputs', 'none']).default('both').describe('which sides of each weight the incoherence rotation mixes'),
+  rotate: TRELLIS_ROTATE.default('both').describe('which sides of each weight the incoherence rotation mixes'),
   scale_factor: z.number().positive().default(1).describe('the stored scale is this times the rms of the rotated weight'),
 });
 type TrellisParams = z.output<typeof TrellisParams>;
@@ -30,16 +47,11 @@ export const trellis = definePass({
     const layers = await eachCalibratedLayer(model, ctx, { hessian: true }, async (layer, s) => {
       const [rows, cols] = [layer.outFeatures, layer.inFeatures];
       const W = readWeight(model, layer);
-      const seeds = {
-        out: params.rotate === 'both' || params.rotate === 'outputs' ? (params.seed + 2 * index) % (MAX_ROTATION_SEED + 1) : -1,
-        in: params.rotate === 'both' || params.rotate === 'inputs' ? (params.seed + 2 * index + 1) % (MAX_ROTATION_SEED + 1) : -1,
-      };
-      index++;
+      const seeds = layerSeeds(index++, params.seed, params.rotate);
       const t = await trellisQuantizeLayer(W, rows, cols, s, { shape, seeds, dampening: params.dampening, blockSize: params.block_size, scaleFactor: params.scale_factor, pass: this.id, layer: layer.name });
       const error = await reconstructionError(W, t.weight, rows, s);
-      writeWeight(model, layer, t.weight);
-      const bytes = Math.ceil(streamBits(rows * cols, shape) / 8) + 4 + Math.ceil(cols / 2);
-      return { bytes_before: rows * cols * 4, bytes_after: bytes, objective: error, extra: { obs_loss: t.loss } };
+      emitTrellis(model, layer, t);
+      return { bytes_before: rows * cols * 4, bytes_after: trellisStoredBytes(rows, cols, shape), objective: error, extra: { obs_loss: t.loss } };
     });
     return { layers, warnings: [] };
   },
