@@ -1,10 +1,10 @@
 import { z } from 'zod';
-import { readWeight, writeWeight } from '../model/linear-weights.js';
+import { readWeight } from '../model/linear-weights.js';
 import { reconstructionError } from '../obs/output-error.js';
 import { eachCalibratedLayer } from '../pass/layer-loop.js';
 import { definePass } from '../pass/pass.js';
-import { streamBits } from './trellis-code.js';
 import { trellisQuantizeLayer } from './trellis-layer.js';
+import { checkTrellisOpset, emitTrellisAtLoad } from './trellis-onnx.js';
 import { MAX_ROTATION_SEED } from './trellis-rotation.js';
 
 const TrellisParams = z.strictObject({
@@ -24,6 +24,7 @@ export const trellis = definePass({
   needsCalibration: () => ({ need: 'required' }),
   eligible: (layer) => layer.kind !== 'conv',
   async apply(model, params: TrellisParams, ctx) {
+    checkTrellisOpset(model);
     const shape = { L: params.state_bits, k: params.bits };
     let index = 0;
     const layers = await eachCalibratedLayer(model, ctx, { hessian: true }, async (layer, s) => {
@@ -33,9 +34,8 @@ export const trellis = definePass({
       index++;
       const t = await trellisQuantizeLayer(W, rows, cols, s, { shape, seeds, dampening: params.dampening, blockSize: params.block_size, scaleFactor: params.scale_factor, pass: this.id, layer: layer.name });
       const error = await reconstructionError(W, t.weight, rows, s);
-      writeWeight(model, layer, t.weight);
-      const bytes = Math.ceil(streamBits(rows * cols, shape) / 8) + 4;
-      return { bytes_before: rows * cols * 4, bytes_after: bytes, objective: error, extra: { obs_loss: t.loss } };
+      const { storedBytes } = emitTrellisAtLoad(model, layer, t);
+      return { bytes_before: rows * cols * 4, bytes_after: storedBytes, objective: error, extra: { obs_loss: t.loss } };
     });
     return { layers, warnings: [] };
   },
