@@ -3,6 +3,7 @@ import { readWeight } from '../model/linear-weights.js';
 import { reconstructionError } from '../obs/output-error.js';
 import { eachCalibratedLayer } from '../pass/layer-loop.js';
 import { definePass } from '../pass/pass.js';
+import { streamBits } from './trellis-code.js';
 import { trellisQuantizeLayer } from './trellis-layer.js';
 import { checkTrellisOpset, emitTrellisAtLoad } from './trellis-onnx.js';
 import { MAX_ROTATION_SEED } from './trellis-rotation.js';
@@ -39,5 +40,6 @@ export const trellis = definePass({
     });
     return { layers, warnings: [] };
   },
-  estimateBytes: (layer, params) => Math.ceil((params.bits * layer.outFeatures * layer.inFeatures) / 8),
+  // what emitTrellisAtLoad stores: the stream, its 2 bytes of padding, and the scale
+  estimateBytes: (layer, params) => Math.ceil(streamBits(layer.outFeatures * layer.inFeatures, { L: params.state_bits, k: params.bits }) / 8) + 2 + 4,
 });

@@ -10,6 +10,7 @@ import type { Model } from '../../src/model/model.js';
 import { decodeModelProto, encodeInline, readOnnx } from '../../src/model/onnx-io.js';
 import { int64ToNumber, type GraphProto } from '../../src/model/onnx-schema.js';
 import { relativeError } from '../../src/obs/output-error.js';
+import { trellis } from '../../src/quantize/trellis.js';
 import { streamBits, type TrellisShape } from '../../src/quantize/trellis-code.js';
 import { trellisQuantizeLayer, type TrellisLayer } from '../../src/quantize/trellis-layer.js';
 import { emitTrellisAtLoad } from '../../src/quantize/trellis-onnx.js';
@@ -189,6 +190,8 @@ eval:
     expect(layers).toHaveLength(15); // 5 blocks × gate, up, down (172×64 and 64×172)
     const stream = (rows: number, cols: number) => Math.ceil(streamBits(rows * cols, { L: 12, k: 3 }) / 8) + 2 + 4;
     for (const l of layers) expect(l.bytes_after).toBe(stream(...l.shape));
+    const planned = trellis.params.parse({ bits: 3 });
+    for (const l of linears(readOnnx(MODEL)).filter((l) => l.name.includes('.mlp.'))) expect(trellis.estimateBytes!(l, planned, 0)).toBe(stream(l.outFeatures, l.inFeatures));
     const saved = layers.reduce((a, l) => a + l.bytes_before - l.bytes_after, 0);
 
     const model = readOnnx(out);
