@@ -111,6 +111,17 @@ export function addConstant(model: Model, name: string, dataType: number, dims: 
   return unique;
 }
 
+/** An initializer `name` holding exactly this tensor: the existing one when it does, else a new one (renamed if the name is taken). */
+export function sharedConstant(model: Model, name: string, dataType: number, dims: number[], data: Uint8Array): string {
+  if (model.hasInitializer(name)) {
+    const t = model.tensor(name);
+    if (t.dataType === dataType && t.dims.join() === dims.join() && t.data.length === data.length && t.data.every((b, i) => b === data[i])) return name;
+  }
+  const unique = uniqueInitializerName(model, name);
+  model.setInitializer({ name: unique, dataType, dims, data });
+  return unique;
+}
+
 export function uniqueInitializerName(model: Model, wanted: string): string {
   if (!model.hasInitializer(wanted)) return wanted;
   for (let i = 2; ; i++) if (!model.hasInitializer(`${wanted}_${i}`)) return `${wanted}_${i}`;

@@ -55,6 +55,10 @@ export function modelSize(model: Model, files: string[] = [model.path], opts: { 
     for (const i of QUANT_PARAM_INPUTS[n.op_type ?? ''] ?? []) if (n.input?.[i]) quantParams.add(n.op_type === 'MatMulNBits' ? source(n.input[i]) : n.input[i]);
     if (n.op_type === 'MatMulNBits' && n.input?.[1]) logicalCount.set(source(n.input[1]), attrInt(n, 'K', 0) * attrInt(n, 'N', 0));
     if (n.op_type === 'Gather' && n.input?.[1]) quantParams.add(n.input[1]);
+    // quantize.trellis (quantize/trellis-onnx.ts): a stream gathered through the shared byte windows of N states holds N weights; its column exponents are scales
+    const trellis = n.op_type === 'Gather' && n.input?.[0] ? /^pare\.trellis\.(window_N(\d+)_k\d+|nibble_byte_c\d+)$/.exec(n.input[1] ?? '') : null;
+    if (trellis?.[2]) logicalCount.set(n.input![0]!, Number(trellis[2]));
+    else if (trellis) quantParams.add(n.input![0]!);
     // uint8 codes [rows, cols·bits/8] hold rows × cols values
     if (n.op_type === 'GatherBlockQuantized' && n.input?.[0] && model.hasInitializer(n.input[0])) {
       const dims = (model.initializer(n.input[0])!.dims ?? []).map(int64ToNumber);
@@ -85,7 +89,8 @@ export function modelSize(model: Model, files: string[] = [model.path], opts: { 
 }
 
 function countsAsWeight(t: TensorProto, quantParams: Set<string>): boolean {
-  return WEIGHT_TYPES.has(t.data_type ?? 0) && !quantParams.has(t.name ?? '') && (t.dims?.length ?? 0) >= 1;
+  // pare.trellis.*: the trellis decoder's shared constants (index grids, the exponent table), no weights
+  return WEIGHT_TYPES.has(t.data_type ?? 0) && !quantParams.has(t.name ?? '') && (t.dims?.length ?? 0) >= 1 && !(t.name ?? '').startsWith('pare.trellis.');
 }
 
 function countNonzeros(model: Model, t: TensorProto, count: number): number {

@@ -115,9 +115,9 @@ export const mixed = definePass({
     const threads = calibration.threads || 1;
     const baseLoss = measure ? await feedsNll(model, feeds, threads) : 0;
 
-    const trellisOptions = (i: number, layer: LinearLayer, shape: TrellisShape, feedback: boolean) => ({
+    const trellisOptions = (layer: LinearLayer, shape: TrellisShape, feedback: boolean) => ({
       shape,
-      seeds: layerSeeds(i, 0, params.trellis_rotate),
+      seeds: layerSeeds(0, params.trellis_rotate),
       dampening: params.dampening,
       blockSize: params.block_size,
       scaleFactor: 1,
@@ -137,7 +137,7 @@ export const mixed = definePass({
       // plain min-max grids and trellis codes without feedback: the clipping search and GPTQ at every choice would cost more than they tell
       const rounded: Float32Array[] = [];
       for (const c of options) {
-        rounded.push(c.kind === 'grid' ? dequantizeMatrix(quantizeMatrix(W, rows, cols, gridSpec(c.grid))) : (await trellisQuantizeLayer(W, rows, cols, s, trellisOptions(i, layer, c.shape, false))).weight);
+        rounded.push(c.kind === 'grid' ? dequantizeMatrix(quantizeMatrix(W, rows, cols, gridSpec(c.grid))) : (await trellisQuantizeLayer(W, rows, cols, s, trellisOptions(layer, c.shape, false))).weight);
       }
       const errors = rounded.map((Wq) => gramError(W, Wq, rows, cols, s.xtx!) / Math.max(s.rows, 1));
       // one λ per family: a trellis code's error costs the model differently from a grid's (spread evenly over a rotated weight)
@@ -177,7 +177,7 @@ export const mixed = definePass({
       const original = W.slice();
       const extra = { choice: label(pick), predicted_loss_increase: predicted[i]![plan.picks[i]!]!, loss_per_output_error: lambdas[i]![plan.picks[i]!]! };
       if (pick.kind === 'trellis') {
-        const t = await trellisQuantizeLayer(W, rows, cols, s, trellisOptions(i, layer, pick.shape, true));
+        const t = await trellisQuantizeLayer(W, rows, cols, s, trellisOptions(layer, pick.shape, true));
         const error = await reconstructionError(original, t.weight, rows, s);
         emitTrellis(model, layer, t);
         return { bytes_before: rows * cols * 4, bytes_after: trellisStoredBytes(rows, cols, pick.shape), objective: error, extra: { ...extra, bits: pick.shape.k } };

@@ -1,6 +1,6 @@
 import { DataType } from '../model/dtype.js';
 import { attr, makeNode } from '../model/graph.js';
-import { uniqueInitializerName } from '../model/linear-weights.js';
+import { sharedConstant, uniqueInitializerName } from '../model/linear-weights.js';
 import type { Model } from '../model/model.js';
 import type { NodeProto } from '../model/onnx-schema.js';
 
@@ -43,17 +43,6 @@ export function unpackUint3(packed: Uint8Array): Uint8Array {
     for (let i = 0; i < PER_TRIPLE; i++) out[m * PER_TRIPLE + i] = (v >>> (3 * i)) & 7;
   }
   return out;
-}
-
-/** An initializer `name` holding exactly this tensor: the existing one when it does, else a new one (renamed if the name is taken). */
-function sharedConstant(model: Model, name: string, dataType: DataType, dims: number[], data: Uint8Array): string {
-  if (model.hasInitializer(name)) {
-    const t = model.tensor(name);
-    if (t.dataType === dataType && t.dims.join() === dims.join() && t.data.length === data.length && t.data.every((b, i) => b === data[i])) return name;
-  }
-  const unique = uniqueInitializerName(model, name);
-  model.setInitializer({ name: unique, dataType, dims, data });
-  return unique;
 }
 
 function int32(values: number[]): Uint8Array {
