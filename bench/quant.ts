@@ -142,6 +142,11 @@ export const QUANT_ROWS: Row[] = [
   { id: 'mixed3.5-f16-p3-refit-act-recon', label: 'mixed precision ≤ 3.5 bits/weight, float16 scales, packed 3-bit codes + scale refit, act_order + block-wise reconstruction', passes: [{ pass: 'quantize.mixed', params: { budget_bits: 3.5, scale_dtype: 'float16', packed_3bit: true, refit_scales: true, act_order: true } }, RECON] },
   { id: 'mixed3.5-recon', label: 'mixed precision ≤ 3.5 bits/weight (2/3/4/8-bit × g32/64/128, GPTQ + MSE clipping) + block-wise reconstruction', passes: [{ pass: 'quantize.mixed', params: { budget_bits: 3.5 } }, RECON] },
   { id: 'mixed3.5-f16-p3-refit-act-recon10', label: 'mixed precision ≤ 3.5 bits/weight, float16 scales, packed 3-bit codes + scale refit, act_order + block-wise reconstruction, 10 epochs', passes: [{ pass: 'quantize.mixed', params: { budget_bits: 3.5, scale_dtype: 'float16', packed_3bit: true, refit_scales: true, act_order: true } }, { pass: 'quantize.reconstruct', params: { epochs: 10 } }] },
+  // trellis-coded weights (quantize.trellis: QTIP bitshift trellis, rebuilt at load), alone and as quantize.mixed choices
+  { id: 'trellis3', label: 'trellis 3-bit (L = 12, DCT incoherence, column exponents, GPTQ feedback), every block linear', passes: [{ pass: 'quantize.trellis', params: { bits: 3 } }] },
+  { id: 'trellis4', label: 'trellis 4-bit, every block linear', passes: [{ pass: 'quantize.trellis', params: { bits: 4 } }] },
+  { id: 'mixed3.5-trellis', label: 'mixed precision ≤ 3.5 bits/weight with trellis 2/3/4-bit choices beside the grids (float16 scales, packed 3-bit codes + scale refit, act_order)', passes: [{ pass: 'quantize.mixed', params: { budget_bits: 3.5, scale_dtype: 'float16', packed_3bit: true, refit_scales: true, act_order: true, trellis_bits: [2, 3, 4] } }] },
+  { id: 'mixed3.5-trellis-recon', label: 'the same + block-wise reconstruction of its grid-coded layers', passes: [{ pass: 'quantize.mixed', params: { budget_bits: 3.5, scale_dtype: 'float16', packed_3bit: true, refit_scales: true, act_order: true, trellis_bits: [2, 3, 4] } }, RECON] },
 ];
 
 function recipe(subject: Subject, row: Row, teacherFile: string): string {

@@ -1,6 +1,7 @@
 import { DataType } from '../model/dtype.js';
 import { GraphIndex } from '../model/graph.js';
 import { removeUnused } from '../model/linear-weights.js';
+import { initializerValues } from '../model/linears.js';
 import type { HostTensor, Model } from '../model/model.js';
 import type { NodeProto } from '../model/onnx-schema.js';
 import { sliceFor, subModel } from '../model/subgraph.js';
@@ -14,7 +15,12 @@ import { packUint3, unpackUint3 } from './pack3.js';
  * chains, so the stored values are what it computes at load.
  */
 
-/** A working copy of `model` (its graph arrays copied, so editing one leaves the other) where every MatMulNBits input is an initializer. */
+/**
+ * A working copy of `model` (its graph arrays copied, so editing one leaves the other) where every
+ * MatMulNBits input is an initializer, and so is every MatMul/Gemm weight a constant subgraph
+ * computes (quantize.trellis's decoder, Kronecker factors expanded at load): the tfjs executor runs
+ * those layers as the float weights ONNX Runtime folds them into, instead of their integer decoders.
+ */
 export async function foldNBitsInputs(model: Model): Promise<{ work: Model; folded: Map<string, string> }> {
   const g = model.graph;
   const work = model.derive({
@@ -23,7 +29,9 @@ export async function foldNBitsInputs(model: Model): Promise<{ work: Model; fold
   });
   // computed input name -> the initializer that stores its value in `work`
   const folded = new Map<string, string>();
-  const computed = [...new Set(nbitsNodes(work).flatMap((n) => [1, 2, 3].map((i) => n.input?.[i] ?? '').filter((x) => x && !work.hasInitializer(x))))];
+  const constants = initializerValues(work);
+  const computedWeights = (work.graph.node ?? []).filter((n) => (n.op_type === 'MatMul' || n.op_type === 'Gemm') && !constants.has(n.input?.[0] ?? '')).map((n) => n.input?.[1] ?? '').filter((x) => x && constants.has(x) && !work.hasInitializer(x));
+  const computed = [...new Set([...nbitsNodes(work).flatMap((n) => [1, 2, 3].map((i) => n.input?.[i] ?? '').filter((x) => x && !work.hasInitializer(x))), ...computedWeights])];
   if (computed.length === 0) return { work, folded };
   const values = await constantValues(work, computed);
   for (const name of computed) {
@@ -31,7 +39,7 @@ export async function foldNBitsInputs(model: Model): Promise<{ work: Model; fold
     work.setInitializer({ ...values.get(name)!, name: stored });
     folded.set(name, stored);
   }
-  for (const n of nbitsNodes(work)) n.input = n.input!.map((x) => folded.get(x) ?? x);
+  for (const n of work.graph.node ?? []) if (n.op_type === 'MatMulNBits' || n.op_type === 'MatMul' || n.op_type === 'Gemm') n.input = n.input!.map((x) => folded.get(x) ?? x);
   removeUnused(work);
   return { work, folded };
 }
@@ -88,7 +96,7 @@ async function constantValues(model: Model, names: string[]): Promise<Map<string
     for (const name of names) {
       const t = out[name]!;
       const bytes = t.data as Uint8Array | Float32Array;
-      if (t.type !== 'uint8' && t.type !== 'float32') throw new Error(`MatMulNBits input '${name}' computes ${t.type}; expected uint8 codes or float32 scales`);
+      if (t.type !== 'uint8' && t.type !== 'float32') throw new Error(`'${name}' computes ${t.type}; expected uint8 codes or float32 scales or weights`);
       values.set(name, { name, dataType: t.type === 'uint8' ? DataType.UINT8 : DataType.FLOAT, dims: [...t.dims], data: new Uint8Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength)) });
     }
     return values;
