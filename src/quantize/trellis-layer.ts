@@ -14,7 +14,10 @@ import { rotationMatrix } from './trellis-rotation.js';
  * does (LDLQ with one trellis per column, as QTIP's BlockLDLQ with tiles one column wide).
  *
  * The stream stores the states column-major (column 0's rows, then column 1's, …), so the decoded
- * values fill W'ᵀ [cols, rows] row by row.
+ * values fill W'ᵀ [cols, rows] row by row. Each column's first state must follow the previous column's
+ * last, so each column's Viterbi looks ahead into the next column's first 4·⌈L/k⌉ rows: with no
+ * lookahead, the relative error of a 64×64 Gaussian weight (L 12, k 2, identity XᵀX) was 0.092 against
+ * 0.074 for one Viterbi over the whole stream; with it, 0.075.
  */
 export interface TrellisLayer {
   shape: TrellisShape;
@@ -140,12 +143,26 @@ export async function trellisQuantizeLayer(W: Float32Array, rows: number, cols: 
   const code = madCodebook(shape.L);
   const states = new Int32Array(rows * cols);
   let last: number | undefined;
+  // lookahead: a column's Viterbi also sees the next column's first rows (their current values, before
+  // this column's feedback), so its last states, which the next column must start from, are not picked
+  // blind (the header has the numbers)
+  const ahead = Math.min(rows, 4 * Math.ceil(shape.L / shape.k));
+  let block: { i1: number; count: number; W1: Float32Array } = { i1: 0, count: 0, W1: new Float32Array(0) };
   const { loss } = await obsBlockLoop(target, rows, cols, Hinv, opts.blockSize, {
+    beginBlock(i1, i2, W1) {
+      block = { i1, count: i2 - i1, W1 };
+    },
     column(i, w, q) {
       const s = colScale[i]!;
-      const path = viterbi(w.map((v) => v / s), code, shape, last);
+      const j = i + 1;
+      const m = j < cols ? ahead : 0;
+      const t = new Float64Array(rows + m);
+      for (let r = 0; r < rows; r++) t[r] = w[r]! / s;
+      // the block's columns live in W1 until the block ends, later ones in target
+      for (let r = 0; r < m; r++) t[rows + r] = (j < block.i1 + block.count ? block.W1[r * block.count + j - block.i1]! : target[r * cols + j]!) / colScale[j]!;
+      const path = viterbi(t, code, shape, last);
       for (let r = 0; r < rows; r++) q[r] = code[path.states[r]!]! * s;
-      states.set(path.states, i * rows);
+      states.set(path.states.subarray(0, rows), i * rows);
       last = path.states[rows - 1];
     },
   });

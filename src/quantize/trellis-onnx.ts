@@ -26,7 +26,8 @@ import { columnMultipliers, type TrellisLayer } from './trellis-layer.js';
  *   Ŵᵀ      = Q_inᵀ · W'ᵀ · Q_out [cols, rows]                 Ŵ = Q_outᵀ·W'·Q_in; Q_inᵀ is built transposed, so no Transpose
  *   y       = x · Ŵᵀ (+ the Gemm's α and bias)
  *
- * All integer arithmetic is int64 and exact (a·s < 2^43, a·(seed·2^16 + j) < 2^52). Range needs
+ * All integer arithmetic is int64 and exact (a·s < 2^43; for σ, h = seed·2^16 + j < 2^27, h² < 2^54,
+ * a·(h² mod 2^32) < 2^58). Range needs
  * opset 11; the other ops exist in this form since opset 7–10.
  */
 
@@ -101,8 +102,8 @@ function codebook(model: Model, L: number): string {
 
 /**
  * The seed-free factor of Q (n): C[i, j] = α_i · cos(float((2j+1)·i mod 4n) · float32(π/2n)) [n, n],
- * or Cᵀ (the index grids swap roles, so Qᵀ costs no Transpose). Its `${name}/aj` = a·j, j the
- * column index ([n], or [n, 1] for Cᵀ), is what the signs of a seed are computed from.
+ * or Cᵀ (the index grids swap roles, so Qᵀ costs no Transpose). Its `${name}/j`, the column index
+ * ([n], or [n, 1] for Cᵀ), is what the signs of a seed are computed from.
  */
 function dct(model: Model, n: number, transposed: boolean): string {
   return shared(model, `pare.trellis.dct${transposed ? '_t' : ''}_n${n}`, (g) => {
@@ -114,7 +115,7 @@ function dct(model: Model, n: number, transposed: boolean): string {
     const angle = g.op('Mul', [g.op('Cast', [turns], 'angle_index_float', [attr.int('to', DataType.FLOAT)]), float32(model, `n${n}.step`, Math.fround(Math.PI / (2 * n)))], 'angle');
     const first = g.op('Equal', [i, int64(model, [0])], 'first_row');
     const alpha = g.op('Where', [first, float32(model, `n${n}.alpha0`, Math.fround(Math.sqrt(1 / n))), float32(model, `n${n}.alpha`, Math.fround(Math.sqrt(2 / n)))], 'alpha');
-    g.op('Mul', [j, int64(model, [MAD_A])], 'aj');
+    g.op('Identity', [j], 'j');
     return g.op('Mul', [g.op('Cos', [angle], 'cos'), alpha], 'cos_alpha');
   });
 }
@@ -123,8 +124,10 @@ function dct(model: Model, n: number, transposed: boolean): string {
 function rotation(model: Model, n: number, seed: number, transposed: boolean): string {
   return shared(model, `pare.trellis.q${transposed ? 't' : ''}_n${n}_s${seed}`, (g) => {
     const c = dct(model, n, transposed);
-    // σ_j = −1 when the top bit of (a·(seed·2^16 + j) + b) mod 2^32 is set: a·seed·2^16 + b is one constant
-    const hash = g.op('Mod', [g.op('Add', [`${c}/aj`, int64(model, [MAD_A * seed * 65536 + MAD_B])], 'h'), int64(model, [TWO32])], 'hash');
+    // σ_j = −1 when the top bit of (a·(h² mod 2^32) + b) mod 2^32 is set, h = seed·2^16 + j (trellis-rotation.ts rotationSigns)
+    const h = g.op('Add', [`${c}/j`, int64(model, [seed * 65536])], 'h');
+    const square = g.op('Mod', [g.op('Mul', [h, h], 'hh'), int64(model, [TWO32])], 'h2');
+    const hash = g.op('Mod', [g.op('Add', [g.op('Mul', [square, int64(model, [MAD_A])], 'a_h2'), int64(model, [MAD_B])], 'a_h2_b'), int64(model, [TWO32])], 'hash');
     const sign = g.op('Where', [g.op('Less', [hash, int64(model, [TWO31])], 'plus'), float32(model, 'one', 1), float32(model, 'minus_one', -1)], 'sign');
     return g.op('Mul', [c, sign], 'q');
   });

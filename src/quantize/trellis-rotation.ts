@@ -13,15 +13,25 @@ import { MAD_A, MAD_B } from './trellis-code.js';
  */
 
 const TWO31 = 2147483648;
-const TWO32 = 4294967296;
 
-/** seeds are < 2^11 and n < 2^16, so a·(seed·2^16 + j) < 2^53 stays exact in float64 */
+/** seeds are < 2^11 and n < 2^16, so h = seed·2^16 + j < 2^27: h² < 2^54 and a·(h² mod 2^32) < 2^58 are exact in ONNX int64 */
 export const MAX_ROTATION_SEED = 2047;
 
-/** σ_j ∈ {−1, 1}: the top bit of (a·(seed·2^16 + j) + b) mod 2^32. */
+/**
+ * σ_j ∈ {−1, 1}: the top bit of (a·(h² mod 2^32) + b) mod 2^32, h = seed·2^16 + j. The square is what
+ * makes the signs random: the top bit of the plain LCG (a·h + b) mod 2^32 advances by a/2^32 ≈ 1/126
+ * a step, so its signs were a square wave of period ~126 (a single sign change in 64) and every seed
+ * the same wave shifted; a quadratic phase has no period, and its signs pass as fair coin flips (about
+ * n/2 sign changes, a flat DCT spectrum, half the signs shared by any two seeds).
+ */
 export function rotationSigns(n: number, seed: number): Float32Array {
   const s = new Float32Array(n);
-  for (let j = 0; j < n; j++) s[j] = (MAD_A * (seed * 65536 + j) + MAD_B) % TWO32 >= TWO31 ? -1 : 1;
+  for (let j = 0; j < n; j++) {
+    const h = seed * 65536 + j;
+    // Math.imul: the low 32 bits of each product, exactly (h² and a·x exceed float64's 2^53)
+    const x = (Math.imul(MAD_A, Math.imul(h, h)) + MAD_B) >>> 0;
+    s[j] = x >= TWO31 ? -1 : 1;
+  }
   return s;
 }
 
