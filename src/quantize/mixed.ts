@@ -65,6 +65,7 @@ const MixedParams = z
   })
   .superRefine((p, ctx) => {
     if (p.bits.length === 0 && p.trellis_bits.length === 0) ctx.addIssue({ code: 'custom', path: ['bits'], message: 'give at least one choice: bits or trellis_bits' });
+    for (const k of p.trellis_bits) if (k >= p.trellis_state_bits) ctx.addIssue({ code: 'custom', path: ['trellis_bits'], message: `a trellis of ${p.trellis_state_bits} state bits codes fewer than ${p.trellis_state_bits} bits a weight; got ${k} (raise trellis_state_bits or lower trellis_bits)` });
     if (p.bias_correction && p.trellis_bits.length > 0) ctx.addIssue({ code: 'custom', path: ['bias_correction'], message: 'bias_correction is for the grid choices; leave it out with trellis_bits' });
     if (p.float_zero_points && p.symmetric) ctx.addIssue({ code: 'custom', path: ['float_zero_points'], message: 'float_zero_points stores asymmetric zero points; set symmetric: false or leave float_zero_points out' });
     if ((p.budget_bits === undefined) === (p.budget_bytes === undefined)) {

@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { readWeight } from '../model/linear-weights.js';
 import { reconstructionError } from '../obs/output-error.js';
 import { eachCalibratedLayer } from '../pass/layer-loop.js';
-import { definePass } from '../pass/pass.js';
+import { definePass, onValidFields } from '../pass/pass.js';
 import type { LinearLayer } from '../model/linears.js';
 import type { Model } from '../model/model.js';
 import { type TrellisLayer, trellisQuantizeLayer, trellisStoredBytes } from './trellis-layer.js';
@@ -35,7 +35,9 @@ const TrellisParams = z.strictObject({
   block_size: z.number().int().min(1).default(128).describe('columns per lazy-update block of the GPTQ loop'),
   rotate: TRELLIS_ROTATE.default('both').describe('which sides of each weight the incoherence rotation mixes'),
   scale_factor: z.number().positive().default(1).describe('the stored scale is this times the rms of the rotated weight'),
-});
+}).superRefine((p, ctx) => {
+  if (p.bits >= p.state_bits) ctx.addIssue({ code: 'custom', path: ['bits'], message: `a trellis of ${p.state_bits} state bits codes fewer than ${p.state_bits} bits a weight; got bits ${p.bits} (raise state_bits or lower bits)` });
+}, onValidFields);
 type TrellisParams = z.output<typeof TrellisParams>;
 
 export const trellis = definePass({
