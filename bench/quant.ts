@@ -147,6 +147,8 @@ export const QUANT_ROWS: Row[] = [
   { id: 'trellis4', label: 'trellis 4-bit, every block linear', passes: [{ pass: 'quantize.trellis', params: { bits: 4 } }] },
   { id: 'mixed3.5-trellis', label: 'mixed precision ≤ 3.5 bits/weight with trellis 2/3/4-bit choices beside the grids (float16 scales, packed 3-bit codes + scale refit, act_order)', passes: [{ pass: 'quantize.mixed', params: { budget_bits: 3.5, scale_dtype: 'float16', packed_3bit: true, refit_scales: true, act_order: true, trellis_bits: [2, 3, 4] } }] },
   { id: 'mixed3.5-trellis-recon', label: 'the same + block-wise reconstruction of its grid-coded layers', passes: [{ pass: 'quantize.mixed', params: { budget_bits: 3.5, scale_dtype: 'float16', packed_3bit: true, refit_scales: true, act_order: true, trellis_bits: [2, 3, 4] } }, RECON] },
+  { id: 'mixed3.5-trellis-recon10', label: 'the same, 10 epochs of reconstruction', passes: [{ pass: 'quantize.mixed', params: { budget_bits: 3.5, scale_dtype: 'float16', packed_3bit: true, refit_scales: true, act_order: true, trellis_bits: [2, 3, 4] } }, { pass: 'quantize.reconstruct', params: { epochs: 10 } }] },
+  { id: 'mixed3.5-trellis14-recon', label: 'mixed ≤ 3.5 bits/weight with trellis choices at L = 14 + block-wise reconstruction', passes: [{ pass: 'quantize.mixed', params: { budget_bits: 3.5, scale_dtype: 'float16', packed_3bit: true, refit_scales: true, act_order: true, trellis_bits: [2, 3, 4], trellis_state_bits: 14 } }, RECON] },
 ];
 
 function recipe(subject: Subject, row: Row, teacherFile: string): string {
