@@ -45,6 +45,8 @@ export const PASS_CASES: readonly PassCase[] = [
   { id: 'quantize.mixed', passes: pass('quantize.mixed', '"layers.*"', 'budget_bits: 9, bits: [4, 8], group_sizes: [16], sensitivity: output, block_size: 16'), calibration: true },
   // reconstruction trains the codes a quantizer wrote
   { id: 'quantize.reconstruct', passes: pass('quantize.rtn', '"layers.*"', 'bits: 4, granularity: group, group_size: 16, format: matmulnbits') + pass('quantize.reconstruct', '"layers.*"', 'epochs: 1'), calibration: true },
+  // trellis-coded weights: a constant decoder subgraph ORT folds at load
+  { id: 'quantize.trellis', passes: pass('quantize.trellis', '"layers.*"', 'bits: 2, state_bits: 8, block_size: 16'), calibration: true },
   { id: 'quantize.smoothquant', passes: pass('quantize.smoothquant', '"layers.*"', 'alpha: 0.5'), calibration: true, exact: 1e-5 },
   // an orthogonal rotation of the residual stream: exact in float
   { id: 'quantize.rotate', passes: '  - pass: quantize.rotate\n', exact: 1e-5 },

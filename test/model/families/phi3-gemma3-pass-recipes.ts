@@ -27,6 +27,7 @@ export function passCases(family: 'phi3' | 'gemma3_text'): Record<string, PassCa
       family === 'phi3'
         ? { passes: '  - pass: quantize.rotate\n' }
         : { passes: '  - pass: quantize.rotate\n', refuses: /^pare: quantize\.rotate: found 0 linears adding into the residual stream after the token embedding 'model\.embed_tokens\.weight' and 0 reading its RMSNorms; the rotation needs a Llama-style pre-norm stream/ },
+    'quantize.trellis': { passes: pass('quantize.trellis', ['layers.*'], 'bits: 2, state_bits: 8'), calibration: true },
     'quantize.smoothquant': { passes: pass('quantize.smoothquant', ['layers.*'], 'alpha: 0.5'), calibration: true },
     'quantize.w8a8': { passes: pass('quantize.w8a8', ['layers.*']) },
     'quantize.cast': { passes: pass('quantize.cast', ['layers.*']) },
