@@ -1,0 +1,3 @@
+import { recipeTests } from './recipe-tests.js';
+
+recipeTests(3);
