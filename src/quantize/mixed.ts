@@ -5,10 +5,11 @@ import { readWeight, writeWeight } from '../model/linear-weights.js';
 import { prepareHessian } from '../obs/hessian.js';
 import { reconstructionError } from '../obs/output-error.js';
 import { eachCalibratedLayer } from '../pass/layer-loop.js';
-import { assertLayersFit, definePass, onValidFields } from '../pass/pass.js';
+import { assertLayersFit, definePass, type LayerStat, onValidFields } from '../pass/pass.js';
 import { allocate, type Option } from './allocate.js';
 import { gramError } from './awq.js';
 import { biasCorrection, BIAS_CORRECTION_FIELD } from './bias-correction.js';
+import { BlockFinetune, FINETUNE_FIELD } from './block-finetune.js';
 import { gptqQuantize, gptqRefit } from './gptq.js';
 import { dequantizeMatrix, quantizeMatrix } from './grid.js';
 import { gridSpec, quantizedBytes, quantizeLayerProblems, type WeightQuantParams } from './params.js';
@@ -59,6 +60,7 @@ const MixedParams = z
     refit_scales: z.boolean().default(false).describe('GPTQ: refit each row\'s group scales to its codes by least squares on the layer-output error'),
     float_zero_points: z.boolean().default(false).describe('asymmetric zero points stored as floats of the scales\' type (4 bytes a group, 2 with float16 scales, counted so in the budget) instead of packed integers; with refit_scales, each row\'s scales and zero points are refitted jointly'),
     ...BIAS_CORRECTION_FIELD,
+    ...FINETUNE_FIELD,
     trellis_bits: z.array(z.number().int().min(1).max(8)).default([]).describe('also offer trellis-coded choices (quantize.trellis: QTIP bitshift trellis, rebuilt at load) at these bits per weight'),
     trellis_state_bits: z.number().int().min(2).max(17).default(12).describe('L of the trellis choices'),
     trellis_rotate: TRELLIS_ROTATE.default('both').describe('which sides of each weight the trellis choices\' incoherence rotation mixes'),
@@ -66,6 +68,7 @@ const MixedParams = z
   .superRefine((p, ctx) => {
     if (p.bits.length === 0 && p.trellis_bits.length === 0) ctx.addIssue({ code: 'custom', path: ['bits'], message: 'give at least one choice: bits or trellis_bits' });
     for (const k of p.trellis_bits) if (k >= p.trellis_state_bits) ctx.addIssue({ code: 'custom', path: ['trellis_bits'], message: `a trellis of ${p.trellis_state_bits} state bits codes fewer than ${p.trellis_state_bits} bits a weight; got ${k} (raise trellis_state_bits or lower trellis_bits)` });
+    if (p.bias_correction && p.finetune) ctx.addIssue({ code: 'custom', path: ['finetune'], message: 'finetune trains the block without the correction biases; leave out bias_correction or finetune' });
     if (p.bias_correction && p.trellis_bits.length > 0) ctx.addIssue({ code: 'custom', path: ['bias_correction'], message: 'bias_correction is for the grid choices; leave it out with trellis_bits' });
     if (p.float_zero_points && p.symmetric) ctx.addIssue({ code: 'custom', path: ['float_zero_points'], message: 'float_zero_points stores asymmetric zero points; set symmetric: false or leave float_zero_points out' });
     if ((p.budget_bits === undefined) === (p.budget_bytes === undefined)) {
@@ -170,40 +173,48 @@ export const mixed = definePass({
     }
 
     const position = new Map(ctx.layers.map((l, i) => [l.node, i]));
-    const layers = await eachCalibratedLayer(model, ctx, { hessian: true, sum: params.bias_correction }, async (layer, s) => {
-      const i = position.get(layer.node)!;
-      const pick = options[plan.picks[i]!]!;
-      const [rows, cols] = [layer.outFeatures, layer.inFeatures];
-      const W = readWeight(model, layer);
-      const original = W.slice();
-      const extra = { choice: label(pick), predicted_loss_increase: predicted[i]![plan.picks[i]!]!, loss_per_output_error: lambdas[i]![plan.picks[i]!]! };
-      if (pick.kind === 'trellis') {
-        const t = await trellisQuantizeLayer(W, rows, cols, s, trellisOptions(layer, pick.shape, true));
-        const error = await reconstructionError(original, t.weight, rows, s);
-        emitTrellis(model, layer, t);
-        return { bytes_before: rows * cols * 4, bytes_after: trellisStoredBytes(rows, cols, pick.shape), objective: error, extra: { ...extra, bits: pick.shape.k } };
-      }
-      const choice = pick.grid;
-      const clipWeights = Float32Array.from({ length: cols }, (_, j) => s.xtx![j * cols + j]!);
-      const spec = { ...gridSpec(choice, params.mse_clip), clipWeights };
-      let m;
-      if (params.method === 'rtn') m = quantizeMatrix(W, rows, cols, spec);
-      else {
-        const prepared = await prepareHessian(s, W, rows, { dampening: params.dampening, actOrder: params.act_order, pass: this.id, layer: layer.name });
-        const opts = { ...spec, blockSize: params.block_size };
-        ({ m } = params.refit_scales ? await gptqRefit(original, W, rows, cols, prepared, s.xtx!, { ...opts, rounds: 1, floatZeros: params.float_zero_points }) : await gptqQuantize(W, rows, cols, prepared.Hinv, prepared.perm, opts));
-      }
-      const Wq = dequantizeMatrix(m);
-      const error = await reconstructionError(original, Wq, rows, s);
-      const corrected = params.bias_correction ? biasCorrection(original, Wq, rows, cols, s, error, { pass: this.id, layer: layer.name, dtype: params.scale_dtype }) : undefined;
-      emitQuantized(model, layer, m, choice, corrected?.bias);
-      return {
-        bytes_before: rows * cols * 4,
-        bytes_after: quantizedBytes(rows, cols, choice),
-        objective: corrected?.error ?? error,
-        extra: { ...extra, bits: choice.bits, group_size: choice.group_size },
-      };
-    });
+    const finetune = await BlockFinetune.create(model, ctx, params.finetune, this.id);
+    let layers: LayerStat[];
+    try {
+      layers = await eachCalibratedLayer(model, ctx, { hessian: true, sum: params.bias_correction }, async (layer, s) => {
+        const i = position.get(layer.node)!;
+        const pick = options[plan.picks[i]!]!;
+        const [rows, cols] = [layer.outFeatures, layer.inFeatures];
+        const W = readWeight(model, layer);
+        const original = W.slice();
+        const extra = { choice: label(pick), predicted_loss_increase: predicted[i]![plan.picks[i]!]!, loss_per_output_error: lambdas[i]![plan.picks[i]!]! };
+        if (pick.kind === 'trellis') {
+          const t = await trellisQuantizeLayer(W, rows, cols, s, trellisOptions(layer, pick.shape, true));
+          const error = await reconstructionError(original, t.weight, rows, s);
+          emitTrellis(model, layer, t);
+          const tuned = await finetune?.coded(layer, t.weight);
+          return { bytes_before: rows * cols * 4, bytes_after: trellisStoredBytes(rows, cols, pick.shape), objective: error, extra: { ...extra, bits: pick.shape.k, ...tuned } };
+        }
+        const choice = pick.grid;
+        const clipWeights = Float32Array.from({ length: cols }, (_, j) => s.xtx![j * cols + j]!);
+        const spec = { ...gridSpec(choice, params.mse_clip), clipWeights };
+        let m;
+        if (params.method === 'rtn') m = quantizeMatrix(W, rows, cols, spec);
+        else {
+          const prepared = await prepareHessian(s, W, rows, { dampening: params.dampening, actOrder: params.act_order, pass: this.id, layer: layer.name });
+          const opts = { ...spec, blockSize: params.block_size };
+          ({ m } = params.refit_scales ? await gptqRefit(original, W, rows, cols, prepared, s.xtx!, { ...opts, rounds: 1, floatZeros: params.float_zero_points }) : await gptqQuantize(W, rows, cols, prepared.Hinv, prepared.perm, opts));
+        }
+        const Wq = dequantizeMatrix(m);
+        const error = await reconstructionError(original, Wq, rows, s);
+        const corrected = params.bias_correction ? biasCorrection(original, Wq, rows, cols, s, error, { pass: this.id, layer: layer.name, dtype: params.scale_dtype }) : undefined;
+        emitQuantized(model, layer, m, choice, corrected?.bias);
+        const tuned = await finetune?.coded(layer, Wq);
+        return {
+          bytes_before: rows * cols * 4,
+          bytes_after: quantizedBytes(rows, cols, choice),
+          objective: corrected?.error ?? error,
+          extra: { ...extra, bits: choice.bits, group_size: choice.group_size, ...tuned },
+        };
+      });
+    } finally {
+      finetune?.dispose();
+    }
     const measuredLoss = measure ? await feedsNll(model, feeds, threads) : 0;
     const counts = new Map<string, number>();
     for (const k of plan.picks) counts.set(label(options[k]!), (counts.get(label(options[k]!)) ?? 0) + 1);

@@ -87,7 +87,7 @@ function storedBytes(model: Model, name: string): number {
 }
 
 /** ONNX Runtime feeds as the executor's host feeds. */
-function hostFeeds(f: Feeds): HostFeeds {
+export function hostFeeds(f: Feeds): HostFeeds {
   return Object.fromEntries(Object.entries(f).map(([name, t]) => [name, { type: t.type as HostFeeds[string]['type'], dims: [...t.dims], data: t.data as HostFeeds[string]['data'] }]));
 }
 
@@ -140,7 +140,7 @@ const STREAM_TOLERANCE = 0.1;
  * The float model's targets are block outputs on its own inputs, which only make sense when the
  * passes before left the residual stream as it was: the first block's inputs must agree.
  */
-async function checkSameStream(fexec: OnnxExecutor, work: Model, input: string, feed: HostFeeds | undefined): Promise<void> {
+export async function checkSameStream(fexec: OnnxExecutor, work: Model, input: string, feed: HostFeeds | undefined, pass = 'quantize.reconstruct'): Promise<void> {
   if (!feed) return;
   const tf = fexec.tf;
   const qexec = await OnnxExecutor.create(work);
@@ -151,17 +151,22 @@ async function checkSameStream(fexec: OnnxExecutor, work: Model, input: string, 
     const rel = tf.tidy(() => Math.sqrt(tf.sum(tf.square(tf.sub(a, b))).dataSync()[0]! / tf.sum(tf.square(a)).dataSync()[0]!));
     for (const t of [...Object.values(f), ...Object.values(g), a, b]) t.dispose();
     if (!(rel <= STREAM_TOLERANCE)) {
-      throw new UserError(`${work.path}: quantize.reconstruct's targets are the recipe input model's block outputs, but the first reconstructed block's input '${input}' differs from that model's by ${(rel * 100).toFixed(1)} % (a pass before it changed the residual stream, e.g. quantize.rotate); run those passes on the input model first`);
+      throw new UserError(`${work.path}: ${pass}'s targets are the recipe input model's block outputs, but the first reconstructed block's input '${input}' differs from that model's by ${(rel * 100).toFixed(1)} % (a pass before it changed the residual stream, e.g. quantize.rotate); run those passes on the input model first`);
     }
   } finally {
     qexec.dispose();
   }
 }
 
-async function reconstructBlock(work: Model, block: DecoderBlock, codes: Set<string>, fexec: OnnxExecutor, floatOutput: string, feeds: HostFeeds[], p: ReconstructParams): Promise<BlockLoss> {
-  const t0 = performance.now();
+/** A block's training data: its inputs in the model as reconstructed so far, and the float model's block outputs. */
+export interface BlockData {
+  inputs: tfjs.Tensor[];
+  targets: tfjs.Tensor[];
+  dispose(): void;
+}
+
+export async function blockData(work: Model, block: DecoderBlock, fexec: OnnxExecutor, floatOutput: string, feeds: HostFeeds[]): Promise<BlockData> {
   const tf = fexec.tf;
-  // the block's inputs in the model as reconstructed so far, and the float model's block outputs
   const prefix = await OnnxExecutor.create(work);
   const inputs: tfjs.Tensor[] = [];
   const targets: tfjs.Tensor[] = [];
@@ -178,12 +183,33 @@ async function reconstructBlock(work: Model, block: DecoderBlock, codes: Set<str
   } finally {
     prefix.dispose();
   }
+  return { inputs, targets, dispose: () => [...inputs, ...targets].forEach((t) => t.dispose()) };
+}
+
+async function reconstructBlock(work: Model, block: DecoderBlock, codes: Set<string>, fexec: OnnxExecutor, floatOutput: string, feeds: HostFeeds[], p: ReconstructParams): Promise<BlockLoss> {
+  const t0 = performance.now();
+  const data = await blockData(work, block, fexec, floatOutput, feeds);
+  try {
+    return await trainBlock(work, block, codes, data, feeds, p, t0);
+  } finally {
+    data.dispose();
+  }
+}
+
+/**
+ * Trains the initializers `trainable` of `block` in `work` (MatMulNBits codes on their grid, float
+ * weights as they are) with Adam to minimise Σ‖block(x_s) − y_s‖² over `data`, and writes them back
+ * into `work`; keeps the start values when the loss did not fall.
+ */
+export async function trainBlock(work: Model, block: DecoderBlock, trainable: Set<string>, data: BlockData, feeds: HostFeeds[], p: { epochs: number; lr: number }, t0 = performance.now()): Promise<BlockLoss> {
+  const { inputs, targets } = data;
   // the block alone: its input hidden state and the graph inputs it reads (masks, positions) are fed
   const graphInputs = new Map((work.graph.input ?? []).map((v) => [v.name ?? '', v]));
   const slice = sliceFor(work, new GraphIndex(work.graph), [block.output], (n) => n === block.input || graphInputs.has(n));
   const sub = subModel(work, slice.nodes, slice.reads.map((r) => graphInputs.get(r) ?? { name: r, type: { tensor_type: { elem_type: 1 } } }));
   sub.graph.output = [{ name: block.output }];
-  const exec = await OnnxExecutor.create(sub, { trainable: (n) => codes.has(n) });
+  const exec = await OnnxExecutor.create(sub, { trainable: (n) => trainable.has(n) });
+  const tf = exec.tf;
   const subFeeds = feeds.map((h, s) => {
     const f = exec.feeds(Object.fromEntries(Object.entries(h).filter(([name]) => slice.reads.includes(name))));
     f[block.input] = inputs[s]!;
@@ -210,11 +236,11 @@ async function reconstructBlock(work: Model, block: DecoderBlock, codes: Set<str
     if (!kept) for (const [n, v] of exec.variables) v.assign(start.get(n)!);
     for (const t of start.values()) t.dispose();
     exec.writeBack(sub);
-    for (const name of codes) work.setInitializer(sub.tensor(name));
+    for (const name of trainable) work.setInitializer(sub.tensor(name));
     return { block: block.index, before, after, kept, ms: performance.now() - t0 };
   } finally {
     exec.dispose();
-    for (const f of subFeeds) for (const t of Object.values(f)) t.dispose();
-    for (const t of targets) t.dispose();
+    // the block input is the caller's (data), not the feeds'
+    for (const f of subFeeds) for (const [name, t] of Object.entries(f)) if (name !== block.input) t.dispose();
   }
 }

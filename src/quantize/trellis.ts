@@ -6,6 +6,7 @@ import { definePass, onValidFields } from '../pass/pass.js';
 import type { LinearLayer } from '../model/linears.js';
 import type { Model } from '../model/model.js';
 import { type TrellisLayer, trellisQuantizeLayer, trellisStoredBytes } from './trellis-layer.js';
+import { BlockFinetune, FINETUNE_FIELD } from './block-finetune.js';
 import { checkTrellisOpset, emitTrellisAtLoad } from './trellis-onnx.js';
 import { MAX_ROTATION_SEED } from './trellis-rotation.js';
 
@@ -35,6 +36,7 @@ const TrellisParams = z.strictObject({
   block_size: z.number().int().min(1).default(128).describe('columns per lazy-update block of the GPTQ loop'),
   rotate: TRELLIS_ROTATE.default('both').describe('which sides of each weight the incoherence rotation mixes'),
   scale_factor: z.number().positive().default(1).describe('the stored scale is this times the rms of the rotated weight'),
+  ...FINETUNE_FIELD,
 }).superRefine((p, ctx) => {
   if (p.bits >= p.state_bits) ctx.addIssue({ code: 'custom', path: ['bits'], message: `a trellis of ${p.state_bits} state bits codes fewer than ${p.state_bits} bits a weight; got bits ${p.bits} (raise state_bits or lower bits)` });
 }, onValidFields);
@@ -49,15 +51,22 @@ export const trellis = definePass({
   async apply(model, params: TrellisParams, ctx) {
     checkTrellisOpset(model);
     const shape = { L: params.state_bits, k: params.bits };
-    const layers = await eachCalibratedLayer(model, ctx, { hessian: true }, async (layer, s) => {
-      const [rows, cols] = [layer.outFeatures, layer.inFeatures];
-      const W = readWeight(model, layer);
-      const seeds = layerSeeds(params.seed, params.rotate);
-      const t = await trellisQuantizeLayer(W, rows, cols, s, { shape, seeds, dampening: params.dampening, blockSize: params.block_size, scaleFactor: params.scale_factor, pass: this.id, layer: layer.name });
-      const error = await reconstructionError(W, t.weight, rows, s);
-      return { bytes_before: rows * cols * 4, bytes_after: emitTrellis(model, layer, t), objective: error, extra: { obs_loss: t.loss } };
-    });
-    return { layers, warnings: [] };
+    const finetune = await BlockFinetune.create(model, ctx, params.finetune, this.id);
+    try {
+      const layers = await eachCalibratedLayer(model, ctx, { hessian: true }, async (layer, s) => {
+        const [rows, cols] = [layer.outFeatures, layer.inFeatures];
+        const W = readWeight(model, layer);
+        const seeds = layerSeeds(params.seed, params.rotate);
+        const t = await trellisQuantizeLayer(W, rows, cols, s, { shape, seeds, dampening: params.dampening, blockSize: params.block_size, scaleFactor: params.scale_factor, pass: this.id, layer: layer.name });
+        const error = await reconstructionError(W, t.weight, rows, s);
+        const bytes = emitTrellis(model, layer, t);
+        const tuned = await finetune?.coded(layer, t.weight);
+        return { bytes_before: rows * cols * 4, bytes_after: bytes, objective: error, extra: { obs_loss: t.loss, ...tuned } };
+      });
+      return { layers, warnings: [] };
+    } finally {
+      finetune?.dispose();
+    }
   },
   estimateBytes: (layer, params) => trellisStoredBytes(layer.outFeatures, layer.inFeatures, { L: params.state_bits, k: params.bits }),
 });
