@@ -4,7 +4,6 @@ import { Calibrator } from '../../src/calibrate/calibrator.js';
 import { calibrationFeeds, type Feeds } from '../../src/calibrate/feeds.js';
 import { UserError } from '../../src/errors.js';
 import { feedsNll } from '../../src/eval/feeds-loss.js';
-import { decoderBlocks } from '../../src/model/blocks.js';
 import { readWeight } from '../../src/model/linear-weights.js';
 import { linears, type LinearLayer } from '../../src/model/linears.js';
 import type { Model } from '../../src/model/model.js';
@@ -13,7 +12,7 @@ import type { PassContext } from '../../src/pass/pass.js';
 import { mixed } from '../../src/quantize/mixed.js';
 import { rotate } from '../../src/quantize/rotate.js';
 import { trellis } from '../../src/quantize/trellis.js';
-import { captureSession } from '../../src/runtime/ort.js';
+import { ortBlockLosses as blockLosses } from './block-losses.js';
 import { storiesCalibration } from './models.js';
 
 /**
@@ -46,29 +45,7 @@ const ctx = (model: Model, feeds: Feeds[], layers: LinearLayer[], original: stri
 
 const blockLinears = (model: Model) => linears(model).filter((l) => l.name.startsWith('layers.'));
 
-/** Σ_samples ‖y_q − y‖² / Σ‖y‖² of each decoder block's output in ONNX Runtime, the float model's own forward as y. */
-async function ortBlockLosses(model: Model, feeds: Feeds[]): Promise<number[]> {
-  const outputs = decoderBlocks(model).map((b) => b.output);
-  const run = async (m: Model) => {
-    const s = await captureSession(m, outputs);
-    const all: Float32Array[][] = [];
-    for (const f of feeds) {
-      const out = await s.run(f, outputs);
-      all.push(outputs.map((o) => out[o]!.data as Float32Array));
-    }
-    await s.release();
-    return all;
-  };
-  const [q, f] = [await run(model), await run(readOnnx(FLOAT))];
-  return outputs.map((_, b) => {
-    let [num, den] = [0, 0];
-    for (let s = 0; s < feeds.length; s++) {
-      const [a, r] = [q[s]![b]!, f[s]![b]!];
-      for (let i = 0; i < r.length; i++) [num, den] = [num + (a[i]! - r[i]!) ** 2, den + r[i]! ** 2];
-    }
-    return num / den;
-  });
-}
+const ortBlockLosses = (model: Model, feeds: Feeds[]) => blockLosses(model, feeds, FLOAT);
 
 describe('finetune (within-block fine-tuning while coding)', () => {
   it('quantize.trellis: lowers every block output error and the calibration loss in ONNX Runtime at the same stored bytes', async () => {

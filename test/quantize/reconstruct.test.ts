@@ -3,7 +3,6 @@ import { describe, expect, it } from 'vitest';
 import { Calibrator } from '../../src/calibrate/calibrator.js';
 import { calibrationFeeds, type Feeds } from '../../src/calibrate/feeds.js';
 import { UserError } from '../../src/errors.js';
-import { decoderBlocks } from '../../src/model/blocks.js';
 import { attrInt } from '../../src/model/graph.js';
 import { linears } from '../../src/model/linears.js';
 import type { Model } from '../../src/model/model.js';
@@ -14,9 +13,9 @@ import { foldNBitsInputs } from '../../src/quantize/nbits-fold.js';
 import { reconstruct } from '../../src/quantize/reconstruct.js';
 import { rotate } from '../../src/quantize/rotate.js';
 import { rtn } from '../../src/quantize/rtn.js';
-import { captureSession } from '../../src/runtime/ort.js';
 import { decodeNBits } from '../../src/runtime/tfjs/matmulnbits.js';
 import { gridWindow } from '../../src/runtime/tfjs/fake-quant.js';
+import { ortBlockLosses as blockLosses } from './block-losses.js';
 import { storiesCalibration } from './models.js';
 
 const ROOT = resolve(__dirname, '../..');
@@ -43,30 +42,6 @@ async function quantized(storage: { packed_3bit?: boolean; scale_dtype?: 'float1
   return { model, feeds };
 }
 
-/** Σ_samples ‖y_q − y‖² / Σ‖y‖² of each decoder block's output in ONNX Runtime: y_q the quantized model's own forward, y the float model's. */
-async function ortBlockLosses(model: Model, feeds: Feeds[]): Promise<number[]> {
-  const outputs = decoderBlocks(model).map((b) => b.output);
-  const run = async (m: Model) => {
-    const s = await captureSession(m, outputs);
-    const all: Float32Array[][] = [];
-    for (const f of feeds) {
-      const out = await s.run(f, outputs);
-      all.push(outputs.map((o) => out[o]!.data as Float32Array));
-    }
-    await s.release();
-    return all;
-  };
-  const [q, f] = [await run(model), await run(readOnnx(FLOAT))];
-  return outputs.map((_, b) => {
-    let [num, den] = [0, 0];
-    for (let s = 0; s < feeds.length; s++) {
-      const [a, r] = [q[s]![b]!, f[s]![b]!];
-      for (let i = 0; i < r.length; i++) [num, den] = [num + (a[i]! - r[i]!) ** 2, den + r[i]! ** 2];
-    }
-    return num / den;
-  });
-}
-
 /** Each MatMulNBits layer's decoded codes, scales and zero points, read through its folded storage. */
 async function grids(model: Model) {
   const { work } = await foldNBitsInputs(model);
@@ -81,6 +56,8 @@ async function grids(model: Model) {
       }),
   );
 }
+
+const ortBlockLosses = (model: Model, feeds: Feeds[]) => blockLosses(model, feeds, FLOAT);
 
 describe('quantize.reconstruct', () => {
   it('lowers every block output error, and ONNX Runtime on the written model measures the losses the fake-quantized training reported', async () => {
