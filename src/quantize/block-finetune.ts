@@ -3,6 +3,7 @@ import { UserError } from '../errors.js';
 import { decoderBlocks, layerBlockIndex, type DecoderBlock } from '../model/blocks.js';
 import { DataType } from '../model/dtype.js';
 import { GraphIndex } from '../model/graph.js';
+import type { HostFeeds } from '../model/io.js';
 import { readWeight, writeWeight } from '../model/linear-weights.js';
 import { linears, type LinearLayer } from '../model/linears.js';
 import type { Model } from '../model/model.js';
@@ -55,7 +56,7 @@ export class BlockFinetune {
     private readonly work: Model,
     private readonly float: Model,
     private readonly fexec: OnnxExecutor,
-    private readonly feeds: ReturnType<typeof hostFeeds>[],
+    private readonly feeds: HostFeeds[],
     /** the targets as layers of `work`, by name */
     private readonly targets: Map<string, LinearLayer>,
     /** the targets as layers of `model`, by name */
@@ -84,8 +85,8 @@ export class BlockFinetune {
       if (![...targets.keys()].some((n) => blocks.has(layerBlockIndex(n) ?? -1))) {
         throw new UserError(`${ctx.where}: ${pass}'s finetune found no decoder block (nodes named /layers.N/… with one residual output) holding its targets in both this model and the float model ${originalPath}; it fine-tunes transformer blocks only`);
       }
-      const fexec = await OnnxExecutor.create(float);
       const feeds = ctx.calibration!.feedsFor(model).map(hostFeeds);
+      const fexec = await OnnxExecutor.create(float);
       return new BlockFinetune(model, work, float, fexec, feeds, targets, new Map(ctx.layers.map((l) => [l.name, l])), blocks, params, pass);
     } catch (e) {
       float.close();
